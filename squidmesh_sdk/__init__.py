@@ -1,0 +1,79 @@
+"""squidmesh_sdk: durable, code-first workflows inside your application and its database.
+
+Declare a workflow with decorated functions, compile it to an immutable graph::
+
+    from pydantic import BaseModel
+    from squidmesh_sdk import COMPLETE, Retry, Workflow, compile, manual
+
+    class Order(BaseModel):
+        order_id: str
+
+    orders = Workflow("orders", triggers=[manual("place", payload=Order)])
+
+    @orders.step(retry=Retry(max_attempts=3, backoff=Retry.exponential(min=1, max=30)))
+    def charge(order_id: str) -> dict[str, str]:
+        return {"charge_id": f"ch_{order_id}"}
+
+    orders.chain(charge, COMPLETE)
+    definition = compile(orders)
+"""
+
+from squidmesh_sdk.compiler import compile
+from squidmesh_sdk.definition import (
+    COMPLETE,
+    Backoff,
+    BuiltinStep,
+    Retry,
+    Step,
+    StepContext,
+    StepHandle,
+    StepSpec,
+    TransitionSpec,
+    TriggerSpec,
+    Workflow,
+    cron,
+    manual,
+    now,
+    today,
+)
+from squidmesh_sdk.errors import (
+    DefinitionError,
+    InvalidPayload,
+    InvalidTrigger,
+    Issue,
+    NonRetryableError,
+    RetryAfter,
+    SquidmeshError,
+    StepInputError,
+)
+from squidmesh_sdk.graph import WorkflowDefinition
+
+__all__ = [
+    "COMPLETE",
+    "Backoff",
+    "BuiltinStep",
+    "DefinitionError",
+    "InvalidPayload",
+    "InvalidTrigger",
+    "Issue",
+    "NonRetryableError",
+    "Retry",
+    "RetryAfter",
+    "SquidmeshError",
+    "Step",
+    "StepContext",
+    "StepHandle",
+    "StepInputError",
+    "StepSpec",
+    "TransitionSpec",
+    "TriggerSpec",
+    "Workflow",
+    "WorkflowDefinition",
+    "compile",
+    "cron",
+    "manual",
+    "now",
+    "today",
+]
+
+__version__ = "0.1.0.dev0"

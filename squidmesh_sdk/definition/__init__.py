@@ -1,0 +1,48 @@
+"""The authoring layer: declare workflows in plain Python.
+
+Pure: no I/O and no database. The compiler (:mod:`squidmesh_sdk.compiler`) turns what is
+declared here into an immutable :class:`~squidmesh_sdk.graph.WorkflowDefinition`.
+"""
+
+from squidmesh_sdk.definition.context import StepContext
+from squidmesh_sdk.definition.defaults import now, today
+from squidmesh_sdk.definition.options import Backoff, Duration, Retry
+from squidmesh_sdk.definition.outcomes import COMPLETE, Complete, Outcome, RecoveryLabel
+from squidmesh_sdk.definition.steps import (
+    BuiltinStep,
+    LogLevel,
+    Step,
+    StepHandle,
+    StepKind,
+    StepRef,
+    StepSpec,
+    TransitionSpec,
+)
+from squidmesh_sdk.definition.triggers import CronIdempotency, TriggerSpec, cron, manual
+from squidmesh_sdk.definition.workflow import Workflow
+
+__all__ = [
+    "COMPLETE",
+    "Backoff",
+    "BuiltinStep",
+    "Complete",
+    "CronIdempotency",
+    "Duration",
+    "LogLevel",
+    "Outcome",
+    "RecoveryLabel",
+    "Retry",
+    "Step",
+    "StepContext",
+    "StepHandle",
+    "StepKind",
+    "StepRef",
+    "StepSpec",
+    "TransitionSpec",
+    "TriggerSpec",
+    "Workflow",
+    "cron",
+    "manual",
+    "now",
+    "today",
+]

@@ -1,0 +1,183 @@
+"""Step specs and the handles the decorators return.
+
+A :class:`StepSpec` is the frozen description of one step. Decorators and the built-in
+factories on :class:`~squidmesh_sdk.definition.workflow.Workflow` build specs; code that
+generates workflows can build them directly and call ``Workflow.add``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
+
+from squidmesh_sdk.definition.options import Duration, Retry
+from squidmesh_sdk.definition.outcomes import Complete, Outcome, RecoveryLabel
+
+if TYPE_CHECKING:
+    from squidmesh_sdk.definition.workflow import Workflow
+
+__all__ = [
+    "BUILTIN_KINDS",
+    "BuiltinStep",
+    "LogLevel",
+    "Step",
+    "StepHandle",
+    "StepKind",
+    "StepRef",
+    "StepSpec",
+    "TransitionSpec",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+C = TypeVar("C", bound=Callable[..., Any])
+
+StepKind = Literal["function", "log", "wait", "pause", "approval"]
+"""``"function"`` runs user code; the others are built-in steps with no body."""
+
+BUILTIN_KINDS: frozenset[str] = frozenset({"log", "wait", "pause", "approval"})
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepSpec:
+    """Everything declared about one step. The compiler validates it.
+
+    Attributes:
+        name: Unique within the workflow.
+        kind: What the step does (see :data:`StepKind`).
+        fn: The body of a ``"function"`` step (sync or async).
+        after: Dependencies (handles or names). ``None`` means "not a dependency step";
+            an empty tuple is an error.
+        retry: Retry policy; ``None`` means one attempt.
+        timeout: Longest time one attempt may run.
+        output: Store the step's result under this context key instead of merging it.
+        irreversible: The step's effect cannot be undone; replay after it needs an override.
+        compensatable: ``False`` marks the step as not compensatable (same replay guard);
+            ``None`` derives it from ``irreversible``.
+        compensate: Saga callback run, in reverse completion order, after the run fails.
+        transaction: Run the body inside a host-database transaction.
+        description: Human description (defaults to the body's docstring summary).
+        message: Message of a ``"log"`` step.
+        level: Level of a ``"log"`` step.
+        duration: Length of a ``"wait"`` step.
+    """
+
+    name: str
+    kind: StepKind = "function"
+    fn: Callable[..., Any] | None = None
+    after: tuple[StepRef, ...] | None = None
+    retry: Retry | None = None
+    timeout: Duration | None = None
+    output: str | None = None
+    irreversible: bool = False
+    compensatable: bool | None = None
+    compensate: Callable[..., Any] | None = None
+    transaction: bool = False
+    description: str | None = None
+    message: str | None = None
+    level: LogLevel | None = None
+    duration: Duration | None = None
+
+
+class StepHandle:
+    """A declared step of one workflow; use it in ``after=[...]`` and transitions."""
+
+    __slots__ = ("_spec", "_workflow")
+
+    def __init__(self, workflow: Workflow, spec: StepSpec) -> None:
+        self._workflow = workflow
+        self._spec = spec
+
+    @property
+    def name(self) -> str:
+        """The step name."""
+        return self._spec.name
+
+    @property
+    def spec(self) -> StepSpec:
+        """The step's current spec."""
+        return self._spec
+
+    @property
+    def workflow(self) -> Workflow:
+        """The workflow this step was declared on."""
+        return self._workflow
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._workflow.name}.{self.name} ({self._spec.kind})>"
+
+
+class Step(StepHandle, Generic[P, R]):
+    """A function step. Calling it calls the original function, so unit tests can too."""
+
+    __slots__ = ("__dict__", "_fn")
+
+    def __init__(self, workflow: Workflow, spec: StepSpec, fn: Callable[P, R]) -> None:
+        super().__init__(workflow, spec)
+        self._fn = fn
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the original function (the runtime binds inputs itself)."""
+        return self._fn(*args, **kwargs)
+
+    def compensate(self, fn: C) -> C:
+        """Declare ``fn`` as this step's saga compensation callback.
+
+        After the run fails for good, callbacks of completed steps run in reverse completion
+        order. Parameters are bound by name from the payload, the run context and this step's
+        output; a :class:`~squidmesh_sdk.definition.context.StepContext` parameter receives
+        ``compensating=True`` and the run's ``failure``.
+
+        Returns:
+            ``fn`` itself, unchanged.
+        """
+        self._spec = replace(self._spec, compensate=fn)
+        return fn
+
+
+class BuiltinStep(StepHandle):
+    """A built-in step (log, wait, pause, approval): it has no body to call."""
+
+    __slots__ = ()
+
+
+StepRef = StepHandle | str
+"""A step by handle (preferred) or by name (escape hatch for generated workflows)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransitionSpec:
+    """A route of a transition workflow: from ``source`` on ``outcome`` go to ``target``.
+
+    Attributes:
+        source: The step the route leaves.
+        outcome: ``"ok"`` (the step returned) or ``"error"`` (retries exhausted).
+        target: The next step, or ``COMPLETE``.
+        recovery: Audit label of an error route (``"compensation"`` or ``"undo"``).
+    """
+
+    source: StepRef
+    outcome: Outcome
+    target: StepRef | Complete
+    recovery: RecoveryLabel | None = None
+
+
+def ref_name(ref: StepRef) -> str:
+    """Return the step name a reference points at."""
+    return ref if isinstance(ref, str) else ref.name
+
+
+def as_refs(refs: Sequence[StepRef] | None) -> tuple[StepRef, ...] | None:
+    """Normalise an ``after=`` argument, rejecting a bare string (a classic typo)."""
+    if refs is None:
+        return None
+    if isinstance(refs, str | StepHandle):
+        raise TypeError(
+            f"after= takes a list of steps, got {refs!r}; write after=[{ref_name(refs)!r}]"
+        )
+    return tuple(refs)

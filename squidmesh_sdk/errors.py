@@ -1,0 +1,207 @@
+"""Every exception squidmesh_sdk raises, under one root.
+
+```
+SquidmeshError
+├── DefinitionError          a workflow declaration is invalid (``.issues`` lists every problem)
+├── InvalidPayload           a trigger payload is not a mapping or breaks its contract
+├── InvalidTrigger           a trigger name the workflow does not declare
+└── StepSignal               raised *by step code* to steer the runtime
+    ├── NonRetryableError    fail the attempt now; skip the retry policy
+    │   └── StepInputError   the step's inputs are missing or fail their annotations
+    └── RetryAfter           retryable failure with an explicit delay
+```
+
+Catch ``SquidmeshError`` to handle anything the library raises on purpose. Errors raised by a
+step body are not wrapped: the runtime records them on the attempt and applies the retry policy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+__all__ = [
+    "DefinitionError",
+    "InvalidPayload",
+    "InvalidTrigger",
+    "Issue",
+    "NonRetryableError",
+    "RetryAfter",
+    "SquidmeshError",
+    "StepInputError",
+    "StepSignal",
+]
+
+
+class SquidmeshError(Exception):
+    """Root of every exception raised on purpose by squidmesh_sdk."""
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One problem found in a workflow declaration.
+
+    Attributes:
+        code: A stable machine-readable identifier such as ``"dependency_cycle"``.
+        step: The step the problem belongs to, or ``None`` for workflow-level problems.
+        message: A sentence that names the problem and how to fix it.
+    """
+
+    code: str
+    step: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class DefinitionError(SquidmeshError, ValueError):
+    """A workflow declaration is invalid.
+
+    The compiler collects every problem before raising, so one error lists them all.
+
+    Attributes:
+        workflow: The name of the workflow that failed to compile.
+        issues: Every problem found, in a stable order.
+    """
+
+    def __init__(self, workflow: str, issues: Iterable[Issue]) -> None:
+        self.workflow = workflow
+        self.issues: tuple[Issue, ...] = tuple(issues)
+        lines = "\n".join(f"- [{issue.code}] {issue.message}" for issue in self.issues)
+        count = len(self.issues)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"workflow {workflow!r} has {count} {noun}:\n{lines}")
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The issue codes, in order; handy in tests and logs."""
+        return tuple(issue.code for issue in self.issues)
+
+
+class InvalidPayload(SquidmeshError, ValueError):
+    """A trigger payload was not a mapping, or broke the trigger's payload contract.
+
+    All problems are reported together; nothing is persisted when this is raised.
+
+    Attributes:
+        trigger: The trigger whose contract was applied.
+        missing_fields: Required fields that were absent, sorted.
+        unknown_fields: Keys the contract does not declare, sorted.
+        invalid_fields: Field name to a description of why its value was rejected.
+    """
+
+    def __init__(
+        self,
+        trigger: str,
+        *,
+        missing_fields: Sequence[str] = (),
+        unknown_fields: Sequence[str] = (),
+        invalid_fields: Mapping[str, str] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.trigger = trigger
+        self.missing_fields = tuple(sorted(missing_fields))
+        self.unknown_fields = tuple(sorted(unknown_fields))
+        self.invalid_fields = dict(sorted((invalid_fields or {}).items()))
+        parts: list[str] = []
+        if reason:
+            parts.append(reason)
+        if self.missing_fields:
+            parts.append("missing fields: " + ", ".join(self.missing_fields))
+        if self.unknown_fields:
+            parts.append("unknown fields: " + ", ".join(self.unknown_fields))
+        if self.invalid_fields:
+            parts.append(
+                "invalid fields: "
+                + "; ".join(f"{name} ({why})" for name, why in self.invalid_fields.items())
+            )
+        super().__init__(f"invalid payload for trigger {trigger!r}: " + "; ".join(parts))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the problems as a JSON-safe mapping with only the non-empty keys."""
+        details: dict[str, Any] = {}
+        if self.missing_fields:
+            details["missing_fields"] = list(self.missing_fields)
+        if self.unknown_fields:
+            details["unknown_fields"] = list(self.unknown_fields)
+        if self.invalid_fields:
+            details["invalid_fields"] = dict(self.invalid_fields)
+        return details
+
+
+class InvalidTrigger(SquidmeshError, LookupError):
+    """The workflow declares no trigger of this name.
+
+    Attributes:
+        workflow: The workflow name.
+        trigger: The trigger name that was asked for.
+        known: The triggers the workflow does declare.
+    """
+
+    def __init__(self, workflow: str, trigger: str, known: Sequence[str]) -> None:
+        self.workflow = workflow
+        self.trigger = trigger
+        self.known = tuple(known)
+        super().__init__(
+            f"workflow {workflow!r} has no trigger {trigger!r}; declared: {', '.join(self.known)}"
+        )
+
+
+class StepSignal(SquidmeshError):
+    """Base for exceptions a step raises on purpose to steer retries."""
+
+
+class NonRetryableError(StepSignal):
+    """Fail the current attempt and skip the step's retry policy.
+
+    The run then takes the step's error route if it has one, or fails.
+    """
+
+
+class RetryAfter(StepSignal):
+    """A retryable failure that asks for the next attempt after ``delay``.
+
+    The delay replaces the backoff of the step's retry policy for this attempt only; the
+    policy's ``max_attempts`` still applies.
+
+    Attributes:
+        delay: Seconds to wait before the next attempt (``>= 0``).
+    """
+
+    def __init__(self, delay: float | timedelta, message: str | None = None) -> None:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"RetryAfter delay must be a finite number >= 0, got {delay!r}")
+        self.delay = seconds
+        super().__init__(message or f"retry requested after {seconds:g}s")
+
+
+class StepInputError(NonRetryableError):
+    """A step's inputs could not be bound: required ones are missing or fail validation.
+
+    Retrying would not help, so the attempt fails without retry.
+
+    Attributes:
+        step: The step name.
+        missing: Required parameters with no value in payload or context.
+        invalid: Parameter name to the validation message.
+    """
+
+    def __init__(
+        self, step: str, *, missing: Sequence[str] = (), invalid: Mapping[str, str] | None = None
+    ) -> None:
+        self.step = step
+        self.missing = tuple(missing)
+        self.invalid = dict(invalid or {})
+        parts = []
+        if self.missing:
+            parts.append("missing inputs: " + ", ".join(self.missing))
+        if self.invalid:
+            parts.append(
+                "invalid inputs: " + "; ".join(f"{k} ({v})" for k, v in self.invalid.items())
+            )
+        super().__init__(f"step {step!r} cannot start: " + "; ".join(parts))

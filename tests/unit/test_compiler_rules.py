@@ -1,0 +1,557 @@
+"""Every compile-time rule: a workflow that breaks it yields exactly its issue code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+
+import pytest
+from pydantic import BaseModel, Field
+
+from squidmesh_sdk import (
+    COMPLETE,
+    DefinitionError,
+    Retry,
+    StepSpec,
+    TriggerSpec,
+    Workflow,
+    compile,
+    cron,
+    manual,
+)
+
+
+def _wf(name: str = "wf", **kwargs: object) -> Workflow:
+    return Workflow(name, triggers=[manual("go")], **kwargs)  # type: ignore[arg-type]
+
+
+def _codes(workflow: Workflow) -> list[str]:
+    with pytest.raises(DefinitionError) as raised:
+        compile(workflow)
+    return list(raised.value.codes)
+
+
+def _single(**options: object) -> Workflow:
+    wf = _wf()
+
+    def only() -> None:
+        return None
+
+    step = wf.step(**options)(only)  # type: ignore[call-overload]
+    wf.chain(step, COMPLETE)
+    return wf
+
+
+# -- workflow-level rules ------------------------------------------------------------------
+
+
+def no_steps() -> Workflow:
+    return _wf()
+
+
+def no_triggers() -> Workflow:
+    wf = Workflow("wf", triggers=[])
+
+    @wf.step
+    def a() -> None: ...
+
+    wf.chain(a, COMPLETE)
+    return wf
+
+
+def invalid_workflow_name() -> Workflow:
+    wf = Workflow("has space", triggers=[manual("go")])
+
+    @wf.step
+    def a() -> None: ...
+
+    wf.chain(a, COMPLETE)
+    return wf
+
+
+def duplicate_trigger() -> Workflow:
+    wf = Workflow("wf", triggers=[manual("go"), manual("go")])
+
+    @wf.step
+    def a() -> None: ...
+
+    wf.chain(a, COMPLETE)
+    return wf
+
+
+def duplicate_step() -> Workflow:
+    wf = _wf()
+    wf.log("a", message="one")
+    wf.log("a", message="two")
+    wf.chain("a", COMPLETE)
+    return wf
+
+
+def invalid_step_name() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.log("not valid", message="x"), COMPLETE)
+    return wf
+
+
+def reserved_step_name() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.log("__complete__", message="x"), COMPLETE)
+    return wf
+
+
+# -- dependency rules ----------------------------------------------------------------------
+
+
+def empty_after() -> Workflow:
+    wf = _wf()
+
+    @wf.step(after=[])
+    def a() -> None: ...
+
+    return wf
+
+
+def unknown_dependency() -> Workflow:
+    wf = _wf()
+
+    @wf.step(after=["ghost"])
+    def a() -> None: ...
+
+    return wf
+
+
+def foreign_dependency() -> Workflow:
+    other = _wf("other")
+
+    @other.step
+    def elsewhere() -> None: ...
+
+    wf = _wf()
+
+    @wf.step(after=[elsewhere])
+    def a() -> None: ...
+
+    return wf
+
+
+def self_dependency() -> Workflow:
+    wf = _wf()
+
+    @wf.step
+    def root() -> None: ...
+
+    @wf.step(after=[root, "a"])
+    def a() -> None: ...
+
+    return wf
+
+
+def dependency_cycle() -> Workflow:
+    wf = _wf()
+
+    @wf.step
+    def root() -> None: ...
+
+    @wf.step(after=[root, "c"])
+    def b() -> None: ...
+
+    @wf.step(after=[b])
+    def c() -> None: ...
+
+    return wf
+
+
+def mixed_shapes() -> Workflow:
+    wf = _wf()
+
+    @wf.step
+    def a() -> None: ...
+
+    @wf.step(after=[a])
+    def b() -> None: ...
+
+    wf.chain(a, b)
+    return wf
+
+
+def pause_in_dependency_workflow() -> Workflow:
+    wf = _wf()
+
+    @wf.step
+    def a() -> None: ...
+
+    wf.add(StepSpec(name="hold", kind="pause", after=(a,)))
+    return wf
+
+
+# -- transition rules ----------------------------------------------------------------------
+
+
+def two_entry_steps() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.log("a", message="a"), COMPLETE)
+    wf.chain(wf.log("b", message="b"), COMPLETE)
+    return wf
+
+
+def no_entry_step() -> Workflow:
+    wf = _wf()
+    a = wf.log("a", message="a")
+    b = wf.log("b", message="b")
+    wf.chain(a, b, a)
+    return wf
+
+
+def duplicate_route() -> Workflow:
+    wf = _wf()
+    a = wf.log("a", message="a")
+    b = wf.log("b", message="b")
+    wf.chain(a, b, COMPLETE)
+    wf.transition(a, on="ok", to=COMPLETE)
+    return wf
+
+
+def unknown_route_target() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.log("a", message="a"), "ghost")
+    return wf
+
+
+def unknown_route_source() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.log("a", message="a"), COMPLETE)
+    wf.transition("ghost", on="ok", to=COMPLETE)
+    return wf
+
+
+def invalid_outcome() -> Workflow:
+    wf = _wf()
+    a = wf.log("a", message="a")
+    wf.chain(a, COMPLETE)
+    wf.transition(a, on="maybe", to=COMPLETE)  # type: ignore[arg-type]
+    return wf
+
+
+def recovery_on_ok_route() -> Workflow:
+    wf = _wf()
+    wf.transition(wf.log("a", message="a"), on="ok", to=COMPLETE, recovery="undo")
+    return wf
+
+
+def invalid_recovery_label() -> Workflow:
+    wf = _wf()
+    a = wf.log("a", message="a")
+    wf.chain(a, COMPLETE)
+    wf.transition(a, on="error", to=COMPLETE, recovery="rollback")  # type: ignore[arg-type]
+    return wf
+
+
+def unreachable_step() -> Workflow:
+    wf = _wf()
+    a = wf.log("a", message="a")
+    b = wf.log("b", message="b")
+    c = wf.log("c", message="c")
+    wf.chain(a, c, COMPLETE)
+    wf.chain(b, b)  # only reachable from itself
+    return wf
+
+
+def missing_ok_route() -> Workflow:
+    wf = _wf()
+    a = wf.log("a", message="a")
+    b = wf.log("b", message="b")
+    wf.chain(a, b)
+    return wf
+
+
+def approval_without_error_route() -> Workflow:
+    wf = _wf()
+    gate = wf.approval("gate")
+    wf.transition(gate, on="ok", to=COMPLETE)
+    return wf
+
+
+# -- step option rules ---------------------------------------------------------------------
+
+
+def retry_zero_attempts() -> Workflow:
+    return _single(retry=Retry(max_attempts=0))
+
+
+def retry_min_above_max() -> Workflow:
+    return _single(retry=Retry(max_attempts=3, backoff=Retry.exponential(min=10, max=1)))
+
+
+def retry_bad_jitter() -> Workflow:
+    return _single(retry=Retry(max_attempts=3, backoff=Retry.fixed(1, jitter=2)))
+
+
+def bad_timeout() -> Workflow:
+    return _single(timeout=timedelta(0))
+
+
+def bad_output_key() -> Workflow:
+    return _single(output="")
+
+
+def irreversible_and_compensatable() -> Workflow:
+    return _single(irreversible=True, compensatable=True)
+
+
+def compensate_on_irreversible() -> Workflow:
+    wf = _wf()
+
+    @wf.step(irreversible=True)
+    def charge() -> None: ...
+
+    @charge.compensate
+    def refund() -> None: ...
+
+    wf.chain(charge, COMPLETE)
+    return wf
+
+
+def compensate_on_builtin() -> Workflow:
+    wf = _wf()
+
+    def undo() -> None: ...
+
+    wf.chain(wf.add(StepSpec(name="w", kind="wait", duration=1, compensate=undo)), COMPLETE)
+    return wf
+
+
+def transaction_on_builtin() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.add(StepSpec(name="l", kind="log", message="m", transaction=True)), COMPLETE)
+    return wf
+
+
+def positional_only_body() -> Workflow:
+    wf = _wf()
+
+    def body(x: int, /) -> None: ...
+
+    wf.chain(wf.step(body), COMPLETE)
+    return wf
+
+
+def unresolvable_annotation() -> Workflow:
+    wf = _wf()
+
+    def body(x: Missing) -> None: ...  # type: ignore[name-defined]  # noqa: F821
+
+    wf.chain(wf.step(body), COMPLETE)
+    return wf
+
+
+def bad_log_level() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.log("l", message="m", level="loud"), COMPLETE)  # type: ignore[arg-type]
+    return wf
+
+
+def empty_log_message() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.log("l", message="  "), COMPLETE)
+    return wf
+
+
+def bad_wait_duration() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.wait("w", duration=-5), COMPLETE)
+    return wf
+
+
+# -- trigger rules -------------------------------------------------------------------------
+
+
+def _with_triggers(*triggers: TriggerSpec) -> Workflow:
+    wf = Workflow("wf", triggers=list(triggers))
+    wf.chain(wf.log("a", message="a"), COMPLETE)
+    return wf
+
+
+class Defaults(BaseModel):
+    channel: str = "ops"
+
+
+class BadDefault(BaseModel):
+    retries: int = "many"  # type: ignore[assignment]
+
+
+class BadFactory(BaseModel):
+    day: int = Field(default_factory=date.today)
+
+
+class NeedsInput(BaseModel):
+    channel: str
+
+
+class ChannelAsInt(BaseModel):
+    channel: int = 1
+
+
+def invalid_cron_expression() -> Workflow:
+    return _with_triggers(cron("tick", "61 * * * *", payload=Defaults))
+
+
+def reboot_cron_expression() -> Workflow:
+    return _with_triggers(cron("tick", "@reboot"))
+
+
+def invalid_timezone() -> Workflow:
+    return _with_triggers(cron("tick", "@daily", timezone="Mars/Olympus"))
+
+
+def invalid_idempotency() -> Workflow:
+    return _with_triggers(cron("tick", "@daily", idempotency="once"))  # type: ignore[arg-type]
+
+
+def idempotency_on_manual() -> Workflow:
+    return _with_triggers(TriggerSpec(name="go", kind="manual", idempotency="skip_duplicate"))
+
+
+def invalid_payload_default() -> Workflow:
+    return _with_triggers(manual("go", payload=BadDefault))
+
+
+def invalid_payload_factory_default() -> Workflow:
+    return _with_triggers(manual("go", payload=BadFactory))
+
+
+def cron_payload_requires_input() -> Workflow:
+    return _with_triggers(cron("tick", "@daily", payload=NeedsInput))
+
+
+def conflicting_payload_field() -> Workflow:
+    return _with_triggers(
+        manual("go", payload=NeedsInput), cron("tick", "@daily", payload=ChannelAsInt)
+    )
+
+
+def payload_not_a_model() -> Workflow:
+    return _with_triggers(manual("go", payload=dict))  # type: ignore[arg-type]
+
+
+RULES: list[tuple[Callable[[], Workflow], list[str]]] = [
+    (no_steps, ["no_steps"]),
+    (no_triggers, ["no_triggers"]),
+    (invalid_workflow_name, ["invalid_name"]),
+    (duplicate_trigger, ["duplicate_trigger"]),
+    (duplicate_step, ["duplicate_step"]),
+    (invalid_step_name, ["invalid_step_name"]),
+    (reserved_step_name, ["invalid_step_name"]),
+    (empty_after, ["empty_after"]),
+    (unknown_dependency, ["unknown_dependency"]),
+    (foreign_dependency, ["foreign_step"]),
+    (self_dependency, ["self_dependency"]),
+    (dependency_cycle, ["dependency_cycle"]),
+    (mixed_shapes, ["mixed_shapes"]),
+    (pause_in_dependency_workflow, ["manual_step_in_dependency_workflow"]),
+    (two_entry_steps, ["entry_step_count"]),
+    (no_entry_step, ["entry_step_count"]),
+    (duplicate_route, ["duplicate_route"]),
+    (unknown_route_target, ["unknown_route_step"]),
+    (unknown_route_source, ["unknown_route_step"]),
+    (invalid_outcome, ["invalid_outcome"]),
+    (recovery_on_ok_route, ["recovery_on_ok_route"]),
+    (invalid_recovery_label, ["invalid_recovery_label"]),
+    (unreachable_step, ["unreachable_step"]),
+    (missing_ok_route, ["missing_ok_route"]),
+    (approval_without_error_route, ["approval_routes_required"]),
+    (retry_zero_attempts, ["invalid_retry"]),
+    (retry_min_above_max, ["invalid_retry"]),
+    (retry_bad_jitter, ["invalid_retry"]),
+    (bad_timeout, ["invalid_timeout"]),
+    (bad_output_key, ["invalid_output_key"]),
+    (irreversible_and_compensatable, ["irreversible_and_compensatable"]),
+    (compensate_on_irreversible, ["compensate_not_allowed"]),
+    (compensate_on_builtin, ["compensate_on_builtin"]),
+    (transaction_on_builtin, ["transaction_on_builtin"]),
+    (positional_only_body, ["invalid_step_body"]),
+    (unresolvable_annotation, ["invalid_step_body"]),
+    (bad_log_level, ["invalid_log_level"]),
+    (empty_log_message, ["invalid_log_message"]),
+    (bad_wait_duration, ["invalid_wait_duration"]),
+    (invalid_cron_expression, ["invalid_cron_expression"]),
+    (reboot_cron_expression, ["invalid_cron_expression"]),
+    (invalid_timezone, ["invalid_timezone"]),
+    (invalid_idempotency, ["invalid_idempotency"]),
+    (idempotency_on_manual, ["invalid_idempotency"]),
+    (invalid_payload_default, ["invalid_payload_default"]),
+    (invalid_payload_factory_default, ["invalid_payload_default"]),
+    (cron_payload_requires_input, ["cron_payload_requires_input"]),
+    (conflicting_payload_field, ["conflicting_payload_field"]),
+    (payload_not_a_model, ["invalid_payload_model"]),
+]
+
+
+@pytest.mark.parametrize(("build", "codes"), RULES, ids=[build.__name__ for build, _ in RULES])
+def test_rule_reports_exactly_its_issue(build: Callable[[], Workflow], codes: list[str]) -> None:
+    assert _codes(build()) == codes
+
+
+def test_issues_name_the_step_they_belong_to() -> None:
+    with pytest.raises(DefinitionError) as raised:
+        compile(empty_after())
+    (issue,) = raised.value.issues
+    assert issue.step == "a"
+    assert "after=[]" in issue.message
+
+
+def test_cycle_issue_shows_the_cycle_path() -> None:
+    with pytest.raises(DefinitionError) as raised:
+        compile(dependency_cycle())
+    assert "b -> c -> b" in str(raised.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    wf = Workflow("bad name", triggers=[cron("tick", "nope", timezone="Nowhere/City")])
+
+    @wf.step(retry=Retry(max_attempts=0), output="")
+    def a() -> None: ...
+
+    @wf.step(after=[a, "ghost"])
+    def b() -> None: ...
+
+    wf.transition(a, on="ok", to=b)
+    with pytest.raises(DefinitionError) as raised:
+        compile(wf)
+    assert raised.value.codes == (
+        "invalid_name",
+        "invalid_cron_expression",
+        "invalid_timezone",
+        "invalid_retry",
+        "invalid_output_key",
+        "mixed_shapes",
+        "unknown_dependency",
+    )
+    message = str(raised.value)
+    assert message.startswith("workflow 'bad name' has 7 problems:")
+    assert "[unknown_dependency] step 'b': dependency 'ghost'" in message
+
+
+def test_definition_error_is_a_value_error_under_the_root() -> None:
+    from squidmesh_sdk import SquidmeshError
+
+    with pytest.raises(SquidmeshError):
+        compile(no_steps())
+    with pytest.raises(ValueError, match="no_steps"):
+        compile(no_steps())
+
+
+def test_valid_cron_aliases_and_zones_compile() -> None:
+    for expression in ("@hourly", "@daily", "@weekly", "@monthly", "@yearly", "*/5 9-17 * * 1-5"):
+        wf = _with_triggers(cron("tick", expression, timezone="Europe/Berlin", payload=Defaults))
+        assert compile(wf).trigger("tick").expression == expression
+
+
+def test_dynamic_defaults_are_accepted_for_matching_types() -> None:
+    from squidmesh_sdk import now, today
+
+    class Dated(BaseModel):
+        day: date = Field(default_factory=today)
+        at: str | None = None
+        stamp: object = Field(default_factory=now)
+
+    compile(_with_triggers(cron("tick", "@daily", payload=Dated)))

@@ -1,0 +1,93 @@
+"""The public surface is curated, documented and light to import."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import squidmesh_sdk
+
+EXPECTED = [
+    "COMPLETE",
+    "Backoff",
+    "BuiltinStep",
+    "DefinitionError",
+    "InvalidPayload",
+    "InvalidTrigger",
+    "Issue",
+    "NonRetryableError",
+    "Retry",
+    "RetryAfter",
+    "SquidmeshError",
+    "Step",
+    "StepContext",
+    "StepHandle",
+    "StepInputError",
+    "StepSpec",
+    "TransitionSpec",
+    "TriggerSpec",
+    "Workflow",
+    "WorkflowDefinition",
+    "compile",
+    "cron",
+    "manual",
+    "now",
+    "today",
+]
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert squidmesh_sdk.__all__ == EXPECTED
+    assert squidmesh_sdk.__all__ == sorted(
+        squidmesh_sdk.__all__, key=lambda n: (not n.isupper(), n)
+    )
+
+
+def test_every_public_name_is_documented() -> None:
+    undocumented = [
+        name
+        for name in squidmesh_sdk.__all__
+        if inspect.isclass(obj := getattr(squidmesh_sdk, name)) or inspect.isfunction(obj)
+        if not (obj.__doc__ or "").strip()
+    ]
+    assert undocumented == []
+
+
+def test_public_methods_are_documented() -> None:
+    missing = []
+    for name in squidmesh_sdk.__all__:
+        obj = getattr(squidmesh_sdk, name)
+        if not inspect.isclass(obj):
+            continue
+        for attr, member in vars(obj).items():
+            if attr.startswith("_") or not (
+                inspect.isfunction(member) or isinstance(member, property | staticmethod)
+            ):
+                continue
+            doc = (
+                member.__doc__ if not isinstance(member, staticmethod) else member.__func__.__doc__
+            )
+            if not (doc or "").strip():
+                missing.append(f"{name}.{attr}")
+    assert missing == []
+
+
+def test_every_error_shares_one_root() -> None:
+    errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
+    exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
+    assert len(exceptions) == 7
+    assert all(issubclass(e, squidmesh_sdk.SquidmeshError) for e in exceptions)
+
+
+def test_import_does_not_load_drivers_or_the_otel_sdk() -> None:
+    code = (
+        "import sys, squidmesh_sdk\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in "
+        "{'psycopg', 'celery', 'procrastinate'} or m.startswith('opentelemetry.sdk')]\n"
+        "print(','.join(sorted(heavy)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
