@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from squidmesh_sdk import (
     COMPLETE,
+    Backoff,
     DefinitionError,
     Retry,
     StepSpec,
@@ -433,7 +434,91 @@ def payload_not_a_model() -> Workflow:
     return _with_triggers(manual("go", payload=dict))  # type: ignore[arg-type]
 
 
+def trigger_not_a_spec() -> Workflow:
+    return _with_triggers("go")  # type: ignore[arg-type]
+
+
+def invalid_trigger_name() -> Workflow:
+    return _with_triggers(manual("go now"))
+
+
+def invalid_trigger_kind() -> Workflow:
+    return _with_triggers(TriggerSpec(name="go", kind="webhook"))  # type: ignore[arg-type]
+
+
+class ConstrainedDefault(BaseModel):
+    retries: int = Field(default=1, gt=5)
+
+
+def constrained_payload_default() -> Workflow:
+    return _with_triggers(manual("go", payload=ConstrainedDefault))
+
+
+def function_without_body() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.add(StepSpec(name="a")), COMPLETE)
+    return wf
+
+
+def unknown_step_kind() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.add(StepSpec(name="a", kind="teleport")), COMPLETE)  # type: ignore[arg-type]
+    return wf
+
+
+def builtin_with_body() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.add(StepSpec(name="a", kind="log", message="m", fn=print)), COMPLETE)
+    return wf
+
+
+def compensate_not_callable() -> Workflow:
+    wf = _wf()
+
+    def body() -> None: ...
+
+    wf.chain(wf.add(StepSpec(name="a", fn=body, compensate="undo")), COMPLETE)  # type: ignore[arg-type]
+    return wf
+
+
+def compensate_with_star_args() -> Workflow:
+    wf = _wf()
+
+    @wf.step
+    def a() -> None: ...
+
+    @a.compensate
+    def undo(*args: object) -> None: ...
+
+    wf.chain(a, COMPLETE)
+    return wf
+
+
+def non_bool_flag() -> Workflow:
+    return _single(irreversible="yes")
+
+
+def retry_attempts_not_int() -> Workflow:
+    return _single(retry=Retry(max_attempts=2.5))  # type: ignore[arg-type]
+
+
+def retry_unknown_backoff_kind() -> Workflow:
+    return _single(retry=Retry(max_attempts=2, backoff=Backoff(kind="linear", min=1, max=2)))  # type: ignore[arg-type]
+
+
 RULES: list[tuple[Callable[[], Workflow], list[str]]] = [
+    (trigger_not_a_spec, ["invalid_trigger"]),
+    (invalid_trigger_name, ["invalid_trigger_name"]),
+    (invalid_trigger_kind, ["invalid_trigger_kind"]),
+    (constrained_payload_default, ["invalid_payload_default"]),
+    (function_without_body, ["missing_body"]),
+    (unknown_step_kind, ["invalid_step_kind"]),
+    (builtin_with_body, ["builtin_has_body"]),
+    (compensate_not_callable, ["invalid_compensate"]),
+    (compensate_with_star_args, ["invalid_compensate"]),
+    (non_bool_flag, ["invalid_flag"]),
+    (retry_attempts_not_int, ["invalid_retry"]),
+    (retry_unknown_backoff_kind, ["invalid_retry"]),
     (no_steps, ["no_steps"]),
     (no_triggers, ["no_triggers"]),
     (invalid_workflow_name, ["invalid_name"]),
@@ -555,3 +640,13 @@ def test_dynamic_defaults_are_accepted_for_matching_types() -> None:
         stamp: object = Field(default_factory=now)
 
     compile(_with_triggers(cron("tick", "@daily", payload=Dated)))
+
+
+def test_retry_after_rejects_negative_or_non_finite_delays() -> None:
+    from squidmesh_sdk import RetryAfter
+
+    assert RetryAfter(timedelta(seconds=3)).delay == 3.0
+    assert str(RetryAfter(2)) == "retry requested after 2s"
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite number >= 0"):
+            RetryAfter(bad)

@@ -1,0 +1,72 @@
+"""Fixtures shared by the whole test suite.
+
+``database_url`` runs a test once on SQLite and once on PostgreSQL, each time on a database of
+its own. The PostgreSQL variant carries the ``postgres`` marker and needs the server that
+``./scripts/test`` starts (``SQUIDMESH_TEST_POSTGRES_URL``); without it those tests fail, they
+are not skipped, unless deselected with ``-m "not postgres"``.
+
+Tests must dispose the engines they create: warnings are errors in this suite, and an unclosed
+SQLite connection raises a ResourceWarning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL
+
+from tests import pg
+
+
+def _prepare_template(engine_url: str) -> None:
+    """Hook: bring the freshly created, empty template database to the state every test starts in.
+
+    Called once per session, before any test database is cloned from the template, with the
+    template's own URL. It does nothing yet; this is where the schema migrations will be run.
+    Whatever it does, it must close its connections (``engine.dispose()``) before returning,
+    because PostgreSQL refuses to clone a database that has sessions open.
+    """
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> URL:
+    """URL of the test server's maintenance database; fails the test when none is configured."""
+    url = pg.server_url()
+    if url is None:
+        pytest.fail(pg.MISSING_SERVER_MESSAGE, pytrace=False)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server_url: URL) -> Iterator[URL]:
+    """The session's template database, created and prepared once, dropped at the end."""
+    template = pg.recreate_template(postgres_server_url)
+    _prepare_template(pg.render(template))
+    yield template
+    pg.drop_template(postgres_server_url)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLAlchemy URL of a database that belongs to this test alone."""
+    backend: str = request.param
+    if backend == "sqlite":
+        # The file does not exist yet: the first connection creates it.
+        yield f"sqlite+pysqlite:///{tmp_path}/squidmesh.db"
+        return
+    # Looked up here, not declared as an argument, so that SQLite-only runs never need a server.
+    server: URL = request.getfixturevalue("postgres_server_url")
+    request.getfixturevalue("postgres_template")
+    database = pg.clone_template(server)
+    try:
+        yield pg.render(database)
+    finally:
+        assert database.database is not None
+        pg.drop_database(server, database.database)
