@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,8 +21,8 @@ from pydantic import BaseModel
 from squidmesh_sdk import cron_expressions, errors
 from squidmesh_sdk.contracts import PayloadContract, StepBody, build_step_body, check_field_default
 from squidmesh_sdk.definition.outcomes import Complete
-from squidmesh_sdk.definition.steps import BUILTIN_KINDS, StepHandle, StepRef, StepSpec
-from squidmesh_sdk.definition.triggers import TriggerSpec
+from squidmesh_sdk.definition.steps import BUILTIN_KINDS, LogLevel, StepHandle, StepRef, StepSpec
+from squidmesh_sdk.definition.triggers import CronIdempotency, TriggerSpec
 from squidmesh_sdk.definition.workflow import Workflow
 from squidmesh_sdk.graph import (
     COMPLETE_TARGET,
@@ -36,8 +37,8 @@ from squidmesh_sdk.graph import (
 __all__ = ["compile"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-_LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
-_IDEMPOTENCY = frozenset({"return_existing_run", "skip_duplicate"})
+_LOG_LEVELS = frozenset(typing.get_args(LogLevel))
+_IDEMPOTENCY = frozenset(typing.get_args(CronIdempotency))
 
 
 @dataclass
@@ -72,11 +73,11 @@ def compile(workflow: Workflow) -> WorkflowDefinition:
             nodes.setdefault(spec.name, node)
     # Duplicates were reported above; shape checks look at the first spec of each name so one
     # mistake is not reported again as a second entry step or a duplicate route.
-    specs = [
-        spec
-        for spec in list({spec.name: spec for spec in reversed(specs)}.values())[::-1]
-        if spec.name != COMPLETE_TARGET
-    ]
+    unique: dict[str, StepSpec] = {}
+    for spec in specs:
+        if spec.name != COMPLETE_TARGET:
+            unique.setdefault(spec.name, spec)
+    specs = list(unique.values())
     if shape == "dependency":
         edges, entry, nodes = _compile_dependencies(workflow, specs, names, nodes, issues)
         initial: str | None = None
@@ -155,7 +156,7 @@ def _check_payload(
 ) -> None:
     if model is None:
         return
-    for field_name, info in model.model_fields.items():
+    for field_name in model.model_fields:
         problem = check_field_default(model, field_name)
         if problem is not None:
             issues.add(
@@ -163,12 +164,13 @@ def _check_payload(
                 f"trigger {trigger!r}: default of payload field {field_name!r} fails its own "
                 f"type: {problem}",
             )
-        seen = field_types.setdefault(field_name, (trigger, info.annotation))
-        if seen[1] != info.annotation:
+    for key, annotation in PayloadContract(trigger, model).field_types().items():
+        seen = field_types.setdefault(key, (trigger, annotation))
+        if seen[1] != annotation:
             issues.add(
                 "conflicting_payload_field",
-                f"payload field {field_name!r} is {seen[1]!r} in trigger {seen[0]!r} but "
-                f"{info.annotation!r} in trigger {trigger!r}; a shared field needs one type",
+                f"payload field {key!r} is {seen[1]!r} in trigger {seen[0]!r} but "
+                f"{annotation!r} in trigger {trigger!r}; a shared field needs one type",
             )
     if spec.kind == "cron":
         required = [n for n, info in model.model_fields.items() if info.is_required()]
@@ -177,6 +179,14 @@ def _check_payload(
                 "cron_payload_requires_input",
                 f"cron trigger {trigger!r}: payload fields {', '.join(required)} have no default, "
                 "but a cron run has no caller to supply them",
+            )
+            return
+        try:  # the exact payload a cron run will get: field and model validators included
+            PayloadContract(trigger, model).validate({})
+        except errors.InvalidPayload as exc:
+            issues.add(
+                "invalid_payload_default",
+                f"cron trigger {trigger!r}: the payload built from defaults is rejected: {exc}",
             )
 
 
@@ -210,7 +220,13 @@ def _check_step_names(workflow: Workflow, specs: list[StepSpec], issues: _Issues
         issues.add("no_steps", "a workflow needs at least one step")
     seen: set[str] = set()
     for spec in specs:
-        if not isinstance(spec.name, str) or not _NAME.match(spec.name):
+        if spec.name == "<lambda>":
+            issues.add(
+                "invalid_step_name",
+                "a lambda step needs a name: wf.step(name=...)(lambda: ...)",
+                step=spec.name,
+            )
+        elif not isinstance(spec.name, str) or not _NAME.match(spec.name):
             issues.add(
                 "invalid_step_name",
                 f"step name {spec.name!r} must match {_NAME.pattern}",
@@ -235,6 +251,7 @@ def _compile_step(spec: StepSpec, shape: str, issues: _Issues) -> StepNode | Non
     if spec.kind == "function":
         if not callable(spec.fn):
             issues.add("missing_body", f"step {name!r} has no callable body", step=name)
+
         else:
             body, problems = build_step_body(name, spec.fn)
             for problem in problems:
@@ -418,8 +435,8 @@ def _resolve(
         if ref.workflow is not workflow:
             issues.add(
                 "foreign_step",
-                f"{role} {ref.name!r} (used by {step or 'a route'}) belongs to workflow "
-                f"{ref.workflow.name!r}, not {workflow.name!r}",
+                f"{role} {ref.name!r} (used by {step or 'a route'}) was declared on another "
+                f"workflow object ({ref.workflow.name!r}), not on this {workflow.name!r}",
                 step=step,
             )
             return None
@@ -469,7 +486,8 @@ def _compile_dependencies(
     if phases is None:
         return edges, entry, nodes
     staged = {
-        name: _with(node, depends_on=deps[name], phase=phases[name]) for name, node in nodes.items()
+        name: dataclasses.replace(node, depends_on=deps[name], phase=phases[name])
+        for name, node in nodes.items()
     }
     return edges, entry, staged
 
@@ -506,6 +524,7 @@ def _phases(deps: dict[str, tuple[str, ...]], issues: _Issues) -> dict[str, int]
 def _compile_routes(
     workflow: Workflow, specs: list[StepSpec], names: set[str], issues: _Issues
 ) -> tuple[list[Edge], list[str]]:
+    start = len(issues.items)
     edges: list[Edge] = []
     routed: set[tuple[str, str]] = set()
     declared: set[tuple[str, str]] = set()  # includes routes whose target was unknown
@@ -578,8 +597,11 @@ def _compile_routes(
                     f"wf.transition({spec.name}, on={outcome!r}, to=...) (COMPLETE to finish)",
                     step=spec.name,
                 )
+    # A missing or unknown route already explains why COMPLETE may be out of reach.
+    sound = len(issues.items) == start
     if len(entry) == 1:
         reachable = _reachable(entry[0], edges)
+        finishing = _reachable(COMPLETE_TARGET, [_reversed(edge) for edge in edges])
         for spec in specs:
             if spec.name not in reachable:
                 issues.add(
@@ -587,7 +609,18 @@ def _compile_routes(
                     f"step {spec.name!r} cannot be reached from entry step {entry[0]!r}",
                     step=spec.name,
                 )
+            elif sound and spec.name not in finishing:
+                issues.add(
+                    "no_path_to_complete",
+                    f"step {spec.name!r} has no route path that ends in COMPLETE (a loop): runs "
+                    "reaching it could never finish",
+                    step=spec.name,
+                )
     return edges, entry
+
+
+def _reversed(edge: Edge) -> Edge:
+    return dataclasses.replace(edge, source=edge.target, target=edge.source)
 
 
 def _reachable(start: str, edges: list[Edge]) -> set[str]:
@@ -608,7 +641,3 @@ def _seconds(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
-
-
-def _with(node: StepNode, **changes: Any) -> StepNode:
-    return dataclasses.replace(node, **changes)

@@ -5,7 +5,10 @@ Both are built once, at compile time, so the runtime only validates.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import json
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,16 +45,13 @@ class PayloadContract:
                 keys.add(info.alias)
         self._keys = frozenset(keys)
 
-    @property
-    def field_names(self) -> tuple[str, ...]:
-        """Declared field names, in declaration order."""
-        return tuple(self.model.model_fields) if self.model else ()
-
-    def field_annotations(self) -> dict[str, Any]:
-        """Field name to its type annotation."""
+    def field_types(self) -> dict[str, Any]:
+        """Payload key (alias when set, as stored) to the field's type annotation."""
         if self.model is None:
             return {}
-        return {name: info.annotation for name, info in self.model.model_fields.items()}
+        return {
+            info.alias or name: info.annotation for name, info in self.model.model_fields.items()
+        }
 
     def validate(self, payload: object) -> dict[str, Any]:
         """Validate ``payload``, resolve defaults and return its JSON-safe form.
@@ -91,10 +91,16 @@ class PayloadContract:
         """A JSON-safe summary: field name to type and whether it is required."""
         if self.model is None:
             return {}
-        return {
-            name: {"type": _type_name(info.annotation), "required": info.is_required()}
-            for name, info in self.model.model_fields.items()
-        }
+        fields: dict[str, Any] = {}
+        for name, info in self.model.model_fields.items():
+            entry: dict[str, Any] = {"type": _type_name(info.annotation)}
+            entry["required"] = info.is_required()
+            if info.default_factory is not None:
+                entry["default_factory"] = getattr(info.default_factory, "__name__", "factory")
+            elif not info.is_required():
+                entry["default"] = _json_or_repr(info.default)
+            fields[info.alias or name] = entry
+        return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,18 +183,24 @@ def build_step_body(step: str, fn: Callable[..., Any]) -> tuple[StepBody | None,
     """Inspect ``fn`` and build its body, or return the reasons it cannot be a step body."""
     problems: list[str] = []
     try:
-        signature = inspect.signature(fn)
+        # eval_str resolves string annotations (``from __future__ import annotations``) and keeps
+        # Annotated constraints; it also sees through functools.partial and __call__ objects.
+        signature = inspect.signature(fn, eval_str=True)
     except (TypeError, ValueError) as exc:
         return None, [f"has no inspectable signature ({exc})"]
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception as exc:  # noqa: BLE001 - any failure to resolve annotations is reported
-        return None, [f"has annotations that cannot be resolved ({exc})"]
+    except Exception as exc:  # noqa: BLE001 - a NameError etc. from an unresolvable annotation
+        return None, [f"has annotations that cannot be resolved ({type(exc).__name__}: {exc})"]
     parameters: list[Parameter] = []
     context_param: str | None = None
     var_keyword = False
-    for name, param in signature.parameters.items():
-        annotation = hints.get(name, Any)
+    for index, (name, param) in enumerate(signature.parameters.items()):
+        annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
+        if index == 0 and name in ("self", "cls") and annotation is Any:
+            problems.append(
+                f"looks like an unbound method ({name!r}); declare steps as functions or "
+                "staticmethods, since the runtime has no instance to bind"
+            )
+            continue
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             var_keyword = True
             continue
@@ -197,7 +209,7 @@ def build_step_body(step: str, fn: Callable[..., Any]) -> tuple[StepBody | None,
                 f"parameter {name!r} is positional-only or *args; inputs are bound by name"
             )
             continue
-        if annotation is StepContext:
+        if _is_step_context(annotation):
             if context_param is not None:
                 problems.append(f"declares two StepContext parameters ({context_param}, {name})")
             context_param = name
@@ -222,7 +234,7 @@ def build_step_body(step: str, fn: Callable[..., Any]) -> tuple[StepBody | None,
     qualname = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
     return StepBody(
         fn=fn,
-        is_async=inspect.iscoroutinefunction(inspect.unwrap(fn)),
+        is_async=_is_async(fn),
         binder=binder,
         qualname=qualname,
     ), []
@@ -250,6 +262,36 @@ def check_field_default(model: type[BaseModel], name: str) -> str | None:
     except ValidationError as exc:
         return "; ".join(e["msg"] for e in exc.errors(include_url=False))
     return None
+
+
+def _is_step_context(annotation: Any) -> bool:
+    """``StepContext``, also inside ``Annotated[...]`` or ``StepContext | None``."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _is_step_context(typing.get_args(annotation)[0])
+    if annotation is StepContext:
+        return True
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and args == [
+        StepContext
+    ]
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    target: Any = inspect.unwrap(fn)
+    while isinstance(target, functools.partial):
+        target = target.func
+    if inspect.iscoroutinefunction(target):
+        return True
+    call = getattr(type(target), "__call__", None)  # noqa: B004 - the class's, not instance's
+    return not inspect.isfunction(target) and inspect.iscoroutinefunction(call)
+
+
+def _json_or_repr(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
 
 
 def _type_name(annotation: Any) -> str:

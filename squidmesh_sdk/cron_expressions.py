@@ -31,6 +31,8 @@ def expression_problem(expression: object) -> str | None:
         return "must be a non-empty string"
     if expression.strip().lower() == "@reboot":
         return "@reboot has no schedule window; use a manual trigger started at boot instead"
+    if len(expand(expression).split()) != 5:
+        return "must have five fields (minute hour day month weekday) or be an @alias"
     try:
         CronSim(expand(expression), datetime(2000, 1, 1))  # noqa: DTZ001 - syntax check only
     except CronSimError as exc:

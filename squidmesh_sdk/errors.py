@@ -152,7 +152,11 @@ class InvalidTrigger(SquidmeshError, LookupError):
 
 
 class StepSignal(SquidmeshError):
-    """Base for exceptions a step raises on purpose to steer retries."""
+    """Base for exceptions that steer a step's retries.
+
+    Step code raises them on purpose; the runtime raises :class:`StepInputError` itself when a
+    step's inputs cannot be bound.
+    """
 
 
 class NonRetryableError(StepSignal):

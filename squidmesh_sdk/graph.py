@@ -66,7 +66,8 @@ class RetryPolicy:
         if self.backoff == "fixed":
             delay = self.min_delay
         else:
-            delay = min(self.min_delay * 2 ** (attempt - 1), self.max_delay)
+            # The exponent is capped: past 2**62 the cap has long been reached anyway.
+            delay = min(self.min_delay * 2.0 ** min(attempt - 1, 62), self.max_delay)
         if self.jitter:
             delay -= delay * self.jitter * rand()
         return delay
@@ -244,7 +245,8 @@ class WorkflowDefinition:
         initial_step: The entry step of a transition workflow; ``None`` for dependency graphs.
         triggers: Trigger name to trigger, in declaration order.
         default_trigger: The first declared trigger.
-        fingerprint: ``sha256:`` hash of the JSON form; changes whenever the graph does.
+        fingerprint: ``sha256:`` hash of the JSON form without descriptions; changes whenever
+            the graph, an option or a payload contract (types, defaults) does.
     """
 
     name: str
@@ -261,7 +263,7 @@ class WorkflowDefinition:
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", MappingProxyType(dict(self.steps)))
         object.__setattr__(self, "triggers", MappingProxyType(dict(self.triggers)))
-        canonical = json.dumps(self._body_dict(), sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(_without_descriptions(self._body_dict()), sort_keys=True)
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         object.__setattr__(self, "fingerprint", f"sha256:{digest}")
 
@@ -328,12 +330,15 @@ class WorkflowDefinition:
         are dotted, labelled with their recovery marker when they have one. An approval's
         routes read ``approved`` and ``rejected``.
         """
+        taken = frozenset(self.steps)
+        ids = {name: _mermaid_id(name, taken) for name in self.steps}
+        ids[COMPLETE_TARGET] = COMPLETE_TARGET
         lines = ["flowchart TD"]
-        lines.extend(f"    {_mermaid_node(node)}" for node in self.steps.values())
+        lines.extend(f"    {_mermaid_node(node, ids[node.name])}" for node in self.steps.values())
         if any(edge.target == COMPLETE_TARGET for edge in self.edges):
             lines.append(f'    {COMPLETE_TARGET}(("complete"))')
         for edge in self.edges:
-            source, target = _mermaid_id(edge.source), _mermaid_id(edge.target)
+            source, target = ids[edge.source], ids[edge.target]
             approval = self.steps[edge.source].kind == "approval"
             if edge.kind == "after":
                 lines.append(f"    {source} --> {target}")
@@ -347,16 +352,30 @@ class WorkflowDefinition:
         return "\n".join(lines) + "\n"
 
 
+def _without_descriptions(data: Any) -> Any:
+    """Drop human descriptions: rewording a docstring is not a new workflow version."""
+    if isinstance(data, dict):
+        return {k: _without_descriptions(v) for k, v in data.items() if k != "description"}
+    if isinstance(data, list):
+        return [_without_descriptions(item) for item in data]
+    return data
+
+
 # Mermaid keywords that break a flowchart when used as a node id.
 _MERMAID_RESERVED = frozenset({"end", "graph", "subgraph", "flowchart", "style", "class", "click"})
 
 
-def _mermaid_id(name: str) -> str:
-    return f"step_{name}" if name.lower() in _MERMAID_RESERVED else name
+def _mermaid_id(name: str, taken: frozenset[str] = frozenset()) -> str:
+    """The node id of ``name``: reserved words get a prefix that no other step name has."""
+    if name.lower() not in _MERMAID_RESERVED:
+        return name
+    candidate = f"step_{name}"
+    while candidate in taken:
+        candidate = f"_{candidate}"
+    return candidate
 
 
-def _mermaid_node(node: StepNode) -> str:
-    node_id = _mermaid_id(node.name)
+def _mermaid_node(node: StepNode, node_id: str) -> str:
     label = "<br/>".join(_mermaid_label_lines(node))
     if node.kind == "log":
         return f'{node_id}[/"{label}"/]'

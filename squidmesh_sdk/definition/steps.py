@@ -8,6 +8,7 @@ generates workflows can build them directly and call ``Workflow.add``.
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
@@ -38,8 +39,10 @@ StepKind = Literal["function", "log", "wait", "pause", "approval"]
 """``"function"`` runs user code; the others are built-in steps with no body."""
 
 BUILTIN_KINDS: frozenset[str] = frozenset({"log", "wait", "pause", "approval"})
+"""Step kinds that have no body."""
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+"""Level of a built-in ``log`` step."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +124,13 @@ class Step(StepHandle, Generic[P, R]):
         self._fn = fn
         functools.update_wrapper(self, fn)
 
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        # Declared in a class body: behave like the function would (a bound method), so the
+        # method stays callable; the compiler reports that the runtime cannot bind ``self``.
+        if instance is None:
+            return self
+        return types.MethodType(self._fn, instance)
+
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the original function (the runtime binds inputs itself)."""
         return self._fn(*args, **kwargs)
@@ -135,7 +145,15 @@ class Step(StepHandle, Generic[P, R]):
 
         Returns:
             ``fn`` itself, unchanged.
+
+        Raises:
+            TypeError: the step already has a compensate callback.
         """
+        if self._spec.compensate is not None:
+            raise TypeError(
+                f"step {self.name!r} already has a compensate callback "
+                f"({getattr(self._spec.compensate, '__name__', self._spec.compensate)!r})"
+            )
         self._spec = replace(self._spec, compensate=fn)
         return fn
 

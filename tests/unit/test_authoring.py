@@ -184,3 +184,52 @@ def test_generated_workflows_can_add_specs_directly() -> None:
     assert list(definition.steps) == ["s0", "s1", "s2"]
     assert definition.initial_step == "s0"
     assert isinstance(handles[0], Step)
+
+
+def test_a_step_cannot_get_two_compensate_callbacks() -> None:
+    wf = Workflow("wf", triggers=[manual("go")])
+
+    @wf.step
+    def reserve() -> None: ...
+
+    reserve.compensate(print)
+    with pytest.raises(TypeError, match="already has a compensate callback"):
+        reserve.compensate(repr)
+
+
+def test_a_step_declared_in_a_class_still_behaves_as_a_method() -> None:
+    wf = Workflow("wf", triggers=[manual("go")])
+
+    class Service:
+        rate = 2
+
+        @wf.step
+        def charge(self, amount: int) -> int:
+            return amount * self.rate
+
+    assert Service().charge(21) == 42
+    assert isinstance(Service.charge, Step)
+
+
+def test_partials_and_callable_objects_are_step_bodies() -> None:
+    import functools
+
+    wf = Workflow("wf", triggers=[manual("go")])
+
+    def scaled(factor: int, amount: int) -> dict[str, int]:
+        return {"total": factor * amount}
+
+    class Fetcher:
+        async def __call__(self, url: str) -> dict[str, str]:
+            return {"url": url}
+
+    partial_step = wf.step(name="scaled")(functools.partial(scaled, 3))
+    object_step = wf.step(name="fetch")(Fetcher())
+    wf.chain(partial_step, object_step, COMPLETE)
+    definition = compile(wf)
+    scaled_body, fetch_body = definition.step("scaled").body, definition.step("fetch").body
+    assert scaled_body is not None
+    assert fetch_body is not None
+    assert scaled_body.binder.input_names == ("amount",)
+    assert (scaled_body.is_async, fetch_body.is_async) == (False, True)
+    assert scaled_body.fn(**scaled_body.binder.bind({"amount": 5}, None)) == {"total": 15}

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from squidmesh_sdk import (
     COMPLETE,
@@ -506,7 +506,68 @@ def retry_unknown_backoff_kind() -> Workflow:
     return _single(retry=Retry(max_attempts=2, backoff=Backoff(kind="linear", min=1, max=2)))  # type: ignore[arg-type]
 
 
+def loop_without_complete() -> Workflow:
+    wf = _wf()
+    a, b, c = (wf.log(n, message=n) for n in "abc")
+    wf.chain(a, b, c, b)
+    return wf
+
+
+def method_step() -> Workflow:
+    wf = _wf()
+
+    class Service:
+        @wf.step
+        def charge(self, order_id: str) -> None: ...
+
+    wf.chain(Service.charge, COMPLETE)
+    return wf
+
+
+def six_field_cron() -> Workflow:
+    return _with_triggers(cron("tick", "* * * * * *"))
+
+
+class ValidatedDefault(BaseModel):
+    channel: str = Field(default="ops", validate_default=True)
+
+    @field_validator("channel")
+    @classmethod
+    def must_be_a_channel(cls, value: str) -> str:
+        if not value.startswith("#"):
+            raise ValueError("channel must start with #")
+        return value
+
+
+def cron_default_fails_validator() -> Workflow:
+    return _with_triggers(cron("tick", "@daily", payload=ValidatedDefault))
+
+
+class AliasedStr(BaseModel):
+    order_id: str = Field(alias="orderId")
+
+
+class KeyedInt(BaseModel):
+    orderId: int  # noqa: N815 - the stored key is what must agree
+
+
+def conflicting_aliased_field() -> Workflow:
+    return _with_triggers(manual("a", payload=AliasedStr), manual("b", payload=KeyedInt))
+
+
+def lambda_step() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.step(lambda: None), COMPLETE)
+    return wf
+
+
 RULES: list[tuple[Callable[[], Workflow], list[str]]] = [
+    (loop_without_complete, ["no_path_to_complete"] * 3),
+    (method_step, ["invalid_step_body"]),
+    (six_field_cron, ["invalid_cron_expression"]),
+    (cron_default_fails_validator, ["invalid_payload_default"]),
+    (conflicting_aliased_field, ["conflicting_payload_field"]),
+    (lambda_step, ["invalid_step_name"]),
     (trigger_not_a_spec, ["invalid_trigger"]),
     (invalid_trigger_name, ["invalid_trigger_name"]),
     (invalid_trigger_kind, ["invalid_trigger_kind"]),
@@ -637,7 +698,7 @@ def test_dynamic_defaults_are_accepted_for_matching_types() -> None:
     class Dated(BaseModel):
         day: date = Field(default_factory=today)
         at: str | None = None
-        stamp: object = Field(default_factory=now)
+        stamp: datetime = Field(default_factory=now)
 
     compile(_with_triggers(cron("tick", "@daily", payload=Dated)))
 
@@ -650,3 +711,23 @@ def test_retry_after_rejects_negative_or_non_finite_delays() -> None:
     for bad in (-1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="finite number >= 0"):
             RetryAfter(bad)
+
+
+def test_error_routes_may_loop_back_when_complete_stays_reachable() -> None:
+    wf = _wf()
+    start = wf.log("start", message="start")
+    a = wf.log("a", message="a")
+    fix = wf.log("fix", message="fix")
+    wf.chain(start, a, COMPLETE)
+    wf.transition(a, on="error", to=fix)
+    wf.chain(fix, a)
+    assert compile(wf).route("fix", "ok") == "a"
+
+
+def test_duplicate_names_keep_declaration_order_for_the_rest() -> None:
+    wf = _wf()
+    a = wf.log("a", message="a")
+    b = wf.log("b", message="b")
+    wf.log("a", message="again")
+    wf.chain(a, b, COMPLETE)
+    assert _codes(wf) == ["duplicate_step"]

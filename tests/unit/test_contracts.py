@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from pydantic import BaseModel, Field
@@ -168,3 +168,14 @@ def test_binder_reports_input_names() -> None:
     binder = _binder(step_fn)
     assert binder.input_names == ("x", "y")
     assert binder.context_param == "ctx"
+
+
+def test_optional_context_and_annotated_constraints_are_honoured() -> None:
+    def charge(amount: Annotated[int, Field(gt=0)], ctx: StepContext | None = None) -> None: ...
+
+    binder = _binder(charge)
+    assert binder.context_param == "ctx"
+    assert binder.input_names == ("amount",)
+    with pytest.raises(StepInputError) as raised:
+        binder.bind({"amount": -5}, None)
+    assert list(raised.value.invalid) == ["amount"]

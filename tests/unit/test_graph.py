@@ -90,6 +90,11 @@ def test_retry_delays(policy: RetryPolicy, delays: list[float]) -> None:
     assert not policy.should_retry(len(delays) + 1)
 
 
+def test_huge_attempt_numbers_stay_at_the_cap() -> None:
+    policy = RetryPolicy(max_attempts=5000, backoff="exponential", min_delay=1, max_delay=30)
+    assert policy.delay_after(1100) == 30
+
+
 def test_jitter_removes_at_most_its_fraction() -> None:
     policy = RetryPolicy(max_attempts=3, backoff="fixed", min_delay=10, max_delay=10, jitter=0.5)
     assert policy.delay_after(1, rand=lambda: 0.0) == 10
@@ -143,3 +148,32 @@ def test_mermaid_escapes_reserved_ids() -> None:
         "    start -->|ok| step_end\n"
         "    step_end -->|ok| __complete__\n"
     )
+
+
+def _digest(default: str, doc: str) -> Workflow:
+    from pydantic import BaseModel
+
+    class Payload(BaseModel):
+        channel: str = default
+
+    wf = Workflow("fp", triggers=[manual("go", payload=Payload)])
+
+    def send(channel: str) -> None: ...
+
+    send.__doc__ = doc
+    wf.chain(wf.step(send), COMPLETE)
+    return wf
+
+
+def test_fingerprint_follows_the_contract_not_the_prose() -> None:
+    base = compile(_digest("ops", "Send it.")).fingerprint
+    assert compile(_digest("eng", "Send it.")).fingerprint != base
+    assert compile(_digest("ops", "Send it, reworded.")).fingerprint == base
+
+
+def test_mermaid_ids_never_collide() -> None:
+    wf = Workflow("collide", triggers=[manual("go")])
+    wf.chain(wf.log("end", message="e"), wf.log("step_end", message="s"), COMPLETE)
+    text = compile(wf).to_mermaid()
+    assert '    _step_end[/"end (log)"/]\n' in text
+    assert "    _step_end -->|ok| step_end\n" in text
