@@ -32,6 +32,13 @@ def _codes(workflow: Workflow) -> list[str]:
     return list(raised.value.codes)
 
 
+def _only_spec(spec: StepSpec) -> Workflow:
+    """A transition workflow of one hand-built step routed to COMPLETE."""
+    wf = _wf()
+    wf.chain(wf.add(spec), COMPLETE)
+    return wf
+
+
 def _single(**options: object) -> Workflow:
     wf = _wf()
 
@@ -322,9 +329,7 @@ def compensate_on_builtin() -> Workflow:
 
 
 def transaction_on_builtin() -> Workflow:
-    wf = _wf()
-    wf.chain(wf.add(StepSpec(name="l", kind="log", message="m", transaction=True)), COMPLETE)
-    return wf
+    return _only_spec(StepSpec(name="l", kind="log", message="m", transaction=True))
 
 
 def positional_only_body() -> Workflow:
@@ -455,21 +460,15 @@ def constrained_payload_default() -> Workflow:
 
 
 def function_without_body() -> Workflow:
-    wf = _wf()
-    wf.chain(wf.add(StepSpec(name="a")), COMPLETE)
-    return wf
+    return _only_spec(StepSpec(name="a"))
 
 
 def unknown_step_kind() -> Workflow:
-    wf = _wf()
-    wf.chain(wf.add(StepSpec(name="a", kind="teleport")), COMPLETE)  # type: ignore[arg-type]
-    return wf
+    return _only_spec(StepSpec(name="a", kind="teleport"))  # type: ignore[arg-type]
 
 
 def builtin_with_body() -> Workflow:
-    wf = _wf()
-    wf.chain(wf.add(StepSpec(name="a", kind="log", message="m", fn=print)), COMPLETE)
-    return wf
+    return _only_spec(StepSpec(name="a", kind="log", message="m", fn=print))
 
 
 def compensate_not_callable() -> Workflow:

@@ -1,0 +1,22 @@
+"""What every compiler module shares: the issue collector and the name rule."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from squidmesh_sdk import errors
+
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+"""Workflow, trigger and step names: safe in SQL values, logs, URLs and Mermaid."""
+
+
+@dataclass
+class Issues:
+    """Collects problems in declaration order."""
+
+    items: list[errors.Issue] = field(default_factory=list)
+
+    def add(self, code: str, message: str, step: str | None = None) -> None:
+        """Record one problem."""
+        self.items.append(errors.Issue(code=code, step=step, message=message))

@@ -1,0 +1,235 @@
+"""Compile steps one by one: bodies, built-in options, retry and recovery policies."""
+
+from __future__ import annotations
+
+import math
+import typing
+from datetime import timedelta
+from types import MappingProxyType
+from typing import Any
+
+from squidmesh_sdk.compiler.issues import NAME, Issues
+from squidmesh_sdk.contracts import StepBody, build_step_body
+from squidmesh_sdk.definition.steps import BUILTIN_KINDS, LogLevel, StepSpec
+from squidmesh_sdk.definition.workflow import Workflow
+from squidmesh_sdk.graph import (
+    COMPLETE_TARGET,
+    RecoveryPolicy,
+    RetryPolicy,
+    StepNode,
+)
+
+_LOG_LEVELS = frozenset(typing.get_args(LogLevel))
+
+
+def check_step_names(workflow: Workflow, specs: list[StepSpec], issues: Issues) -> set[str]:
+    """Report missing, invalid, reserved and duplicate step names; return the names."""
+    if not specs:
+        issues.add("no_steps", "a workflow needs at least one step")
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.name == "<lambda>":
+            issues.add(
+                "invalid_step_name",
+                "a lambda step needs a name: wf.step(name=...)(lambda: ...)",
+                step=spec.name,
+            )
+        elif not isinstance(spec.name, str) or not NAME.match(spec.name):
+            issues.add(
+                "invalid_step_name",
+                f"step name {spec.name!r} must match {NAME.pattern}",
+                step=str(spec.name),
+            )
+        elif spec.name == COMPLETE_TARGET:
+            issues.add("invalid_step_name", f"{COMPLETE_TARGET!r} is reserved", step=spec.name)
+        if spec.name in seen:
+            issues.add(
+                "duplicate_step", f"step {spec.name!r} is declared more than once", step=spec.name
+            )
+        seen.add(spec.name)
+    return seen
+
+
+def compile_step(spec: StepSpec, shape: str, issues: Issues) -> StepNode | None:
+    """Validate one step spec; return its node, or ``None`` when it has problems."""
+    start = len(issues.items)
+    name = spec.name
+    body: StepBody | None = None
+    compensation: StepBody | None = None
+    options: dict[str, Any] = {}
+    if spec.kind == "function":
+        if not callable(spec.fn):
+            issues.add("missing_body", f"step {name!r} has no callable body", step=name)
+
+        else:
+            body, problems = build_step_body(name, spec.fn)
+            for problem in problems:
+                issues.add("invalid_step_body", f"step {name!r}: body {problem}", step=name)
+    elif spec.kind in BUILTIN_KINDS:
+        options = _check_builtin(spec, shape, issues)
+    else:
+        issues.add("invalid_step_kind", f"step {name!r} has unknown kind {spec.kind!r}", step=name)
+    retry = _compile_retry(spec, issues)
+    timeout = None
+    if spec.timeout is not None:
+        timeout = _seconds(spec.timeout)
+        if timeout is None or timeout <= 0:
+            issues.add(
+                "invalid_timeout", f"step {name!r}: timeout must be > 0, got {spec.timeout!r}", name
+            )
+    if spec.output is not None and (not isinstance(spec.output, str) or not spec.output):
+        issues.add(
+            "invalid_output_key",
+            f"step {name!r}: output must be a non-empty string, got {spec.output!r}",
+            step=name,
+        )
+    compensatable = _check_recovery_flags(spec, issues)
+    if spec.compensate is not None and spec.kind == "function" and compensatable:
+        if callable(spec.compensate):
+            compensation, problems = build_step_body(name, spec.compensate)
+            for problem in problems:
+                issues.add(
+                    "invalid_compensate", f"step {name!r}: compensate callback {problem}", name
+                )
+        else:
+            issues.add("invalid_compensate", f"step {name!r}: compensate must be callable", name)
+    if len(issues.items) > start:
+        return None
+    return StepNode(
+        name=name,
+        kind=spec.kind,
+        description=spec.description,
+        retry=retry,
+        timeout=timeout,
+        output_key=spec.output,
+        transaction=spec.transaction,
+        recovery=RecoveryPolicy(
+            irreversible=spec.irreversible,
+            compensatable=compensatable,
+            compensation=compensation.qualname if compensation else None,
+        ),
+        options=MappingProxyType(options),
+        body=body,
+        compensation=compensation,
+    )
+
+
+def _check_builtin(spec: StepSpec, shape: str, issues: Issues) -> dict[str, Any]:
+    name, kind = spec.name, spec.kind
+    if spec.fn is not None:
+        issues.add("builtin_has_body", f"built-in {kind} step {name!r} cannot have a body", name)
+    if spec.compensate is not None:
+        issues.add(
+            "compensate_on_builtin",
+            f"built-in {kind} step {name!r} cannot declare a compensate callback",
+            step=name,
+        )
+    if spec.transaction:
+        issues.add(
+            "transaction_on_builtin",
+            f"built-in {kind} step {name!r} has no body to run in a transaction",
+            step=name,
+        )
+    if kind in ("pause", "approval") and shape == "dependency":
+        issues.add(
+            "manual_step_in_dependency_workflow",
+            f"{kind} step {name!r}: dependency workflows cannot pause (other branches would "
+            "keep running past the gate); use a transition workflow",
+            step=name,
+        )
+    options: dict[str, Any] = {}
+    if kind == "log":
+        if not isinstance(spec.message, str) or not spec.message.strip():
+            issues.add("invalid_log_message", f"log step {name!r} needs a non-empty message", name)
+        level = spec.level or "info"
+        if level not in _LOG_LEVELS:
+            issues.add(
+                "invalid_log_level",
+                f"log step {name!r}: level {spec.level!r} must be one of "
+                f"{', '.join(sorted(_LOG_LEVELS))}",
+                step=name,
+            )
+        options = {"message": spec.message, "level": level}
+    elif kind == "wait":
+        seconds = _seconds(spec.duration) if spec.duration is not None else None
+        if seconds is None or seconds <= 0:
+            issues.add(
+                "invalid_wait_duration",
+                f"wait step {name!r}: duration must be > 0 seconds, got {spec.duration!r}",
+                step=name,
+            )
+        options = {"duration": seconds}
+    return options
+
+
+def _compile_retry(spec: StepSpec, issues: Issues) -> RetryPolicy | None:
+    retry = spec.retry
+    if retry is None:
+        return None
+    name = spec.name
+    problems: list[str] = []
+    if isinstance(retry.max_attempts, bool) or not isinstance(retry.max_attempts, int):
+        problems.append(f"max_attempts must be an integer, got {retry.max_attempts!r}")
+    elif retry.max_attempts < 1:
+        problems.append(f"max_attempts must be >= 1, got {retry.max_attempts}")
+    backoff = retry.backoff
+    low = high = 0.0
+    jitter = 0.0
+    if backoff is not None:
+        low_s, high_s = _seconds(backoff.min), _seconds(backoff.max)
+        if low_s is None or low_s <= 0:
+            problems.append(f"backoff min must be > 0 seconds, got {backoff.min!r}")
+        if high_s is None or high_s <= 0:
+            problems.append(f"backoff max must be > 0 seconds, got {backoff.max!r}")
+        if low_s is not None and high_s is not None and low_s > high_s:
+            problems.append(f"backoff min ({low_s:g}s) is greater than max ({high_s:g}s)")
+        if not isinstance(backoff.jitter, int | float) or not 0 <= backoff.jitter <= 1:
+            problems.append(f"jitter must be between 0 and 1, got {backoff.jitter!r}")
+        if backoff.kind not in ("fixed", "exponential"):
+            problems.append(f"backoff kind must be 'fixed' or 'exponential', got {backoff.kind!r}")
+        low, high, jitter = low_s or 0.0, high_s or 0.0, float(backoff.jitter)
+    for problem in problems:
+        issues.add("invalid_retry", f"step {name!r}: retry {problem}", step=name)
+    if problems:
+        return None
+    return RetryPolicy(
+        max_attempts=retry.max_attempts,
+        backoff=backoff.kind if backoff is not None else "none",
+        min_delay=low,
+        max_delay=high,
+        jitter=jitter,
+    )
+
+
+def _check_recovery_flags(spec: StepSpec, issues: Issues) -> bool:
+    """Validate irreversible / compensatable / compensate; return the effective flag."""
+    name = spec.name
+    if not isinstance(spec.irreversible, bool):
+        issues.add("invalid_flag", f"step {name!r}: irreversible must be a bool", step=name)
+        return False
+    if spec.compensatable is not None and not isinstance(spec.compensatable, bool):
+        issues.add("invalid_flag", f"step {name!r}: compensatable must be a bool", step=name)
+        return False
+    if spec.irreversible and spec.compensatable is True:
+        issues.add(
+            "irreversible_and_compensatable",
+            f"step {name!r} cannot be both irreversible and compensatable",
+            step=name,
+        )
+    compensatable = not spec.irreversible and spec.compensatable is not False
+    if spec.compensate is not None and not compensatable and spec.kind == "function":
+        issues.add(
+            "compensate_not_allowed",
+            f"step {name!r} declares a compensate callback but is irreversible or "
+            "compensatable=False",
+            step=name,
+        )
+    return compensatable
+
+
+def _seconds(value: object) -> float | None:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
