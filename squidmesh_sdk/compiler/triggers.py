@@ -46,7 +46,8 @@ def compile_triggers(specs: Iterable[TriggerSpec], issues: Issues) -> dict[str, 
                 f"trigger {name!r}: payload must be a pydantic BaseModel subclass, got {model!r}",
             )
             continue
-        _check_payload(name, spec, model, field_types, issues)
+        contract = PayloadContract(name, model)
+        _check_payload(name, spec, model, contract, field_types, issues)
         if spec.kind == "cron":
             _check_cron(spec, model, issues)
         elif spec.idempotency is not None:
@@ -57,7 +58,7 @@ def compile_triggers(specs: Iterable[TriggerSpec], issues: Issues) -> dict[str, 
         nodes[name] = TriggerNode(
             name=name,
             kind=spec.kind,
-            contract=PayloadContract(name, model),
+            contract=contract,
             expression=spec.expression,
             timezone=spec.timezone,
             idempotency=spec.idempotency,
@@ -69,6 +70,7 @@ def _check_payload(
     trigger: str,
     spec: TriggerSpec,
     model: type[BaseModel] | None,
+    contract: PayloadContract,
     field_types: dict[str, tuple[str, Any]],
     issues: Issues,
 ) -> None:
@@ -82,7 +84,7 @@ def _check_payload(
                 f"trigger {trigger!r}: default of payload field {field_name!r} fails its own "
                 f"type: {problem}",
             )
-    for key, annotation in PayloadContract(trigger, model).field_types().items():
+    for key, annotation in contract.field_types().items():
         seen = field_types.setdefault(key, (trigger, annotation))
         if seen[1] != annotation:
             issues.add(
@@ -100,7 +102,7 @@ def _check_payload(
             )
             return
         try:  # the exact payload a cron run will get: field and model validators included
-            PayloadContract(trigger, model).validate({})
+            contract.validate({})
         except errors.InvalidPayload as exc:
             issues.add(
                 "invalid_payload_default",
