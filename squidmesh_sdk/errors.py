@@ -5,9 +5,19 @@ SquidmeshError
 ├── DefinitionError          a workflow declaration is invalid (``.issues`` lists every problem)
 ├── InvalidPayload           a trigger payload is not a mapping or breaks its contract
 ├── InvalidTrigger           a trigger name the workflow does not declare
+├── InvalidWorkflow          a workflow the client was not given (or a stored name it cannot load)
+├── InvalidRunId             a run id that is not a UUID
+├── RunNotFound              no run has that id
+├── InvalidTransition        the run state machine forbids this change of status
+├── UnsafeReplay             replay would repeat irreversible steps; pass ``allow_irreversible``
+├── StaleRecord              a step run or attempt is no longer ``running`` (another delivery won)
+├── DispatchFailed           the executor refused work; the change that implied it was rolled back
+├── InvalidExecutorPayload   ``perform()`` was given something no executor produced
+├── SchemaNotReady           the database has not been migrated to this version of the library
 └── StepSignal               raised *by step code* to steer the runtime
     ├── NonRetryableError    fail the attempt now; skip the retry policy
-    │   └── StepInputError   the step's inputs are missing or fail their annotations
+    │   ├── StepInputError   the step's inputs are missing or fail their annotations
+    │   └── StepOutputError  the step returned something that is not a JSON-safe mapping
     └── RetryAfter           retryable failure with an explicit delay
 ```
 
@@ -25,14 +35,24 @@ from typing import Any
 
 __all__ = [
     "DefinitionError",
+    "DispatchFailed",
+    "InvalidExecutorPayload",
     "InvalidPayload",
+    "InvalidRunId",
+    "InvalidTransition",
     "InvalidTrigger",
+    "InvalidWorkflow",
     "Issue",
     "NonRetryableError",
     "RetryAfter",
+    "RunNotFound",
+    "SchemaNotReady",
     "SquidmeshError",
+    "StaleRecord",
     "StepInputError",
+    "StepOutputError",
     "StepSignal",
+    "UnsafeReplay",
 ]
 
 
@@ -151,6 +171,146 @@ class InvalidTrigger(SquidmeshError, LookupError):
         )
 
 
+class InvalidWorkflow(SquidmeshError, LookupError):
+    """The workflow is not one this client was given.
+
+    Runs name their workflow; a worker can only execute workflows it was constructed with.
+
+    Attributes:
+        workflow: The workflow name that was asked for.
+        known: The workflow names the client does know.
+    """
+
+    def __init__(self, workflow: str, known: Sequence[str]) -> None:
+        self.workflow = workflow
+        self.known = tuple(known)
+        listed = ", ".join(self.known) or "none"
+        super().__init__(
+            f"workflow {workflow!r} is not registered with this client; registered: {listed}"
+        )
+
+
+class InvalidRunId(SquidmeshError, ValueError):
+    """A run id that is not a UUID.
+
+    Attributes:
+        run_id: The value given.
+    """
+
+    def __init__(self, run_id: object) -> None:
+        self.run_id = run_id
+        super().__init__(f"run id {run_id!r} is not a UUID")
+
+
+class RunNotFound(SquidmeshError, LookupError):
+    """No run has this id.
+
+    Attributes:
+        run_id: The id that was looked up.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} does not exist")
+
+
+class InvalidTransition(SquidmeshError):
+    """The run state machine does not allow this status change.
+
+    Attributes:
+        run_id: The run, when known.
+        from_status: The run's current status.
+        to_status: The status that was asked for.
+    """
+
+    def __init__(self, from_status: str, to_status: str, *, run_id: str | None = None) -> None:
+        self.run_id = run_id
+        self.from_status = from_status
+        self.to_status = to_status
+        where = f"run {run_id}: " if run_id else ""
+        super().__init__(f"{where}cannot move from {from_status!r} to {to_status!r}")
+
+
+class UnsafeReplay(SquidmeshError):
+    """Replaying this run would repeat steps whose effects cannot be undone.
+
+    Attributes:
+        run_id: The run that was to be replayed.
+        steps: The completed steps that block it, each with its recovery policy.
+    """
+
+    def __init__(self, run_id: str, steps: Sequence[Mapping[str, Any]]) -> None:
+        self.run_id = run_id
+        self.steps = tuple(dict(step) for step in steps)
+        names = ", ".join(str(step.get("step")) for step in self.steps)
+        super().__init__(
+            f"replay of run {run_id} requires explicit approval after irreversible or "
+            f"non-compensatable steps ({names}); pass allow_irreversible=True"
+        )
+
+
+class StaleRecord(SquidmeshError):
+    """A step run or attempt is no longer ``running``, so this update lost a race.
+
+    Attributes:
+        record: ``"step_run"`` or ``"attempt"``.
+        record_id: Its id.
+        status: The status it has now (``None`` when the row is gone).
+    """
+
+    def __init__(self, record: str, record_id: str, status: str | None) -> None:
+        self.record = record
+        self.record_id = record_id
+        self.status = status
+        now = f"is {status!r}" if status is not None else "does not exist"
+        super().__init__(f"{record} {record_id} {now}; only a running one can be finished")
+
+
+class DispatchFailed(SquidmeshError):
+    """The executor could not take the work; the state change that implied it did not commit.
+
+    The original exception is chained as ``__cause__``.
+
+    Attributes:
+        reason: A one-line description of what the executor reported.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"dispatch failed: {reason}")
+
+
+class InvalidExecutorPayload(SquidmeshError, ValueError):
+    """``perform()`` was given a payload that no executor produced.
+
+    Attributes:
+        payload: The value given.
+        problem: What is wrong with it.
+    """
+
+    def __init__(self, payload: object, problem: str) -> None:
+        self.payload = payload
+        self.problem = problem
+        super().__init__(f"invalid executor payload ({problem}): {payload!r}")
+
+
+class SchemaNotReady(SquidmeshError):
+    """The database schema is missing or older than this library needs.
+
+    Attributes:
+        current: The migration version the database is at (0 when never migrated).
+        required: The version this library needs.
+    """
+
+    def __init__(self, current: int, required: int) -> None:
+        self.current = current
+        self.required = required
+        super().__init__(
+            f"the squidmesh schema is at version {current}, this library needs {required}; "
+            "run `squidmesh migrate` or call Client.migrate()"
+        )
+
+
 class StepSignal(SquidmeshError):
     """Base for exceptions that steer a step's retries.
 
@@ -209,3 +369,18 @@ class StepInputError(NonRetryableError):
                 "invalid inputs: " + "; ".join(f"{k} ({v})" for k, v in self.invalid.items())
             )
         super().__init__(f"step {step!r} cannot start: " + "; ".join(parts))
+
+
+class StepOutputError(NonRetryableError):
+    """A step returned something the runtime cannot store.
+
+    Steps return a mapping, a pydantic model or ``None``, with JSON-safe values. Retrying would
+    return the same thing, so the attempt fails without retry.
+
+    Attributes:
+        step: The step name.
+    """
+
+    def __init__(self, step: str, problem: str) -> None:
+        self.step = step
+        super().__init__(f"step {step!r} {problem}")

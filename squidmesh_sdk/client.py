@@ -1,0 +1,222 @@
+"""The :class:`Client`: start, inspect and list runs, and perform delivered work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from squidmesh_sdk.clock import Clock, SystemClock
+from squidmesh_sdk.compiler import compile as compile_workflow
+from squidmesh_sdk.definition.workflow import Workflow
+from squidmesh_sdk.executors.base import Executor, ExecutorBinding
+from squidmesh_sdk.executors.inline import InlineExecutor
+from squidmesh_sdk.graph import WorkflowDefinition
+from squidmesh_sdk.runtime import runner
+from squidmesh_sdk.runtime.core import Runtime
+from squidmesh_sdk.runtime.events import LoggingObserver, Observer
+from squidmesh_sdk.store import migrations
+from squidmesh_sdk.store import runs as run_store
+from squidmesh_sdk.store.database import Database
+from squidmesh_sdk.store.records import Run
+
+__all__ = ["Client"]
+
+WorkflowRef = str | Workflow | WorkflowDefinition
+
+
+class Client:
+    """The entry point to squidmesh: one per process, shared by threads.
+
+    Args:
+        database: Where runs live: a SQLAlchemy URL (``sqlite:///app.db``,
+            ``postgresql+psycopg://...``), an ``Engine``, or a :class:`Database`.
+        workflows: Every workflow this process starts or executes. Each is compiled here, so
+            a broken declaration fails at start-up with every problem listed.
+        executor: How step work is delivered; defaults to an :class:`InlineExecutor`, which
+            runs it in this process as soon as it is committed.
+        clock: The time source; tests pass a fake clock (see :mod:`squidmesh_sdk.testing`).
+        observers: Receive runtime events after each commit; defaults to structured logging.
+
+    Raises:
+        DefinitionError: a workflow does not compile.
+        ValueError: two workflows share a name.
+    """
+
+    def __init__(
+        self,
+        database: str | sa.URL | Engine | Database,
+        workflows: Iterable[Workflow | WorkflowDefinition],
+        *,
+        executor: Executor | None = None,
+        clock: Clock | None = None,
+        observers: Iterable[Observer] | None = None,
+    ) -> None:
+        definitions: dict[str, WorkflowDefinition] = {}
+        for workflow in workflows:
+            definition = (
+                workflow if isinstance(workflow, WorkflowDefinition) else compile_workflow(workflow)
+            )
+            if definition.name in definitions:
+                raise ValueError(f"two workflows are named {definition.name!r}")
+            definitions[definition.name] = definition
+        self._owns_database = not isinstance(database, Database)
+        self._runtime = Runtime(
+            database=database if isinstance(database, Database) else Database(database),
+            workflows=definitions,
+            executor=executor if executor is not None else InlineExecutor(),
+            clock=clock if clock is not None else SystemClock(),
+            observers=tuple(observers) if observers is not None else (LoggingObserver(),),
+        )
+        self._runtime.executor.bind(ExecutorBinding(self.perform, self._runtime.clock))
+
+    @property
+    def database(self) -> Database:
+        """The database runs are kept in."""
+        return self._runtime.database
+
+    @property
+    def executor(self) -> Executor:
+        """The executor work is delivered through."""
+        return self._runtime.executor
+
+    @property
+    def clock(self) -> Clock:
+        """The client's time source."""
+        return self._runtime.clock
+
+    @property
+    def workflows(self) -> Mapping[str, WorkflowDefinition]:
+        """Workflow name to compiled definition."""
+        return self._runtime.workflows
+
+    @property
+    def runtime(self) -> Runtime:
+        """The lower layer, for code that drives the stores or dispatcher itself."""
+        return self._runtime
+
+    def definition(self, workflow: WorkflowRef) -> WorkflowDefinition:
+        """The compiled definition of a registered workflow.
+
+        Raises:
+            InvalidWorkflow: the client was not given that workflow.
+        """
+        return self._runtime.definition(_name(workflow))
+
+    def migrate(self) -> list[int]:
+        """Create or upgrade squidmesh's tables; return the migration versions applied."""
+        applied = migrations.migrate(self._runtime.database, self._runtime.clock.now())
+        self._runtime.check_schema()
+        return applied
+
+    def start_run(
+        self,
+        workflow: WorkflowRef,
+        payload: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        trigger: str | None = None,
+    ) -> Run:
+        """Start a run: validate the payload, persist a ``pending`` run and dispatch its first work.
+
+        The run and its first job commit together: if the executor refuses, nothing is saved.
+
+        Args:
+            workflow: The workflow (object, definition or name).
+            payload: The trigger payload: a mapping or an instance of the trigger's model.
+            trigger: The trigger to start through; the workflow's first trigger by default.
+
+        Raises:
+            InvalidWorkflow: the workflow is not registered with this client.
+            InvalidTrigger: the workflow has no such trigger.
+            InvalidPayload: the payload breaks the trigger's contract (every problem listed).
+            DispatchFailed: the executor refused the first step.
+        """
+        if isinstance(payload, BaseModel):
+            payload = payload.model_dump(mode="json", by_alias=True)
+        return runner.start_run(
+            self._runtime, _name(workflow), {} if payload is None else payload, trigger=trigger
+        )
+
+    def inspect_run(self, run_id: str, *, include_history: bool = False) -> Run:
+        """Read a run; with ``include_history`` also its step runs, attempts and audit events.
+
+        Raises:
+            InvalidRunId: not a UUID.
+            RunNotFound: no such run.
+        """
+        self._runtime.check_schema()
+        with self._runtime.database.read() as connection:
+            return run_store.get_run(connection, run_id, include_history=include_history)
+
+    def list_runs(
+        self,
+        *,
+        workflow: WorkflowRef | None = None,
+        status: str | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        """Runs, newest first, optionally filtered by workflow and status.
+
+        Raises:
+            ValueError: an unknown status or a limit that is not a positive integer.
+        """
+        self._runtime.check_schema()
+        name = _name(workflow) if workflow is not None else None
+        with self._runtime.database.read() as connection:
+            return run_store.list_runs(connection, workflow=name, status=status, limit=limit)
+
+    def perform(self, payload: Mapping[str, Any]) -> str:
+        """Execute one payload an executor delivered; the entry point of host jobs.
+
+        Returns:
+            What the delivery did: ``"executed"``, ``"reconciled"``, ``"skipped"`` (stale or
+            duplicate), ``"cancelled"``, ``"paused"``, or ``"started"`` for cron jobs.
+
+        Raises:
+            InvalidExecutorPayload: not something an executor produced.
+            InvalidRunId, RunNotFound, InvalidWorkflow: the job names a run or workflow this
+                client cannot find.
+        """
+        return runner.perform(self._runtime, payload)
+
+    def start_cron_trigger(
+        self,
+        workflow: WorkflowRef,
+        trigger: str,
+        signal_payload: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Start a run through a cron trigger, for hosts that run their own scheduler.
+
+        The payload is built from the trigger's defaults alone.
+
+        Raises:
+            InvalidWorkflow, InvalidTrigger, InvalidPayload, DispatchFailed: as
+                :meth:`start_run`.
+        """
+        return runner.start_cron_trigger(self._runtime, _name(workflow), trigger, signal_payload)
+
+    def close(self) -> None:
+        """Release the database connections this client opened."""
+        if self._owns_database:
+            self._runtime.database.dispose()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _name(workflow: WorkflowRef) -> str:
+    if isinstance(workflow, str):
+        return workflow
+    return workflow.name

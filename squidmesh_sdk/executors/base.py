@@ -1,0 +1,88 @@
+"""The executor boundary: how runnable work leaves the runtime and comes back.
+
+The runtime decides *what* runs next; an executor decides *how* it is delivered. Every method
+is called inside the runtime's write transaction (``tx``), so an executor can make its job
+durable with the state change that implies it: write a row on ``tx.connection`` (the built-in
+database queue, a transactional outbox), or hand work over in ``tx.after_commit`` so that a
+rolled-back change never runs. Whatever delivers the job later calls
+:meth:`squidmesh_sdk.Client.perform` with the JSON payload built by
+:mod:`squidmesh_sdk.executors.payloads`.
+
+An executor method signals "I cannot take this work" by raising. The runtime then rolls back
+(``start_run``, resumes) or marks the run failed in the same transaction (a successor that
+could not be dispatched). A database error raised by the executor is not a refusal: it aborts
+the whole transaction, and the delivery that caused it is retried by its queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from squidmesh_sdk.clock import Clock
+from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.records import Run
+
+__all__ = ["DispatchMetadata", "Executor", "ExecutorBinding"]
+
+DispatchMetadata = Mapping[str, Any]
+"""What an executor reports about a job it accepted (``job_id``, ``queue``, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorBinding:
+    """What the client hands its executor: the way back in, and the runtime's clock.
+
+    Attributes:
+        perform: Executes one delivered payload (:meth:`squidmesh_sdk.Client.perform`).
+        clock: The clock the runtime stamps and schedules with.
+    """
+
+    perform: Callable[[Mapping[str, Any]], str]
+    clock: Clock
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Delivers step, compensation and cron work back to ``perform``.
+
+    ``schedule_in`` is a delay in seconds (``None`` or absent: deliver as soon as possible).
+    """
+
+    def bind(self, binding: ExecutorBinding) -> None:
+        """Called once by the client that owns this executor."""
+        ...
+
+    def enqueue_step(
+        self, tx: Transaction, run: Run, step: str, *, schedule_in: float | None = None
+    ) -> DispatchMetadata:
+        """Queue one step of ``run``."""
+        ...
+
+    def enqueue_steps(
+        self,
+        tx: Transaction,
+        run: Run,
+        steps: Sequence[str],
+        *,
+        schedule_in: float | None = None,
+    ) -> Sequence[DispatchMetadata]:
+        """Queue several steps of ``run`` at once: all of them or, by raising, none."""
+        ...
+
+    def enqueue_compensation(self, tx: Transaction, run: Run) -> DispatchMetadata:
+        """Queue the saga rollback of a failed run."""
+        ...
+
+    def enqueue_cron(
+        self,
+        tx: Transaction,
+        workflow: str,
+        trigger: str,
+        *,
+        signal: Mapping[str, Any] | None = None,
+        schedule_in: float | None = None,
+    ) -> DispatchMetadata:
+        """Queue the activation of a cron trigger (``signal``: schedule identity)."""
+        ...

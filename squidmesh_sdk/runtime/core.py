@@ -1,0 +1,84 @@
+"""The runtime's shared parts: database, workflows, executor, clock and observers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from squidmesh_sdk import errors
+from squidmesh_sdk.clock import Clock, use_clock
+from squidmesh_sdk.executors.base import Executor
+from squidmesh_sdk.graph import WorkflowDefinition
+from squidmesh_sdk.runtime.events import Observer, RunEvent
+from squidmesh_sdk.store import migrations
+from squidmesh_sdk.store.database import Database, Transaction
+
+__all__ = ["Runtime"]
+
+logger = logging.getLogger("squidmesh_sdk.runtime")
+
+
+@dataclass(slots=True, eq=False)
+class Runtime:
+    """Everything a runtime operation needs, shared by the client, the runner and the worker.
+
+    Attributes:
+        database: Where state lives.
+        workflows: Workflow name to compiled definition.
+        executor: How work is delivered.
+        clock: The time source for timestamps, delays and payload defaults.
+        observers: Receive events after each commit.
+    """
+
+    database: Database
+    workflows: Mapping[str, WorkflowDefinition]
+    executor: Executor
+    clock: Clock
+    observers: tuple[Observer, ...] = ()
+    _schema_checked: bool = field(default=False, init=False)
+
+    def definition(self, name: str) -> WorkflowDefinition:
+        """The compiled workflow called ``name``.
+
+        Raises:
+            InvalidWorkflow: this runtime was not given that workflow.
+        """
+        try:
+            return self.workflows[name]
+        except KeyError:
+            raise errors.InvalidWorkflow(name, sorted(self.workflows)) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A write transaction stamped with the clock's time; events are emitted after commit.
+
+        The runtime's clock is also made current inside it, so payload defaults such as
+        ``today()`` agree with the timestamps.
+        """
+        self.check_schema()
+        with use_clock(self.clock), self.database.transaction(self.clock.now()) as tx:
+            tx.after_commit(lambda: self.emit(tx.events))
+            yield tx
+
+    def check_schema(self) -> None:
+        """Fail clearly, once, if the database was never migrated to this library's version.
+
+        Raises:
+            SchemaNotReady: the schema is missing or older than this library.
+        """
+        if self._schema_checked:
+            return
+        with self.database.read() as connection:
+            migrations.require_latest(connection)
+        self._schema_checked = True
+
+    def emit(self, events: Iterable[RunEvent]) -> None:
+        """Hand events to every observer; an observer that raises is logged and skipped."""
+        for event in events:
+            for observer in self.observers:
+                try:
+                    observer.emit(event)
+                except Exception:
+                    logger.exception("observer failed", extra={"observer": type(observer).__name__})

@@ -1,0 +1,117 @@
+"""Turns runtime intent into executor calls, inside the caller's transaction.
+
+Each function returns nothing and appends the events it produced to ``tx.events``, which the
+runtime emits only after commit. An executor that refuses work raises; the dispatcher turns
+that into :class:`~squidmesh_sdk.errors.DispatchFailed` for the caller to handle (roll back, or
+fail the run in the same transaction). Database errors pass through untouched: they abort the
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from squidmesh_sdk import errors
+from squidmesh_sdk.graph import WorkflowDefinition
+from squidmesh_sdk.runtime import inputs
+from squidmesh_sdk.runtime.core import Runtime
+from squidmesh_sdk.runtime.events import CompensationDispatched, StepDispatched
+from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.records import Run
+
+__all__ = ["dispatch_compensation", "dispatch_run", "dispatch_steps"]
+
+T = TypeVar("T")
+
+
+def dispatch_run(runtime: Runtime, tx: Transaction, run: Run) -> None:
+    """Dispatch the first work of a new (or replayed) run.
+
+    A transition workflow's entry step is enqueued; a dependency workflow's roots are scheduled
+    (``pending`` rows with their input snapshots) and enqueued as one batch.
+
+    Raises:
+        DispatchFailed: the executor refused.
+    """
+    definition = runtime.definition(run.workflow)
+    if definition.shape == "dependency":
+        dispatch_steps(runtime, tx, run, definition.entry_steps, schedule_pending=True)
+        return
+    assert run.current_step is not None  # noqa: S101 - transition runs start at their entry
+    dispatch_steps(runtime, tx, run, [run.current_step])
+
+
+def dispatch_steps(
+    runtime: Runtime,
+    tx: Transaction,
+    run: Run,
+    steps: Sequence[str],
+    *,
+    schedule_pending: bool = False,
+    schedule_in: float | None = None,
+) -> list[str]:
+    """Enqueue ``steps`` of ``run`` (one job, or one atomic batch); return those enqueued.
+
+    With ``schedule_pending`` each step first gets a ``pending`` step run holding its input
+    snapshot, and only steps that did not have a row yet are enqueued: dispatching the same
+    fan-out twice enqueues nothing the second time.
+
+    Raises:
+        DispatchFailed: the executor refused (the caller's transaction decides what survives).
+    """
+    steps = list(dict.fromkeys(steps))
+    if schedule_pending:
+        definition = runtime.definition(run.workflow)
+        steps = step_run_store.schedule_steps(
+            tx, run.id, [_scheduled(definition, run, step) for step in steps]
+        )
+    if not steps:
+        return []
+    executor = runtime.executor
+    try:
+        if len(steps) == 1:
+            metadata = [
+                _call(lambda: executor.enqueue_step(tx, run, steps[0], schedule_in=schedule_in))
+            ]
+        else:
+            metadata = list(
+                _call(lambda: executor.enqueue_steps(tx, run, steps, schedule_in=schedule_in))
+            )
+    except errors.DispatchFailed:
+        if schedule_pending:
+            # The caller may still commit (to fail the run): leave no step looking scheduled.
+            step_run_store.delete_pending_steps(tx, run.id, steps)
+        raise
+    tx.events.append(StepDispatched(run, tuple(steps), schedule_in, metadata))
+    return steps
+
+
+def dispatch_compensation(runtime: Runtime, tx: Transaction, run: Run) -> None:
+    """Enqueue the saga rollback of a failed run.
+
+    Raises:
+        DispatchFailed: the executor refused.
+    """
+    metadata = _call(lambda: runtime.executor.enqueue_compensation(tx, run))
+    tx.events.append(CompensationDispatched(run, metadata))
+
+
+def _scheduled(
+    definition: WorkflowDefinition, run: Run, step: str
+) -> tuple[str, dict[str, object], dict[str, object]]:
+    node = definition.step(step)
+    snapshot = inputs.snapshot(node, inputs.state(run))
+    return step, snapshot, node.recovery.to_dict()
+
+
+def _call(enqueue: Callable[[], T]) -> T:
+    try:
+        return enqueue()
+    except SQLAlchemyError:
+        raise
+    except Exception as exc:
+        raise errors.DispatchFailed(f"{type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,277 @@
+"""Executing one delivered step: claim, run the body, record the result and move on.
+
+Two transactions per step. The *claim* locks the run row, checks that the delivery is current,
+marks the step run ``running`` and opens attempt n. The body then runs outside any transaction
+(unless the step asked for one). The *apply* locks the run again, records the result on the
+attempt and step run, and routes the run, dispatching the next work in the same commit.
+
+Redelivery is harmless at every point: a job for a step that is not current, for a paused or
+finished run, or for a step another delivery is running does nothing; a job for a step that
+completed but whose run was not moved on (possible only through the lower-level stores) moves
+the run on from the stored output without running the step again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from squidmesh_sdk import errors, state_machine
+from squidmesh_sdk.definition.context import StepContext
+from squidmesh_sdk.graph import StepNode, WorkflowDefinition
+from squidmesh_sdk.runtime import inputs, progression
+from squidmesh_sdk.runtime.core import Runtime
+from squidmesh_sdk.runtime.events import StepCompleted, StepFailed, StepSkipped, StepStarted
+from squidmesh_sdk.runtime.failures import describe_error, retry_decision
+from squidmesh_sdk.store import attempts as attempt_store
+from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import runs as run_store
+from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.records import Attempt, Run, StepRun
+
+__all__ = ["Delivery", "execute_step"]
+
+Delivery = Literal["executed", "reconciled", "skipped", "cancelled", "paused"]
+"""What a step delivery did."""
+
+logger = logging.getLogger("squidmesh_sdk.runtime")
+step_logger = logging.getLogger("squidmesh_sdk.step")
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    run: Run
+    definition: WorkflowDefinition
+    node: StepNode
+    step_run: StepRun
+    attempt: Attempt
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    output: dict[str, Any] | None = None
+    exception: BaseException | None = None
+
+
+class _Stale(Exception):
+    """The step run was finished by someone else while the body ran: discard this result."""
+
+
+def execute_step(runtime: Runtime, run_id: str, step: str) -> Delivery:
+    """Execute one delivery of ``step`` of run ``run_id``.
+
+    Raises:
+        RunNotFound: no such run.
+        InvalidWorkflow: the run's workflow is not registered with this runtime.
+    """
+    claimed = _claim(runtime, run_id, step)
+    if not isinstance(claimed, _Claim):
+        return claimed
+    try:
+        if claimed.node.transaction:
+            with runtime.transaction() as tx:
+                outcome = _invoke(runtime, claimed, tx)
+                _apply(runtime, tx, claimed, outcome)
+        else:
+            outcome = _invoke(runtime, claimed, None)
+            with runtime.transaction() as tx:
+                _apply(runtime, tx, claimed, outcome)
+    except _Stale:
+        logger.warning(
+            "step result discarded: its step run was finished by another delivery",
+            extra={"run_id": run_id, "step": step, "attempt": claimed.attempt.number},
+        )
+        return "skipped"
+    return "executed"
+
+
+def _claim(runtime: Runtime, run_id: str, step: str) -> _Claim | Delivery:
+    with runtime.transaction() as tx:
+        run = run_store.lock_run(tx.connection, run_id)
+        definition = runtime.definition(run.workflow)
+        if run.status in state_machine.TERMINAL or run.status == "paused":
+            tx.events.append(StepSkipped(run, step, f"run_{run.status}"))
+            return "skipped"
+        if run.status == "cancelling":
+            progression.finish_cancelling(tx, run)
+            return "cancelled"
+        node = definition.steps.get(step)
+        if node is None:
+            logger.warning(
+                "delivery for a step the workflow does not declare",
+                extra={"run_id": run.id, "workflow": run.workflow, "step": step},
+            )
+            tx.events.append(StepSkipped(run, step, "unknown_step"))
+            return "skipped"
+        step_input = _step_input(tx, run, definition, node)
+        if step_input is None:
+            tx.events.append(StepSkipped(run, step, "not_current"))
+            return "skipped"
+        step_run, action = step_run_store.begin_step(
+            tx, run.id, step, step_input, node.recovery.to_dict()
+        )
+        if action == "skip":
+            if step_run.status == "completed":
+                # Completed but the run never moved on: advance from the stored output.
+                progression.advance_after_success(
+                    runtime, tx, run, definition, node, step_run.output or {}
+                )
+                return "reconciled"
+            tx.events.append(StepSkipped(run, step, "already_running"))
+            return "skipped"
+        if run.status in ("pending", "retrying"):
+            current = step if definition.shape == "transition" else None
+            run = progression.write_run(tx, run, status="running", current_step=current)
+        attempt = attempt_store.begin_attempt(tx, step_run.id)
+        tx.events.append(StepStarted(run, step, attempt.number))
+        claim = _Claim(run, definition, node, step_run, attempt)
+        if node.kind in ("log", "wait"):
+            _run_builtin(tx, claim)
+            _apply(runtime, tx, claim, _Outcome(output={}))
+            return "executed"
+        if node.is_manual:
+            _pause(tx, claim)
+            return "paused"
+        return claim
+
+
+def _step_input(
+    tx: Transaction, run: Run, definition: WorkflowDefinition, node: StepNode
+) -> dict[str, Any] | None:
+    """The input to claim the step with, or ``None`` when this delivery is not current."""
+    if definition.shape == "transition":
+        if run.current_step != node.name:
+            return None
+        return inputs.snapshot(node, inputs.state(run))
+    # Dependency steps run only once scheduled, with the snapshot taken then (also on retry).
+    existing = step_run_store.get_step_run(tx.connection, run.id, node.name)
+    if existing is None or existing.status not in ("pending", "failed"):
+        return None
+    return dict(existing.input)
+
+
+def _run_builtin(tx: Transaction, claim: _Claim) -> None:
+    node = claim.node
+    if node.kind == "log":
+        level = logging.getLevelNamesMapping()[str(node.options.get("level", "info")).upper()]
+        message = str(node.options["message"])
+        extra = {"run_id": claim.run.id, "workflow": claim.run.workflow, "step": node.name}
+        tx.after_commit(lambda: step_logger.log(level, message, extra=extra))
+
+
+def _pause(tx: Transaction, claim: _Claim) -> None:
+    """Park the run at a pause or approval step, with its resume routes persisted now.
+
+    Persisting the routes at pause time means a definition deployed while the run waits does
+    not change where it resumes to.
+    """
+    node, definition = claim.node, claim.definition
+    ok_target = definition.route(node.name, "ok")
+    assert ok_target is not None  # noqa: S101 - compiled transition workflows route every step
+    if node.kind == "pause":
+        step_run_store.persist_pause_resume(
+            tx, claim.step_run.id, inputs.namespaced(node, {}), ok_target
+        )
+    else:
+        error_target = definition.route(node.name, "error")
+        assert error_target is not None  # noqa: S101 - approvals must declare both routes
+        step_run_store.persist_approval_resume(
+            tx,
+            claim.step_run.id,
+            ok_target=ok_target,
+            error_target=error_target,
+            output_key=node.output_key,
+        )
+    progression.write_run(tx, claim.run, status="paused", current_step=node.name, last_error=None)
+    audit.record_event(tx, claim.run.id, "paused", step=node.name)
+
+
+def _invoke(runtime: Runtime, claim: _Claim, tx: Transaction | None) -> _Outcome:
+    node = claim.node
+    body = node.body
+    assert body is not None  # noqa: S101 - function steps always have a body
+    run = claim.run
+    context = StepContext(
+        run_id=run.id,
+        workflow=run.workflow,
+        step=node.name,
+        attempt=claim.attempt.number,
+        trigger=run.trigger,
+        payload=run.payload,
+        schedule=run.schedule,
+        connection=tx.connection if tx is not None else None,
+        logger=logging.LoggerAdapter(
+            step_logger,
+            {
+                "run_id": run.id,
+                "workflow": run.workflow,
+                "step": node.name,
+                "attempt": claim.attempt.number,
+            },
+        ),
+    )
+    try:
+        kwargs = body.binder.bind(claim.step_run.input, context)
+        if tx is None:
+            result = _call(body.fn, body.is_async, kwargs)
+        else:
+            # The step's writes live in a savepoint: a failure rolls back only them, and the
+            # failure itself is still recorded in the surrounding transaction.
+            with tx.connection.begin_nested():
+                result = _call(body.fn, body.is_async, kwargs)
+                output = inputs.normalize_output(node.name, result)
+            return _Outcome(output=output)
+        return _Outcome(output=inputs.normalize_output(node.name, result))
+    except Exception as exc:  # noqa: BLE001 - any failure of user code is the step's result
+        return _Outcome(exception=exc)
+
+
+def _call(fn: Any, is_async: bool, kwargs: Mapping[str, Any]) -> Any:
+    if not is_async:
+        return fn(**kwargs)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(fn(**kwargs))
+    # Called from inside an event loop (an async host calling perform): a loop cannot be
+    # re-entered, so the coroutine gets a loop of its own on a helper thread.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, fn(**kwargs)).result()
+
+
+def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) -> None:
+    run = run_store.lock_run(tx.connection, claim.run.id)
+    node = claim.node
+    duration = tx.now - claim.attempt.inserted_at
+    try:
+        if outcome.exception is None:
+            assert outcome.output is not None  # noqa: S101
+            output = inputs.namespaced(node, outcome.output)
+            attempt_store.complete_attempt(tx, claim.attempt.id)
+            step_run_store.complete_step(tx, claim.step_run.id, output)
+            tx.events.append(StepCompleted(run, node.name, claim.attempt.number, duration))
+            progression.advance_after_success(runtime, tx, run, claim.definition, node, output)
+            return
+        exc = outcome.exception
+        error = describe_error(exc)
+        attempt_store.fail_attempt(tx, claim.attempt.id, error)
+        step_run = step_run_store.fail_step(tx, claim.step_run.id, error)
+    except errors.StaleRecord as stale:
+        raise _Stale from stale
+    tx.events.append(StepFailed(run, node.name, claim.attempt.number, duration, error))
+    progression.advance_after_failure(
+        runtime,
+        tx,
+        run,
+        claim.definition,
+        node,
+        step_run,
+        claim.attempt.number,
+        error,
+        retry_decision(node, claim.attempt.number, exc),
+    )

@@ -1,0 +1,69 @@
+"""What a step sees: the run state it binds from, the snapshot it is called with, its output."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from squidmesh_sdk import errors
+from squidmesh_sdk.graph import StepNode
+from squidmesh_sdk.store.records import SCHEDULE_KEY, Run
+
+__all__ = ["merge_output", "namespaced", "normalize_output", "snapshot", "state"]
+
+
+def state(run: Run) -> dict[str, Any]:
+    """Payload overlaid with context: what a step's parameters are bound from."""
+    return {**run.payload, **run.context}
+
+
+def snapshot(node: StepNode, run_state: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs ``node`` will be called with, taken from ``run_state`` by parameter name.
+
+    A step with ``**kwargs`` sees the whole state; a built-in step takes no input.
+    """
+    if node.body is None:
+        return {}
+    binder = node.body.binder
+    if binder.var_keyword:
+        return dict(run_state)
+    return {name: run_state[name] for name in binder.input_names if name in run_state}
+
+
+def normalize_output(step: str, value: object) -> dict[str, Any]:
+    """A step's return value as a JSON-safe dict.
+
+    Raises:
+        StepOutputError: not a mapping, model or ``None``, or values JSON cannot hold.
+    """
+    if value is None:
+        return {}
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json", by_alias=True)
+    if not isinstance(value, Mapping):
+        raise errors.StepOutputError(
+            step,
+            f"returned {type(value).__name__}; return a mapping, a pydantic model or None",
+        )
+    bad_keys = [key for key in value if not isinstance(key, str)]
+    if bad_keys:
+        raise errors.StepOutputError(step, f"returned non-string keys {bad_keys!r}")
+    try:
+        jsonable = to_jsonable_python(dict(value))
+    except PydanticSerializationError as exc:
+        raise errors.StepOutputError(step, f"returned a value JSON cannot hold ({exc})") from None
+    assert isinstance(jsonable, dict)  # noqa: S101 - a dict stays a dict
+    return jsonable
+
+
+def namespaced(node: StepNode, output: Mapping[str, Any]) -> dict[str, Any]:
+    """The output as stored and merged: under the step's output key when it has one."""
+    return {node.output_key: dict(output)} if node.output_key else dict(output)
+
+
+def merge_output(context: Mapping[str, Any], output: Mapping[str, Any]) -> dict[str, Any]:
+    """The context with ``output`` merged in, shallowly; the schedule key is never replaced."""
+    return {**context, **{k: v for k, v in output.items() if k != SCHEDULE_KEY}}

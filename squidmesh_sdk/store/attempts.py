@@ -1,0 +1,137 @@
+"""The attempt store: one row per try of a step, numbered 1..n per step run."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from squidmesh_sdk import errors
+from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.ids import as_uuid, new_id
+from squidmesh_sdk.store.records import Attempt
+from squidmesh_sdk.store.schema import attempts
+
+__all__ = [
+    "attempt_count",
+    "begin_attempt",
+    "complete_attempt",
+    "fail_attempt",
+    "latest_attempt",
+    "list_attempts",
+    "next_attempt_number",
+]
+
+
+def next_attempt_number(connection: Connection, step_run_id: str | uuid.UUID) -> int:
+    """The number the next attempt of this step run will get."""
+    latest = connection.scalar(
+        sa.select(sa.func.max(attempts.c.attempt_number)).where(
+            attempts.c.step_run_id == as_uuid(step_run_id)
+        )
+    )
+    return int(latest or 0) + 1
+
+
+def begin_attempt(tx: Transaction, step_run_id: str | uuid.UUID) -> Attempt:
+    """Insert the next ``running`` attempt of a step run.
+
+    The number is computed inside the ``INSERT`` statement; callers hold the run's lock, and the
+    unique ``(step_run_id, attempt_number)`` constraint rejects any writer that does not.
+    """
+    sr_id = as_uuid(step_run_id)
+    number = (
+        sa.select(sa.func.coalesce(sa.func.max(attempts.c.attempt_number), 0) + 1)
+        .where(attempts.c.step_run_id == sr_id)
+        .scalar_subquery()
+    )
+    row = (
+        tx.connection.execute(
+            attempts.insert()
+            .values(
+                id=new_id(),
+                step_run_id=sr_id,
+                attempt_number=number,
+                status="running",
+                error=None,
+                inserted_at=tx.now,
+                updated_at=tx.now,
+            )
+            .returning(*attempts.c)
+        )
+        .mappings()
+        .one()
+    )
+    return Attempt.from_row(row)
+
+
+def complete_attempt(tx: Transaction, attempt_id: str | uuid.UUID) -> Attempt:
+    """Mark a running attempt completed.
+
+    Raises:
+        StaleRecord: the attempt is not running (or does not exist).
+    """
+    return _finish(tx, attempt_id, "completed", None)
+
+
+def fail_attempt(tx: Transaction, attempt_id: str | uuid.UUID, error: Mapping[str, Any]) -> Attempt:
+    """Mark a running attempt failed with ``error``.
+
+    Raises:
+        StaleRecord: the attempt is not running (or does not exist).
+    """
+    return _finish(tx, attempt_id, "failed", dict(error))
+
+
+def attempt_count(connection: Connection, step_run_id: str | uuid.UUID) -> int:
+    """How many attempts the step run has had."""
+    return next_attempt_number(connection, step_run_id) - 1
+
+
+def latest_attempt(connection: Connection, step_run_id: str | uuid.UUID) -> Attempt | None:
+    """The step run's most recent attempt."""
+    row = (
+        connection.execute(
+            sa.select(attempts)
+            .where(attempts.c.step_run_id == as_uuid(step_run_id))
+            .order_by(attempts.c.attempt_number.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    return Attempt.from_row(row) if row else None
+
+
+def list_attempts(connection: Connection, step_run_id: str | uuid.UUID) -> list[Attempt]:
+    """Every attempt of the step run, first to last."""
+    rows = connection.execute(
+        sa.select(attempts)
+        .where(attempts.c.step_run_id == as_uuid(step_run_id))
+        .order_by(attempts.c.attempt_number)
+    ).mappings()
+    return [Attempt.from_row(row) for row in rows]
+
+
+def _finish(
+    tx: Transaction, attempt_id: str | uuid.UUID, status: str, error: dict[str, Any] | None
+) -> Attempt:
+    row = (
+        tx.connection.execute(
+            attempts.update()
+            .where(attempts.c.id == as_uuid(attempt_id), attempts.c.status == "running")
+            .values(status=status, error=error, updated_at=tx.now)
+            .returning(*attempts.c)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        current = tx.connection.scalar(
+            sa.select(attempts.c.status).where(attempts.c.id == as_uuid(attempt_id))
+        )
+        raise errors.StaleRecord("attempt", str(attempt_id), current)
+    return Attempt.from_row(row)

@@ -1,0 +1,254 @@
+"""What the stores return: runs, step runs, attempts and audit events, as frozen records.
+
+JSON columns come back as plain dicts; ids as canonical UUID strings; times as aware UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy.engine import RowMapping
+
+from squidmesh_sdk import errors
+
+__all__ = [
+    "SCHEDULE_KEY",
+    "Attempt",
+    "AttemptStatus",
+    "Run",
+    "RunEvent",
+    "RunEventType",
+    "RunStatus",
+    "StepRun",
+    "StepRunStatus",
+    "parse_run_id",
+]
+
+SCHEDULE_KEY = "schedule"
+"""Context key reserved for a cron run's schedule metadata; step outputs cannot replace it."""
+
+RunStatus = Literal[
+    "pending", "running", "retrying", "paused", "failed", "completed", "cancelling", "cancelled"
+]
+StepRunStatus = Literal["pending", "running", "completed", "failed"]
+AttemptStatus = Literal["running", "completed", "failed"]
+RunEventType = Literal[
+    "paused", "resumed", "approved", "rejected", "compensation_routed", "undo_routed"
+]
+
+
+def parse_run_id(run_id: object) -> uuid.UUID:
+    """Return ``run_id`` as a UUID.
+
+    Raises:
+        InvalidRunId: it is not a UUID (or a string holding one).
+    """
+    if isinstance(run_id, uuid.UUID):
+        return run_id
+    if isinstance(run_id, str):
+        try:
+            return uuid.UUID(run_id)
+        except ValueError:
+            pass
+    raise errors.InvalidRunId(run_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """One try of a step.
+
+    Attributes:
+        id: Attempt id.
+        step_run_id: The step run it belongs to.
+        number: 1 for the first try, then 2, 3...
+        status: ``running``, ``completed`` or ``failed``.
+        error: The normalised error of a failed attempt.
+        inserted_at: When the attempt started.
+        updated_at: When it last changed (its end, once finished).
+    """
+
+    id: str
+    step_run_id: str
+    number: int
+    status: AttemptStatus
+    error: Mapping[str, Any] | None
+    inserted_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> Attempt:
+        """Build from a ``squidmesh_step_attempts`` row."""
+        return cls(
+            id=str(row["id"]),
+            step_run_id=str(row["step_run_id"]),
+            number=row["attempt_number"],
+            status=row["status"],
+            error=row["error"],
+            inserted_at=row["inserted_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepRun:
+    """The state of one step within one run (one row per run and step).
+
+    Attributes:
+        id: Step run id.
+        run_id: The run.
+        step: Step name.
+        status: ``pending`` (scheduled), ``running``, ``completed`` or ``failed``.
+        input: The inputs the step was (or will be) called with.
+        output: What the step returned, after output-key namespacing.
+        last_error: The error of the latest failed attempt.
+        recovery: Replay / compensation policy, plus failure routing and compensation results.
+        resume: Where a paused step resumes to (pause and approval steps).
+        manual: The manual action that resumed it (actor, comment, metadata, time).
+        attempts: The attempts, oldest first, when loaded with history.
+        inserted_at: When the step was first scheduled or started.
+        updated_at: When it last changed.
+    """
+
+    id: str
+    run_id: str
+    step: str
+    status: StepRunStatus
+    input: Mapping[str, Any]
+    output: Mapping[str, Any] | None
+    last_error: Mapping[str, Any] | None
+    recovery: Mapping[str, Any] | None
+    resume: Mapping[str, Any] | None
+    manual: Mapping[str, Any] | None
+    inserted_at: datetime
+    updated_at: datetime
+    attempts: tuple[Attempt, ...] | None = None
+
+    @classmethod
+    def from_row(cls, row: RowMapping, attempts: tuple[Attempt, ...] | None = None) -> StepRun:
+        """Build from a ``squidmesh_step_runs`` row."""
+        return cls(
+            id=str(row["id"]),
+            run_id=str(row["run_id"]),
+            step=row["step"],
+            status=row["status"],
+            input=row["input"],
+            output=row["output"],
+            last_error=row["last_error"],
+            recovery=row["recovery"],
+            resume=row["resume"],
+            manual=row["manual"],
+            inserted_at=row["inserted_at"],
+            updated_at=row["updated_at"],
+            attempts=attempts,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunEvent:
+    """An audit event: a pause, a manual decision, or a labelled recovery route.
+
+    Attributes:
+        type: What happened.
+        step: The step it happened at.
+        actor: Who acted (a name or a mapping), for manual decisions.
+        comment: Their comment.
+        metadata: Free-form details (for routes: ``{"target": ...}``).
+        at: When.
+    """
+
+    type: RunEventType
+    step: str | None
+    actor: str | Mapping[str, Any] | None
+    comment: str | None
+    metadata: Mapping[str, Any] | None
+    at: datetime
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> RunEvent:
+        """Build from a ``squidmesh_run_events`` row."""
+        return cls(
+            type=row["type"],
+            step=row["step"],
+            actor=row["actor"],
+            comment=row["comment"],
+            metadata=row["metadata"],
+            at=row["at"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    """One execution of a workflow.
+
+    Attributes:
+        id: Run id (a UUID string).
+        workflow: Workflow name.
+        trigger: The trigger that started it.
+        status: Where it is in the run state machine.
+        payload: The validated trigger payload, defaults resolved.
+        context: Everything the steps produced so far, merged (or under their output keys).
+        current_step: The step being run or next to run (transition workflows), else ``None``.
+        last_error: Why it failed or is retrying.
+        replayed_from_run_id: The run this one replays, if any.
+        definition_fingerprint: Fingerprint of the workflow graph the run was started with.
+        trace_context: The W3C trace context spans of this run join.
+        inserted_at: When it was created.
+        updated_at: When it last changed.
+        step_runs: Step runs with their attempts, oldest first, when loaded with history.
+        events: Audit events, oldest first, when loaded with history.
+    """
+
+    id: str
+    workflow: str
+    trigger: str
+    status: RunStatus
+    payload: Mapping[str, Any]
+    context: Mapping[str, Any]
+    current_step: str | None
+    last_error: Mapping[str, Any] | None
+    replayed_from_run_id: str | None
+    definition_fingerprint: str
+    trace_context: Mapping[str, Any] | None
+    inserted_at: datetime
+    updated_at: datetime
+    step_runs: tuple[StepRun, ...] | None = None
+    events: tuple[RunEvent, ...] | None = None
+
+    @property
+    def schedule(self) -> Mapping[str, Any] | None:
+        """Schedule metadata of a cron-started run (``context["schedule"]``), else ``None``."""
+        value = self.context.get(SCHEDULE_KEY)
+        return value if isinstance(value, Mapping) else None
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the run can no longer change: completed, failed or cancelled."""
+        return self.status in ("completed", "failed", "cancelled")
+
+    def step_run(self, step: str) -> StepRun | None:
+        """The loaded step run of ``step``, if the run was loaded with history and has one."""
+        return next((sr for sr in self.step_runs or () if sr.step == step), None)
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> Run:
+        """Build from a ``squidmesh_runs`` row."""
+        replayed = row["replayed_from_run_id"]
+        return cls(
+            id=str(row["id"]),
+            workflow=row["workflow"],
+            trigger=row["trigger"],
+            status=row["status"],
+            payload=row["payload"],
+            context=row["context"],
+            current_step=row["current_step"],
+            last_error=row["last_error"],
+            replayed_from_run_id=str(replayed) if replayed is not None else None,
+            definition_fingerprint=row["definition_fingerprint"],
+            trace_context=row["trace_context"],
+            inserted_at=row["inserted_at"],
+            updated_at=row["updated_at"],
+        )

@@ -1,0 +1,367 @@
+"""The run store: creating, reading, listing and moving runs through the state machine.
+
+Functions that change a run take a :class:`~squidmesh_sdk.store.database.Transaction` and
+expect the caller to commit; none of them dispatches work (that is the dispatcher's job, in the
+same transaction).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from squidmesh_sdk import errors, state_machine
+from squidmesh_sdk.graph import WorkflowDefinition
+from squidmesh_sdk.store import attempts as attempt_store
+from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.ids import new_id
+from squidmesh_sdk.store.records import SCHEDULE_KEY, Run, RunStatus, StepRun, parse_run_id
+from squidmesh_sdk.store.schema import runs
+
+__all__ = [
+    "PAUSE_CANCELLATION_ERROR",
+    "UNSET",
+    "cancel_run",
+    "create_run",
+    "get_run",
+    "list_runs",
+    "lock_run",
+    "replay_blockers",
+    "replay_run",
+    "schedule_next_step",
+    "transition_run",
+    "update_run",
+    "write_run",
+]
+
+PAUSE_CANCELLATION_ERROR: Mapping[str, Any] = {
+    "message": "run cancelled while paused",
+    "reason": "cancelled",
+}
+"""The error recorded on a paused step and its attempt when the run is cancelled."""
+
+_SCHEDULE_IDENTITY_KEYS = ("idempotency", "idempotency_key")
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+UNSET = _Unset.UNSET
+"""Marks a run field a write leaves unchanged (``None`` is a value: it clears the field)."""
+
+
+def create_run(
+    tx: Transaction,
+    definition: WorkflowDefinition,
+    payload: object,
+    *,
+    trigger: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    replayed_from_run_id: str | None = None,
+    idempotency_key: str | None = None,
+    trace_context: Mapping[str, Any] | None = None,
+) -> Run:
+    """Validate ``payload`` against the trigger's contract and insert a ``pending`` run.
+
+    ``trigger`` defaults to the workflow's first declared trigger. Nothing is dispatched.
+
+    Raises:
+        InvalidTrigger: the workflow has no such trigger.
+        InvalidPayload: listing every missing, unknown and invalid field; nothing is written.
+    """
+    trigger_node = definition.trigger(trigger)
+    validated = trigger_node.contract.validate(payload)
+    values: dict[str, Any] = {
+        "id": new_id(),
+        "workflow": definition.name,
+        "trigger": trigger_node.name,
+        "status": "pending",
+        "payload": validated,
+        "context": dict(context or {}),
+        "current_step": definition.initial_step,
+        "last_error": None,
+        "replayed_from_run_id": (
+            parse_run_id(replayed_from_run_id) if replayed_from_run_id else None
+        ),
+        "definition_fingerprint": definition.fingerprint,
+        "idempotency_key": idempotency_key,
+        "trace_context": dict(trace_context) if trace_context is not None else None,
+        "inserted_at": tx.now,
+        "updated_at": tx.now,
+    }
+    tx.connection.execute(runs.insert().values(values))
+    return Run.from_row(values)  # type: ignore[arg-type]
+
+
+def lock_run(connection: Connection, run_id: object) -> Run:
+    """Read the run and lock its row until the transaction ends.
+
+    ``FOR UPDATE`` on PostgreSQL; SQLite's write transactions are already exclusive.
+
+    Raises:
+        InvalidRunId: ``run_id`` is not a UUID.
+        RunNotFound: no such run.
+    """
+    return _select_run(connection, run_id, for_update=True)
+
+
+def get_run(connection: Connection, run_id: object, *, include_history: bool = False) -> Run:
+    """Read one run; with ``include_history`` also its step runs, attempts and audit events.
+
+    Raises:
+        InvalidRunId: ``run_id`` is not a UUID.
+        RunNotFound: no such run.
+    """
+    run = _select_run(connection, run_id, for_update=False)
+    if not include_history:
+        return run
+    return _with_history(connection, run)
+
+
+def list_runs(
+    connection: Connection,
+    *,
+    workflow: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+) -> list[Run]:
+    """Runs, newest first, optionally only of one workflow and / or in one status.
+
+    Raises:
+        ValueError: an unknown status, or a limit that is not a positive integer.
+    """
+    if status is not None and status not in state_machine.STATES:
+        raise ValueError(f"unknown run status {status!r}; expected one of {state_machine.STATES}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    query = sa.select(runs).order_by(runs.c.inserted_at.desc(), runs.c.id.desc()).limit(limit)
+    if workflow is not None:
+        query = query.where(runs.c.workflow == workflow)
+    if status is not None:
+        query = query.where(runs.c.status == status)
+    return [Run.from_row(row) for row in connection.execute(query).mappings()]
+
+
+def write_run(
+    tx: Transaction,
+    run: Run,
+    *,
+    status: RunStatus | _Unset = UNSET,
+    context: Mapping[str, Any] | _Unset = UNSET,
+    current_step: str | _Unset | None = UNSET,
+    last_error: Mapping[str, Any] | _Unset | None = UNSET,
+) -> Run:
+    """Write changed fields of a run the caller has locked; return the updated record.
+
+    Raises:
+        InvalidTransition: a status change the state machine does not allow.
+    """
+    changes: dict[str, Any] = {}
+    if status is not UNSET and status != run.status:
+        state_machine.check_transition(run.status, status, run_id=run.id)
+        changes["status"] = status
+    if context is not UNSET:
+        changes["context"] = dict(context)
+    if current_step is not UNSET:
+        changes["current_step"] = current_step
+    if last_error is not UNSET:
+        changes["last_error"] = dict(last_error) if last_error is not None else None
+    if not changes:
+        return run
+    changes["updated_at"] = tx.now
+    tx.connection.execute(runs.update().where(runs.c.id == uuid.UUID(run.id)).values(changes))
+    return Run(**{**_fields(run), **changes})
+
+
+def transition_run(
+    tx: Transaction,
+    run_id: object,
+    to: RunStatus,
+    *,
+    context: Mapping[str, Any] | _Unset = UNSET,
+    current_step: str | _Unset | None = UNSET,
+    last_error: Mapping[str, Any] | _Unset | None = UNSET,
+) -> Run:
+    """Lock the run and move it to ``to``, writing the given fields too.
+
+    Fields not given are left as they are (the reference clears ``current_step`` when it is
+    omitted; here clearing it is explicit: pass ``current_step=None``).
+
+    Raises:
+        InvalidRunId, RunNotFound: as :func:`lock_run`.
+        InvalidTransition: the state machine does not allow the move (also ``running ->
+            running``: moving to the status a run already has is not a transition).
+    """
+    run = lock_run(tx.connection, run_id)
+    state_machine.check_transition(run.status, to, run_id=run.id)
+    return write_run(
+        tx, run, status=to, context=context, current_step=current_step, last_error=last_error
+    )
+
+
+def update_run(
+    tx: Transaction,
+    run_id: object,
+    *,
+    context: Mapping[str, Any] | _Unset = UNSET,
+    current_step: str | _Unset | None = UNSET,
+    last_error: Mapping[str, Any] | _Unset | None = UNSET,
+) -> Run:
+    """Lock the run and write the given fields without changing its status.
+
+    Raises:
+        InvalidRunId, RunNotFound: as :func:`lock_run`.
+    """
+    run = lock_run(tx.connection, run_id)
+    return write_run(tx, run, context=context, current_step=current_step, last_error=last_error)
+
+
+def cancel_run(tx: Transaction, run_id: object) -> tuple[Run, RunStatus]:
+    """Cancel a run as far as its status allows; return it and the status it had.
+
+    ``pending`` and ``paused`` runs are cancelled at once (a paused step and its running attempt
+    are failed with :data:`PAUSE_CANCELLATION_ERROR`); ``running`` and ``retrying`` runs move to
+    ``cancelling`` and finish cancelling at their next delivery. ``current_step`` is cleared.
+
+    Raises:
+        InvalidRunId, RunNotFound: as :func:`lock_run`.
+        InvalidTransition: the run is terminal or already cancelling.
+    """
+    run = lock_run(tx.connection, run_id)
+    from_status = run.status
+    if from_status in ("pending", "paused"):
+        if from_status == "paused" and run.current_step is not None:
+            _fail_paused_step(tx, run, PAUSE_CANCELLATION_ERROR)
+        run = write_run(tx, run, status="cancelled", current_step=None)
+    elif from_status in ("running", "retrying"):
+        run = write_run(tx, run, status="cancelling", current_step=None)
+    else:
+        raise errors.InvalidTransition(from_status, "cancelling", run_id=run.id)
+    return run, from_status
+
+
+def replay_blockers(
+    step_runs: Iterable[StepRun], definition: WorkflowDefinition | None
+) -> list[dict[str, Any]]:
+    """Completed steps whose recovery policy makes a replay need explicit approval.
+
+    Uses the policy persisted on each step run, falling back to the current definition.
+    """
+    blockers = []
+    for step_run in step_runs:
+        if step_run.status != "completed":
+            continue
+        policy = dict(step_run.recovery or {})
+        if not policy and definition is not None and step_run.step in definition.steps:
+            policy = definition.step(step_run.step).recovery.to_dict()
+        if policy.get("irreversible"):
+            policy["compensatable"] = False
+        if policy.get("irreversible") or policy.get("compensatable") is False:
+            blockers.append(
+                {
+                    "step": step_run.step,
+                    "irreversible": bool(policy.get("irreversible")),
+                    "compensatable": False,
+                    "replay": "manual_review_required",
+                    "recovery": "manual_intervention",
+                }
+            )
+    return blockers
+
+
+def replay_run(
+    tx: Transaction,
+    definition: WorkflowDefinition,
+    run_id: object,
+    *,
+    allow_irreversible: bool = False,
+    trace_context: Mapping[str, Any] | None = None,
+) -> Run:
+    """Insert a new ``pending`` run with the source's payload and trigger, linked to it.
+
+    Schedule metadata is carried over without its idempotency key; all other context starts
+    empty. Nothing is dispatched.
+
+    Raises:
+        InvalidRunId, RunNotFound: as :func:`get_run`.
+        UnsafeReplay: completed irreversible or non-compensatable steps, unless
+            ``allow_irreversible`` is ``True``.
+    """
+    source = get_run(tx.connection, run_id)
+    if allow_irreversible is not True:
+        blockers = replay_blockers(
+            step_run_store.list_step_runs(tx.connection, source.id), definition
+        )
+        if blockers:
+            raise errors.UnsafeReplay(source.id, blockers)
+    context: dict[str, Any] = {}
+    if source.schedule is not None:
+        context[SCHEDULE_KEY] = {
+            key: value
+            for key, value in source.schedule.items()
+            if key not in _SCHEDULE_IDENTITY_KEYS
+        }
+    values: dict[str, Any] = {
+        "id": new_id(),
+        "workflow": source.workflow,
+        "trigger": source.trigger,
+        "status": "pending",
+        "payload": dict(source.payload),
+        "context": context,
+        "current_step": definition.initial_step,
+        "last_error": None,
+        "replayed_from_run_id": uuid.UUID(source.id),
+        "definition_fingerprint": definition.fingerprint,
+        "idempotency_key": None,
+        "trace_context": dict(trace_context) if trace_context is not None else None,
+        "inserted_at": tx.now,
+        "updated_at": tx.now,
+    }
+    tx.connection.execute(runs.insert().values(values))
+    return Run.from_row(values)  # type: ignore[arg-type]
+
+
+def schedule_next_step(run_or_status: Run | str) -> bool:
+    """Whether a run (or a run status) should have more step work scheduled."""
+    status = run_or_status.status if isinstance(run_or_status, Run) else run_or_status
+    return state_machine.schedule_next_step(status)
+
+
+def _select_run(connection: Connection, run_id: object, *, for_update: bool) -> Run:
+    key = parse_run_id(run_id)
+    query = sa.select(runs).where(runs.c.id == key)
+    if for_update:
+        query = query.with_for_update()
+    row = connection.execute(query).mappings().first()
+    if row is None:
+        raise errors.RunNotFound(str(key))
+    return Run.from_row(row)
+
+
+def _with_history(connection: Connection, run: Run) -> Run:
+    step_runs = tuple(step_run_store.list_step_runs(connection, run.id, with_attempts=True))
+    events = tuple(audit.list_events(connection, run.id))
+    return Run(**{**_fields(run), "step_runs": step_runs, "events": events})
+
+
+def _fail_paused_step(tx: Transaction, run: Run, error: Mapping[str, Any]) -> None:
+    assert run.current_step is not None  # noqa: S101 - checked by the caller
+    step_run = step_run_store.get_step_run(tx.connection, run.id, run.current_step)
+    if step_run is None or step_run.status != "running":
+        return
+    latest = attempt_store.latest_attempt(tx.connection, step_run.id)
+    if latest is not None and latest.status == "running":
+        attempt_store.fail_attempt(tx, latest.id, error)
+    step_run_store.fail_step(tx, step_run.id, error)
+
+
+def _fields(run: Run) -> dict[str, Any]:
+    return {name: getattr(run, name) for name in Run.__dataclass_fields__}

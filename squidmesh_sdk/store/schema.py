@@ -1,0 +1,132 @@
+"""The squidmesh tables, declared once with SQLAlchemy Core.
+
+Every table is prefixed ``squidmesh_`` so it can live beside the host's own tables. Migrations
+(:mod:`squidmesh_sdk.store.migrations`) create exactly this metadata; a test compares them.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from squidmesh_sdk.store.types import JSONColumn, UTCDateTime
+
+__all__ = [
+    "attempts",
+    "metadata",
+    "migrations",
+    "run_events",
+    "runs",
+    "step_runs",
+]
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+NAME = sa.String(200)
+STATUS = sa.String(16)
+
+migrations = sa.Table(
+    "squidmesh_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("applied_at", UTCDateTime, nullable=False),
+)
+
+runs = sa.Table(
+    "squidmesh_runs",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("workflow", NAME, nullable=False),
+    sa.Column("trigger", NAME, nullable=False),
+    sa.Column("status", STATUS, nullable=False),
+    sa.Column("payload", JSONColumn(), nullable=False),
+    sa.Column("context", JSONColumn(), nullable=False),
+    sa.Column("current_step", NAME, nullable=True),
+    sa.Column("last_error", JSONColumn(), nullable=True),
+    sa.Column(
+        "replayed_from_run_id",
+        sa.Uuid,
+        sa.ForeignKey("squidmesh_runs.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    # The graph the run was started with; lets operators see a run that predates a deploy.
+    sa.Column("definition_fingerprint", sa.String(80), nullable=False),
+    # Schedule identity of cron-started runs: one run per (workflow, trigger, key).
+    sa.Column("idempotency_key", sa.String(200), nullable=True),
+    # W3C trace context of the run, so spans from every process join one trace.
+    sa.Column("trace_context", JSONColumn(), nullable=True),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(None, "workflow", "inserted_at"),
+    sa.Index(None, "status", "inserted_at"),
+    sa.Index(None, "inserted_at"),
+    sa.Index(None, "replayed_from_run_id"),
+    sa.UniqueConstraint("workflow", "trigger", "idempotency_key"),
+)
+
+step_runs = sa.Table(
+    "squidmesh_step_runs",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column(
+        "run_id",
+        sa.Uuid,
+        sa.ForeignKey("squidmesh_runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("step", NAME, nullable=False),
+    sa.Column("status", STATUS, nullable=False),
+    sa.Column("input", JSONColumn(), nullable=False),
+    sa.Column("output", JSONColumn(), nullable=True),
+    sa.Column("last_error", JSONColumn(), nullable=True),
+    sa.Column("recovery", JSONColumn(), nullable=True),
+    sa.Column("resume", JSONColumn(), nullable=True),
+    sa.Column("manual", JSONColumn(), nullable=True),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("run_id", "step"),
+)
+
+attempts = sa.Table(
+    "squidmesh_step_attempts",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column(
+        "step_run_id",
+        sa.Uuid,
+        sa.ForeignKey("squidmesh_step_runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("attempt_number", sa.Integer, nullable=False),
+    sa.Column("status", STATUS, nullable=False),
+    sa.Column("error", JSONColumn(), nullable=True),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("step_run_id", "attempt_number"),
+)
+
+run_events = sa.Table(
+    "squidmesh_run_events",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column(
+        "run_id",
+        sa.Uuid,
+        sa.ForeignKey("squidmesh_runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("step", NAME, nullable=True),
+    sa.Column("actor", JSONColumn(), nullable=True),
+    sa.Column("comment", sa.Text, nullable=True),
+    sa.Column("metadata", JSONColumn(), nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index(None, "run_id", "at"),
+)

@@ -1,0 +1,400 @@
+"""The step-run store: one row per run and step, guarded against stale and duplicate deliveries.
+
+Finishing writes (:func:`complete_step`, :func:`complete_manual_step`, :func:`fail_step`) only
+touch a ``running`` row; anything else raises :class:`~squidmesh_sdk.errors.StaleRecord`, so a
+delivery that lost a race cannot overwrite the winner's result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from squidmesh_sdk import errors
+from squidmesh_sdk.store.database import Transaction, upsert
+from squidmesh_sdk.store.ids import as_uuid, new_id
+from squidmesh_sdk.store.records import Attempt, StepRun, StepRunStatus
+from squidmesh_sdk.store.schema import attempts, step_runs
+
+__all__ = [
+    "ScheduledStep",
+    "begin_step",
+    "complete_manual_step",
+    "complete_step",
+    "completed_outputs",
+    "completed_step_runs_for_compensation",
+    "completed_steps",
+    "delete_pending_steps",
+    "fail_step",
+    "get_step_run",
+    "list_step_runs",
+    "persist_approval_resume",
+    "persist_pause_resume",
+    "record_failure_recovery",
+    "schedule_step",
+    "schedule_steps",
+    "step_statuses",
+    "update_recovery",
+]
+
+ScheduledStep = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
+"""``(step, input)`` or ``(step, input, recovery)``."""
+
+_CLAIMABLE = ("pending", "failed")
+
+
+def begin_step(
+    tx: Transaction,
+    run_id: str | uuid.UUID,
+    step: str,
+    input: Mapping[str, Any],
+    recovery: Mapping[str, Any] | None = None,
+) -> tuple[StepRun, Literal["execute", "skip"]]:
+    """Claim ``step`` for execution.
+
+    A missing row is inserted ``running``; a ``pending`` row is claimed keeping its input
+    snapshot; a ``failed`` row (a retry) is claimed with the new input and recovery. A row that
+    is ``running`` or ``completed`` is returned with ``"skip"``. Of any number of concurrent
+    callers exactly one gets ``"execute"``.
+    """
+    table = step_runs
+    insert = upsert(tx.connection, table).values(
+        id=new_id(),
+        run_id=as_uuid(run_id),
+        step=step,
+        status="running",
+        input=dict(input),
+        recovery=dict(recovery) if recovery is not None else None,
+        inserted_at=tx.now,
+        updated_at=tx.now,
+    )
+    pending = table.c.status == "pending"
+    statement = insert.on_conflict_do_update(
+        index_elements=[table.c.run_id, table.c.step],
+        set_={
+            "status": "running",
+            "input": sa.case((pending, table.c.input), else_=insert.excluded.input),
+            "recovery": sa.case(
+                (pending, sa.func.coalesce(table.c.recovery, insert.excluded.recovery)),
+                else_=insert.excluded.recovery,
+            ),
+            "output": None,
+            "last_error": None,
+            "resume": None,
+            "manual": None,
+            "updated_at": insert.excluded.updated_at,
+        },
+        where=table.c.status.in_(_CLAIMABLE),
+    ).returning(*table.c)
+    row = tx.connection.execute(statement).mappings().first()
+    if row is not None:
+        return StepRun.from_row(row), "execute"
+    existing = get_step_run(tx.connection, run_id, step)
+    assert existing is not None  # noqa: S101 - the conflict proves the row exists
+    return existing, "skip"
+
+
+def schedule_step(
+    tx: Transaction,
+    run_id: str | uuid.UUID,
+    step: str,
+    input: Mapping[str, Any],
+    recovery: Mapping[str, Any] | None = None,
+) -> tuple[StepRun, Literal["schedule", "skip"]]:
+    """Record ``step`` as scheduled (``pending``) with its input snapshot.
+
+    Returns the existing row with ``"skip"`` when the step was already scheduled or ran.
+    """
+    inserted = schedule_steps(tx, run_id, [(step, input, recovery or {})])
+    existing = get_step_run(tx.connection, run_id, step)
+    assert existing is not None  # noqa: S101 - inserted or already present
+    return existing, ("schedule" if inserted else "skip")
+
+
+def schedule_steps(
+    tx: Transaction, run_id: str | uuid.UUID, items: Iterable[ScheduledStep]
+) -> list[str]:
+    """Insert ``pending`` rows for several steps at once; return the steps newly inserted.
+
+    Steps that already have a row are left alone, so scheduling the same fan-out twice inserts
+    nothing the second time.
+    """
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        step, step_input = item[0], item[1]
+        recovery = item[2] if len(item) == 3 else None
+        rows.append(
+            {
+                "id": new_id(),
+                "run_id": as_uuid(run_id),
+                "step": step,
+                "status": "pending",
+                "input": dict(step_input),
+                "recovery": dict(recovery) if recovery else None,
+                "inserted_at": tx.now,
+                "updated_at": tx.now,
+            }
+        )
+    if not rows:
+        return []
+    statement = (
+        upsert(tx.connection, step_runs)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[step_runs.c.run_id, step_runs.c.step])
+        .returning(step_runs.c.step)
+    )
+    inserted = set(tx.connection.scalars(statement))
+    return [row["step"] for row in rows if row["step"] in inserted]
+
+
+def delete_pending_steps(tx: Transaction, run_id: str | uuid.UUID, steps: Sequence[str]) -> int:
+    """Delete the given steps' rows that are still ``pending``; return how many were deleted."""
+    result = tx.connection.execute(
+        step_runs.delete().where(
+            step_runs.c.run_id == as_uuid(run_id),
+            step_runs.c.step.in_(list(steps)),
+            step_runs.c.status == "pending",
+        )
+    )
+    return result.rowcount
+
+
+def complete_step(
+    tx: Transaction, step_run_id: str | uuid.UUID, output: Mapping[str, Any]
+) -> StepRun:
+    """Mark a running step run completed with ``output``.
+
+    Raises:
+        StaleRecord: the step run is not running.
+    """
+    return _finish(
+        tx, step_run_id, status="completed", output=dict(output), last_error=None, manual=None
+    )
+
+
+def complete_manual_step(
+    tx: Transaction,
+    step_run_id: str | uuid.UUID,
+    output: Mapping[str, Any],
+    manual: Mapping[str, Any],
+) -> StepRun:
+    """Complete a paused manual step, recording who resumed it and how (``manual``).
+
+    Raises:
+        StaleRecord: the step run is not running.
+    """
+    return _finish(
+        tx,
+        step_run_id,
+        status="completed",
+        output=dict(output),
+        last_error=None,
+        manual=dict(manual),
+    )
+
+
+def fail_step(tx: Transaction, step_run_id: str | uuid.UUID, error: Mapping[str, Any]) -> StepRun:
+    """Mark a running step run failed with ``error``.
+
+    Raises:
+        StaleRecord: the step run is not running.
+    """
+    return _finish(tx, step_run_id, status="failed", last_error=dict(error), manual=None)
+
+
+def persist_pause_resume(
+    tx: Transaction, step_run_id: str | uuid.UUID, output: Mapping[str, Any], target: str
+) -> StepRun:
+    """Store where a running pause step resumes to, and the output it will complete with.
+
+    Raises:
+        StaleRecord: the step run is not running.
+    """
+    resume = {"kind": "pause", "output": dict(output), "target": target}
+    return _update_running(tx, step_run_id, resume=resume)
+
+
+def persist_approval_resume(
+    tx: Transaction,
+    step_run_id: str | uuid.UUID,
+    *,
+    ok_target: str,
+    error_target: str,
+    output_key: str | None,
+) -> StepRun:
+    """Store the routes of a running approval step and the key its decision is stored under.
+
+    Raises:
+        StaleRecord: the step run is not running.
+    """
+    resume = {
+        "kind": "approval",
+        "ok_target": ok_target,
+        "error_target": error_target,
+        "output_key": output_key,
+    }
+    return _update_running(tx, step_run_id, resume=resume)
+
+
+def record_failure_recovery(
+    tx: Transaction, step_run_id: str | uuid.UUID, *, strategy: str, target: str
+) -> StepRun:
+    """Note on a failed step run that its error route (``strategy``) led to ``target``.
+
+    Raises:
+        StaleRecord: the step run is not failed.
+    """
+    row = _get(tx.connection, step_run_id)
+    if row is None or row.status != "failed":
+        raise errors.StaleRecord("step_run", str(step_run_id), row.status if row else None)
+    recovery = {**(row.recovery or {}), "failure": {"strategy": strategy, "target": target}}
+    return update_recovery(tx, step_run_id, recovery)
+
+
+def update_recovery(
+    tx: Transaction, step_run_id: str | uuid.UUID, recovery: Mapping[str, Any]
+) -> StepRun:
+    """Overwrite the recovery metadata whatever the step run's status.
+
+    Raises:
+        StaleRecord: the step run does not exist.
+    """
+    row = (
+        tx.connection.execute(
+            step_runs.update()
+            .where(step_runs.c.id == as_uuid(step_run_id))
+            .values(recovery=dict(recovery), updated_at=tx.now)
+            .returning(*step_runs.c)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise errors.StaleRecord("step_run", str(step_run_id), None)
+    return StepRun.from_row(row)
+
+
+def get_step_run(connection: Connection, run_id: str | uuid.UUID, step: str) -> StepRun | None:
+    """The step run of ``step`` in the run, if there is one."""
+    row = (
+        connection.execute(
+            sa.select(step_runs).where(
+                step_runs.c.run_id == as_uuid(run_id), step_runs.c.step == step
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return StepRun.from_row(row) if row else None
+
+
+def list_step_runs(
+    connection: Connection, run_id: str | uuid.UUID, *, with_attempts: bool = False
+) -> list[StepRun]:
+    """The run's step runs, in the order they were first scheduled or started."""
+    rows = list(
+        connection.execute(
+            sa.select(step_runs)
+            .where(step_runs.c.run_id == as_uuid(run_id))
+            .order_by(step_runs.c.inserted_at, step_runs.c.id)
+        ).mappings()
+    )
+    if not with_attempts:
+        return [StepRun.from_row(row) for row in rows]
+    by_step_run: dict[str, list[Attempt]] = {str(row["id"]): [] for row in rows}
+    attempt_rows = connection.execute(
+        sa.select(attempts)
+        .join(step_runs, step_runs.c.id == attempts.c.step_run_id)
+        .where(step_runs.c.run_id == as_uuid(run_id))
+        .order_by(attempts.c.step_run_id, attempts.c.attempt_number)
+    ).mappings()
+    for row in attempt_rows:
+        by_step_run[str(row["step_run_id"])].append(Attempt.from_row(row))
+    return [StepRun.from_row(row, tuple(by_step_run[str(row["id"])])) for row in rows]
+
+
+def completed_steps(connection: Connection, run_id: str | uuid.UUID) -> list[str]:
+    """Names of the run's completed steps, in completion order."""
+    return [step_run.step for step_run in _completed(connection, run_id)]
+
+
+def completed_outputs(connection: Connection, run_id: str | uuid.UUID) -> list[Mapping[str, Any]]:
+    """Outputs of the run's completed steps, in completion order."""
+    return [step_run.output or {} for step_run in _completed(connection, run_id)]
+
+
+def completed_step_runs_for_compensation(
+    connection: Connection, run_id: str | uuid.UUID
+) -> list[StepRun]:
+    """Completed step runs, most recently completed first: the order a saga undoes them in."""
+    return _completed(connection, run_id, newest_first=True)
+
+
+def step_statuses(connection: Connection, run_id: str | uuid.UUID) -> dict[str, StepRunStatus]:
+    """Step name to the status of its step run, for the steps that have one."""
+    rows = connection.execute(
+        sa.select(step_runs.c.step, step_runs.c.status).where(step_runs.c.run_id == as_uuid(run_id))
+    )
+    return {step: status for step, status in rows}  # noqa: C416 - rows are not pairs to mypy
+
+
+def _completed(
+    connection: Connection, run_id: str | uuid.UUID, *, newest_first: bool = False
+) -> list[StepRun]:
+    """Completed step runs in completion order.
+
+    Ordered by when their completed attempt finished, not by ``updated_at``: writing
+    compensation results touches ``updated_at`` and must not reorder a redelivered rollback.
+    """
+    finished = (
+        sa.select(attempts.c.step_run_id, sa.func.max(attempts.c.updated_at).label("completed_at"))
+        .where(attempts.c.status == "completed")
+        .group_by(attempts.c.step_run_id)
+        .subquery()
+    )
+    keys = [
+        sa.func.coalesce(finished.c.completed_at, step_runs.c.updated_at),
+        step_runs.c.inserted_at,
+        step_runs.c.id,
+    ]
+    rows = connection.execute(
+        sa.select(step_runs)
+        .outerjoin(finished, finished.c.step_run_id == step_runs.c.id)
+        .where(step_runs.c.run_id == as_uuid(run_id), step_runs.c.status == "completed")
+        .order_by(*(key.desc() for key in keys) if newest_first else keys)
+    ).mappings()
+    return [StepRun.from_row(row) for row in rows]
+
+
+def _get(connection: Connection, step_run_id: str | uuid.UUID) -> StepRun | None:
+    row = (
+        connection.execute(sa.select(step_runs).where(step_runs.c.id == as_uuid(step_run_id)))
+        .mappings()
+        .first()
+    )
+    return StepRun.from_row(row) if row else None
+
+
+def _finish(tx: Transaction, step_run_id: str | uuid.UUID, **values: Any) -> StepRun:
+    return _update_running(tx, step_run_id, resume=None, **values)
+
+
+def _update_running(tx: Transaction, step_run_id: str | uuid.UUID, **values: Any) -> StepRun:
+    row = (
+        tx.connection.execute(
+            step_runs.update()
+            .where(step_runs.c.id == as_uuid(step_run_id), step_runs.c.status == "running")
+            .values(updated_at=tx.now, **values)
+            .returning(*step_runs.c)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        current = _get(tx.connection, step_run_id)
+        raise errors.StaleRecord("step_run", str(step_run_id), current.status if current else None)
+    return StepRun.from_row(row)
