@@ -18,6 +18,7 @@ Declare a workflow with decorated functions, compile it to an immutable graph::
     definition = compile(orders)
 """
 
+from squidmesh_sdk.client import Client
 from squidmesh_sdk.compiler import compile
 from squidmesh_sdk.definition import (
     COMPLETE,
@@ -38,35 +39,66 @@ from squidmesh_sdk.definition import (
 )
 from squidmesh_sdk.errors import (
     DefinitionError,
+    DispatchFailed,
+    InvalidExecutorPayload,
     InvalidPayload,
+    InvalidRunId,
+    InvalidTransition,
     InvalidTrigger,
+    InvalidWorkflow,
     Issue,
     NonRetryableError,
     RetryAfter,
+    RunNotFound,
+    SchemaNotReady,
     SquidmeshError,
+    StaleRecord,
     StepInputError,
+    StepOutputError,
+    UnsafeReplay,
 )
+from squidmesh_sdk.executors import Executor, InlineExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
+from squidmesh_sdk.store.database import Database
+from squidmesh_sdk.store.records import Attempt, AuditEvent, Run, StepRun
 
 __all__ = [
     "COMPLETE",
+    "Attempt",
+    "AuditEvent",
     "Backoff",
     "BuiltinStep",
+    "Client",
+    "Database",
     "DefinitionError",
+    "DispatchFailed",
+    "Executor",
+    "InlineExecutor",
+    "InvalidExecutorPayload",
     "InvalidPayload",
+    "InvalidRunId",
+    "InvalidTransition",
     "InvalidTrigger",
+    "InvalidWorkflow",
     "Issue",
     "NonRetryableError",
     "Retry",
     "RetryAfter",
+    "Run",
+    "RunNotFound",
+    "SchemaNotReady",
     "SquidmeshError",
+    "StaleRecord",
     "Step",
     "StepContext",
     "StepHandle",
     "StepInputError",
+    "StepOutputError",
+    "StepRun",
     "StepSpec",
     "TransitionSpec",
     "TriggerSpec",
+    "UnsafeReplay",
     "Workflow",
     "WorkflowDefinition",
     "compile",

@@ -1,7 +1,8 @@
 """Fixtures shared by the whole test suite.
 
 ``database_url`` runs a test once on SQLite and once on PostgreSQL, each time on a database of
-its own. The PostgreSQL variant carries the ``postgres`` marker and needs the server that
+its own, migrated to the current schema (``empty_database_url``: the same, never migrated).
+The PostgreSQL variant carries the ``postgres`` marker and needs the server that
 ``./scripts/test`` starts (``SQUIDMESH_TEST_POSTGRES_URL``); without it those tests fail, they
 are not skipped, unless deselected with ``-m "not postgres"``.
 
@@ -12,22 +13,37 @@ SQLite connection raises a ResourceWarning.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import URL
 
+from squidmesh_sdk.store import migrations
+from squidmesh_sdk.store.database import Database
 from tests import pg
 
 
 def _prepare_template(engine_url: str) -> None:
-    """Hook: bring the freshly created, empty template database to the state every test starts in.
+    """Bring the freshly created, empty template database to the state every test starts in.
 
     Called once per session, before any test database is cloned from the template, with the
-    template's own URL. It does nothing yet; this is where the schema migrations will be run.
-    Whatever it does, it must close its connections (``engine.dispose()``) before returning,
-    because PostgreSQL refuses to clone a database that has sessions open.
+    template's own URL. It must close its connections before returning, because PostgreSQL
+    refuses to clone a database that has sessions open.
     """
+    database = Database(engine_url)
+    try:
+        migrations.migrate(database, datetime.now(UTC))
+    finally:
+        database.dispose()
+
+
+def _migrate_sqlite(url: str) -> None:
+    database = Database(url)
+    try:
+        migrations.migrate(database, datetime.now(UTC))
+    finally:
+        database.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -55,16 +71,38 @@ def postgres_template(postgres_server_url: URL) -> Iterator[URL]:
     ]
 )
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """SQLAlchemy URL of a database that belongs to this test alone."""
+    """SQLAlchemy URL of a migrated database that belongs to this test alone."""
     backend: str = request.param
     if backend == "sqlite":
-        # The file does not exist yet: the first connection creates it.
-        yield f"sqlite+pysqlite:///{tmp_path}/squidmesh.db"
+        url = f"sqlite+pysqlite:///{tmp_path}/squidmesh.db"
+        _migrate_sqlite(url)
+        yield url
         return
     # Looked up here, not declared as an argument, so that SQLite-only runs never need a server.
     server: URL = request.getfixturevalue("postgres_server_url")
     request.getfixturevalue("postgres_template")
     database = pg.clone_template(server)
+    try:
+        yield pg.render(database)
+    finally:
+        assert database.database is not None
+        pg.drop_database(server, database.database)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLAlchemy URL of an empty, never migrated database that belongs to this test alone."""
+    if request.param == "sqlite":
+        # The file does not exist yet: the first connection creates it.
+        yield f"sqlite+pysqlite:///{tmp_path}/empty.db"
+        return
+    server: URL = request.getfixturevalue("postgres_server_url")
+    database = pg.create_empty_database(server)
     try:
         yield pg.render(database)
     finally:

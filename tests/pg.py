@@ -103,6 +103,14 @@ def clone_template(server: URL) -> URL:
     return server.set(database=name)
 
 
+def create_empty_database(server: URL) -> URL:
+    """Create a new, empty database ``e_<uuid hex>``; return its URL."""
+    name = f"e_{uuid.uuid4().hex}"
+    _execute(server, f'CREATE DATABASE "{name}" TEMPLATE template0')
+    created_clones.append(name)
+    return server.set(database=name)
+
+
 def drop_database(server: URL, name: str) -> None:
     """Drop a database, ending any session a test left connected to it."""
     _execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

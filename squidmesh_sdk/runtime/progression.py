@@ -108,7 +108,6 @@ def advance_after_failure(
             current_step=node.name if transition else UNSET,
             last_error=last_error,
         )
-        tx.events.append(RetryScheduled(run, node.name, attempt, decision.delay))
         try:
             dispatcher.dispatch_steps(
                 runtime, tx, run, [node.name], schedule_in=decision.delay or None
@@ -125,6 +124,7 @@ def advance_after_failure(
                 },
                 current_step=node.name,
             )
+        tx.events.append(RetryScheduled(run, node.name, attempt, decision.delay))
         return run
     edge = definition.route_edge(node.name, "error") if transition else None
     if edge is not None:

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid, new_id
-from squidmesh_sdk.store.records import RunEvent, RunEventType
+from squidmesh_sdk.store.records import AuditEvent, AuditEventType
 from squidmesh_sdk.store.schema import run_events
 
 __all__ = ["list_events", "record_event"]
@@ -20,13 +20,13 @@ __all__ = ["list_events", "record_event"]
 def record_event(
     tx: Transaction,
     run_id: str | uuid.UUID,
-    type: RunEventType,
+    type: AuditEventType,
     *,
     step: str | None = None,
     actor: str | Mapping[str, Any] | None = None,
     comment: str | None = None,
     metadata: Mapping[str, Any] | None = None,
-) -> RunEvent:
+) -> AuditEvent:
     """Append an audit event to the run, stamped with the transaction's time."""
     values: dict[str, Any] = {
         "id": new_id(),
@@ -39,14 +39,14 @@ def record_event(
         "at": tx.now,
     }
     tx.connection.execute(run_events.insert().values(values))
-    return RunEvent.from_row(values)  # type: ignore[arg-type]
+    return AuditEvent.from_row(values)  # type: ignore[arg-type]
 
 
-def list_events(connection: Connection, run_id: str | uuid.UUID) -> list[RunEvent]:
+def list_events(connection: Connection, run_id: str | uuid.UUID) -> list[AuditEvent]:
     """The run's audit events, oldest first."""
     rows = connection.execute(
         sa.select(run_events)
         .where(run_events.c.run_id == as_uuid(run_id))
         .order_by(run_events.c.at, run_events.c.id)
     ).mappings()
-    return [RunEvent.from_row(row) for row in rows]
+    return [AuditEvent.from_row(row) for row in rows]

@@ -20,8 +20,8 @@ __all__ = [
     "Attempt",
     "AttemptStatus",
     "Run",
-    "RunEvent",
-    "RunEventType",
+    "AuditEvent",
+    "AuditEventType",
     "RunStatus",
     "StepRun",
     "StepRunStatus",
@@ -36,7 +36,7 @@ RunStatus = Literal[
 ]
 StepRunStatus = Literal["pending", "running", "completed", "failed"]
 AttemptStatus = Literal["running", "completed", "failed"]
-RunEventType = Literal[
+AuditEventType = Literal[
     "paused", "resumed", "approved", "rejected", "compensation_routed", "undo_routed"
 ]
 
@@ -148,7 +148,7 @@ class StepRun:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RunEvent:
+class AuditEvent:
     """An audit event: a pause, a manual decision, or a labelled recovery route.
 
     Attributes:
@@ -160,7 +160,7 @@ class RunEvent:
         at: When.
     """
 
-    type: RunEventType
+    type: AuditEventType
     step: str | None
     actor: str | Mapping[str, Any] | None
     comment: str | None
@@ -168,7 +168,7 @@ class RunEvent:
     at: datetime
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> RunEvent:
+    def from_row(cls, row: RowMapping) -> AuditEvent:
         """Build from a ``squidmesh_run_events`` row."""
         return cls(
             type=row["type"],
@@ -216,7 +216,7 @@ class Run:
     inserted_at: datetime
     updated_at: datetime
     step_runs: tuple[StepRun, ...] | None = None
-    events: tuple[RunEvent, ...] | None = None
+    events: tuple[AuditEvent, ...] | None = None
 
     @property
     def schedule(self) -> Mapping[str, Any] | None:

@@ -1,4 +1,7 @@
-"""The ``database_url`` fixture hands every test a working database of its own."""
+"""The database fixtures hand every test a working database of its own.
+
+``database_url`` is migrated to the current schema; ``empty_database_url`` is not.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from squidmesh_sdk.store import schema
 from tests import pg
+
+SQUIDMESH_TABLES = sorted(schema.metadata.tables)
 
 
 def _table_names(url: str) -> list[str]:
@@ -30,19 +36,31 @@ def test_url_connects(database_url: str) -> None:
 # Run twice per backend: whichever run comes second finds the table the first one created,
 # unless every test really gets a database of its own.
 @pytest.mark.parametrize("attempt", [1, 2])
-def test_each_test_starts_with_an_empty_database(database_url: str, attempt: int) -> None:
-    assert _table_names(database_url) == []
-    engine = sa.create_engine(database_url)
+def test_each_test_starts_with_an_empty_database(empty_database_url: str, attempt: int) -> None:
+    assert _table_names(empty_database_url) == []
+    _leave_a_table(empty_database_url, attempt)
+    assert _table_names(empty_database_url) == ["leftover"]
+
+
+@pytest.mark.parametrize("attempt", [1, 2])
+def test_each_test_starts_with_exactly_the_migrated_schema(database_url: str, attempt: int) -> None:
+    assert sorted(_table_names(database_url)) == SQUIDMESH_TABLES
+    _leave_a_table(database_url, attempt)
+    assert "leftover" in _table_names(database_url)
+
+
+def _leave_a_table(url: str, attempt: int) -> None:
+    engine = sa.create_engine(url)
     try:
         with engine.begin() as connection:
             connection.execute(sa.text("CREATE TABLE leftover (id INTEGER PRIMARY KEY)"))
             connection.execute(sa.text("INSERT INTO leftover (id) VALUES (:id)"), {"id": attempt})
     finally:
         engine.dispose()
-    assert _table_names(database_url) == ["leftover"]
 
 
-def test_database_is_private_to_the_test(database_url: str, tmp_path: Path) -> None:
+def test_database_is_private_to_the_test(empty_database_url: str, tmp_path: Path) -> None:
+    database_url = empty_database_url
     url = sa.make_url(database_url)
     if url.get_backend_name() == "sqlite":
         assert url.drivername == "sqlite+pysqlite"
@@ -63,7 +81,7 @@ def test_database_is_private_to_the_test(database_url: str, tmp_path: Path) -> N
         assert name == url.database
         assert name not in {"postgres", "template0", "template1", pg.template_name()}
         assert isinstance(name, str)
-        assert name.startswith("t_")
+        assert name.startswith("e_")
 
 
 @pytest.mark.postgres

@@ -10,23 +10,41 @@ import squidmesh_sdk
 
 EXPECTED = [
     "COMPLETE",
+    "Attempt",
+    "AuditEvent",
     "Backoff",
     "BuiltinStep",
+    "Client",
+    "Database",
     "DefinitionError",
+    "DispatchFailed",
+    "Executor",
+    "InlineExecutor",
+    "InvalidExecutorPayload",
     "InvalidPayload",
+    "InvalidRunId",
+    "InvalidTransition",
     "InvalidTrigger",
+    "InvalidWorkflow",
     "Issue",
     "NonRetryableError",
     "Retry",
     "RetryAfter",
+    "Run",
+    "RunNotFound",
+    "SchemaNotReady",
     "SquidmeshError",
+    "StaleRecord",
     "Step",
     "StepContext",
     "StepHandle",
     "StepInputError",
+    "StepOutputError",
+    "StepRun",
     "StepSpec",
     "TransitionSpec",
     "TriggerSpec",
+    "UnsafeReplay",
     "Workflow",
     "WorkflowDefinition",
     "compile",
@@ -76,7 +94,7 @@ def test_public_methods_are_documented() -> None:
 def test_every_error_shares_one_root() -> None:
     errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
     exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
-    assert len(exceptions) == 7
+    assert len(exceptions) == 17
     assert all(issubclass(e, squidmesh_sdk.SquidmeshError) for e in exceptions)
 
 

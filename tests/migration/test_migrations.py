@@ -1,0 +1,115 @@
+"""Migrations create exactly the declared schema, once, even when run concurrently."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from squidmesh_sdk import COMPLETE, Client, SchemaNotReady, Workflow, manual
+from squidmesh_sdk.store import migrations, schema
+from squidmesh_sdk.store.database import Database
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _schema_differences(url: str) -> list[object]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return list(compare_metadata(context, schema.metadata))
+    finally:
+        engine.dispose()
+
+
+def _version(url: str) -> int:
+    database = Database(url)
+    try:
+        with database.read() as connection:
+            return migrations.current_version(connection)
+    finally:
+        database.dispose()
+
+
+def test_migrating_an_empty_database_yields_exactly_the_declared_metadata(
+    empty_database_url: str,
+) -> None:
+    database = Database(empty_database_url)
+    try:
+        applied = migrations.migrate(database, NOW)
+    finally:
+        database.dispose()
+    assert applied == [m.version for m in migrations.MIGRATIONS]
+    assert _schema_differences(empty_database_url) == []
+    assert _version(empty_database_url) == migrations.LATEST_VERSION
+
+
+def test_printed_sql_builds_the_same_schema(empty_database_url: str) -> None:
+    dialect = sa.make_url(empty_database_url).get_backend_name()
+    script = migrations.sql(dialect)
+    engine = sa.create_engine(empty_database_url)
+    try:
+        with engine.begin() as connection:
+            for statement in script.split(";\n"):
+                lines = [ln for ln in statement.splitlines() if not ln.startswith("--")]
+                if "\n".join(lines).strip():
+                    connection.exec_driver_sql("\n".join(lines))
+    finally:
+        engine.dispose()
+    assert _schema_differences(empty_database_url) == []
+    assert _version(empty_database_url) == migrations.LATEST_VERSION
+
+
+def test_migrating_again_applies_nothing(empty_database_url: str) -> None:
+    database = Database(empty_database_url)
+    try:
+        assert migrations.migrate(database, NOW) != []
+        assert migrations.migrate(database, NOW) == []
+    finally:
+        database.dispose()
+    assert _schema_differences(empty_database_url) == []
+
+
+def test_concurrent_migrations_apply_each_version_once(empty_database_url: str) -> None:
+    database = Database(empty_database_url)
+    results: list[list[int]] = []
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def migrate() -> None:
+        barrier.wait()
+        try:
+            results.append(migrations.migrate(database, NOW))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    database.dispose()
+    assert failures == []
+    assert sorted(results, key=len) == [[], [], [], [1]]
+    assert _schema_differences(empty_database_url) == []
+
+
+def test_a_client_on_an_unmigrated_database_says_how_to_fix_it(empty_database_url: str) -> None:
+    workflow = Workflow("noop", triggers=[manual("go")])
+    workflow.chain(workflow.log("hello", message="hi"), COMPLETE)
+    with Client(empty_database_url, [workflow]) as client:
+        with pytest.raises(SchemaNotReady, match="squidmesh migrate") as raised:
+            client.start_run(workflow)
+        assert (raised.value.current, raised.value.required) == (0, migrations.LATEST_VERSION)
+        assert client.migrate() == [1]
+        assert client.start_run(workflow).workflow == "noop"
+
+
+def test_sql_refuses_an_unsupported_dialect() -> None:
+    with pytest.raises(ValueError, match="mysql"):
+        migrations.sql("mysql")
