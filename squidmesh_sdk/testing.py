@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from squidmesh_sdk.client import Client
 from squidmesh_sdk.definition.workflow import Workflow
@@ -86,18 +86,27 @@ class TestExecutor(InlineExecutor):
     def __init__(self, *, run_immediately: bool = True) -> None:
         super().__init__(run_immediately=run_immediately)
         self.dispatched: list[dict[str, Any]] = []
-        self._failures: list[BaseException] = []
+        self._failures: list[tuple[str, BaseException]] = []
 
-    def fail_next(self, times: int = 1, error: BaseException | None = None) -> None:
-        """Make the next ``times`` enqueue calls raise ``error`` (a ``ConnectionError``)."""
+    def fail_next(
+        self,
+        times: int = 1,
+        error: BaseException | None = None,
+        *,
+        kind: Literal["any", "step", "compensation"] = "any",
+    ) -> None:
+        """Make the next ``times`` enqueue calls (of ``kind``) raise ``error``.
+
+        The default error is ``ConnectionError("executor unavailable")``.
+        """
         for _ in range(times):
-            self._failures.append(error or ConnectionError("executor unavailable"))
+            self._failures.append((kind, error or ConnectionError("executor unavailable")))
 
     def enqueue_step(
         self, tx: Transaction, run: Run, step: str, *, schedule_in: float | None = None
     ) -> DispatchMetadata:
         """Record and queue one step, unless told to fail."""
-        self._maybe_fail()
+        self._maybe_fail("step")
         self.dispatched.append({"kind": "step", "run_id": run.id, "step": step})
         return super().enqueue_step(tx, run, step, schedule_in=schedule_in)
 
@@ -110,19 +119,21 @@ class TestExecutor(InlineExecutor):
         schedule_in: float | None = None,
     ) -> Sequence[DispatchMetadata]:
         """Record and queue a batch, unless told to fail."""
-        self._maybe_fail()
+        self._maybe_fail("step")
         self.dispatched.extend({"kind": "step", "run_id": run.id, "step": s} for s in steps)
         return super().enqueue_steps(tx, run, steps, schedule_in=schedule_in)
 
     def enqueue_compensation(self, tx: Transaction, run: Run) -> DispatchMetadata:
         """Record and queue a compensation, unless told to fail."""
-        self._maybe_fail()
+        self._maybe_fail("compensation")
         self.dispatched.append({"kind": "compensation", "run_id": run.id})
         return super().enqueue_compensation(tx, run)
 
-    def _maybe_fail(self) -> None:
-        if self._failures:
-            raise self._failures.pop(0)
+    def _maybe_fail(self, kind: str) -> None:
+        for index, (wanted, error) in enumerate(self._failures):
+            if wanted in ("any", kind):
+                del self._failures[index]
+                raise error
 
 
 class EventRecorder:

@@ -13,10 +13,7 @@ the run on from the stored output without running the step again.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +24,7 @@ from squidmesh_sdk.runtime import inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import StepCompleted, StepFailed, StepSkipped, StepStarted
 from squidmesh_sdk.runtime.failures import describe_error, retry_decision
+from squidmesh_sdk.runtime.invoke import call_body
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import audit
 from squidmesh_sdk.store import runs as run_store
@@ -216,32 +214,17 @@ def _invoke(runtime: Runtime, claim: _Claim, tx: Transaction | None) -> _Outcome
         ),
     )
     try:
-        kwargs = body.binder.bind(claim.step_run.input, context)
         if tx is None:
-            result = _call(body.fn, body.is_async, kwargs)
-        else:
-            # The step's writes live in a savepoint: a failure rolls back only them, and the
-            # failure itself is still recorded in the surrounding transaction.
-            with tx.connection.begin_nested():
-                result = _call(body.fn, body.is_async, kwargs)
-                output = inputs.normalize_output(node.name, result)
-            return _Outcome(output=output)
-        return _Outcome(output=inputs.normalize_output(node.name, result))
+            result = call_body(body, claim.step_run.input, context)
+            return _Outcome(output=inputs.normalize_output(node.name, result))
+        # The step's writes live in a savepoint: a failure rolls back only them, and the
+        # failure itself is still recorded in the surrounding transaction.
+        with tx.connection.begin_nested():
+            result = call_body(body, claim.step_run.input, context)
+            output = inputs.normalize_output(node.name, result)
+        return _Outcome(output=output)
     except Exception as exc:  # noqa: BLE001 - any failure of user code is the step's result
         return _Outcome(exception=exc)
-
-
-def _call(fn: Any, is_async: bool, kwargs: Mapping[str, Any]) -> Any:
-    if not is_async:
-        return fn(**kwargs)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(fn(**kwargs))
-    # Called from inside an event loop (an async host calling perform): a loop cannot be
-    # re-entered, so the coroutine gets a loop of its own on a helper thread.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, fn(**kwargs)).result()
 
 
 def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from squidmesh_sdk import errors
 from squidmesh_sdk.graph import COMPLETE_TARGET, StepNode, WorkflowDefinition
-from squidmesh_sdk.runtime import dispatcher, inputs
+from squidmesh_sdk.runtime import compensation, dispatcher, inputs
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import RetryScheduled, RunTransitioned
 from squidmesh_sdk.runtime.failures import RetryDecision
@@ -114,6 +114,7 @@ def advance_after_failure(
             )
         except errors.DispatchFailed as exc:
             return _fail(
+                runtime,
                 tx,
                 run,
                 {
@@ -140,7 +141,7 @@ def advance_after_failure(
                 metadata={"target": edge.target},
             )
         return _route(runtime, tx, run, edge.target, context=None, delay=None)
-    return _fail(tx, run, last_error, current_step=node.name)
+    return _fail(runtime, tx, run, last_error, current_step=node.name)
 
 
 def _route(
@@ -163,6 +164,7 @@ def _route(
         dispatcher.dispatch_steps(runtime, tx, run, [target], schedule_in=delay)
     except errors.DispatchFailed as exc:
         return _fail(
+            runtime,
             tx,
             run,
             {"message": DISPATCH_FAILED, "next_step": target, "cause": exc.reason},
@@ -202,6 +204,7 @@ def _advance_dependencies(
         dispatcher.dispatch_steps(runtime, tx, run, ready, schedule_pending=True)
     except errors.DispatchFailed as exc:
         return _fail(
+            runtime,
             tx,
             run,
             {"message": DISPATCH_FAILED, "next_steps": ready, "dispatch_reason": exc.reason},
@@ -210,5 +213,14 @@ def _advance_dependencies(
     return run
 
 
-def _fail(tx: Transaction, run: Run, error: Mapping[str, Any], *, current_step: str | None) -> Run:
-    return write_run(tx, run, status="failed", current_step=current_step, last_error=error)
+def _fail(
+    runtime: Runtime,
+    tx: Transaction,
+    run: Run,
+    error: Mapping[str, Any],
+    *,
+    current_step: str | None,
+) -> Run:
+    """Fail the run and, in the same transaction, queue the rollback of what can be undone."""
+    run = write_run(tx, run, status="failed", current_step=current_step, last_error=error)
+    return compensation.dispatch_if_available(runtime, tx, run, runtime.definition(run.workflow))

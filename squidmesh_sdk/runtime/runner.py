@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from squidmesh_sdk.executors import payloads
-from squidmesh_sdk.runtime import dispatcher, execution
+from squidmesh_sdk.runtime import compensation, dispatcher, execution
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import RunCreated
 from squidmesh_sdk.store import runs as run_store
@@ -52,7 +52,8 @@ def perform(runtime: Runtime, payload: Mapping[str, Any]) -> str:
     """Execute one delivered executor payload; return what the delivery did.
 
     Step deliveries return ``"executed"``, ``"reconciled"``, ``"skipped"``, ``"cancelled"`` or
-    ``"paused"``; cron deliveries ``"started"``.
+    ``"paused"``; cron deliveries ``"started"``; compensation deliveries ``"compensated"`` (or
+    ``"skipped"`` for a run that is not failed).
 
     Raises:
         InvalidExecutorPayload: not a payload an executor produced.
@@ -65,4 +66,4 @@ def perform(runtime: Runtime, payload: Mapping[str, Any]) -> str:
     if isinstance(job, payloads.CronJob):
         start_cron_trigger(runtime, job.workflow, job.trigger, job.signal)
         return "started"
-    raise NotImplementedError("compensation jobs")
+    return compensation.compensate(runtime, job.run_id)
