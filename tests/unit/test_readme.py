@@ -10,7 +10,10 @@ import pytest
 README = Path(__file__).parents[2] / "README.md"
 
 
-def test_readme_example_compiles_and_prints_its_graph(capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_example_compiles_and_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the example creates squidmesh.db in the working directory
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
     assert len(blocks) == 1
     namespace: dict[str, object] = {"__name__": "readme_example"}
@@ -19,3 +22,5 @@ def test_readme_example_compiles_and_prints_its_graph(capsys: pytest.CaptureFixt
     assert out.startswith("flowchart TD\n")
     assert "reserve_inventory -->|ok| capture_payment" in out
     assert 'capture_payment["capture_payment<br/>retry: 3 attempts<br/>irreversible"]' in out
+    assert out.endswith("completed {'captured': 1200}\n")
+    assert (tmp_path / "squidmesh.db").exists()
