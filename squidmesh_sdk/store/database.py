@@ -101,8 +101,10 @@ class Database:
             tx = Transaction(connection, now)
             with connection.begin():
                 yield tx
-            for callback in tx._after_commit:
-                callback()
+        # The connection is back in the pool before callbacks run: they may open their own
+        # transactions (an in-process executor runs the next step right here).
+        for callback in tx._after_commit:
+            callback()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
