@@ -42,7 +42,9 @@ from squidmesh_sdk.errors import (
     DispatchFailed,
     InvalidExecutorPayload,
     InvalidPayload,
+    InvalidResume,
     InvalidRunId,
+    InvalidStep,
     InvalidTransition,
     InvalidTrigger,
     InvalidWorkflow,
@@ -59,8 +61,9 @@ from squidmesh_sdk.errors import (
 )
 from squidmesh_sdk.executors import Executor, InlineExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
+from squidmesh_sdk.runtime.explanation import RunExplanation
 from squidmesh_sdk.store.database import Database
-from squidmesh_sdk.store.records import Attempt, AuditEvent, Run, StepRun
+from squidmesh_sdk.store.records import Attempt, AuditEvent, Run, StepRun, StepState
 
 __all__ = [
     "COMPLETE",
@@ -76,7 +79,9 @@ __all__ = [
     "InlineExecutor",
     "InvalidExecutorPayload",
     "InvalidPayload",
+    "InvalidResume",
     "InvalidRunId",
+    "InvalidStep",
     "InvalidTransition",
     "InvalidTrigger",
     "InvalidWorkflow",
@@ -85,6 +90,7 @@ __all__ = [
     "Retry",
     "RetryAfter",
     "Run",
+    "RunExplanation",
     "RunNotFound",
     "SchemaNotReady",
     "SquidmeshError",
@@ -96,6 +102,7 @@ __all__ = [
     "StepOutputError",
     "StepRun",
     "StepSpec",
+    "StepState",
     "TransitionSpec",
     "TriggerSpec",
     "UnsafeReplay",

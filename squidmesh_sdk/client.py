@@ -16,9 +16,10 @@ from squidmesh_sdk.definition.workflow import Workflow
 from squidmesh_sdk.executors.base import Executor, ExecutorBinding
 from squidmesh_sdk.executors.inline import InlineExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
-from squidmesh_sdk.runtime import runner
+from squidmesh_sdk.runtime import lifecycle, manual, runner
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import LoggingObserver, Observer
+from squidmesh_sdk.runtime.explanation import RunExplanation
 from squidmesh_sdk.store import migrations
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.database import Database
@@ -41,6 +42,10 @@ class Client:
             runs it in this process as soon as it is committed.
         clock: The time source; tests pass a fake clock (see :mod:`squidmesh_sdk.testing`).
         observers: Receive runtime events after each commit; defaults to structured logging.
+        stale_step_timeout: Seconds after which a redelivered job may take over a step still
+            marked running, presumed abandoned by a dead worker (its attempt is recorded as
+            ``abandoned`` and a new one starts). ``None`` (the default) never takes over; it
+            must be longer than the slowest step.
 
     Raises:
         DefinitionError: a workflow does not compile.
@@ -55,7 +60,10 @@ class Client:
         executor: Executor | None = None,
         clock: Clock | None = None,
         observers: Iterable[Observer] | None = None,
+        stale_step_timeout: float | None = None,
     ) -> None:
+        if stale_step_timeout is not None and not stale_step_timeout > 0:
+            raise ValueError(f"stale_step_timeout must be > 0 seconds, got {stale_step_timeout!r}")
         definitions: dict[str, WorkflowDefinition] = {}
         for workflow in workflows:
             definition = (
@@ -71,6 +79,7 @@ class Client:
             executor=executor if executor is not None else InlineExecutor(),
             clock=clock if clock is not None else SystemClock(),
             observers=tuple(observers) if observers is not None else (LoggingObserver(),),
+            stale_step_timeout=stale_step_timeout,
         )
         self._runtime.executor.bind(ExecutorBinding(self.perform, self._runtime.clock))
 
@@ -142,15 +151,26 @@ class Client:
         )
 
     def inspect_run(self, run_id: str, *, include_history: bool = False) -> Run:
-        """Read a run; with ``include_history`` also its step runs, attempts and audit events.
+        """Read a run.
+
+        With ``include_history`` the run also carries ``step_runs`` (with their attempts),
+        ``events`` (the audit trail) and ``steps`` (every declared step's state, ``waiting``
+        for those not reached yet).
 
         Raises:
             InvalidRunId: not a UUID.
             RunNotFound: no such run.
         """
-        self._runtime.check_schema()
-        with self._runtime.database.read() as connection:
-            return run_store.get_run(connection, run_id, include_history=include_history)
+        return lifecycle.inspect_run(self._runtime, run_id, include_history=include_history)
+
+    def explain_run(self, run_id: str) -> RunExplanation:
+        """Why the run is where it is: reason, step, details, next actions and evidence.
+
+        Raises:
+            InvalidRunId: not a UUID.
+            RunNotFound: no such run.
+        """
+        return lifecycle.explain_run(self._runtime, run_id)
 
     def list_runs(
         self,
@@ -158,16 +178,106 @@ class Client:
         workflow: WorkflowRef | None = None,
         status: str | None = None,
         limit: int = 50,
+        after: str | None = None,
     ) -> list[Run]:
         """Runs, newest first, optionally filtered by workflow and status.
 
+        Page through many runs by passing the last id of a page as ``after``.
+
         Raises:
             ValueError: an unknown status or a limit that is not a positive integer.
+            InvalidRunId, RunNotFound: ``after`` is not the id of a run.
         """
         self._runtime.check_schema()
         name = _name(workflow) if workflow is not None else None
         with self._runtime.database.read() as connection:
-            return run_store.list_runs(connection, workflow=name, status=status, limit=limit)
+            return run_store.list_runs(
+                connection, workflow=name, status=status, limit=limit, after=after
+            )
+
+    def cancel_run(self, run_id: str) -> Run:
+        """Cancel a run.
+
+        A pending or paused run is cancelled at once (a paused step and its attempt are failed
+        with a cancellation error). A running or retrying run becomes ``cancelling``: a step in
+        flight still records its result, nothing new is dispatched, and the run is
+        ``cancelled`` at its next delivery.
+
+        Raises:
+            InvalidRunId, RunNotFound: no such run.
+            InvalidTransition: the run is finished or already cancelling.
+        """
+        return lifecycle.cancel_run(self._runtime, run_id)
+
+    def replay_run(self, run_id: str, *, allow_irreversible: bool = False) -> Run:
+        """Start a new run with the same workflow, trigger and payload, linked to the old one.
+
+        Raises:
+            InvalidRunId, RunNotFound: no such run.
+            UnsafeReplay: the run completed irreversible or non-compensatable steps (listed);
+                pass ``allow_irreversible=True`` after checking it is safe.
+            DispatchFailed: the executor refused the first step; nothing was saved.
+        """
+        return lifecycle.replay_run(self._runtime, run_id, allow_irreversible=allow_irreversible)
+
+    def unblock_run(
+        self,
+        run_id: str,
+        *,
+        actor: str | Mapping[str, Any] | None = None,
+        comment: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Resume a run paused at a ``pause`` step, recording who did it.
+
+        Raises:
+            InvalidResume: a malformed actor, comment or metadata.
+            InvalidRunId, RunNotFound: no such run.
+            InvalidTransition: the run is not paused.
+            InvalidStep: it is paused at an approval step (approve or reject it instead).
+            DispatchFailed: the executor refused the next step; nothing changed.
+        """
+        return manual.resume_run(
+            self._runtime, run_id, "resumed", actor=actor, comment=comment, metadata=metadata
+        )
+
+    def approve_run(
+        self,
+        run_id: str,
+        *,
+        actor: str | Mapping[str, Any],
+        comment: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Approve a run paused at an approval step: it continues on the ``ok`` route.
+
+        Raises:
+            InvalidResume: no actor, or a malformed comment or metadata.
+            InvalidRunId, RunNotFound, InvalidTransition, InvalidStep, DispatchFailed: as
+                :meth:`unblock_run`.
+        """
+        return manual.resume_run(
+            self._runtime, run_id, "approved", actor=actor, comment=comment, metadata=metadata
+        )
+
+    def reject_run(
+        self,
+        run_id: str,
+        *,
+        actor: str | Mapping[str, Any],
+        comment: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Reject a run paused at an approval step: it continues on the ``error`` route.
+
+        Raises:
+            InvalidResume: no actor, or a malformed comment or metadata.
+            InvalidRunId, RunNotFound, InvalidTransition, InvalidStep, DispatchFailed: as
+                :meth:`unblock_run`.
+        """
+        return manual.resume_run(
+            self._runtime, run_id, "rejected", actor=actor, comment=comment, metadata=metadata
+        )
 
     def perform(self, payload: Mapping[str, Any]) -> str:
         """Execute one payload an executor delivered; the entry point of host jobs.

@@ -10,6 +10,8 @@ SquidmeshError
 ├── RunNotFound              no run has that id
 ├── InvalidTransition        the run state machine forbids this change of status
 ├── UnsafeReplay             replay would repeat irreversible steps; pass ``allow_irreversible``
+├── InvalidStep              the run is not at a step that accepts this action
+├── InvalidResume            actor, comment or metadata of a manual action are malformed
 ├── StaleRecord              a step run or attempt is no longer ``running`` (another delivery won)
 ├── DispatchFailed           the executor refused work; the change that implied it was rolled back
 ├── InvalidExecutorPayload   ``perform()`` was given something no executor produced
@@ -38,7 +40,9 @@ __all__ = [
     "DispatchFailed",
     "InvalidExecutorPayload",
     "InvalidPayload",
+    "InvalidResume",
     "InvalidRunId",
+    "InvalidStep",
     "InvalidTransition",
     "InvalidTrigger",
     "InvalidWorkflow",
@@ -247,6 +251,38 @@ class UnsafeReplay(SquidmeshError):
             f"replay of run {run_id} requires explicit approval after irreversible or "
             f"non-compensatable steps ({names}); pass allow_irreversible=True"
         )
+
+
+class InvalidStep(SquidmeshError):
+    """The run's current step does not accept this action.
+
+    For example ``approve_run`` on a run paused at a ``pause`` step (use ``unblock_run``), or a
+    resume whose persisted target the deployed workflow no longer declares.
+
+    Attributes:
+        run_id: The run.
+        step: Its current step.
+        reason: Why the action is refused.
+    """
+
+    def __init__(self, run_id: str, step: str | None, reason: str) -> None:
+        self.run_id = run_id
+        self.step = step
+        self.reason = reason
+        super().__init__(f"run {run_id} at step {step!r}: {reason}")
+
+
+class InvalidResume(SquidmeshError, ValueError):
+    """The actor, comment or metadata given with a manual action are malformed.
+
+    Attributes:
+        problems: Field name to what is wrong with it (``{"actor": "required"}``).
+    """
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        self.problems = dict(problems)
+        listed = "; ".join(f"{field}: {why}" for field, why in self.problems.items())
+        super().__init__(f"invalid manual action: {listed}")
 
 
 class StaleRecord(SquidmeshError):

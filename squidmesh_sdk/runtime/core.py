@@ -30,6 +30,8 @@ class Runtime:
         executor: How work is delivered.
         clock: The time source for timestamps, delays and payload defaults.
         observers: Receive events after each commit.
+        stale_step_timeout: Seconds after which a delivery may take over a step still marked
+            running (its worker presumed dead); ``None`` never takes over.
     """
 
     database: Database
@@ -37,6 +39,7 @@ class Runtime:
     executor: Executor
     clock: Clock
     observers: tuple[Observer, ...] = ()
+    stale_step_timeout: float | None = None
     _schema_checked: bool = field(default=False, init=False)
 
     def definition(self, name: str) -> WorkflowDefinition:

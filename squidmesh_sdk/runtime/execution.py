@@ -14,6 +14,7 @@ the run on from the stored output without running the step again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -60,14 +61,18 @@ class _Stale(Exception):
     """The step run was finished by someone else while the body ran: discard this result."""
 
 
-def execute_step(runtime: Runtime, run_id: str, step: str) -> Delivery:
+def execute_step(runtime: Runtime, run_id: str, step: str, *, reclaim: bool = False) -> Delivery:
     """Execute one delivery of ``step`` of run ``run_id``.
+
+    With ``reclaim`` (a queue knows the previous delivery's worker died) or once the runtime's
+    stale step timeout has passed, a step still marked running is taken over: its open attempt
+    is marked ``abandoned`` and a new attempt starts.
 
     Raises:
         RunNotFound: no such run.
         InvalidWorkflow: the run's workflow is not registered with this runtime.
     """
-    claimed = _claim(runtime, run_id, step)
+    claimed = _claim(runtime, run_id, step, reclaim=reclaim)
     if not isinstance(claimed, _Claim):
         return claimed
     try:
@@ -88,7 +93,7 @@ def execute_step(runtime: Runtime, run_id: str, step: str) -> Delivery:
     return "executed"
 
 
-def _claim(runtime: Runtime, run_id: str, step: str) -> _Claim | Delivery:
+def _claim(runtime: Runtime, run_id: str, step: str, *, reclaim: bool) -> _Claim | Delivery:
     with runtime.transaction() as tx:
         run = run_store.lock_run(tx.connection, run_id)
         definition = runtime.definition(run.workflow)
@@ -113,15 +118,21 @@ def _claim(runtime: Runtime, run_id: str, step: str) -> _Claim | Delivery:
         step_run, action = step_run_store.begin_step(
             tx, run.id, step, step_input, node.recovery.to_dict()
         )
+        if action == "skip" and step_run.status == "completed":
+            # Completed but the run never moved on: advance from the stored output.
+            progression.advance_after_success(
+                runtime, tx, run, definition, node, step_run.output or {}
+            )
+            return "reconciled"
         if action == "skip":
-            if step_run.status == "completed":
-                # Completed but the run never moved on: advance from the stored output.
-                progression.advance_after_success(
-                    runtime, tx, run, definition, node, step_run.output or {}
-                )
-                return "reconciled"
-            tx.events.append(StepSkipped(run, step, "already_running"))
-            return "skipped"
+            reason = _takeover_reason(runtime, tx, step_run, reclaim=reclaim)
+            if reason is None:
+                tx.events.append(StepSkipped(run, step, "already_running"))
+                return "skipped"
+            _abandon(tx, step_run, reason)
+            step_run, _ = step_run_store.begin_step(
+                tx, run.id, step, step_input, node.recovery.to_dict()
+            )
         if run.status in ("pending", "retrying"):
             current = step if definition.shape == "transition" else None
             run = progression.write_run(tx, run, status="running", current_step=current)
@@ -136,6 +147,32 @@ def _claim(runtime: Runtime, run_id: str, step: str) -> _Claim | Delivery:
             _pause(tx, claim)
             return "paused"
         return claim
+
+
+def _takeover_reason(
+    runtime: Runtime, tx: Transaction, step_run: StepRun, *, reclaim: bool
+) -> dict[str, Any] | None:
+    """Why a step still marked running may be taken over, or ``None`` when it may not."""
+    if reclaim:
+        return {
+            "message": "step attempt abandoned: the worker running it stopped",
+            "reason": "worker_lost",
+        }
+    timeout = runtime.stale_step_timeout
+    if timeout is not None and (tx.now - step_run.updated_at).total_seconds() >= timeout:
+        return {
+            "message": "step attempt reclaimed after exceeding the stale running timeout",
+            "reason": "stale_running_step",
+            "stale_step_timeout": timeout,
+        }
+    return None
+
+
+def _abandon(tx: Transaction, step_run: StepRun, reason: Mapping[str, Any]) -> None:
+    latest = attempt_store.latest_attempt(tx.connection, step_run.id)
+    if latest is not None and latest.status == "running":
+        attempt_store.abandon_attempt(tx, latest.id, reason)
+    step_run_store.fail_step(tx, step_run.id, reason)
 
 
 def _step_input(
@@ -247,6 +284,7 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
     except errors.StaleRecord as stale:
         raise _Stale from stale
     tx.events.append(StepFailed(run, node.name, claim.attempt.number, duration, error))
+    failures = attempt_store.failed_attempt_count(tx.connection, claim.step_run.id)
     progression.advance_after_failure(
         runtime,
         tx,
@@ -256,5 +294,5 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
         step_run,
         claim.attempt.number,
         error,
-        retry_decision(node, claim.attempt.number, exc),
+        retry_decision(node, failures, exc),
     )

@@ -46,12 +46,14 @@ class RetryDecision:
     delay: float = 0.0
 
 
-def retry_decision(node: StepNode, attempt: int, exc: BaseException) -> RetryDecision:
-    """Apply the step's retry policy to the failure of attempt number ``attempt``.
+def retry_decision(node: StepNode, failures: int, exc: BaseException) -> RetryDecision:
+    """Apply the step's retry policy after its ``failures``-th failed attempt.
 
     ``NonRetryableError`` never retries. Otherwise the policy's ``max_attempts`` decides, and
-    ``RetryAfter`` replaces the policy's backoff for this one delay.
+    ``RetryAfter`` replaces the policy's backoff for this one delay. Attempts abandoned by a
+    dead worker are not failures: they do not use up the policy.
     """
+    attempt = failures
     if isinstance(exc, errors.NonRetryableError):
         return RetryDecision(retry=False)
     if node.retry is None or not node.retry.should_retry(attempt):

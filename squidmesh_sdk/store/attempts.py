@@ -16,10 +16,12 @@ from squidmesh_sdk.store.records import Attempt
 from squidmesh_sdk.store.schema import attempts
 
 __all__ = [
+    "abandon_attempt",
     "attempt_count",
     "begin_attempt",
     "complete_attempt",
     "fail_attempt",
+    "failed_attempt_count",
     "latest_attempt",
     "list_attempts",
     "next_attempt_number",
@@ -84,6 +86,27 @@ def fail_attempt(tx: Transaction, attempt_id: str | uuid.UUID, error: Mapping[st
         StaleRecord: the attempt is not running (or does not exist).
     """
     return _finish(tx, attempt_id, "failed", dict(error))
+
+
+def abandon_attempt(
+    tx: Transaction, attempt_id: str | uuid.UUID, error: Mapping[str, Any]
+) -> Attempt:
+    """Mark a running attempt ``abandoned``: whoever ran it stopped before it finished.
+
+    Raises:
+        StaleRecord: the attempt is not running (or does not exist).
+    """
+    return _finish(tx, attempt_id, "abandoned", dict(error))
+
+
+def failed_attempt_count(connection: Connection, step_run_id: str | uuid.UUID) -> int:
+    """How many attempts of the step run failed (abandoned ones do not count)."""
+    count = connection.scalar(
+        sa.select(sa.func.count()).where(
+            attempts.c.step_run_id == as_uuid(step_run_id), attempts.c.status == "failed"
+        )
+    )
+    return int(count or 0)
 
 
 def attempt_count(connection: Connection, step_run_id: str | uuid.UUID) -> int:

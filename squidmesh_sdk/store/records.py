@@ -25,6 +25,8 @@ __all__ = [
     "RunStatus",
     "StepRun",
     "StepRunStatus",
+    "StepState",
+    "StepStateStatus",
     "parse_run_id",
 ]
 
@@ -35,7 +37,8 @@ RunStatus = Literal[
     "pending", "running", "retrying", "paused", "failed", "completed", "cancelling", "cancelled"
 ]
 StepRunStatus = Literal["pending", "running", "completed", "failed"]
-AttemptStatus = Literal["running", "completed", "failed"]
+AttemptStatus = Literal["running", "completed", "failed", "abandoned"]
+StepStateStatus = Literal["waiting", "pending", "running", "completed", "failed"]
 AuditEventType = Literal[
     "paused", "resumed", "approved", "rejected", "compensation_routed", "undo_routed"
 ]
@@ -65,7 +68,8 @@ class Attempt:
         id: Attempt id.
         step_run_id: The step run it belongs to.
         number: 1 for the first try, then 2, 3...
-        status: ``running``, ``completed`` or ``failed``.
+        status: ``running``, ``completed``, ``failed``, or ``abandoned`` when the process
+            running it stopped before it finished (its outcome is unknown; it was retried).
         error: The normalised error of a failed attempt.
         inserted_at: When the attempt started.
         updated_at: When it last changed (its end, once finished).
@@ -148,6 +152,35 @@ class StepRun:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StepState:
+    """A declared step as the run sees it: its step run if it has one, else ``waiting``.
+
+    Attributes:
+        step: Step name.
+        status: ``waiting`` (not reached or not scheduled yet), or the step run's status.
+        depends_on: The step's dependencies (dependency workflows).
+        input: Its input, once scheduled or started.
+        output: Its output, once completed.
+        last_error: Its latest error.
+        recovery: Its recovery policy (from the step run, else the declaration).
+        attempts: Its attempts, oldest first.
+        inserted_at: When it was first scheduled or started.
+        updated_at: When it last changed.
+    """
+
+    step: str
+    status: StepStateStatus
+    depends_on: tuple[str, ...]
+    input: Mapping[str, Any] | None
+    output: Mapping[str, Any] | None
+    last_error: Mapping[str, Any] | None
+    recovery: Mapping[str, Any] | None
+    attempts: tuple[Attempt, ...]
+    inserted_at: datetime | None
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AuditEvent:
     """An audit event: a pause, a manual decision, or a labelled recovery route.
 
@@ -200,6 +233,8 @@ class Run:
         updated_at: When it last changed.
         step_runs: Step runs with their attempts, oldest first, when loaded with history.
         events: Audit events, oldest first, when loaded with history.
+        steps: Every declared step's state, in graph order, when loaded with history through a
+            client that knows the workflow.
     """
 
     id: str
@@ -217,6 +252,7 @@ class Run:
     updated_at: datetime
     step_runs: tuple[StepRun, ...] | None = None
     events: tuple[AuditEvent, ...] | None = None
+    steps: tuple[StepState, ...] | None = None
 
     @property
     def schedule(self) -> Mapping[str, Any] | None:

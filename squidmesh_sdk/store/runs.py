@@ -24,6 +24,7 @@ from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import new_id
 from squidmesh_sdk.store.records import SCHEDULE_KEY, Run, RunStatus, StepRun, parse_run_id
 from squidmesh_sdk.store.schema import runs
+from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
     "PAUSE_CANCELLATION_ERROR",
@@ -132,11 +133,16 @@ def list_runs(
     workflow: str | None = None,
     status: str | None = None,
     limit: int = 50,
+    after: str | None = None,
 ) -> list[Run]:
     """Runs, newest first, optionally only of one workflow and / or in one status.
 
+    Pages through large tables with a cursor: pass the id of the last run of a page as
+    ``after`` to get the next page (runs listed after it, that is older ones).
+
     Raises:
         ValueError: an unknown status, or a limit that is not a positive integer.
+        InvalidRunId, RunNotFound: ``after`` is not the id of a run.
     """
     if status is not None and status not in state_machine.STATES:
         raise ValueError(f"unknown run status {status!r}; expected one of {state_machine.STATES}")
@@ -147,6 +153,12 @@ def list_runs(
         query = query.where(runs.c.workflow == workflow)
     if status is not None:
         query = query.where(runs.c.status == status)
+    if after is not None:
+        cursor = _select_run(connection, after, for_update=False)
+        position = sa.tuple_(
+            sa.literal(cursor.inserted_at, UTCDateTime()), sa.literal(uuid.UUID(cursor.id))
+        )
+        query = query.where(sa.tuple_(runs.c.inserted_at, runs.c.id) < position)
     return [Run.from_row(row) for row in connection.execute(query).mappings()]
 
 

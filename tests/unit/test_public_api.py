@@ -22,7 +22,9 @@ EXPECTED = [
     "InlineExecutor",
     "InvalidExecutorPayload",
     "InvalidPayload",
+    "InvalidResume",
     "InvalidRunId",
+    "InvalidStep",
     "InvalidTransition",
     "InvalidTrigger",
     "InvalidWorkflow",
@@ -31,6 +33,7 @@ EXPECTED = [
     "Retry",
     "RetryAfter",
     "Run",
+    "RunExplanation",
     "RunNotFound",
     "SchemaNotReady",
     "SquidmeshError",
@@ -42,6 +45,7 @@ EXPECTED = [
     "StepOutputError",
     "StepRun",
     "StepSpec",
+    "StepState",
     "TransitionSpec",
     "TriggerSpec",
     "UnsafeReplay",
@@ -94,7 +98,7 @@ def test_public_methods_are_documented() -> None:
 def test_every_error_shares_one_root() -> None:
     errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
     exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
-    assert len(exceptions) == 17
+    assert len(exceptions) == 19
     assert all(issubclass(e, squidmesh_sdk.SquidmeshError) for e in exceptions)
 
 

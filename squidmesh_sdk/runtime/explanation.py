@@ -1,0 +1,281 @@
+"""``explain_run``: why a run is where it is, and what an operator can do about it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from squidmesh_sdk.graph import COMPLETE_TARGET, WorkflowDefinition
+from squidmesh_sdk.store import runs as run_store
+from squidmesh_sdk.store.records import Attempt, Run, StepRun
+
+__all__ = ["RunExplanation", "explain"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunExplanation:
+    """A structured diagnosis of one run.
+
+    Attributes:
+        status: The run's status.
+        reason: Why it is there, e.g. ``"paused_for_approval"`` or ``"retry_exhausted"``.
+        step: The step the reason is about, if any.
+        details: Reason-specific facts (targets, attempt numbers, the last error...).
+        next_actions: What can be done now, e.g. ``("approve_run", "reject_run", "cancel_run")``.
+        evidence: The records the diagnosis was made from, JSON-safe.
+    """
+
+    status: str
+    reason: str
+    step: str | None
+    details: Mapping[str, Any]
+    next_actions: tuple[str, ...]
+    evidence: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "step": self.step,
+            "details": dict(self.details),
+            "next_actions": list(self.next_actions),
+            "evidence": dict(self.evidence),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """Builds explanations that share a status and evidence."""
+
+    status: str
+    evidence: dict[str, Any]
+
+    def __call__(
+        self, reason: str, step: str | None, details: Mapping[str, Any], actions: tuple[str, ...]
+    ) -> RunExplanation:
+        return RunExplanation(
+            status=self.status,
+            reason=reason,
+            step=step,
+            details=details,
+            next_actions=actions,
+            evidence=self.evidence,
+        )
+
+
+def explain(
+    run: Run, definition: WorkflowDefinition | None, *, stale_step_timeout: float | None
+) -> RunExplanation:
+    """Diagnose ``run``, loaded with history; ``definition`` is ``None`` when unavailable."""
+    assert run.step_runs is not None  # noqa: S101 - callers load the history
+    evidence: dict[str, Any] = {"run": _run_evidence(run)}
+    if definition is None:
+        evidence["workflow_definition"] = {"available": False}
+    current = run.step_run(run.current_step) if run.current_step else None
+    if current is not None:
+        evidence["step_run"] = _step_run_evidence(current)
+        latest = _latest(current)
+        if latest is not None:
+            evidence["attempt"] = _attempt_evidence(latest)
+
+    result = _Result(run.status, evidence)
+
+    if run.status in ("completed", "cancelled"):
+        replay, actions = _replay(run, definition)
+        return result(run.status, None, replay, actions)
+    if run.status == "cancelling":
+        return result("cancelling", run.current_step, {}, ("wait_for_cancellation",))
+    if run.status == "paused":
+        return _paused(run, current, definition, result, evidence)
+    if run.status == "retrying":
+        retrying = current or _latest_failed(run)
+        step = retrying.step if retrying else run.current_step
+        latest = _latest(retrying) if retrying else None
+        details = {
+            "next_attempt_number": (latest.number + 1) if latest else 1,
+            "last_error": run.last_error,
+        }
+        return result("waiting_for_retry", step, details, ("wait_for_retry", "cancel_run"))
+    if run.status == "failed":
+        replay, actions = _replay(run, definition)
+        failed = current or _latest_failed(run)
+        latest = _latest(failed) if failed else None
+        node = definition.steps.get(failed.step) if (definition and failed) else None
+        retry = node.retry if node is not None else None
+        if retry is not None and latest is not None and latest.number >= retry.max_attempts:
+            details = {
+                "max_attempts": retry.max_attempts,
+                "latest_attempt_number": latest.number,
+                "last_error": run.last_error,
+                **replay,
+            }
+            return result("retry_exhausted", run.current_step, details, actions)
+        details = {"last_error": run.last_error, **replay}
+        return result("step_failed", run.current_step, details, actions)
+    return _in_progress(run, current, definition, stale_step_timeout, result, evidence)
+
+
+def _paused(
+    run: Run,
+    current: StepRun | None,
+    definition: WorkflowDefinition | None,
+    result: _Result,
+    evidence: dict[str, Any],
+) -> RunExplanation:
+    resume = current.resume if current is not None else None
+    evidence["resume"] = resume
+    step = run.current_step
+    if not isinstance(resume, Mapping):
+        return result(
+            "paused_with_missing_resume_metadata", step, {"resume": "missing"}, ("cancel_run",)
+        )
+    kind = resume.get("kind")
+    if kind == "approval" and {"ok_target", "error_target"} <= resume.keys():
+        targets = {"ok": resume["ok_target"], "error": resume["error_target"]}
+        details: dict[str, Any] = {"approval_targets": targets}
+        actions: tuple[str, ...] = ("approve_run", "reject_run", "cancel_run")
+        reason = "paused_for_approval"
+    elif kind == "pause" and "target" in resume:
+        targets = {"ok": resume["target"]}
+        details = {"resume_target": resume["target"]}
+        actions = ("unblock_run", "cancel_run")
+        reason = "paused_for_manual_action"
+    else:
+        return result(
+            "paused_with_missing_resume_metadata",
+            step,
+            {"resume": "invalid_shape"},
+            ("cancel_run",),
+        )
+    if definition is None:
+        return result(
+            "paused_with_unavailable_workflow",
+            step,
+            {"workflow_definition": "unavailable"},
+            ("cancel_run",),
+        )
+    if any(t != COMPLETE_TARGET and t not in definition.steps for t in targets.values()):
+        return result("paused_with_invalid_resume_target", step, details, ("cancel_run",))
+    return result(reason, step, details, actions)
+
+
+def _in_progress(
+    run: Run,
+    current: StepRun | None,
+    definition: WorkflowDefinition | None,
+    stale_step_timeout: float | None,
+    result: _Result,
+    evidence: dict[str, Any],
+) -> RunExplanation:
+    actions = ("wait_for_step", "cancel_run")
+    assert run.step_runs is not None  # noqa: S101
+    statuses = {step_run.step: step_run.status for step_run in run.step_runs}
+    if definition is not None and definition.shape == "dependency":
+        evidence["steps"] = [
+            {
+                "step": node.name,
+                "status": statuses.get(node.name, "waiting"),
+                "depends_on": list(node.depends_on),
+                "last_error": _last_error(run, node.name),
+            }
+            for node in definition.steps.values()
+        ]
+        for node in definition.steps.values():
+            if node.name in statuses or not node.depends_on:
+                continue
+            waiting_on = [d for d in node.depends_on if statuses.get(d) != "completed"]
+            if waiting_on:
+                details = {
+                    "waiting_on": waiting_on,
+                    "dependency_statuses": {d: statuses.get(d, "missing") for d in node.depends_on},
+                }
+                return result(
+                    "waiting_for_dependencies",
+                    node.name,
+                    details,
+                    ("wait_for_dependencies", "cancel_run"),
+                )
+        for node in definition.steps.values():
+            if statuses.get(node.name) == "pending" and node.depends_on:
+                details = {"satisfied_dependencies": list(node.depends_on)}
+                return result("step_scheduled", node.name, details, actions)
+        current = next((sr for sr in run.step_runs if sr.status == "running"), current)
+    if current is not None and current.status == "running":
+        reclaim: dict[str, Any] = {"enabled": stale_step_timeout is not None}
+        if stale_step_timeout is not None:
+            reclaim["timeout_seconds"] = stale_step_timeout
+        details = {"duplicate_delivery_policy": "skip_while_running", "stale_step_reclaim": reclaim}
+        return result("step_running", current.step, details, actions)
+    if run.status == "pending":
+        return result("pending_dispatch", run.current_step, {}, actions)
+    return result("step_scheduled", run.current_step, {}, actions)
+
+
+def _last_error(run: Run, step: str) -> Mapping[str, Any] | None:
+    step_run = run.step_run(step)
+    return step_run.last_error if step_run is not None else None
+
+
+def _replay(
+    run: Run, definition: WorkflowDefinition | None
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    if definition is None:
+        return {"workflow_definition": "unavailable"}, ()
+    blockers = run_store.replay_blockers(run.step_runs or (), definition)
+    if blockers:
+        replay = {
+            "allowed": False,
+            "required_override": "allow_irreversible",
+            "blocked_by": blockers,
+        }
+        return {"replay": replay}, ()
+    return {"replay": {"allowed": True}}, ("replay_run",)
+
+
+def _latest(step_run: StepRun) -> Attempt | None:
+    return step_run.attempts[-1] if step_run.attempts else None
+
+
+def _latest_failed(run: Run) -> StepRun | None:
+    failed = [sr for sr in run.step_runs or () if sr.status == "failed"]
+    return max(failed, key=lambda sr: sr.updated_at) if failed else None
+
+
+def _run_evidence(run: Run) -> dict[str, Any]:
+    evidence: dict[str, Any] = {
+        "id": run.id,
+        "status": run.status,
+        "workflow": run.workflow,
+        "current_step": run.current_step,
+        "last_error": run.last_error,
+        "inserted_at": run.inserted_at.isoformat(),
+        "updated_at": run.updated_at.isoformat(),
+    }
+    if run.schedule is not None:
+        evidence["schedule"] = dict(run.schedule)
+    return evidence
+
+
+def _step_run_evidence(step_run: StepRun) -> dict[str, Any]:
+    return {
+        "id": step_run.id,
+        "step": step_run.step,
+        "status": step_run.status,
+        "last_error": step_run.last_error,
+        "recovery": step_run.recovery,
+        "inserted_at": step_run.inserted_at.isoformat(),
+        "updated_at": step_run.updated_at.isoformat(),
+    }
+
+
+def _attempt_evidence(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "id": attempt.id,
+        "number": attempt.number,
+        "status": attempt.status,
+        "error": attempt.error,
+        "inserted_at": attempt.inserted_at.isoformat(),
+        "updated_at": attempt.updated_at.isoformat(),
+    }

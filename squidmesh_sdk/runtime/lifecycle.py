@@ -1,0 +1,84 @@
+"""Operator actions on whole runs: cancel, replay, inspect and explain."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from squidmesh_sdk.runtime import dispatcher
+from squidmesh_sdk.runtime.core import Runtime
+from squidmesh_sdk.runtime.events import RunCreated, RunTransitioned, StepFailed
+from squidmesh_sdk.runtime.explanation import RunExplanation, explain
+from squidmesh_sdk.runtime.inspection import step_states
+from squidmesh_sdk.store import attempts as attempt_store
+from squidmesh_sdk.store import runs as run_store
+from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store.records import Run
+
+__all__ = ["cancel_run", "explain_run", "inspect_run", "replay_run"]
+
+
+def cancel_run(runtime: Runtime, run_id: str) -> Run:
+    """Cancel a run: at once when pending or paused, cooperatively when running or retrying.
+
+    Raises:
+        InvalidRunId, RunNotFound: no such run.
+        InvalidTransition: the run is finished or already cancelling.
+    """
+    with runtime.transaction() as tx:
+        before = run_store.lock_run(tx.connection, run_id)
+        run, from_status = run_store.cancel_run(tx, run_id)
+        if from_status == "paused" and before.current_step is not None:
+            step_run = step_run_store.get_step_run(tx.connection, run.id, before.current_step)
+            latest = attempt_store.latest_attempt(tx.connection, step_run.id) if step_run else None
+            if step_run is not None and latest is not None and latest.status == "failed":
+                duration = tx.now - latest.inserted_at
+                error = run_store.PAUSE_CANCELLATION_ERROR
+                tx.events.append(StepFailed(run, step_run.step, latest.number, duration, error))
+        tx.events.append(RunTransitioned(run, from_status, run.status))
+    return run
+
+
+def replay_run(runtime: Runtime, run_id: str, *, allow_irreversible: bool = False) -> Run:
+    """Start a new run with the payload and trigger of ``run_id``, linked to it.
+
+    Raises:
+        InvalidRunId, RunNotFound: no such run.
+        InvalidWorkflow: the run's workflow is not registered with this runtime.
+        UnsafeReplay: completed irreversible or non-compensatable steps block it, unless
+            ``allow_irreversible`` is ``True``.
+        DispatchFailed: the executor refused the first step; nothing was saved.
+    """
+    with runtime.database.read() as connection:
+        source = run_store.get_run(connection, run_id)
+    definition = runtime.definition(source.workflow)
+    with runtime.transaction() as tx:
+        run = run_store.replay_run(tx, definition, source.id, allow_irreversible=allow_irreversible)
+        dispatcher.dispatch_run(runtime, tx, run)
+        tx.events.insert(0, RunCreated(run, replayed_from=source.id))
+    return run
+
+
+def inspect_run(runtime: Runtime, run_id: str, *, include_history: bool = False) -> Run:
+    """Read a run; with history also its step runs, attempts, audit events and step states.
+
+    Raises:
+        InvalidRunId, RunNotFound: no such run.
+    """
+    runtime.check_schema()
+    with runtime.database.read() as connection:
+        run = run_store.get_run(connection, run_id, include_history=include_history)
+    definition = runtime.workflows.get(run.workflow)
+    if not include_history or definition is None:
+        return run
+    return dataclasses.replace(run, steps=step_states(definition, run.step_runs or ()))
+
+
+def explain_run(runtime: Runtime, run_id: str) -> RunExplanation:
+    """Why the run is where it is, and what can be done next.
+
+    Raises:
+        InvalidRunId, RunNotFound: no such run.
+    """
+    run = inspect_run(runtime, run_id, include_history=True)
+    definition = runtime.workflows.get(run.workflow)
+    return explain(run, definition, stale_step_timeout=runtime.stale_step_timeout)
