@@ -165,6 +165,7 @@ class WorkflowEnvironment:
             test calls :meth:`run_due` / :meth:`advance` / :meth:`run_until_idle`.
         observers: Extra observers; an :class:`EventRecorder` is always attached as
             :attr:`events`.
+        stale_step_timeout: Passed to the :class:`~squidmesh_sdk.Client`.
     """
 
     def __init__(
@@ -175,6 +176,7 @@ class WorkflowEnvironment:
         start: datetime = DEFAULT_START,
         run_immediately: bool = True,
         observers: Iterable[Observer] = (),
+        stale_step_timeout: float | None = None,
     ) -> None:
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         if database is None:
@@ -189,6 +191,7 @@ class WorkflowEnvironment:
             executor=self.executor,
             clock=self.clock,
             observers=[self.events, *observers],
+            stale_step_timeout=stale_step_timeout,
         )
         try:
             self.client.migrate()

@@ -104,7 +104,13 @@ def explain(
         latest = _latest(failed) if failed else None
         node = definition.steps.get(failed.step) if (definition and failed) else None
         retry = node.retry if node is not None else None
-        if retry is not None and latest is not None and latest.number >= retry.max_attempts:
+        # Only a policy that allowed more than one attempt can be "exhausted".
+        if (
+            retry is not None
+            and retry.max_attempts > 1
+            and latest is not None
+            and (latest.number >= retry.max_attempts)
+        ):
             details = {
                 "max_attempts": retry.max_attempts,
                 "latest_attempt_number": latest.number,
