@@ -100,6 +100,6 @@ def parse(payload: object) -> Job:
 
 def _text(payload: Mapping[str, Any], key: str) -> str:
     value = payload.get(key)
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value.strip():
         raise errors.InvalidExecutorPayload(payload, f"{key!r} must be a non-empty string")
     return value

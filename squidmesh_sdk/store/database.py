@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -95,10 +95,15 @@ class Database:
         """Open a write transaction; commit on success, then run the after-commit callbacks.
 
         Args:
-            now: The time to stamp on everything the transaction writes.
+            now: The time to stamp on everything the transaction writes (aware; kept in UTC).
+
+        Raises:
+            ValueError: ``now`` is a naive datetime.
         """
+        if now.tzinfo is None:
+            raise ValueError(f"naive datetime {now!r}: transactions are stamped in aware UTC")
         with self.engine.connect() as connection:
-            tx = Transaction(connection, now)
+            tx = Transaction(connection, now.astimezone(UTC))
             with connection.begin():
                 yield tx
         # The connection is back in the pool before callbacks run: they may open their own

@@ -77,9 +77,12 @@ def create_run(
     Raises:
         InvalidTrigger: the workflow has no such trigger.
         InvalidPayload: listing every missing, unknown and invalid field; nothing is written.
+        InvalidRunId, RunNotFound: ``replayed_from_run_id`` is not the id of a run.
     """
     trigger_node = definition.trigger(trigger)
     validated = trigger_node.contract.validate(payload)
+    if replayed_from_run_id is not None:
+        _select_run(tx.connection, replayed_from_run_id, for_update=False)
     values: dict[str, Any] = {
         "id": new_id(),
         "workflow": definition.name,

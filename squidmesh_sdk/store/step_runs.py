@@ -121,11 +121,15 @@ def schedule_steps(
     """Insert ``pending`` rows for several steps at once; return the steps newly inserted.
 
     Steps that already have a row are left alone, so scheduling the same fan-out twice inserts
-    nothing the second time.
+    nothing the second time. A step listed twice is scheduled once, with its first input.
     """
     rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for item in items:
         step, step_input = item[0], item[1]
+        if step in seen:  # one row per step: the first entry wins
+            continue
+        seen.add(step)
         recovery = item[2] if len(item) == 3 else None
         rows.append(
             {

@@ -1,0 +1,136 @@
+"""The attempt store: attempts numbered 1..n per step run, finished only while running."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from squidmesh_sdk import StaleRecord
+from squidmesh_sdk.store import attempts as attempt_store
+from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store.database import Database, Transaction
+from squidmesh_sdk.store.records import Attempt
+from tests.integration.store.support import at, new_run, read, write
+
+ERROR = {"message": "declined", "retryable": True}
+
+
+def _step_run(db: Database, step: str = "charge", run_id: str | None = None) -> str:
+    run_id = run_id or new_run(db).id
+    return write(db, lambda tx: step_run_store.begin_step(tx, run_id, step, {}))[0].id
+
+
+def _begin(db: Database, step_run_id: str, seconds: float = 0) -> Attempt:
+    return write(db, lambda tx: attempt_store.begin_attempt(tx, step_run_id), at(seconds))
+
+
+def _numbers(db: Database, step_run_id: str) -> list[tuple[int, str]]:
+    attempts = read(db, lambda c: attempt_store.list_attempts(c, step_run_id))
+    return [(attempt.number, attempt.status) for attempt in attempts]
+
+
+def test_attempts_are_numbered_from_one_per_step_run(db: Database) -> None:
+    run_id = new_run(db).id
+    charge, ship = _step_run(db, "charge", run_id), _step_run(db, "ship", run_id)
+    assert read(db, lambda c: attempt_store.next_attempt_number(c, charge)) == 1
+    assert read(db, lambda c: attempt_store.attempt_count(c, charge)) == 0
+
+    first = _begin(db, charge, 1)
+    assert (first.step_run_id, first.number, first.status, first.error) == (
+        charge,
+        1,
+        "running",
+        None,
+    )
+    assert first.inserted_at == first.updated_at == at(1)
+    write(db, lambda tx: attempt_store.fail_attempt(tx, first.id, ERROR))
+    assert _begin(db, charge, 2).number == 2
+    assert _begin(db, ship, 3).number == 1
+
+    assert read(db, lambda c: attempt_store.next_attempt_number(c, charge)) == 3
+    assert read(db, lambda c: attempt_store.attempt_count(c, charge)) == 2
+    assert read(db, lambda c: attempt_store.attempt_count(c, ship)) == 1
+
+
+def test_several_attempts_in_one_transaction_keep_counting(db: Database) -> None:
+    step_run_id = _step_run(db)
+
+    def three(tx: Transaction) -> list[int]:
+        numbers = []
+        for _ in range(3):
+            attempt = attempt_store.begin_attempt(tx, step_run_id)
+            attempt_store.fail_attempt(tx, attempt.id, ERROR)
+            numbers.append(attempt.number)
+        return numbers
+
+    assert write(db, three) == [1, 2, 3]
+    assert _numbers(db, step_run_id) == [(1, "failed"), (2, "failed"), (3, "failed")]
+
+
+def test_complete_and_fail_record_status_error_and_time(db: Database) -> None:
+    step_run_id = _step_run(db)
+    first = _begin(db, step_run_id, 1)
+    failed = write(db, lambda tx: attempt_store.fail_attempt(tx, first.id, ERROR), at(2))
+    assert (failed.id, failed.number, failed.status, failed.error) == (first.id, 1, "failed", ERROR)
+    assert (failed.inserted_at, failed.updated_at) == (at(1), at(2))
+
+    second = _begin(db, step_run_id, 3)
+    done = write(db, lambda tx: attempt_store.complete_attempt(tx, second.id), at(4))
+    assert (done.status, done.error, done.updated_at) == ("completed", None, at(4))
+    assert read(db, lambda c: attempt_store.list_attempts(c, step_run_id)) == [failed, done]
+
+
+Finish = Callable[[Transaction, str], Attempt]
+FINISHES: dict[str, Finish] = {
+    "complete_attempt": attempt_store.complete_attempt,
+    "fail_attempt": lambda tx, attempt_id: attempt_store.fail_attempt(tx, attempt_id, ERROR),
+}
+
+
+@pytest.mark.parametrize("finish", list(FINISHES))
+@pytest.mark.parametrize("first", ["complete_attempt", "fail_attempt"])
+def test_only_a_running_attempt_can_be_finished(db: Database, first: str, finish: str) -> None:
+    step_run_id = _step_run(db)
+    attempt = _begin(db, step_run_id)
+    finished = write(db, lambda tx: FINISHES[first](tx, attempt.id))
+    with pytest.raises(StaleRecord) as raised:
+        write(db, lambda tx: FINISHES[finish](tx, attempt.id), at(9))
+    assert (raised.value.record, raised.value.record_id) == ("attempt", attempt.id)
+    assert raised.value.status == finished.status
+    assert read(db, lambda c: attempt_store.list_attempts(c, step_run_id)) == [finished]
+
+
+@pytest.mark.parametrize("finish", list(FINISHES))
+def test_finishing_a_missing_attempt_is_stale(db: Database, finish: str) -> None:
+    missing = str(uuid.uuid4())
+    with pytest.raises(StaleRecord) as raised:
+        write(db, lambda tx: FINISHES[finish](tx, missing))
+    assert (raised.value.record_id, raised.value.status) == (missing, None)
+
+
+def test_latest_attempt_is_the_highest_numbered(db: Database) -> None:
+    step_run_id = _step_run(db)
+    assert read(db, lambda c: attempt_store.latest_attempt(c, step_run_id)) is None
+    first = _begin(db, step_run_id, 1)
+    assert read(db, lambda c: attempt_store.latest_attempt(c, step_run_id)) == first
+    second = _begin(db, step_run_id, 2)
+    # Finishing the older attempt later does not make it the latest.
+    write(db, lambda tx: attempt_store.fail_attempt(tx, first.id, ERROR), at(5))
+    assert read(db, lambda c: attempt_store.latest_attempt(c, step_run_id)) == second
+
+
+def test_list_attempts_is_first_to_last_and_per_step_run(db: Database) -> None:
+    run_id = new_run(db).id
+    charge, ship = _step_run(db, "charge", run_id), _step_run(db, "ship", run_id)
+    assert read(db, lambda c: attempt_store.list_attempts(c, charge)) == []
+    for seconds in range(3):
+        attempt = _begin(db, charge, seconds)
+        fail = functools.partial(attempt_store.fail_attempt, attempt_id=attempt.id, error=ERROR)
+        write(db, fail, at(seconds))
+    _begin(db, ship)
+    assert _numbers(db, charge) == [(1, "failed"), (2, "failed"), (3, "failed")]
+    assert _numbers(db, ship) == [(1, "running")]
+    assert read(db, lambda c: attempt_store.list_attempts(c, str(uuid.uuid4()))) == []
