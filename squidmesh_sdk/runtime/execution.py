@@ -14,15 +14,19 @@ the run on from the stored output without running the step again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from squidmesh_sdk import errors, state_machine
 from squidmesh_sdk.definition.context import StepContext
 from squidmesh_sdk.graph import StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
+from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.runtime.events import StepCompleted, StepFailed, StepSkipped, StepStarted
 from squidmesh_sdk.runtime.failures import describe_error, retry_decision
 from squidmesh_sdk.runtime.invoke import call_body
@@ -33,13 +37,16 @@ from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Attempt, Run, StepRun
 
-__all__ = ["Delivery", "execute_step"]
+__all__ = ["Outcome", "execute_step"]
 
-Delivery = Literal["executed", "reconciled", "skipped", "cancelled", "paused"]
+Outcome = Literal["executed", "reconciled", "skipped", "cancelled", "paused"]
 """What a step delivery did."""
 
 logger = logging.getLogger("squidmesh_sdk.runtime")
 step_logger = logging.getLogger("squidmesh_sdk.step")
+
+RECONNECT_WINDOW = 60.0
+"""Seconds an outcome write keeps retrying while the database is unreachable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,29 +68,37 @@ class _Stale(Exception):
     """The step run was finished by someone else while the body ran: discard this result."""
 
 
-def execute_step(runtime: Runtime, run_id: str, step: str, *, reclaim: bool = False) -> Delivery:
+def execute_step(
+    runtime: Runtime, run_id: str, step: str, *, delivery: Delivery | None = None
+) -> Outcome:
     """Execute one delivery of ``step`` of run ``run_id``.
 
-    With ``reclaim`` (a queue knows the previous delivery's worker died) or once the runtime's
-    stale step timeout has passed, a step still marked running is taken over: its open attempt
-    is marked ``abandoned`` and a new attempt starts.
+    When the delivery says its previous worker died (``delivery.reclaim``), or once the
+    runtime's stale step timeout has passed, a step still marked running is taken over: its
+    open attempt is marked ``abandoned`` and a new attempt starts.
+
+    The outcome is recorded with retries while the database is unreachable (a restart, a
+    dropped connection): the step is not run again for an outage that only hit the write.
 
     Raises:
         RunNotFound: no such run.
         InvalidWorkflow: the run's workflow is not registered with this runtime.
     """
-    claimed = _claim(runtime, run_id, step, reclaim=reclaim)
-    if not isinstance(claimed, _Claim):
-        return claimed
+    delivery = delivery if delivery is not None else Delivery()
+    with runtime.transaction() as tx:
+        claimed = _claim(runtime, tx, run_id, step, reclaim=delivery.reclaim)
+        if not isinstance(claimed, _Claim):
+            delivery.settle_in(tx)
+            return claimed
     try:
         if claimed.node.transaction:
             with runtime.transaction() as tx:
-                outcome = _invoke(runtime, claimed, tx)
-                _apply(runtime, tx, claimed, outcome)
+                result = _invoke(runtime, claimed, tx)
+                _apply(runtime, tx, claimed, result)
+                delivery.settle_in(tx)
         else:
-            outcome = _invoke(runtime, claimed, None)
-            with runtime.transaction() as tx:
-                _apply(runtime, tx, claimed, outcome)
+            result = _invoke(runtime, claimed, None)
+            _with_reconnects(lambda: _apply_and_settle(runtime, claimed, result, delivery))
     except _Stale:
         logger.warning(
             "step result discarded: its step run was finished by another delivery",
@@ -93,60 +108,87 @@ def execute_step(runtime: Runtime, run_id: str, step: str, *, reclaim: bool = Fa
     return "executed"
 
 
-def _claim(runtime: Runtime, run_id: str, step: str, *, reclaim: bool) -> _Claim | Delivery:
+def _apply_and_settle(
+    runtime: Runtime, claim: _Claim, result: _Outcome, delivery: Delivery
+) -> None:
     with runtime.transaction() as tx:
-        run = run_store.lock_run(tx.connection, run_id)
-        definition = runtime.definition(run.workflow)
-        if run.status in state_machine.TERMINAL or run.status == "paused":
-            tx.events.append(StepSkipped(run, step, f"run_{run.status}"))
-            return "skipped"
-        if run.status == "cancelling":
-            progression.finish_cancelling(tx, run)
-            return "cancelled"
-        node = definition.steps.get(step)
-        if node is None:
+        _apply(runtime, tx, claim, result)
+        delivery.settle_in(tx)
+
+
+def _with_reconnects(write: Callable[[], None]) -> None:
+    """Run ``write``, retrying while the database connection is lost (about a minute)."""
+    delay = 0.05
+    deadline = time.monotonic() + RECONNECT_WINDOW
+    while True:
+        try:
+            write()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
             logger.warning(
-                "delivery for a step the workflow does not declare",
-                extra={"run_id": run.id, "workflow": run.workflow, "step": step},
+                "database unavailable while recording a step outcome; retrying",
+                extra={"error": type(exc).__name__, "retry_in": delay},
             )
-            tx.events.append(StepSkipped(run, step, "unknown_step"))
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        else:
+            return
+
+
+def _claim(
+    runtime: Runtime, tx: Transaction, run_id: str, step: str, *, reclaim: bool
+) -> _Claim | Outcome:
+    run = run_store.lock_run(tx.connection, run_id)
+    definition = runtime.definition(run.workflow)
+    if run.status in state_machine.TERMINAL or run.status == "paused":
+        tx.events.append(StepSkipped(run, step, f"run_{run.status}"))
+        return "skipped"
+    if run.status == "cancelling":
+        progression.finish_cancelling(tx, run)
+        return "cancelled"
+    node = definition.steps.get(step)
+    if node is None:
+        logger.warning(
+            "delivery for a step the workflow does not declare",
+            extra={"run_id": run.id, "workflow": run.workflow, "step": step},
+        )
+        tx.events.append(StepSkipped(run, step, "unknown_step"))
+        return "skipped"
+    step_input = _step_input(tx, run, definition, node)
+    if step_input is None:
+        tx.events.append(StepSkipped(run, step, "not_current"))
+        return "skipped"
+    step_run, action = step_run_store.begin_step(
+        tx, run.id, step, step_input, node.recovery.to_dict()
+    )
+    if action == "skip" and step_run.status == "completed":
+        # Completed but the run never moved on: advance from the stored output.
+        progression.advance_after_success(runtime, tx, run, definition, node, step_run.output or {})
+        return "reconciled"
+    if action == "skip":
+        reason = _takeover_reason(runtime, tx, step_run, reclaim=reclaim)
+        if reason is None:
+            tx.events.append(StepSkipped(run, step, "already_running"))
             return "skipped"
-        step_input = _step_input(tx, run, definition, node)
-        if step_input is None:
-            tx.events.append(StepSkipped(run, step, "not_current"))
-            return "skipped"
-        step_run, action = step_run_store.begin_step(
+        _abandon(tx, step_run, reason)
+        step_run, _ = step_run_store.begin_step(
             tx, run.id, step, step_input, node.recovery.to_dict()
         )
-        if action == "skip" and step_run.status == "completed":
-            # Completed but the run never moved on: advance from the stored output.
-            progression.advance_after_success(
-                runtime, tx, run, definition, node, step_run.output or {}
-            )
-            return "reconciled"
-        if action == "skip":
-            reason = _takeover_reason(runtime, tx, step_run, reclaim=reclaim)
-            if reason is None:
-                tx.events.append(StepSkipped(run, step, "already_running"))
-                return "skipped"
-            _abandon(tx, step_run, reason)
-            step_run, _ = step_run_store.begin_step(
-                tx, run.id, step, step_input, node.recovery.to_dict()
-            )
-        if run.status in ("pending", "retrying"):
-            current = step if definition.shape == "transition" else None
-            run = progression.write_run(tx, run, status="running", current_step=current)
-        attempt = attempt_store.begin_attempt(tx, step_run.id)
-        tx.events.append(StepStarted(run, step, attempt.number))
-        claim = _Claim(run, definition, node, step_run, attempt)
-        if node.kind in ("log", "wait"):
-            _run_builtin(tx, claim)
-            _apply(runtime, tx, claim, _Outcome(output={}))
-            return "executed"
-        if node.is_manual:
-            _pause(tx, claim)
-            return "paused"
-        return claim
+    if run.status in ("pending", "retrying"):
+        current = step if definition.shape == "transition" else None
+        run = progression.write_run(tx, run, status="running", current_step=current)
+    attempt = attempt_store.begin_attempt(tx, step_run.id)
+    tx.events.append(StepStarted(run, step, attempt.number))
+    claim = _Claim(run, definition, node, step_run, attempt)
+    if node.kind in ("log", "wait"):
+        _run_builtin(tx, claim)
+        _apply(runtime, tx, claim, _Outcome(output={}))
+        return "executed"
+    if node.is_manual:
+        _pause(tx, claim)
+        return "paused"
+    return claim
 
 
 def _takeover_reason(

@@ -8,6 +8,7 @@ from typing import Any
 from squidmesh_sdk.executors import payloads
 from squidmesh_sdk.runtime import compensation, dispatcher, execution
 from squidmesh_sdk.runtime.core import Runtime
+from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.runtime.events import RunCreated
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.records import Run
@@ -48,8 +49,14 @@ def start_cron_trigger(
     return start_run(runtime, workflow, {}, trigger=trigger)
 
 
-def perform(runtime: Runtime, payload: Mapping[str, Any]) -> str:
+def perform(
+    runtime: Runtime, payload: Mapping[str, Any], *, delivery: Delivery | None = None
+) -> str:
     """Execute one delivered executor payload; return what the delivery did.
+
+    ``delivery`` is how a queue that owns the job takes part (see
+    :class:`~squidmesh_sdk.runtime.delivery.Delivery`); step deliveries settle it in the
+    transaction that records their outcome.
 
     Step deliveries return ``"executed"``, ``"reconciled"``, ``"skipped"``, ``"cancelled"`` or
     ``"paused"``; cron deliveries ``"started"``; compensation deliveries ``"compensated"`` (or
@@ -62,7 +69,7 @@ def perform(runtime: Runtime, payload: Mapping[str, Any]) -> str:
     """
     job = payloads.parse(payload)
     if isinstance(job, payloads.StepJob):
-        return execution.execute_step(runtime, job.run_id, job.step)
+        return execution.execute_step(runtime, job.run_id, job.step, delivery=delivery)
     if isinstance(job, payloads.CronJob):
         start_cron_trigger(runtime, job.workflow, job.trigger, job.signal)
         return "started"

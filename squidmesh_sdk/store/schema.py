@@ -12,6 +12,7 @@ from squidmesh_sdk.store.types import JSONColumn, UTCDateTime
 
 __all__ = [
     "attempts",
+    "jobs",
     "metadata",
     "migrations",
     "run_events",
@@ -129,4 +130,54 @@ run_events = sa.Table(
     sa.Column("metadata", JSONColumn(), nullable=True),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Index(None, "run_id", "at"),
+)
+
+# The built-in database queue (``DatabaseExecutor`` + ``Worker``). A job row is written in the
+# same transaction as the state change that implies it and deleted in the transaction that
+# records its outcome, so the queue holds exactly the work still to do.
+jobs = sa.Table(
+    "squidmesh_jobs",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("payload", JSONColumn(), nullable=False),
+    sa.Column(
+        "run_id",
+        sa.Uuid,
+        sa.ForeignKey("squidmesh_runs.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    sa.Column("step", NAME, nullable=True),
+    # queued: waiting for run_at; running: leased by a worker; failed: gave up (dead letter).
+    sa.Column("status", STATUS, nullable=False),
+    sa.Column("run_at", UTCDateTime, nullable=False),
+    sa.Column("deliveries", sa.Integer, nullable=False),
+    # How many times a lease expired under this job: the next delivery takes over its step.
+    sa.Column("rescues", sa.Integer, nullable=False),
+    sa.Column("locked_by", sa.String(200), nullable=True),
+    sa.Column("locked_until", UTCDateTime, nullable=True),
+    sa.Column("last_error", JSONColumn(), nullable=True),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(
+        "ix_squidmesh_jobs_claim",
+        "queue",
+        "run_at",
+        "id",
+        sqlite_where=sa.text("status = 'queued'"),
+        postgresql_where=sa.text("status = 'queued'"),
+    ),
+    sa.Index(
+        "ix_squidmesh_jobs_leases",
+        "locked_until",
+        sqlite_where=sa.text("status = 'running'"),
+        postgresql_where=sa.text("status = 'running'"),
+    ),
+    sa.Index(None, "run_id"),
 )

@@ -15,6 +15,7 @@ from squidmesh_sdk import (
     manual,
 )
 from squidmesh_sdk.runtime import execution
+from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from tests.integration.runtime.conftest import MakeEnv
@@ -189,7 +190,10 @@ def test_a_queue_that_knows_the_worker_died_reclaims_at_once(make_env: MakeEnv) 
     with env.client.runtime.transaction() as tx:
         step_run, _ = step_run_store.begin_step(tx, run.id, "work", {})
         attempt_store.begin_attempt(tx, step_run.id)
-    assert execution.execute_step(env.client.runtime, run.id, "work", reclaim=True) == "executed"
+    delivery = Delivery(reclaim=True)
+    assert (
+        execution.execute_step(env.client.runtime, run.id, "work", delivery=delivery) == "executed"
+    )
     done = env.client.inspect_run(run.id, include_history=True)
     work_run = done.step_run("work")
     assert work_run is not None

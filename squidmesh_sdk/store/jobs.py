@@ -1,0 +1,266 @@
+"""The job store behind the built-in database queue.
+
+A job is ``queued`` until its ``run_at``, then ``running`` under a worker's lease
+(``locked_by`` / ``locked_until``), and deleted in the transaction that records its outcome.
+A lease that runs out (the worker died, or lost the database) is *rescued*: the job is queued
+again with ``rescues`` incremented, and its next delivery takes over the step it was running.
+A job whose delivery keeps raising is retried with backoff, then kept as ``failed`` for an
+operator to look at.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.ids import as_uuid
+from squidmesh_sdk.store.schema import jobs
+
+__all__ = [
+    "Job",
+    "NewJob",
+    "claim",
+    "complete",
+    "count_by_status",
+    "enqueue",
+    "extend_leases",
+    "fail",
+    "list_jobs",
+    "other_live_delivery",
+    "release",
+    "rescue_expired",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to insert."""
+
+    kind: str
+    payload: Mapping[str, Any]
+    queue: str
+    run_id: str | None = None
+    step: str | None = None
+    delay: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A job row."""
+
+    id: int
+    queue: str
+    kind: str
+    payload: Mapping[str, Any]
+    run_id: str | None
+    step: str | None
+    status: str
+    run_at: datetime
+    deliveries: int
+    rescues: int
+    locked_by: str | None
+    locked_until: datetime | None
+    last_error: Mapping[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> Job:
+        """Build from a ``squidmesh_jobs`` row."""
+        return cls(
+            id=row["id"],
+            queue=row["queue"],
+            kind=row["kind"],
+            payload=row["payload"],
+            run_id=str(row["run_id"]) if row["run_id"] is not None else None,
+            step=row["step"],
+            status=row["status"],
+            run_at=row["run_at"],
+            deliveries=row["deliveries"],
+            rescues=row["rescues"],
+            locked_by=row["locked_by"],
+            locked_until=row["locked_until"],
+            last_error=row["last_error"],
+        )
+
+
+def enqueue(tx: Transaction, new_jobs: Sequence[NewJob]) -> list[int]:
+    """Insert queued jobs in the caller's transaction; return their ids, in order."""
+    rows = [
+        {
+            "queue": job.queue,
+            "kind": job.kind,
+            "payload": dict(job.payload),
+            "run_id": as_uuid(job.run_id) if job.run_id is not None else None,
+            "step": job.step,
+            "status": "queued",
+            "run_at": tx.now + timedelta(seconds=job.delay) if job.delay else tx.now,
+            "deliveries": 0,
+            "rescues": 0,
+            "inserted_at": tx.now,
+            "updated_at": tx.now,
+        }
+        for job in new_jobs
+    ]
+    if len(rows) == 1:
+        statement = jobs.insert().values(rows[0]).returning(jobs.c.id)
+        return [tx.connection.execute(statement).scalar_one()]
+    statement = jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True)
+    return list(tx.connection.execute(statement, rows).scalars())
+
+
+def claim(
+    tx: Transaction, *, worker: str, queues: Sequence[str], limit: int, lease: float
+) -> list[Job]:
+    """Lease up to ``limit`` due jobs of ``queues`` to ``worker``, oldest first.
+
+    On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets many workers claim at once without blocking
+    each other or taking the same job; SQLite's write lock serialises claims.
+    """
+    due = (
+        sa.select(jobs.c.id)
+        .where(jobs.c.status == "queued", jobs.c.queue.in_(list(queues)), jobs.c.run_at <= tx.now)
+        .order_by(jobs.c.run_at, jobs.c.id)
+        .limit(limit)
+    )
+    if tx.connection.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    statement = (
+        jobs.update()
+        .where(jobs.c.id.in_(due.scalar_subquery()))
+        .values(
+            status="running",
+            locked_by=worker,
+            locked_until=tx.now + timedelta(seconds=lease),
+            deliveries=jobs.c.deliveries + 1,
+            updated_at=tx.now,
+        )
+        .returning(*jobs.c)
+    )
+    claimed = [Job.from_row(row) for row in tx.connection.execute(statement).mappings()]
+    return sorted(claimed, key=lambda job: (job.run_at, job.id))
+
+
+def complete(tx: Transaction, job_id: int, *, worker: str) -> bool:
+    """Delete a job its worker finished; ``False`` if the lease was lost to a rescue meanwhile."""
+    result = tx.connection.execute(
+        jobs.delete().where(
+            jobs.c.id == job_id, jobs.c.locked_by == worker, jobs.c.status == "running"
+        )
+    )
+    return result.rowcount == 1
+
+
+def release(
+    tx: Transaction,
+    job_id: int,
+    *,
+    worker: str,
+    delay: float = 0.0,
+    error: Mapping[str, Any] | None = None,
+) -> bool:
+    """Give a leased job back to the queue, due after ``delay`` seconds."""
+    result = tx.connection.execute(
+        jobs.update()
+        .where(jobs.c.id == job_id, jobs.c.locked_by == worker, jobs.c.status == "running")
+        .values(
+            status="queued",
+            locked_by=None,
+            locked_until=None,
+            run_at=tx.now + timedelta(seconds=delay),
+            last_error=dict(error) if error is not None else jobs.c.last_error,
+            updated_at=tx.now,
+        )
+    )
+    return result.rowcount == 1
+
+
+def fail(tx: Transaction, job_id: int, *, worker: str, error: Mapping[str, Any]) -> bool:
+    """Stop delivering a job: keep it as ``failed`` (a dead letter) with its last error."""
+    result = tx.connection.execute(
+        jobs.update()
+        .where(jobs.c.id == job_id, jobs.c.locked_by == worker, jobs.c.status == "running")
+        .values(
+            status="failed",
+            locked_by=None,
+            locked_until=None,
+            last_error=dict(error),
+            updated_at=tx.now,
+        )
+    )
+    return result.rowcount == 1
+
+
+def extend_leases(tx: Transaction, *, worker: str, job_ids: Iterable[int], lease: float) -> int:
+    """Heartbeat: push the leases of ``worker``'s running jobs ``lease`` seconds ahead."""
+    ids = list(job_ids)
+    if not ids:
+        return 0
+    result = tx.connection.execute(
+        jobs.update()
+        .where(jobs.c.id.in_(ids), jobs.c.locked_by == worker, jobs.c.status == "running")
+        .values(locked_until=tx.now + timedelta(seconds=lease), updated_at=tx.now)
+    )
+    return result.rowcount
+
+
+def rescue_expired(tx: Transaction) -> list[Job]:
+    """Queue again every running job whose lease ran out; return them."""
+    statement = (
+        jobs.update()
+        .where(jobs.c.status == "running", jobs.c.locked_until < tx.now)
+        .values(
+            status="queued",
+            locked_by=None,
+            locked_until=None,
+            run_at=tx.now,
+            rescues=jobs.c.rescues + 1,
+            updated_at=tx.now,
+        )
+        .returning(*jobs.c)
+    )
+    return [Job.from_row(row) for row in tx.connection.execute(statement).mappings()]
+
+
+def other_live_delivery(connection: Connection, job: Job, now: datetime) -> bool:
+    """Whether another job for the same run and step is leased right now.
+
+    A rescued job takes over its step only when nobody else may be running it.
+    """
+    if job.run_id is None or job.step is None:
+        return False
+    found = connection.scalar(
+        sa.select(sa.literal(1))
+        .where(
+            jobs.c.run_id == uuid.UUID(job.run_id),
+            jobs.c.step == job.step,
+            jobs.c.id != job.id,
+            jobs.c.status == "running",
+            jobs.c.locked_until >= now,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+def list_jobs(
+    connection: Connection, *, run_id: str | None = None, status: str | None = None
+) -> list[Job]:
+    """Jobs in id order, optionally of one run and / or in one status."""
+    query = sa.select(jobs).order_by(jobs.c.id)
+    if run_id is not None:
+        query = query.where(jobs.c.run_id == as_uuid(run_id))
+    if status is not None:
+        query = query.where(jobs.c.status == status)
+    return [Job.from_row(row) for row in connection.execute(query).mappings()]
+
+
+def count_by_status(connection: Connection) -> dict[str, int]:
+    """Number of jobs per status: the queue depth an operator watches."""
+    rows = connection.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status))
+    return {status: count for status, count in rows}  # noqa: C416 - rows are not pairs to mypy
