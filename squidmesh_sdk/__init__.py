@@ -59,7 +59,7 @@ from squidmesh_sdk.errors import (
     StepOutputError,
     UnsafeReplay,
 )
-from squidmesh_sdk.executors import Executor, InlineExecutor
+from squidmesh_sdk.executors import DatabaseExecutor, Executor, InlineExecutor, Worker
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.runtime.explanation import RunExplanation
 from squidmesh_sdk.store.database import Database
@@ -73,6 +73,7 @@ __all__ = [
     "BuiltinStep",
     "Client",
     "Database",
+    "DatabaseExecutor",
     "DefinitionError",
     "DispatchFailed",
     "Executor",
@@ -106,6 +107,7 @@ __all__ = [
     "TransitionSpec",
     "TriggerSpec",
     "UnsafeReplay",
+    "Worker",
     "Workflow",
     "WorkflowDefinition",
     "compile",

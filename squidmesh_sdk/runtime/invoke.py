@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from squidmesh_sdk.contracts import StepBody
 from squidmesh_sdk.definition.context import StepContext
 
-__all__ = ["call_body"]
+__all__ = ["call_body", "use_async_runner"]
+
+AsyncRunner = Callable[[Coroutine[Any, Any, Any]], Any]
+
+_async_runner: ContextVar[AsyncRunner | None] = ContextVar("squidmesh_async_runner", default=None)
+
+
+def use_async_runner(run: AsyncRunner) -> None:
+    """Run async step bodies of this thread's context with ``run`` (a worker's event loop)."""
+    _async_runner.set(run)
 
 
 def call_body(body: StepBody, state: Mapping[str, Any], context: StepContext) -> Any:
@@ -23,6 +33,9 @@ def call_body(body: StepBody, state: Mapping[str, Any], context: StepContext) ->
     kwargs = body.binder.bind(state, context)
     if not body.is_async:
         return body.fn(**kwargs)
+    runner = _async_runner.get()
+    if runner is not None:
+        return runner(body.fn(**kwargs))
     try:
         asyncio.get_running_loop()
     except RuntimeError:

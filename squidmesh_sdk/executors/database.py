@@ -1,0 +1,144 @@
+"""The built-in database queue: jobs live in the runtime's own database.
+
+Each job row is inserted **in the same transaction** as the state change that implies it, so a
+committed change always has its job and a rolled-back one never does. Delayed work (waits,
+retry backoff) is a row with a future ``run_at``: it survives restarts like everything else.
+:class:`~squidmesh_sdk.executors.worker.Worker` processes deliver the jobs. On PostgreSQL the
+insert also sends a ``NOTIFY`` (delivered on commit) so idle workers wake at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from squidmesh_sdk.executors import payloads
+from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding
+from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.records import Run
+
+__all__ = ["NOTIFY_CHANNEL", "DatabaseExecutor"]
+
+NOTIFY_CHANNEL = "squidmesh_jobs"
+"""The PostgreSQL channel workers ``LISTEN`` on; the payload is the queue name."""
+
+
+class DatabaseExecutor:
+    """Queues work as rows of ``squidmesh_jobs``, written in the runtime's transaction.
+
+    Args:
+        queue: The queue jobs go to.
+        queue_for: Optional per-workflow routing: workflow name to queue name (``None`` keeps
+            the default), so that some workflows can get workers of their own.
+    """
+
+    def __init__(
+        self, *, queue: str = "default", queue_for: Callable[[str], str | None] | None = None
+    ) -> None:
+        if not queue:
+            raise ValueError("queue must be a non-empty name")
+        self.queue = queue
+        self._queue_for = queue_for
+        self._binding: ExecutorBinding | None = None
+        self._wakers: list[threading.Event] = []
+        self._lock = threading.Lock()
+
+    def bind(self, binding: ExecutorBinding) -> None:
+        """Remember the client this executor serves."""
+        self._binding = binding
+
+    def add_waker(self, event: threading.Event) -> None:
+        """Set ``event`` whenever this process commits new work (in-process workers use it)."""
+        with self._lock:
+            self._wakers.append(event)
+
+    def remove_waker(self, event: threading.Event) -> None:
+        """Stop setting ``event``."""
+        with self._lock:
+            if event in self._wakers:
+                self._wakers.remove(event)
+
+    def queue_of(self, workflow: str) -> str:
+        """The queue a workflow's jobs go to."""
+        routed = self._queue_for(workflow) if self._queue_for is not None else None
+        return routed or self.queue
+
+    def enqueue_step(
+        self, tx: Transaction, run: Run, step: str, *, schedule_in: float | None = None
+    ) -> DispatchMetadata:
+        """Insert one step job in ``tx``."""
+        return self.enqueue_steps(tx, run, [step], schedule_in=schedule_in)[0]
+
+    def enqueue_steps(
+        self,
+        tx: Transaction,
+        run: Run,
+        steps: Sequence[str],
+        *,
+        schedule_in: float | None = None,
+    ) -> Sequence[DispatchMetadata]:
+        """Insert one job per step in ``tx``: all of them commit, or none."""
+        queue = self.queue_of(run.workflow)
+        new = [
+            job_store.NewJob(
+                kind="step",
+                payload=payloads.step_payload(run.id, step),
+                queue=queue,
+                run_id=run.id,
+                step=step,
+                delay=schedule_in,
+            )
+            for step in steps
+        ]
+        return self._insert(tx, new)
+
+    def enqueue_compensation(self, tx: Transaction, run: Run) -> DispatchMetadata:
+        """Insert a compensation job in ``tx``."""
+        job = job_store.NewJob(
+            kind="compensation",
+            payload=payloads.compensation_payload(run.id),
+            queue=self.queue_of(run.workflow),
+            run_id=run.id,
+        )
+        return self._insert(tx, [job])[0]
+
+    def enqueue_cron(
+        self,
+        tx: Transaction,
+        workflow: str,
+        trigger: str,
+        *,
+        signal: Mapping[str, Any] | None = None,
+        schedule_in: float | None = None,
+    ) -> DispatchMetadata:
+        """Insert a cron activation job in ``tx``."""
+        job = job_store.NewJob(
+            kind="cron",
+            payload=payloads.cron_payload(workflow, trigger, signal),
+            queue=self.queue_of(workflow),
+            delay=schedule_in,
+        )
+        return self._insert(tx, [job])[0]
+
+    def _insert(self, tx: Transaction, new: list[job_store.NewJob]) -> list[DispatchMetadata]:
+        ids = job_store.enqueue(tx, new)
+        immediate = sorted({job.queue for job in new if not job.delay})
+        if immediate:
+            if tx.connection.dialect.name == "postgresql":
+                for queue in immediate:
+                    tx.connection.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, queue)))
+            tx.after_commit(self._wake)
+        return [
+            {"job_id": job_id, "queue": job.queue, "schedule_in": job.delay}
+            for job_id, job in zip(ids, new, strict=True)
+        ]
+
+    def _wake(self) -> None:
+        with self._lock:
+            wakers = list(self._wakers)
+        for event in wakers:
+            event.set()

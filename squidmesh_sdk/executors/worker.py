@@ -1,0 +1,371 @@
+"""Workers for the built-in database queue.
+
+A :class:`Worker` claims due jobs from ``squidmesh_jobs`` and performs them on a pool of
+threads (async steps run on the worker's event loop). While a job runs, the worker holds a
+lease on it and renews it with heartbeats. Every worker also rescues jobs whose lease ran out
+(their worker died or lost the database): they are queued again, and their next delivery takes
+over the step the dead worker left running, recording that attempt as ``abandoned``.
+
+Any number of worker processes, on any number of machines, can share one PostgreSQL database:
+claims use ``FOR UPDATE SKIP LOCKED``, so no job is taken twice, and ``LISTEN``/``NOTIFY``
+wakes idle workers as soon as work is committed. On SQLite, workers poll (and in-process
+workers are woken directly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from squidmesh_sdk.executors.database import NOTIFY_CHANNEL, DatabaseExecutor
+from squidmesh_sdk.runtime import invoke, runner
+from squidmesh_sdk.runtime.delivery import Delivery
+from squidmesh_sdk.runtime.failures import describe_error
+from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store.jobs import Job
+
+if TYPE_CHECKING:
+    from squidmesh_sdk.client import Client
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger("squidmesh_sdk.worker")
+
+
+class Worker:
+    """Delivers jobs of the database queue to ``client.perform``.
+
+    Args:
+        client: A client whose executor is a :class:`DatabaseExecutor`.
+        queues: The queues to take jobs from.
+        concurrency: Jobs performed at once (threads).
+        lease: Seconds a claimed job stays leased without a heartbeat; heartbeats renew it
+            every third of that. A job whose worker stops heartbeating is rescued after it.
+        poll_interval: Seconds between looks at the queue when nothing woke the worker.
+        shutdown_timeout: On :meth:`stop`, seconds to let running jobs finish before giving up
+            on them (their leases then expire and other workers take them over).
+        max_deliveries: Deliveries of a job whose ``perform`` keeps raising before it is kept
+            as ``failed`` (a dead letter) instead of retried.
+        name: This worker's id in ``locked_by``; host, pid and a random suffix by default.
+
+    Raises:
+        ValueError: the client does not use a :class:`DatabaseExecutor`, or a bad setting.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        queues: Sequence[str] = ("default",),
+        concurrency: int = 4,
+        lease: float = 30.0,
+        poll_interval: float = 1.0,
+        shutdown_timeout: float = 30.0,
+        max_deliveries: int = 25,
+        name: str | None = None,
+    ) -> None:
+        if not isinstance(client.executor, DatabaseExecutor):
+            raise ValueError(
+                "Worker delivers jobs of the database queue: create the Client with "
+                "executor=DatabaseExecutor()"
+            )
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if lease <= 0 or poll_interval <= 0:
+            raise ValueError("lease and poll_interval must be positive")
+        if not queues:
+            raise ValueError("a worker needs at least one queue")
+        self.client = client
+        self.executor: DatabaseExecutor = client.executor
+        self.queues = tuple(queues)
+        self.concurrency = concurrency
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.shutdown_timeout = shutdown_timeout
+        self.max_deliveries = max_deliveries
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._drained = threading.Event()
+        self._inflight: dict[int, concurrent.futures.Future[None]] = {}
+        self._inflight_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def run(self, *, install_signal_handlers: bool = False) -> None:
+        """Process jobs until :meth:`stop` is called (or SIGTERM / SIGINT, when installed).
+
+        Running jobs are allowed to finish (up to ``shutdown_timeout``) before it returns.
+        """
+        previous = self._install_signal_handlers() if install_signal_handlers else {}
+        self.executor.add_waker(self._wake)
+        try:
+            with self._event_loop(), self._threads() as pool:
+                self._loop_forever(pool)
+        finally:
+            self.executor.remove_waker(self._wake)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self._stopped.set()
+
+    def start(self) -> None:
+        """Run in a background thread; stop it with :meth:`stop`."""
+        if self._thread is not None:
+            raise RuntimeError("this worker was already started")
+        self._thread = threading.Thread(target=self.run, name=f"squidmesh-worker-{self.name}")
+        self._thread.start()
+
+    def stop(self, *, wait: bool = True) -> None:
+        """Stop claiming jobs; with ``wait``, return once running jobs finished."""
+        self._stopping.set()
+        self._wake.set()
+        if wait and self._thread is not None:
+            self._thread.join()
+        elif wait:
+            self._stopped.wait()
+
+    def __enter__(self) -> Worker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _loop_forever(self, pool: concurrent.futures.ThreadPoolExecutor) -> None:
+        logger.info("worker started", extra={"worker": self.name, "queues": list(self.queues)})
+        heartbeat = threading.Thread(target=self._heartbeat, name="squidmesh-heartbeat")
+        heartbeat.start()
+        listener = self._start_listener()
+        next_rescue = 0.0
+        backoff = 0.0
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                try:
+                    if time.monotonic() >= next_rescue:
+                        self._rescue()
+                        next_rescue = time.monotonic() + max(self.lease / 2, 0.05)
+                    claimed = self._claim(pool)
+                    backoff = 0.0
+                except SQLAlchemyError as exc:
+                    backoff = min(max(backoff * 2, 0.1), 10.0)
+                    logger.warning(
+                        "database unavailable; worker retrying",
+                        extra={"worker": self.name, "error": str(exc)[:200], "retry_in": backoff},
+                    )
+                    self._stopping.wait(backoff)
+                    continue
+                if claimed == 0 or self._free_slots() == 0:
+                    self._wake.wait(self.poll_interval)
+        finally:
+            self._stopping.set()
+            self._drain(pool)
+            self._drained.set()
+            heartbeat.join()
+            if listener is not None:
+                listener.join()
+            logger.info("worker stopped", extra={"worker": self.name})
+
+    def _free_slots(self) -> int:
+        with self._inflight_lock:
+            return self.concurrency - len(self._inflight)
+
+    def _claim(self, pool: concurrent.futures.ThreadPoolExecutor) -> int:
+        free = self._free_slots()
+        if free <= 0:
+            return 0
+        runtime = self.client.runtime
+        with runtime.transaction() as tx:
+            claimed = job_store.claim(
+                tx, worker=self.name, queues=self.queues, limit=free, lease=self.lease
+            )
+        for job in claimed:
+            # Registered before its callback: a job that finishes at once still leaves no trace.
+            with self._inflight_lock:
+                future = pool.submit(self._deliver, job)
+                self._inflight[job.id] = future
+            future.add_done_callback(self._on_done(job.id))
+        return len(claimed)
+
+    def _on_done(self, job_id: int) -> Callable[[concurrent.futures.Future[None]], None]:
+        def done(_future: concurrent.futures.Future[None]) -> None:
+            with self._inflight_lock:
+                self._inflight.pop(job_id, None)
+            self._wake.set()
+
+        return done
+
+    def _drain(self, pool: concurrent.futures.ThreadPoolExecutor) -> None:
+        with self._inflight_lock:
+            futures = list(self._inflight.values())
+        _, pending = concurrent.futures.wait(futures, timeout=self.shutdown_timeout)
+        if pending:
+            logger.warning(
+                "worker stopped with jobs still running; their leases will expire",
+                extra={"worker": self.name, "jobs": len(pending)},
+            )
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- one job -------------------------------------------------------------------------
+
+    def _deliver(self, job: Job) -> None:
+        runtime = self.client.runtime
+        try:
+            reclaim = job.rescues > 0 and self._may_take_over(job)
+            delivery = Delivery(reclaim=reclaim, settle=self._settler(job))
+            runner.perform(runtime, job.payload, delivery=delivery)
+        except Exception as exc:  # noqa: BLE001 - a failed delivery is retried, never fatal
+            self._failed(job, exc)
+            return
+        if not delivery.settled:
+            self._finish_job(lambda tx: job_store.complete(tx, job.id, worker=self.name))
+
+    def _may_take_over(self, job: Job) -> bool:
+        with self.client.runtime.database.read() as connection:
+            now = self.client.clock.now()
+            return not job_store.other_live_delivery(connection, job, now)
+
+    def _settler(self, job: Job) -> Callable[[Any], None]:
+        def settle(tx: Any) -> None:
+            job_store.complete(tx, job.id, worker=self.name)
+
+        return settle
+
+    def _failed(self, job: Job, exc: Exception) -> None:
+        error = describe_error(exc)
+        extra = {"worker": self.name, "job_id": job.id, "kind": job.kind, "run_id": job.run_id}
+        if job.deliveries >= self.max_deliveries:
+            logger.error("job failed for good; kept as failed", extra=extra)
+            self._finish_job(lambda tx: job_store.fail(tx, job.id, worker=self.name, error=error))
+            return
+        delay = min(2.0**job.deliveries, 300.0)
+        logger.warning("job delivery raised; retrying later", extra={**extra, "retry_in": delay})
+        self._finish_job(
+            lambda tx: job_store.release(tx, job.id, worker=self.name, delay=delay, error=error)
+        )
+
+    def _finish_job(self, write: Callable[[Any], object]) -> None:
+        try:
+            with self.client.runtime.transaction() as tx:
+                write(tx)
+        except SQLAlchemyError:
+            # The database is away: the lease will expire and the rescuer requeues the job.
+            logger.warning("could not settle a job; its lease will expire", exc_info=True)
+
+    # -- leases --------------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        interval = max(self.lease / 3, 0.01)
+        # Runs until running jobs are drained: a stopping worker still renews their leases.
+        while not self._drained.wait(interval):
+            with self._inflight_lock:
+                ids = list(self._inflight)
+            if not ids:
+                continue
+            try:
+                with self.client.runtime.transaction() as tx:
+                    job_store.extend_leases(tx, worker=self.name, job_ids=ids, lease=self.lease)
+            except SQLAlchemyError:
+                logger.warning("heartbeat failed", extra={"worker": self.name}, exc_info=True)
+
+    def _rescue(self) -> None:
+        with self.client.runtime.transaction() as tx:
+            rescued = job_store.rescue_expired(tx)
+        for job in rescued:
+            logger.warning(
+                "rescued a job whose lease expired",
+                extra={"worker": self.name, "job_id": job.id, "run_id": job.run_id},
+            )
+        if rescued:
+            self._wake.set()
+
+    # -- wake-ups ------------------------------------------------------------------------
+
+    def _start_listener(self) -> threading.Thread | None:
+        if self.client.runtime.database.dialect != "postgresql":
+            return None
+        thread = threading.Thread(target=self._listen, name="squidmesh-listen", daemon=True)
+        thread.start()
+        return thread
+
+    def _listen(self) -> None:
+        import psycopg
+
+        url = self.client.runtime.database.engine.url.set(drivername="postgresql")
+        conninfo = url.render_as_string(hide_password=False)
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    backoff = 0.1
+                    while not self._stopping.is_set():
+                        for notify in connection.notifies(timeout=0.5, stop_after=1):
+                            if notify.payload in self.queues:
+                                self._wake.set()
+            except psycopg.Error:
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _event_loop(self) -> Iterator[None]:
+        """A private event loop thread for async steps, shared by the delivery threads."""
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="squidmesh-loop", daemon=True)
+        thread.start()
+        self._loop = loop
+        try:
+            yield
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+            self._loop = None
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[concurrent.futures.ThreadPoolExecutor]:
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.concurrency,
+            thread_name_prefix="squidmesh-job",
+            initializer=invoke.use_async_runner,
+            initargs=(self._run_coroutine,),
+        )
+        try:
+            yield pool
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run_coroutine(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        assert self._loop is not None  # noqa: S101 - set for the whole run
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            logger.info("worker stopping", extra={"worker": self.name, "signal": signum})
+            self._stopping.set()
+            self._wake.set()
+
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, handle)
+        return previous
