@@ -1,0 +1,89 @@
+"""Workflows and a client factory shared by the worker tests and their worker processes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from squidmesh_sdk import COMPLETE, Client, DatabaseExecutor, Retry, StepContext, Workflow, manual
+
+
+class GatePayload(BaseModel):
+    gate: str  # the step waits until this file exists
+    started: str  # the step creates this file when it starts
+
+
+def _five_steps() -> Workflow:
+    wf = Workflow("five_steps", triggers=[manual("go")])
+    handles = []
+    for index in range(1, 6):
+
+        def step(ctx: StepContext, index: int = index) -> dict[str, Any]:
+            return {f"step_{index}": ctx.attempt}
+
+        step.__name__ = step.__qualname__ = f"step_{index}"
+        handles.append(wf.step(step))
+    wf.chain(*handles, COMPLETE)
+    return wf
+
+
+def _gated() -> Workflow:
+    wf = Workflow("gated", triggers=[manual("go", payload=GatePayload)])
+
+    @wf.step
+    def before() -> dict[str, Any]:
+        return {"before": "done"}
+
+    @wf.step
+    def blocked(gate: str, started: str) -> dict[str, Any]:
+        Path(started).touch()
+        deadline = time.monotonic() + 120
+        while not Path(gate).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the test never opened the gate")
+            time.sleep(0.02)
+        return {"blocked": "passed"}
+
+    @wf.step
+    def after() -> dict[str, Any]:
+        return {"after": "done"}
+
+    wf.chain(before, blocked, after, COMPLETE)
+    return wf
+
+
+def _delayed() -> Workflow:
+    wf = Workflow("delayed", triggers=[manual("go")])
+
+    @wf.step(retry=Retry(max_attempts=2, backoff=Retry.fixed(1.0)))
+    def flaky(ctx: StepContext) -> dict[str, Any]:
+        if ctx.attempt == 1:
+            raise ConnectionError("first attempt fails")
+        return {"flaky": ctx.attempt}
+
+    cool_down = wf.wait("cool_down", duration=1)
+    done = wf.log("done", message="delayed workflow finished")
+    wf.chain(flaky, cool_down, done, COMPLETE)
+    return wf
+
+
+def _one_step() -> Workflow:
+    wf = Workflow("one_step", triggers=[manual("go")])
+
+    @wf.step
+    def only(ctx: StepContext) -> dict[str, Any]:
+        return {"only": ctx.attempt}
+
+    wf.chain(only, COMPLETE)
+    return wf
+
+
+WORKFLOWS = (_five_steps(), _gated(), _delayed(), _one_step())
+
+
+def make_client(url: str) -> Client:
+    """A client on ``url`` that queues work in the database."""
+    return Client(url, WORKFLOWS, executor=DatabaseExecutor())

@@ -1,0 +1,88 @@
+"""Clients, worker processes and polling helpers for the worker tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from squidmesh_sdk import Client, Run
+from squidmesh_sdk.store import schema
+from tests.integration.worker.app import make_client
+
+ROOT = Path(__file__).parents[3]
+
+Spawn = Callable[..., subprocess.Popen[bytes]]
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float = 60.0, what: str = "") -> None:
+    """Poll ``condition`` until it holds; fail the test (not time it) if it never does."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what or condition}")
+        time.sleep(0.02)
+
+
+def settled(client: Client, runs: list[Run]) -> Callable[[], bool]:
+    """A condition: every run is completed, failed or cancelled (one query per poll)."""
+    ids = [uuid.UUID(run.id) for run in runs]
+
+    def check() -> bool:
+        with client.database.read() as connection:
+            unsettled = connection.scalar(
+                sa.select(sa.func.count()).where(
+                    schema.runs.c.id.in_(ids),
+                    schema.runs.c.status.not_in(["completed", "failed", "cancelled"]),
+                )
+            )
+        return unsettled == 0
+
+    return check
+
+
+@pytest.fixture
+def client(database_url: str) -> Iterator[Client]:
+    """A database-queue client on this test's database."""
+    with make_client(database_url) as instance:
+        yield instance
+
+
+@pytest.fixture
+def spawn_worker() -> Iterator[Spawn]:
+    """Start worker processes; any still running at the end are killed."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def spawn(url: str, *, lease: float = 1.0, concurrency: int = 2) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.integration.worker.run_worker",
+                url,
+                str(lease),
+                str(concurrency),
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        started.append(process)
+        return process
+
+    yield spawn
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        if process.stderr is not None:
+            process.stderr.close()

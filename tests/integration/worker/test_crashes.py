@@ -1,0 +1,172 @@
+"""Crash recovery with real processes: SIGKILL, SIGTERM, many workers, a database restart."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+
+from squidmesh_sdk import Client, Database, DatabaseExecutor, Run, Worker
+from squidmesh_sdk.store import jobs as job_store
+from tests.integration.worker.app import WORKFLOWS
+from tests.integration.worker.conftest import Spawn, settled, wait_until
+from tests.pgserver import PrivateServer
+
+
+def _attempts(client: Client, run_id: str) -> dict[str, list[str]]:
+    run = client.inspect_run(run_id, include_history=True)
+    return {sr.step: [a.status for a in sr.attempts or ()] for sr in run.step_runs or ()}
+
+
+def _no_jobs_left(client: Client) -> bool:
+    with client.database.read() as connection:
+        return job_store.list_jobs(connection) == []
+
+
+def _gated_run(client: Client, tmp_path: Path) -> tuple[Run, Path, Path]:
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    run = client.start_run("gated", {"gate": str(gate), "started": str(started)})
+    return run, gate, started
+
+
+def test_a_killed_workers_step_is_finished_by_another_worker(
+    client: Client, database_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    run, gate, started = _gated_run(client, tmp_path)
+    doomed = spawn_worker(database_url, lease=1.0)
+    wait_until(started.exists, what="the blocked step to start in the first worker")
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    gate.touch()
+    spawn_worker(database_url, lease=1.0)
+    wait_until(settled(client, [run]), what="the second worker to finish the run")
+    assert client.inspect_run(run.id).status == "completed"
+    assert _attempts(client, run.id) == {
+        "before": ["completed"],
+        "blocked": ["abandoned", "completed"],
+        "after": ["completed"],
+    }
+    abandoned = client.inspect_run(run.id, include_history=True).step_run("blocked")
+    assert abandoned is not None
+    first = (abandoned.attempts or ())[0]
+    assert first.error is not None
+    assert first.error["reason"] == "worker_lost"
+    assert _no_jobs_left(client)
+
+
+def test_sigterm_lets_the_running_step_finish_and_loses_no_job(
+    client: Client, database_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    run, gate, started = _gated_run(client, tmp_path)
+    worker = spawn_worker(database_url, lease=1.0)
+    wait_until(started.exists, what="the blocked step to start")
+    worker.send_signal(signal.SIGTERM)
+    gate.touch()
+    assert worker.wait(timeout=60) == 0
+    assert _attempts(client, run.id)["blocked"] == ["completed"]
+    spawn_worker(database_url, lease=1.0)
+    wait_until(settled(client, [run]), what="another worker to finish the run")
+    assert client.inspect_run(run.id).status == "completed"
+    assert all(statuses == ["completed"] for statuses in _attempts(client, run.id).values())
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_four_worker_processes_complete_200_runs_without_running_a_step_twice(
+    client: Client, database_url: str, spawn_worker: Spawn
+) -> None:
+    runs = [client.start_run("five_steps") for _ in range(200)]
+    for _ in range(4):
+        spawn_worker(database_url, lease=10.0, concurrency=2)
+    wait_until(settled(client, runs), timeout=300, what="every run to finish")
+    assert {client.inspect_run(run.id).status for run in runs} == {"completed"}
+    with client.database.read() as connection:
+        statuses = connection.execute(
+            sa.text("SELECT status, count(*) FROM squidmesh_step_attempts GROUP BY status")
+        ).all()
+    assert dict(statuses) == {"completed": 1000}
+    assert _no_jobs_left(client)
+
+
+@pytest.fixture
+def private_server() -> Iterator[PrivateServer]:
+    server = PrivateServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def _tolerant(client: Client, runs: list[Run]) -> bool:
+    try:
+        return settled(client, runs)()
+    except DBAPIError:
+        return False  # the database is restarting
+
+
+@pytest.mark.postgres
+def test_workers_reconnect_after_postgresql_restarts(
+    private_server: PrivateServer, spawn_worker: Spawn
+) -> None:
+    database = Database(private_server.url)
+    client = Client(database, WORKFLOWS, executor=DatabaseExecutor())
+    try:
+        client.migrate()
+        runs = [client.start_run("five_steps") for _ in range(60)]
+        for _ in range(2):
+            spawn_worker(private_server.url, lease=5.0, concurrency=2)
+        wait_until(
+            lambda: any(client.inspect_run(run.id).status == "completed" for run in runs),
+            what="the first completed run",
+        )
+        private_server.stop("fast")
+        private_server.start()
+        wait_until(lambda: _tolerant(client, runs), timeout=180, what="every run to finish")
+        assert {client.inspect_run(run.id).status for run in runs} == {"completed"}
+        for run in runs:
+            completed = [s.count("completed") for s in _attempts(client, run.id).values()]
+            assert completed == [1, 1, 1, 1, 1]
+    finally:
+        client.close()
+        database.dispose()
+
+
+def test_sqlite_with_four_worker_threads_and_1000_runs_never_reports_a_lock(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path}/busy.db"
+    # Durability is not under test here: NORMAL keeps a thousand commits quick on ext4.
+    database = Database(url, sqlite_synchronous="NORMAL")
+    client = Client(database, WORKFLOWS, executor=DatabaseExecutor())
+    client.migrate()
+    runs: list[Run] = []
+    lock = threading.Lock()
+
+    def start_many(count: int) -> None:
+        for _ in range(count):
+            run = client.start_run("one_step")
+            with lock:
+                runs.append(run)
+
+    try:
+        with caplog.at_level(logging.WARNING), Worker(client, concurrency=4, poll_interval=0.05):
+            starters = [threading.Thread(target=start_many, args=(250,)) for _ in range(4)]
+            for thread in starters:
+                thread.start()
+            for thread in starters:
+                thread.join()
+            wait_until(settled(client, runs), timeout=600, what="every run to finish")
+        assert len(runs) == 1000
+        assert {client.inspect_run(run.id).status for run in runs} == {"completed"}
+        assert not [r for r in caplog.records if "locked" in r.getMessage().lower()]
+        assert not [r for r in caplog.records if r.name == "squidmesh_sdk.worker"]
+    finally:
+        client.close()
+        database.dispose()

@@ -1,0 +1,129 @@
+"""Workers deliver database-queue jobs: runs complete, delays are durable, restarts lose nothing."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from squidmesh_sdk import Client, InlineExecutor, Worker
+from squidmesh_sdk.store import jobs as job_store
+from tests.integration.worker.app import make_client
+from tests.integration.worker.conftest import settled, wait_until
+
+
+def _jobs(client: Client) -> list[job_store.Job]:
+    with client.database.read() as connection:
+        return job_store.list_jobs(connection)
+
+
+def test_jobs_are_written_with_the_run_and_deleted_with_the_outcome(client: Client) -> None:
+    run = client.start_run("five_steps")
+    (job,) = _jobs(client)
+    assert (job.kind, job.step, job.status, job.run_id) == ("step", "step_1", "queued", run.id)
+    with Worker(client, concurrency=2, poll_interval=0.05):
+        wait_until(settled(client, [run]), what="the run to finish")
+    done = client.inspect_run(run.id, include_history=True)
+    assert done.status == "completed"
+    assert [len(sr.attempts or ()) for sr in done.step_runs or ()] == [1, 1, 1, 1, 1]
+    assert _jobs(client) == []
+
+
+def test_a_refused_start_leaves_no_job(client: Client) -> None:
+    with pytest.raises(Exception, match="invalid payload"):
+        client.start_run("gated", {"gate": 1})
+    assert _jobs(client) == []
+
+
+def test_retry_delays_and_waits_are_rows_that_survive_a_worker_restart(
+    database_url: str,
+) -> None:
+    with make_client(database_url) as first:
+        run = first.start_run("delayed")
+        with Worker(first, poll_interval=0.05):
+            wait_until(
+                lambda: first.inspect_run(run.id).status == "retrying", what="the first failure"
+            )
+        (retry_job,) = _jobs(first)
+        assert retry_job.step == "flaky"
+        assert retry_job.run_at > first.clock.now()
+    # A new process (here: a new client and worker) finds the delayed job in the database.
+    with make_client(database_url) as second, Worker(second, poll_interval=0.05):
+        wait_until(lambda: second.inspect_run(run.id).current_step == "done", what="the wait step")
+        wait_until(settled(second, [run]), what="the run to finish")
+        done = second.inspect_run(run.id, include_history=True)
+    assert done.status == "completed"
+    flaky = done.step_run("flaky")
+    assert flaky is not None
+    assert [a.status for a in flaky.attempts or ()] == ["failed", "completed"]
+
+
+def test_fan_out_and_many_runs_with_several_in_process_workers(client: Client) -> None:
+    runs = [client.start_run("five_steps") for _ in range(30)]
+    with (
+        Worker(client, concurrency=3, poll_interval=0.05),
+        Worker(client, concurrency=3, poll_interval=0.05),
+    ):
+        wait_until(settled(client, runs), what="every run to finish")
+    assert {client.inspect_run(run.id).status for run in runs} == {"completed"}
+    assert _jobs(client) == []
+
+
+def test_async_steps_run_on_the_workers_event_loop(database_url: str) -> None:
+    from squidmesh_sdk import COMPLETE, Workflow, manual
+
+    loops: list[int] = []
+    wf = Workflow("async_chain", triggers=[manual("go")])
+
+    @wf.step
+    async def first() -> dict[str, int]:
+        import asyncio
+
+        loops.append(id(asyncio.get_running_loop()))
+        return {"first": 1}
+
+    @wf.step
+    async def second() -> dict[str, int]:
+        import asyncio
+
+        loops.append(id(asyncio.get_running_loop()))
+        return {"second": 2}
+
+    wf.chain(first, second, COMPLETE)
+    from squidmesh_sdk import DatabaseExecutor
+
+    with Client(database_url, [wf], executor=DatabaseExecutor()) as client:
+        run = client.start_run("async_chain")
+        with Worker(client, poll_interval=0.05):
+            wait_until(settled(client, [run]), what="the run to finish")
+        assert client.inspect_run(run.id).status == "completed"
+    assert len(loops) == 2
+    assert loops[0] == loops[1], "both steps ran on the worker's one event loop"
+
+
+def test_a_worker_needs_the_database_executor(database_url: str) -> None:
+    with (
+        Client(database_url, [], executor=InlineExecutor()) as client,
+        pytest.raises(ValueError, match="DatabaseExecutor"),
+    ):
+        Worker(client)
+
+
+def test_stop_lets_a_running_step_finish(client: Client, tmp_path: Path) -> None:
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    run = client.start_run("gated", {"gate": str(gate), "started": str(started)})
+    worker = Worker(client, poll_interval=0.05)
+    worker.start()
+    wait_until(started.exists, what="the blocked step to start")
+    stopper = threading.Thread(target=worker.stop)
+    stopper.start()
+    gate.touch()
+    stopper.join(timeout=60)
+    assert not stopper.is_alive()
+    current = client.inspect_run(run.id, include_history=True)
+    blocked = current.step_run("blocked")
+    assert blocked is not None
+    assert blocked.status == "completed"
+    (next_job,) = _jobs(client)
+    assert (next_job.step, next_job.status) == ("after", "queued")

@@ -1,0 +1,88 @@
+"""A private, throwaway PostgreSQL server for tests that restart or stop the database.
+
+The shared server started by ``scripts/test`` must stay up for every other test; a test that
+restarts PostgreSQL under running workers gets a server of its own from here instead. It uses
+the same binaries (``/usr/lib/postgresql/*/bin``) and, as root, runs them as ``postgres``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+__all__ = ["PrivateServer", "binaries"]
+
+
+def binaries() -> Path | None:
+    """The directory holding ``initdb`` and ``pg_ctl``, if PostgreSQL is installed."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PrivateServer:
+    """initdb + pg_ctl in a temporary directory, on a free loopback port."""
+
+    def __init__(self) -> None:
+        bin_dir = binaries()
+        if bin_dir is None:
+            raise RuntimeError("PostgreSQL binaries not found under /usr/lib/postgresql")
+        self.bin = bin_dir
+        self.root = Path(tempfile.mkdtemp(prefix="squidmesh-pg-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self._as_root = os.geteuid() == 0
+        if self._as_root:
+            shutil.chown(self.root, "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the server's ``postgres`` database."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        """Start (or restart after :meth:`stop`) the server and wait until it accepts clients."""
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off"
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "-o",
+            options,
+            "start",
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast`` disconnects clients; ``immediate`` is a crash)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def destroy(self) -> None:
+        """Stop the server if it runs and delete its files."""
+        subprocess.run(
+            self._command("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop"),
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _command(self, program: str, *args: str) -> list[str]:
+        command = [str(self.bin / program), *args]
+        return ["runuser", "-u", "postgres", "--", *command] if self._as_root else command
+
+    def _run(self, program: str, *args: str) -> None:
+        subprocess.run(
+            self._command(program, *args), cwd=self.root, capture_output=True, check=True
+        )
