@@ -38,12 +38,12 @@ def test_sample_shapes_match_the_reference() -> None:
 
 
 def test_sample_cli_prints_the_graph(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["dependency_recovery"]) == 0
+    assert main(["dependency_recovery", "--graph"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("workflow dependency_recovery (dependency), 3 steps\n")
     assert "    load_account --> prepare_notification\n" in out
 
 
 def test_sample_cli_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["retry_verification", "--json"]) == 0
+    assert main(["retry_verification", "--graph", "--json"]) == 0
     assert '"name": "retry_verification"' in capsys.readouterr().out
