@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from squidmesh_sdk import errors
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid, new_id
+from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import Attempt
 from squidmesh_sdk.store.schema import attempts
 
@@ -44,29 +45,10 @@ def begin_attempt(tx: Transaction, step_run_id: str | uuid.UUID) -> Attempt:
     The number is computed inside the ``INSERT`` statement; callers hold the run's lock, and the
     unique ``(step_run_id, attempt_number)`` constraint rejects any writer that does not.
     """
-    sr_id = as_uuid(step_run_id)
-    number = (
-        sa.select(sa.func.coalesce(sa.func.max(attempts.c.attempt_number), 0) + 1)
-        .where(attempts.c.step_run_id == sr_id)
-        .scalar_subquery()
+    row = _BEGIN_ATTEMPT.first(
+        tx.connection, {"p_id": new_id(), "p_step_run_id": as_uuid(step_run_id), "p_now": tx.now}
     )
-    row = (
-        tx.connection.execute(
-            attempts.insert()
-            .values(
-                id=new_id(),
-                step_run_id=sr_id,
-                attempt_number=number,
-                status="running",
-                error=None,
-                inserted_at=tx.now,
-                updated_at=tx.now,
-            )
-            .returning(*attempts.c)
-        )
-        .mappings()
-        .one()
-    )
+    assert row is not None  # noqa: S101 - INSERT ... RETURNING returns the row
     return Attempt.from_row(row)
 
 
@@ -116,16 +98,7 @@ def attempt_count(connection: Connection, step_run_id: str | uuid.UUID) -> int:
 
 def latest_attempt(connection: Connection, step_run_id: str | uuid.UUID) -> Attempt | None:
     """The step run's most recent attempt."""
-    row = (
-        connection.execute(
-            sa.select(attempts)
-            .where(attempts.c.step_run_id == as_uuid(step_run_id))
-            .order_by(attempts.c.attempt_number.desc())
-            .limit(1)
-        )
-        .mappings()
-        .first()
-    )
+    row = _LATEST.first(connection, {"p_step_run_id": as_uuid(step_run_id)})
     return Attempt.from_row(row) if row else None
 
 
@@ -142,15 +115,9 @@ def list_attempts(connection: Connection, step_run_id: str | uuid.UUID) -> list[
 def _finish(
     tx: Transaction, attempt_id: str | uuid.UUID, status: str, error: dict[str, Any] | None
 ) -> Attempt:
-    row = (
-        tx.connection.execute(
-            attempts.update()
-            .where(attempts.c.id == as_uuid(attempt_id), attempts.c.status == "running")
-            .values(status=status, error=error, updated_at=tx.now)
-            .returning(*attempts.c)
-        )
-        .mappings()
-        .first()
+    row = _FINISH.first(
+        tx.connection,
+        {"p_id": as_uuid(attempt_id), "p_status": status, "p_error": error, "p_now": tx.now},
     )
     if row is None:
         current = tx.connection.scalar(
@@ -158,3 +125,47 @@ def _finish(
         )
         raise errors.StaleRecord("attempt", str(attempt_id), current)
     return Attempt.from_row(row)
+
+
+def _begin_attempt_statement(_dialect: str) -> Any:
+    number = (
+        sa.select(sa.func.coalesce(sa.func.max(attempts.c.attempt_number), 0) + 1)
+        .where(attempts.c.step_run_id == sa.bindparam("p_step_run_id"))
+        .scalar_subquery()
+    )
+    return (
+        attempts.insert()
+        .values(
+            id=sa.bindparam("p_id"),
+            step_run_id=sa.bindparam("p_step_run_id"),
+            attempt_number=number,
+            status="running",
+            error=sa.null(),
+            inserted_at=sa.bindparam("p_now"),
+            updated_at=sa.bindparam("p_now"),
+        )
+        .returning(*attempts.c)
+    )
+
+
+_BEGIN_ATTEMPT = Prepared(_begin_attempt_statement)
+_FINISH = Prepared(
+    lambda _: (
+        attempts.update()
+        .where(attempts.c.id == sa.bindparam("p_id"), attempts.c.status == "running")
+        .values(
+            status=sa.bindparam("p_status"),
+            error=sa.bindparam("p_error"),
+            updated_at=sa.bindparam("p_now"),
+        )
+        .returning(*attempts.c)
+    )
+)
+_LATEST = Prepared(
+    lambda _: (
+        sa.select(attempts)
+        .where(attempts.c.step_run_id == sa.bindparam("p_step_run_id"))
+        .order_by(attempts.c.attempt_number.desc())
+        .limit(1)
+    )
+)

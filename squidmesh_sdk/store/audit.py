@@ -39,7 +39,7 @@ def record_event(
         "at": tx.now,
     }
     tx.connection.execute(run_events.insert().values(values))
-    return AuditEvent.from_row(values)  # type: ignore[arg-type]
+    return AuditEvent.from_row(values)
 
 
 def list_events(connection: Connection, run_id: str | uuid.UUID) -> list[AuditEvent]:

@@ -146,8 +146,8 @@ def _configure_sqlite(engine: Engine, busy_timeout: float, synchronous: SqliteSy
         )
 
 
-def upsert(connection: Connection, table: sa.Table) -> Any:
-    """An ``INSERT`` for ``table`` that offers ``on_conflict_do_*`` on the connection's dialect."""
-    if connection.dialect.name == "postgresql":
+def upsert(dialect: str, table: sa.Table) -> Any:
+    """An ``INSERT`` for ``table`` that offers ``on_conflict_do_*`` on ``dialect``."""
+    if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid
@@ -70,7 +70,7 @@ class Job:
     last_error: Mapping[str, Any] | None
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> Job:
+    def from_row(cls, row: Mapping[Any, Any]) -> Job:
         """Build from a ``squidmesh_jobs`` row."""
         return cls(
             id=row["id"],

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy.engine import RowMapping
-
 from squidmesh_sdk import errors
 
 __all__ = [
@@ -84,7 +82,7 @@ class Attempt:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> Attempt:
+    def from_row(cls, row: Mapping[Any, Any]) -> Attempt:
         """Build from a ``squidmesh_step_attempts`` row."""
         return cls(
             id=str(row["id"]),
@@ -132,7 +130,9 @@ class StepRun:
     attempts: tuple[Attempt, ...] | None = None
 
     @classmethod
-    def from_row(cls, row: RowMapping, attempts: tuple[Attempt, ...] | None = None) -> StepRun:
+    def from_row(
+        cls, row: Mapping[Any, Any], attempts: tuple[Attempt, ...] | None = None
+    ) -> StepRun:
         """Build from a ``squidmesh_step_runs`` row."""
         return cls(
             id=str(row["id"]),
@@ -201,7 +201,7 @@ class AuditEvent:
     at: datetime
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> AuditEvent:
+    def from_row(cls, row: Mapping[Any, Any]) -> AuditEvent:
         """Build from a ``squidmesh_run_events`` row."""
         return cls(
             type=row["type"],
@@ -270,7 +270,7 @@ class Run:
         return next((sr for sr in self.step_runs or () if sr.step == step), None)
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> Run:
+    def from_row(cls, row: Mapping[Any, Any]) -> Run:
         """Build from a ``squidmesh_runs`` row."""
         replayed = row["replayed_from_run_id"]
         return cls(

@@ -7,6 +7,7 @@ same transaction).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import uuid
 from collections.abc import Iterable, Mapping
@@ -22,6 +23,7 @@ from squidmesh_sdk.store import audit
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import new_id
+from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import SCHEDULE_KEY, Run, RunStatus, StepRun, parse_run_id
 from squidmesh_sdk.store.schema import runs
 from squidmesh_sdk.store.types import UTCDateTime
@@ -101,8 +103,8 @@ def create_run(
         "inserted_at": tx.now,
         "updated_at": tx.now,
     }
-    tx.connection.execute(runs.insert().values(values))
-    return Run.from_row(values)  # type: ignore[arg-type]
+    _INSERT_RUN.execute(tx.connection, values)
+    return Run.from_row(values)
 
 
 def lock_run(connection: Connection, run_id: object) -> Run:
@@ -192,8 +194,19 @@ def write_run(
     if not changes:
         return run
     changes["updated_at"] = tx.now
-    tx.connection.execute(runs.update().where(runs.c.id == uuid.UUID(run.id)).values(changes))
-    return Run(**{**_fields(run), **changes})
+    updated = dataclasses.replace(run, **changes)
+    _WRITE_RUN.execute(
+        tx.connection,
+        {
+            "run_id": uuid.UUID(run.id),
+            "new_status": updated.status,
+            "new_context": dict(updated.context),
+            "new_current_step": updated.current_step,
+            "new_last_error": dict(updated.last_error) if updated.last_error else None,
+            "new_updated_at": tx.now,
+        },
+    )
+    return updated
 
 
 def transition_run(
@@ -340,8 +353,8 @@ def replay_run(
         "inserted_at": tx.now,
         "updated_at": tx.now,
     }
-    tx.connection.execute(runs.insert().values(values))
-    return Run.from_row(values)  # type: ignore[arg-type]
+    _INSERT_RUN.execute(tx.connection, values)
+    return Run.from_row(values)
 
 
 def schedule_next_step(run_or_status: Run | str) -> bool:
@@ -352,19 +365,38 @@ def schedule_next_step(run_or_status: Run | str) -> bool:
 
 def _select_run(connection: Connection, run_id: object, *, for_update: bool) -> Run:
     key = parse_run_id(run_id)
-    query = sa.select(runs).where(runs.c.id == key)
-    if for_update:
-        query = query.with_for_update()
-    row = connection.execute(query).mappings().first()
+    row = (_LOCK_RUN if for_update else _SELECT_RUN).first(connection, {"run_id": key})
     if row is None:
         raise errors.RunNotFound(str(key))
     return Run.from_row(row)
 
 
+_SELECT_RUN = Prepared(lambda _: sa.select(runs).where(runs.c.id == sa.bindparam("run_id")))
+_LOCK_RUN = Prepared(
+    lambda _: sa.select(runs).where(runs.c.id == sa.bindparam("run_id")).with_for_update()
+)
+_INSERT_RUN = Prepared(
+    lambda _: runs.insert().values({column.key: sa.bindparam(column.key) for column in runs.c})
+)
+_WRITE_RUN = Prepared(
+    lambda _: (
+        runs.update()
+        .where(runs.c.id == sa.bindparam("run_id"))
+        .values(
+            status=sa.bindparam("new_status"),
+            context=sa.bindparam("new_context"),
+            current_step=sa.bindparam("new_current_step"),
+            last_error=sa.bindparam("new_last_error"),
+            updated_at=sa.bindparam("new_updated_at"),
+        )
+    )
+)
+
+
 def _with_history(connection: Connection, run: Run) -> Run:
     step_runs = tuple(step_run_store.list_step_runs(connection, run.id, with_attempts=True))
     events = tuple(audit.list_events(connection, run.id))
-    return Run(**{**_fields(run), "step_runs": step_runs, "events": events})
+    return dataclasses.replace(run, step_runs=step_runs, events=events)
 
 
 def _fail_paused_step(tx: Transaction, run: Run, error: Mapping[str, Any]) -> None:
@@ -376,7 +408,3 @@ def _fail_paused_step(tx: Transaction, run: Run, error: Mapping[str, Any]) -> No
     if latest is not None and latest.status == "running":
         attempt_store.fail_attempt(tx, latest.id, error)
     step_run_store.fail_step(tx, step_run.id, error)
-
-
-def _fields(run: Run) -> dict[str, Any]:
-    return {name: getattr(run, name) for name in Run.__dataclass_fields__}

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from squidmesh_sdk import errors
 from squidmesh_sdk.store.database import Transaction, upsert
 from squidmesh_sdk.store.ids import as_uuid, new_id
+from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import Attempt, StepRun, StepRunStatus
 from squidmesh_sdk.store.schema import attempts, step_runs
 
@@ -44,8 +45,6 @@ __all__ = [
 ScheduledStep = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
 """``(step, input)`` or ``(step, input, recovery)``."""
 
-_CLAIMABLE = ("pending", "failed")
-
 
 def begin_step(
     tx: Transaction,
@@ -61,36 +60,17 @@ def begin_step(
     is ``running`` or ``completed`` is returned with ``"skip"``. Of any number of concurrent
     callers exactly one gets ``"execute"``.
     """
-    table = step_runs
-    insert = upsert(tx.connection, table).values(
-        id=new_id(),
-        run_id=as_uuid(run_id),
-        step=step,
-        status="running",
-        input=dict(input),
-        recovery=dict(recovery) if recovery is not None else None,
-        inserted_at=tx.now,
-        updated_at=tx.now,
-    )
-    pending = table.c.status == "pending"
-    statement = insert.on_conflict_do_update(
-        index_elements=[table.c.run_id, table.c.step],
-        set_={
-            "status": "running",
-            "input": sa.case((pending, table.c.input), else_=insert.excluded.input),
-            "recovery": sa.case(
-                (pending, sa.func.coalesce(table.c.recovery, insert.excluded.recovery)),
-                else_=insert.excluded.recovery,
-            ),
-            "output": None,
-            "last_error": None,
-            "resume": None,
-            "manual": None,
-            "updated_at": insert.excluded.updated_at,
+    row = _BEGIN_STEP.first(
+        tx.connection,
+        {
+            "p_id": new_id(),
+            "p_run_id": as_uuid(run_id),
+            "p_step": step,
+            "p_input": dict(input),
+            "p_recovery": dict(recovery) if recovery is not None else None,
+            "p_now": tx.now,
         },
-        where=table.c.status.in_(_CLAIMABLE),
-    ).returning(*table.c)
-    row = tx.connection.execute(statement).mappings().first()
+    )
     if row is not None:
         return StepRun.from_row(row), "execute"
     existing = get_step_run(tx.connection, run_id, step)
@@ -146,7 +126,7 @@ def schedule_steps(
     if not rows:
         return []
     statement = (
-        upsert(tx.connection, step_runs)
+        upsert(tx.connection.dialect.name, step_runs)
         .values(rows)
         .on_conflict_do_nothing(index_elements=[step_runs.c.run_id, step_runs.c.step])
         .returning(step_runs.c.step)
@@ -207,7 +187,9 @@ def fail_step(tx: Transaction, step_run_id: str | uuid.UUID, error: Mapping[str,
     Raises:
         StaleRecord: the step run is not running.
     """
-    return _finish(tx, step_run_id, status="failed", last_error=dict(error), manual=None)
+    return _finish(
+        tx, step_run_id, status="failed", output=None, last_error=dict(error), manual=None
+    )
 
 
 def persist_pause_resume(
@@ -284,15 +266,7 @@ def update_recovery(
 
 def get_step_run(connection: Connection, run_id: str | uuid.UUID, step: str) -> StepRun | None:
     """The step run of ``step`` in the run, if there is one."""
-    row = (
-        connection.execute(
-            sa.select(step_runs).where(
-                step_runs.c.run_id == as_uuid(run_id), step_runs.c.step == step
-            )
-        )
-        .mappings()
-        .first()
-    )
+    row = _GET_STEP_RUN.first(connection, {"p_run_id": as_uuid(run_id), "p_step": step})
     return StepRun.from_row(row) if row else None
 
 
@@ -340,10 +314,8 @@ def completed_step_runs_for_compensation(
 
 def step_statuses(connection: Connection, run_id: str | uuid.UUID) -> dict[str, StepRunStatus]:
     """Step name to the status of its step run, for the steps that have one."""
-    rows = connection.execute(
-        sa.select(step_runs.c.step, step_runs.c.status).where(step_runs.c.run_id == as_uuid(run_id))
-    )
-    return {step: status for step, status in rows}  # noqa: C416 - rows are not pairs to mypy
+    rows = _STEP_STATUSES.rows(connection, {"p_run_id": as_uuid(run_id)})
+    return {row["step"]: row["status"] for row in rows}
 
 
 def _completed(
@@ -388,17 +360,91 @@ def _finish(tx: Transaction, step_run_id: str | uuid.UUID, **values: Any) -> Ste
 
 
 def _update_running(tx: Transaction, step_run_id: str | uuid.UUID, **values: Any) -> StepRun:
-    row = (
-        tx.connection.execute(
-            step_runs.update()
-            .where(step_runs.c.id == as_uuid(step_run_id), step_runs.c.status == "running")
-            .values(updated_at=tx.now, **values)
-            .returning(*step_runs.c)
+    row: Mapping[Any, Any] | None
+    if values.keys() == _FINISH_FIELDS:
+        row = _FINISH_STEP.first(
+            tx.connection,
+            {
+                "p_id": as_uuid(step_run_id),
+                "p_now": tx.now,
+                **{f"p_{key}": value for key, value in values.items()},
+            },
         )
-        .mappings()
-        .first()
-    )
+    else:
+        row = (
+            tx.connection.execute(
+                step_runs.update()
+                .where(step_runs.c.id == as_uuid(step_run_id), step_runs.c.status == "running")
+                .values(updated_at=tx.now, **values)
+                .returning(*step_runs.c)
+            )
+            .mappings()
+            .first()
+        )
     if row is None:
         current = _get(tx.connection, step_run_id)
         raise errors.StaleRecord("step_run", str(step_run_id), current.status if current else None)
     return StepRun.from_row(row)
+
+
+_FINISH_FIELDS = {"status", "output", "last_error", "manual", "resume"}
+
+
+def _begin_step_statement(dialect: str) -> Any:
+    table = step_runs
+    insert = upsert(dialect, table).values(
+        id=sa.bindparam("p_id"),
+        run_id=sa.bindparam("p_run_id"),
+        step=sa.bindparam("p_step"),
+        status="running",
+        input=sa.bindparam("p_input"),
+        recovery=sa.bindparam("p_recovery"),
+        inserted_at=sa.bindparam("p_now"),
+        updated_at=sa.bindparam("p_now"),
+    )
+    pending = table.c.status == "pending"
+    return insert.on_conflict_do_update(
+        index_elements=[table.c.run_id, table.c.step],
+        set_={
+            "status": "running",
+            "input": sa.case((pending, table.c.input), else_=insert.excluded.input),
+            "recovery": sa.case(
+                (pending, sa.func.coalesce(table.c.recovery, insert.excluded.recovery)),
+                else_=insert.excluded.recovery,
+            ),
+            "output": sa.null(),
+            "last_error": sa.null(),
+            "resume": sa.null(),
+            "manual": sa.null(),
+            "updated_at": insert.excluded.updated_at,
+        },
+        where=sa.or_(table.c.status == "pending", table.c.status == "failed"),
+    ).returning(*table.c)
+
+
+_BEGIN_STEP = Prepared(_begin_step_statement)
+_GET_STEP_RUN = Prepared(
+    lambda _: sa.select(step_runs).where(
+        step_runs.c.run_id == sa.bindparam("p_run_id"), step_runs.c.step == sa.bindparam("p_step")
+    )
+)
+_STEP_STATUSES = Prepared(
+    lambda _: sa.select(step_runs.c.step, step_runs.c.status).where(
+        step_runs.c.run_id == sa.bindparam("p_run_id")
+    )
+)
+_FINISH_STEP = Prepared(
+    lambda _: (
+        step_runs.update()
+        .where(step_runs.c.id == sa.bindparam("p_id"), step_runs.c.status == "running")
+        .values(
+            status=sa.bindparam("p_status"),
+            output=sa.bindparam("p_output"),
+            last_error=sa.bindparam("p_last_error"),
+            manual=sa.bindparam("p_manual"),
+            resume=sa.bindparam("p_resume"),
+            updated_at=sa.bindparam("p_now"),
+        )
+        .returning(*step_runs.c)
+    )
+)

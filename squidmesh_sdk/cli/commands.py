@@ -1,0 +1,365 @@
+"""What each ``squidmesh`` command does, given its parsed arguments.
+
+Every handler takes ``(args, ctx)`` and returns an exit code; errors are raised (library
+errors as they are, :class:`~squidmesh_sdk.cli.errors.CliError` for the CLI's own) and reported
+by :func:`squidmesh_sdk.cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import TextIO
+
+from squidmesh_sdk.cli import render
+from squidmesh_sdk.cli.app import app_spec, load_client
+from squidmesh_sdk.cli.errors import EXIT_OK, CommandFailed, UsageError
+from squidmesh_sdk.client import Client
+from squidmesh_sdk.errors import UnsafeReplay
+from squidmesh_sdk.executors.database import DatabaseExecutor
+from squidmesh_sdk.executors.worker import Worker
+from squidmesh_sdk.store import migrations
+from squidmesh_sdk.store.records import Run
+
+__all__ = [
+    "MSG_DIALECT_NEEDS_PRINT_SQL",
+    "MSG_JSON_WITH_PRINT_SQL",
+    "MSG_SCHEMA_BEHIND",
+    "MSG_SCHEMA_NEWER",
+    "MSG_UNKNOWN_TRIGGER",
+    "MSG_UNKNOWN_WORKFLOW",
+    "MSG_UNSAFE_REPLAY",
+    "MSG_UNSUPPORTED_DIALECT",
+    "MSG_WORKER_NEEDS_DATABASE_EXECUTOR",
+    "Context",
+    "graph",
+    "migrate",
+    "runs_approve",
+    "runs_cancel",
+    "runs_explain",
+    "runs_list",
+    "runs_reject",
+    "runs_replay",
+    "runs_show",
+    "runs_start",
+    "runs_unblock",
+    "worker",
+]
+
+MSG_UNKNOWN_WORKFLOW = "unknown workflow {workflow!r}; the app registers: {known}"
+MSG_UNKNOWN_TRIGGER = "workflow {workflow!r} has no trigger {trigger!r}; it declares: {known}"
+MSG_WORKER_NEEDS_DATABASE_EXECUTOR = (
+    "'squidmesh worker' delivers jobs of the database queue, but the app's client uses "
+    "{executor}: create it with executor=DatabaseExecutor()"
+)
+MSG_UNSAFE_REPLAY = (
+    "replaying run {run_id} would repeat irreversible or non-compensatable steps ({steps}); "
+    "check that it is safe, then pass --allow-irreversible"
+)
+MSG_DIALECT_NEEDS_PRINT_SQL = "--dialect only goes with --print-sql"
+MSG_JSON_WITH_PRINT_SQL = "--json does not go with --print-sql"
+MSG_UNSUPPORTED_DIALECT = "squidmesh has migrations for sqlite and postgresql, not {dialect!r}"
+MSG_SCHEMA_BEHIND = (
+    "the squidmesh schema is at version {current}, this library needs {latest}; "
+    "run 'squidmesh migrate'"
+)
+MSG_SCHEMA_NEWER = (
+    "the squidmesh schema is at version {current}, newer than this library's {latest}; "
+    "upgrade squidmesh_sdk"
+)
+
+_DIALECTS = ("sqlite", "postgresql")
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class Context:
+    """What handlers share: the output streams and the app's client, loaded on first use.
+
+    Args:
+        app: The ``--app`` value, if given (else ``SQUIDMESH_APP`` is read).
+        out: Where results go.
+        err: Where log lines go (worker).
+    """
+
+    def __init__(self, app: str | None, out: TextIO, err: TextIO) -> None:
+        self.app = app
+        self.out = out
+        self.err = err
+        self._client: Client | None = None
+
+    def client(self) -> Client:
+        """The app's client, imported (and built) the first time it is asked for.
+
+        Raises:
+            UsageError: no app, or it cannot be loaded.
+        """
+        if self._client is None:
+            self._client = load_client(app_spec(self.app))
+        return self._client
+
+    def write(self, text: str) -> None:
+        """Print ``text`` on the output stream, adding a newline if it lacks one."""
+        self.out.write(text if text.endswith("\n") else text + "\n")
+
+    def close(self) -> None:
+        """Close the client, if one was loaded."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+# -- migrate -------------------------------------------------------------------------------
+
+
+def migrate(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh migrate [--print-sql [--dialect D] | --check] [--json]``."""
+    if args.print_sql:
+        if args.json:
+            raise UsageError(MSG_JSON_WITH_PRINT_SQL)
+        dialect = args.dialect or ctx.client().database.dialect
+        if dialect not in _DIALECTS:
+            raise CommandFailed(MSG_UNSUPPORTED_DIALECT.format(dialect=dialect))
+        ctx.write(migrations.sql(dialect))
+        return EXIT_OK
+    if args.dialect:
+        raise UsageError(MSG_DIALECT_NEEDS_PRINT_SQL)
+    client = ctx.client()
+    latest = migrations.LATEST_VERSION
+    if args.check:
+        with client.database.read() as connection:
+            current = migrations.current_version(connection)
+        if args.json:
+            ctx.write(
+                render.to_json(
+                    {
+                        "current_version": current,
+                        "latest_version": latest,
+                        "up_to_date": current == latest,
+                    }
+                )
+            )
+        if current < latest:
+            raise CommandFailed(MSG_SCHEMA_BEHIND.format(current=current, latest=latest))
+        if current > latest:
+            raise CommandFailed(MSG_SCHEMA_NEWER.format(current=current, latest=latest))
+        if not args.json:
+            ctx.write(f"the squidmesh schema is current (version {current})")
+        return EXIT_OK
+    applied = client.migrate()
+    if args.json:
+        ctx.write(render.to_json({"applied": applied, "current_version": latest}))
+    elif applied:
+        listed = ", ".join(str(version) for version in applied)
+        ctx.write(f"applied migrations {listed}; the squidmesh schema is at version {latest}")
+    else:
+        ctx.write(f"nothing to apply; the squidmesh schema is at version {latest}")
+    return EXIT_OK
+
+
+# -- worker --------------------------------------------------------------------------------
+
+
+def worker(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh worker``: run a :class:`Worker` until SIGTERM / SIGINT; exit 0 when stopped."""
+    client = ctx.client()
+    executor = client.executor
+    if not isinstance(executor, DatabaseExecutor):
+        raise UsageError(
+            MSG_WORKER_NEEDS_DATABASE_EXECUTOR.format(executor=type(executor).__name__)
+        )
+    client.runtime.check_schema()  # fail now, not in the worker's retry loop
+    runner = Worker(
+        client,
+        queues=args.queues or (executor.queue,),
+        concurrency=args.concurrency,
+        lease=args.lease,
+        poll_interval=args.poll_interval,
+    )
+    with _logging(args.log_level, ctx.err):
+        runner.run(install_signal_handlers=True)
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _logging(level: str, stream: TextIO) -> Iterator[None]:
+    """Log squidmesh's records at ``level``; to ``stream`` unless the app configured logging."""
+    logger = logging.getLogger("squidmesh_sdk")
+    previous = logger.level
+    handler: logging.Handler | None = None
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(_ExtraFormatter(_LOG_FORMAT))
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+        if handler is not None:
+            logger.removeHandler(handler)
+
+
+class _ExtraFormatter(logging.Formatter):
+    """Appends the record's structured fields (``extra=``) as ``key=value``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        extras = sorted(
+            (key, value)
+            for key, value in vars(record).items()
+            if key not in _RECORD_ATTRIBUTES and not key.startswith("_")
+        )
+        fields = " ".join(f"{key}={render.compact(value)}" for key, value in extras)
+        return f"{text} {fields}" if fields else text
+
+
+# -- runs: read ----------------------------------------------------------------------------
+
+
+def runs_list(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh runs list``: a table (or JSON) of runs, newest first."""
+    runs = ctx.client().list_runs(
+        workflow=args.workflow, status=args.status, limit=args.limit, after=args.after
+    )
+    if args.json:
+        next_after = runs[-1].id if len(runs) == args.limit else None
+        ctx.write(
+            render.to_json(
+                {"runs": [render.run_dict(run) for run in runs], "next_after": next_after}
+            )
+        )
+        return EXIT_OK
+    if not runs:
+        ctx.write("no runs")
+        return EXIT_OK
+    ctx.write(
+        render.table(
+            ("ID", "WORKFLOW", "STATUS", "CURRENT_STEP", "INSERTED_AT"),
+            ((r.id, r.workflow, r.status, r.current_step, r.inserted_at) for r in runs),
+        )
+    )
+    return EXIT_OK
+
+
+def runs_show(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh runs show RUN_ID``: the run with its steps, attempts and audit events."""
+    run = ctx.client().inspect_run(args.run_id, include_history=True)
+    if args.json:
+        ctx.write(render.to_json(render.run_dict(run, history=True)))
+        return EXIT_OK
+    ctx.write(render.run_text(run))
+    return EXIT_OK
+
+
+def runs_explain(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh runs explain RUN_ID``: reason, step, details and what can be done next."""
+    explanation = ctx.client().explain_run(args.run_id)
+    data = {"run_id": args.run_id, **explanation.to_dict()}
+    if args.json:
+        ctx.write(render.to_json(data))
+        return EXIT_OK
+    ctx.write(render.explanation_text(args.run_id, explanation))
+    return EXIT_OK
+
+
+# -- runs: act -----------------------------------------------------------------------------
+
+
+def runs_start(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh runs start WORKFLOW [--trigger T] [--payload JSON]``."""
+    client = ctx.client()
+    definition = client.workflows.get(args.workflow)
+    if definition is None:
+        raise UsageError(_unknown_workflow(client, args.workflow))
+    if args.trigger is not None and args.trigger not in definition.triggers:
+        raise UsageError(
+            MSG_UNKNOWN_TRIGGER.format(
+                workflow=args.workflow, trigger=args.trigger, known=", ".join(definition.triggers)
+            )
+        )
+    run = client.start_run(args.workflow, args.payload or {}, trigger=args.trigger)
+    return _report(ctx, args, run, f"started run {run.id} of {run.workflow} via {run.trigger}")
+
+
+def runs_approve(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh runs approve RUN_ID --actor A [--comment C] [--metadata JSON]``."""
+    run = ctx.client().approve_run(
+        args.run_id, actor=args.actor, comment=args.comment, metadata=args.metadata
+    )
+    return _report(ctx, args, run, f"approved run {run.id}")
+
+
+def runs_reject(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh runs reject RUN_ID --actor A [--comment C] [--metadata JSON]``."""
+    run = ctx.client().reject_run(
+        args.run_id, actor=args.actor, comment=args.comment, metadata=args.metadata
+    )
+    return _report(ctx, args, run, f"rejected run {run.id}")
+
+
+def runs_unblock(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh runs unblock RUN_ID [--actor A] [--comment C] [--metadata JSON]``."""
+    run = ctx.client().unblock_run(
+        args.run_id, actor=args.actor, comment=args.comment, metadata=args.metadata
+    )
+    return _report(ctx, args, run, f"unblocked run {run.id}")
+
+
+def runs_cancel(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh runs cancel RUN_ID``: cancelled at once, or ``cancelling`` if a step runs."""
+    run = ctx.client().cancel_run(args.run_id)
+    if run.status == "cancelled":
+        return _report(ctx, args, run, f"cancelled run {run.id}")
+    return _report(ctx, args, run, f"cancelling run {run.id}; it stops at its next delivery")
+
+
+def runs_replay(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh runs replay RUN_ID [--allow-irreversible]``: print the new run."""
+    try:
+        run = ctx.client().replay_run(args.run_id, allow_irreversible=args.allow_irreversible)
+    except UnsafeReplay as exc:
+        steps = ", ".join(str(step.get("step")) for step in exc.steps)
+        raise CommandFailed(MSG_UNSAFE_REPLAY.format(run_id=exc.run_id, steps=steps)) from exc
+    return _report(ctx, args, run, f"replayed run {args.run_id} as run {run.id}")
+
+
+# -- graph ---------------------------------------------------------------------------------
+
+
+def graph(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh graph WORKFLOW [--format mermaid|json]``."""
+    client = ctx.client()
+    definition = client.workflows.get(args.workflow)
+    if definition is None:
+        raise UsageError(_unknown_workflow(client, args.workflow))
+    if args.format == "json":
+        ctx.write(render.to_json(definition.to_dict()))
+    else:
+        ctx.write(definition.to_mermaid())
+    return EXIT_OK
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _unknown_workflow(client: Client, workflow: str) -> str:
+    known = ", ".join(sorted(client.workflows)) or "none"
+    return MSG_UNKNOWN_WORKFLOW.format(workflow=workflow, known=known)
+
+
+def _report(ctx: Context, args: argparse.Namespace, run: Run, done: str) -> int:
+    if args.json:
+        ctx.write(render.to_json(render.run_dict(run)))
+    else:
+        ctx.write(f"{done} ({_state(run)})")
+    return EXIT_OK
+
+
+def _state(run: Run) -> str:
+    if run.current_step:
+        return f"status {run.status}, current step {run.current_step}"
+    return f"status {run.status}"

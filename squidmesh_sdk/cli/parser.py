@@ -1,0 +1,364 @@
+"""The ``squidmesh`` command line: argparse parsers and argument types."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from squidmesh_sdk import __version__, errors
+from squidmesh_sdk.cli import commands
+from squidmesh_sdk.cli.errors import UsageError
+from squidmesh_sdk.state_machine import STATES
+from squidmesh_sdk.store.records import parse_run_id
+
+__all__ = [
+    "build_parser",
+    "json_object",
+    "positive_float",
+    "positive_int",
+    "queue_name",
+    "run_id",
+]
+
+PROG = "squidmesh"
+
+DESCRIPTION = """\
+Operate squidmesh workflows: migrate the schema, run workers, inspect and act on runs.
+
+Finding the app: every command except 'migrate --print-sql --dialect D' needs the
+application's squidmesh_sdk.Client. Name it with --app module.path:attribute (or the
+SQUIDMESH_APP environment variable); the attribute is a Client instance or a zero-argument
+callable returning one, and defaults to 'client' when left out. The current directory is
+put on sys.path, so 'myapp.workflows:client' works from the project's root.
+"""
+
+EPILOG = """\
+exit codes:
+  0    success
+  1    the operation failed or was refused (unknown run, invalid transition, invalid
+       payload, database error, schema not current for 'migrate --check')
+  2    usage error: bad arguments, malformed JSON, unknown workflow or trigger, no app
+  130  interrupted
+
+Errors are one line on stderr, starting 'squidmesh: error:'. Read commands take --json
+(sorted keys, ISO-8601 times). See docs/cli.md for every command and JSON shape.
+"""
+
+RUN_ID_HELP = "the run's id (a UUID, as 'runs list' prints it)"
+
+MSG_BAD_RUN_ID = "{value!r} is not a run id (a UUID)"
+MSG_BLANK_QUEUE = "a queue name cannot be blank"
+MSG_NOT_POSITIVE_INT = "{value!r} is not a positive integer"
+MSG_NOT_POSITIVE_NUMBER = "{value!r} is not a positive number"
+MSG_BAD_JSON = "not valid JSON ({error})"
+MSG_NOT_AN_OBJECT = "must be a JSON object, got {kind}"
+MSG_UNREADABLE = "cannot read {path!r}: {error}"
+MSG_NOT_FINITE = "JSON {value} is not allowed"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports usage errors as a :class:`UsageError` (one line) instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix(PROG).strip()
+        where = f"{command}: " if command else ""
+        raise UsageError(f"{where}{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``squidmesh`` parser; each command sets ``handler`` (a :mod:`.commands` function)."""
+    parser = _Parser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--app",
+        metavar="MODULE:ATTR",
+        default=None,
+        help="the app's Client (or a factory returning one); default: $SQUIDMESH_APP",
+    )
+    # Also accepted after the command: 'squidmesh runs list --app myapp:client'.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--app",
+        metavar="MODULE:ATTR",
+        default=argparse.SUPPRESS,
+        help="the app's Client (or a factory returning one); default: $SQUIDMESH_APP",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    _migrate(sub, common)
+    _worker(sub, common)
+    _runs(sub, common)
+    graph = _command(sub, common, "graph", commands.graph, "print a workflow's graph")
+    graph.add_argument("workflow", metavar="WORKFLOW", help="a workflow registered with the app")
+    graph.add_argument(
+        "--format", choices=("mermaid", "json"), default="mermaid", help="default: mermaid"
+    )
+    return parser
+
+
+def _command(
+    sub: Any,
+    common: argparse.ArgumentParser,
+    name: str,
+    handler: Callable[..., int],
+    summary: str,
+    *,
+    json_flag: bool = False,
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, parents=[common], help=summary, description=summary[0].upper() + summary[1:] + "."
+    )
+    parser.set_defaults(handler=handler)
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="print JSON (see docs/cli.md)")
+    return parser
+
+
+def _migrate(sub: Any, common: argparse.ArgumentParser) -> None:
+    migrate = _command(
+        sub, common, "migrate", commands.migrate, "create or upgrade squidmesh's tables"
+    )
+    mode = migrate.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--print-sql",
+        action="store_true",
+        help="print the SQL instead of applying it (for hosts with their own migration tool)",
+    )
+    mode.add_argument(
+        "--check", action="store_true", help="exit 0 if the schema is current, else 1"
+    )
+    migrate.add_argument(
+        "--dialect",
+        choices=("sqlite", "postgresql"),
+        help="with --print-sql: the SQL dialect (default: the app database's)",
+    )
+    migrate.add_argument("--json", action="store_true", help="print JSON (not with --print-sql)")
+
+
+def _worker(sub: Any, common: argparse.ArgumentParser) -> None:
+    worker = _command(
+        sub,
+        common,
+        "worker",
+        commands.worker,
+        "deliver jobs of the database queue until SIGTERM or SIGINT",
+    )
+    worker.add_argument(
+        "--queue",
+        dest="queues",
+        action="append",
+        type=queue_name,
+        metavar="NAME",
+        help="a queue to take jobs from; repeat for several (default: the executor's queue)",
+    )
+    worker.add_argument(
+        "--concurrency", type=positive_int, default=4, help="jobs at once (default: 4)"
+    )
+    worker.add_argument(
+        "--lease", type=positive_float, default=30.0, help="job lease in seconds (default: 30)"
+    )
+    worker.add_argument(
+        "--poll-interval",
+        type=positive_float,
+        default=1.0,
+        metavar="S",
+        help="seconds between looks at an idle queue (default: 1)",
+    )
+    worker.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default="INFO",
+        help="level of squidmesh's log lines on stderr (default: INFO)",
+    )
+
+
+def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
+    runs = sub.add_parser("runs", help="list, inspect and act on runs", description="Runs.")
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+
+    listing = _command(
+        runs_sub, common, "list", commands.runs_list, "list runs, newest first", json_flag=True
+    )
+    listing.add_argument("--workflow", help="only runs of this workflow")
+    listing.add_argument("--status", choices=STATES, help="only runs in this status")
+    listing.add_argument(
+        "--limit", type=positive_int, default=50, help="at most this many (default: 50)"
+    )
+    listing.add_argument(
+        "--after",
+        type=run_id,
+        metavar="RUN_ID",
+        help="the page after this run: pass the last id of the previous page",
+    )
+
+    show = _command(
+        runs_sub,
+        common,
+        "show",
+        commands.runs_show,
+        "show a run with its steps, attempts and audit events",
+        json_flag=True,
+    )
+    show.add_argument("run_id", type=run_id, metavar="RUN_ID", help=RUN_ID_HELP)
+
+    explain = _command(
+        runs_sub,
+        common,
+        "explain",
+        commands.runs_explain,
+        "explain why a run is where it is and what can be done",
+        json_flag=True,
+    )
+    explain.add_argument("run_id", type=run_id, metavar="RUN_ID", help=RUN_ID_HELP)
+
+    for name, handler, summary, actor_required in (
+        ("approve", commands.runs_approve, "approve a run paused at an approval step", True),
+        ("reject", commands.runs_reject, "reject a run paused at an approval step", True),
+        ("unblock", commands.runs_unblock, "resume a run paused at a pause step", False),
+    ):
+        action = _command(runs_sub, common, name, handler, summary, json_flag=True)
+        action.add_argument("run_id", type=run_id, metavar="RUN_ID", help=RUN_ID_HELP)
+        action.add_argument(
+            "--actor", required=actor_required, help="who decides (recorded in the audit trail)"
+        )
+        action.add_argument("--comment", help="why (recorded in the audit trail)")
+        action.add_argument(
+            "--metadata",
+            type=json_object,
+            metavar="JSON",
+            help="a JSON object recorded with the decision (or @FILE, @- for stdin)",
+        )
+
+    cancel = _command(
+        runs_sub, common, "cancel", commands.runs_cancel, "cancel a run", json_flag=True
+    )
+    cancel.add_argument("run_id", type=run_id, metavar="RUN_ID", help=RUN_ID_HELP)
+
+    replay = _command(
+        runs_sub,
+        common,
+        "replay",
+        commands.runs_replay,
+        "start a new run with the same workflow, trigger and payload",
+        json_flag=True,
+    )
+    replay.add_argument("run_id", type=run_id, metavar="RUN_ID", help=RUN_ID_HELP)
+    replay.add_argument(
+        "--allow-irreversible",
+        action="store_true",
+        help="replay even after irreversible or non-compensatable steps completed",
+    )
+
+    start = _command(runs_sub, common, "start", commands.runs_start, "start a run", json_flag=True)
+    start.add_argument("workflow", metavar="WORKFLOW", help="a workflow registered with the app")
+    start.add_argument("--trigger", help="the trigger to start through (default: the first)")
+    start.add_argument(
+        "--payload",
+        type=json_object,
+        metavar="JSON",
+        help="the trigger payload, a JSON object (or @FILE, @- for stdin); default: {}",
+    )
+
+
+# -- argument types ------------------------------------------------------------------------
+
+
+def run_id(value: str) -> str:
+    """A run id argument, in canonical form.
+
+    Raises:
+        argparse.ArgumentTypeError: not a UUID.
+    """
+    try:
+        return str(parse_run_id(value))
+    except errors.InvalidRunId:
+        raise argparse.ArgumentTypeError(MSG_BAD_RUN_ID.format(value=value)) from None
+
+
+def queue_name(value: str) -> str:
+    """A queue name argument: not blank.
+
+    Raises:
+        argparse.ArgumentTypeError: a blank name.
+    """
+    if not value.strip():
+        raise argparse.ArgumentTypeError(MSG_BLANK_QUEUE)
+    return value
+
+
+def positive_int(value: str) -> int:
+    """An integer argument of at least 1.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else.
+    """
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(MSG_NOT_POSITIVE_INT.format(value=value))
+    return number
+
+
+def positive_float(value: str) -> float:
+    """A finite number argument above 0.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else.
+    """
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(MSG_NOT_POSITIVE_NUMBER.format(value=value))
+    return number
+
+
+def json_object(value: str) -> dict[str, Any]:
+    """A JSON object argument: inline text, ``@path`` to read a file, or ``@-`` for stdin.
+
+    Raises:
+        argparse.ArgumentTypeError: unreadable, not JSON, ``NaN`` / ``Infinity``, or not an
+            object.
+    """
+    text = value
+    if value.startswith("@"):
+        source = value[1:]
+        try:
+            text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise argparse.ArgumentTypeError(
+                MSG_UNREADABLE.format(path=source, error=getattr(exc, "strerror", None) or exc)
+            ) from None
+    try:
+        parsed = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(MSG_BAD_JSON.format(error=exc)) from None
+    if not isinstance(parsed, dict):
+        kind = _JSON_KINDS.get(type(parsed), "null")
+        raise argparse.ArgumentTypeError(MSG_NOT_AN_OBJECT.format(kind=kind))
+    return parsed
+
+
+_JSON_KINDS: dict[type, str] = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+}
+
+
+def _reject_constant(value: str) -> Any:
+    raise argparse.ArgumentTypeError(MSG_NOT_FINITE.format(value=value))

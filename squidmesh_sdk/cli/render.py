@@ -1,0 +1,216 @@
+"""How the CLI prints: stable JSON, plain tables, and the JSON form of run records.
+
+JSON output has sorted keys, two-space indentation and ISO-8601 times in UTC, so the same state
+always prints the same text. Records become objects with one key per attribute (see
+``docs/cli.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from squidmesh_sdk.runtime.explanation import RunExplanation
+from squidmesh_sdk.store.records import Attempt, AuditEvent, Run, StepRun, StepState
+
+__all__ = [
+    "compact",
+    "explanation_text",
+    "fields_text",
+    "human_time",
+    "record_dict",
+    "run_dict",
+    "run_text",
+    "table",
+    "to_json",
+]
+
+_HISTORY = ("step_runs", "events", "steps")
+
+
+def to_json(value: Any) -> str:
+    """``value`` as indented JSON with sorted keys and ISO-8601 times, newline-terminated."""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=_default) + "\n"
+
+
+def compact(value: Any) -> str:
+    """``value`` as one-line JSON with sorted keys, for human output."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=_default)
+
+
+def human_time(value: datetime | None) -> str:
+    """A time for tables: ISO-8601 in UTC to the second, or ``-``."""
+    if value is None:
+        return "-"
+    return _utc(value).isoformat(timespec="seconds")
+
+
+def record_dict(record: Attempt | AuditEvent | StepRun | StepState) -> dict[str, Any]:
+    """A record as a JSON-safe dict with one key per attribute (nested records too)."""
+    return {field.name: _plain(getattr(record, field.name)) for field in dataclasses.fields(record)}
+
+
+def run_dict(run: Run, *, history: bool = False) -> dict[str, Any]:
+    """A run as a JSON-safe dict; with ``history``, also ``step_runs``, ``events``, ``steps``.
+
+    ``steps`` is ``null`` when the app does not know the run's workflow any more.
+    """
+    data = {
+        field.name: _plain(getattr(run, field.name))
+        for field in dataclasses.fields(run)
+        if field.name not in _HISTORY
+    }
+    if history:
+        data["step_runs"] = _plain(run.step_runs or ())
+        data["events"] = _plain(run.events or ())
+        data["steps"] = _plain(run.steps) if run.steps is not None else None
+    return data
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Left-aligned columns separated by two spaces; ``None`` prints as ``-``."""
+    cells = [list(headers), *([_cell(value) for value in row] for row in rows)]
+    widths = [max(len(row[index]) for row in cells) for index in range(len(headers))]
+    lines = [
+        "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def explanation_text(run_id: str, explanation: RunExplanation) -> str:
+    """An explanation for people; next actions are spelled as ``squidmesh`` commands."""
+    actions = [_action_command(action, run_id) for action in explanation.next_actions]
+    return fields_text(
+        [
+            ("run", run_id),
+            ("status", explanation.status),
+            ("reason", explanation.reason),
+            ("step", explanation.step or "-"),
+            ("details", compact(explanation.details) if explanation.details else "-"),
+            ("next", actions[0] if actions else "-"),
+            *(("", action) for action in actions[1:]),
+        ]
+    )
+
+
+_ACTION_COMMANDS: Mapping[str, str] = {
+    "approve_run": "squidmesh runs approve {run_id} --actor NAME",
+    "reject_run": "squidmesh runs reject {run_id} --actor NAME",
+    "unblock_run": "squidmesh runs unblock {run_id}",
+    "cancel_run": "squidmesh runs cancel {run_id}",
+    "replay_run": "squidmesh runs replay {run_id}",
+}
+
+
+def _action_command(action: str, run_id: str) -> str:
+    template = _ACTION_COMMANDS.get(action)
+    return template.format(run_id=run_id) if template else action.replace("_", " ")
+
+
+def fields_text(pairs: list[tuple[str, str]]) -> str:
+    """Labelled lines, the values aligned in one column."""
+    width = max(len(label) for label, _ in pairs)
+    return "\n".join(f"{label.ljust(width)}  {value}" for label, value in pairs) + "\n"
+
+
+def run_text(run: Run) -> str:
+    """A run with history for people: its fields, then tables of steps, attempts, events."""
+    pairs = [
+        ("run", run.id),
+        ("workflow", run.workflow),
+        ("trigger", run.trigger),
+        ("status", run.status),
+        ("current step", run.current_step or "-"),
+    ]
+    if run.replayed_from_run_id:
+        pairs.append(("replay of", run.replayed_from_run_id))
+    pairs += [
+        ("inserted at", human_time(run.inserted_at)),
+        ("updated at", human_time(run.updated_at)),
+        ("payload", compact(run.payload)),
+        ("context", compact(run.context)),
+    ]
+    if run.last_error:
+        pairs.append(("last error", _error(run.last_error) or "-"))
+    sections = [fields_text(pairs)]
+
+    if run.steps is not None:
+        steps: list[tuple[object, ...]] = [
+            (state.step, state.status, len(state.attempts), state.updated_at) for state in run.steps
+        ]
+    else:
+        steps = [
+            (sr.step, sr.status, len(sr.attempts or ()), sr.updated_at)
+            for sr in run.step_runs or ()
+        ]
+    if steps:
+        sections.append(table(("STEP", "STATUS", "ATTEMPTS", "UPDATED_AT"), steps))
+
+    attempts = [
+        (sr.step, attempt.number, attempt.status, attempt.inserted_at, _error(attempt.error))
+        for sr in run.step_runs or ()
+        for attempt in sr.attempts or ()
+    ]
+    if attempts:
+        sections.append(table(("STEP", "ATTEMPT", "STATUS", "STARTED_AT", "ERROR"), attempts))
+
+    events = [
+        (event.at, event.type, event.step, _actor(event.actor), event.comment)
+        for event in run.events or ()
+    ]
+    if events:
+        sections.append(table(("AT", "EVENT", "STEP", "ACTOR", "COMMENT"), events))
+    return "\n".join(sections)
+
+
+def _error(error: Mapping[str, Any] | None) -> str | None:
+    if not error:
+        return None
+    message = error.get("message")
+    return " ".join(str(message).split()) if message else compact(error)
+
+
+def _actor(actor: str | Mapping[str, Any] | None) -> str | None:
+    if actor is None or isinstance(actor, str):
+        return actor
+    return compact(actor)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return human_time(value)
+    return " ".join(str(value).split())
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            field.name: _plain(getattr(value, field.name)) for field in dataclasses.fields(value)
+        }
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo is not None else value
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _utc(value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
