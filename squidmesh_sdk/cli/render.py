@@ -14,14 +14,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from squidmesh_sdk.runtime.explanation import RunExplanation
-from squidmesh_sdk.store.records import Attempt, AuditEvent, Run, StepRun, StepState
+from squidmesh_sdk.store.records import Run
 
 __all__ = [
     "compact",
     "explanation_text",
     "fields_text",
     "human_time",
-    "record_dict",
     "run_dict",
     "run_text",
     "table",
@@ -46,11 +45,6 @@ def human_time(value: datetime | None) -> str:
     if value is None:
         return "-"
     return _utc(value).isoformat(timespec="seconds")
-
-
-def record_dict(record: Attempt | AuditEvent | StepRun | StepState) -> dict[str, Any]:
-    """A record as a JSON-safe dict with one key per attribute (nested records too)."""
-    return {field.name: _plain(getattr(record, field.name)) for field in dataclasses.fields(record)}
 
 
 def run_dict(run: Run, *, history: bool = False) -> dict[str, Any]:

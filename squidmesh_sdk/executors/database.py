@@ -10,7 +10,12 @@ insert also sends a ``NOTIFY`` (delivered on commit) so idle workers wake at onc
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,10 +26,42 @@ from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run
 
-__all__ = ["NOTIFY_CHANNEL", "DatabaseExecutor"]
+__all__ = ["NOTIFY_CHANNEL", "Continuation", "DatabaseExecutor", "continuation"]
 
 NOTIFY_CHANNEL = "squidmesh_jobs"
 """The PostgreSQL channel workers ``LISTEN`` on; the payload is the queue name."""
+
+
+@dataclass(slots=True)
+class Continuation:
+    """A worker thread's offer to perform, next, one job the current delivery queues.
+
+    Finishing a step usually queues the run's next step. Instead of going through the queue
+    (another commit to claim it, and a wake-up), the job is inserted already leased to the
+    worker that finished the step, which performs it at once. The lease, heartbeats and rescue
+    work exactly as for a claimed job.
+    """
+
+    worker: str
+    lease: float
+    queues: frozenset[str]
+    reserved: bool = False
+    job: job_store.Job | None = None
+    """The job to perform next, once the transaction that inserted it committed."""
+
+
+_continuation: ContextVar[Continuation | None] = ContextVar("squidmesh_continuation", default=None)
+
+
+@contextmanager
+def continuation(worker: str, lease: float, queues: Iterable[str]) -> Iterator[Continuation]:
+    """Offer to take one continuation job while the ``with`` block runs (one delivery)."""
+    offer = Continuation(worker=worker, lease=lease, queues=frozenset(queues))
+    token = _continuation.set(offer)
+    try:
+        yield offer
+    finally:
+        _continuation.reset(token)
 
 
 class DatabaseExecutor:
@@ -125,8 +162,19 @@ class DatabaseExecutor:
         return self._insert(tx, [job])[0]
 
     def _insert(self, tx: Transaction, new: list[job_store.NewJob]) -> list[DispatchMetadata]:
+        offer = _continuation.get()
+        chosen: int | None = None
+        if offer is not None and not offer.reserved:
+            for index, job in enumerate(new):
+                if not job.delay and job.queue in offer.queues:
+                    offer.reserved = True
+                    chosen = index
+                    new[index] = replace(job, leased_to=offer.worker, lease=offer.lease)
+                    break
         ids = job_store.enqueue(tx, new)
-        immediate = sorted({job.queue for job in new if not job.delay})
+        if chosen is not None and offer is not None:
+            tx.after_commit(partial(_hand_over, offer, new[chosen], ids[chosen], tx))
+        immediate = sorted({job.queue for job in new if not job.delay and not job.leased_to})
         if immediate:
             if tx.connection.dialect.name == "postgresql":
                 for queue in immediate:
@@ -142,3 +190,21 @@ class DatabaseExecutor:
             wakers = list(self._wakers)
         for event in wakers:
             event.set()
+
+
+def _hand_over(offer: Continuation, new: job_store.NewJob, job_id: int, tx: Transaction) -> None:
+    offer.job = job_store.Job(
+        id=job_id,
+        queue=new.queue,
+        kind=new.kind,
+        payload=new.payload,
+        run_id=new.run_id,
+        step=new.step,
+        status="running",
+        run_at=tx.now,
+        deliveries=1,
+        rescues=0,
+        locked_by=offer.worker,
+        locked_until=tx.now + timedelta(seconds=offer.lease),
+        last_error=None,
+    )

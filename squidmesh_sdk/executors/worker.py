@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from squidmesh_sdk.executors.database import NOTIFY_CHANNEL, DatabaseExecutor
+from squidmesh_sdk.executors.database import NOTIFY_CHANNEL, DatabaseExecutor, continuation
 from squidmesh_sdk.runtime import invoke, runner
 from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.runtime.failures import describe_error
@@ -101,8 +101,11 @@ class Worker:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._drained = threading.Event()
-        self._inflight: dict[int, concurrent.futures.Future[None]] = {}
+        # One entry per delivery thread in use: its token to the job it is performing now (a
+        # thread that takes a continuation moves on to another job under the same token).
+        self._inflight: dict[object, int] = {}
         self._inflight_lock = threading.Lock()
+        self._futures: set[concurrent.futures.Future[None]] = set()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -198,24 +201,25 @@ class Worker:
                 tx, worker=self.name, queues=self.queues, limit=free, lease=self.lease
             )
         for job in claimed:
-            # Registered before its callback: a job that finishes at once still leaves no trace.
+            token = object()
             with self._inflight_lock:
-                future = pool.submit(self._deliver, job)
-                self._inflight[job.id] = future
-            future.add_done_callback(self._on_done(job.id))
+                self._inflight[token] = job.id
+            future = pool.submit(self._deliver_chain, job, token)
+            future.add_done_callback(self._on_done(token))
+            self._futures.add(future)
         return len(claimed)
 
-    def _on_done(self, job_id: int) -> Callable[[concurrent.futures.Future[None]], None]:
-        def done(_future: concurrent.futures.Future[None]) -> None:
+    def _on_done(self, token: object) -> Callable[[concurrent.futures.Future[None]], None]:
+        def done(future: concurrent.futures.Future[None]) -> None:
             with self._inflight_lock:
-                self._inflight.pop(job_id, None)
+                self._inflight.pop(token, None)
+            self._futures.discard(future)
             self._wake.set()
 
         return done
 
     def _drain(self, pool: concurrent.futures.ThreadPoolExecutor) -> None:
-        with self._inflight_lock:
-            futures = list(self._inflight.values())
+        futures = list(self._futures)
         _, pending = concurrent.futures.wait(futures, timeout=self.shutdown_timeout)
         if pending:
             logger.warning(
@@ -225,6 +229,25 @@ class Worker:
         pool.shutdown(wait=False, cancel_futures=True)
 
     # -- one job -------------------------------------------------------------------------
+
+    def _deliver_chain(self, job: Job, token: object) -> None:
+        """Perform ``job``, then each continuation it hands over, until there is none."""
+        current: Job | None = job
+        while current is not None:
+            if self._stopping.is_set():
+                # A stopping worker takes no new work: the continuation goes back to the queue.
+                if current is not job:
+                    self._release(current)
+                return
+            with continuation(self.name, self.lease, self.queues) as offer:
+                self._deliver(current)
+            current = offer.job
+            if current is not None:
+                with self._inflight_lock:
+                    self._inflight[token] = current.id
+
+    def _release(self, job: Job) -> None:
+        self._finish_job(lambda tx: job_store.release(tx, job.id, worker=self.name))
 
     def _deliver(self, job: Job) -> None:
         runtime = self.client.runtime
@@ -277,7 +300,7 @@ class Worker:
         # Runs until running jobs are drained: a stopping worker still renews their leases.
         while not self._drained.wait(interval):
             with self._inflight_lock:
-                ids = list(self._inflight)
+                ids = list(self._inflight.values())
             if not ids:
                 continue
             try:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid
+from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.schema import jobs
 
 __all__ = [
@@ -49,6 +50,9 @@ class NewJob:
     run_id: str | None = None
     step: str | None = None
     delay: float | None = None
+    leased_to: str | None = None
+    """Insert it already leased to this worker, which will perform it next (a continuation)."""
+    lease: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,18 +102,22 @@ def enqueue(tx: Transaction, new_jobs: Sequence[NewJob]) -> list[int]:
             "payload": dict(job.payload),
             "run_id": as_uuid(job.run_id) if job.run_id is not None else None,
             "step": job.step,
-            "status": "queued",
+            "status": "running" if job.leased_to else "queued",
             "run_at": tx.now + timedelta(seconds=job.delay) if job.delay else tx.now,
-            "deliveries": 0,
+            "deliveries": 1 if job.leased_to else 0,
             "rescues": 0,
+            "locked_by": job.leased_to,
+            "locked_until": tx.now + timedelta(seconds=job.lease) if job.leased_to else None,
+            "last_error": None,
             "inserted_at": tx.now,
             "updated_at": tx.now,
         }
         for job in new_jobs
     ]
     if len(rows) == 1:
-        statement = jobs.insert().values(rows[0]).returning(jobs.c.id)
-        return [tx.connection.execute(statement).scalar_one()]
+        row = _INSERT.first(tx.connection, rows[0])
+        assert row is not None  # noqa: S101 - INSERT ... RETURNING returns the row
+        return [row["id"]]
     statement = jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True)
     return list(tx.connection.execute(statement, rows).scalars())
 
@@ -148,12 +156,7 @@ def claim(
 
 def complete(tx: Transaction, job_id: int, *, worker: str) -> bool:
     """Delete a job its worker finished; ``False`` if the lease was lost to a rescue meanwhile."""
-    result = tx.connection.execute(
-        jobs.delete().where(
-            jobs.c.id == job_id, jobs.c.locked_by == worker, jobs.c.status == "running"
-        )
-    )
-    return result.rowcount == 1
+    return _COMPLETE.execute(tx.connection, {"p_id": job_id, "p_worker": worker}) == 1
 
 
 def release(
@@ -264,3 +267,19 @@ def count_by_status(connection: Connection) -> dict[str, int]:
     """Number of jobs per status: the queue depth an operator watches."""
     rows = connection.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status))
     return {status: count for status, count in rows}  # noqa: C416 - rows are not pairs to mypy
+
+
+_INSERT = Prepared(
+    lambda _: (
+        jobs.insert()
+        .values({column.key: sa.bindparam(column.key) for column in jobs.c if column.key != "id"})
+        .returning(jobs.c.id)
+    )
+)
+_COMPLETE = Prepared(
+    lambda _: jobs.delete().where(
+        jobs.c.id == sa.bindparam("p_id"),
+        jobs.c.locked_by == sa.bindparam("p_worker"),
+        jobs.c.status == "running",
+    )
+)

@@ -4,19 +4,21 @@ Building a SQLAlchemy Core statement and computing its cache key costs far more 
 database work of a short primary-key update: measured on a 5-step workflow, statement
 construction was over 90% of the time a step spent in the runtime. A :class:`Prepared`
 statement is declared once with named bind parameters, compiled once per dialect, and then
-executed with ``exec_driver_sql``: the column types still convert values both ways (UUIDs,
-JSON, aware datetimes), with the processors SQLAlchemy gives those types for the dialect.
+executed on the connection's DBAPI cursor: the column types still convert values both ways
+(UUIDs, JSON, aware datetimes), with the processors SQLAlchemy gives those types for the
+dialect.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -65,16 +67,16 @@ class Prepared:
     def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Execute with ``params``; return the rows as dicts of converted values."""
         compiled = self._compile(connection.dialect)
-        result = connection.exec_driver_sql(compiled.sql, compiled.parameters(params))
-        if compiled.results is None:
-            return []
+        raw_rows, _ = _run(connection, compiled.sql, compiled.parameters(params))
         converters = compiled.results
+        if converters is None:
+            return []
         return [
             {
                 name: (process(value) if process is not None else value)
                 for (name, process), value in zip(converters, row, strict=True)
             }
-            for row in result.fetchall()
+            for row in raw_rows
         ]
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -85,7 +87,8 @@ class Prepared:
     def execute(self, connection: Connection, params: Mapping[str, Any]) -> int:
         """Execute a statement without result rows; return the number of rows it touched."""
         compiled = self._compile(connection.dialect)
-        return connection.exec_driver_sql(compiled.sql, compiled.parameters(params)).rowcount
+        _, rowcount = _run(connection, compiled.sql, compiled.parameters(params))
+        return rowcount
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
@@ -95,6 +98,42 @@ class Prepared:
             compiled = _compile(self._build(dialect.name), dialect)
             self._compiled[dialect.name] = compiled
             return compiled
+
+
+def _run(
+    connection: Connection, sql: str, params: dict[str, Any]
+) -> tuple[list[Sequence[Any]], int]:
+    """Execute on the connection's DBAPI cursor, inside its current transaction.
+
+    Going under SQLAlchemy's execution layer saves building a result object per statement.
+    Statement listeners (``before_cursor_execute``) still see the statement, and driver errors
+    are translated into SQLAlchemy's, as its own execution would: a lost connection is
+    invalidated and reported as ``OperationalError`` with ``connection_invalidated`` set.
+    """
+    dialect = connection.dialect
+    raw = connection.connection.dbapi_connection
+    assert raw is not None  # noqa: S101 - a connection in a transaction has its DBAPI connection
+    cursor = raw.cursor()
+    try:
+        if connection.dispatch.before_cursor_execute:
+            connection.dispatch.before_cursor_execute(connection, cursor, sql, params, None, False)
+        cursor.execute(sql, params)
+        rows = list(cursor.fetchall()) if cursor.description is not None else []
+        return rows, cursor.rowcount
+    except dialect.loaded_dbapi.Error as exc:
+        disconnect = dialect.is_disconnect(exc, raw, cursor)
+        if disconnect:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            sql,
+            params,
+            exc,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=disconnect,
+            dialect=dialect,
+        ) from exc
+    finally:
+        cursor.close()
 
 
 def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
