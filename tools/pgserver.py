@@ -1,8 +1,12 @@
-"""A private, throwaway PostgreSQL server for tests that restart or stop the database.
+"""A private, throwaway PostgreSQL server for tests and benchmarks.
 
 The shared server started by ``scripts/test`` must stay up for every other test; a test that
 restarts PostgreSQL under running workers gets a server of its own from here instead. It uses
 the same binaries (``/usr/lib/postgresql/*/bin``) and, as root, runs them as ``postgres``.
+
+By default the server runs with ``fsync=off``, like the test server: fast, and fine for data
+that is thrown away. The benchmarks pass ``durable=True`` to measure what a production server
+does: ``fsync=on`` and ``synchronous_commit=on``, so every commit waits for its WAL flush.
 """
 
 from __future__ import annotations
@@ -30,9 +34,14 @@ def _free_port() -> int:
 
 
 class PrivateServer:
-    """initdb + pg_ctl in a temporary directory, on a free loopback port."""
+    """initdb + pg_ctl in a temporary directory, on a free loopback port.
 
-    def __init__(self) -> None:
+    Args:
+        durable: Start with ``fsync=on`` and ``synchronous_commit=on`` (the PostgreSQL
+            defaults, stated explicitly) instead of the tests' ``fsync=off``.
+    """
+
+    def __init__(self, *, durable: bool = False) -> None:
         bin_dir = binaries()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL binaries not found under /usr/lib/postgresql")
@@ -40,6 +49,7 @@ class PrivateServer:
         self.root = Path(tempfile.mkdtemp(prefix="squidmesh-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
+        self.durable = durable
         self._as_root = os.geteuid() == 0
         if self._as_root:
             shutil.chown(self.root, "postgres")
@@ -52,7 +62,8 @@ class PrivateServer:
 
     def start(self) -> None:
         """Start (or restart after :meth:`stop`) the server and wait until it accepts clients."""
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off"
+        settings = "-c fsync=on -c synchronous_commit=on" if self.durable else "-c fsync=off"
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} {settings}"
         self._run(
             "pg_ctl",
             "-D",

@@ -141,9 +141,10 @@ def _configure_sqlite(engine: Engine, busy_timeout: float, synchronous: SqliteSy
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql(
-            connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN IMMEDIATE")
-        )
+        # Straight to the driver: this runs for every transaction.
+        raw = connection.connection.dbapi_connection
+        assert raw is not None  # noqa: S101 - a connection that begins has a DBAPI connection
+        raw.execute(connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN IMMEDIATE"))
 
 
 def upsert(dialect: str, table: sa.Table) -> Any:

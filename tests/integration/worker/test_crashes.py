@@ -16,7 +16,7 @@ from squidmesh_sdk import Client, Database, DatabaseExecutor, Run, Worker
 from squidmesh_sdk.store import jobs as job_store
 from tests.integration.worker.app import WORKFLOWS
 from tests.integration.worker.conftest import Spawn, settled, wait_until
-from tests.pgserver import PrivateServer
+from tools.pgserver import PrivateServer
 
 
 def _attempts(client: Client, run_id: str) -> dict[str, list[str]]:
