@@ -44,6 +44,7 @@ from squidmesh_sdk.errors import (
     InvalidPayload,
     InvalidResume,
     InvalidRunId,
+    InvalidSchedule,
     InvalidStep,
     InvalidTransition,
     InvalidTrigger,
@@ -62,6 +63,7 @@ from squidmesh_sdk.errors import (
 from squidmesh_sdk.executors import DatabaseExecutor, Executor, InlineExecutor, Worker
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.runtime.explanation import RunExplanation
+from squidmesh_sdk.runtime.runner import CronStart
 from squidmesh_sdk.store.database import Database
 from squidmesh_sdk.store.records import Attempt, AuditEvent, Run, StepRun, StepState
 
@@ -72,6 +74,7 @@ __all__ = [
     "Backoff",
     "BuiltinStep",
     "Client",
+    "CronStart",
     "Database",
     "DatabaseExecutor",
     "DefinitionError",
@@ -82,6 +85,7 @@ __all__ = [
     "InvalidPayload",
     "InvalidResume",
     "InvalidRunId",
+    "InvalidSchedule",
     "InvalidStep",
     "InvalidTransition",
     "InvalidTrigger",

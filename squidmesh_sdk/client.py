@@ -20,6 +20,7 @@ from squidmesh_sdk.runtime import lifecycle, manual, runner
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import LoggingObserver, Observer
 from squidmesh_sdk.runtime.explanation import RunExplanation
+from squidmesh_sdk.runtime.runner import CronStart
 from squidmesh_sdk.store import migrations
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.database import Database
@@ -298,12 +299,23 @@ class Client:
         workflow: WorkflowRef,
         trigger: str,
         signal_payload: Mapping[str, Any] | None = None,
-    ) -> Run:
+    ) -> CronStart:
         """Start a run through a cron trigger, for hosts that run their own scheduler.
 
-        The payload is built from the trigger's defaults alone.
+        The payload is built from the trigger's defaults alone. ``signal_payload`` may carry
+        the activation's schedule identity: ``signal_id`` and ``intended_window``
+        (``{"start_at": iso, "end_at": iso}``); a missing ``signal_id`` is derived from a
+        complete window. They are stored in the run's ``context["schedule"]`` (with
+        ``received_at``), which steps read as ``ctx.schedule``. A trigger declared with
+        ``idempotency`` starts at most one run per identity.
+
+        Returns:
+            ``outcome`` ``"started"``, or ``"duplicate"`` / ``"skipped"`` with the run that
+            already held the window.
 
         Raises:
+            InvalidSchedule: a malformed signal id or window, or an idempotent trigger
+                activated without either.
             InvalidWorkflow, InvalidTrigger, InvalidPayload, DispatchFailed: as
                 :meth:`start_run`.
         """

@@ -12,6 +12,7 @@ SquidmeshError
 ├── UnsafeReplay             replay would repeat irreversible steps; pass ``allow_irreversible``
 ├── InvalidStep              the run is not at a step that accepts this action
 ├── InvalidResume            actor, comment or metadata of a manual action are malformed
+├── InvalidSchedule          a cron activation's signal id or intended window is malformed
 ├── StaleRecord              a step run or attempt is no longer ``running`` (another delivery won)
 ├── DispatchFailed           the executor refused work; the change that implied it was rolled back
 ├── InvalidExecutorPayload   ``perform()`` was given something no executor produced
@@ -42,6 +43,7 @@ __all__ = [
     "InvalidPayload",
     "InvalidResume",
     "InvalidRunId",
+    "InvalidSchedule",
     "InvalidStep",
     "InvalidTransition",
     "InvalidTrigger",
@@ -283,6 +285,23 @@ class InvalidResume(SquidmeshError, ValueError):
         self.problems = dict(problems)
         listed = "; ".join(f"{field}: {why}" for field, why in self.problems.items())
         super().__init__(f"invalid manual action: {listed}")
+
+
+class InvalidSchedule(SquidmeshError, ValueError):
+    """A cron activation's schedule identity is malformed or missing; no run was started.
+
+    Attributes:
+        workflow: The workflow.
+        trigger: The cron trigger.
+        problem: What is wrong (a bad ``signal_id``, a bad ``intended_window``, or an
+            idempotent trigger activated without any identity).
+    """
+
+    def __init__(self, workflow: str, trigger: str, problem: str) -> None:
+        self.workflow = workflow
+        self.trigger = trigger
+        self.problem = problem
+        super().__init__(f"cron trigger {trigger!r} of workflow {workflow!r}: {problem}")
 
 
 class StaleRecord(SquidmeshError):

@@ -31,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from squidmesh_sdk.executors.database import NOTIFY_CHANNEL, DatabaseExecutor, continuation
+from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.runtime import invoke, runner
 from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.runtime.failures import describe_error
+from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.jobs import Job
 
@@ -59,6 +61,11 @@ class Worker:
             on them (their leases then expire and other workers take them over).
         max_deliveries: Deliveries of a job whose ``perform`` keeps raising before it is kept
             as ``failed`` (a dead letter) instead of retried.
+        cron: Also schedule the client's cron triggers (see
+            :class:`~squidmesh_sdk.executors.scheduler.CronScheduler`). Every worker may do
+            it: each window still starts one run.
+        cron_catch_up: Windows missed while no worker ran: ``"latest"`` (the default) starts
+            the most recent one, ``"all"`` each of them (up to 100), ``"none"`` none.
         name: This worker's id in ``locked_by``; host, pid and a random suffix by default.
 
     Raises:
@@ -76,6 +83,8 @@ class Worker:
         shutdown_timeout: float = 30.0,
         max_deliveries: int = 25,
         name: str | None = None,
+        cron: bool = True,
+        cron_catch_up: CatchUp = "latest",
     ) -> None:
         if not isinstance(client.executor, DatabaseExecutor):
             raise ValueError(
@@ -107,6 +116,7 @@ class Worker:
         self._inflight_lock = threading.Lock()
         self._futures: set[concurrent.futures.Future[None]] = set()
         self._thread: threading.Thread | None = None
+        self.scheduler = CronScheduler(client, catch_up=cron_catch_up) if cron else None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -166,6 +176,8 @@ class Worker:
                     if time.monotonic() >= next_rescue:
                         self._rescue()
                         next_rescue = time.monotonic() + max(self.lease / 2, 0.05)
+                    if self.scheduler is not None and self.scheduler.tick():
+                        self._wake.set()
                     claimed = self._claim(pool)
                     backoff = 0.0
                 except SQLAlchemyError as exc:

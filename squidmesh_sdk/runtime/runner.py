@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
+from sqlalchemy.exc import IntegrityError
+
+from squidmesh_sdk import errors
 from squidmesh_sdk.executors import payloads
-from squidmesh_sdk.runtime import compensation, dispatcher, execution
+from squidmesh_sdk.runtime import compensation, dispatcher, execution, schedules
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.runtime.events import RunCreated
 from squidmesh_sdk.store import runs as run_store
-from squidmesh_sdk.store.records import Run
+from squidmesh_sdk.store.records import SCHEDULE_KEY, Run
 
-__all__ = ["perform", "start_cron_trigger", "start_run"]
+__all__ = ["CronStart", "perform", "start_cron_trigger", "start_run"]
 
 
 def start_run(
-    runtime: Runtime, workflow: str, payload: object, *, trigger: str | None = None
+    runtime: Runtime,
+    workflow: str,
+    payload: object,
+    *,
+    trigger: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    delivery: Delivery | None = None,
 ) -> Run:
     """Create a run and dispatch its first work in one transaction.
 
@@ -25,13 +36,38 @@ def start_run(
         InvalidWorkflow: the workflow is not registered.
         InvalidTrigger, InvalidPayload: the payload does not fit the trigger; nothing is written.
         DispatchFailed: the executor refused the first step; nothing is written.
+        IntegrityError: another run already holds ``idempotency_key`` (nothing is written).
     """
     definition = runtime.definition(workflow)
     with runtime.transaction() as tx:
-        run = run_store.create_run(tx, definition, payload, trigger=trigger)
+        run = run_store.create_run(
+            tx,
+            definition,
+            payload,
+            trigger=trigger,
+            context=context,
+            idempotency_key=idempotency_key,
+        )
         dispatcher.dispatch_run(runtime, tx, run)
         tx.events.insert(0, RunCreated(run))
+        if delivery is not None:
+            delivery.settle_in(tx)
     return run
+
+
+@dataclass(frozen=True, slots=True)
+class CronStart:
+    """What a cron activation did.
+
+    Attributes:
+        outcome: ``"started"`` a new run; ``"duplicate"``: the window already had a run, which
+            is returned (``return_existing_run``); ``"skipped"``: likewise, for a trigger that
+            asks for duplicates to be skipped (``skip_duplicate``).
+        run: The run started, or the one that already held the window.
+    """
+
+    outcome: Literal["started", "duplicate", "skipped"]
+    run: Run
 
 
 def start_cron_trigger(
@@ -39,14 +75,77 @@ def start_cron_trigger(
     workflow: str,
     trigger: str,
     signal: Mapping[str, Any] | None = None,
-) -> Run:
-    """Start a run through cron trigger ``trigger``; its payload comes from defaults only.
+    *,
+    delivery: Delivery | None = None,
+) -> CronStart:
+    """Start a run through cron trigger ``trigger``, with its schedule identity.
+
+    The payload comes from the trigger's defaults alone. ``signal`` may carry ``signal_id``
+    and ``intended_window`` (``{"start_at", "end_at"}``, ISO-8601 with offsets); a missing
+    ``signal_id`` is derived from a complete window. Both go to the run's reserved
+    ``context["schedule"]`` with ``received_at``. A trigger declared with ``idempotency`` starts
+    at most one run per identity: a repeated activation returns the run that holds it.
 
     Raises:
-        InvalidWorkflow, InvalidTrigger, InvalidPayload, DispatchFailed: as :func:`start_run`.
+        InvalidWorkflow, InvalidTrigger: no such workflow or trigger.
+        InvalidSchedule: a malformed signal id or window, or an idempotent trigger activated
+            without either; nothing is started.
+        InvalidPayload, DispatchFailed: as :func:`start_run`.
     """
-    runtime.definition(workflow).trigger(trigger)
-    return start_run(runtime, workflow, {}, trigger=trigger)
+    definition = runtime.definition(workflow)
+    node = definition.trigger(trigger)
+    if node.kind != "cron":
+        raise errors.InvalidTrigger(
+            workflow,
+            trigger,
+            tuple(t.name for t in definition.triggers.values() if t.kind == "cron"),
+        )
+    parsed = schedules.parse_signal(workflow, trigger, signal)
+    key = parsed.signal_id if node.idempotency is not None else None
+    if node.idempotency is not None and key is None:
+        raise errors.InvalidSchedule(
+            workflow,
+            trigger,
+            f"idempotency {node.idempotency!r} needs a signal_id or a complete intended_window",
+        )
+    context = {
+        SCHEDULE_KEY: schedules.schedule_context(workflow, node, parsed, runtime.clock.now())
+    }
+    if key is not None:
+        existing = _holder(runtime, workflow, trigger, key)
+        if existing is not None:
+            return _duplicate(runtime, node.idempotency, existing, delivery)
+    try:
+        run = start_run(
+            runtime,
+            workflow,
+            {},
+            trigger=trigger,
+            context=context,
+            idempotency_key=key,
+            delivery=delivery,
+        )
+    except IntegrityError:
+        # Another activation of the same window committed first: it holds the window.
+        existing = _holder(runtime, workflow, trigger, key) if key is not None else None
+        if existing is None:
+            raise
+        return _duplicate(runtime, node.idempotency, existing, delivery)
+    return CronStart("started", run)
+
+
+def _holder(runtime: Runtime, workflow: str, trigger: str, key: str) -> Run | None:
+    with runtime.database.read() as connection:
+        return run_store.find_by_idempotency_key(connection, workflow, trigger, key)
+
+
+def _duplicate(
+    runtime: Runtime, idempotency: str | None, run: Run, delivery: Delivery | None
+) -> CronStart:
+    if delivery is not None:
+        with runtime.transaction() as tx:
+            delivery.settle_in(tx)
+    return CronStart("skipped" if idempotency == "skip_duplicate" else "duplicate", run)
 
 
 def perform(
@@ -59,7 +158,8 @@ def perform(
     transaction that records their outcome.
 
     Step deliveries return ``"executed"``, ``"reconciled"``, ``"skipped"``, ``"cancelled"`` or
-    ``"paused"``; cron deliveries ``"started"``; compensation deliveries ``"compensated"`` (or
+    ``"paused"``; cron deliveries ``"started"``, ``"duplicate"`` or ``"skipped"``; compensation
+    deliveries ``"compensated"`` (or
     ``"skipped"`` for a run that is not failed).
 
     Raises:
@@ -71,6 +171,8 @@ def perform(
     if isinstance(job, payloads.StepJob):
         return execution.execute_step(runtime, job.run_id, job.step, delivery=delivery)
     if isinstance(job, payloads.CronJob):
-        start_cron_trigger(runtime, job.workflow, job.trigger, job.signal)
-        return "started"
+        started = start_cron_trigger(
+            runtime, job.workflow, job.trigger, job.signal, delivery=delivery
+        )
+        return started.outcome
     return compensation.compensate(runtime, job.run_id)

@@ -33,6 +33,7 @@ __all__ = [
     "UNSET",
     "cancel_run",
     "create_run",
+    "find_by_idempotency_key",
     "get_run",
     "list_runs",
     "lock_run",
@@ -130,6 +131,24 @@ def get_run(connection: Connection, run_id: object, *, include_history: bool = F
     if not include_history:
         return run
     return _with_history(connection, run)
+
+
+def find_by_idempotency_key(
+    connection: Connection, workflow: str, trigger: str, key: str
+) -> Run | None:
+    """The run of ``workflow`` started through ``trigger`` with schedule identity ``key``."""
+    row = (
+        connection.execute(
+            sa.select(runs).where(
+                runs.c.workflow == workflow,
+                runs.c.trigger == trigger,
+                runs.c.idempotency_key == key,
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return Run.from_row(row) if row is not None else None
 
 
 def list_runs(

@@ -12,6 +12,7 @@ from squidmesh_sdk.store.types import JSONColumn, UTCDateTime
 
 __all__ = [
     "attempts",
+    "cron_schedules",
     "jobs",
     "metadata",
     "migrations",
@@ -180,4 +181,16 @@ jobs = sa.Table(
         postgresql_where=sa.text("status = 'running'"),
     ),
     sa.Index(None, "run_id"),
+)
+
+# Where each cron trigger's scheduling has got to. Workers advance ``last_start`` with a
+# compare-and-set in the transaction that queues the activation, so however many workers look
+# at a window, exactly one of them starts it.
+cron_schedules = sa.Table(
+    "squidmesh_cron_schedules",
+    metadata,
+    sa.Column("workflow", NAME, primary_key=True),
+    sa.Column("trigger", NAME, primary_key=True),
+    sa.Column("last_start", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -291,7 +291,11 @@ def list_step_runs(
         .order_by(attempts.c.step_run_id, attempts.c.attempt_number)
     ).mappings()
     for row in attempt_rows:
-        by_step_run[str(row["step_run_id"])].append(Attempt.from_row(row))
+        # On PostgreSQL (READ COMMITTED) this query may see a step run committed after the
+        # first one ran: its attempts are left out, like the step run itself.
+        bucket = by_step_run.get(str(row["step_run_id"]))
+        if bucket is not None:
+            bucket.append(Attempt.from_row(row))
     return [StepRun.from_row(row, tuple(by_step_run[str(row["id"])])) for row in rows]
 
 

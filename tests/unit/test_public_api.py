@@ -15,6 +15,7 @@ EXPECTED = [
     "Backoff",
     "BuiltinStep",
     "Client",
+    "CronStart",
     "Database",
     "DatabaseExecutor",
     "DefinitionError",
@@ -25,6 +26,7 @@ EXPECTED = [
     "InvalidPayload",
     "InvalidResume",
     "InvalidRunId",
+    "InvalidSchedule",
     "InvalidStep",
     "InvalidTransition",
     "InvalidTrigger",
@@ -100,7 +102,7 @@ def test_public_methods_are_documented() -> None:
 def test_every_error_shares_one_root() -> None:
     errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
     exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
-    assert len(exceptions) == 19
+    assert len(exceptions) == 20
     assert all(issubclass(e, squidmesh_sdk.SquidmeshError) for e in exceptions)
 
 

@@ -1,0 +1,104 @@
+"""The cron scheduler every worker runs: one activation per window, however many workers run.
+
+For each declared cron trigger, ``squidmesh_cron_schedules`` holds the firing time of the last
+window handled. When a window is due, a worker advances that row with a compare-and-set **in
+the same transaction** that queues the activation job; a worker that loses the race (another
+advanced the row first) queues nothing. The activation then starts the run through
+:func:`~squidmesh_sdk.runtime.runner.start_cron_trigger`, whose transaction also deletes the
+job: no window is started twice, and none is lost to a crash between the two.
+
+A trigger seen for the first time is tracked from its most recent window, which is not run:
+schedules start with the next window after the first worker that knows them starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from squidmesh_sdk.graph import TriggerNode
+from squidmesh_sdk.runtime import schedules
+from squidmesh_sdk.runtime.schedules import CatchUp
+from squidmesh_sdk.store import cron_schedules
+
+if TYPE_CHECKING:
+    from squidmesh_sdk.client import Client
+
+__all__ = ["CronScheduler"]
+
+logger = logging.getLogger("squidmesh_sdk.scheduler")
+
+
+class CronScheduler:
+    """Queues the activations of every cron trigger of a client's workflows when they fall due.
+
+    Args:
+        client: The client whose workflows are scheduled (its executor queues the activations).
+        catch_up: Windows missed while no worker ran: ``"latest"`` starts the most recent one,
+            ``"all"`` each of them, ``"none"`` none.
+    """
+
+    def __init__(self, client: Client, *, catch_up: CatchUp = "latest") -> None:
+        if catch_up not in ("latest", "all", "none"):
+            raise ValueError(f"catch_up must be 'latest', 'all' or 'none', got {catch_up!r}")
+        self.client = client
+        self.catch_up: CatchUp = catch_up
+        self.triggers: list[tuple[str, TriggerNode]] = [
+            (definition.name, trigger)
+            for definition in client.workflows.values()
+            for trigger in definition.triggers.values()
+            if trigger.kind == "cron"
+        ]
+        self._next_due: dict[tuple[str, str], datetime] = {}
+
+    def tick(self) -> int:
+        """Queue every activation that is due now; return how many this worker queued."""
+        now = self.client.clock.now()
+        queued = 0
+        for workflow, trigger in self.triggers:
+            due = self._next_due.get((workflow, trigger.name))
+            if due is not None and now < due:
+                continue
+            queued += self._schedule(workflow, trigger, now)
+        return queued
+
+    def _schedule(self, workflow: str, trigger: TriggerNode, now: datetime) -> int:
+        runtime = self.client.runtime
+        queued = 0
+        with runtime.transaction() as tx:
+            last = cron_schedules.last_start(tx.connection, workflow, trigger.name)
+            if last is None:
+                latest = schedules.window_at_or_before(trigger, now)
+                since = latest.start if latest is not None else now
+                cron_schedules.start_tracking(tx, workflow, trigger.name, since)
+                last = cron_schedules.last_start(tx.connection, workflow, trigger.name)
+                assert last is not None  # noqa: S101 - tracked just now (or by another worker)
+            windows, handled = schedules.due_windows(trigger, last, now, self.catch_up)
+            if handled is not None and cron_schedules.advance(
+                tx, workflow, trigger.name, expected=last, new=handled
+            ):
+                for window in windows:
+                    signal = {
+                        "signal_id": schedules.derive_signal_id(workflow, trigger.name, window),
+                        "intended_window": window.to_dict(),
+                    }
+                    runtime.executor.enqueue_cron(tx, workflow, trigger.name, signal=signal)
+                    queued += 1
+                if len(windows) != 1:  # catching up on missed windows, or skipping them
+                    logger.info(
+                        "cron windows missed while no worker ran",
+                        extra={
+                            "workflow": workflow,
+                            "trigger": trigger.name,
+                            "catch_up": self.catch_up,
+                            "started": len(windows),
+                        },
+                    )
+                last = handled
+            elif handled is not None:
+                # Another worker handled these windows first.
+                last = cron_schedules.last_start(tx.connection, workflow, trigger.name) or last
+        next_window = schedules.next_start(trigger, last)
+        self._next_due[(workflow, trigger.name)] = next_window
+        return queued
