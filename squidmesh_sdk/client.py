@@ -21,6 +21,7 @@ from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import LoggingObserver, Observer
 from squidmesh_sdk.runtime.explanation import RunExplanation
 from squidmesh_sdk.runtime.runner import CronStart
+from squidmesh_sdk.runtime.tracing import TelemetryObserver
 from squidmesh_sdk.store import migrations
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.database import Database
@@ -43,6 +44,8 @@ class Client:
             runs it in this process as soon as it is committed.
         clock: The time source; tests pass a fake clock (see :mod:`squidmesh_sdk.testing`).
         observers: Receive runtime events after each commit; defaults to structured logging.
+            OpenTelemetry spans and metrics are always recorded (they cost next to nothing
+            until the host configures the OpenTelemetry SDK).
         stale_step_timeout: Seconds after which a redelivered job may take over a step still
             marked running, presumed abandoned by a dead worker (its attempt is recorded as
             ``abandoned`` and a new one starts). ``None`` (the default) never takes over; it
@@ -79,7 +82,10 @@ class Client:
             workflows=definitions,
             executor=executor if executor is not None else InlineExecutor(),
             clock=clock if clock is not None else SystemClock(),
-            observers=tuple(observers) if observers is not None else (LoggingObserver(),),
+            observers=(
+                TelemetryObserver(),
+                *(observers if observers is not None else (LoggingObserver(),)),
+            ),
             stale_step_timeout=stale_step_timeout,
         )
         self._runtime.executor.bind(ExecutorBinding(self.perform, self._runtime.clock))

@@ -4,11 +4,17 @@
 ``{"kind": "compensation", "run_id": "..."}`` and
 ``{"kind": "cron", "workflow": "...", "trigger": "...", "signal": {...}}``. They hold names and
 ids only, never payload data, so a queue never holds a copy of business data.
+
+When tracing is on, a payload also carries ``"trace"``: the W3C context of the span that sent
+it (``"send"``) and of the run (``"run"``), so the span that processes it, in any process,
+joins the run's trace and links to its producer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +26,7 @@ __all__ = [
     "CronJob",
     "Job",
     "StepJob",
+    "carrying",
     "compensation_payload",
     "cron_payload",
     "parse",
@@ -33,6 +40,7 @@ class StepJob:
 
     run_id: str
     step: str
+    trace: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,7 @@ class CompensationJob:
     """Run the saga rollback of run ``run_id``."""
 
     run_id: str
+    trace: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,19 +58,40 @@ class CronJob:
     workflow: str
     trigger: str
     signal: Mapping[str, Any] | None = None
+    trace: Mapping[str, Any] | None = None
 
 
 Job = StepJob | CompensationJob | CronJob
 
 
+_trace: ContextVar[Mapping[str, Any] | None] = ContextVar("squidmesh_job_trace", default=None)
+
+
+@contextmanager
+def carrying(trace: Mapping[str, Any] | None) -> Iterator[None]:
+    """Payloads built inside the block carry ``trace`` (the dispatcher's send span and run)."""
+    token = _trace.set(trace)
+    try:
+        yield
+    finally:
+        _trace.reset(token)
+
+
+def _with_trace(payload: dict[str, Any]) -> dict[str, Any]:
+    trace = _trace.get()
+    if trace:
+        payload["trace"] = dict(trace)
+    return payload
+
+
 def step_payload(run_id: str, step: str) -> dict[str, Any]:
     """The payload of a step job."""
-    return {"kind": "step", "run_id": run_id, "step": step}
+    return _with_trace({"kind": "step", "run_id": run_id, "step": step})
 
 
 def compensation_payload(run_id: str) -> dict[str, Any]:
     """The payload of a compensation job."""
-    return {"kind": "compensation", "run_id": run_id}
+    return _with_trace({"kind": "compensation", "run_id": run_id})
 
 
 def cron_payload(
@@ -71,6 +101,7 @@ def cron_payload(
     payload: dict[str, Any] = {"kind": "cron", "workflow": workflow, "trigger": trigger}
     if signal:
         payload["signal"] = dict(signal)
+    _with_trace(payload)
     return payload
 
 
@@ -84,15 +115,18 @@ def parse(payload: object) -> Job:
     if not isinstance(payload, Mapping):
         raise errors.InvalidExecutorPayload(payload, "expected a mapping")
     kind = payload.get("kind")
+    trace = payload.get("trace")
+    if trace is not None and not isinstance(trace, Mapping):
+        trace = None  # a malformed trace context never stops the work
     if kind == "step":
-        return StepJob(str(parse_run_id(payload.get("run_id"))), _text(payload, "step"))
+        return StepJob(str(parse_run_id(payload.get("run_id"))), _text(payload, "step"), trace)
     if kind == "compensation":
-        return CompensationJob(str(parse_run_id(payload.get("run_id"))))
+        return CompensationJob(str(parse_run_id(payload.get("run_id"))), trace)
     if kind == "cron":
         signal = payload.get("signal")
         if signal is not None and not isinstance(signal, Mapping):
             raise errors.InvalidExecutorPayload(payload, "'signal' must be a mapping")
-        return CronJob(_text(payload, "workflow"), _text(payload, "trigger"), signal)
+        return CronJob(_text(payload, "workflow"), _text(payload, "trigger"), signal, trace)
     raise errors.InvalidExecutorPayload(
         payload, f"unknown kind {kind!r}; expected 'step', 'compensation' or 'cron'"
     )

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from squidmesh_sdk import telemetry
 from squidmesh_sdk.executors.database import NOTIFY_CHANNEL, DatabaseExecutor, continuation
 from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.runtime import invoke, runner
@@ -45,6 +46,12 @@ if TYPE_CHECKING:
 __all__ = ["Worker"]
 
 logger = logging.getLogger("squidmesh_sdk.worker")
+
+_schedule_to_start = telemetry.meter.create_histogram(
+    "squidmesh.job.schedule_to_start",
+    unit="s",
+    description="Time from when a job was due to when a worker claimed it",
+)
 
 
 class Worker:
@@ -213,6 +220,10 @@ class Worker:
                 tx, worker=self.name, queues=self.queues, limit=free, lease=self.lease
             )
         for job in claimed:
+            lag = max((tx.now - job.run_at).total_seconds(), 0.0)
+            _schedule_to_start.record(
+                lag, {"squidmesh.queue": job.queue, "squidmesh.kind": job.kind}
+            )
             token = object()
             with self._inflight_lock:
                 self._inflight[token] = job.id

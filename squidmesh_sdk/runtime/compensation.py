@@ -16,7 +16,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from squidmesh_sdk import errors
+from opentelemetry.trace import Span, SpanKind
+
+from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.definition.context import StepContext
 from squidmesh_sdk.graph import StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import dispatcher, inputs
@@ -33,6 +35,10 @@ __all__ = ["compensate", "dispatch_if_available"]
 logger = logging.getLogger("squidmesh_sdk.runtime")
 
 COMPENSATION_FAILED = "workflow step failed and compensation failed"
+
+_compensations = telemetry.meter.create_counter(
+    "squidmesh.compensations", unit="{callback}", description="Saga compensation callbacks run"
+)
 
 
 def pending_compensations(
@@ -69,15 +75,36 @@ def dispatch_if_available(
     return run
 
 
-def compensate(runtime: Runtime, run_id: str) -> Literal["compensated", "skipped"]:
+def compensate(
+    runtime: Runtime, run_id: str, *, trace: Mapping[str, Any] | None = None
+) -> Literal["compensated", "skipped"]:
     """Run the pending compensation callbacks of a failed run.
+
+    Traced as ``compensate <workflow>`` in the run's trace (``trace`` is the job payload's
+    trace context), with a ``compensate <step>`` span per callback.
 
     Raises:
         RunNotFound, InvalidWorkflow: the run or its workflow is not there.
     """
+    carrier = trace or {}
+    with telemetry.span(
+        "compensate",
+        kind=SpanKind.CONSUMER,
+        parent=carrier.get("run"),
+        links=telemetry.link_to(carrier.get("send")),
+        attributes={telemetry.RUN_ID: run_id},
+    ) as span:
+        outcome = _compensate_run(runtime, run_id, span)
+        span.set_attribute(telemetry.OUTCOME, outcome)
+        return outcome
+
+
+def _compensate_run(runtime: Runtime, run_id: str, span: Span) -> Literal["compensated", "skipped"]:
     with runtime.database.read() as connection:
         run = run_store.get_run(connection, run_id)
         completed = step_run_store.completed_step_runs_for_compensation(connection, run.id)
+    span.update_name(f"compensate {run.workflow}")
+    span.set_attribute(telemetry.WORKFLOW, run.workflow)
     if run.status != "failed":
         logger.warning(
             "compensation delivered for a run that is not failed",
@@ -136,10 +163,21 @@ def _compensate_step(
     )
     state = {**inputs.state(run), **(step_run.output or {})}
     error: dict[str, Any] | None = None
-    try:
-        output = inputs.normalize_output(node.name, call_body(callback, state, context))
-    except Exception as exc:  # noqa: BLE001 - a failing callback is recorded, not raised
-        error = describe_error(exc)
+    attributes = telemetry.run_attributes(run.workflow, run.id, **{telemetry.STEP: node.name})
+    with telemetry.span(f"compensate {node.name}", attributes=attributes) as span:
+        try:
+            output = inputs.normalize_output(node.name, call_body(callback, state, context))
+        except Exception as exc:  # noqa: BLE001 - a failing callback is recorded, not raised
+            error = describe_error(exc)
+            telemetry.fail(span, exc)
+        _compensations.add(
+            1,
+            {
+                telemetry.WORKFLOW: run.workflow,
+                telemetry.STEP: node.name,
+                telemetry.OUTCOME: "failed" if error else "completed",
+            },
+        )
     with runtime.transaction() as tx:
         run_store.lock_run(tx.connection, run.id)
         result: dict[str, Any] = {**base, "started_at": started.isoformat()}

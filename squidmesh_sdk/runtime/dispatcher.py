@@ -9,12 +9,15 @@ transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
+from opentelemetry.trace import Span, SpanKind
 from sqlalchemy.exc import SQLAlchemyError
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import errors, telemetry
+from squidmesh_sdk.executors import payloads
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.runtime import inputs
 from squidmesh_sdk.runtime.core import Runtime
@@ -72,15 +75,18 @@ def dispatch_steps(
     if not steps:
         return []
     executor = runtime.executor
+    name = f"send {steps[0]}" if len(steps) == 1 else f"send {run.workflow}"
     try:
-        if len(steps) == 1:
-            metadata = [
-                _call(lambda: executor.enqueue_step(tx, run, steps[0], schedule_in=schedule_in))
-            ]
-        else:
-            metadata = list(
-                _call(lambda: executor.enqueue_steps(tx, run, steps, schedule_in=schedule_in))
-            )
+        with _sending(name, run, steps, schedule_in) as send_span:
+            if len(steps) == 1:
+                metadata = [
+                    _call(lambda: executor.enqueue_step(tx, run, steps[0], schedule_in=schedule_in))
+                ]
+            else:
+                metadata = list(
+                    _call(lambda: executor.enqueue_steps(tx, run, steps, schedule_in=schedule_in))
+                )
+            _describe(send_span, metadata)
     except errors.DispatchFailed:
         if schedule_pending:
             # The caller may still commit (to fail the run): leave no step looking scheduled.
@@ -96,8 +102,43 @@ def dispatch_compensation(runtime: Runtime, tx: Transaction, run: Run) -> None:
     Raises:
         DispatchFailed: the executor refused.
     """
-    metadata = _call(lambda: runtime.executor.enqueue_compensation(tx, run))
+    with _sending(f"send compensation {run.workflow}", run, (), None) as send_span:
+        metadata = _call(lambda: runtime.executor.enqueue_compensation(tx, run))
+        _describe(send_span, [metadata])
     tx.events.append(CompensationDispatched(run, metadata))
+
+
+@contextmanager
+def _sending(
+    name: str, run: Run, steps: Sequence[str], schedule_in: float | None
+) -> Iterator[Span]:
+    """A PRODUCER span around an enqueue; the payloads built inside carry its context."""
+    attributes = telemetry.run_attributes(
+        run.workflow,
+        run.id,
+        **{
+            telemetry.MESSAGING_SYSTEM: telemetry.SYSTEM,
+            telemetry.MESSAGING_OPERATION: "send",
+            telemetry.STEP: steps[0] if len(steps) == 1 else None,
+            "squidmesh.steps": list(steps) if len(steps) > 1 else None,
+            "squidmesh.schedule_in": schedule_in,
+        },
+    )
+    with telemetry.span(name, kind=SpanKind.PRODUCER, attributes=attributes) as send_span:
+        trace = {"send": telemetry.carrier_of(send_span), "run": run.trace_context}
+        with payloads.carrying({k: v for k, v in trace.items() if v} or None):
+            yield send_span
+
+
+def _describe(send_span: Span, metadata: Sequence[Mapping[str, Any]]) -> None:
+    if not send_span.is_recording() or not metadata:
+        return
+    queue = metadata[0].get("queue")
+    if isinstance(queue, str):
+        send_span.set_attribute(telemetry.MESSAGING_DESTINATION, queue)
+    job_id = metadata[0].get("job_id")
+    if len(metadata) == 1 and job_id is not None:
+        send_span.set_attribute(telemetry.MESSAGING_MESSAGE_ID, str(job_id))
 
 
 def _scheduled(

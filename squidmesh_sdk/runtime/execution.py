@@ -19,9 +19,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from squidmesh_sdk import errors, state_machine
+from squidmesh_sdk import errors, state_machine, telemetry
 from squidmesh_sdk.definition.context import StepContext
 from squidmesh_sdk.graph import StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import inputs, progression
@@ -69,7 +71,12 @@ class _Stale(Exception):
 
 
 def execute_step(
-    runtime: Runtime, run_id: str, step: str, *, delivery: Delivery | None = None
+    runtime: Runtime,
+    run_id: str,
+    step: str,
+    *,
+    delivery: Delivery | None = None,
+    trace: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """Execute one delivery of ``step`` of run ``run_id``.
 
@@ -80,11 +87,33 @@ def execute_step(
     The outcome is recorded with retries while the database is unreachable (a restart, a
     dropped connection): the step is not run again for an outage that only hit the write.
 
+    The delivery is traced as a ``process <step>`` CONSUMER span in the run's trace, linked to
+    the ``send`` span that queued it (``trace`` is the job payload's trace context).
+
     Raises:
         RunNotFound: no such run.
         InvalidWorkflow: the run's workflow is not registered with this runtime.
     """
-    delivery = delivery if delivery is not None else Delivery()
+    carrier = trace or {}
+    attributes = {  # the workflow and attempt are added once the run is read
+        telemetry.RUN_ID: run_id,
+        telemetry.STEP: step,
+        telemetry.MESSAGING_SYSTEM: telemetry.SYSTEM,
+        telemetry.MESSAGING_OPERATION: "process",
+    }
+    with telemetry.span(
+        f"process {step}",
+        kind=SpanKind.CONSUMER,
+        parent=carrier.get("run"),
+        links=telemetry.link_to(carrier.get("send")),
+        attributes=attributes,
+    ) as span:
+        outcome = _execute(runtime, run_id, step, delivery or Delivery())
+        span.set_attribute(telemetry.OUTCOME, outcome)
+        return outcome
+
+
+def _execute(runtime: Runtime, run_id: str, step: str, delivery: Delivery) -> Outcome:
     with runtime.transaction() as tx:
         claimed = _claim(runtime, tx, run_id, step, reclaim=delivery.reclaim)
         if not isinstance(claimed, _Claim):
@@ -140,6 +169,8 @@ def _claim(
     runtime: Runtime, tx: Transaction, run_id: str, step: str, *, reclaim: bool
 ) -> _Claim | Outcome:
     run = run_store.lock_run(tx.connection, run_id)
+    span = trace.get_current_span()
+    span.set_attribute(telemetry.WORKFLOW, run.workflow)
     definition = runtime.definition(run.workflow)
     if run.status in state_machine.TERMINAL or run.status == "paused":
         tx.events.append(StepSkipped(run, step, f"run_{run.status}"))
@@ -179,6 +210,7 @@ def _claim(
         current = step if definition.shape == "transition" else None
         run = progression.write_run(tx, run, status="running", current_step=current)
     attempt = attempt_store.begin_attempt(tx, step_run.id)
+    span.set_attribute(telemetry.ATTEMPT, attempt.number)
     tx.events.append(StepStarted(run, step, attempt.number))
     claim = _Claim(run, definition, node, step_run, attempt)
     if node.kind in ("log", "wait"):
@@ -320,6 +352,7 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
             progression.advance_after_success(runtime, tx, run, claim.definition, node, output)
             return
         exc = outcome.exception
+        telemetry.fail(trace.get_current_span(), exc)
         error = describe_error(exc)
         attempt_store.fail_attempt(tx, claim.attempt.id, error)
         step_run = step_run_store.fail_step(tx, claim.step_run.id, error)

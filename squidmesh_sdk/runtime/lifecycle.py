@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from squidmesh_sdk import telemetry
 from squidmesh_sdk.runtime import dispatcher
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import RunCreated, RunTransitioned, StepFailed
@@ -24,7 +25,12 @@ def cancel_run(runtime: Runtime, run_id: str) -> Run:
         InvalidRunId, RunNotFound: no such run.
         InvalidTransition: the run is finished or already cancelling.
     """
-    with runtime.transaction() as tx:
+    with runtime.database.read() as connection:
+        target = run_store.get_run(connection, run_id)
+    with (
+        telemetry.action("cancel", target.workflow, target.id, target.trace_context),
+        runtime.transaction() as tx,
+    ):
         before = run_store.lock_run(tx.connection, run_id)
         run, from_status = run_store.cancel_run(tx, run_id)
         if from_status == "paused" and before.current_step is not None:
@@ -51,8 +57,20 @@ def replay_run(runtime: Runtime, run_id: str, *, allow_irreversible: bool = Fals
     with runtime.database.read() as connection:
         source = run_store.get_run(connection, run_id)
     definition = runtime.definition(source.workflow)
-    with runtime.transaction() as tx:
-        run = run_store.replay_run(tx, definition, source.id, allow_irreversible=allow_irreversible)
+    attributes = {telemetry.WORKFLOW: source.workflow, "squidmesh.replayed_from": source.id}
+    with (
+        telemetry.action("replay", source.workflow, source.id, source.trace_context),
+        telemetry.span(f"run {source.workflow}", attributes=attributes, new_trace=True) as root,
+        runtime.transaction() as tx,
+    ):
+        run = run_store.replay_run(
+            tx,
+            definition,
+            source.id,
+            allow_irreversible=allow_irreversible,
+            trace_context=telemetry.carrier_of(root),
+        )
+        root.set_attribute(telemetry.RUN_ID, run.id)
         dispatcher.dispatch_run(runtime, tx, run)
         tx.events.insert(0, RunCreated(run, replayed_from=source.id))
     return run

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.graph import COMPLETE_TARGET
 from squidmesh_sdk.runtime import dispatcher, inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
@@ -53,7 +53,13 @@ def resume_run(
         DispatchFailed: the executor refused the next step; nothing changed.
     """
     details = _validate(decision, actor, comment, metadata)
-    with runtime.transaction() as tx:
+    with runtime.database.read() as connection:
+        paused = run_store.get_run(connection, run_id)
+    verb = {"resumed": "unblock", "approved": "approve", "rejected": "reject"}[decision]
+    with (
+        telemetry.action(verb, paused.workflow, paused.id, paused.trace_context),
+        runtime.transaction() as tx,
+    ):
         run = run_store.lock_run(tx.connection, run_id)
         if run.status != "paused":
             raise errors.InvalidTransition(run.status, "running", run_id=run.id)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from opentelemetry.trace import Link
 from sqlalchemy.exc import IntegrityError
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.executors import payloads
 from squidmesh_sdk.runtime import compensation, dispatcher, execution, schedules
 from squidmesh_sdk.runtime.core import Runtime
@@ -29,6 +30,7 @@ def start_run(
     context: Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
     delivery: Delivery | None = None,
+    links: Sequence[Link] = (),
 ) -> Run:
     """Create a run and dispatch its first work in one transaction.
 
@@ -39,7 +41,13 @@ def start_run(
         IntegrityError: another run already holds ``idempotency_key`` (nothing is written).
     """
     definition = runtime.definition(workflow)
-    with runtime.transaction() as tx:
+    attributes = {telemetry.WORKFLOW: workflow, telemetry.TRIGGER: trigger}
+    with (
+        telemetry.span(
+            f"run {workflow}", attributes=attributes, links=links, new_trace=True
+        ) as root,
+        runtime.transaction() as tx,
+    ):
         run = run_store.create_run(
             tx,
             definition,
@@ -47,7 +55,10 @@ def start_run(
             trigger=trigger,
             context=context,
             idempotency_key=idempotency_key,
+            trace_context=telemetry.carrier_of(root),
         )
+        root.set_attribute(telemetry.RUN_ID, run.id)
+        root.set_attribute(telemetry.TRIGGER, run.trigger)
         dispatcher.dispatch_run(runtime, tx, run)
         tx.events.insert(0, RunCreated(run))
         if delivery is not None:
@@ -77,6 +88,7 @@ def start_cron_trigger(
     signal: Mapping[str, Any] | None = None,
     *,
     delivery: Delivery | None = None,
+    trace: Mapping[str, Any] | None = None,
 ) -> CronStart:
     """Start a run through cron trigger ``trigger``, with its schedule identity.
 
@@ -124,6 +136,7 @@ def start_cron_trigger(
             context=context,
             idempotency_key=key,
             delivery=delivery,
+            links=telemetry.link_to((trace or {}).get("send")),
         )
     except IntegrityError:
         # Another activation of the same window committed first: it holds the window.
@@ -169,10 +182,12 @@ def perform(
     """
     job = payloads.parse(payload)
     if isinstance(job, payloads.StepJob):
-        return execution.execute_step(runtime, job.run_id, job.step, delivery=delivery)
+        return execution.execute_step(
+            runtime, job.run_id, job.step, delivery=delivery, trace=job.trace
+        )
     if isinstance(job, payloads.CronJob):
         started = start_cron_trigger(
-            runtime, job.workflow, job.trigger, job.signal, delivery=delivery
+            runtime, job.workflow, job.trigger, job.signal, delivery=delivery, trace=job.trace
         )
         return started.outcome
-    return compensation.compensate(runtime, job.run_id)
+    return compensation.compensate(runtime, job.run_id, trace=job.trace)

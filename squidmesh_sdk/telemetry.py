@@ -1,0 +1,178 @@
+"""OpenTelemetry spans and metrics, through ``opentelemetry-api`` only.
+
+The library never configures a provider or exporter: with none installed every call here is a
+cheap no-op; with the SDK configured by the host, runs show up in its collector.
+
+One trace per run, across processes and restarts:
+
+```
+run <workflow>                      the start: creating the run, dispatching its first work
+├── send <step>            PRODUCER  every job handed to the executor (its traceparent rides
+│                                    in the job payload)
+├── process <step>         CONSUMER  every attempt, linked to the send that queued it; run
+│   │                                status transitions are events on it
+│   └── send <next step>   PRODUCER
+├── compensate <step>                each saga callback
+├── approve|reject|unblock|cancel|replay <workflow>   operator actions
+└── run <workflow> <status>          emitted when the run finishes, from its real start time
+                                     to its end: the run's whole life as one span
+```
+
+The run's root context (W3C ``traceparent`` / ``tracestate``, never baggage) is stored on the
+run row, so spans made later in any process join its trace. Payload values never go into
+spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+__all__ = [
+    "ATTEMPT",
+    "FROM_STATUS",
+    "OUTCOME",
+    "RUN_ID",
+    "STEP",
+    "TO_STATUS",
+    "TRIGGER",
+    "WORKFLOW",
+    "carrier_of",
+    "context_of",
+    "current_carrier",
+    "meter",
+    "span",
+    "tracer",
+]
+
+_VERSION = "0.1.0.dev0"
+
+WORKFLOW = "squidmesh.workflow"
+RUN_ID = "squidmesh.run_id"
+STEP = "squidmesh.step"
+ATTEMPT = "squidmesh.attempt"
+TRIGGER = "squidmesh.trigger"
+FROM_STATUS = "squidmesh.from_status"
+TO_STATUS = "squidmesh.to_status"
+OUTCOME = "squidmesh.outcome"
+MESSAGING_SYSTEM = "messaging.system"
+MESSAGING_OPERATION = "messaging.operation.type"
+MESSAGING_DESTINATION = "messaging.destination.name"
+MESSAGING_MESSAGE_ID = "messaging.message.id"
+ERROR_TYPE = "error.type"
+
+SYSTEM = "squidmesh"
+
+tracer = trace.get_tracer("squidmesh_sdk", _VERSION)
+meter = metrics.get_meter("squidmesh_sdk", _VERSION)
+
+# W3C trace context only: the global propagator may carry baggage, which must never reach a
+# queue or a database row.
+_propagator = TraceContextTextMapPropagator()
+
+
+def carrier_of(span_context_source: Span | None = None) -> dict[str, str] | None:
+    """The W3C ``traceparent`` (and ``tracestate``) of a span, or of the current one.
+
+    ``None`` when there is nothing to carry (no SDK, so the span does not record).
+    """
+    target = span_context_source if span_context_source is not None else trace.get_current_span()
+    if not target.get_span_context().is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier, context=trace.set_span_in_context(target))
+    return carrier or None
+
+
+def current_carrier() -> dict[str, str] | None:
+    """The W3C context of the current span, for a job payload."""
+    return carrier_of(None)
+
+
+def context_of(carrier: Mapping[str, Any] | None) -> otel_context.Context | None:
+    """The context a carrier (a run's ``trace_context``, a payload's ``trace``) describes."""
+    if not carrier:
+        return None
+    headers = {k: v for k, v in carrier.items() if k in ("traceparent", "tracestate")}
+    if "traceparent" not in headers:
+        return None
+    return _propagator.extract(headers)
+
+
+def link_to(carrier: Mapping[str, Any] | None) -> list[Link]:
+    """A link to the span a carrier describes (a consumer's link to its producer)."""
+    parent = context_of(carrier)
+    if parent is None:
+        return []
+    span_context = trace.get_current_span(parent).get_span_context()
+    return [Link(span_context)] if span_context.is_valid else []
+
+
+@contextmanager
+def span(
+    name: str,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    parent: Mapping[str, Any] | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    links: Sequence[Link] = (),
+    start_time: datetime | None = None,
+    new_trace: bool = False,
+) -> Iterator[Span]:
+    """Start a current span, a child of ``parent`` (a carrier) or of the current span.
+
+    With ``new_trace`` the span is the root of a trace of its own, linked to the current span
+    (a run started during an HTTP request gets its own trace, linked to the request's).
+    An exception leaving the block sets the span's status to ERROR with ``error.type``.
+    """
+    parent_context = context_of(parent)
+    if new_trace:
+        caller = trace.get_current_span().get_span_context()
+        links = [*links, Link(caller)] if caller.is_valid else links
+        parent_context = otel_context.Context()
+    start_ns = int(start_time.timestamp() * 1e9) if start_time is not None else None
+    with tracer.start_as_current_span(
+        name,
+        context=parent_context,
+        kind=kind,
+        attributes={k: v for k, v in (attributes or {}).items() if v is not None},
+        links=list(links),
+        start_time=start_ns,
+        record_exception=True,
+        set_status_on_exception=False,
+    ) as current:
+        try:
+            yield current
+        except BaseException as exc:
+            fail(current, exc)
+            raise
+
+
+def fail(target: Span, exc: BaseException | str) -> None:
+    """Mark ``target`` failed with ``error.type``."""
+    error_type = exc if isinstance(exc, str) else f"{type(exc).__module__}.{type(exc).__qualname__}"
+    target.set_attribute(ERROR_TYPE, error_type)
+    target.set_status(Status(StatusCode.ERROR, None if isinstance(exc, str) else str(exc)[:200]))
+
+
+def run_attributes(workflow: str, run_id: str, **more: Any) -> dict[str, Any]:
+    """The attributes every span of a run carries."""
+    return {WORKFLOW: workflow, RUN_ID: run_id, **{k: v for k, v in more.items() if v is not None}}
+
+
+@contextmanager
+def action(
+    name: str, workflow: str, run_id: str, carrier: Mapping[str, Any] | None
+) -> Iterator[Span]:
+    """A span for an operator action on a run (approve, cancel...), in the run's trace."""
+    with span(
+        f"{name} {workflow}", parent=carrier, attributes=run_attributes(workflow, run_id)
+    ) as current:
+        yield current
