@@ -113,9 +113,18 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """Open a read-only transaction (a deferred ``BEGIN`` on SQLite)."""
+        """Open a read-only transaction that sees one snapshot of the database.
+
+        A run read with its history takes several queries; they must agree with each other
+        even while workers write. SQLite's deferred ``BEGIN`` reads one snapshot; PostgreSQL
+        needs ``REPEATABLE READ`` for that (its default, ``READ COMMITTED``, takes a new
+        snapshot per statement).
+        """
         with self.engine.connect() as connection:
-            connection = connection.execution_options(**{_BEGIN_OPTION: "BEGIN"})
+            options: dict[str, Any] = {_BEGIN_OPTION: "BEGIN"}
+            if self.dialect == "postgresql":
+                options["isolation_level"] = "REPEATABLE READ"
+            connection = connection.execution_options(**options)
             with connection.begin():
                 yield connection
 

@@ -1,0 +1,83 @@
+"""The app the CLI tests point ``SQUIDMESH_APP`` at: samples plus a few workflows of our own.
+
+The database comes from ``SQUIDMESH_TEST_APP_DB``, read each time a client is built, so one
+imported module serves every test (each with its own database).
+"""
+
+from __future__ import annotations
+
+import os
+
+from samples import cancellable_wait, manual_approval
+from squidmesh_sdk import (
+    COMPLETE,
+    Client,
+    DatabaseExecutor,
+    InlineExecutor,
+    NonRetryableError,
+    Workflow,
+    manual,
+)
+
+DB_ENV_VAR = "SQUIDMESH_TEST_APP_DB"
+
+# Paused at a `pause` step until unblocked.
+holding = Workflow("holding", triggers=[manual("hold")])
+hold = holding.pause("hold", output="hold")
+released = holding.log("released", message="released")
+holding.chain(hold, released, COMPLETE)
+
+# One irreversible step: replay needs --allow-irreversible.
+transfer = Workflow("transfer", triggers=[manual("transfer")])
+
+
+@transfer.step(irreversible=True)
+def send_money() -> dict[str, bool]:
+    return {"sent": True}
+
+
+transfer.chain(send_money, COMPLETE)
+
+# Fails at once.
+failing = Workflow("failing", triggers=[manual("go")])
+
+
+@failing.step
+def explode() -> dict[str, bool]:
+    raise NonRetryableError("boom")
+
+
+failing.chain(explode, COMPLETE)
+
+WORKFLOWS = (manual_approval.workflow, cancellable_wait.workflow, holding, transfer, failing)
+
+
+def make_client() -> Client:
+    """The app as operators run it: the database queue, no log noise."""
+    return Client(os.environ[DB_ENV_VAR], WORKFLOWS, executor=DatabaseExecutor(), observers=())
+
+
+def inline_client() -> Client:
+    """An app without the database queue: 'squidmesh worker' refuses it."""
+    return Client(os.environ[DB_ENV_VAR], WORKFLOWS, executor=InlineExecutor(), observers=())
+
+
+def approvals_only() -> Client:
+    """An app that no longer registers most workflows (an old deploy's runs remain)."""
+    return Client(
+        os.environ[DB_ENV_VAR],
+        [manual_approval.workflow],
+        executor=DatabaseExecutor(),
+        observers=(),
+    )
+
+
+def broken_factory() -> Client:
+    raise RuntimeError("no database configured\nset DATABASE_URL")
+
+
+def wrong_factory() -> object:
+    return "not a client"
+
+
+not_a_client = 42

@@ -1,0 +1,67 @@
+"""Helpers for the CLI tests: run ``main`` in-process and drive the database queue."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from squidmesh_sdk import Client
+from squidmesh_sdk.store import jobs as job_store
+
+WORKER = "cli-tests"
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one ``main(argv)`` call returned and printed."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+Cli = Callable[..., Result]
+
+
+def drain(client: Client, *, queues: tuple[str, ...] = ("default",)) -> int:
+    """Perform every due job of the database queue, as a worker would, until none is due.
+
+    Delayed jobs (waits, retry backoff) are not due and stay queued.
+    """
+    performed = 0
+    while True:
+        with client.runtime.transaction() as tx:
+            claimed = job_store.claim(tx, worker=WORKER, queues=queues, limit=10, lease=60)
+        if not claimed:
+            return performed
+        for job in claimed:
+            client.perform(job.payload)
+            with client.runtime.transaction() as tx:
+                job_store.complete(tx, job.id, worker=WORKER)
+            performed += 1
+        assert performed < 100, "the queue does not drain"
+
+
+def assert_one_error_line(result: Result, code: int, contains: str = "") -> str:
+    """The command failed with ``code`` and exactly one ``squidmesh: error:`` line."""
+    assert result.code == code, result
+    assert result.out == ""
+    assert result.err.startswith("squidmesh: error: "), result.err
+    assert result.err.endswith("\n")
+    assert result.err.count("\n") == 1, result.err
+    assert "Traceback" not in result.err
+    message = result.err.removeprefix("squidmesh: error: ").rstrip("\n")
+    assert contains in message, message
+    return message
+
+
+def stable_json(text: str) -> Any:
+    """Parse ``text`` and check it is in the CLI's stable form (sorted keys, indent 2)."""
+    data = json.loads(text)
+    assert text == json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return data
