@@ -58,6 +58,7 @@ from squidmesh_sdk.errors import (
     StaleRecord,
     StepInputError,
     StepOutputError,
+    StepTimeout,
     UnsafeReplay,
 )
 from squidmesh_sdk.executors import DatabaseExecutor, Executor, InlineExecutor, Worker
@@ -108,6 +109,7 @@ __all__ = [
     "StepRun",
     "StepSpec",
     "StepState",
+    "StepTimeout",
     "TransitionSpec",
     "TriggerSpec",
     "UnsafeReplay",

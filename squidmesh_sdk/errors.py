@@ -17,6 +17,7 @@ SquidmeshError
 ├── DispatchFailed           the executor refused work; the change that implied it was rolled back
 ├── InvalidExecutorPayload   ``perform()`` was given something no executor produced
 ├── SchemaNotReady           the database has not been migrated to this version of the library
+├── StepTimeout              an async step ran longer than its ``timeout`` (retried per policy)
 └── StepSignal               raised *by step code* to steer the runtime
     ├── NonRetryableError    fail the attempt now; skip the retry policy
     │   ├── StepInputError   the step's inputs are missing or fail their annotations
@@ -58,6 +59,7 @@ __all__ = [
     "StepInputError",
     "StepOutputError",
     "StepSignal",
+    "StepTimeout",
     "UnsafeReplay",
 ]
 
@@ -364,6 +366,22 @@ class SchemaNotReady(SquidmeshError):
             f"the squidmesh schema is at version {current}, this library needs {required}; "
             "run `squidmesh migrate` or call Client.migrate()"
         )
+
+
+class StepTimeout(SquidmeshError, TimeoutError):
+    """An async step ran longer than its ``timeout`` and was cancelled.
+
+    It is an ordinary, retryable failure: the step's retry policy decides what happens next.
+
+    Attributes:
+        step: The step name.
+        timeout: The limit, in seconds.
+    """
+
+    def __init__(self, step: str, timeout: float) -> None:
+        self.step = step
+        self.timeout = timeout
+        super().__init__(f"step {step!r} ran longer than its timeout of {timeout:g}s")
 
 
 class StepSignal(SquidmeshError):

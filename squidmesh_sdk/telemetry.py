@@ -12,22 +12,26 @@ run <workflow>                      the start: creating the run, dispatching its
 ├── process <step>         CONSUMER  every attempt, linked to the send that queued it; run
 │   │                                status transitions are events on it
 │   └── send <next step>   PRODUCER
-├── compensate <step>                each saga callback
+├── send compensation <workflow>  PRODUCER  the saga rollback handed to the executor
+├── compensate <workflow>  CONSUMER  the rollback, linked to its send
+│   └── compensate <step>            each saga callback
 ├── approve|reject|unblock|cancel|replay <workflow>   operator actions
 └── run <workflow> <status>          emitted when the run finishes, from its real start time
                                      to its end: the run's whole life as one span
 ```
 
 The run's root context (W3C ``traceparent`` / ``tracestate``, never baggage) is stored on the
-run row, so spans made later in any process join its trace. Payload values never go into
-spans.
+run row, so spans made later in any process join its trace. A cron activation is queued under
+a ``send cron <workflow>`` PRODUCER span of its own; the run it starts links to it. Payload
+values never go into spans, and neither do exception messages (they may quote payload values):
+a failure is described by its ``error.type``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -76,6 +80,13 @@ meter = metrics.get_meter("squidmesh_sdk", _VERSION)
 # W3C trace context only: the global propagator may carry baggage, which must never reach a
 # queue or a database row.
 _propagator = TraceContextTextMapPropagator()
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def nanoseconds(moment: datetime) -> int:
+    """An aware datetime as OpenTelemetry's integer nanoseconds since the epoch (exact)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def carrier_of(span_context_source: Span | None = None) -> dict[str, str] | None:
@@ -137,7 +148,7 @@ def span(
         caller = trace.get_current_span().get_span_context()
         links = [*links, Link(caller)] if caller.is_valid else links
         parent_context = otel_context.Context()
-    start_ns = int(start_time.timestamp() * 1e9) if start_time is not None else None
+    start_ns = nanoseconds(start_time) if start_time is not None else None
     with tracer.start_as_current_span(
         name,
         context=parent_context,
@@ -145,7 +156,8 @@ def span(
         attributes={k: v for k, v in (attributes or {}).items() if v is not None},
         links=list(links),
         start_time=start_ns,
-        record_exception=True,
+        # No exception event: its message and stack may quote payload values.
+        record_exception=False,
         set_status_on_exception=False,
     ) as current:
         try:
@@ -156,10 +168,13 @@ def span(
 
 
 def fail(target: Span, exc: BaseException | str) -> None:
-    """Mark ``target`` failed with ``error.type``."""
+    """Mark ``target`` failed with ``error.type``.
+
+    The exception's message is left out: step code routinely quotes its inputs in it.
+    """
     error_type = exc if isinstance(exc, str) else f"{type(exc).__module__}.{type(exc).__qualname__}"
     target.set_attribute(ERROR_TYPE, error_type)
-    target.set_status(Status(StatusCode.ERROR, None if isinstance(exc, str) else str(exc)[:200]))
+    target.set_status(Status(StatusCode.ERROR))
 
 
 def run_attributes(workflow: str, run_id: str, **more: Any) -> dict[str, Any]:

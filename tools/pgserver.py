@@ -28,6 +28,7 @@ def binaries() -> Path | None:
 
 
 def _free_port() -> int:
+    """A TCP port of 127.0.0.1 that is free right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -90,10 +91,12 @@ class PrivateServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _command(self, program: str, *args: str) -> list[str]:
+        """The command line of a PostgreSQL program (through ``runuser`` as root)."""
         command = [str(self.bin / program), *args]
         return ["runuser", "-u", "postgres", "--", *command] if self._as_root else command
 
     def _run(self, program: str, *args: str) -> None:
+        """Run a PostgreSQL program in the server's directory; raise if it fails."""
         subprocess.run(
             self._command(program, *args), cwd=self.root, capture_output=True, check=True
         )

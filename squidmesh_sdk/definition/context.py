@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-__all__ = ["StepContext"]
+__all__ = ["StepContext", "StepLogger"]
+
+
+class StepLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger adapter whose fields are added to the ``extra`` of each call, not swapped for it.
+
+    (The standard adapter drops the caller's ``extra`` before Python 3.13.)
+    """
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        """Merge the adapter's fields into the call's ``extra``."""
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), **(self.extra or {})}
+        return msg, kwargs
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,5 +58,5 @@ class StepContext:
     failure: Mapping[str, Any] | None = None
     connection: Connection | None = None
     logger: logging.LoggerAdapter[logging.Logger] = field(
-        default_factory=lambda: logging.LoggerAdapter(logging.getLogger("squidmesh_sdk.step"))
+        default_factory=lambda: StepLogger(logging.getLogger("squidmesh_sdk.step"))
     )

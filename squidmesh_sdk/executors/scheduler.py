@@ -14,9 +14,14 @@ schedules start with the next window after the first worker that knows them star
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import SpanKind
+
+from squidmesh_sdk import telemetry
+from squidmesh_sdk.executors import payloads
 from squidmesh_sdk.graph import TriggerNode
 from squidmesh_sdk.runtime import schedules
 from squidmesh_sdk.runtime.schedules import CatchUp
@@ -24,6 +29,7 @@ from squidmesh_sdk.store import cron_schedules
 
 if TYPE_CHECKING:
     from squidmesh_sdk.client import Client
+    from squidmesh_sdk.store.database import Transaction
 
 __all__ = ["CronScheduler"]
 
@@ -83,7 +89,7 @@ class CronScheduler:
                         "signal_id": schedules.derive_signal_id(workflow, trigger.name, window),
                         "intended_window": window.to_dict(),
                     }
-                    runtime.executor.enqueue_cron(tx, workflow, trigger.name, signal=signal)
+                    _enqueue_traced(self.client, tx, workflow, trigger.name, signal)
                     queued += 1
                 if len(windows) != 1:  # catching up on missed windows, or skipping them
                     logger.info(
@@ -102,3 +108,24 @@ class CronScheduler:
         next_window = schedules.next_start(trigger, last)
         self._next_due[(workflow, trigger.name)] = next_window
         return queued
+
+
+def _enqueue_traced(
+    client: Client, tx: Transaction, workflow: str, trigger: str, signal: Mapping[str, Any]
+) -> None:
+    """Queue one activation under a ``send cron <workflow>`` PRODUCER span.
+
+    The job carries the span's context, and the run the activation starts links to it.
+    """
+    attributes = {
+        telemetry.WORKFLOW: workflow,
+        telemetry.TRIGGER: trigger,
+        telemetry.MESSAGING_SYSTEM: telemetry.SYSTEM,
+        telemetry.MESSAGING_OPERATION: "send",
+    }
+    with telemetry.span(
+        f"send cron {workflow}", kind=SpanKind.PRODUCER, attributes=attributes
+    ) as send_span:
+        carrier = telemetry.carrier_of(send_span)
+        with payloads.carrying({"send": carrier} if carrier else None):
+            client.runtime.executor.enqueue_cron(tx, workflow, trigger, signal=signal)

@@ -115,6 +115,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._signal_received: int | None = None
         self._stopped = threading.Event()
         self._drained = threading.Event()
         # One entry per delivery thread in use: its token to the job it is performing now (a
@@ -177,7 +178,7 @@ class Worker:
         next_rescue = 0.0
         backoff = 0.0
         try:
-            while not self._stopping.is_set():
+            while not self._stop_requested():
                 self._wake.clear()
                 try:
                     if time.monotonic() >= next_rescue:
@@ -193,10 +194,10 @@ class Worker:
                         "database unavailable; worker retrying",
                         extra={"worker": self.name, "error": str(exc)[:200], "retry_in": backoff},
                     )
-                    self._stopping.wait(backoff)
+                    self._idle(backoff)
                     continue
                 if claimed == 0 or self._free_slots() == 0:
-                    self._wake.wait(self.poll_interval)
+                    self._idle(self.poll_interval)
         finally:
             self._stopping.set()
             self._drain(pool)
@@ -205,6 +206,22 @@ class Worker:
             if listener is not None:
                 listener.join()
             logger.info("worker stopped", extra={"worker": self.name})
+
+    def _idle(self, seconds: float) -> None:
+        """Wait until woken, up to ``seconds``, in slices short enough to notice a signal."""
+        deadline = time.monotonic() + seconds
+        while not self._stop_requested():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._wake.wait(min(remaining, 0.2)):
+                return
+
+    def _stop_requested(self) -> bool:
+        if self._signal_received is not None and not self._stopping.is_set():
+            logger.info(
+                "worker stopping", extra={"worker": self.name, "signal": self._signal_received}
+            )
+            self._stopping.set()
+        return self._stopping.is_set()
 
     def _free_slots(self) -> int:
         with self._inflight_lock:
@@ -407,9 +424,10 @@ class Worker:
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         def handle(signum: int, _frame: FrameType | None) -> None:
-            logger.info("worker stopping", extra={"worker": self.name, "signal": signum})
-            self._stopping.set()
-            self._wake.set()
+            # Only a plain assignment here: the handler runs between two bytecodes of the main
+            # thread, which may hold an Event's lock at that moment; setting the Event from the
+            # handler could then deadlock. The loop turns the flag into a stop.
+            self._signal_received = signum
 
         previous: dict[int, Any] = {}
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from opentelemetry.trace import Span, SpanKind
 
 from squidmesh_sdk import errors, telemetry
-from squidmesh_sdk.definition.context import StepContext
+from squidmesh_sdk.definition.context import StepContext, StepLogger
 from squidmesh_sdk.graph import StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import dispatcher, inputs
 from squidmesh_sdk.runtime.core import Runtime
@@ -156,9 +156,15 @@ def _compensate_step(
         schedule=run.schedule,
         compensating=True,
         failure=run.last_error,
-        logger=logging.LoggerAdapter(
+        logger=StepLogger(
             logging.getLogger("squidmesh_sdk.step"),
-            {"run_id": run.id, "workflow": run.workflow, "step": node.name, "compensating": True},
+            {
+                "run_id": run.id,
+                "workflow": run.workflow,
+                "step": node.name,
+                "attempt": 1,
+                "compensating": True,
+            },
         ),
     )
     state = {**inputs.state(run), **(step_run.output or {})}

@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from squidmesh_sdk import errors, state_machine, telemetry
-from squidmesh_sdk.definition.context import StepContext
+from squidmesh_sdk.definition.context import StepContext, StepLogger
 from squidmesh_sdk.graph import StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
@@ -131,7 +131,12 @@ def _execute(runtime: Runtime, run_id: str, step: str, delivery: Delivery) -> Ou
     except _Stale:
         logger.warning(
             "step result discarded: its step run was finished by another delivery",
-            extra={"run_id": run_id, "step": step, "attempt": claimed.attempt.number},
+            extra={
+                "run_id": run_id,
+                "workflow": claimed.run.workflow,
+                "step": step,
+                "attempt": claimed.attempt.number,
+            },
         )
         return "skipped"
     return "executed"
@@ -269,7 +274,12 @@ def _run_builtin(tx: Transaction, claim: _Claim) -> None:
     if node.kind == "log":
         level = logging.getLevelNamesMapping()[str(node.options.get("level", "info")).upper()]
         message = str(node.options["message"])
-        extra = {"run_id": claim.run.id, "workflow": claim.run.workflow, "step": node.name}
+        extra = {
+            "run_id": claim.run.id,
+            "workflow": claim.run.workflow,
+            "step": node.name,
+            "attempt": claim.attempt.number,
+        }
         tx.after_commit(lambda: step_logger.log(level, message, extra=extra))
 
 
@@ -314,7 +324,7 @@ def _invoke(runtime: Runtime, claim: _Claim, tx: Transaction | None) -> _Outcome
         payload=run.payload,
         schedule=run.schedule,
         connection=tx.connection if tx is not None else None,
-        logger=logging.LoggerAdapter(
+        logger=StepLogger(
             step_logger,
             {
                 "run_id": run.id,
@@ -326,12 +336,12 @@ def _invoke(runtime: Runtime, claim: _Claim, tx: Transaction | None) -> _Outcome
     )
     try:
         if tx is None:
-            result = call_body(body, claim.step_run.input, context)
+            result = call_body(body, claim.step_run.input, context, timeout=node.timeout)
             return _Outcome(output=inputs.normalize_output(node.name, result))
         # The step's writes live in a savepoint: a failure rolls back only them, and the
         # failure itself is still recorded in the surrounding transaction.
         with tx.connection.begin_nested():
-            result = call_body(body, claim.step_run.input, context)
+            result = call_body(body, claim.step_run.input, context, timeout=node.timeout)
             output = inputs.normalize_output(node.name, result)
         return _Outcome(output=output)
     except Exception as exc:  # noqa: BLE001 - any failure of user code is the step's result

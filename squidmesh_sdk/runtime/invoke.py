@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from typing import Any
 
+from squidmesh_sdk import errors
 from squidmesh_sdk.contracts import StepBody
 from squidmesh_sdk.definition.context import StepContext
 
@@ -23,24 +24,44 @@ def use_async_runner(run: AsyncRunner) -> None:
     _async_runner.set(run)
 
 
-def call_body(body: StepBody, state: Mapping[str, Any], context: StepContext) -> Any:
+def call_body(
+    body: StepBody,
+    state: Mapping[str, Any],
+    context: StepContext,
+    *,
+    timeout: float | None = None,
+) -> Any:
     """Bind ``body``'s parameters from ``state`` (and ``context``), call it, return its result.
+
+    ``timeout`` (seconds) cancels an async body that runs longer. A sync body cannot be
+    interrupted safely from Python; its timeout is enforced by the worker's lease instead.
 
     Raises:
         StepInputError: an input is missing or fails its annotation.
+        StepTimeout: an async body ran longer than ``timeout``.
         Exception: whatever the body raises.
     """
     kwargs = body.binder.bind(state, context)
     if not body.is_async:
         return body.fn(**kwargs)
+    coroutine = body.fn(**kwargs)
+    if timeout is not None:
+        coroutine = _limited(coroutine, timeout, context.step)
     runner = _async_runner.get()
     if runner is not None:
-        return runner(body.fn(**kwargs))
+        return runner(coroutine)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(body.fn(**kwargs))
+        return asyncio.run(coroutine)
     # Called from inside an event loop (an async host calling perform): a loop cannot be
     # re-entered, so the coroutine gets a loop of its own on a helper thread.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, body.fn(**kwargs)).result()
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def _limited(coroutine: Coroutine[Any, Any, Any], timeout: float, step: str) -> Any:
+    try:
+        return await asyncio.wait_for(coroutine, timeout)
+    except TimeoutError:
+        raise errors.StepTimeout(step, timeout) from None

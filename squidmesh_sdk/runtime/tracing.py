@@ -75,19 +75,21 @@ class TelemetryObserver:
         if event.to_status not in state_machine.TERMINAL:
             return
         _runs_finished.add(1, {telemetry.WORKFLOW: run.workflow, "squidmesh.status": run.status})
-        # The run's whole life as one span, from its real start: emitted by whichever process
-        # finished it, in the run's trace.
+        # The run's whole life as one span, from its real start to the commit that finished it
+        # (both read from the runtime's clock, like every time the run records): emitted by
+        # whichever process finished it, in the run's trace.
         attributes = telemetry.run_attributes(
             run.workflow,
             run.id,
             **{telemetry.TRIGGER: run.trigger, telemetry.OUTCOME: run.status},
         )
-        with telemetry.span(
+        life = telemetry.tracer.start_span(
             f"run {run.workflow} {run.status}",
-            parent=run.trace_context,
+            context=telemetry.context_of(run.trace_context),
             attributes=attributes,
-            start_time=run.inserted_at,
-        ) as life:
-            if run.status == "failed":
-                error_type = (run.last_error or {}).get("type")
-                telemetry.fail(life, error_type if isinstance(error_type, str) else "failed")
+            start_time=telemetry.nanoseconds(run.inserted_at),
+        )
+        if run.status == "failed":
+            error_type = (run.last_error or {}).get("type")
+            telemetry.fail(life, error_type if isinstance(error_type, str) else "failed")
+        life.end(end_time=telemetry.nanoseconds(max(run.updated_at, run.inserted_at)))

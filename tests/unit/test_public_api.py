@@ -49,6 +49,7 @@ EXPECTED = [
     "StepRun",
     "StepSpec",
     "StepState",
+    "StepTimeout",
     "TransitionSpec",
     "TriggerSpec",
     "UnsafeReplay",
@@ -102,7 +103,7 @@ def test_public_methods_are_documented() -> None:
 def test_every_error_shares_one_root() -> None:
     errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
     exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
-    assert len(exceptions) == 20
+    assert len(exceptions) == 21
     assert all(issubclass(e, squidmesh_sdk.SquidmeshError) for e in exceptions)
 
 

@@ -174,3 +174,29 @@ def test_a_transaction_step_rolls_back_its_writes_when_it_fails(
     assert error["message"] == "local ledger capture failed"
     assert error["retryable"] is False
     assert _ledger_entries(ledger_env) == []
+
+
+def test_an_async_step_past_its_timeout_is_cancelled_and_retried(make_env: MakeEnv) -> None:
+    import asyncio
+
+    calls: list[int] = []
+
+    async def slow(ctx: StepContext) -> dict[str, Any]:
+        calls.append(ctx.attempt)
+        if ctx.attempt == 1:
+            await asyncio.sleep(30)
+        return {"finished_on": ctx.attempt}
+
+    env = make_env(single_step(slow, timeout=0.05, retry=Retry(max_attempts=2)))
+    run = env.start_run("single")
+    env.run_until_idle()
+    done = env.client.inspect_run(run.id, include_history=True)
+    assert done.status == "completed"
+    assert done.context == {"finished_on": 2}
+    step_run = done.step_run("slow")
+    assert step_run is not None
+    first = (step_run.attempts or ())[0]
+    assert first.error is not None
+    assert first.error["type"] == "squidmesh_sdk.errors.StepTimeout"
+    assert first.error["retryable"] is True
+    assert calls == [1, 2]

@@ -1,0 +1,120 @@
+"""The benchmark keeps working: ``python -m benchmarks --quick`` on SQLite and PostgreSQL.
+
+Tiny run counts, and no assertion on any figure: only that every row of the table, the ratio
+to the raw limit and the targets are printed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
+
+from benchmarks import sizes
+from benchmarks.cli import main
+from benchmarks.targets import open_target
+from tests import pg
+
+ROWS = (
+    "latency, 5-step linear run",
+    "throughput, 5-step runs",
+    "fan-out 1 -> 10 -> 1",
+    "statements, commits per step",
+    "raw limit: driver, 2 txns/step",
+)
+
+
+def _check_table(output: str) -> None:
+    lines = output.splitlines()
+    numbered = [line.split()[0] for line in lines if line[:1].isdigit()]
+    assert numbered == ["1", "2", "2", "3", "4", "5", "6", "6"]  # --quick: 1 and 4 threads
+    for row in ROWS:
+        assert row in output
+    assert "1 worker x 4 threads" in output
+    assert "2 processes x 2 threads" in output
+    assert any(line.startswith("ratio: squidmesh best ") for line in lines)
+    assert "targets:" in output
+    assert output.count("] ") >= 4  # one PASS / FAIL / n/a marker per target
+
+
+def test_quick_benchmark_on_sqlite_prints_every_row_and_the_ratio(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--db", "sqlite", "--quick"]) == 0
+    output = capsys.readouterr().out
+    _check_table(output)
+    assert "SQLite" in output
+    assert "synchronous=FULL" in output
+    assert "[ n/a] PostgreSQL steps/s" in output
+
+
+def test_quick_benchmark_json_has_every_row_and_the_ratio(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--db", "sqlite", "--quick", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [row["row"] for row in document["rows"]] == [1, 2, 2, 3, 4, 6, 6]
+    assert document["ratio"] > 0
+    assert document["ours_best"]["row"] in (2, 3)
+    assert document["raw_best"]["row"] == 6
+    assert document["targets"][0]["marker"] == "n/a"  # the PostgreSQL ratio target
+    counted = [row for row in document["rows"] if row["commits"] is not None]
+    assert [row["concurrency"] for row in counted] == [4]
+
+
+def test_quick_size_table_has_a_line_per_workflow(capsys: pytest.CaptureFixture[str]) -> None:
+    assert sizes.main(["--db", "sqlite", "--quick"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["steps", "output/step", "runs", "p50", "ms/run", "ms/step"]
+    assert [line.split()[:2] for line in lines[2:]] == [
+        ["1", "tiny"],
+        ["5", "tiny"],
+        ["5", "10,000"],
+    ]
+
+
+def test_bad_arguments_exit_with_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--db", "sqlite", "--postgres-url", "postgresql://nowhere/db"])
+    assert exit_info.value.code == 2
+    assert "--postgres-url needs --db postgres" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_quick_benchmark_on_postgres_prints_every_row_and_the_ratio(
+    capsys: pytest.CaptureFixture[str], postgres_server_url: URL
+) -> None:
+    database = pg.create_empty_database(postgres_server_url)
+    try:
+        assert main(["--db", "postgres", "--quick", "--postgres-url", pg.render(database)]) == 0
+    finally:
+        assert database.database is not None
+        pg.drop_database(postgres_server_url, database.database)
+    output = capsys.readouterr().out
+    _check_table(output)
+    assert "PostgreSQL" in output
+    assert "synchronous_commit=" in output
+
+
+@pytest.mark.postgres
+def test_without_a_url_a_private_durable_server_is_started_and_destroyed() -> None:
+    with open_target("postgres") as target:
+        assert "fsync=on, synchronous_commit=on" in target.description
+        assert "private server" in target.description
+        assert target.url is not None
+        url = target.fresh()
+        engine = sa.create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                assert connection.scalar(sa.text("SHOW fsync")) == "on"
+                assert connection.scalar(sa.text("SHOW synchronous_commit")) == "on"
+                data = Path(str(connection.scalar(sa.text("SHOW data_directory"))))
+        finally:
+            engine.dispose()
+        assert data.is_dir()
+    assert not data.exists()
+    assert not data.parent.exists()
