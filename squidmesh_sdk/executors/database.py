@@ -26,7 +26,13 @@ from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run
 
-__all__ = ["NOTIFY_CHANNEL", "Continuation", "DatabaseExecutor", "continuation"]
+__all__ = [
+    "NOTIFY_CHANNEL",
+    "Continuation",
+    "DatabaseExecutor",
+    "continuation",
+    "current_continuation",
+]
 
 NOTIFY_CHANNEL = "squidmesh_jobs"
 """The PostgreSQL channel workers ``LISTEN`` on; the payload is the queue name."""
@@ -40,23 +46,42 @@ class Continuation:
     (another commit to claim it, and a wake-up), the job is inserted already leased to the
     worker that finished the step, which performs it at once. The lease, heartbeats and rescue
     work exactly as for a claimed job.
+
+    The runtime may go one step further and claim that next step in the same transaction
+    (:attr:`claim`), so the step starts without a transaction of its own.
     """
 
     worker: str
     lease: float
     queues: frozenset[str]
+    accepting: Callable[[], bool] = lambda: True
+    """Whether the worker still takes work (a stopping worker does not)."""
     reserved: bool = False
+    pending: tuple[job_store.NewJob, int, Transaction] | None = None
+    """The job inserted for this worker, its id, and the transaction that inserted it (a
+    transaction that rolled back and was retried does not count: check it is the current one)."""
+    claim: object | None = None
+    """The runtime's claim of the pending job's step, made in the same transaction."""
+    settled: bool = False
+    """The runtime finished the pending job in the same transaction: nothing to hand over."""
     job: job_store.Job | None = None
     """The job to perform next, once the transaction that inserted it committed."""
+
+
+def current_continuation() -> Continuation | None:
+    """The continuation offer of the delivery this thread is performing, if any."""
+    return _continuation.get()
 
 
 _continuation: ContextVar[Continuation | None] = ContextVar("squidmesh_continuation", default=None)
 
 
 @contextmanager
-def continuation(worker: str, lease: float, queues: Iterable[str]) -> Iterator[Continuation]:
+def continuation(
+    worker: str, lease: float, queues: Iterable[str], accepting: Callable[[], bool]
+) -> Iterator[Continuation]:
     """Offer to take one continuation job while the ``with`` block runs (one delivery)."""
-    offer = Continuation(worker=worker, lease=lease, queues=frozenset(queues))
+    offer = Continuation(worker=worker, lease=lease, queues=frozenset(queues), accepting=accepting)
     token = _continuation.set(offer)
     try:
         yield offer
@@ -164,7 +189,7 @@ class DatabaseExecutor:
     def _insert(self, tx: Transaction, new: list[job_store.NewJob]) -> list[DispatchMetadata]:
         offer = _continuation.get()
         chosen: int | None = None
-        if offer is not None and not offer.reserved:
+        if offer is not None and not offer.reserved and offer.accepting():
             for index, job in enumerate(new):
                 if not job.delay and job.queue in offer.queues:
                     offer.reserved = True
@@ -173,6 +198,7 @@ class DatabaseExecutor:
                     break
         ids = job_store.enqueue(tx, new)
         if chosen is not None and offer is not None:
+            offer.pending = (new[chosen], ids[chosen], tx)
             tx.after_commit(partial(_hand_over, offer, new[chosen], ids[chosen], tx))
         immediate = sorted({job.queue for job in new if not job.delay and not job.leased_to})
         if immediate:
@@ -193,6 +219,8 @@ class DatabaseExecutor:
 
 
 def _hand_over(offer: Continuation, new: job_store.NewJob, job_id: int, tx: Transaction) -> None:
+    if offer.settled:
+        return
     offer.job = job_store.Job(
         id=job_id,
         queue=new.queue,

@@ -273,27 +273,33 @@ class Worker:
     def _deliver_chain(self, job: Job, token: object) -> None:
         """Perform ``job``, then each continuation it hands over, until there is none."""
         current: Job | None = job
+        claim: object | None = None
         while current is not None:
-            if self._stopping.is_set():
+            if self._stopping.is_set() and claim is None:
                 # A stopping worker takes no new work: the continuation goes back to the queue.
+                # (A continuation whose step is already claimed is performed: it has started.)
                 if current is not job:
                     self._release(current)
                 return
-            with continuation(self.name, self.lease, self.queues) as offer:
-                self._deliver(current)
-            current = offer.job
+            accepting = self._accepting
+            with continuation(self.name, self.lease, self.queues, accepting) as offer:
+                self._deliver(current, claim)
+            current, claim = offer.job, offer.claim
             if current is not None:
                 with self._inflight_lock:
                     self._inflight[token] = current.id
 
+    def _accepting(self) -> bool:
+        return not self._stopping.is_set()
+
     def _release(self, job: Job) -> None:
         self._finish_job(lambda tx: job_store.release(tx, job.id, worker=self.name))
 
-    def _deliver(self, job: Job) -> None:
+    def _deliver(self, job: Job, claim: object | None = None) -> None:
         runtime = self.client.runtime
         try:
             reclaim = job.rescues > 0 and self._may_take_over(job)
-            delivery = Delivery(reclaim=reclaim, settle=self._settler(job))
+            delivery = Delivery(reclaim=reclaim, settle=self._settler(job), claim=claim)
             runner.perform(runtime, job.payload, delivery=delivery)
         except Exception as exc:  # noqa: BLE001 - a failed delivery is retried, never fatal
             self._failed(job, exc)

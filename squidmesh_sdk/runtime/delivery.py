@@ -25,13 +25,19 @@ class Delivery:
             deleting the job); not called when the delivery ends without one.
     """
 
-    __slots__ = ("_settle", "reclaim", "settled")
+    __slots__ = ("_settle", "claim", "reclaim", "settled")
 
     def __init__(
-        self, *, reclaim: bool = False, settle: Callable[[Transaction], None] | None = None
+        self,
+        *,
+        reclaim: bool = False,
+        settle: Callable[[Transaction], None] | None = None,
+        claim: object | None = None,
     ) -> None:
         self.reclaim = reclaim
         self._settle = settle
+        self.claim = claim
+        """The step's claim, already made by the transaction that queued this job."""
         self.settled = False
         """True once a transaction that called ``settle`` has committed."""
 

@@ -25,6 +25,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from squidmesh_sdk import errors, state_machine, telemetry
 from squidmesh_sdk.definition.context import StepContext, StepLogger
+from squidmesh_sdk.executors.database import current_continuation
 from squidmesh_sdk.graph import StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
@@ -34,6 +35,7 @@ from squidmesh_sdk.runtime.failures import describe_error, retry_decision
 from squidmesh_sdk.runtime.invoke import call_body
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
@@ -114,11 +116,20 @@ def execute_step(
 
 
 def _execute(runtime: Runtime, run_id: str, step: str, delivery: Delivery) -> Outcome:
-    with runtime.transaction() as tx:
-        claimed = _claim(runtime, tx, run_id, step, reclaim=delivery.reclaim)
-        if not isinstance(claimed, _Claim):
-            delivery.settle_in(tx)
-            return claimed
+    ahead = delivery.claim
+    if isinstance(ahead, _Claim) and ahead.run.id == run_id and ahead.node.name == step:
+        # Claimed by the transaction that finished the previous step (a worker continuation).
+        claimed = ahead
+        span = trace.get_current_span()
+        span.set_attribute(telemetry.WORKFLOW, claimed.run.workflow)
+        span.set_attribute(telemetry.ATTEMPT, claimed.attempt.number)
+    else:
+        with runtime.transaction() as tx:
+            found = _claim(runtime, tx, run_id, step, reclaim=delivery.reclaim)
+            if not isinstance(found, _Claim):
+                delivery.settle_in(tx)
+                return found
+        claimed = found
     try:
         if claimed.node.transaction:
             with runtime.transaction() as tx:
@@ -148,6 +159,30 @@ def _apply_and_settle(
     with runtime.transaction() as tx:
         _apply(runtime, tx, claim, result)
         delivery.settle_in(tx)
+        _claim_ahead(runtime, tx, claim.run.id)
+
+
+def _claim_ahead(runtime: Runtime, tx: Transaction, run_id: str) -> None:
+    """Claim the step this transaction handed to the same worker, in this transaction.
+
+    The worker performs that job next; claiming its step now saves the step a transaction of
+    its own. Only for the same run's next step; anything else keeps the ordinary path.
+    """
+    offer = current_continuation()
+    if offer is None or offer.pending is None or offer.claim is not None:
+        return
+    if not offer.accepting():  # the worker is stopping: leave the step to whoever takes the job
+        return
+    new, job_id, inserted_by = offer.pending
+    if inserted_by is not tx or new.kind != "step" or new.run_id != run_id or new.step is None:
+        return
+    found = _claim(runtime, tx, run_id, new.step, reclaim=False)
+    if isinstance(found, _Claim):
+        offer.claim = found
+    else:
+        # Done already (a built-in step) or nothing to do: the job ends with this transaction.
+        job_store.complete(tx, job_id, worker=offer.worker)
+        offer.settled = True
 
 
 def _with_reconnects(write: Callable[[], None]) -> None:
