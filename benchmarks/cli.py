@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks import raw, squidmesh
+from benchmarks import raw, squidmesh, traced
 from benchmarks.report import render_json, render_table, summarize
 from benchmarks.results import Result, median_result
 from benchmarks.targets import Target, cpu_count, open_target
@@ -84,12 +84,20 @@ def _measurements(plan: Plan) -> list[Measurement]:
         """Row 6 with ``n`` threads."""
         return lambda target: raw.raw_throughput(target, plan.runs, n)
 
+    def tracing(on: bool) -> Callable[[Target], Result]:
+        """Row 7, tracing off or on."""
+        return lambda target: traced.tracing_cost(
+            target, plan.runs, plan.counted_threads, traced=on
+        )
+
     return [
         ("latency", latency),
         *((f"threads-{n}", threads(n)) for n in plan.threads),
         *((f"processes-{n}", processes(n)) for n in plan.processes),
         ("fan-out", fan_out),
         *((f"raw-{n}", raw_limit(n)) for n in plan.threads),
+        ("tracing-off", tracing(False)),
+        ("tracing-on", tracing(True)),
     ]
 
 

@@ -70,6 +70,10 @@ def _best(results: Sequence[Result], rows: tuple[int, ...]) -> Result | None:
     return max(candidates, key=lambda result: result.steps_per_s, default=None)
 
 
+TRACING_TARGET = 0.10
+"""Recording spans with the SDK should cost less than this share of the throughput."""
+
+
 def summarize(db: str, results: Sequence[Result]) -> Summary:
     """Compare our best (rows 2 and 3) with the raw best (row 6); check the targets."""
     ours = _best(results, (2, 3))
@@ -106,6 +110,16 @@ def summarize(db: str, results: Sequence[Result]) -> Summary:
             f"SQLite (WAL) steps/s >= {SQLITE_TARGET:,.0f}",
             "-" if ours is None else f"{ours.steps_per_s:,.0f}",
             (ours is not None and ours.steps_per_s >= SQLITE_TARGET) if db == "sqlite" else None,
+        )
+    )
+    off = next((r for r in results if r.row == 7 and r.name.startswith("tracing off")), None)
+    on = next((r for r in results if r.row == 7 and r.name.startswith("tracing on")), None)
+    cost = 1 - on.steps_per_s / off.steps_per_s if on and off and off.steps_per_s else None
+    checks.append(
+        Check(
+            f"tracing costs < {TRACING_TARGET:.0%} of steps/s",
+            "-" if cost is None else f"{cost:.0%}",
+            cost is not None and cost < TRACING_TARGET,
         )
     )
     return Summary(ours=ours, raw=raw, ratio=ratio, counted=counted, checks=tuple(checks))
@@ -150,7 +164,7 @@ def _rows(results: Sequence[Result], summary: Summary) -> list[list[str]]:
     if summary.counted is not None:
         counted = replace(summary.counted, row=5, name="statements, commits per step")
         rows.append(_cells(counted, counts_only=True))
-    rows.extend(_cells(result) for result in results if result.row == 6)
+    rows.extend(_cells(result) for result in results if result.row >= 6)
     return rows
 
 

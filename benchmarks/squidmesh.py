@@ -145,7 +145,7 @@ class StatementCounter:
             self.commits = next(self._commits)
 
 
-def _start_runs(client: Client, workflow: str, runs: int) -> None:
+def start_runs(client: Client, workflow: str, runs: int) -> None:
     """Start ``runs`` runs of ``workflow`` (their first jobs are queued)."""
     for _ in range(runs):
         client.start_run(workflow)
@@ -193,7 +193,7 @@ def _threads(
     observer = CompletionObserver()
     with make_client(target.fresh(), [observer]) as client:
         client.migrate()
-        _start_runs(client, workflow, runs)
+        start_runs(client, workflow, runs)
         observer.expect(runs)
         counter = StatementCounter(client.database.engine) if count else None
         worker = Worker(client, concurrency=threads, poll_interval=POLL_INTERVAL)
@@ -256,7 +256,7 @@ def throughput_processes(target: Target, runs: int, processes: int, threads: int
     url = target.fresh()
     with make_client(url) as client:
         client.migrate()
-        _start_runs(client, LINEAR, runs)
+        start_runs(client, LINEAR, runs)
         with _worker_processes(url, processes, threads) as group:
             started = time.perf_counter()
             group.go()

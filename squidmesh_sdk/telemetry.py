@@ -29,6 +29,7 @@ a failure is described by its ``error.type``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -111,9 +112,19 @@ def context_of(carrier: Mapping[str, Any] | None) -> otel_context.Context | None
     """The context a carrier (a run's ``trace_context``, a payload's ``trace``) describes."""
     if not carrier:
         return None
-    headers = {k: v for k, v in carrier.items() if k in ("traceparent", "tracestate")}
-    if "traceparent" not in headers:
+    traceparent = carrier.get("traceparent")
+    if not isinstance(traceparent, str):
         return None
+    tracestate = carrier.get("tracestate")
+    return _extract(traceparent, tracestate if isinstance(tracestate, str) else None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _extract(traceparent: str, tracestate: str | None) -> otel_context.Context:
+    # A run's context is parsed again for every span of the run: parse each string once.
+    headers = {"traceparent": traceparent}
+    if tracestate is not None:
+        headers["tracestate"] = tracestate
     return _propagator.extract(headers)
 
 

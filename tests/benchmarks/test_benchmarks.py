@@ -25,20 +25,24 @@ ROWS = (
     "fan-out 1 -> 10 -> 1",
     "statements, commits per step",
     "raw limit: driver, 2 txns/step",
+    "tracing off",
+    "tracing on (SDK, discarding exporter)",
 )
 
 
 def _check_table(output: str) -> None:
     lines = output.splitlines()
     numbered = [line.split()[0] for line in lines if line[:1].isdigit()]
-    assert numbered == ["1", "2", "2", "3", "4", "5", "6", "6"]  # --quick: 1 and 4 threads
+    # --quick: 1 and 4 threads; row 7 is tracing off and on
+    assert numbered == ["1", "2", "2", "3", "4", "5", "6", "6", "7", "7"]
     for row in ROWS:
         assert row in output
     assert "1 worker x 4 threads" in output
     assert "2 processes x 2 threads" in output
     assert any(line.startswith("ratio: squidmesh best ") for line in lines)
     assert "targets:" in output
-    assert output.count("] ") >= 4  # one PASS / FAIL / n/a marker per target
+    assert output.count("] ") >= 5  # one PASS / FAIL / n/a marker per target
+    assert "tracing costs < 10% of steps/s" in output
 
 
 def test_quick_benchmark_on_sqlite_prints_every_row_and_the_ratio(
@@ -57,7 +61,7 @@ def test_quick_benchmark_json_has_every_row_and_the_ratio(
 ) -> None:
     assert main(["--db", "sqlite", "--quick", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert [row["row"] for row in document["rows"]] == [1, 2, 2, 3, 4, 6, 6]
+    assert [row["row"] for row in document["rows"]] == [1, 2, 2, 3, 4, 6, 6, 7, 7]
     assert document["ratio"] > 0
     assert document["ours_best"]["row"] in (2, 3)
     assert document["raw_best"]["row"] == 6
