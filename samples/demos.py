@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
+import io
 import json
+import os
+import shlex
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from samples import local_ledger_checkout
-from squidmesh_sdk import Client, Run
+from squidmesh_sdk import Client, Run, cli
 
 Say = Callable[[str], None]
 
@@ -81,15 +85,34 @@ def ledger_entries(client: Client, run_id: str) -> list[str]:
 
 
 def approve_when_paused(client: Client, run: Run, say: Say) -> None:
-    """Play the approver: approve the run once it waits for a decision."""
-    if run.status == "paused":
-        say("the run waits for approval; approving it as 'sample-operator'")
-        client.approve_run(
-            run.id,
-            actor="sample-operator",
-            comment="approved by the sample",
-            metadata={"ticket": "SAMPLE-1"},
-        )
+    """Play the approver: approve the run through the ``squidmesh`` CLI once it waits."""
+    if run.status != "paused":
+        return
+    argv = [
+        "--app",
+        "samples.app:client",
+        "runs",
+        "approve",
+        run.id,
+        "--actor",
+        "sample-operator",
+        "--comment",
+        "approved by the sample",
+        "--metadata",
+        '{"ticket": "SAMPLE-1"}',
+    ]
+    say("the run waits for approval; approving it with the CLI:")
+    say("$ squidmesh " + " ".join(shlex.quote(arg) for arg in argv))
+    os.environ["SQUIDMESH_SAMPLES_DATABASE"] = client.database.engine.url.render_as_string(
+        hide_password=False
+    )
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = cli.main(argv)
+    for line in output.getvalue().splitlines():
+        say(f"  {line}")
+    if code != 0:
+        raise RuntimeError(f"squidmesh runs approve exited with {code}")
 
 
 def cancel_while_waiting(client: Client, run: Run, say: Say) -> None:
