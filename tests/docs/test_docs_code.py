@@ -10,8 +10,17 @@ import pytest
 from samples import hosting, quickstart
 
 ROOT = Path(__file__).parents[2]
-DOCS = ("docs/quickstart.md", "docs/hosting.md", "docs/operations.md")
-SAMPLE_SOURCES = {path: path.read_text() for path in sorted((ROOT / "samples").glob("*.py"))}
+DOCS = (
+    "docs/quickstart.md",
+    "docs/hosting.md",
+    "docs/operations.md",
+    "docs/authoring.md",
+    "docs/runtime.md",
+    "docs/workers.md",
+    "docs/cron.md",
+    "docs/observability.md",
+)
+SAMPLE_SOURCES = {path: path.read_text() for path in sorted((ROOT / "samples").rglob("*.py"))}
 
 
 def python_blocks(doc: str) -> list[str]:

@@ -1,0 +1,16 @@
+"""docs/observability.md: a span attribute from inside a step."""
+
+from opentelemetry import trace
+
+from squidmesh_sdk import COMPLETE, Workflow, manual
+
+wf = Workflow("observed_guide", triggers=[manual("go")])
+
+
+@wf.step
+def charge(order_id: str) -> dict:  # with `from opentelemetry import trace`
+    trace.get_current_span().set_attribute("app.order_id", order_id)
+    return {"charged": order_id}
+
+
+wf.chain(charge, COMPLETE)
