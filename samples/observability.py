@@ -6,10 +6,10 @@ Usage::
     python -m samples.observability --otlp http://127.0.0.1:4318/v1/traces   # to a collector
 
 squidmesh_sdk only talks to ``opentelemetry-api``; spans and metrics appear once the application
-installs the SDK (``pip install 'squidmesh-sdk[otel]'``), as ``configure`` below does. The sample
-then runs ``samples.saga_checkout`` to its end (its capture step always fails, so the run fails
-and its completed steps are compensated) on a temporary SQLite file with the in-process
-executor, and prints the run's span tree.
+installs the SDK (``pip install -e '.[otel]'`` from a checkout), as ``configure`` below does.
+The sample then runs ``samples.saga_checkout`` to its end (its capture step always fails, so
+the run fails and its completed steps are compensated) on a temporary SQLite file with the
+in-process executor, and prints the run's span tree.
 """
 
 from __future__ import annotations

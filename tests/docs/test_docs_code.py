@@ -19,6 +19,7 @@ DOCS = (
     "docs/workers.md",
     "docs/cron.md",
     "docs/observability.md",
+    "docs/cli.md",
 )
 SAMPLE_SOURCES = {path: path.read_text() for path in sorted((ROOT / "samples").rglob("*.py"))}
 
