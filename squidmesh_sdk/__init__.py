@@ -18,6 +18,8 @@ Declare a workflow with decorated functions, compile it to an immutable graph::
     definition = compile(orders)
 """
 
+import logging
+
 from squidmesh_sdk.client import Client
 from squidmesh_sdk.compiler import compile
 from squidmesh_sdk.definition import (
@@ -124,3 +126,7 @@ __all__ = [
 ]
 
 __version__ = "0.1.0.dev0"
+
+# A library configures no logging: without this, Python would print the runtime's warnings
+# (a failed step, a retry) to stderr in an application that set up no logging of its own.
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -51,7 +51,6 @@ __all__ = [
     "WORKFLOW",
     "carrier_of",
     "context_of",
-    "current_carrier",
     "meter",
     "span",
     "tracer",
@@ -101,11 +100,6 @@ def carrier_of(span_context_source: Span | None = None) -> dict[str, str] | None
     carrier: dict[str, str] = {}
     _propagator.inject(carrier, context=trace.set_span_in_context(target))
     return carrier or None
-
-
-def current_carrier() -> dict[str, str] | None:
-    """The W3C context of the current span, for a job payload."""
-    return carrier_of(None)
 
 
 def context_of(carrier: Mapping[str, Any] | None) -> otel_context.Context | None:

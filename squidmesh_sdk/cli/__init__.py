@@ -15,7 +15,6 @@ exit codes are 0 (success), 1 (the operation failed or was refused), 2 (usage er
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -62,7 +61,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help and --version print, then exit
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     ctx = Context(getattr(args, "app", None), sys.stdout, err)
-    quiet = _quiet_runtime_logs() if getattr(args, "command", None) != "worker" else None
     try:
         code: int = args.handler(args, ctx)
     except CliError as exc:
@@ -78,24 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     finally:
         ctx.close()
-        if quiet is not None:
-            logging.getLogger("squidmesh_sdk").removeHandler(quiet)
     return code
-
-
-def _quiet_runtime_logs() -> logging.Handler | None:
-    """Keep the runtime's own log records off stderr for one-shot commands.
-
-    An app that configured logging sees them as usual. Without any configuration Python would
-    print bare WARNING messages (a cancelled paused step is logged as a failed step), and a
-    command's stderr is for its single error line.
-    """
-    logger = logging.getLogger("squidmesh_sdk")
-    if logging.getLogger().handlers or logger.handlers:
-        return None
-    handler = logging.NullHandler()
-    logger.addHandler(handler)
-    return handler
 
 
 def _fail(err: TextIO, message: str, code: int) -> int:

@@ -184,13 +184,18 @@ def worker(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_OK
 
 
+def _real_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    """The logger's handlers, without the library's own ``NullHandler``."""
+    return [h for h in logger.handlers if not isinstance(h, logging.NullHandler)]
+
+
 @contextlib.contextmanager
 def _logging(level: str, stream: TextIO) -> Iterator[None]:
     """Log squidmesh's records at ``level``; to ``stream`` unless the app configured logging."""
     logger = logging.getLogger("squidmesh_sdk")
     previous = logger.level
     handler: logging.Handler | None = None
-    if not logging.getLogger().handlers and not logger.handlers:
+    if not logging.getLogger().handlers and not _real_handlers(logger):
         handler = logging.StreamHandler(stream)
         handler.setFormatter(_ExtraFormatter(_LOG_FORMAT))
         logger.addHandler(handler)

@@ -157,16 +157,17 @@ def _apply_and_settle(
     runtime: Runtime, claim: _Claim, result: _Outcome, delivery: Delivery
 ) -> None:
     with runtime.transaction() as tx:
-        _apply(runtime, tx, claim, result)
+        run = _apply(runtime, tx, claim, result)
         delivery.settle_in(tx)
-        _claim_ahead(runtime, tx, claim.run.id)
+        _claim_ahead(runtime, tx, run)
 
 
-def _claim_ahead(runtime: Runtime, tx: Transaction, run_id: str) -> None:
+def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
     """Claim the step this transaction handed to the same worker, in this transaction.
 
     The worker performs that job next; claiming its step now saves the step a transaction of
     its own. Only for the same run's next step; anything else keeps the ordinary path.
+    ``run`` is the run as this transaction left it, still locked: it is not read again.
     """
     offer = current_continuation()
     if offer is None or offer.pending is None or offer.claim is not None:
@@ -174,9 +175,9 @@ def _claim_ahead(runtime: Runtime, tx: Transaction, run_id: str) -> None:
     if not offer.accepting():  # the worker is stopping: leave the step to whoever takes the job
         return
     new, job_id, inserted_by = offer.pending
-    if inserted_by is not tx or new.kind != "step" or new.run_id != run_id or new.step is None:
+    if inserted_by is not tx or new.kind != "step" or new.run_id != run.id or new.step is None:
         return
-    found = _claim(runtime, tx, run_id, new.step, reclaim=False)
+    found = _claim(runtime, tx, run.id, new.step, reclaim=False, locked=run)
     if isinstance(found, _Claim):
         offer.claim = found
     else:
@@ -206,9 +207,16 @@ def _with_reconnects(write: Callable[[], None]) -> None:
 
 
 def _claim(
-    runtime: Runtime, tx: Transaction, run_id: str, step: str, *, reclaim: bool
+    runtime: Runtime,
+    tx: Transaction,
+    run_id: str,
+    step: str,
+    *,
+    reclaim: bool,
+    locked: Run | None = None,
 ) -> _Claim | Outcome:
-    run = run_store.lock_run(tx.connection, run_id)
+    """Claim ``step`` under the run's lock (``locked``: the run, already locked by ``tx``)."""
+    run = locked if locked is not None else run_store.lock_run(tx.connection, run_id)
     span = trace.get_current_span()
     span.set_attribute(telemetry.WORKFLOW, run.workflow)
     definition = runtime.definition(run.workflow)
@@ -383,7 +391,8 @@ def _invoke(runtime: Runtime, claim: _Claim, tx: Transaction | None) -> _Outcome
         return _Outcome(exception=exc)
 
 
-def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) -> None:
+def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) -> Run:
+    """Record the attempt's outcome and move the run on; return the run as it is left."""
     run = run_store.lock_run(tx.connection, claim.run.id)
     node = claim.node
     duration = tx.now - claim.attempt.inserted_at
@@ -394,8 +403,9 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
             attempt_store.complete_attempt(tx, claim.attempt.id)
             step_run_store.complete_step(tx, claim.step_run.id, output)
             tx.events.append(StepCompleted(run, node.name, claim.attempt.number, duration))
-            progression.advance_after_success(runtime, tx, run, claim.definition, node, output)
-            return
+            return progression.advance_after_success(
+                runtime, tx, run, claim.definition, node, output
+            )
         exc = outcome.exception
         telemetry.fail(trace.get_current_span(), exc)
         error = describe_error(exc)
@@ -405,7 +415,7 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
         raise _Stale from stale
     tx.events.append(StepFailed(run, node.name, claim.attempt.number, duration, error))
     failures = attempt_store.failed_attempt_count(tx.connection, claim.step_run.id)
-    progression.advance_after_failure(
+    return progression.advance_after_failure(
         runtime,
         tx,
         run,

@@ -269,3 +269,24 @@ def assert_never_mentions(spans: Iterable[Span], secret: str) -> None:
         texts += [f"{event.name} {event.attributes!r}" for event in span.events]
         leaks = [text for text in texts if secret in text]
         assert not leaks, f"span {span.name!r} carries a payload value: {leaks}"
+
+
+SAGA_TREE = "\n".join(
+    [
+        "run saga_checkout [INTERNAL]",
+        "  run saga_checkout failed [INTERNAL] ERROR",
+        "  send reserve_inventory [PRODUCER]",
+        "  process reserve_inventory [CONSUMER] attempt=1",
+        "    send authorize_payment [PRODUCER]",
+        "  process authorize_payment [CONSUMER] attempt=1",
+        "    send capture_payment [PRODUCER]",
+        "  process capture_payment [CONSUMER] attempt=1 ERROR",
+        "    send capture_payment [PRODUCER]",
+        "  process capture_payment [CONSUMER] attempt=2 ERROR",
+        "    send compensation saga_checkout [PRODUCER]",
+        "  compensate saga_checkout [CONSUMER]",
+        "    compensate authorize_payment [INTERNAL]",
+        "    compensate reserve_inventory [INTERNAL]",
+    ]
+)
+"""The span tree of a run of ``samples.saga_checkout`` (two captures fail, two compensations)."""

@@ -20,7 +20,13 @@ import pytest
 
 from tests.integration.worker.conftest import wait_until
 from tests.telemetry.otlp_receiver import Receiver
-from tests.telemetry.support import Trace, assert_never_mentions, check_links, from_otlp
+from tests.telemetry.support import (
+    SAGA_TREE,
+    Trace,
+    assert_never_mentions,
+    check_links,
+    from_otlp,
+)
 
 ROOT = Path(__file__).parents[2]
 
@@ -106,26 +112,6 @@ def collector(receiver: Receiver, tmp_path: Path) -> Iterator[str]:
             process.wait(timeout=30)
 
 
-EXPECTED_TREE = "\n".join(
-    [
-        "run saga_checkout [INTERNAL]",
-        "  run saga_checkout failed [INTERNAL] ERROR",
-        "  send reserve_inventory [PRODUCER]",
-        "  process reserve_inventory [CONSUMER] attempt=1",
-        "    send authorize_payment [PRODUCER]",
-        "  process authorize_payment [CONSUMER] attempt=1",
-        "    send capture_payment [PRODUCER]",
-        "  process capture_payment [CONSUMER] attempt=1 ERROR",
-        "    send capture_payment [PRODUCER]",
-        "  process capture_payment [CONSUMER] attempt=2 ERROR",
-        "    send compensation saga_checkout [PRODUCER]",
-        "  compensate saga_checkout [CONSUMER]",
-        "    compensate authorize_payment [INTERNAL]",
-        "    compensate reserve_inventory [INTERNAL]",
-    ]
-)
-
-
 def test_spans_arrive_through_the_collector_with_their_tree_and_typed_attributes(
     collector: str, receiver: Receiver
 ) -> None:
@@ -157,7 +143,7 @@ def test_spans_arrive_through_the_collector_with_their_tree_and_typed_attributes
     }
 
     trace = Trace(spans)  # one trace: fails if the spans span more than one
-    assert trace.render() == EXPECTED_TREE
+    assert trace.render() == SAGA_TREE
     check_links(trace)
     root = trace.root
     assert root.attributes == {

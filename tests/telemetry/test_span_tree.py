@@ -20,7 +20,13 @@ from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.telemetry import nanoseconds
 from squidmesh_sdk.testing import WorkflowEnvironment
 from tests.telemetry.conftest import Telemetry
-from tests.telemetry.support import Trace, assert_never_mentions, check_links, run_trace
+from tests.telemetry.support import (
+    SAGA_TREE,
+    Trace,
+    assert_never_mentions,
+    check_links,
+    run_trace,
+)
 
 SECRET = "zq-secret-7731"  # noqa: S105 - a payload value no span may carry
 START = datetime(2020, 1, 1, 9, 0, tzinfo=UTC)
@@ -267,24 +273,7 @@ def test_a_failed_run_with_compensation(environment: Any, telemetry: Telemetry) 
 
     spans = telemetry.spans()
     trace = run_trace(spans, run.id)
-    assert trace.render() == "\n".join(
-        [
-            "run saga_checkout [INTERNAL]",
-            "  run saga_checkout failed [INTERNAL] ERROR",
-            "  send reserve_inventory [PRODUCER]",
-            "  process reserve_inventory [CONSUMER] attempt=1",
-            "    send authorize_payment [PRODUCER]",
-            "  process authorize_payment [CONSUMER] attempt=1",
-            "    send capture_payment [PRODUCER]",
-            "  process capture_payment [CONSUMER] attempt=1 ERROR",
-            "    send capture_payment [PRODUCER]",
-            "  process capture_payment [CONSUMER] attempt=2 ERROR",
-            "    send compensation saga_checkout [PRODUCER]",
-            "  compensate saga_checkout [CONSUMER]",
-            "    compensate authorize_payment [INTERNAL]",
-            "    compensate reserve_inventory [INTERNAL]",
-        ]
-    )
+    assert trace.render() == SAGA_TREE
     check_links(trace)
     declined = "samples.saga_checkout.PaymentDeclinedError"
     for span in trace.named("process capture_payment"):

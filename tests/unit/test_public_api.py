@@ -118,3 +118,15 @@ def test_import_does_not_load_drivers_or_the_otel_sdk() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_an_application_without_logging_sees_no_runtime_warnings() -> None:
+    code = (
+        "import logging, squidmesh_sdk\n"
+        "logging.getLogger('squidmesh_sdk.runtime').warning('workflow step failed')\n"
+        "logging.getLogger('elsewhere').warning('not ours')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stderr == "not ours\n"  # Python's last-resort handler, for others only

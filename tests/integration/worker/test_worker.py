@@ -127,3 +127,31 @@ def test_stop_lets_a_running_step_finish(client: Client, tmp_path: Path) -> None
     assert blocked.status == "completed"
     (next_job,) = _jobs(client)
     assert (next_job.step, next_job.status) == ("after", "queued")
+
+
+def test_a_retried_outcome_transaction_claims_nothing_ahead(client: Client) -> None:
+    """A job handed over by a transaction that was rolled back and retried is not claimed.
+
+    ``offer.pending`` then names a job from the failed attempt; claiming its step would leave
+    the step running with no job to finish it.
+    """
+    from squidmesh_sdk.executors.database import continuation
+    from squidmesh_sdk.runtime import runner
+    from squidmesh_sdk.runtime.delivery import Delivery
+    from squidmesh_sdk.store.jobs import NewJob
+
+    run = client.start_run("five_steps")
+    with client.runtime.transaction() as tx:
+        (job,) = job_store.claim(tx, worker="w", queues=["default"], limit=1, lease=30)
+    with continuation("w", 30, ["default"], lambda: True) as offer:
+        # What the failed first attempt left behind: a reservation and a job that never was.
+        offer.reserved = True
+        offer.pending = (NewJob(kind="step", payload={}, queue="default", run_id=run.id,
+                                step="step_2"), 10**9, object())  # fmt: skip
+        delivery = Delivery(settle=lambda tx: job_store.complete(tx, job.id, worker="w"))
+        assert runner.perform(client.runtime, job.payload, delivery=delivery) == "executed"
+    assert offer.claim is None
+    assert offer.job is None
+    (queued,) = _jobs(client)
+    assert (queued.step, queued.status) == ("step_2", "queued")
+    assert client.inspect_run(run.id, include_history=True).step_run("step_2") is None
