@@ -16,6 +16,7 @@ __all__ = [
     "jobs",
     "metadata",
     "migrations",
+    "outbox",
     "run_events",
     "runs",
     "step_runs",
@@ -193,4 +194,34 @@ cron_schedules = sa.Table(
     sa.Column("trigger", NAME, primary_key=True),
     sa.Column("last_start", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Messages for an executor whose broker cannot join our transaction (Celery): written with the
+# state change that implies them, published by a relay once committed and due, and deleted in
+# the transaction that follows their publication. A relay that dies after publishing leaves the
+# row, which is published again: a duplicate delivery, which the runtime ignores.
+outbox = sa.Table(
+    "squidmesh_outbox",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("destination", NAME, nullable=False),
+    sa.Column("payload", JSONColumn(), nullable=False),
+    sa.Column(
+        "run_id",
+        sa.Uuid,
+        sa.ForeignKey("squidmesh_runs.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    # Not before this time: long delays are kept here, not as broker ETAs.
+    sa.Column("publish_at", UTCDateTime, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.Index("ix_squidmesh_outbox_due", "publish_at", "id"),
+    sa.Index(None, "run_id"),
 )
