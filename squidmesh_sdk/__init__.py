@@ -42,6 +42,7 @@ from squidmesh_sdk.definition import (
 from squidmesh_sdk.errors import (
     DefinitionError,
     DispatchFailed,
+    ExecutorNotReady,
     InvalidExecutorPayload,
     InvalidPayload,
     InvalidResume,
@@ -83,6 +84,7 @@ __all__ = [
     "DefinitionError",
     "DispatchFailed",
     "Executor",
+    "ExecutorNotReady",
     "InlineExecutor",
     "InvalidExecutorPayload",
     "InvalidPayload",

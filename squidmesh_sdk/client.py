@@ -18,6 +18,7 @@ from squidmesh_sdk.executors.inline import InlineExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.runtime import lifecycle, manual, runner
 from squidmesh_sdk.runtime.core import Runtime
+from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.runtime.events import LoggingObserver, Observer
 from squidmesh_sdk.runtime.explanation import RunExplanation
 from squidmesh_sdk.runtime.runner import CronStart
@@ -88,7 +89,9 @@ class Client:
             ),
             stale_step_timeout=stale_step_timeout,
         )
-        self._runtime.executor.bind(ExecutorBinding(self.perform, self._runtime.clock))
+        self._runtime.executor.bind(
+            ExecutorBinding(self.perform, self._runtime.clock, self._runtime.database)
+        )
 
     @property
     def database(self) -> Database:
@@ -286,8 +289,15 @@ class Client:
             self._runtime, run_id, "rejected", actor=actor, comment=comment, metadata=metadata
         )
 
-    def perform(self, payload: Mapping[str, Any]) -> str:
+    def perform(self, payload: Mapping[str, Any], *, redelivered: bool = False) -> str:
         """Execute one payload an executor delivered; the entry point of host jobs.
+
+        Deliveries are at least once: a duplicate of a payload whose work is done, or under
+        way, does nothing. Pass ``redelivered=True`` when the queue knows the previous
+        delivery of this payload was lost with its worker (a broker redelivering an
+        unacknowledged message, a job retried after its worker stalled): a step that delivery
+        left running is then taken over at once, its attempt recorded as ``abandoned``,
+        instead of waiting for ``stale_step_timeout``.
 
         Returns:
             What the delivery did: ``"executed"``, ``"reconciled"``, ``"skipped"`` (stale or
@@ -298,7 +308,8 @@ class Client:
             InvalidRunId, RunNotFound, InvalidWorkflow: the job names a run or workflow this
                 client cannot find.
         """
-        return runner.perform(self._runtime, payload)
+        delivery = Delivery(reclaim=True) if redelivered else None
+        return runner.perform(self._runtime, payload, delivery=delivery)
 
     def start_cron_trigger(
         self,

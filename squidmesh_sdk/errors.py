@@ -40,6 +40,7 @@ from typing import Any
 __all__ = [
     "DefinitionError",
     "DispatchFailed",
+    "ExecutorNotReady",
     "InvalidExecutorPayload",
     "InvalidPayload",
     "InvalidResume",
@@ -349,6 +350,13 @@ class InvalidExecutorPayload(SquidmeshError, ValueError):
         self.payload = payload
         self.problem = problem
         super().__init__(f"invalid executor payload ({problem}): {payload!r}")
+
+
+class ExecutorNotReady(SquidmeshError):
+    """The executor's engine is not set up for this client (wrong database, missing schema).
+
+    Raised when the client is built, or by the first dispatch, with what to fix.
+    """
 
 
 class SchemaNotReady(SquidmeshError):

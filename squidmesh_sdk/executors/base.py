@@ -16,31 +16,41 @@ the whole transaction, and the delivery that caused it is retried by its queue.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from squidmesh_sdk.clock import Clock
-from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.records import Run
 
-__all__ = ["DispatchMetadata", "Executor", "ExecutorBinding"]
+__all__ = ["DispatchMetadata", "Executor", "ExecutorBinding", "Perform"]
 
 DispatchMetadata = Mapping[str, Any]
 """What an executor reports about a job it accepted (``job_id``, ``queue``, ...)."""
 
 
+class Perform(Protocol):
+    """The signature of :meth:`squidmesh_sdk.Client.perform`."""
+
+    def __call__(self, payload: Mapping[str, Any], *, redelivered: bool = False) -> str:
+        """Execute one delivered payload; ``redelivered``: its previous delivery was lost."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutorBinding:
-    """What the client hands its executor: the way back in, and the runtime's clock.
+    """What the client hands its executor: the way back in, the clock and the database.
 
     Attributes:
         perform: Executes one delivered payload (:meth:`squidmesh_sdk.Client.perform`).
         clock: The clock the runtime stamps and schedules with.
+        database: The database the runtime keeps runs in (an outbox relay reads it).
     """
 
-    perform: Callable[[Mapping[str, Any]], str]
+    perform: Perform
     clock: Clock
+    database: Database | None = None
 
 
 @runtime_checkable

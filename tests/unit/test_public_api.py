@@ -21,6 +21,7 @@ EXPECTED = [
     "DefinitionError",
     "DispatchFailed",
     "Executor",
+    "ExecutorNotReady",
     "InlineExecutor",
     "InvalidExecutorPayload",
     "InvalidPayload",
@@ -103,7 +104,7 @@ def test_public_methods_are_documented() -> None:
 def test_every_error_shares_one_root() -> None:
     errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
     exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
-    assert len(exceptions) == 21
+    assert len(exceptions) == 22
     assert all(issubclass(e, squidmesh_sdk.SquidmeshError) for e in exceptions)
 
 

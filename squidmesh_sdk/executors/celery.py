@@ -1,0 +1,268 @@
+"""Run workflow steps on Celery workers, through a transactional outbox.
+
+Celery cannot join the runtime's database transaction, so publishing a task straight from it
+could announce a state change that then rolls back, or commit one whose task is never sent.
+:class:`CeleryExecutor` writes each message to ``squidmesh_outbox`` *in* the transaction, and
+an :class:`~squidmesh_sdk.executors.outbox.OutboxRelay` publishes it once committed and due:
+
+- right after the commit, from the committing thread, so a chained step starts at once;
+- and from a background relay thread that publishes what was delayed (waits and retry
+  backoff stay in the database until due, never as broker ETAs, which Redis delivers twice
+  when they exceed its visibility timeout) or could not be published (the broker was down).
+
+The Celery task ``squidmesh.perform`` calls :meth:`squidmesh_sdk.Client.perform`. It is
+acknowledged late and rejected when its worker is lost, so a worker killed mid-step leaves
+the message with the broker, which redelivers it; the runtime then takes over the step the
+dead worker left running. Duplicate messages (a relay that died between publishing and
+deleting) are harmless: the runtime ignores a delivery whose work is done or under way.
+
+Requires the ``celery`` extra: ``pip install 'squidmesh-sdk[celery]'``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from celery import Celery, Task, signals
+
+from squidmesh_sdk import errors
+from squidmesh_sdk.executors import payloads
+from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding
+from squidmesh_sdk.executors.outbox import OutboxRelay
+from squidmesh_sdk.store import outbox as outbox_store
+from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.records import Run
+
+__all__ = ["TASK_NAME", "CeleryExecutor"]
+
+logger = logging.getLogger("squidmesh_sdk.celery")
+
+TASK_NAME = "squidmesh.perform"
+"""The name of the Celery task that performs squidmesh payloads."""
+
+# Deliveries that name something this client cannot find will never succeed: retrying them
+# only fills the broker. Every other exception (the database is away) is retried.
+_PERMANENT = (
+    errors.InvalidExecutorPayload,
+    errors.InvalidRunId,
+    errors.RunNotFound,
+    errors.InvalidWorkflow,
+)
+_MAX_RETRY_DELAY = 60.0
+
+
+class CeleryExecutor:
+    """Delivers step, compensation and cron work as Celery tasks.
+
+    Args:
+        app: The host's Celery application. The task :data:`TASK_NAME` is registered on it.
+        queue: The Celery queue tasks are sent to.
+        queue_for: Optional per-workflow routing: workflow name to queue name (``None`` keeps
+            the default).
+        relay_interval: Seconds between two passes of the background relay.
+        relay_lease: Seconds after which a message a relay took but neither published nor
+            postponed (the relay died) is published again.
+        start_relay_in_workers: Start the background relay in every Celery worker process
+            of ``app`` (on ``worker_ready``; stopped on ``worker_shutdown``). Other processes
+            that should relay (a web app with no worker) call :meth:`start_relay`.
+        publish_on_commit: Publish new, due messages right after the commit that wrote them,
+            from the committing thread. Without it only the background relay publishes.
+    """
+
+    def __init__(
+        self,
+        app: Celery,
+        *,
+        queue: str = "squidmesh",
+        queue_for: Callable[[str], str | None] | None = None,
+        relay_interval: float = 1.0,
+        relay_lease: float = 30.0,
+        start_relay_in_workers: bool = True,
+        publish_on_commit: bool = True,
+    ) -> None:
+        if not queue:
+            raise ValueError("queue must be a non-empty name")
+        if not relay_interval > 0:
+            raise ValueError(f"relay_interval must be > 0 seconds, got {relay_interval!r}")
+        if not relay_lease > 0:
+            raise ValueError(f"relay_lease must be > 0 seconds, got {relay_lease!r}")
+        self.app = app
+        self.queue = queue
+        self._queue_for = queue_for
+        self._relay_interval = relay_interval
+        self._relay_lease = relay_lease
+        self._publish_on_commit = publish_on_commit
+        self._binding: ExecutorBinding | None = None
+        self._relay: OutboxRelay | None = None
+
+        def perform(task: Task[Any, Any], payload: Mapping[str, Any]) -> str:
+            return self._perform(task, payload)
+
+        self.task: Task[Any, Any] = app.task(
+            name=TASK_NAME,
+            bind=True,
+            acks_late=True,
+            reject_on_worker_lost=True,
+            ignore_result=True,
+            max_retries=None,
+        )(perform)
+        if start_relay_in_workers:
+            signals.worker_ready.connect(self._on_worker_ready, weak=False)
+            signals.worker_shutdown.connect(self._on_worker_shutdown, weak=False)
+        signals.worker_process_init.connect(self._on_worker_process_init, weak=False)
+
+    def bind(self, binding: ExecutorBinding) -> None:
+        """Remember the client this executor serves; its database holds the outbox."""
+        if binding.database is None:
+            raise ValueError("CeleryExecutor needs the client's database for its outbox")
+        self._binding = binding
+        self._relay = OutboxRelay(
+            binding.database,
+            binding.clock,
+            self._publish,
+            interval=self._relay_interval,
+            lease=self._relay_lease,
+        )
+
+    @property
+    def relay(self) -> OutboxRelay:
+        """The outbox relay of this executor (available once a client is bound)."""
+        if self._relay is None:
+            raise RuntimeError("CeleryExecutor is not bound to a client yet")
+        return self._relay
+
+    def start_relay(self) -> None:
+        """Publish outbox messages from a background thread of this process."""
+        self.relay.start()
+
+    def stop_relay(self, timeout: float | None = 10.0) -> None:
+        """Stop the background relay thread of this process, if running."""
+        if self._relay is not None:
+            self._relay.stop(timeout)
+
+    def queue_of(self, workflow: str) -> str:
+        """The Celery queue a workflow's tasks go to."""
+        routed = self._queue_for(workflow) if self._queue_for is not None else None
+        return routed or self.queue
+
+    def enqueue_step(
+        self, tx: Transaction, run: Run, step: str, *, schedule_in: float | None = None
+    ) -> DispatchMetadata:
+        """Write one step message to the outbox in ``tx``."""
+        return self.enqueue_steps(tx, run, [step], schedule_in=schedule_in)[0]
+
+    def enqueue_steps(
+        self,
+        tx: Transaction,
+        run: Run,
+        steps: Sequence[str],
+        *,
+        schedule_in: float | None = None,
+    ) -> Sequence[DispatchMetadata]:
+        """Write one message per step to the outbox in ``tx``: all commit, or none."""
+        queue = self.queue_of(run.workflow)
+        messages = [
+            outbox_store.NewMessage(
+                queue, payloads.step_payload(run.id, step), run_id=run.id, delay=schedule_in
+            )
+            for step in steps
+        ]
+        return self._add(tx, messages)
+
+    def enqueue_compensation(self, tx: Transaction, run: Run) -> DispatchMetadata:
+        """Write a compensation message to the outbox in ``tx``."""
+        message = outbox_store.NewMessage(
+            self.queue_of(run.workflow), payloads.compensation_payload(run.id), run_id=run.id
+        )
+        return self._add(tx, [message])[0]
+
+    def enqueue_cron(
+        self,
+        tx: Transaction,
+        workflow: str,
+        trigger: str,
+        *,
+        signal: Mapping[str, Any] | None = None,
+        schedule_in: float | None = None,
+    ) -> DispatchMetadata:
+        """Write a cron activation message to the outbox in ``tx``."""
+        message = outbox_store.NewMessage(
+            self.queue_of(workflow),
+            payloads.cron_payload(workflow, trigger, signal),
+            delay=schedule_in,
+        )
+        return self._add(tx, [message])[0]
+
+    def _add(
+        self, tx: Transaction, messages: list[outbox_store.NewMessage]
+    ) -> list[DispatchMetadata]:
+        ids = outbox_store.add(tx, messages)
+        due = [i for i, message in zip(ids, messages, strict=True) if not message.delay]
+        if due and self._publish_on_commit:
+            tx.after_commit(lambda: self._publish_after_commit(due))
+        return [
+            {"outbox_id": i, "queue": message.destination, "schedule_in": message.delay}
+            for i, message in zip(ids, messages, strict=True)
+        ]
+
+    def _publish_after_commit(self, ids: list[int]) -> None:
+        # The state change is committed: a failure here must not reach the caller. The
+        # messages stay in the outbox and the background relay publishes them.
+        try:
+            self.relay.relay(ids)
+        except Exception:
+            logger.warning("publishing after commit failed; the relay will retry", exc_info=True)
+
+    def _publish(self, message: outbox_store.Message) -> None:
+        self.task.apply_async(
+            args=(dict(message.payload),),
+            queue=message.destination,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.5},
+        )
+
+    def _perform(self, task: Task[Any, Any], payload: Mapping[str, Any]) -> str:
+        binding = self._binding
+        if binding is None:
+            # The worker imported the executor but built no client: a deployment error that
+            # a retry may outlive (a lazily built client), so the message is not dropped.
+            raise task.retry(
+                exc=RuntimeError("CeleryExecutor is not bound to a squidmesh Client"),
+                countdown=_MAX_RETRY_DELAY,
+            )
+        request = task.request
+        redelivered = bool((request.delivery_info or {}).get("redelivered")) or bool(
+            request.retries
+        )
+        try:
+            return binding.perform(payload, redelivered=redelivered)
+        except _PERMANENT:
+            logger.exception("dropping a squidmesh task that can never succeed")
+            return "rejected"
+        except Exception as exc:
+            delay = min(_MAX_RETRY_DELAY, 2.0 ** (request.retries or 0))
+            logger.warning(
+                "squidmesh task failed; retrying",
+                extra={"retries": request.retries, "retry_in": delay},
+                exc_info=True,
+            )
+            raise task.retry(exc=exc, countdown=delay) from exc
+
+    def _on_worker_ready(self, sender: Any = None, **_: Any) -> None:
+        if _app_of(sender) is self.app and self._relay is not None:
+            self._relay.start()
+
+    def _on_worker_shutdown(self, sender: Any = None, **_: Any) -> None:
+        if _app_of(sender) in (self.app, None):
+            self.stop_relay()
+
+    def _on_worker_process_init(self, **_: Any) -> None:
+        # A forked pool child must not share the parent's database connections.
+        if self._binding is not None and self._binding.database is not None:
+            self._binding.database.engine.dispose(close=False)
+
+
+def _app_of(sender: Any) -> Any:
+    return getattr(sender, "app", None)

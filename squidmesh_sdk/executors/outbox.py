@@ -1,0 +1,156 @@
+"""The outbox relay: publishes committed outbox messages to a broker, at least once.
+
+Executors whose broker cannot join the runtime's transaction (Celery) write their messages to
+``squidmesh_outbox`` with the state change (:mod:`squidmesh_sdk.store.outbox`). A relay
+publishes them once committed and due:
+
+1. *take* due messages in a short transaction: their ``publish_at`` moves forward by a lease,
+   so other relays leave them alone while no database lock is held during the publish;
+2. publish each one to the broker;
+3. delete the published ones in a second transaction; postpone the rest with backoff.
+
+A relay that dies after (2) leaves its messages in the table; when the lease runs out another
+relay publishes them again. The runtime treats the duplicate delivery as a no-op. Delayed work
+(waits, retry backoff) stays in the table until due, so a broker never holds a long ETA.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from squidmesh_sdk.clock import Clock
+from squidmesh_sdk.store import outbox as outbox_store
+from squidmesh_sdk.store.database import Database
+
+__all__ = ["OutboxRelay", "Publish"]
+
+logger = logging.getLogger("squidmesh_sdk.outbox")
+
+Publish = Callable[[outbox_store.Message], None]
+"""Publishes one message to the broker; raises if the broker did not take it."""
+
+_MAX_BACKOFF = 60.0
+
+
+class OutboxRelay:
+    """Publishes due outbox messages with ``publish``, on demand or from a thread of its own.
+
+    Args:
+        database: The runtime's database.
+        clock: The runtime's clock (``publish_at`` is stamped with it).
+        publish: Hands one message to the broker.
+        interval: Seconds between two passes of the background thread when nothing wakes it.
+        batch: The most messages one pass takes at once.
+        lease: Seconds a taken message is left alone by other relays; it is published again
+            after that if this relay neither published nor postponed it (it died).
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        clock: Clock,
+        publish: Publish,
+        *,
+        interval: float = 1.0,
+        batch: int = 100,
+        lease: float = 30.0,
+    ) -> None:
+        if not interval > 0:
+            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch!r}")
+        if not lease > 0:
+            raise ValueError(f"lease must be > 0 seconds, got {lease!r}")
+        self._database = database
+        self._clock = clock
+        self._publish = publish
+        self.interval = interval
+        self.batch = batch
+        self.lease = lease
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def relay(self, ids: Sequence[int] | None = None) -> int:
+        """Publish due messages (only ``ids``, if given) until none is left; return how many.
+
+        A message the broker refuses is postponed with backoff and the pass stops there: the
+        broker is probably down, and the next pass (or another relay) tries again.
+        """
+        published = 0
+        while True:
+            with self._database.transaction(self._clock.now()) as tx:
+                taken = outbox_store.take(tx, lease=self.lease, limit=self.batch, ids=ids)
+            if not taken:
+                return published
+            done, failed, error = self._publish_all(taken)
+            with self._database.transaction(self._clock.now()) as tx:
+                outbox_store.remove(tx, done)
+                if failed:
+                    delay = min(_MAX_BACKOFF, 2.0 ** (min(m.attempts for m in failed) - 1))
+                    outbox_store.postpone(tx, [m.id for m in failed], delay=delay, error=error)
+            published += len(done)
+            if failed:
+                logger.warning(
+                    "outbox relay could not publish; retrying later",
+                    extra={"messages": len(failed), "error": error, "retry_in": delay},
+                )
+                return published
+
+    def _publish_all(
+        self, taken: list[outbox_store.Message]
+    ) -> tuple[list[int], list[outbox_store.Message], str]:
+        done: list[int] = []
+        for index, message in enumerate(taken):
+            try:
+                self._publish(message)
+            except Exception as exc:  # noqa: BLE001 - any broker failure postpones, never loses
+                return done, taken[index:], f"{type(exc).__name__}: {exc}"
+            done.append(message.id)
+        return done, [], ""
+
+    def wake(self) -> None:
+        """Make the background thread run a pass now."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the background thread (idempotent)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopping.clear()
+            self._thread = threading.Thread(
+                target=self._run, name="squidmesh-outbox-relay", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop the background thread after its current pass."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the background thread is running."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                self.relay()
+                backoff = 0.0
+            except Exception:
+                backoff = min(_MAX_BACKOFF, max(self.interval, backoff * 2))
+                logger.warning("outbox relay pass failed", exc_info=True)
+            self._wake.wait(backoff or self.interval)

@@ -1,0 +1,266 @@
+"""Run workflow steps on Procrastinate workers, enqueued inside the runtime's transaction.
+
+Procrastinate keeps its jobs in PostgreSQL, so :class:`ProcrastinateExecutor` inserts them
+with the runtime's own psycopg connection, in the transaction of the state change that implies
+them: a rollback leaves no job and a commit leaves all of them (a fan-out is one batch insert).
+Delays (waits, retry backoff) become the job's ``scheduled_at``.
+
+The Procrastinate task ``squidmesh.perform`` calls :meth:`squidmesh_sdk.Client.perform`. A
+delivery that raised (the database was away) is retried with capped exponential backoff. A
+worker that dies mid-step stops sending heartbeats; the periodic task
+``squidmesh.retry_stalled_jobs`` queues its jobs again, and their next delivery takes over the
+step the dead worker left running.
+
+Requires the ``procrastinate`` extra (``pip install 'squidmesh-sdk[procrastinate]'``), a
+PostgreSQL database reached through psycopg 3, and Procrastinate's schema applied to that
+same database (``procrastinate --app=... schema --apply``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import procrastinate
+from procrastinate import jobs as procrastinate_jobs
+from procrastinate.manager import JobManager
+
+from squidmesh_sdk import errors
+from squidmesh_sdk.executors import payloads
+from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding
+from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.records import Run
+
+__all__ = ["RETRY_STALLED_TASK_NAME", "TASK_NAME", "ProcrastinateExecutor"]
+
+logger = logging.getLogger("squidmesh_sdk.procrastinate")
+
+TASK_NAME = "squidmesh.perform"
+"""The name of the Procrastinate task that performs squidmesh payloads."""
+
+RETRY_STALLED_TASK_NAME = "squidmesh.retry_stalled_jobs"
+"""The periodic task that queues again the jobs of workers that stopped sending heartbeats."""
+
+# Deliveries that name something this client cannot find will never succeed.
+_PERMANENT = (
+    errors.InvalidExecutorPayload,
+    errors.InvalidRunId,
+    errors.RunNotFound,
+    errors.InvalidWorkflow,
+)
+_MAX_RETRY_DELAY = 60
+
+
+class _CappedBackoff(procrastinate.BaseRetryStrategy):
+    """Retry a failed delivery forever, after 1, 2, 4 ... seconds, at most a minute."""
+
+    def get_retry_decision(
+        self, *, exception: BaseException, job: procrastinate_jobs.Job
+    ) -> procrastinate.RetryDecision | None:
+        if isinstance(exception, _PERMANENT):
+            return None
+        delay = min(_MAX_RETRY_DELAY, 2 ** min(job.attempts, 6))
+        return procrastinate.RetryDecision(retry_in={"seconds": delay})
+
+
+class ProcrastinateExecutor:
+    """Delivers step, compensation and cron work as Procrastinate jobs.
+
+    Args:
+        app: The host's Procrastinate application, on the same PostgreSQL database as the
+            client. The tasks :data:`TASK_NAME` and :data:`RETRY_STALLED_TASK_NAME` are
+            registered on it.
+        queue: The Procrastinate queue jobs go to.
+        queue_for: Optional per-workflow routing: workflow name to queue name (``None`` keeps
+            the default).
+        stalled_after: Seconds without a heartbeat after which a worker counts as dead and
+            its squidmesh jobs are queued again. Keep it above the workers'
+            ``update_heartbeat_interval`` (10 s by default).
+        retry_stalled_cron: When workers look for stalled jobs (Procrastinate's periodic
+            syntax; a 6th column gives seconds). ``None`` registers no periodic task: call
+            :meth:`retry_stalled_jobs` yourself.
+    """
+
+    def __init__(
+        self,
+        app: procrastinate.App,
+        *,
+        queue: str = "squidmesh",
+        queue_for: Callable[[str], str | None] | None = None,
+        stalled_after: float = 30.0,
+        retry_stalled_cron: str | None = "* * * * * */10",
+    ) -> None:
+        if not queue:
+            raise ValueError("queue must be a non-empty name")
+        if not stalled_after > 0:
+            raise ValueError(f"stalled_after must be > 0 seconds, got {stalled_after!r}")
+        self.app = app
+        self.queue = queue
+        self.stalled_after = stalled_after
+        self._queue_for = queue_for
+        self._binding: ExecutorBinding | None = None
+        self._schema_checked = False
+        # Jobs are inserted on the runtime's own (synchronous) psycopg connection whatever
+        # connector the app uses; this manager only ever runs queries on a given connection.
+        self._manager = JobManager(procrastinate.SyncPsycopgConnector())
+
+        def perform(context: procrastinate.JobContext, payload: dict[str, Any]) -> str:
+            return self._perform(context, payload)
+
+        self.task = app.task(
+            name=TASK_NAME, queue=queue, pass_context=True, retry=_CappedBackoff()
+        )(perform)
+        if retry_stalled_cron is not None:
+
+            async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> int:
+                return await self._retry_stalled(context.app)
+
+            app.periodic(cron=retry_stalled_cron)(
+                app.task(
+                    name=RETRY_STALLED_TASK_NAME,
+                    queue=queue,
+                    pass_context=True,
+                    queueing_lock=RETRY_STALLED_TASK_NAME,
+                )(retry_stalled)
+            )
+
+    def bind(self, binding: ExecutorBinding) -> None:
+        """Remember the client this executor serves.
+
+        Raises:
+            ExecutorNotReady: the client's database is not PostgreSQL reached through psycopg 3.
+        """
+        database = binding.database
+        if database is not None:
+            engine = database.engine
+            if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
+                raise errors.ExecutorNotReady(
+                    "ProcrastinateExecutor needs the client's database on PostgreSQL through "
+                    f"psycopg 3 (postgresql+psycopg://...), not {engine.url.drivername}"
+                )
+        self._binding = binding
+
+    def queue_of(self, workflow: str) -> str:
+        """The Procrastinate queue a workflow's jobs go to."""
+        routed = self._queue_for(workflow) if self._queue_for is not None else None
+        return routed or self.queue
+
+    def enqueue_step(
+        self, tx: Transaction, run: Run, step: str, *, schedule_in: float | None = None
+    ) -> DispatchMetadata:
+        """Insert one step job in ``tx``."""
+        return self.enqueue_steps(tx, run, [step], schedule_in=schedule_in)[0]
+
+    def enqueue_steps(
+        self,
+        tx: Transaction,
+        run: Run,
+        steps: Sequence[str],
+        *,
+        schedule_in: float | None = None,
+    ) -> Sequence[DispatchMetadata]:
+        """Insert one job per step in ``tx``, in one batch: all commit, or none."""
+        queue = self.queue_of(run.workflow)
+        return self._defer(
+            tx,
+            [payloads.step_payload(run.id, step) for step in steps],
+            queue=queue,
+            schedule_in=schedule_in,
+        )
+
+    def enqueue_compensation(self, tx: Transaction, run: Run) -> DispatchMetadata:
+        """Insert a compensation job in ``tx``."""
+        payload = payloads.compensation_payload(run.id)
+        return self._defer(tx, [payload], queue=self.queue_of(run.workflow))[0]
+
+    def enqueue_cron(
+        self,
+        tx: Transaction,
+        workflow: str,
+        trigger: str,
+        *,
+        signal: Mapping[str, Any] | None = None,
+        schedule_in: float | None = None,
+    ) -> DispatchMetadata:
+        """Insert a cron activation job in ``tx``."""
+        payload = payloads.cron_payload(workflow, trigger, signal)
+        return self._defer(tx, [payload], queue=self.queue_of(workflow), schedule_in=schedule_in)[0]
+
+    async def retry_stalled_jobs(self) -> int:
+        """Queue again the squidmesh jobs of workers that stopped sending heartbeats.
+
+        Returns:
+            How many jobs were queued again.
+        """
+        return await self._retry_stalled(self.app)
+
+    def _defer(
+        self,
+        tx: Transaction,
+        job_payloads: list[dict[str, Any]],
+        *,
+        queue: str,
+        schedule_in: float | None = None,
+    ) -> list[DispatchMetadata]:
+        connection = tx.connection.connection.dbapi_connection
+        self._check_schema(connection)
+        scheduled_at = None
+        if schedule_in:
+            # Procrastinate compares scheduled_at with the real clock, not the runtime's (which
+            # a test may have frozen), so the delay is counted from now.
+            scheduled_at = datetime.now(UTC) + timedelta(seconds=schedule_in)
+        new = [
+            procrastinate_jobs.Job(
+                id=None,
+                queue=queue,
+                lock=None,
+                queueing_lock=None,
+                task_name=TASK_NAME,
+                task_kwargs={"payload": payload},
+                scheduled_at=scheduled_at,
+                priority=procrastinate_jobs.DEFAULT_PRIORITY,
+            )
+            for payload in job_payloads
+        ]
+        deferred = self._manager.batch_defer_jobs(new, connection=connection)
+        return [{"job_id": job.id, "queue": queue, "schedule_in": schedule_in} for job in deferred]
+
+    def _check_schema(self, connection: Any) -> None:
+        if self._schema_checked:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")
+            row = cursor.fetchone()
+        if not (row and row[0]):
+            raise errors.ExecutorNotReady(
+                "Procrastinate's tables are missing from the squidmesh database: apply its "
+                "schema there (procrastinate --app=<your app> schema --apply)"
+            )
+        self._schema_checked = True
+
+    def _perform(self, context: procrastinate.JobContext, payload: dict[str, Any]) -> str:
+        binding = self._binding
+        if binding is None:
+            raise RuntimeError("ProcrastinateExecutor is not bound to a squidmesh Client")
+        # A job delivered again was either retried after raising, or re-queued because its
+        # worker stalled: either way no one else is performing it now.
+        redelivered = context.job.attempts > 0
+        try:
+            return binding.perform(payload, redelivered=redelivered)
+        except _PERMANENT:
+            logger.exception("dropping a squidmesh job that can never succeed")
+            raise
+
+    async def _retry_stalled(self, app: procrastinate.App) -> int:
+        stalled = await app.job_manager.get_stalled_jobs(
+            task_name=TASK_NAME, seconds_since_heartbeat=self.stalled_after
+        )
+        count = 0
+        for job in stalled:
+            await app.job_manager.retry_job(job)
+            count += 1
+        if count:
+            logger.warning("queued again the jobs of stalled workers", extra={"jobs": count})
+        return count
