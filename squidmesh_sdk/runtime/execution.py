@@ -393,15 +393,15 @@ def _invoke(runtime: Runtime, claim: _Claim, tx: Transaction | None) -> _Outcome
 
 def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) -> Run:
     """Record the attempt's outcome and move the run on; return the run as it is left."""
-    run = run_store.lock_run(tx.connection, claim.run.id)
+    run = run_store.relock_run(tx.connection, claim.run)
     node = claim.node
     duration = tx.now - claim.attempt.inserted_at
     try:
         if outcome.exception is None:
             assert outcome.output is not None  # noqa: S101
             output = inputs.namespaced(node, outcome.output)
-            attempt_store.complete_attempt(tx, claim.attempt.id)
-            step_run_store.complete_step(tx, claim.step_run.id, output)
+            attempt_store.mark_completed(tx, claim.attempt.id)
+            step_run_store.mark_completed(tx, claim.step_run.id, output)
             tx.events.append(StepCompleted(run, node.name, claim.attempt.number, duration))
             return progression.advance_after_success(
                 runtime, tx, run, claim.definition, node, output

@@ -25,6 +25,7 @@ __all__ = [
     "failed_attempt_count",
     "latest_attempt",
     "list_attempts",
+    "mark_completed",
     "next_attempt_number",
 ]
 
@@ -59,6 +60,18 @@ def complete_attempt(tx: Transaction, attempt_id: str | uuid.UUID) -> Attempt:
         StaleRecord: the attempt is not running (or does not exist).
     """
     return _finish(tx, attempt_id, "completed", None)
+
+
+def mark_completed(tx: Transaction, attempt_id: str | uuid.UUID) -> None:
+    """Like :func:`complete_attempt`, without reading the attempt back (the step hot path).
+
+    Raises:
+        StaleRecord: the attempt is not running (or does not exist).
+    """
+    params = {"p_id": attempt_id, "p_status": "completed", "p_error": None, "p_now": tx.now}
+    if _FINISH_QUIETLY.execute(tx.connection, params):
+        return
+    _finish(tx, attempt_id, "completed", None)  # raises StaleRecord with the current status
 
 
 def fail_attempt(tx: Transaction, attempt_id: str | uuid.UUID, error: Mapping[str, Any]) -> Attempt:
@@ -159,6 +172,17 @@ _FINISH = Prepared(
             updated_at=sa.bindparam("p_now"),
         )
         .returning(*attempts.c)
+    )
+)
+_FINISH_QUIETLY = Prepared(
+    lambda _: (
+        attempts.update()
+        .where(attempts.c.id == sa.bindparam("p_id"), attempts.c.status == "running")
+        .values(
+            status=sa.bindparam("p_status"),
+            error=sa.bindparam("p_error"),
+            updated_at=sa.bindparam("p_now"),
+        )
     )
 )
 _LATEST = Prepared(

@@ -37,6 +37,7 @@ __all__ = [
     "get_run",
     "list_runs",
     "lock_run",
+    "relock_run",
     "replay_blockers",
     "replay_run",
     "schedule_next_step",
@@ -118,6 +119,21 @@ def lock_run(connection: Connection, run_id: object) -> Run:
         RunNotFound: no such run.
     """
     return _select_run(connection, run_id, for_update=True)
+
+
+def relock_run(connection: Connection, run: Run) -> Run:
+    """Lock ``run`` again (read earlier, in another transaction) and refresh it.
+
+    Only what a run can change is read again: its status, context, current step, last error
+    and ``updated_at``. The rest (payload, trace context, ...) is written once, at creation.
+
+    Raises:
+        RunNotFound: the run is gone.
+    """
+    row = _RELOCK_RUN.first(connection, {"run_id": run.id})
+    if row is None:
+        raise errors.RunNotFound(run.id)
+    return dataclasses.replace(run, **row)
 
 
 def get_run(connection: Connection, run_id: object, *, include_history: bool = False) -> Run:
@@ -393,6 +409,15 @@ def _select_run(connection: Connection, run_id: object, *, for_update: bool) -> 
 _SELECT_RUN = Prepared(lambda _: sa.select(runs).where(runs.c.id == sa.bindparam("run_id")))
 _LOCK_RUN = Prepared(
     lambda _: sa.select(runs).where(runs.c.id == sa.bindparam("run_id")).with_for_update()
+)
+_RELOCK_RUN = Prepared(
+    lambda _: (
+        sa.select(
+            runs.c.status, runs.c.context, runs.c.current_step, runs.c.last_error, runs.c.updated_at
+        )
+        .where(runs.c.id == sa.bindparam("run_id"))
+        .with_for_update()
+    )
 )
 _INSERT_RUN = Prepared(
     lambda _: runs.insert().values({column.key: sa.bindparam(column.key) for column in runs.c})

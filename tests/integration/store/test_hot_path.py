@@ -1,0 +1,172 @@
+"""What the step hot path relies on: prepared statements' conversions, lean writes and reads,
+and the connection each thread keeps between transactions."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from squidmesh_sdk import RunNotFound
+from squidmesh_sdk.errors import StaleRecord
+from squidmesh_sdk.store import attempts as attempt_store
+from squidmesh_sdk.store import runs as run_store
+from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store.database import Database, Transaction
+from squidmesh_sdk.store.ids import new_id
+from squidmesh_sdk.store.prepared import Prepared
+from squidmesh_sdk.store.schema import runs
+from tests.integration.store.support import T0, at, finish_step, move, new_run, read, write
+
+_SELECT = Prepared(
+    lambda _: sa.select(runs.c.id, runs.c.replayed_from_run_id, runs.c.updated_at).where(
+        runs.c.id == sa.bindparam("run_id")
+    )
+)
+_TOUCH = Prepared(
+    lambda _: (
+        runs.update()
+        .where(runs.c.id == sa.bindparam("run_id"))
+        .values(updated_at=sa.bindparam("at"))
+    )
+)
+
+
+def test_prepared_statements_take_ids_as_strings_or_uuids_and_return_canonical_strings(
+    db: Database,
+) -> None:
+    run = new_run(db)
+    for key in (run.id, uuid.UUID(run.id)):
+        row = read(db, lambda c, key=key: _SELECT.first(c, {"run_id": key}))  # type: ignore[misc]
+        assert row is not None
+        assert row["id"] == run.id
+        assert isinstance(row["id"], str)
+        assert row["replayed_from_run_id"] is None
+
+
+def test_prepared_statements_reject_malformed_ids(db: Database) -> None:
+    with pytest.raises(ValueError, match="hexadecimal UUID"):
+        read(db, lambda c: _SELECT.first(c, {"run_id": "not-a-uuid"}))
+
+
+def test_prepared_times_are_the_ones_sqlalchemy_writes_and_reads(db: Database) -> None:
+    run = new_run(db)
+    # Written by a prepared statement in another zone: SQLAlchemy reads back the same instant.
+    moment = (T0 + timedelta(microseconds=7)).astimezone(timezone(timedelta(hours=5)))
+    write(db, lambda tx: _TOUCH.execute(tx.connection, {"run_id": run.id, "at": moment}))
+    core = read(
+        db,
+        lambda c: c.scalar(sa.select(runs.c.updated_at).where(runs.c.id == uuid.UUID(run.id))),
+    )
+    assert core == moment
+    # Compared in SQL with a time SQLAlchemy binds: the stored text sorts as the instant does.
+    later = read(
+        db,
+        lambda c: c.scalar(sa.select(sa.func.count()).where(runs.c.updated_at > at(0))),
+    )
+    assert later == 1
+    row = read(db, lambda c: _SELECT.first(c, {"run_id": run.id}))
+    assert row is not None
+    assert row["updated_at"] == moment
+    assert row["updated_at"].utcoffset() == timedelta(0)
+
+
+def test_relock_run_refreshes_what_a_run_can_change(db: Database) -> None:
+    run = new_run(db, trace_context={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
+    move(db, run.id, "running", now=at(1), context={"a": 1}, current_step="charge")
+    relocked = write(db, lambda tx: run_store.relock_run(tx.connection, run), at(2))
+    assert relocked == read(db, lambda c: run_store.get_run(c, run.id))
+    assert (relocked.status, relocked.context, relocked.current_step) == (
+        "running",
+        {"a": 1},
+        "charge",
+    )
+
+
+def test_relock_run_of_a_deleted_run_raises_run_not_found(db: Database) -> None:
+    run = new_run(db)
+    write(db, lambda tx: tx.connection.execute(runs.delete()))
+    with pytest.raises(RunNotFound):
+        write(db, lambda tx: run_store.relock_run(tx.connection, run))
+
+
+def test_quiet_completions_write_what_the_full_ones_do(db: Database) -> None:
+    run = new_run(db)
+
+    def claim(tx: Transaction) -> tuple[str, str]:
+        step_run, _ = step_run_store.begin_step(tx, run.id, "reserve", {"in": 1})
+        return step_run.id, attempt_store.begin_attempt(tx, step_run.id).id
+
+    step_run_id, attempt_id = write(db, claim)
+
+    def complete(tx: Transaction) -> None:
+        attempt_store.mark_completed(tx, attempt_id)
+        step_run_store.mark_completed(tx, step_run_id, {"out": 2})
+
+    write(db, complete, at(1))
+    step_run = read(db, lambda c: step_run_store.get_step_run(c, run.id, "reserve"))
+    assert step_run is not None
+    assert (step_run.status, step_run.output, step_run.updated_at) == (
+        "completed",
+        {"out": 2},
+        at(1),
+    )
+    [attempt] = read(db, lambda c: attempt_store.list_attempts(c, step_run_id))
+    assert (attempt.status, attempt.updated_at) == ("completed", at(1))
+    # A second completion lost a race: it is stale, with the status it found.
+    with pytest.raises(StaleRecord, match="completed"):
+        write(db, lambda tx: attempt_store.mark_completed(tx, attempt_id))
+    with pytest.raises(StaleRecord, match="completed"):
+        write(db, lambda tx: step_run_store.mark_completed(tx, step_run_id, {}))
+
+
+def test_quiet_completions_of_unknown_rows_are_stale(db: Database) -> None:
+    run = new_run(db)
+    write(db, lambda tx: finish_step(tx, run.id, "reserve"))
+    with pytest.raises(StaleRecord):
+        write(db, lambda tx: attempt_store.mark_completed(tx, str(new_id())))
+    with pytest.raises(StaleRecord):
+        write(db, lambda tx: step_run_store.mark_completed(tx, str(new_id()), {}))
+
+
+def _driver_connection(db: Database) -> object:
+    with db.transaction(T0) as tx:
+        return tx.connection.connection.dbapi_connection
+
+
+def test_a_thread_keeps_its_connection_between_transactions(db: Database) -> None:
+    first = _driver_connection(db)
+    assert _driver_connection(db) is first
+    if db.dialect == "postgresql":  # SQLite has one writer: nested writes would wait forever
+        with db.transaction(T0) as outer:
+            # A transaction opened inside another one cannot share its connection.
+            inner = _driver_connection(db)
+            assert outer.connection.connection.dbapi_connection is first
+            assert inner is not first
+        # One connection is kept, not two.
+        assert _driver_connection(db) is inner
+        first = inner
+    found: list[object] = []
+    thread = threading.Thread(target=lambda: found.append(_driver_connection(db)))
+    thread.start()
+    thread.join()
+    assert found[0] is not first
+
+
+def test_a_failed_transaction_does_not_keep_its_connection(db: Database) -> None:
+    first = _driver_connection(db)
+    with pytest.raises(RuntimeError), db.transaction(T0):
+        raise RuntimeError("boom")
+    assert _driver_connection(db) is not first
+
+
+def test_dispose_closes_kept_connections(db: Database) -> None:
+    with db.transaction(T0) as tx:
+        kept = tx.connection
+    db.dispose()
+    assert kept.closed
+    # The database still works afterwards, on a new connection.
+    new_run(db)
