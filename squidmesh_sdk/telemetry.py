@@ -49,6 +49,7 @@ __all__ = [
     "TO_STATUS",
     "TRIGGER",
     "WORKFLOW",
+    "active",
     "carrier_of",
     "context_of",
     "meter",
@@ -82,6 +83,21 @@ meter = metrics.get_meter("squidmesh_sdk", _VERSION)
 _propagator = TraceContextTextMapPropagator()
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def active() -> bool:
+    """Whether spans made now could record or carry a trace.
+
+    ``False`` when no tracer provider is installed (so every span is a no-op) and nothing
+    current belongs to a trace. Spans are then skipped altogether: even a no-op span costs
+    more per step than the database work of some statements.
+    """
+    if not isinstance(trace.get_tracer_provider(), _NO_OP_PROVIDERS):
+        return True
+    return trace.get_current_span().get_span_context().is_valid
+
+
+_NO_OP_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
 
 def nanoseconds(moment: datetime) -> int:
@@ -147,8 +163,13 @@ def span(
     With ``new_trace`` the span is the root of a trace of its own, linked to the current span
     (a run started during an HTTP request gets its own trace, linked to the request's).
     An exception leaving the block sets the span's status to ERROR with ``error.type``.
+    Without a tracer provider and any trace to join, the block runs under no span at all
+    (:func:`active`): the span it gets is the invalid, non-recording one.
     """
     parent_context = context_of(parent)
+    if parent_context is None and not active():
+        yield trace.INVALID_SPAN
+        return
     if new_trace:
         caller = trace.get_current_span().get_span_context()
         links = [*links, Link(caller)] if caller.is_valid else links

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
 from sqlalchemy.exc import SQLAlchemyError
 
 from squidmesh_sdk import errors, telemetry
@@ -113,6 +113,10 @@ def _sending(
     name: str, run: Run, steps: Sequence[str], schedule_in: float | None
 ) -> Iterator[Span]:
     """A PRODUCER span around an enqueue; the payloads built inside carry its context."""
+    if not telemetry.active():  # no span to make; the run's own context still travels
+        with payloads.carrying({"run": run.trace_context} if run.trace_context else None):
+            yield INVALID_SPAN
+        return
     attributes = telemetry.run_attributes(
         run.workflow,
         run.id,
