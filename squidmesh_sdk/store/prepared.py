@@ -81,8 +81,10 @@ class Prepared:
         Id columns come back as canonical UUID strings.
         """
         compiled = self._compile(connection.dialect)
-        raw_rows, _ = _run(connection, compiled.sql, compiled.parameters(params))
         columns = compiled.columns
+        raw_rows, _ = _run(
+            connection, compiled.sql, compiled.parameters(params), fetch=columns is not None
+        )
         if columns is None:
             return []
         converters = compiled.converters
@@ -104,7 +106,9 @@ class Prepared:
     def execute(self, connection: Connection, params: Mapping[str, Any]) -> int:
         """Execute a statement without result rows; return the number of rows it touched."""
         compiled = self._compile(connection.dialect)
-        _, rowcount = _run(connection, compiled.sql, compiled.parameters(params))
+        # Rows a statement returns are still fetched: SQLite finishes a statement only then.
+        fetch = compiled.columns is not None
+        _, rowcount = _run(connection, compiled.sql, compiled.parameters(params), fetch=fetch)
         return rowcount
 
     def _compile(self, dialect: Dialect) -> _Compiled:
@@ -118,7 +122,7 @@ class Prepared:
 
 
 def _run(
-    connection: Connection, sql: str, params: dict[str, Any]
+    connection: Connection, sql: str, params: dict[str, Any], *, fetch: bool
 ) -> tuple[list[Sequence[Any]], int]:
     """Execute on the connection's DBAPI cursor, inside its current transaction.
 
@@ -126,19 +130,29 @@ def _run(
     Statement listeners (``before_cursor_execute``) still see the statement, and driver errors
     are translated into SQLAlchemy's, as its own execution would: a lost connection is
     invalidated and reported as ``OperationalError`` with ``connection_invalidated`` set.
+
+    One cursor per driver connection is reused: creating one is a good part of the cost of a
+    statement with psycopg. Rows are fetched only from statements that return some (asking
+    the cursor for its ``description`` builds an object per column).
     """
     dialect = connection.dialect
-    raw = connection.connection.dbapi_connection
+    fairy = connection.connection
+    raw = fairy.dbapi_connection
     assert raw is not None  # noqa: S101 - a connection in a transaction has its DBAPI connection
-    cursor = raw.cursor()
+    cursor = fairy.info.get(_CURSOR)
+    if cursor is None:
+        cursor = fairy.info[_CURSOR] = raw.cursor()
     try:
         if connection.dispatch.before_cursor_execute:
             connection.dispatch.before_cursor_execute(connection, cursor, sql, params, None, False)
         cursor.execute(sql, params)
-        rows = list(cursor.fetchall()) if cursor.description is not None else []
+        rows = list(cursor.fetchall()) if fetch else []
         return rows, cursor.rowcount
     except dialect.loaded_dbapi.Error as exc:
         disconnect = dialect.is_disconnect(exc, raw, cursor)
+        # A fresh cursor for the next statement: this one may hold a failed result.
+        fairy.info.pop(_CURSOR, None)
+        cursor.close()
         if disconnect:
             connection.invalidate(exc)
         raise DBAPIError.instance(
@@ -149,8 +163,10 @@ def _run(
             connection_invalidated=disconnect,
             dialect=dialect,
         ) from exc
-    finally:
-        cursor.close()
+
+
+_CURSOR = "squidmesh_cursor"
+"""Where a driver connection's reusable cursor is kept (its ``info`` dict)."""
 
 
 def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
@@ -235,13 +251,23 @@ def _hex_to_id(value: str) -> str:
 
 def _time_to_sqlite(value: datetime | None) -> str | None:
     """Naive UTC text, ``YYYY-MM-DD HH:MM:SS.ffffff``, SQLAlchemy's format (it sorts by time)."""
+    global _last_time
     if value is None:
         return None
+    last = _last_time
+    if last[0] is value:  # a transaction stamps most of its values with the same object
+        return last[1]
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: squidmesh stores aware UTC datetimes")
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    text = utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+    # One assignment, so a thread never sees one value with another's text; the tuple keeps
+    # the datetime alive, so no other object can take its identity meanwhile.
+    _last_time = (value, text)
+    return text
+
+
+_last_time: tuple[object, str] = (None, "")
 
 
 def _time_from_sqlite(value: object) -> datetime:
