@@ -31,13 +31,16 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from squidmesh_sdk import telemetry
+from squidmesh_sdk.errors import SquidmeshError
+from squidmesh_sdk.executors import payloads
 from squidmesh_sdk.executors.database import NOTIFY_CHANNEL, DatabaseExecutor, continuation
 from squidmesh_sdk.executors.scheduler import CronScheduler
-from squidmesh_sdk.runtime import invoke, runner
+from squidmesh_sdk.runtime import execution, invoke, runner
 from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.runtime.failures import describe_error
 from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.jobs import Job
 
 if TYPE_CHECKING:
@@ -236,6 +239,8 @@ class Worker:
             claimed = job_store.claim(
                 tx, worker=self.name, queues=self.queues, limit=free, lease=self.lease
             )
+            # Each step starts in this transaction too: one commit fewer per claimed job.
+            ahead = {job.id: self._claim_step(tx, job) for job in claimed}
         for job in claimed:
             lag = max((tx.now - job.run_at).total_seconds(), 0.0)
             _schedule_to_start.record(
@@ -244,7 +249,7 @@ class Worker:
             token = object()
             with self._inflight_lock:
                 self._inflight[token] = job.id
-            future = pool.submit(self._deliver_chain, job, token)
+            future = pool.submit(self._deliver_chain, job, token, ahead[job.id])
             future.add_done_callback(self._on_done(token))
             self._futures.add(future)
         return len(claimed)
@@ -270,10 +275,24 @@ class Worker:
 
     # -- one job -------------------------------------------------------------------------
 
-    def _deliver_chain(self, job: Job, token: object) -> None:
-        """Perform ``job``, then each continuation it hands over, until there is none."""
+    def _claim_step(self, tx: Transaction, job: Job) -> object | None:
+        """Claim the step of a freshly claimed step job, or leave it to the delivery."""
+        if job.kind != "step" or job.rescues > 0 or self._stopping.is_set():
+            return None  # a rescued job first checks whether its step may be taken over
+        try:
+            step_job = payloads.parse(job.payload)
+        except SquidmeshError:
+            return None
+        if not isinstance(step_job, payloads.StepJob):
+            return None
+        return execution.claim_step(self.client.runtime, tx, step_job.run_id, step_job.step)
+
+    def _deliver_chain(self, job: Job, token: object, claim: object | None = None) -> None:
+        """Perform ``job``, then each continuation it hands over, until there is none.
+
+        ``claim``: the job's step, already claimed by the transaction that leased the job.
+        """
         current: Job | None = job
-        claim: object | None = None
         while current is not None:
             if self._stopping.is_set() and claim is None:
                 # A stopping worker takes no new work: the continuation goes back to the queue.

@@ -41,7 +41,7 @@ from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Attempt, Run, StepRun
 
-__all__ = ["Outcome", "execute_step"]
+__all__ = ["Outcome", "claim_step", "execute_step"]
 
 Outcome = Literal["executed", "reconciled", "skipped", "cancelled", "paused"]
 """What a step delivery did."""
@@ -113,6 +113,29 @@ def execute_step(
         outcome = _execute(runtime, run_id, step, delivery or Delivery())
         span.set_attribute(telemetry.OUTCOME, outcome)
         return outcome
+
+
+def claim_step(runtime: Runtime, tx: Transaction, run_id: str, step: str) -> object | None:
+    """Claim ``step`` in ``tx``, a transaction that leases its job, for the delivery to follow.
+
+    A worker claiming a job this way saves the step a transaction of its own; the claim goes
+    to the delivery as ``Delivery(claim=...)``. Only a step that simply starts is claimed:
+    whenever the delivery has something else to decide (the run is finished or paused, the
+    step is a built-in one, it already runs, the run or workflow is unknown...), nothing is
+    written and ``None`` is returned, so the delivery does exactly what it would have done.
+    """
+    try:
+        with tx.savepoint():
+            found = _claim(runtime, tx, run_id, step, reclaim=False)
+            if not isinstance(found, _Claim):
+                raise _NotClaimed
+    except Exception:  # noqa: BLE001 - the delivery decides, with its own error handling
+        return None
+    return found
+
+
+class _NotClaimed(Exception):
+    """Undo a claim attempt that did not simply start the step."""
 
 
 def _execute(runtime: Runtime, run_id: str, step: str, delivery: Delivery) -> Outcome:

@@ -1,0 +1,101 @@
+"""A step claimed by the transaction that leases its job starts exactly as a delivery would,
+and a step that does not simply start is left to the delivery, with nothing written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from squidmesh_sdk import COMPLETE, Workflow, manual
+from squidmesh_sdk.runtime import execution
+from squidmesh_sdk.runtime.delivery import Delivery
+from squidmesh_sdk.runtime.events import StepStarted
+from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.testing import WorkflowEnvironment
+from tests.integration.runtime.conftest import MakeEnv
+
+
+def _workflow() -> Workflow:
+    wf = Workflow("claimed", triggers=[manual("go")])
+
+    @wf.step
+    def first() -> dict[str, Any]:
+        return {"first": 1}
+
+    wf.chain(first, COMPLETE)
+    return wf
+
+
+def _claim(env: WorkflowEnvironment, run_id: str, step: str) -> object | None:
+    runtime = env.client.runtime
+    with runtime.transaction() as tx:
+        return execution.claim_step(runtime, tx, run_id, step)
+
+
+def test_a_claimed_step_is_performed_without_being_claimed_again(make_env: MakeEnv) -> None:
+    env = make_env(_workflow(), run_immediately=False)
+    run = env.start_run("claimed")
+    claim = _claim(env, run.id, "first")
+    assert claim is not None
+    assert [e.step for e in env.events.of_type(StepStarted)] == ["first"]
+    outcome = execution.execute_step(
+        env.client.runtime, run.id, "first", delivery=Delivery(claim=claim)
+    )
+    assert outcome == "executed"
+    finished = env.client.inspect_run(run.id, include_history=True)
+    assert finished.status == "completed"
+    step_run = finished.step_run("first")
+    assert step_run is not None
+    assert [a.number for a in step_run.attempts or ()] == [1]
+    assert len(env.events.of_type(StepStarted)) == 1
+
+
+@pytest.mark.parametrize("case", ["cancelled", "unknown_step", "unknown_run", "started"])
+def test_a_step_that_does_not_simply_start_is_left_to_its_delivery(
+    make_env: MakeEnv, case: str
+) -> None:
+    env = make_env(_workflow(), run_immediately=False)
+    run = env.start_run("claimed")
+    run_id, step = run.id, "first"
+    if case == "cancelled":
+        env.client.cancel_run(run.id)
+    elif case == "unknown_step":
+        step = "nope"
+    elif case == "unknown_run":
+        run_id = "0190e3a4-0000-7000-8000-000000000000"
+    else:
+        assert _claim(env, run.id, "first") is not None
+    before = len(env.events.events)
+    status = env.client.inspect_run(run.id).status
+    assert _claim(env, run_id, step) is None
+    # Nothing written, nothing reported: the delivery will decide, as it always did.
+    assert len(env.events.events) == before
+    assert env.client.inspect_run(run.id).status == status
+    with env.client.runtime.database.read() as connection:
+        step_run = step_run_store.get_step_run(connection, run.id, "first")
+    assert (step_run.status if step_run else None) == ("running" if case == "started" else None)
+
+
+def test_a_failed_savepoint_undoes_its_writes_events_and_callbacks(make_env: MakeEnv) -> None:
+    env = make_env(_workflow(), run_immediately=False)
+    run = env.start_run("claimed")
+    called: list[str] = []
+
+    def write_then_fail(tx: Transaction) -> None:
+        with tx.savepoint():
+            step_run_store.begin_step(tx, run.id, "first", {})
+            tx.events.append("undone")
+            tx.after_commit(lambda: called.append("undone"))
+            raise RuntimeError("boom")
+
+    with env.client.runtime.transaction() as tx:
+        tx.events.append("kept")
+        with pytest.raises(RuntimeError, match="boom"):
+            write_then_fail(tx)
+        assert tx.events == ["kept"]
+        tx.events.clear()
+    assert called == []
+    with env.client.runtime.database.read() as connection:
+        assert step_run_store.get_step_run(connection, run.id, "first") is None
