@@ -52,26 +52,16 @@ class RedisServer:
 
     def start(self) -> None:
         """Start the server and wait until it answers."""
-        log = (self.root / "redis.log").open("ab")
-        self._process = subprocess.Popen(
-            [
-                self.binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--dir",
-                str(self.root),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with (self.root / "redis.log").open("ab") as log:
+            self._process = subprocess.Popen(
+                [
+                    self.binary,
+                    *("--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.root)),
+                    *("--save", "", "--appendonly", "yes", "--appendfsync", "always"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

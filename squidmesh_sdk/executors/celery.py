@@ -22,6 +22,7 @@ Requires the ``celery`` extra: ``pip install 'squidmesh-sdk[celery]'``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -96,12 +97,14 @@ class CeleryExecutor:
         self._publish_on_commit = publish_on_commit
         self._binding: ExecutorBinding | None = None
         self._relay: OutboxRelay | None = None
+        self._pid = os.getpid()
 
         def perform(task: Task[Any, Any], payload: Mapping[str, Any]) -> str:
             return self._perform(task, payload)
 
         self.task: Task[Any, Any] = app.task(
             name=TASK_NAME,
+            shared=False,  # this app's task, bound to this executor, not every app's
             bind=True,
             acks_late=True,
             reject_on_worker_lost=True,
@@ -118,6 +121,7 @@ class CeleryExecutor:
         if binding.database is None:
             raise ValueError("CeleryExecutor needs the client's database for its outbox")
         self._binding = binding
+        self._pid = os.getpid()
         self._relay = OutboxRelay(
             binding.database,
             binding.clock,
@@ -259,9 +263,13 @@ class CeleryExecutor:
             self.stop_relay()
 
     def _on_worker_process_init(self, **_: Any) -> None:
-        # A forked pool child must not share the parent's database connections.
-        if self._binding is not None and self._binding.database is not None:
-            self._binding.database.engine.dispose(close=False)
+        # A forked pool child must not use the parent's pooled connections: forget them
+        # without closing them (closing would end the parent's sessions). The solo and thread
+        # pools send this signal in the parent itself, which must keep its pool.
+        binding = self._binding
+        if binding is not None and binding.database is not None and os.getpid() != self._pid:
+            binding.database.engine.dispose(close=False)
+            self._pid = os.getpid()
 
 
 def _app_of(sender: Any) -> Any:

@@ -1,0 +1,188 @@
+"""The Celery executor against a real Redis broker and real Celery workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+from squidmesh_sdk import Client, Run
+from squidmesh_sdk.executors.celery import CeleryExecutor
+from squidmesh_sdk.store import outbox as outbox_store
+from tests.integration.executors.conftest import SpawnEngine
+from tests.integration.executors.engines import QUEUE, celery_client
+from tests.integration.worker.conftest import ROOT, settled, wait_until
+from tools.redisserver import RedisServer
+
+
+def _executor(client: Client) -> CeleryExecutor:
+    executor = client.executor
+    assert isinstance(executor, CeleryExecutor)
+    return executor
+
+
+def _attempts(client: Client, run: Run) -> dict[str, list[str]]:
+    found = client.inspect_run(run.id, include_history=True)
+    return {sr.step: [a.status for a in sr.attempts or ()] for sr in found.step_runs or ()}
+
+
+def _outbox_size(client: Client) -> int:
+    with client.database.read() as connection:
+        return outbox_store.count(connection)
+
+
+@pytest.fixture
+def client(database_url: str, redis: RedisServer) -> Iterator[Client]:
+    with celery_client(database_url, redis.url) as instance:
+        yield instance
+
+
+@pytest.fixture
+def in_process_worker(client: Client) -> Iterator[None]:
+    """A real Celery worker thread (solo pool) and the relay of this process."""
+    executor = _executor(client)
+    with start_worker(
+        executor.app, pool="solo", perform_ping_check=False, queues=[QUEUE], loglevel="WARNING"
+    ):
+        executor.start_relay()
+        try:
+            yield
+        finally:
+            executor.stop_relay()
+
+
+@pytest.mark.usefixtures("in_process_worker")
+def test_runs_with_fan_out_retry_delays_and_waits_complete(client: Client) -> None:
+    fan_out = client.start_run("fan_out")
+    linear = [client.start_run("five_steps") for _ in range(5)]
+    delayed = client.start_run("delayed")
+    wait_until(settled(client, [fan_out, *linear, delayed]), what="every run to finish")
+
+    assert client.inspect_run(fan_out.id).context["joined"] == "done/done/2"
+    assert _attempts(client, fan_out) == {
+        "root": ["completed"],
+        "left": ["completed"],
+        "right": ["completed"],
+        "flaky": ["failed", "completed"],
+        "join": ["completed"],
+        "settle": ["completed"],
+        "finish": ["completed"],
+    }
+    assert {client.inspect_run(run.id).status for run in [*linear, delayed]} == {"completed"}
+    assert _attempts(client, delayed)["flaky"] == ["failed", "completed"]
+    assert _outbox_size(client) == 0
+
+
+def test_a_rolled_back_change_leaves_no_message_and_a_committed_one_is_published(
+    client: Client,
+) -> None:
+    executor = _executor(client)
+    run = client.start_run("one_step")  # published after commit; no worker consumes it
+    assert _outbox_size(client) == 0
+
+    class Abort(Exception):
+        pass
+
+    def enqueue_then_abort() -> None:
+        with client.database.transaction(client.clock.now()) as tx:
+            executor.enqueue_steps(tx, run, ["only", "only"])
+            raise Abort
+
+    with pytest.raises(Abort):
+        enqueue_then_abort()
+    assert _outbox_size(client) == 0
+
+
+def _relay_crash(database_url: str, broker_url: str, point: str) -> None:
+    """Start a run without publishing it, then die in the relay at ``point``."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.executors.relay_crash",
+            database_url,
+            broker_url,
+            point,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("point", ["before_publish", "after_publish"])
+def test_a_relay_killed_around_its_publish_loses_nothing(
+    client: Client, database_url: str, redis: RedisServer, point: str
+) -> None:
+    _relay_crash(database_url, redis.url, point)
+    run = client.list_runs()[0]
+    assert _outbox_size(client) == 1, "the killed relay deleted nothing"
+
+    executor = _executor(client)
+    with start_worker(
+        executor.app, pool="solo", perform_ping_check=False, queues=[QUEUE], loglevel="WARNING"
+    ):
+        executor.start_relay()  # republishes once the dead relay's 1 s lease is over
+        try:
+            wait_until(settled(client, [run]), what="the run to finish")
+            # After a publish, the run may finish before the lease is over; the message is
+            # then published a second time, and that duplicate delivery changes nothing.
+            wait_until(lambda: _outbox_size(client) == 0, what="the outbox to drain")
+        finally:
+            executor.stop_relay()
+    assert client.inspect_run(run.id).status == "completed"
+    assert _attempts(client, run) == {f"step_{i}": ["completed"] for i in range(1, 6)}
+
+
+def test_runs_complete_when_the_broker_restarts_mid_run(
+    client: Client, database_url: str, redis: RedisServer, spawn_engine_worker: SpawnEngine
+) -> None:
+    runs = [client.start_run("five_steps") for _ in range(20)]
+    spawn_engine_worker("celery", database_url, redis.url)
+    wait_until(
+        lambda: any(client.inspect_run(run.id).status == "completed" for run in runs),
+        what="the first completed run",
+    )
+    redis.stop()
+    more = [client.start_run("five_steps") for _ in range(5)]  # kept in the outbox meanwhile
+    assert _outbox_size(client) >= 5
+    redis.start()
+    # No relay runs in this process: the worker's own relay (started on worker_ready)
+    # publishes what the outage kept in the outbox.
+    assert not _executor(client).relay.running
+    wait_until(settled(client, runs + more), timeout=120, what="every run to finish")
+    assert {client.inspect_run(run.id).status for run in runs + more} == {"completed"}
+    for run in runs + more:
+        assert [s.count("completed") for s in _attempts(client, run).values()] == [1] * 5
+    assert _outbox_size(client) == 0
+
+
+def test_a_worker_killed_mid_step_is_replaced_and_the_run_completes(
+    client: Client,
+    database_url: str,
+    redis: RedisServer,
+    spawn_engine_worker: SpawnEngine,
+    tmp_path: Path,
+) -> None:
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    run = client.start_run("gated", {"gate": str(gate), "started": str(started)})
+    doomed = spawn_engine_worker("celery", database_url, redis.url)
+    wait_until(started.exists, what="the blocked step to start in the first worker")
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    gate.touch()
+    spawn_engine_worker("celery", database_url, redis.url)
+    wait_until(settled(client, [run]), what="the second worker to finish the run")
+    assert client.inspect_run(run.id).status == "completed"
+    assert _attempts(client, run) == {
+        "before": ["completed"],
+        "blocked": ["abandoned", "completed"],
+        "after": ["completed"],
+    }

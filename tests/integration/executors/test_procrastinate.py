@@ -1,0 +1,223 @@
+"""The Procrastinate executor against real Procrastinate workers on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+
+from squidmesh_sdk import Client, Database, DispatchFailed, ExecutorNotReady, Run
+from squidmesh_sdk.executors.procrastinate import TASK_NAME, ProcrastinateExecutor
+from tests.integration.executors.conftest import SpawnEngine, apply_procrastinate_schema
+from tests.integration.executors.engines import procrastinate_client, run_procrastinate_worker
+from tests.integration.worker.conftest import settled, wait_until
+from tools.pgserver import PrivateServer
+
+pytestmark = pytest.mark.postgres
+on_postgres = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+
+
+def _executor(client: Client) -> ProcrastinateExecutor:
+    executor = client.executor
+    assert isinstance(executor, ProcrastinateExecutor)
+    return executor
+
+
+def _attempts(client: Client, run: Run) -> dict[str, list[str]]:
+    found = client.inspect_run(run.id, include_history=True)
+    return {sr.step: [a.status for a in sr.attempts or ()] for sr in found.step_runs or ()}
+
+
+def _jobs(client: Client) -> dict[str, int]:
+    """Procrastinate's squidmesh jobs (not the periodic stalled-job check) by status."""
+    with client.database.read() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT status::text, count(*) FROM procrastinate_jobs "
+                "WHERE task_name = :task GROUP BY status"
+            ),
+            {"task": TASK_NAME},
+        ).all()
+    return dict(rows)
+
+
+@pytest.fixture
+def client(procrastinate_url: str) -> Iterator[Client]:
+    with procrastinate_client(procrastinate_url) as instance:
+        yield instance
+
+
+@pytest.fixture
+def in_process_worker(client: Client) -> Iterator[None]:
+    """A real Procrastinate worker on an event loop thread of this process."""
+    loop = asyncio.new_event_loop()
+    worker = loop.create_task(
+        run_procrastinate_worker(_executor(client).app, install_signal_handlers=False)
+    )
+
+    def run() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(worker)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(worker.cancel)
+        thread.join(timeout=30)
+        loop.close()
+
+
+@on_postgres
+@pytest.mark.usefixtures("in_process_worker")
+def test_runs_with_fan_out_retry_delays_and_waits_complete(client: Client) -> None:
+    fan_out = client.start_run("fan_out")
+    linear = [client.start_run("five_steps") for _ in range(5)]
+    delayed = client.start_run("delayed")
+    wait_until(settled(client, [fan_out, *linear, delayed]), what="every run to finish")
+
+    assert client.inspect_run(fan_out.id).context["joined"] == "done/done/2"
+    assert _attempts(client, fan_out) == {
+        "root": ["completed"],
+        "left": ["completed"],
+        "right": ["completed"],
+        "flaky": ["failed", "completed"],
+        "join": ["completed"],
+        "settle": ["completed"],
+        "finish": ["completed"],
+    }
+    assert {client.inspect_run(run.id).status for run in [*linear, delayed]} == {"completed"}
+    assert _attempts(client, delayed)["flaky"] == ["failed", "completed"]
+    # One job per step attempt (a retry is a job of its own), each performed once.
+    steps = 8 + 5 * 5 + 4  # fan_out: flaky twice; delayed: flaky twice, the wait, done
+    assert _jobs(client) == {"succeeded": steps}
+
+
+@on_postgres
+def test_a_rollback_leaves_no_job_and_a_commit_leaves_them_all(client: Client) -> None:
+    executor = _executor(client)
+    run = client.start_run("one_step")
+    assert _jobs(client) == {"todo": 1}
+
+    class Abort(Exception):
+        pass
+
+    def enqueue_then_abort() -> None:
+        with client.database.transaction(client.clock.now()) as tx:
+            executor.enqueue_steps(tx, run, ["only", "only", "only"])
+            raise Abort
+
+    with pytest.raises(Abort):
+        enqueue_then_abort()
+    assert _jobs(client) == {"todo": 1}
+
+    with client.database.transaction(client.clock.now()) as tx:
+        deferred = executor.enqueue_steps(tx, run, ["only", "only"], schedule_in=30)
+    assert _jobs(client) == {"todo": 3}
+    with client.database.read() as connection:
+        delays = connection.execute(
+            sa.text(
+                "SELECT extract(epoch FROM scheduled_at - now()) FROM procrastinate_jobs "
+                "WHERE id = ANY(:ids)"
+            ),
+            {"ids": [job["job_id"] for job in deferred]},
+        ).scalars()
+        assert all(25 < delay <= 30 for delay in delays)
+
+
+@on_postgres
+def test_a_database_without_procrastinates_schema_is_refused_and_nothing_is_kept(
+    database_url: str,
+) -> None:
+    with procrastinate_client(database_url) as client:
+        with pytest.raises(DispatchFailed) as raised:
+            client.start_run("one_step")
+        assert isinstance(raised.value.__cause__, ExecutorNotReady)
+        assert "schema --apply" in str(raised.value.__cause__)
+        assert client.list_runs() == []
+
+
+def test_a_sqlite_client_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ExecutorNotReady, match="PostgreSQL through psycopg 3"):
+        procrastinate_client(f"sqlite:///{tmp_path}/squidmesh.db")
+
+
+def _tolerant(client: Client, runs: list[Run]) -> bool:
+    try:
+        return settled(client, runs)()
+    except DBAPIError:
+        return False  # the database is restarting
+
+
+@pytest.fixture
+def private_server() -> Iterator[PrivateServer]:
+    server = PrivateServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def test_runs_complete_when_postgresql_restarts_mid_run(
+    private_server: PrivateServer, spawn_engine_worker: SpawnEngine
+) -> None:
+    url = private_server.url
+    apply_procrastinate_schema(url)
+    database = Database(url)
+    client = procrastinate_client(url)
+    try:
+        client.migrate()
+        runs = [client.start_run("five_steps") for _ in range(30)]
+        workers = [spawn_engine_worker("procrastinate", url)]
+        wait_until(
+            lambda: any(client.inspect_run(run.id).status == "completed" for run in runs),
+            what="the first completed run",
+        )
+        private_server.stop("fast")
+        private_server.start()
+
+        def supervised_and_settled() -> bool:
+            # A Procrastinate worker exits when it loses the database; like systemd or
+            # Kubernetes would, start another one. Nothing may be lost in between.
+            if workers[-1].poll() is not None:
+                workers.append(spawn_engine_worker("procrastinate", url))
+            return _tolerant(client, runs)
+
+        wait_until(supervised_and_settled, timeout=180, what="every run to finish")
+        assert {client.inspect_run(run.id).status for run in runs} == {"completed"}
+        for run in runs:
+            completed = [s.count("completed") for s in _attempts(client, run).values()]
+            assert completed == [1, 1, 1, 1, 1]
+    finally:
+        client.close()
+        database.dispose()
+
+
+@on_postgres
+def test_a_worker_killed_mid_step_is_replaced_and_the_run_completes(
+    client: Client, procrastinate_url: str, spawn_engine_worker: SpawnEngine, tmp_path: Path
+) -> None:
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    run = client.start_run("gated", {"gate": str(gate), "started": str(started)})
+    doomed = spawn_engine_worker("procrastinate", procrastinate_url)
+    wait_until(started.exists, what="the blocked step to start in the first worker")
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    gate.touch()
+    spawn_engine_worker("procrastinate", procrastinate_url)
+    wait_until(settled(client, [run]), what="the second worker to finish the run")
+    assert client.inspect_run(run.id).status == "completed"
+    assert _attempts(client, run) == {
+        "before": ["completed"],
+        "blocked": ["abandoned", "completed"],
+        "after": ["completed"],
+    }
