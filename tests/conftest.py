@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL
 from squidmesh_sdk.store import migrations
 from squidmesh_sdk.store.database import Database
 from tests import pg
+from tools.redisserver import RedisServer
 
 
 def _prepare_template(engine_url: str) -> None:
@@ -108,3 +109,14 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     finally:
         assert database.database is not None
         pg.drop_database(server, database.database)
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    """A Redis server of this test's own (a Celery broker the test may stop and restart)."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()

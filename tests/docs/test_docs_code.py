@@ -20,6 +20,7 @@ DOCS = (
     "docs/cron.md",
     "docs/observability.md",
     "docs/cli.md",
+    "docs/executors.md",
 )
 SAMPLE_SOURCES = {path: path.read_text() for path in sorted((ROOT / "samples").rglob("*.py"))}
 

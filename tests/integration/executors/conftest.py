@@ -1,4 +1,4 @@
-"""A private Redis per test, Procrastinate's schema, and engine worker processes."""
+"""Procrastinate's schema and engine worker processes (``redis`` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,20 +14,8 @@ import pytest
 
 from tests.integration.executors.engines import procrastinate_conninfo
 from tests.integration.worker.conftest import ROOT
-from tools.redisserver import RedisServer
 
 SpawnEngine = Callable[..., subprocess.Popen[bytes]]
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    """A Redis server of this test's own (a broker the test may stop and restart)."""
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 def apply_procrastinate_schema(database_url: str) -> None:

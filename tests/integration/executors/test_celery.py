@@ -186,3 +186,10 @@ def test_a_worker_killed_mid_step_is_replaced_and_the_run_completes(
         "blocked": ["abandoned", "completed"],
         "after": ["completed"],
     }
+
+
+def test_a_task_for_a_run_that_does_not_exist_is_dropped_not_retried(client: Client) -> None:
+    missing = {"kind": "step", "run_id": "0190a5a5-0000-7000-8000-000000000000", "step": "only"}
+    # Celery's eager mode runs the task body here, with a real request (no retries so far).
+    assert _executor(client).task.apply(args=(missing,)).get() == "rejected"
+    assert _executor(client).task.apply(args=({"kind": "bogus"},)).get() == "rejected"

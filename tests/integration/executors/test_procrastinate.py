@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import procrastinate
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
@@ -16,7 +17,12 @@ from sqlalchemy.exc import DBAPIError
 from squidmesh_sdk import Client, Database, DispatchFailed, ExecutorNotReady, Run
 from squidmesh_sdk.executors.procrastinate import TASK_NAME, ProcrastinateExecutor
 from tests.integration.executors.conftest import SpawnEngine, apply_procrastinate_schema
-from tests.integration.executors.engines import procrastinate_client, run_procrastinate_worker
+from tests.integration.executors.engines import (
+    QUEUE,
+    procrastinate_client,
+    procrastinate_conninfo,
+    run_procrastinate_worker,
+)
 from tests.integration.worker.conftest import settled, wait_until
 from tools.pgserver import PrivateServer
 
@@ -221,3 +227,25 @@ def test_a_worker_killed_mid_step_is_replaced_and_the_run_completes(
         "blocked": ["abandoned", "completed"],
         "after": ["completed"],
     }
+
+
+@on_postgres
+@pytest.mark.usefixtures("in_process_worker")
+def test_a_job_for_a_run_that_does_not_exist_fails_at_once_and_is_kept(
+    client: Client, procrastinate_url: str
+) -> None:
+    missing = {"kind": "step", "run_id": "0190a5a5-0000-7000-8000-000000000000", "step": "only"}
+    producer = procrastinate.App(
+        connector=procrastinate.SyncPsycopgConnector(
+            conninfo=procrastinate_conninfo(procrastinate_url)
+        )
+    )
+    with producer.open():
+        producer.configure_task(TASK_NAME, queue=QUEUE).defer(payload=missing)
+    wait_until(lambda: _jobs(client) == {"failed": 1}, what="the job to fail")
+    with client.database.read() as connection:
+        attempts = connection.execute(
+            sa.text("SELECT attempts FROM procrastinate_jobs WHERE task_name = :task"),
+            {"task": TASK_NAME},
+        ).scalar_one()
+    assert attempts == 1, "not retried"
