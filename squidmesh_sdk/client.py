@@ -90,7 +90,7 @@ class Client:
             stale_step_timeout=stale_step_timeout,
         )
         self._runtime.executor.bind(
-            ExecutorBinding(self.perform, self._runtime.clock, self._runtime.database)
+            ExecutorBinding(self.perform, self._runtime.clock, self._runtime.database, self)
         )
 
     @property

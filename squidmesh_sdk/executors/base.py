@@ -18,11 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from squidmesh_sdk.clock import Clock
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.records import Run
+
+if TYPE_CHECKING:
+    from squidmesh_sdk.client import Client
 
 __all__ = ["DispatchMetadata", "Executor", "ExecutorBinding", "Perform"]
 
@@ -46,11 +49,13 @@ class ExecutorBinding:
         perform: Executes one delivered payload (:meth:`squidmesh_sdk.Client.perform`).
         clock: The clock the runtime stamps and schedules with.
         database: The database the runtime keeps runs in (an outbox relay reads it).
+        client: The client itself (an executor whose workers schedule cron triggers needs it).
     """
 
     perform: Perform
     clock: Clock
     database: Database | None = None
+    client: Client | None = None
 
 
 @runtime_checkable

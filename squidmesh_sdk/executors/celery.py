@@ -32,6 +32,8 @@ from squidmesh_sdk import errors
 from squidmesh_sdk.executors import payloads
 from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding
 from squidmesh_sdk.executors.outbox import OutboxRelay
+from squidmesh_sdk.executors.scheduler import CronScheduler
+from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store import outbox as outbox_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run
@@ -68,6 +70,11 @@ class CeleryExecutor:
         start_relay_in_workers: Start the background relay in every Celery worker process
             of ``app`` (on ``worker_ready``; stopped on ``worker_shutdown``). Other processes
             that should relay (a web app with no worker) call :meth:`start_relay`.
+        cron: Also schedule the client's cron triggers from every Celery worker process of
+            ``app`` (a thread ticking each second; however many workers run, each window
+            starts one run).
+        cron_catch_up: Windows missed while no worker ran: ``"latest"`` (the default) starts
+            the most recent one, ``"all"`` each of them, ``"none"`` none.
         publish_on_commit: Publish new, due messages right after the commit that wrote them,
             from the committing thread. Without it only the background relay publishes.
     """
@@ -82,6 +89,8 @@ class CeleryExecutor:
         relay_lease: float = 30.0,
         start_relay_in_workers: bool = True,
         publish_on_commit: bool = True,
+        cron: bool = True,
+        cron_catch_up: CatchUp = "latest",
     ) -> None:
         if not queue:
             raise ValueError("queue must be a non-empty name")
@@ -97,6 +106,9 @@ class CeleryExecutor:
         self._publish_on_commit = publish_on_commit
         self._binding: ExecutorBinding | None = None
         self._relay: OutboxRelay | None = None
+        self._scheduler: CronScheduler | None = None
+        self._cron = cron
+        self._cron_catch_up: CatchUp = cron_catch_up
         self._pid = os.getpid()
 
         def perform(task: Task[Any, Any], payload: Mapping[str, Any]) -> str:
@@ -129,6 +141,8 @@ class CeleryExecutor:
             interval=self._relay_interval,
             lease=self._relay_lease,
         )
+        if self._cron and binding.client is not None:
+            self._scheduler = CronScheduler(binding.client, catch_up=self._cron_catch_up)
 
     @property
     def relay(self) -> OutboxRelay:
@@ -136,6 +150,11 @@ class CeleryExecutor:
         if self._relay is None:
             raise RuntimeError("CeleryExecutor is not bound to a client yet")
         return self._relay
+
+    @property
+    def scheduler(self) -> CronScheduler | None:
+        """The cron scheduler Celery workers of this app run (``None`` with ``cron=False``)."""
+        return self._scheduler
 
     def start_relay(self) -> None:
         """Publish outbox messages from a background thread of this process."""
@@ -255,12 +274,18 @@ class CeleryExecutor:
             raise task.retry(exc=exc, countdown=delay) from exc
 
     def _on_worker_ready(self, sender: Any = None, **_: Any) -> None:
-        if _app_of(sender) is self.app and self._relay is not None:
+        if _app_of(sender) is not self.app:
+            return
+        if self._relay is not None:
             self._relay.start()
+        if self._scheduler is not None:
+            self._scheduler.start()
 
     def _on_worker_shutdown(self, sender: Any = None, **_: Any) -> None:
         if _app_of(sender) in (self.app, None):
             self.stop_relay()
+            if self._scheduler is not None:
+                self._scheduler.stop()
 
     def _on_worker_process_init(self, **_: Any) -> None:
         # A forked pool child must not use the parent's pooled connections: forget them

@@ -8,8 +8,8 @@ Delays (waits, retry backoff) become the job's ``scheduled_at``.
 The Procrastinate task ``squidmesh.perform`` calls :meth:`squidmesh_sdk.Client.perform`. A
 delivery that raised (the database was away) is retried with capped exponential backoff. A
 worker that dies mid-step stops sending heartbeats; the periodic task
-``squidmesh.retry_stalled_jobs`` queues its jobs again, and their next delivery takes over the
-step the dead worker left running.
+``squidmesh.housekeeping`` queues its jobs again, and their next delivery takes over the
+step the dead worker left running. The same periodic task schedules the client's cron triggers.
 
 Requires the ``procrastinate`` extra (``pip install 'squidmesh-sdk[procrastinate]'``), a
 PostgreSQL database reached through psycopg 3, and Procrastinate's schema applied to that
@@ -18,6 +18,7 @@ same database (``procrastinate --app=... schema --apply``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -30,18 +31,21 @@ from procrastinate.manager import JobManager
 from squidmesh_sdk import errors
 from squidmesh_sdk.executors import payloads
 from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding
+from squidmesh_sdk.executors.scheduler import CronScheduler
+from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run
 
-__all__ = ["RETRY_STALLED_TASK_NAME", "TASK_NAME", "ProcrastinateExecutor"]
+__all__ = ["HOUSEKEEPING_TASK_NAME", "TASK_NAME", "ProcrastinateExecutor"]
 
 logger = logging.getLogger("squidmesh_sdk.procrastinate")
 
 TASK_NAME = "squidmesh.perform"
 """The name of the Procrastinate task that performs squidmesh payloads."""
 
-RETRY_STALLED_TASK_NAME = "squidmesh.retry_stalled_jobs"
-"""The periodic task that queues again the jobs of workers that stopped sending heartbeats."""
+HOUSEKEEPING_TASK_NAME = "squidmesh.housekeeping"
+"""The periodic task that queues again the jobs of workers that stopped sending heartbeats and
+queues the activations of due cron triggers."""
 
 # Deliveries that name something this client cannot find will never succeed.
 _PERMANENT = (
@@ -70,7 +74,7 @@ class ProcrastinateExecutor:
 
     Args:
         app: The host's Procrastinate application, on the same PostgreSQL database as the
-            client. The tasks :data:`TASK_NAME` and :data:`RETRY_STALLED_TASK_NAME` are
+            client. The tasks :data:`TASK_NAME` and :data:`HOUSEKEEPING_TASK_NAME` are
             registered on it.
         queue: The Procrastinate queue jobs go to.
         queue_for: Optional per-workflow routing: workflow name to queue name (``None`` keeps
@@ -78,9 +82,14 @@ class ProcrastinateExecutor:
         stalled_after: Seconds without a heartbeat after which a worker counts as dead and
             its squidmesh jobs are queued again. Keep it above the workers'
             ``update_heartbeat_interval`` (10 s by default).
-        retry_stalled_cron: When workers look for stalled jobs (Procrastinate's periodic
-            syntax; a 6th column gives seconds). ``None`` registers no periodic task: call
-            :meth:`retry_stalled_jobs` yourself.
+        housekeeping_cron: When the housekeeping task runs (Procrastinate's periodic syntax;
+            a 6th column gives seconds): it recovers stalled jobs and queues due cron
+            activations. ``None`` registers no periodic task: call :meth:`housekeeping`
+            yourself.
+        cron: Schedule the client's cron triggers in the housekeeping task (each window
+            starts one run, however many workers run it).
+        cron_catch_up: Windows missed while no worker ran: ``"latest"`` (the default) starts
+            the most recent one, ``"all"`` each of them, ``"none"`` none.
     """
 
     def __init__(
@@ -90,7 +99,9 @@ class ProcrastinateExecutor:
         queue: str = "squidmesh",
         queue_for: Callable[[str], str | None] | None = None,
         stalled_after: float = 30.0,
-        retry_stalled_cron: str | None = "* * * * * */10",
+        housekeeping_cron: str | None = "* * * * * */10",
+        cron: bool = True,
+        cron_catch_up: CatchUp = "latest",
     ) -> None:
         if not queue:
             raise ValueError("queue must be a non-empty name")
@@ -101,6 +112,9 @@ class ProcrastinateExecutor:
         self.stalled_after = stalled_after
         self._queue_for = queue_for
         self._binding: ExecutorBinding | None = None
+        self._scheduler: CronScheduler | None = None
+        self._cron = cron
+        self._cron_catch_up: CatchUp = cron_catch_up
         self._schema_checked = False
         # Jobs are inserted on the runtime's own (synchronous) psycopg connection whatever
         # connector the app uses; this manager only ever runs queries on a given connection.
@@ -112,18 +126,18 @@ class ProcrastinateExecutor:
         self.task = app.task(
             name=TASK_NAME, queue=queue, pass_context=True, retry=_CappedBackoff()
         )(perform)
-        if retry_stalled_cron is not None:
+        if housekeeping_cron is not None:
 
-            async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> int:
-                return await self._retry_stalled(context.app)
+            async def housekeeping(context: procrastinate.JobContext, timestamp: int) -> None:
+                await self._housekeeping(context.app)
 
-            app.periodic(cron=retry_stalled_cron)(
+            app.periodic(cron=housekeeping_cron)(
                 app.task(
-                    name=RETRY_STALLED_TASK_NAME,
+                    name=HOUSEKEEPING_TASK_NAME,
                     queue=queue,
                     pass_context=True,
-                    queueing_lock=RETRY_STALLED_TASK_NAME,
-                )(retry_stalled)
+                    queueing_lock=HOUSEKEEPING_TASK_NAME,
+                )(housekeeping)
             )
 
     def bind(self, binding: ExecutorBinding) -> None:
@@ -141,6 +155,8 @@ class ProcrastinateExecutor:
                     f"psycopg 3 (postgresql+psycopg://...), not {engine.url.drivername}"
                 )
         self._binding = binding
+        if self._cron and binding.client is not None:
+            self._scheduler = CronScheduler(binding.client, catch_up=self._cron_catch_up)
 
     def queue_of(self, workflow: str) -> str:
         """The Procrastinate queue a workflow's jobs go to."""
@@ -188,13 +204,9 @@ class ProcrastinateExecutor:
         payload = payloads.cron_payload(workflow, trigger, signal)
         return self._defer(tx, [payload], queue=self.queue_of(workflow), schedule_in=schedule_in)[0]
 
-    async def retry_stalled_jobs(self) -> int:
-        """Queue again the squidmesh jobs of workers that stopped sending heartbeats.
-
-        Returns:
-            How many jobs were queued again.
-        """
-        return await self._retry_stalled(self.app)
+    async def housekeeping(self) -> None:
+        """Recover the jobs of stalled workers and queue due cron activations, once."""
+        await self._housekeeping(self.app)
 
     def _defer(
         self,
@@ -252,6 +264,11 @@ class ProcrastinateExecutor:
         except _PERMANENT:
             logger.exception("dropping a squidmesh job that can never succeed")
             raise
+
+    async def _housekeeping(self, app: procrastinate.App) -> None:
+        await self._retry_stalled(app)
+        if self._scheduler is not None:
+            await asyncio.to_thread(self._scheduler.tick)
 
     async def _retry_stalled(self, app: procrastinate.App) -> int:
         stalled = await app.job_manager.get_stalled_jobs(

@@ -14,6 +14,7 @@ schedules start with the next window after the first worker that knows them star
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,39 @@ class CronScheduler:
             if trigger.kind == "cron"
         ]
         self._next_due: dict[tuple[str, str], datetime] = {}
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def start(self, interval: float = 1.0) -> None:
+        """Tick every ``interval`` seconds from a thread of its own, until :meth:`stop`.
+
+        For processes that run no :class:`~squidmesh_sdk.Worker` (whose loop ticks already):
+        Celery workers start one through their executor.
+        """
+        if not interval > 0:
+            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._run, args=(interval,), name="squidmesh-cron", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop the thread started by :meth:`start`."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stopping.set()
+            thread.join(timeout)
+
+    def _run(self, interval: float) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.tick()
+            except Exception:
+                logger.warning("cron tick failed", exc_info=True)
+            self._stopping.wait(interval)
 
     def tick(self) -> int:
         """Queue every activation that is due now; return how many this worker queued."""

@@ -16,7 +16,8 @@ import procrastinate
 import sqlalchemy as sa
 from celery import Celery
 
-from squidmesh_sdk import Client, Retry, StepContext, Workflow, manual
+from squidmesh_sdk import COMPLETE, Client, Retry, StepContext, Workflow, cron, manual
+from squidmesh_sdk.clock import Clock
 from squidmesh_sdk.executors.celery import CeleryExecutor
 from squidmesh_sdk.executors.procrastinate import ProcrastinateExecutor
 from tests.integration.worker.app import WORKFLOWS as WORKER_WORKFLOWS
@@ -63,7 +64,19 @@ def _fan_out() -> Workflow:
     return wf
 
 
-WORKFLOWS = (*WORKER_WORKFLOWS, _fan_out())
+def _nightly() -> Workflow:
+    wf = Workflow("nightly", triggers=[cron("nightly", "0 3 * * *")])
+
+    @wf.step
+    def report(ctx: StepContext) -> dict[str, Any]:
+        assert ctx.schedule is not None, "a cron run carries its schedule identity"
+        return {"window": ctx.schedule["intended_window"]["start_at"]}
+
+    wf.chain(report, COMPLETE)
+    return wf
+
+
+WORKFLOWS = (*WORKER_WORKFLOWS, _fan_out(), _nightly())
 
 
 def celery_app(broker_url: str) -> Celery:
@@ -82,10 +95,12 @@ def celery_app(broker_url: str) -> Celery:
     return app
 
 
-def celery_client(database_url: str, broker_url: str, **options: Any) -> Client:
+def celery_client(
+    database_url: str, broker_url: str, *, clock: Clock | None = None, **options: Any
+) -> Client:
     """A client whose work goes through Celery on ``broker_url``."""
     executor = CeleryExecutor(celery_app(broker_url), queue=QUEUE, relay_lease=1.0, **options)
-    return Client(database_url, WORKFLOWS, executor=executor)
+    return Client(database_url, WORKFLOWS, executor=executor, clock=clock)
 
 
 def procrastinate_conninfo(database_url: str) -> str:
@@ -94,15 +109,15 @@ def procrastinate_conninfo(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def procrastinate_client(database_url: str) -> Client:
+def procrastinate_client(database_url: str, *, clock: Clock | None = None) -> Client:
     """A client whose work goes through Procrastinate jobs in the same database."""
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=procrastinate_conninfo(database_url))
     )
     executor = ProcrastinateExecutor(
-        app, queue=QUEUE, stalled_after=STALLED_AFTER, retry_stalled_cron="* * * * * */1"
+        app, queue=QUEUE, stalled_after=STALLED_AFTER, housekeeping_cron="* * * * * */1"
     )
-    return Client(database_url, WORKFLOWS, executor=executor)
+    return Client(database_url, WORKFLOWS, executor=executor, clock=clock)
 
 
 async def run_procrastinate_worker(app: procrastinate.App, **options: Any) -> None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from celery.contrib.testing.worker import start_worker
 from squidmesh_sdk import Client, Run
 from squidmesh_sdk.executors.celery import CeleryExecutor
 from squidmesh_sdk.store import outbox as outbox_store
+from squidmesh_sdk.testing import FakeClock
 from tests.integration.executors.conftest import SpawnEngine
 from tests.integration.executors.engines import QUEUE, celery_client
 from tests.integration.worker.conftest import ROOT, settled, wait_until
@@ -193,3 +195,30 @@ def test_a_task_for_a_run_that_does_not_exist_is_dropped_not_retried(client: Cli
     # Celery's eager mode runs the task body here, with a real request (no retries so far).
     assert _executor(client).task.apply(args=(missing,)).get() == "rejected"
     assert _executor(client).task.apply(args=({"kind": "bogus"},)).get() == "rejected"
+
+
+def test_the_workers_scheduler_starts_one_run_per_cron_window(
+    database_url: str, redis: RedisServer
+) -> None:
+    clock = FakeClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    with celery_client(database_url, redis.url, clock=clock) as client:
+        executor = _executor(client)
+        scheduler = executor.scheduler
+        assert scheduler is not None
+        with start_worker(
+            executor.app, pool="solo", perform_ping_check=False, queues=[QUEUE], loglevel="WARNING"
+        ):
+            # Celery workers start these on worker_ready (the guide's test runs a real one).
+            executor.start_relay()
+            scheduler.start(interval=0.05)
+            try:
+                wait_until(lambda: scheduler.tick() == 0, what="the first tick")
+                clock.advance(timedelta(days=1))  # the 03:00 window of 2 March is due
+                wait_until(lambda: bool(client.list_runs(workflow="nightly")), what="a run")
+                [run] = client.list_runs(workflow="nightly")
+                wait_until(settled(client, [run]), what="the cron run to finish")
+            finally:
+                scheduler.stop()
+                executor.stop_relay()
+        assert client.inspect_run(run.id).context["window"] == "2026-03-02T03:00:00+00:00"
+        assert len(client.list_runs(workflow="nightly")) == 1

@@ -7,6 +7,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import procrastinate
@@ -15,7 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from squidmesh_sdk import Client, Database, DispatchFailed, ExecutorNotReady, Run
-from squidmesh_sdk.executors.procrastinate import TASK_NAME, ProcrastinateExecutor
+from squidmesh_sdk.executors.procrastinate import (
+    HOUSEKEEPING_TASK_NAME,
+    TASK_NAME,
+    ProcrastinateExecutor,
+)
+from squidmesh_sdk.testing import FakeClock
 from tests.integration.executors.conftest import SpawnEngine, apply_procrastinate_schema
 from tests.integration.executors.engines import (
     QUEUE,
@@ -60,8 +66,8 @@ def client(procrastinate_url: str) -> Iterator[Client]:
         yield instance
 
 
-@pytest.fixture
-def in_process_worker(client: Client) -> Iterator[None]:
+@contextlib.contextmanager
+def _worker_thread(client: Client) -> Iterator[None]:
     """A real Procrastinate worker on an event loop thread of this process."""
     loop = asyncio.new_event_loop()
     worker = loop.create_task(
@@ -80,6 +86,12 @@ def in_process_worker(client: Client) -> Iterator[None]:
         loop.call_soon_threadsafe(worker.cancel)
         thread.join(timeout=30)
         loop.close()
+
+
+@pytest.fixture
+def in_process_worker(client: Client) -> Iterator[None]:
+    with _worker_thread(client):
+        yield
 
 
 @on_postgres
@@ -234,7 +246,11 @@ def test_a_worker_killed_mid_step_is_replaced_and_the_run_completes(
 def test_a_job_for_a_run_that_does_not_exist_fails_at_once_and_is_kept(
     client: Client, procrastinate_url: str
 ) -> None:
-    missing = {"kind": "step", "run_id": "0190a5a5-0000-7000-8000-000000000000", "step": "only"}
+    missing: dict[str, procrastinate.types.JSONValue] = {
+        "kind": "step",
+        "run_id": "0190a5a5-0000-7000-8000-000000000000",
+        "step": "only",
+    }
     producer = procrastinate.App(
         connector=procrastinate.SyncPsycopgConnector(
             conninfo=procrastinate_conninfo(procrastinate_url)
@@ -249,3 +265,32 @@ def test_a_job_for_a_run_that_does_not_exist_fails_at_once_and_is_kept(
             {"task": TASK_NAME},
         ).scalar_one()
     assert attempts == 1, "not retried"
+
+
+@on_postgres
+def test_the_housekeeping_task_starts_one_run_per_cron_window(procrastinate_url: str) -> None:
+    clock = FakeClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    with procrastinate_client(procrastinate_url, clock=clock) as client:
+        with _worker_thread(client):
+            wait_until(  # the first housekeeping run starts tracking the trigger
+                lambda: _housekeeping_runs(client) >= 1, what="a housekeeping run"
+            )
+            clock.advance(timedelta(days=1))  # the 03:00 window of 2 March is due
+            wait_until(lambda: bool(client.list_runs(workflow="nightly")), what="a run")
+            [run] = client.list_runs(workflow="nightly")
+            wait_until(settled(client, [run]), what="the cron run to finish")
+        assert client.inspect_run(run.id).context["window"] == "2026-03-02T03:00:00+00:00"
+        assert len(client.list_runs(workflow="nightly")) == 1
+
+
+def _housekeeping_runs(client: Client) -> int:
+    with client.database.read() as connection:
+        return int(
+            connection.execute(
+                sa.text(
+                    "SELECT count(*) FROM procrastinate_jobs "
+                    "WHERE task_name = :task AND status = 'succeeded'"
+                ),
+                {"task": HOUSEKEEPING_TASK_NAME},
+            ).scalar_one()
+        )
