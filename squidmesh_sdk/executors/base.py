@@ -16,7 +16,7 @@ the whole transaction, and the delivery that caused it is retried by its queue.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -27,7 +27,7 @@ from squidmesh_sdk.store.records import Run
 if TYPE_CHECKING:
     from squidmesh_sdk.client import Client
 
-__all__ = ["DispatchMetadata", "Executor", "ExecutorBinding", "Perform"]
+__all__ = ["DispatchMetadata", "Executor", "ExecutorBinding", "Perform", "QueueRouting"]
 
 DispatchMetadata = Mapping[str, Any]
 """What an executor reports about a job it accepted (``job_id``, ``queue``, ...)."""
@@ -101,3 +101,41 @@ class Executor(Protocol):
     ) -> DispatchMetadata:
         """Queue the activation of a cron trigger (``signal``: schedule identity)."""
         ...
+
+
+class QueueRouting:
+    """Named queues and per-workflow routing, shared by the executors that have queues.
+
+    Args:
+        queue: The queue jobs go to.
+        queue_for: Optional per-workflow routing: workflow name to queue name (``None`` keeps
+            the default), so that some workflows can get workers of their own.
+    """
+
+    def __init__(self, *, queue: str, queue_for: Callable[[str], str | None] | None) -> None:
+        if not queue:
+            raise ValueError("queue must be a non-empty name")
+        self.queue = queue
+        self._queue_for = queue_for
+
+    def queue_of(self, workflow: str) -> str:
+        """The queue a workflow's jobs go to."""
+        routed = self._queue_for(workflow) if self._queue_for is not None else None
+        return routed or self.queue
+
+    def enqueue_step(
+        self, tx: Transaction, run: Run, step: str, *, schedule_in: float | None = None
+    ) -> DispatchMetadata:
+        """Queue one step of ``run``: a batch of one."""
+        return self.enqueue_steps(tx, run, [step], schedule_in=schedule_in)[0]
+
+    def enqueue_steps(
+        self,
+        tx: Transaction,
+        run: Run,
+        steps: Sequence[str],
+        *,
+        schedule_in: float | None = None,
+    ) -> Sequence[DispatchMetadata]:
+        """Queue several steps of ``run`` at once: all of them or, by raising, none."""
+        raise NotImplementedError

@@ -30,7 +30,7 @@ from celery import Celery, Task, signals
 
 from squidmesh_sdk import errors
 from squidmesh_sdk.executors import payloads
-from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding
+from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding, QueueRouting
 from squidmesh_sdk.executors.outbox import OutboxRelay
 from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.runtime.schedules import CatchUp
@@ -56,7 +56,7 @@ _PERMANENT = (
 _MAX_RETRY_DELAY = 60.0
 
 
-class CeleryExecutor:
+class CeleryExecutor(QueueRouting):
     """Delivers step, compensation and cron work as Celery tasks.
 
     Args:
@@ -92,15 +92,12 @@ class CeleryExecutor:
         cron: bool = True,
         cron_catch_up: CatchUp = "latest",
     ) -> None:
-        if not queue:
-            raise ValueError("queue must be a non-empty name")
+        super().__init__(queue=queue, queue_for=queue_for)
         if not relay_interval > 0:
             raise ValueError(f"relay_interval must be > 0 seconds, got {relay_interval!r}")
         if not relay_lease > 0:
             raise ValueError(f"relay_lease must be > 0 seconds, got {relay_lease!r}")
         self.app = app
-        self.queue = queue
-        self._queue_for = queue_for
         self._relay_interval = relay_interval
         self._relay_lease = relay_lease
         self._publish_on_commit = publish_on_commit
@@ -164,17 +161,6 @@ class CeleryExecutor:
         """Stop the background relay thread of this process, if running."""
         if self._relay is not None:
             self._relay.stop(timeout)
-
-    def queue_of(self, workflow: str) -> str:
-        """The Celery queue a workflow's tasks go to."""
-        routed = self._queue_for(workflow) if self._queue_for is not None else None
-        return routed or self.queue
-
-    def enqueue_step(
-        self, tx: Transaction, run: Run, step: str, *, schedule_in: float | None = None
-    ) -> DispatchMetadata:
-        """Write one step message to the outbox in ``tx``."""
-        return self.enqueue_steps(tx, run, [step], schedule_in=schedule_in)[0]
 
     def enqueue_steps(
         self,

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from squidmesh_sdk.executors import payloads
-from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding
+from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding, QueueRouting
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run
@@ -89,7 +89,7 @@ def continuation(
         _continuation.reset(token)
 
 
-class DatabaseExecutor:
+class DatabaseExecutor(QueueRouting):
     """Queues work as rows of ``squidmesh_jobs``, written in the runtime's transaction.
 
     Args:
@@ -101,10 +101,7 @@ class DatabaseExecutor:
     def __init__(
         self, *, queue: str = "default", queue_for: Callable[[str], str | None] | None = None
     ) -> None:
-        if not queue:
-            raise ValueError("queue must be a non-empty name")
-        self.queue = queue
-        self._queue_for = queue_for
+        super().__init__(queue=queue, queue_for=queue_for)
         self._binding: ExecutorBinding | None = None
         self._wakers: list[threading.Event] = []
         self._lock = threading.Lock()
@@ -123,17 +120,6 @@ class DatabaseExecutor:
         with self._lock:
             if event in self._wakers:
                 self._wakers.remove(event)
-
-    def queue_of(self, workflow: str) -> str:
-        """The queue a workflow's jobs go to."""
-        routed = self._queue_for(workflow) if self._queue_for is not None else None
-        return routed or self.queue
-
-    def enqueue_step(
-        self, tx: Transaction, run: Run, step: str, *, schedule_in: float | None = None
-    ) -> DispatchMetadata:
-        """Insert one step job in ``tx``."""
-        return self.enqueue_steps(tx, run, [step], schedule_in=schedule_in)[0]
 
     def enqueue_steps(
         self,

@@ -30,7 +30,7 @@ from procrastinate.manager import JobManager
 
 from squidmesh_sdk import errors
 from squidmesh_sdk.executors import payloads
-from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding
+from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding, QueueRouting
 from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store.database import Transaction
@@ -69,7 +69,7 @@ class _CappedBackoff(procrastinate.BaseRetryStrategy):
         return procrastinate.RetryDecision(retry_in={"seconds": delay})
 
 
-class ProcrastinateExecutor:
+class ProcrastinateExecutor(QueueRouting):
     """Delivers step, compensation and cron work as Procrastinate jobs.
 
     Args:
@@ -103,14 +103,11 @@ class ProcrastinateExecutor:
         cron: bool = True,
         cron_catch_up: CatchUp = "latest",
     ) -> None:
-        if not queue:
-            raise ValueError("queue must be a non-empty name")
+        super().__init__(queue=queue, queue_for=queue_for)
         if not stalled_after > 0:
             raise ValueError(f"stalled_after must be > 0 seconds, got {stalled_after!r}")
         self.app = app
-        self.queue = queue
         self.stalled_after = stalled_after
-        self._queue_for = queue_for
         self._binding: ExecutorBinding | None = None
         self._scheduler: CronScheduler | None = None
         self._cron = cron
@@ -157,17 +154,6 @@ class ProcrastinateExecutor:
         self._binding = binding
         if self._cron and binding.client is not None:
             self._scheduler = CronScheduler(binding.client, catch_up=self._cron_catch_up)
-
-    def queue_of(self, workflow: str) -> str:
-        """The Procrastinate queue a workflow's jobs go to."""
-        routed = self._queue_for(workflow) if self._queue_for is not None else None
-        return routed or self.queue
-
-    def enqueue_step(
-        self, tx: Transaction, run: Run, step: str, *, schedule_in: float | None = None
-    ) -> DispatchMetadata:
-        """Insert one step job in ``tx``."""
-        return self.enqueue_steps(tx, run, [step], schedule_in=schedule_in)[0]
 
     def enqueue_steps(
         self,
