@@ -333,7 +333,7 @@ class Worker:
 
     def _settler(self, job: Job) -> Callable[[Any], None]:
         def settle(tx: Any) -> None:
-            job_store.complete(tx, job.id, worker=self.name)
+            job_store.finish(tx, job.id, worker=self.name)
 
         return settle
 

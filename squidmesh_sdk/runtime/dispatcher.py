@@ -22,6 +22,7 @@ from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.runtime import inputs
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import CompensationDispatched, StepDispatched
+from squidmesh_sdk.store import prepared
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run
@@ -75,6 +76,8 @@ def dispatch_steps(
     if not steps:
         return []
     executor = runtime.executor
+    # An executor may use the connection in ways a pipeline would confuse: send what waits.
+    prepared.flush(tx.connection)
     name = f"send {steps[0]}" if len(steps) == 1 else f"send {run.workflow}"
     try:
         with _sending(name, run, steps, schedule_in) as send_span:
@@ -102,6 +105,7 @@ def dispatch_compensation(runtime: Runtime, tx: Transaction, run: Run) -> None:
     Raises:
         DispatchFailed: the executor refused.
     """
+    prepared.flush(tx.connection)
     with _sending(f"send compensation {run.workflow}", run, (), None) as send_span:
         metadata = _call(lambda: runtime.executor.enqueue_compensation(tx, run))
         _describe(send_span, [metadata])

@@ -34,7 +34,7 @@ from squidmesh_sdk.runtime.events import StepCompleted, StepFailed, StepSkipped,
 from squidmesh_sdk.runtime.failures import describe_error, retry_decision
 from squidmesh_sdk.runtime.invoke import call_body
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import audit, prepared
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
@@ -426,9 +426,11 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
             attempt_store.mark_completed(tx, claim.attempt.id)
             step_run_store.mark_completed(tx, claim.step_run.id, output)
             tx.events.append(StepCompleted(run, node.name, claim.attempt.number, duration))
-            return progression.advance_after_success(
+            advanced = progression.advance_after_success(
                 runtime, tx, run, claim.definition, node, output
             )
+            prepared.flush(tx.connection)  # a stale step run or attempt is found here at last
+            return advanced
         exc = outcome.exception
         telemetry.fail(trace.get_current_span(), exc)
         error = describe_error(exc)

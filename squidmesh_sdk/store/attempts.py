@@ -65,13 +65,19 @@ def complete_attempt(tx: Transaction, attempt_id: str | uuid.UUID) -> Attempt:
 def mark_completed(tx: Transaction, attempt_id: str | uuid.UUID) -> None:
     """Like :func:`complete_attempt`, without reading the attempt back (the step hot path).
 
+    On PostgreSQL the update may wait for the transaction's next statement (see
+    :meth:`~squidmesh_sdk.store.prepared.Prepared.send`): it raises then, or at commit.
+
     Raises:
         StaleRecord: the attempt is not running (or does not exist).
     """
     params = {"p_id": attempt_id, "p_status": "completed", "p_error": None, "p_now": tx.now}
-    if _FINISH_QUIETLY.execute(tx.connection, params):
-        return
-    _finish(tx, attempt_id, "completed", None)  # raises StaleRecord with the current status
+
+    def check(count: int) -> None:
+        if not count:
+            _finish(tx, attempt_id, "completed", None)  # raises StaleRecord, with the status
+
+    _FINISH_QUIETLY.send(tx.connection, params, check)
 
 
 def fail_attempt(tx: Transaction, attempt_id: str | uuid.UUID, error: Mapping[str, Any]) -> Attempt:

@@ -24,6 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from squidmesh_sdk.store import prepared
+
 __all__ = ["Database", "Transaction", "upsert"]
 
 SqliteSynchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
@@ -113,6 +115,10 @@ class Database:
         self.dialect: str = self.engine.dialect.name
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, busy_timeout, sqlite_synchronous)
+        elif self.dialect == "postgresql" and not sa.event.contains(
+            self.engine, "before_cursor_execute", _flush_before_statement
+        ):
+            sa.event.listen(self.engine, "before_cursor_execute", _flush_before_statement)
         self._kept = _KeptConnections(self.engine) if self._owns_engine else None
 
     @contextmanager
@@ -130,13 +136,13 @@ class Database:
         if self._kept is None:
             with self.engine.connect() as connection:
                 tx = Transaction(connection, now.astimezone(UTC))
-                with connection.begin():
+                with _committing(connection):
                     yield tx
         else:
             connection, generation = self._kept.take()
             try:
                 tx = Transaction(connection, now.astimezone(UTC))
-                with connection.begin():
+                with _committing(connection):
                     yield tx
             except BaseException:
                 # Rolled back; a connection that failed is not worth keeping.
@@ -171,6 +177,32 @@ class Database:
             self._kept.close_idle()
         if self._owns_engine:
             self.engine.dispose()
+
+
+@contextmanager
+def _committing(connection: Connection) -> Iterator[None]:
+    """Begin; commit on success (statements still in a pipeline are sent first)."""
+    with connection.begin():
+        try:
+            yield
+            prepared.flush(connection)
+        except BaseException:
+            prepared.discard(connection)
+            raise
+
+
+def _flush_before_statement(
+    connection: Connection,
+    _cursor: Any,
+    _statement: str,
+    _parameters: Any,
+    context: Any,
+    _executemany: bool,
+) -> None:
+    # Statements SQLAlchemy executes (they have an execution context; prepared ones do not)
+    # must not run inside a pipeline: their results are read as soon as they are executed.
+    if context is not None:
+        prepared.flush(connection)
 
 
 class _Slot:

@@ -33,6 +33,7 @@ __all__ = [
     "enqueue",
     "extend_leases",
     "fail",
+    "finish",
     "list_jobs",
     "other_live_delivery",
     "release",
@@ -157,6 +158,14 @@ def claim(
 def complete(tx: Transaction, job_id: int, *, worker: str) -> bool:
     """Delete a job its worker finished; ``False`` if the lease was lost to a rescue meanwhile."""
     return _COMPLETE.execute(tx.connection, {"p_id": job_id, "p_worker": worker}) == 1
+
+
+def finish(tx: Transaction, job_id: int, *, worker: str) -> None:
+    """Like :func:`complete`, for a caller that does not need to know whether the lease held.
+
+    On PostgreSQL the delete goes to the server with the transaction's next statement.
+    """
+    _COMPLETE.send(tx.connection, {"p_id": job_id, "p_worker": worker})
 
 
 def release(

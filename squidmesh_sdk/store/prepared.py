@@ -16,25 +16,26 @@ are written and parsed in the same text format SQLAlchemy uses.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 
 from squidmesh_sdk.store.types import UTCDateTime
 
-__all__ = ["Prepared"]
+__all__ = ["Prepared", "discard", "flush"]
 
 Processor = Callable[[Any], Any]
 
@@ -111,6 +112,36 @@ class Prepared:
         _, rowcount = _run(connection, compiled.sql, compiled.parameters(params), fetch=fetch)
         return rowcount
 
+    def send(
+        self,
+        connection: Connection,
+        params: Mapping[str, Any],
+        check: Callable[[int], None] | None = None,
+    ) -> None:
+        """Execute a statement without result rows whose outcome the caller needs only later.
+
+        On PostgreSQL the statement joins a pipeline: it goes to the server with the next
+        statement that needs a result, or with :func:`flush`, saving a round trip each (the
+        transaction flushes before any other statement and before it commits). ``check``
+        then receives its row count, and may raise. On SQLite it runs at once.
+        """
+        compiled = self._compile(connection.dialect)
+        if connection.dialect.name != "postgresql" or compiled.columns is not None:
+            count = self.execute(connection, params)
+            if check is not None:
+                check(count)
+            return
+        pipeline = connection.info.get(_PIPELINE)
+        raw = connection.connection.dbapi_connection
+        assert raw is not None  # noqa: S101 - a connection in a transaction has its DBAPI connection
+        if pipeline is None:
+            pipeline = connection.info[_PIPELINE] = _Pipeline(raw.pipeline())
+            pipeline.context.__enter__()
+        # A cursor of its own: its row count is read once the pipeline has synced.
+        cursor = raw.cursor()
+        pipeline.checks.append((cursor, check))
+        _execute(connection, cursor, compiled.sql, compiled.parameters(params))
+
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
         if compiled is not None:
@@ -133,38 +164,107 @@ def _run(
 
     One cursor per driver connection is reused: creating one is a good part of the cost of a
     statement with psycopg. Rows are fetched only from statements that return some (asking
-    the cursor for its ``description`` builds an object per column).
+    the cursor for its ``description`` builds an object per column). Statements sent earlier
+    (:meth:`Prepared.send`) go to the server together with this one.
     """
-    dialect = connection.dialect
     fairy = connection.connection
-    raw = fairy.dbapi_connection
-    assert raw is not None  # noqa: S101 - a connection in a transaction has its DBAPI connection
     cursor = fairy.info.get(_CURSOR)
     if cursor is None:
+        raw = fairy.dbapi_connection
+        assert raw is not None  # noqa: S101 - a connection in a transaction has its DBAPI connection
         cursor = fairy.info[_CURSOR] = raw.cursor()
+    _execute(connection, cursor, sql, params)
+    if _PIPELINE in fairy.info:
+        flush(connection)
     try:
-        if connection.dispatch.before_cursor_execute:
-            connection.dispatch.before_cursor_execute(connection, cursor, sql, params, None, False)
-        cursor.execute(sql, params)
         rows = list(cursor.fetchall()) if fetch else []
         return rows, cursor.rowcount
-    except dialect.loaded_dbapi.Error as exc:
-        disconnect = dialect.is_disconnect(exc, raw, cursor)
-        # A fresh cursor for the next statement: this one may hold a failed result.
-        fairy.info.pop(_CURSOR, None)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise _translate(connection, exc, cursor, sql, params) from exc
+
+
+def _execute(connection: Connection, cursor: Any, sql: str, params: dict[str, Any]) -> None:
+    if connection.dispatch.before_cursor_execute:
+        # No execution context: this is how the flush listener tells our statements apart.
+        connection.dispatch.before_cursor_execute(connection, cursor, sql, params, None, False)
+    try:
+        cursor.execute(sql, params)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise _translate(connection, exc, cursor, sql, params) from exc
+
+
+def _translate(
+    connection: Connection, exc: Any, cursor: Any, sql: str, params: Mapping[str, Any]
+) -> StatementError:
+    """The SQLAlchemy error for a driver error (a lost connection is invalidated)."""
+    dialect = connection.dialect
+    fairy = connection.connection
+    disconnect = dialect.is_disconnect(exc, fairy.dbapi_connection, cursor)
+    # A fresh cursor for the next statement: this one may hold a failed result.
+    if fairy.info.get(_CURSOR) is cursor:
+        del fairy.info[_CURSOR]
+    cursor.close()
+    discard(connection)
+    if disconnect:
+        connection.invalidate(exc)
+    error: StatementError = DBAPIError.instance(
+        sql,
+        params,
+        exc,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=disconnect,
+        dialect=dialect,
+    )
+    return error
+
+
+@dataclass(slots=True)
+class _Pipeline:
+    """A PostgreSQL pipeline open on a connection, and the checks of the statements in it."""
+
+    context: Any
+    checks: list[tuple[Any, Callable[[int], None] | None]] = field(default_factory=list)
+
+
+def flush(connection: Connection) -> None:
+    """Send what :meth:`Prepared.send` left in the connection's pipeline; run its checks.
+
+    Nothing to do when nothing waits (and always on SQLite).
+    """
+    if connection.invalidated or connection.closed:
+        return  # its driver connection, pipeline included, is gone
+    pipeline = connection.info.pop(_PIPELINE, None)
+    if pipeline is None:
+        return
+    try:
+        pipeline.context.__exit__(None, None, None)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        for cursor, _ in pipeline.checks:
+            cursor.close()
+        raise _translate(connection, exc, pipeline.checks[-1][0], "(pipeline)", {}) from exc
+    for cursor, check in pipeline.checks:
+        count = cursor.rowcount
         cursor.close()
-        if disconnect:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(
-            sql,
-            params,
-            exc,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=disconnect,
-            dialect=dialect,
-        ) from exc
+        if check is not None:
+            check(count)
 
 
+def discard(connection: Connection) -> None:
+    """Close the connection's pipeline, if any, ignoring what it held (a rollback follows)."""
+    if connection.invalidated or connection.closed:
+        return  # its driver connection, pipeline included, is gone
+    pipeline = connection.info.pop(_PIPELINE, None)
+    if pipeline is None:
+        return
+    with contextlib.suppress(Exception):
+        pipeline.context.__exit__(None, None, None)
+    for cursor, _ in pipeline.checks:
+        with contextlib.suppress(Exception):
+            cursor.close()
+
+
+_PIPELINE = "squidmesh_pipeline"
+"""Where a connection's open pipeline is kept (its ``info`` dict)."""
 _CURSOR = "squidmesh_cursor"
 """Where a driver connection's reusable cursor is kept (its ``info`` dict)."""
 

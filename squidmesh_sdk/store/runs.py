@@ -230,7 +230,8 @@ def write_run(
         return run
     changes["updated_at"] = tx.now
     updated = dataclasses.replace(run, **changes)
-    _WRITE_RUN.execute(
+    # Nothing to read back: on PostgreSQL the update goes with the transaction's next statement.
+    _WRITE_RUN.send(
         tx.connection,
         {
             "run_id": uuid.UUID(run.id),

@@ -166,15 +166,22 @@ def mark_completed(
 ) -> None:
     """Like :func:`complete_step`, without reading the step run back (the step hot path).
 
+    On PostgreSQL the update may wait for the transaction's next statement (see
+    :meth:`~squidmesh_sdk.store.prepared.Prepared.send`): it raises then, or at commit.
+
     Raises:
         StaleRecord: the step run is not running.
     """
     values = {"status": "completed", "output": dict(output), "last_error": None, "manual": None}
     params = {"p_id": step_run_id, "p_now": tx.now, "p_resume": None}
-    if _FINISH_STEP_QUIETLY.execute(tx.connection, {**params, **_prefixed(values)}):
-        return
-    current = _get(tx.connection, step_run_id)
-    raise errors.StaleRecord("step_run", str(step_run_id), current.status if current else None)
+
+    def check(count: int) -> None:
+        if not count:
+            current = _get(tx.connection, step_run_id)
+            status = current.status if current else None
+            raise errors.StaleRecord("step_run", str(step_run_id), status)
+
+    _FINISH_STEP_QUIETLY.send(tx.connection, {**params, **_prefixed(values)}, check)
 
 
 def complete_manual_step(

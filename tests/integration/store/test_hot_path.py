@@ -26,6 +26,13 @@ _SELECT = Prepared(
         runs.c.id == sa.bindparam("run_id")
     )
 )
+_SET_STATUS = Prepared(
+    lambda _: (
+        runs.update()
+        .where(runs.c.id == sa.bindparam("run_id"))
+        .values(status=sa.bindparam("status"))
+    )
+)
 _TOUCH = Prepared(
     lambda _: (
         runs.update()
@@ -170,3 +177,31 @@ def test_dispose_closes_kept_connections(db: Database) -> None:
     assert kept.closed
     # The database still works afterwards, on a new connection.
     new_run(db)
+
+
+def test_a_statement_sent_ahead_is_seen_by_every_later_statement(db: Database) -> None:
+    run = new_run(db)
+
+    def action(tx: Transaction) -> tuple[object, object, object]:
+        written = run_store.write_run(tx, run, status="running", current_step="charge")
+        # A Core statement, a prepared one, and a driver-level read all see the write.
+        core = tx.connection.scalar(
+            sa.select(runs.c.status).where(runs.c.id == uuid.UUID(written.id))
+        )
+        relocked = run_store.relock_run(tx.connection, run)
+        return core, relocked.status, relocked.current_step
+
+    assert write(db, action) == ("running", "running", "charge")
+    assert read(db, lambda c: run_store.get_run(c, run.id)).status == "running"
+
+
+def test_a_statement_sent_ahead_that_fails_rolls_the_transaction_back(db: Database) -> None:
+    run = new_run(db)
+
+    def action(tx: Transaction) -> None:
+        run_store.write_run(tx, run, status="running")
+        _SET_STATUS.send(tx.connection, {"run_id": run.id, "status": None})  # NOT NULL
+
+    with pytest.raises(sa.exc.IntegrityError):
+        write(db, action)
+    assert read(db, lambda c: run_store.get_run(c, run.id)).status == "pending"
