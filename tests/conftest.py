@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL
 from squidmesh_sdk.store import migrations
 from squidmesh_sdk.store.database import Database
 from tests import pg
+from tools.pgserver import PrivateServer
 from tools.redisserver import RedisServer
 
 
@@ -115,6 +116,17 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 def redis() -> Iterator[RedisServer]:
     """A Redis server of this test's own (a Celery broker the test may stop and restart)."""
     server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def private_server() -> Iterator[PrivateServer]:
+    """A PostgreSQL server of this test's own (one the test may stop and restart)."""
+    server = PrivateServer()
     server.start()
     try:
         yield server

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from celery.contrib.testing.worker import start_worker
 
-from squidmesh_sdk import Client, Run
+from squidmesh_sdk import Client
 from squidmesh_sdk.executors.celery import CeleryExecutor
 from squidmesh_sdk.store import outbox as outbox_store
 from squidmesh_sdk.testing import FakeClock
 from tests.integration.executors.conftest import SpawnEngine
 from tests.integration.executors.engines import QUEUE, celery_client
-from tests.integration.worker.conftest import ROOT, settled, wait_until
+from tests.integration.worker.conftest import ROOT, attempts_by_step, settled, wait_until
 from tools.redisserver import RedisServer
 
 
@@ -27,11 +27,6 @@ def _executor(client: Client) -> CeleryExecutor:
     executor = client.executor
     assert isinstance(executor, CeleryExecutor)
     return executor
-
-
-def _attempts(client: Client, run: Run) -> dict[str, list[str]]:
-    found = client.inspect_run(run.id, include_history=True)
-    return {sr.step: [a.status for a in sr.attempts or ()] for sr in found.step_runs or ()}
 
 
 def _outbox_size(client: Client) -> int:
@@ -67,7 +62,7 @@ def test_runs_with_fan_out_retry_delays_and_waits_complete(client: Client) -> No
     wait_until(settled(client, [fan_out, *linear, delayed]), what="every run to finish")
 
     assert client.inspect_run(fan_out.id).context["joined"] == "done/done/2"
-    assert _attempts(client, fan_out) == {
+    assert attempts_by_step(client, fan_out.id) == {
         "root": ["completed"],
         "left": ["completed"],
         "right": ["completed"],
@@ -77,7 +72,7 @@ def test_runs_with_fan_out_retry_delays_and_waits_complete(client: Client) -> No
         "finish": ["completed"],
     }
     assert {client.inspect_run(run.id).status for run in [*linear, delayed]} == {"completed"}
-    assert _attempts(client, delayed)["flaky"] == ["failed", "completed"]
+    assert attempts_by_step(client, delayed.id)["flaky"] == ["failed", "completed"]
     assert _outbox_size(client) == 0
 
 
@@ -140,7 +135,7 @@ def test_a_relay_killed_around_its_publish_loses_nothing(
         finally:
             executor.stop_relay()
     assert client.inspect_run(run.id).status == "completed"
-    assert _attempts(client, run) == {f"step_{i}": ["completed"] for i in range(1, 6)}
+    assert attempts_by_step(client, run.id) == {f"step_{i}": ["completed"] for i in range(1, 6)}
 
 
 def test_runs_complete_when_the_broker_restarts_mid_run(
@@ -162,7 +157,7 @@ def test_runs_complete_when_the_broker_restarts_mid_run(
     wait_until(settled(client, runs + more), timeout=120, what="every run to finish")
     assert {client.inspect_run(run.id).status for run in runs + more} == {"completed"}
     for run in runs + more:
-        assert [s.count("completed") for s in _attempts(client, run).values()] == [1] * 5
+        assert [s.count("completed") for s in attempts_by_step(client, run.id).values()] == [1] * 5
     assert _outbox_size(client) == 0
 
 
@@ -183,7 +178,7 @@ def test_a_worker_killed_mid_step_is_replaced_and_the_run_completes(
     spawn_engine_worker("celery", database_url, redis.url)
     wait_until(settled(client, [run]), what="the second worker to finish the run")
     assert client.inspect_run(run.id).status == "completed"
-    assert _attempts(client, run) == {
+    assert attempts_by_step(client, run.id) == {
         "before": ["completed"],
         "blocked": ["abandoned", "completed"],
         "after": ["completed"],

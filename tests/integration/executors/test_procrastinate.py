@@ -13,9 +13,8 @@ from pathlib import Path
 import procrastinate
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError
 
-from squidmesh_sdk import Client, Database, DispatchFailed, ExecutorNotReady, Run
+from squidmesh_sdk import Client, Database, DispatchFailed, ExecutorNotReady
 from squidmesh_sdk.executors.procrastinate import (
     HOUSEKEEPING_TASK_NAME,
     TASK_NAME,
@@ -29,7 +28,12 @@ from tests.integration.executors.engines import (
     procrastinate_conninfo,
     run_procrastinate_worker,
 )
-from tests.integration.worker.conftest import settled, wait_until
+from tests.integration.worker.conftest import (
+    attempts_by_step,
+    settled,
+    settled_or_restarting,
+    wait_until,
+)
 from tools.pgserver import PrivateServer
 
 pytestmark = pytest.mark.postgres
@@ -40,11 +44,6 @@ def _executor(client: Client) -> ProcrastinateExecutor:
     executor = client.executor
     assert isinstance(executor, ProcrastinateExecutor)
     return executor
-
-
-def _attempts(client: Client, run: Run) -> dict[str, list[str]]:
-    found = client.inspect_run(run.id, include_history=True)
-    return {sr.step: [a.status for a in sr.attempts or ()] for sr in found.step_runs or ()}
 
 
 def _jobs(client: Client) -> dict[str, int]:
@@ -103,7 +102,7 @@ def test_runs_with_fan_out_retry_delays_and_waits_complete(client: Client) -> No
     wait_until(settled(client, [fan_out, *linear, delayed]), what="every run to finish")
 
     assert client.inspect_run(fan_out.id).context["joined"] == "done/done/2"
-    assert _attempts(client, fan_out) == {
+    assert attempts_by_step(client, fan_out.id) == {
         "root": ["completed"],
         "left": ["completed"],
         "right": ["completed"],
@@ -113,7 +112,7 @@ def test_runs_with_fan_out_retry_delays_and_waits_complete(client: Client) -> No
         "finish": ["completed"],
     }
     assert {client.inspect_run(run.id).status for run in [*linear, delayed]} == {"completed"}
-    assert _attempts(client, delayed)["flaky"] == ["failed", "completed"]
+    assert attempts_by_step(client, delayed.id)["flaky"] == ["failed", "completed"]
     # One job per step attempt (a retry is a job of its own), each performed once.
     steps = 8 + 5 * 5 + 4  # fan_out: flaky twice; delayed: flaky twice, the wait, done
     assert _jobs(client) == {"succeeded": steps}
@@ -168,23 +167,6 @@ def test_a_sqlite_client_is_refused(tmp_path: Path) -> None:
         procrastinate_client(f"sqlite:///{tmp_path}/squidmesh.db")
 
 
-def _tolerant(client: Client, runs: list[Run]) -> bool:
-    try:
-        return settled(client, runs)()
-    except DBAPIError:
-        return False  # the database is restarting
-
-
-@pytest.fixture
-def private_server() -> Iterator[PrivateServer]:
-    server = PrivateServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.destroy()
-
-
 def test_runs_complete_when_postgresql_restarts_mid_run(
     private_server: PrivateServer, spawn_engine_worker: SpawnEngine
 ) -> None:
@@ -208,12 +190,12 @@ def test_runs_complete_when_postgresql_restarts_mid_run(
             # Kubernetes would, start another one. Nothing may be lost in between.
             if workers[-1].poll() is not None:
                 workers.append(spawn_engine_worker("procrastinate", url))
-            return _tolerant(client, runs)
+            return settled_or_restarting(client, runs)
 
         wait_until(supervised_and_settled, timeout=180, what="every run to finish")
         assert {client.inspect_run(run.id).status for run in runs} == {"completed"}
         for run in runs:
-            completed = [s.count("completed") for s in _attempts(client, run).values()]
+            completed = [s.count("completed") for s in attempts_by_step(client, run.id).values()]
             assert completed == [1, 1, 1, 1, 1]
     finally:
         client.close()
@@ -234,7 +216,7 @@ def test_a_worker_killed_mid_step_is_replaced_and_the_run_completes(
     spawn_engine_worker("procrastinate", procrastinate_url)
     wait_until(settled(client, [run]), what="the second worker to finish the run")
     assert client.inspect_run(run.id).status == "completed"
-    assert _attempts(client, run) == {
+    assert attempts_by_step(client, run.id) == {
         "before": ["completed"],
         "blocked": ["abandoned", "completed"],
         "after": ["completed"],

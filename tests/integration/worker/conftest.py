@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 
 from squidmesh_sdk import Client, Run
 from squidmesh_sdk.store import schema
@@ -47,6 +48,20 @@ def settled(client: Client, runs: list[Run]) -> Callable[[], bool]:
         return unsettled == 0
 
     return check
+
+
+def settled_or_restarting(client: Client, runs: list[Run]) -> bool:
+    """Like ``settled(client, runs)()``, but ``False`` while the database is unreachable."""
+    try:
+        return settled(client, runs)()
+    except DBAPIError:
+        return False  # the database is restarting
+
+
+def attempts_by_step(client: Client, run_id: str) -> dict[str, list[str]]:
+    """The statuses of each step's attempts, oldest first."""
+    run = client.inspect_run(run_id, include_history=True)
+    return {sr.step: [a.status for a in sr.attempts or ()] for sr in run.step_runs or ()}
 
 
 @pytest.fixture

@@ -5,23 +5,22 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError
 
 from squidmesh_sdk import Client, Database, DatabaseExecutor, Run, Worker
 from squidmesh_sdk.store import jobs as job_store
 from tests.integration.worker.app import WORKFLOWS
-from tests.integration.worker.conftest import Spawn, settled, wait_until
+from tests.integration.worker.conftest import (
+    Spawn,
+    attempts_by_step,
+    settled,
+    settled_or_restarting,
+    wait_until,
+)
 from tools.pgserver import PrivateServer
-
-
-def _attempts(client: Client, run_id: str) -> dict[str, list[str]]:
-    run = client.inspect_run(run_id, include_history=True)
-    return {sr.step: [a.status for a in sr.attempts or ()] for sr in run.step_runs or ()}
 
 
 def _no_jobs_left(client: Client) -> bool:
@@ -47,7 +46,7 @@ def test_a_killed_workers_step_is_finished_by_another_worker(
     spawn_worker(database_url, lease=1.0)
     wait_until(settled(client, [run]), what="the second worker to finish the run")
     assert client.inspect_run(run.id).status == "completed"
-    assert _attempts(client, run.id) == {
+    assert attempts_by_step(client, run.id) == {
         "before": ["completed"],
         "blocked": ["abandoned", "completed"],
         "after": ["completed"],
@@ -69,11 +68,11 @@ def test_sigterm_lets_the_running_step_finish_and_loses_no_job(
     worker.send_signal(signal.SIGTERM)
     gate.touch()
     assert worker.wait(timeout=60) == 0
-    assert _attempts(client, run.id)["blocked"] == ["completed"]
+    assert attempts_by_step(client, run.id)["blocked"] == ["completed"]
     spawn_worker(database_url, lease=1.0)
     wait_until(settled(client, [run]), what="another worker to finish the run")
     assert client.inspect_run(run.id).status == "completed"
-    assert all(statuses == ["completed"] for statuses in _attempts(client, run.id).values())
+    assert all(statuses == ["completed"] for statuses in attempts_by_step(client, run.id).values())
 
 
 @pytest.mark.postgres
@@ -94,23 +93,6 @@ def test_four_worker_processes_complete_200_runs_without_running_a_step_twice(
     assert _no_jobs_left(client)
 
 
-@pytest.fixture
-def private_server() -> Iterator[PrivateServer]:
-    server = PrivateServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.destroy()
-
-
-def _tolerant(client: Client, runs: list[Run]) -> bool:
-    try:
-        return settled(client, runs)()
-    except DBAPIError:
-        return False  # the database is restarting
-
-
 @pytest.mark.postgres
 def test_workers_reconnect_after_postgresql_restarts(
     private_server: PrivateServer, spawn_worker: Spawn
@@ -128,10 +110,12 @@ def test_workers_reconnect_after_postgresql_restarts(
         )
         private_server.stop("fast")
         private_server.start()
-        wait_until(lambda: _tolerant(client, runs), timeout=180, what="every run to finish")
+        wait_until(
+            lambda: settled_or_restarting(client, runs), timeout=180, what="every run to finish"
+        )
         assert {client.inspect_run(run.id).status for run in runs} == {"completed"}
         for run in runs:
-            completed = [s.count("completed") for s in _attempts(client, run.id).values()]
+            completed = [s.count("completed") for s in attempts_by_step(client, run.id).values()]
             assert completed == [1, 1, 1, 1, 1]
     finally:
         client.close()
