@@ -12,6 +12,8 @@ took a fifth of the CPU a workflow step spends in this process.
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -220,15 +222,21 @@ class _KeptConnections:
     A thread takes its connection for a transaction and gives it back after; a transaction
     opened while another one is open on the same thread (a step that starts a run, say) gets
     a connection of its own. :meth:`close_idle` closes every idle connection and makes those
-    in use be closed when they come back.
+    in use be closed when they come back. A forked child process forgets the parent's
+    connections without closing them (closing would end the parent's sessions).
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._generation = 0
+        self._reset()
+        os.register_at_fork(after_in_child=functools.partial(_forget_after_fork, weakref.ref(self)))
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
         self._local = threading.local()
         self._lock = threading.Lock()
         self._slots: weakref.WeakSet[_Slot] = weakref.WeakSet()
-        self._generation = 0
 
     def take(self) -> tuple[Connection, int]:
         slot: _Slot | None = getattr(self._local, "slot", None)
@@ -249,7 +257,7 @@ class _KeptConnections:
         if slot is None:
             slot = self._local.slot = _Slot()
             # The thread's locals go when it ends: its connection is closed then.
-            weakref.finalize(slot, _close_all, slot.kept, self._lock)
+            weakref.finalize(slot, _close_all, slot.kept, self._lock, self._pid)
             with self._lock:
                 self._slots.add(slot)
         with self._lock:
@@ -267,8 +275,26 @@ class _KeptConnections:
         for connection, _ in idle:
             connection.close()
 
+    def forget(self) -> None:
+        """In a forked child: start afresh, leaving the parent's connections untouched."""
+        # Kept referenced forever, so that no finalizer ever runs on them in this process.
+        _FORGOTTEN.append((self._local, list(self._slots)))
+        self._generation += 1
+        self._reset()
 
-def _close_all(kept: list[tuple[Connection, int]], lock: threading.Lock) -> None:
+
+_FORGOTTEN: list[object] = []
+
+
+def _forget_after_fork(kept: weakref.ref[_KeptConnections]) -> None:
+    target = kept()
+    if target is not None:
+        target.forget()
+
+
+def _close_all(kept: list[tuple[Connection, int]], lock: threading.Lock, pid: int) -> None:
+    if os.getpid() != pid:
+        return  # a forked child: these are the parent's connections
     with lock:
         idle = list(kept)
         kept.clear()

@@ -3,6 +3,7 @@ and the connection each thread keeps between transactions."""
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from datetime import timedelta, timezone
@@ -205,3 +206,21 @@ def test_a_statement_sent_ahead_that_fails_rolls_the_transaction_back(db: Databa
     with pytest.raises(sa.exc.IntegrityError):
         write(db, action)
     assert read(db, lambda c: run_store.get_run(c, run.id)).status == "pending"
+
+
+def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents_alone(
+    db: Database,
+) -> None:
+    parent = _driver_connection(db)
+    pid = os.fork()
+    if pid == 0:  # the child: exit at once, whatever happens
+        code = 1
+        try:
+            code = 0 if _driver_connection(db) is not parent else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's connection survived the child (which did not close it).
+    assert _driver_connection(db) is parent
+    new_run(db)
