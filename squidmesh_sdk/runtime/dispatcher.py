@@ -18,6 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.executors import payloads
+from squidmesh_sdk.executors.base import Executor
+from squidmesh_sdk.executors.database import DatabaseExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.runtime import inputs
 from squidmesh_sdk.runtime.core import Runtime
@@ -76,8 +78,7 @@ def dispatch_steps(
     if not steps:
         return []
     executor = runtime.executor
-    # An executor may use the connection in ways a pipeline would confuse: send what waits.
-    prepared.flush(tx.connection)
+    _before_executor(tx, executor)
     name = f"send {steps[0]}" if len(steps) == 1 else f"send {run.workflow}"
     try:
         with _sending(name, run, steps, schedule_in) as send_span:
@@ -105,7 +106,7 @@ def dispatch_compensation(runtime: Runtime, tx: Transaction, run: Run) -> None:
     Raises:
         DispatchFailed: the executor refused.
     """
-    prepared.flush(tx.connection)
+    _before_executor(tx, runtime.executor)
     with _sending(f"send compensation {run.workflow}", run, (), None) as send_span:
         metadata = _call(lambda: runtime.executor.enqueue_compensation(tx, run))
         _describe(send_span, [metadata])
@@ -157,10 +158,21 @@ def _scheduled(
     return step, snapshot, node.recovery.to_dict()
 
 
+def _before_executor(tx: Transaction, executor: Executor) -> None:
+    """Send statements still in the connection's pipeline, unless the executor is ours.
+
+    An executor may use the connection in ways a pipeline would confuse; the database queue
+    only uses statements that take part in it, and its insert then carries them.
+    """
+    if not isinstance(executor, DatabaseExecutor):
+        prepared.flush(tx.connection)
+
+
 def _call(enqueue: Callable[[], T]) -> T:
     try:
         return enqueue()
-    except SQLAlchemyError:
+    except (SQLAlchemyError, errors.StaleRecord):
+        # Not a refusal: the database failed, or a statement sent ahead found its row changed.
         raise
     except Exception as exc:
         raise errors.DispatchFailed(f"{type(exc).__name__}: {exc}") from exc

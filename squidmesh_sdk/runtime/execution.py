@@ -416,15 +416,20 @@ def _invoke(runtime: Runtime, claim: _Claim, tx: Transaction | None) -> _Outcome
 
 def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) -> Run:
     """Record the attempt's outcome and move the run on; return the run as it is left."""
-    run = run_store.relock_run(tx.connection, claim.run)
     node = claim.node
     duration = tx.now - claim.attempt.inserted_at
+    if outcome.exception is not None:
+        run = run_store.relock_run(tx.connection, claim.run)
     try:
         if outcome.exception is None:
             assert outcome.output is not None  # noqa: S101
             output = inputs.namespaced(node, outcome.output)
+            # Whatever the run's state, the attempt and step run complete: on PostgreSQL the
+            # three statements make one round trip (the run's lock is still taken first).
+            relocked = run_store.relock_run_later(tx.connection, claim.run)
             attempt_store.mark_completed(tx, claim.attempt.id)
             step_run_store.mark_completed(tx, claim.step_run.id, output)
+            run = relocked()
             tx.events.append(StepCompleted(run, node.name, claim.attempt.number, duration))
             advanced = progression.advance_after_success(
                 runtime, tx, run, claim.definition, node, output

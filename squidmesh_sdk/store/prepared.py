@@ -53,6 +53,21 @@ class _Compiled:
     converters: tuple[tuple[str, Processor], ...]
     """Result columns whose non-NULL values need converting."""
 
+    def convert(self, raw_rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        columns = self.columns
+        if columns is None:
+            return []
+        converters = self.converters
+        rows = []
+        for raw in raw_rows:
+            row = dict(zip(columns, raw, strict=True))
+            for name, process in converters:
+                value = row[name]
+                if value is not None:
+                    row[name] = process(value)
+            rows.append(row)
+        return rows
+
     def parameters(self, params: Mapping[str, Any]) -> dict[str, Any]:
         values = dict(self.constants)
         for name, key, process in self.variables:
@@ -86,18 +101,7 @@ class Prepared:
         raw_rows, _ = _run(
             connection, compiled.sql, compiled.parameters(params), fetch=columns is not None
         )
-        if columns is None:
-            return []
-        converters = compiled.converters
-        rows = []
-        for raw in raw_rows:
-            row = dict(zip(columns, raw, strict=True))
-            for name, process in converters:
-                value = row[name]
-                if value is not None:
-                    row[name] = process(value)
-            rows.append(row)
-        return rows
+        return compiled.convert(raw_rows)
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """Execute; return the first row, or ``None``."""
@@ -111,6 +115,33 @@ class Prepared:
         fetch = compiled.columns is not None
         _, rowcount = _run(connection, compiled.sql, compiled.parameters(params), fetch=fetch)
         return rowcount
+
+    def rows_later(
+        self, connection: Connection, params: Mapping[str, Any]
+    ) -> Callable[[], list[dict[str, Any]]]:
+        """Execute now; the rows come from the returned function.
+
+        On PostgreSQL the statement joins the pipeline (see :meth:`send`), so statements sent
+        after it travel with it; calling the function sends them all and returns its rows.
+        """
+        compiled = self._compile(connection.dialect)
+        if connection.dialect.name != "postgresql":
+            rows = self.rows(connection, params)
+            return lambda: rows
+        cursor = _pipelined(connection, _FETCHED_LATER)
+        _execute(connection, cursor, compiled.sql, compiled.parameters(params))
+
+        def fetch() -> list[dict[str, Any]]:
+            flush(connection)
+            try:
+                raw_rows = cursor.fetchall()
+            except connection.dialect.loaded_dbapi.Error as exc:
+                raise _translate(connection, exc, cursor, compiled.sql, {}) from exc
+            finally:
+                cursor.close()
+            return compiled.convert(raw_rows)
+
+        return fetch
 
     def send(
         self,
@@ -131,15 +162,7 @@ class Prepared:
             if check is not None:
                 check(count)
             return
-        pipeline = connection.info.get(_PIPELINE)
-        raw = connection.connection.dbapi_connection
-        assert raw is not None  # noqa: S101 - a connection in a transaction has its DBAPI connection
-        if pipeline is None:
-            pipeline = connection.info[_PIPELINE] = _Pipeline(raw.pipeline())
-            pipeline.context.__enter__()
-        # A cursor of its own: its row count is read once the pipeline has synced.
-        cursor = raw.cursor()
-        pipeline.checks.append((cursor, check))
+        cursor = _pipelined(connection, check)
         _execute(connection, cursor, compiled.sql, compiled.parameters(params))
 
     def _compile(self, dialect: Dialect) -> _Compiled:
@@ -226,6 +249,28 @@ class _Pipeline:
     checks: list[tuple[Any, Callable[[int], None] | None]] = field(default_factory=list)
 
 
+def _pipelined(connection: Connection, check: Callable[[int], None] | None) -> Any:
+    """A new cursor in the connection's pipeline (opened if need be), its check registered.
+
+    Each statement gets a cursor of its own: its results are read once the pipeline synced.
+    """
+    raw = connection.connection.dbapi_connection
+    assert raw is not None  # noqa: S101 - a connection in a transaction has its DBAPI connection
+    try:
+        pipeline = connection.info.get(_PIPELINE)
+        if pipeline is None:
+            pipeline = connection.info[_PIPELINE] = _Pipeline(raw.pipeline())
+            pipeline.context.__enter__()
+        cursor = raw.cursor()
+    except connection.dialect.loaded_dbapi.Error as exc:
+        discard(connection)
+        raise DBAPIError.instance(
+            "(pipeline)", {}, exc, connection.dialect.loaded_dbapi.Error, dialect=connection.dialect
+        ) from exc
+    pipeline.checks.append((cursor, check))
+    return cursor
+
+
 def flush(connection: Connection) -> None:
     """Send what :meth:`Prepared.send` left in the connection's pipeline; run its checks.
 
@@ -243,6 +288,8 @@ def flush(connection: Connection) -> None:
             cursor.close()
         raise _translate(connection, exc, pipeline.checks[-1][0], "(pipeline)", {}) from exc
     for cursor, check in pipeline.checks:
+        if check is _FETCHED_LATER:
+            continue  # its caller fetches the rows, then closes it
         count = cursor.rowcount
         cursor.close()
         if check is not None:
@@ -261,6 +308,10 @@ def discard(connection: Connection) -> None:
     for cursor, _ in pipeline.checks:
         with contextlib.suppress(Exception):
             cursor.close()
+
+
+def _FETCHED_LATER(_count: int) -> None:  # noqa: N802 - a marker, not a check
+    """Marks a pipelined statement whose rows are fetched by :meth:`Prepared.rows_later`."""
 
 
 _PIPELINE = "squidmesh_pipeline"

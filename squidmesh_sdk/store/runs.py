@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,6 +38,7 @@ __all__ = [
     "list_runs",
     "lock_run",
     "relock_run",
+    "relock_run_later",
     "replay_blockers",
     "replay_run",
     "schedule_next_step",
@@ -134,6 +135,23 @@ def relock_run(connection: Connection, run: Run) -> Run:
     if row is None:
         raise errors.RunNotFound(run.id)
     return dataclasses.replace(run, **row)
+
+
+def relock_run_later(connection: Connection, run: Run) -> Callable[[], Run]:
+    """:func:`relock_run`, whose result comes from the returned function.
+
+    On PostgreSQL statements sent after it (:meth:`~squidmesh_sdk.store.prepared.Prepared.send`)
+    go to the server with it: the lock is still taken first.
+    """
+    fetch = _RELOCK_RUN.rows_later(connection, {"run_id": run.id})
+
+    def relocked() -> Run:
+        rows = fetch()
+        if not rows:
+            raise errors.RunNotFound(run.id)
+        return dataclasses.replace(run, **rows[0])
+
+    return relocked
 
 
 def get_run(connection: Connection, run_id: object, *, include_history: bool = False) -> Run:

@@ -3,6 +3,7 @@ and a step that does not simply start is left to the delivery, with nothing writ
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -99,3 +100,38 @@ def test_a_failed_savepoint_undoes_its_writes_events_and_callbacks(make_env: Mak
     assert called == []
     with env.client.runtime.database.read() as connection:
         assert step_run_store.get_step_run(connection, run.id, "first") is None
+
+
+def test_a_result_that_comes_after_a_takeover_is_discarded(make_env: MakeEnv) -> None:
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+    wf = Workflow("taken_over", triggers=[manual("go")])
+
+    @wf.step
+    def first() -> dict[str, Any]:
+        calls.append(len(calls) + 1)
+        if len(calls) == 1:  # the first delivery is slow; it gets taken over meanwhile
+            started.set()
+            assert release.wait(timeout=60), "the test never released the step"
+        return {"first": len(calls)}
+
+    wf.chain(first, COMPLETE)
+    env = make_env(wf, run_immediately=False)
+    run = env.start_run("taken_over")
+    ((_, job),) = env.executor.pending
+    outcomes: list[str] = []
+    slow = threading.Thread(target=lambda: outcomes.append(env.client.perform(job)))
+    slow.start()
+    assert started.wait(timeout=60)
+    # Its worker is declared lost: another delivery takes the step over and finishes it.
+    runtime = env.client.runtime
+    taken = execution.execute_step(runtime, run.id, "first", delivery=Delivery(reclaim=True))
+    assert taken == "executed"
+    release.set()
+    slow.join(timeout=60)
+    assert outcomes == ["skipped"]
+    finished = env.client.inspect_run(run.id, include_history=True)
+    assert (finished.status, finished.context) == ("completed", {"first": 2})
+    step_run = finished.step_run("first")
+    assert step_run is not None
+    assert [a.status for a in step_run.attempts or ()] == ["abandoned", "completed"]
