@@ -118,9 +118,9 @@ class Database:
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, busy_timeout, sqlite_synchronous)
         elif self.dialect == "postgresql" and not sa.event.contains(
-            self.engine, "before_cursor_execute", _flush_before_statement
+            self.engine, "before_execute", _flush_before_execute
         ):
-            sa.event.listen(self.engine, "before_cursor_execute", _flush_before_statement)
+            sa.event.listen(self.engine, "before_execute", _flush_before_execute)
         self._kept = _KeptConnections(self.engine) if self._owns_engine else None
 
     @contextmanager
@@ -193,18 +193,10 @@ def _committing(connection: Connection) -> Iterator[None]:
             raise
 
 
-def _flush_before_statement(
-    connection: Connection,
-    _cursor: Any,
-    _statement: str,
-    _parameters: Any,
-    context: Any,
-    _executemany: bool,
-) -> None:
-    # Statements SQLAlchemy executes (they have an execution context; prepared ones do not)
-    # must not run inside a pipeline: their results are read as soon as they are executed.
-    if context is not None:
-        prepared.flush(connection)
+def _flush_before_execute(connection: Connection, *_args: Any) -> None:
+    # Statements SQLAlchemy executes must not run inside a pipeline: it reads their results
+    # as soon as they are executed. (Prepared statements do not come through here.)
+    prepared.flush(connection)
 
 
 class _Slot:

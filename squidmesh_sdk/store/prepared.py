@@ -152,9 +152,12 @@ class Prepared:
         """Execute a statement without result rows whose outcome the caller needs only later.
 
         On PostgreSQL the statement joins a pipeline: it goes to the server with the next
-        statement that needs a result, or with :func:`flush`, saving a round trip each (the
-        transaction flushes before any other statement and before it commits). ``check``
-        then receives its row count, and may raise. On SQLite it runs at once.
+        statement that needs a result, or with :func:`flush`, saving a round trip each.
+        :class:`~squidmesh_sdk.store.database.Database` flushes before every statement
+        SQLAlchemy executes (``Connection.execute`` and the like, not ``exec_driver_sql``),
+        before the transaction commits, and the dispatcher before handing work to an
+        executor other than the database queue. ``check`` then receives the statement's row
+        count, and may raise. On SQLite the statement runs at once.
         """
         compiled = self._compile(connection.dialect)
         if connection.dialect.name != "postgresql" or compiled.columns is not None:
@@ -208,7 +211,6 @@ def _run(
 
 def _execute(connection: Connection, cursor: Any, sql: str, params: dict[str, Any]) -> None:
     if connection.dispatch.before_cursor_execute:
-        # No execution context: this is how the flush listener tells our statements apart.
         connection.dispatch.before_cursor_execute(connection, cursor, sql, params, None, False)
     try:
         cursor.execute(sql, params)
