@@ -47,7 +47,7 @@ def begin_attempt(tx: Transaction, step_run_id: str | uuid.UUID) -> Attempt:
     unique ``(step_run_id, attempt_number)`` constraint rejects any writer that does not.
     """
     row = _BEGIN_ATTEMPT.first(
-        tx.connection, {"p_id": new_id(), "p_step_run_id": as_uuid(step_run_id), "p_now": tx.now}
+        tx.connection, {"p_id": new_id(), "p_step_run_id": step_run_id, "p_now": tx.now}
     )
     assert row is not None  # noqa: S101 - INSERT ... RETURNING returns the row
     return Attempt.from_row(row)
@@ -117,7 +117,7 @@ def attempt_count(connection: Connection, step_run_id: str | uuid.UUID) -> int:
 
 def latest_attempt(connection: Connection, step_run_id: str | uuid.UUID) -> Attempt | None:
     """The step run's most recent attempt."""
-    row = _LATEST.first(connection, {"p_step_run_id": as_uuid(step_run_id)})
+    row = _LATEST.first(connection, {"p_step_run_id": step_run_id})
     return Attempt.from_row(row) if row else None
 
 
@@ -136,7 +136,7 @@ def _finish(
 ) -> Attempt:
     row = _FINISH.first(
         tx.connection,
-        {"p_id": as_uuid(attempt_id), "p_status": status, "p_error": error, "p_now": tx.now},
+        {"p_id": attempt_id, "p_status": status, "p_error": error, "p_now": tx.now},
     )
     if row is None:
         current = tx.connection.scalar(

@@ -96,12 +96,12 @@ class Job:
 
 def enqueue(tx: Transaction, new_jobs: Sequence[NewJob]) -> list[int]:
     """Insert queued jobs in the caller's transaction; return their ids, in order."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "queue": job.queue,
             "kind": job.kind,
             "payload": dict(job.payload),
-            "run_id": as_uuid(job.run_id) if job.run_id is not None else None,
+            "run_id": job.run_id,
             "step": job.step,
             "status": "running" if job.leased_to else "queued",
             "run_at": tx.now + timedelta(seconds=job.delay) if job.delay else tx.now,
@@ -119,6 +119,8 @@ def enqueue(tx: Transaction, new_jobs: Sequence[NewJob]) -> list[int]:
         row = _INSERT.first(tx.connection, rows[0])
         assert row is not None  # noqa: S101 - INSERT ... RETURNING returns the row
         return [row["id"]]
+    for row in rows:  # SQLAlchemy's own statements take ids as UUIDs only
+        row["run_id"] = as_uuid(row["run_id"]) if row["run_id"] is not None else None
     statement = jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True)
     return list(tx.connection.execute(statement, rows).scalars())
 

@@ -65,7 +65,7 @@ def begin_step(
         tx.connection,
         {
             "p_id": new_id(),
-            "p_run_id": as_uuid(run_id),
+            "p_run_id": run_id,  # prepared statements take ids as text too
             "p_step": step,
             "p_input": dict(input),
             "p_recovery": dict(recovery) if recovery is not None else None,
@@ -290,7 +290,7 @@ def update_recovery(
 
 def get_step_run(connection: Connection, run_id: str | uuid.UUID, step: str) -> StepRun | None:
     """The step run of ``step`` in the run, if there is one."""
-    row = _GET_STEP_RUN.first(connection, {"p_run_id": as_uuid(run_id), "p_step": step})
+    row = _GET_STEP_RUN.first(connection, {"p_run_id": run_id, "p_step": step})
     return StepRun.from_row(row) if row else None
 
 
@@ -342,7 +342,7 @@ def completed_step_runs_for_compensation(
 
 def step_statuses(connection: Connection, run_id: str | uuid.UUID) -> dict[str, StepRunStatus]:
     """Step name to the status of its step run, for the steps that have one."""
-    rows = _STEP_STATUSES.rows(connection, {"p_run_id": as_uuid(run_id)})
+    rows = _STEP_STATUSES.rows(connection, {"p_run_id": run_id})
     return {row["step"]: row["status"] for row in rows}
 
 
@@ -393,7 +393,7 @@ def _update_running(tx: Transaction, step_run_id: str | uuid.UUID, **values: Any
         row = _FINISH_STEP.first(
             tx.connection,
             {
-                "p_id": as_uuid(step_run_id),
+                "p_id": step_run_id,
                 "p_now": tx.now,
                 **_prefixed(values),
             },
