@@ -39,6 +39,7 @@ from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.ids import new_id
 from squidmesh_sdk.store.records import Attempt, Run, StepRun
 
 __all__ = ["Outcome", "claim_step", "execute_step"]
@@ -261,9 +262,15 @@ def _claim(
     if step_input is None:
         tx.events.append(StepSkipped(run, step, "not_current"))
         return "skipped"
-    step_run, action = step_run_store.begin_step(
-        tx, run.id, step, step_input, node.recovery.to_dict()
+    # The step run and its first attempt are inserted in one round trip on PostgreSQL: the
+    # attempt only if the step run is new (it has the id chosen here), otherwise below.
+    fresh_id = str(new_id())
+    begun = step_run_store.begin_step_later(
+        tx, run.id, step, step_input, node.recovery.to_dict(), fresh_id
     )
+    first_attempt = attempt_store.begin_first_attempt_later(tx, fresh_id)
+    step_run, action = begun()
+    attempt = first_attempt()
     if action == "skip" and step_run.status == "completed":
         # Completed but the run never moved on: advance from the stored output.
         progression.advance_after_success(runtime, tx, run, definition, node, step_run.output or {})
@@ -280,7 +287,8 @@ def _claim(
     if run.status in ("pending", "retrying"):
         current = step if definition.shape == "transition" else None
         run = progression.write_run(tx, run, status="running", current_step=current)
-    attempt = attempt_store.begin_attempt(tx, step_run.id)
+    if attempt is None or attempt.step_run_id != step_run.id:
+        attempt = attempt_store.begin_attempt(tx, step_run.id)
     span.set_attribute(telemetry.ATTEMPT, attempt.number)
     tx.events.append(StepStarted(run, step, attempt.number))
     claim = _Claim(run, definition, node, step_run, attempt)

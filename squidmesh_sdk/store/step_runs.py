@@ -8,7 +8,7 @@ delivery that lost a race cannot overwrite the winner's result.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -24,6 +24,7 @@ from squidmesh_sdk.store.schema import attempts, step_runs
 __all__ = [
     "ScheduledStep",
     "begin_step",
+    "begin_step_later",
     "complete_manual_step",
     "complete_step",
     "completed_outputs",
@@ -61,10 +62,27 @@ def begin_step(
     is ``running`` or ``completed`` is returned with ``"skip"``. Of any number of concurrent
     callers exactly one gets ``"execute"``.
     """
-    row = _BEGIN_STEP.first(
+    return begin_step_later(tx, run_id, step, input, recovery, new_id())()
+
+
+def begin_step_later(
+    tx: Transaction,
+    run_id: str | uuid.UUID,
+    step: str,
+    input: Mapping[str, Any],
+    recovery: Mapping[str, Any] | None,
+    step_run_id: str | uuid.UUID,
+) -> Callable[[], tuple[StepRun, Literal["execute", "skip"]]]:
+    """:func:`begin_step`, whose result comes from the returned function.
+
+    A row inserted gets the id ``step_run_id``. On PostgreSQL statements sent after this one
+    (:meth:`~squidmesh_sdk.store.prepared.Prepared.send`, ``rows_later``) go to the server
+    with it.
+    """
+    fetch = _BEGIN_STEP.rows_later(
         tx.connection,
         {
-            "p_id": new_id(),
+            "p_id": step_run_id,
             "p_run_id": run_id,  # prepared statements take ids as text too
             "p_step": step,
             "p_input": dict(input),
@@ -72,11 +90,16 @@ def begin_step(
             "p_now": tx.now,
         },
     )
-    if row is not None:
-        return StepRun.from_row(row), "execute"
-    existing = get_step_run(tx.connection, run_id, step)
-    assert existing is not None  # noqa: S101 - the conflict proves the row exists
-    return existing, "skip"
+
+    def begun() -> tuple[StepRun, Literal["execute", "skip"]]:
+        rows = fetch()
+        if rows:
+            return StepRun.from_row(rows[0]), "execute"
+        existing = get_step_run(tx.connection, run_id, step)
+        assert existing is not None  # noqa: S101 - the conflict proves the row exists
+        return existing, "skip"
+
+    return begun
 
 
 def schedule_step(

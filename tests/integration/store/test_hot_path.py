@@ -224,3 +224,20 @@ def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents_alone(
     # The parent's connection survived the child (which did not close it).
     assert _driver_connection(db) is parent
     new_run(db)
+
+
+def test_a_first_attempt_sent_ahead_is_inserted_only_for_a_new_step_run(db: Database) -> None:
+    run = new_run(db)
+
+    def claim(tx: Transaction, step_run_id: str) -> tuple[str, object]:
+        begun = step_run_store.begin_step_later(tx, run.id, "reserve", {}, None, step_run_id)
+        first = attempt_store.begin_first_attempt_later(tx, step_run_id)
+        _, action = begun()
+        attempt = first()
+        return action, (attempt.step_run_id, attempt.number) if attempt else None
+
+    fresh = str(new_id())
+    assert write(db, lambda tx: claim(tx, fresh)) == ("execute", (fresh, 1))
+    # Claimed again (another id): the step run exists already, so no attempt is inserted.
+    assert write(db, lambda tx: claim(tx, str(new_id()))) == ("skip", None)
+    assert [a.number for a in read(db, lambda c: attempt_store.list_attempts(c, fresh))] == [1]
