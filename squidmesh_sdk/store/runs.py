@@ -106,7 +106,9 @@ def create_run(
         "inserted_at": tx.now,
         "updated_at": tx.now,
     }
-    _INSERT_RUN.execute(tx.connection, values)
+    # On PostgreSQL the insert goes with the transaction's next statement (its first job's):
+    # a conflict on the idempotency key is raised then, or at commit, still as IntegrityError.
+    _INSERT_RUN.send(tx.connection, values)
     return Run.from_row(values)
 
 
