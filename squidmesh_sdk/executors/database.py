@@ -24,6 +24,7 @@ from squidmesh_sdk.executors import payloads
 from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding, QueueRouting
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import Run
 
 __all__ = [
@@ -182,15 +183,17 @@ class DatabaseExecutor(QueueRouting):
                     chosen = index
                     new[index] = replace(job, leased_to=offer.worker, lease=offer.lease)
                     break
+        immediate = sorted({job.queue for job in new if not job.delay and not job.leased_to})
+        if immediate and tx.connection.dialect.name == "postgresql":
+            # Delivered at commit, whatever its place in the transaction: sent first, it goes
+            # to the server with the insert (in one round trip).
+            for queue in immediate:
+                _NOTIFY.send(tx.connection, {"channel": NOTIFY_CHANNEL, "queue": queue})
         ids = job_store.enqueue(tx, new)
         if chosen is not None and offer is not None:
             offer.pending = (new[chosen], ids[chosen], tx)
             tx.after_commit(partial(_hand_over, offer, new[chosen], ids[chosen], tx))
-        immediate = sorted({job.queue for job in new if not job.delay and not job.leased_to})
         if immediate:
-            if tx.connection.dialect.name == "postgresql":
-                for queue in immediate:
-                    tx.connection.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, queue)))
             tx.after_commit(self._wake)
         return [
             {"job_id": job_id, "queue": job.queue, "schedule_in": job.delay}
@@ -202,6 +205,11 @@ class DatabaseExecutor(QueueRouting):
             wakers = list(self._wakers)
         for event in wakers:
             event.set()
+
+
+_NOTIFY = Prepared(
+    lambda _: sa.select(sa.func.pg_notify(sa.bindparam("channel"), sa.bindparam("queue")))
+)
 
 
 def _hand_over(offer: Continuation, new: job_store.NewJob, job_id: int, tx: Transaction) -> None:

@@ -121,22 +121,27 @@ def claim_step(runtime: Runtime, tx: Transaction, run_id: str, step: str) -> obj
 
     A worker claiming a job this way saves the step a transaction of its own; the claim goes
     to the delivery as ``Delivery(claim=...)``. Only a step that simply starts is claimed:
-    whenever the delivery has something else to decide (the run is finished or paused, the
-    step is a built-in one, it already runs, the run or workflow is unknown...), nothing is
-    written and ``None`` is returned, so the delivery does exactly what it would have done.
+    whenever the delivery has something else to decide (the run is finished, paused or
+    cancelling, the step is a built-in or manual one, not current, already running...),
+    ``None`` is returned before anything is written or reported, so the delivery does exactly
+    what it would have done.
     """
     try:
-        with tx.savepoint():
-            found = _claim(runtime, tx, run_id, step, reclaim=False)
-            if not isinstance(found, _Claim):
-                raise _NotClaimed
-    except Exception:  # noqa: BLE001 - the delivery decides, with its own error handling
+        run = run_store.lock_run(tx.connection, run_id)
+        definition = runtime.definition(run.workflow)
+        node = definition.steps.get(step)
+        if run.status not in ("pending", "running", "retrying") or node is None:
+            return None
+        if node.kind in ("log", "wait") or node.is_manual:
+            return None
+        step_input = _step_input(tx, run, definition, node)
+    except Exception:  # noqa: BLE001 - nothing written yet: the delivery decides, and reports
         return None
-    return found
-
-
-class _NotClaimed(Exception):
-    """Undo a claim attempt that did not simply start the step."""
+    if step_input is None:
+        return None
+    # From here on only what the delivery itself would do once it found the step startable.
+    found = _begin(runtime, tx, run, definition, node, step_input, reclaim=False, simple=True)
+    return found if isinstance(found, _Claim) else None
 
 
 def _execute(runtime: Runtime, run_id: str, step: str, delivery: Delivery) -> Outcome:
@@ -262,6 +267,29 @@ def _claim(
     if step_input is None:
         tx.events.append(StepSkipped(run, step, "not_current"))
         return "skipped"
+    found = _begin(runtime, tx, run, definition, node, step_input, reclaim=reclaim)
+    assert found is not None  # noqa: S101 - only a simple claim ends without an outcome
+    return found
+
+
+def _begin(
+    runtime: Runtime,
+    tx: Transaction,
+    run: Run,
+    definition: WorkflowDefinition,
+    node: StepNode,
+    step_input: dict[str, Any],
+    *,
+    reclaim: bool,
+    simple: bool = False,
+) -> _Claim | Outcome | None:
+    """Start the step run and its attempt; with ``simple``, ``None`` unless it just starts.
+
+    ``simple`` returns before writing anything when the step run is already running or
+    completed (the delivery then decides).
+    """
+    step = node.name
+    span = trace.get_current_span()
     # The step run and its first attempt are inserted in one round trip on PostgreSQL: the
     # attempt only if the step run is new (it has the id chosen here), otherwise below.
     fresh_id = str(new_id())
@@ -271,6 +299,8 @@ def _claim(
     first_attempt = attempt_store.begin_first_attempt_later(tx, fresh_id)
     step_run, action = begun()
     attempt = first_attempt()
+    if action == "skip" and simple:
+        return None  # nothing was written: a step run that exists keeps its attempts
     if action == "skip" and step_run.status == "completed":
         # Completed but the run never moved on: advance from the stored output.
         progression.advance_after_success(runtime, tx, run, definition, node, step_run.output or {})

@@ -56,21 +56,6 @@ class Transaction:
         """Run ``callback`` after a successful commit (never after a rollback)."""
         self._after_commit.append(callback)
 
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        """A savepoint: when the block raises, what it wrote, reported and registered is undone.
-
-        The exception propagates; the transaction goes on as it was before the block.
-        """
-        events, callbacks = len(self.events), len(self._after_commit)
-        try:
-            with self.connection.begin_nested():
-                yield
-        except BaseException:
-            del self.events[events:]
-            del self._after_commit[callbacks:]
-            raise
-
 
 class Database:
     """The database squidmesh keeps its state in: the host's own, or an embedded SQLite file.

@@ -157,10 +157,11 @@ class Prepared:
         SQLAlchemy executes (``Connection.execute`` and the like, not ``exec_driver_sql``),
         before the transaction commits, and the dispatcher before handing work to an
         executor other than the database queue. ``check`` then receives the statement's row
-        count, and may raise. On SQLite the statement runs at once.
+        count, and may raise; rows the statement returns are dropped. On SQLite the statement
+        runs at once.
         """
         compiled = self._compile(connection.dialect)
-        if connection.dialect.name != "postgresql" or compiled.columns is not None:
+        if connection.dialect.name != "postgresql":
             count = self.execute(connection, params)
             if check is not None:
                 check(count)
