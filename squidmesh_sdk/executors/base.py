@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from squidmesh_sdk import errors
 from squidmesh_sdk.clock import Clock
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.records import Run
@@ -27,7 +28,24 @@ from squidmesh_sdk.store.records import Run
 if TYPE_CHECKING:
     from squidmesh_sdk.client import Client
 
-__all__ = ["DispatchMetadata", "Executor", "ExecutorBinding", "Perform", "QueueRouting"]
+__all__ = [
+    "PERMANENT_DELIVERY_ERRORS",
+    "DispatchMetadata",
+    "Executor",
+    "ExecutorBinding",
+    "Perform",
+    "QueueRouting",
+]
+
+PERMANENT_DELIVERY_ERRORS: tuple[type[Exception], ...] = (
+    errors.InvalidExecutorPayload,
+    errors.InvalidRunId,
+    errors.RunNotFound,
+)
+"""What ``perform`` raises for a delivery that no retry can fix (a malformed payload, a run
+that does not exist). Any other exception is worth retrying: the database is away, or
+(``InvalidWorkflow``) a worker still runs the previous deploy's code and a newer one knows the
+workflow."""
 
 DispatchMetadata = Mapping[str, Any]
 """What an executor reports about a job it accepted (``job_id``, ``queue``, ...)."""

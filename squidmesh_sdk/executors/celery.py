@@ -5,16 +5,20 @@ could announce a state change that then rolls back, or commit one whose task is 
 :class:`CeleryExecutor` writes each message to ``squidmesh_outbox`` *in* the transaction, and
 an :class:`~squidmesh_sdk.executors.outbox.OutboxRelay` publishes it once committed and due:
 
-- right after the commit, from the committing thread, so a chained step starts at once;
+- right after the commit, so a chained step starts at once;
 - and from a background relay thread that publishes what was delayed (waits and retry
   backoff stay in the database until due, never as broker ETAs, which Redis delivers twice
   when they exceed its visibility timeout) or could not be published (the broker was down).
 
+A published message stays in the outbox until the delivery it caused deletes it, in the
+transaction that records its outcome; one the broker lost is published again after
+``redeliver_after``.
+
 The Celery task ``squidmesh.perform`` calls :meth:`squidmesh_sdk.Client.perform`. It is
 acknowledged late and rejected when its worker is lost, so a worker killed mid-step leaves
 the message with the broker, which redelivers it; the runtime then takes over the step the
-dead worker left running. Duplicate messages (a relay that died between publishing and
-deleting) are harmless: the runtime ignores a delivery whose work is done or under way.
+dead worker left running. Duplicate messages are harmless: the runtime ignores a delivery
+whose work is done or under way.
 
 Requires the ``celery`` extra: ``pip install 'squidmesh-sdk[celery]'``.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,9 +35,16 @@ from celery import Celery, Task, signals
 
 from squidmesh_sdk import errors
 from squidmesh_sdk.executors import payloads
-from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding, QueueRouting
+from squidmesh_sdk.executors.base import (
+    PERMANENT_DELIVERY_ERRORS,
+    DispatchMetadata,
+    ExecutorBinding,
+    QueueRouting,
+)
 from squidmesh_sdk.executors.outbox import OutboxRelay
 from squidmesh_sdk.executors.scheduler import CronScheduler
+from squidmesh_sdk.runtime import runner
+from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store import outbox as outbox_store
 from squidmesh_sdk.store.database import Transaction
@@ -45,15 +57,10 @@ logger = logging.getLogger("squidmesh_sdk.celery")
 TASK_NAME = "squidmesh.perform"
 """The name of the Celery task that performs squidmesh payloads."""
 
-# Deliveries that name something this client cannot find will never succeed: retrying them
-# only fills the broker. Every other exception (the database is away) is retried.
-_PERMANENT = (
-    errors.InvalidExecutorPayload,
-    errors.InvalidRunId,
-    errors.RunNotFound,
-    errors.InvalidWorkflow,
-)
 _MAX_RETRY_DELAY = 60.0
+_BROKER_DOWN_PAUSE = 5.0
+"""Seconds a process without a relay thread stops publishing after commit once the broker
+refused a message, so that callers do not each wait for a connection attempt."""
 
 
 class CeleryExecutor(QueueRouting):
@@ -67,9 +74,13 @@ class CeleryExecutor(QueueRouting):
         relay_interval: Seconds between two passes of the background relay.
         relay_lease: Seconds after which a message a relay took but neither published nor
             postponed (the relay died) is published again.
-        start_relay_in_workers: Start the background relay in every Celery worker process
-            of ``app`` (on ``worker_ready``; stopped on ``worker_shutdown``). Other processes
-            that should relay (a web app with no worker) call :meth:`start_relay`.
+        redeliver_after: Seconds after which a message that was published but whose
+            delivery has not finished is published again: the broker may have lost it. A
+            step that runs longer gets a duplicate delivery, which does nothing.
+        start_relay_in_workers: Start the background relay (and the cron scheduler) in every
+            Celery worker of ``app``: in each pool child with the prefork pool, in the worker
+            itself with the solo and threads pools. Other processes that should relay (a web
+            app with no worker) call :meth:`start_relay`.
         cron: Also schedule the client's cron triggers from every Celery worker process of
             ``app`` (a thread ticking each second; however many workers run, each window
             starts one run).
@@ -87,6 +98,7 @@ class CeleryExecutor(QueueRouting):
         queue_for: Callable[[str], str | None] | None = None,
         relay_interval: float = 1.0,
         relay_lease: float = 30.0,
+        redeliver_after: float = 300.0,
         start_relay_in_workers: bool = True,
         publish_on_commit: bool = True,
         cron: bool = True,
@@ -100,6 +112,7 @@ class CeleryExecutor(QueueRouting):
         self.app = app
         self._relay_interval = relay_interval
         self._relay_lease = relay_lease
+        self._redeliver_after = redeliver_after
         self._publish_on_commit = publish_on_commit
         self._binding: ExecutorBinding | None = None
         self._relay: OutboxRelay | None = None
@@ -107,9 +120,18 @@ class CeleryExecutor(QueueRouting):
         self._cron = cron
         self._cron_catch_up: CatchUp = cron_catch_up
         self._pid = os.getpid()
+        self._skip_publishing_until = 0.0
 
-        def perform(task: Task[Any, Any], payload: Mapping[str, Any]) -> str:
-            return self._perform(task, payload)
+        if TASK_NAME in app.tasks:
+            raise errors.ExecutorNotReady(
+                f"the Celery app {app.main!r} already has a {TASK_NAME!r} task: one "
+                "CeleryExecutor per Celery app (create another Celery app for another client)"
+            )
+
+        def perform(
+            task: Task[Any, Any], payload: Mapping[str, Any], outbox_id: int | None = None
+        ) -> str:
+            return self._perform(task, payload, outbox_id)
 
         self.task: Task[Any, Any] = app.task(
             name=TASK_NAME,
@@ -117,13 +139,18 @@ class CeleryExecutor(QueueRouting):
             bind=True,
             acks_late=True,
             reject_on_worker_lost=True,
+            # A hard time limit (or any failure the task did not turn into a retry) must not
+            # acknowledge the message: the broker delivers it again and the step is taken over.
+            acks_on_failure_or_timeout=False,
             ignore_result=True,
             max_retries=None,
         )(perform)
+        # Weak receivers: an executor (and its client) that is dropped stops receiving them.
+        self._relay_in_workers = start_relay_in_workers
         if start_relay_in_workers:
-            signals.worker_ready.connect(self._on_worker_ready, weak=False)
-            signals.worker_shutdown.connect(self._on_worker_shutdown, weak=False)
-        signals.worker_process_init.connect(self._on_worker_process_init, weak=False)
+            signals.worker_ready.connect(self._on_worker_ready)
+            signals.worker_shutdown.connect(self._on_worker_shutdown)
+        signals.worker_process_init.connect(self._on_worker_process_init)
 
     def bind(self, binding: ExecutorBinding) -> None:
         """Remember the client this executor serves; its database holds the outbox."""
@@ -137,6 +164,7 @@ class CeleryExecutor(QueueRouting):
             self._publish,
             interval=self._relay_interval,
             lease=self._relay_lease,
+            redeliver_after=self._redeliver_after,
         )
         if self._cron and binding.client is not None:
             self._scheduler = CronScheduler(binding.client, catch_up=self._cron_catch_up)
@@ -219,37 +247,54 @@ class CeleryExecutor(QueueRouting):
     def _publish_after_commit(self, ids: list[int]) -> None:
         # The state change is committed: a failure here must not reach the caller. The
         # messages stay in the outbox and the background relay publishes them.
+        relay = self.relay
+        if relay.running:
+            relay.wake()  # this process relays: never make the caller wait for the broker
+            return
+        if time.monotonic() < self._skip_publishing_until:
+            return  # the broker was just unreachable: leave it to the relays
         try:
-            self.relay.relay(ids)
+            if relay.relay(ids) < len(ids):
+                self._skip_publishing_until = time.monotonic() + _BROKER_DOWN_PAUSE
         except Exception:
             logger.warning("publishing after commit failed; the relay will retry", exc_info=True)
 
     def _publish(self, message: outbox_store.Message) -> None:
+        # One try: a broker that is down costs a caller one connection attempt, and the
+        # relay retries the message with backoff.
         self.task.apply_async(
             args=(dict(message.payload),),
+            kwargs={"outbox_id": message.id},
             queue=message.destination,
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.5},
+            retry=False,
         )
 
-    def _perform(self, task: Task[Any, Any], payload: Mapping[str, Any]) -> str:
+    def _perform(
+        self, task: Task[Any, Any], payload: Mapping[str, Any], outbox_id: int | None
+    ) -> str:
         binding = self._binding
-        if binding is None:
+        if binding is None or binding.client is None:
             # The worker imported the executor but built no client: a deployment error that
             # a retry may outlive (a lazily built client), so the message is not dropped.
             raise task.retry(
                 exc=RuntimeError("CeleryExecutor is not bound to a squidmesh Client"),
                 countdown=_MAX_RETRY_DELAY,
             )
+        runtime = binding.client.runtime
         request = task.request
-        redelivered = bool((request.delivery_info or {}).get("redelivered")) or bool(
-            request.retries
-        )
+        # Only the broker's redelivery of an unacknowledged message says that the worker that
+        # had it is gone. A retry after an error does not: the message may be a duplicate
+        # whose twin is running the step right now (a step left running by an error is taken
+        # over after the client's stale_step_timeout instead).
+        redelivered = bool((request.delivery_info or {}).get("redelivered"))
+        done = [outbox_id] if outbox_id is not None else []
+        # The message's outbox row goes in the transaction that records the outcome.
+        delivery = Delivery(reclaim=redelivered, settle=lambda tx: outbox_store.remove(tx, done))
         try:
-            return binding.perform(payload, redelivered=redelivered)
-        except _PERMANENT:
+            outcome = runner.perform(runtime, payload, delivery=delivery)
+        except PERMANENT_DELIVERY_ERRORS:
             logger.exception("dropping a squidmesh task that can never succeed")
-            return "rejected"
+            outcome = "rejected"
         except Exception as exc:
             delay = min(_MAX_RETRY_DELAY, 2.0 ** (request.retries or 0))
             logger.warning(
@@ -258,30 +303,51 @@ class CeleryExecutor(QueueRouting):
                 exc_info=True,
             )
             raise task.retry(exc=exc, countdown=delay) from exc
+        if done and not delivery.settled:
+            # Nothing recorded an outcome (a duplicate, a stale or rejected message): the
+            # message has had its effect, and must not be published again.
+            with runtime.transaction() as tx:
+                outbox_store.remove(tx, done)
+        return outcome
 
     def _on_worker_ready(self, sender: Any = None, **_: Any) -> None:
-        if _app_of(sender) is not self.app:
-            return
+        if _app_of(sender) is not self.app or _is_prefork(getattr(sender, "pool", None)):
+            return  # prefork: each pool child runs them (below), the parent stays out
+        self._start_background()
+
+    def _on_worker_shutdown(self, sender: Any = None, **_: Any) -> None:
+        if _app_of(sender) is self.app:
+            self._stop_background()
+
+    def _on_worker_process_init(self, **_: Any) -> None:
+        binding = self._binding
+        if binding is None or binding.database is None or os.getpid() == self._pid:
+            return  # not bound, or not a forked child (the solo pool sends this too)
+        # A forked pool child must not use the parent's pooled connections: forget them
+        # without closing them (closing would end the parent's sessions).
+        binding.database.engine.dispose(close=False)
+        self._pid = os.getpid()
+        # The relay and the cron scheduler run in the pool's children, never in the parent
+        # that forks them: a fork taken while a parent thread is inside a SQLite transaction
+        # leaves the child unable to lock the database.
+        if self._relay_in_workers:
+            self._start_background()
+
+    def _start_background(self) -> None:
         if self._relay is not None:
             self._relay.start()
         if self._scheduler is not None:
             self._scheduler.start()
 
-    def _on_worker_shutdown(self, sender: Any = None, **_: Any) -> None:
-        if _app_of(sender) in (self.app, None):
-            self.stop_relay()
-            if self._scheduler is not None:
-                self._scheduler.stop()
-
-    def _on_worker_process_init(self, **_: Any) -> None:
-        # A forked pool child must not use the parent's pooled connections: forget them
-        # without closing them (closing would end the parent's sessions). The solo and thread
-        # pools send this signal in the parent itself, which must keep its pool.
-        binding = self._binding
-        if binding is not None and binding.database is not None and os.getpid() != self._pid:
-            binding.database.engine.dispose(close=False)
-            self._pid = os.getpid()
+    def _stop_background(self) -> None:
+        self.stop_relay()
+        if self._scheduler is not None:
+            self._scheduler.stop()
 
 
 def _app_of(sender: Any) -> Any:
     return getattr(sender, "app", None)
+
+
+def _is_prefork(pool: Any) -> bool:
+    return type(pool).__module__ == "celery.concurrency.prefork"

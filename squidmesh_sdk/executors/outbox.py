@@ -7,11 +7,14 @@ publishes them once committed and due:
 1. *take* due messages in a short transaction: their ``publish_at`` moves forward by a lease,
    so other relays leave them alone while no database lock is held during the publish;
 2. publish each one to the broker;
-3. delete the published ones in a second transaction; postpone the rest with backoff.
+3. in a second transaction, push the published ones ``redeliver_after`` seconds ahead and
+   postpone the rest with backoff.
 
-A relay that dies after (2) leaves its messages in the table; when the lease runs out another
-relay publishes them again. The runtime treats the duplicate delivery as a no-op. Delayed work
-(waits, retry backoff) stays in the table until due, so a broker never holds a long ETA.
+A published message stays in the table until the delivery it caused deletes it, in the
+transaction that records that delivery's outcome. If the broker loses it, or the relay dies
+after (2), it is published again later. The runtime treats a duplicate delivery as a no-op.
+Delayed work (waits, retry backoff) stays in the table until due, so a broker never holds a
+long ETA.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ logger = logging.getLogger("squidmesh_sdk.outbox")
 Publish = Callable[[outbox_store.Message], None]
 """Publishes one message to the broker; raises if the broker did not take it."""
 
+_MAX_POSTPONE = 5.0
+"""A message the broker refused is tried again after 1, 2, 4, then every 5 seconds: one
+connection attempt per relay pass is cheap, and a broker that is back gets its backlog soon."""
 _MAX_BACKOFF = 60.0
 
 
@@ -45,6 +51,8 @@ class OutboxRelay:
         batch: The most messages one pass takes at once.
         lease: Seconds a taken message is left alone by other relays; it is published again
             after that if this relay neither published nor postponed it (it died).
+        redeliver_after: Seconds after which a published message whose delivery has not
+            deleted it yet is published again (the broker lost it, or it is still running).
     """
 
     def __init__(
@@ -56,6 +64,7 @@ class OutboxRelay:
         interval: float = 1.0,
         batch: int = 100,
         lease: float = 30.0,
+        redeliver_after: float = 300.0,
     ) -> None:
         if not interval > 0:
             raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
@@ -63,12 +72,15 @@ class OutboxRelay:
             raise ValueError(f"batch must be >= 1, got {batch!r}")
         if not lease > 0:
             raise ValueError(f"lease must be > 0 seconds, got {lease!r}")
+        if not redeliver_after > 0:
+            raise ValueError(f"redeliver_after must be > 0 seconds, got {redeliver_after!r}")
         self._database = database
         self._clock = clock
         self._publish = publish
         self.interval = interval
         self.batch = batch
         self.lease = lease
+        self.redeliver_after = redeliver_after
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -88,9 +100,9 @@ class OutboxRelay:
                 return published
             done, failed, error = self._publish_all(taken)
             with self._database.transaction(self._clock.now()) as tx:
-                outbox_store.remove(tx, done)
+                outbox_store.postpone(tx, done, delay=self.redeliver_after, error=None)
                 if failed:
-                    delay = min(_MAX_BACKOFF, 2.0 ** (min(m.attempts for m in failed) - 1))
+                    delay = min(_MAX_POSTPONE, 2.0 ** (min(m.attempts for m in failed) - 1))
                     outbox_store.postpone(tx, [m.id for m in failed], delay=delay, error=error)
             published += len(done)
             if failed:
@@ -120,6 +132,8 @@ class OutboxRelay:
         """Start the background thread (idempotent)."""
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
+                if self._stopping.is_set():
+                    raise RuntimeError("the relay thread is still stopping; try again later")
                 return
             self._stopping.clear()
             self._thread = threading.Thread(
@@ -128,14 +142,17 @@ class OutboxRelay:
             self._thread.start()
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        """Stop the background thread after its current pass."""
+        """Stop the background thread after its current pass (waiting up to ``timeout``)."""
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stopping.set()
-        self._wake.set()
-        thread.join(timeout)
+            thread = self._thread
+            if thread is None:
+                return
+            self._stopping.set()
+            self._wake.set()
+            thread.join(timeout)
+            # A thread still finishing its pass stays known, so start() does not add another.
+            if not thread.is_alive():
+                self._thread = None
 
     @property
     def running(self) -> bool:

@@ -30,7 +30,12 @@ from procrastinate.manager import JobManager
 
 from squidmesh_sdk import errors
 from squidmesh_sdk.executors import payloads
-from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding, QueueRouting
+from squidmesh_sdk.executors.base import (
+    PERMANENT_DELIVERY_ERRORS,
+    DispatchMetadata,
+    ExecutorBinding,
+    QueueRouting,
+)
 from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store.database import Transaction
@@ -47,14 +52,8 @@ HOUSEKEEPING_TASK_NAME = "squidmesh.housekeeping"
 """The periodic task that queues again the jobs of workers that stopped sending heartbeats and
 queues the activations of due cron triggers."""
 
-# Deliveries that name something this client cannot find will never succeed.
-_PERMANENT = (
-    errors.InvalidExecutorPayload,
-    errors.InvalidRunId,
-    errors.RunNotFound,
-    errors.InvalidWorkflow,
-)
 _MAX_RETRY_DELAY = 60
+_HOUSEKEEPING_PRIORITY = 100  # Procrastinate runs higher priorities first
 
 
 class _CappedBackoff(procrastinate.BaseRetryStrategy):
@@ -63,7 +62,7 @@ class _CappedBackoff(procrastinate.BaseRetryStrategy):
     def get_retry_decision(
         self, *, exception: BaseException, job: procrastinate_jobs.Job
     ) -> procrastinate.RetryDecision | None:
-        if isinstance(exception, _PERMANENT):
+        if isinstance(exception, PERMANENT_DELIVERY_ERRORS):
             return None
         delay = min(_MAX_RETRY_DELAY, 2 ** min(job.attempts, 6))
         return procrastinate.RetryDecision(retry_in={"seconds": delay})
@@ -86,6 +85,9 @@ class ProcrastinateExecutor(QueueRouting):
             a 6th column gives seconds): it recovers stalled jobs and queues due cron
             activations. ``None`` registers no periodic task: call :meth:`housekeeping`
             yourself.
+        housekeeping_queue: The queue of the housekeeping task (default: ``queue``). Some
+            worker must listen on it, or stalled jobs and cron windows wait. It runs ahead of
+            step jobs (priority 100) so that a backlog does not delay recovery.
         cron: Schedule the client's cron triggers in the housekeeping task (each window
             starts one run, however many workers run it).
         cron_catch_up: Windows missed while no worker ran: ``"latest"`` (the default) starts
@@ -100,6 +102,7 @@ class ProcrastinateExecutor(QueueRouting):
         queue_for: Callable[[str], str | None] | None = None,
         stalled_after: float = 30.0,
         housekeeping_cron: str | None = "* * * * * */10",
+        housekeeping_queue: str | None = None,
         cron: bool = True,
         cron_catch_up: CatchUp = "latest",
     ) -> None:
@@ -117,6 +120,12 @@ class ProcrastinateExecutor(QueueRouting):
         # connector the app uses; this manager only ever runs queries on a given connection.
         self._manager = JobManager(procrastinate.SyncPsycopgConnector())
 
+        if TASK_NAME in app.tasks:
+            raise errors.ExecutorNotReady(
+                f"the Procrastinate app already has a {TASK_NAME!r} task: one "
+                "ProcrastinateExecutor per Procrastinate app"
+            )
+
         def perform(context: procrastinate.JobContext, payload: dict[str, Any]) -> str:
             return self._perform(context, payload)
 
@@ -131,7 +140,8 @@ class ProcrastinateExecutor(QueueRouting):
             app.periodic(cron=housekeeping_cron)(
                 app.task(
                     name=HOUSEKEEPING_TASK_NAME,
-                    queue=queue,
+                    queue=housekeeping_queue or queue,
+                    priority=_HOUSEKEEPING_PRIORITY,
                     pass_context=True,
                     queueing_lock=HOUSEKEEPING_TASK_NAME,
                 )(housekeeping)
@@ -247,14 +257,22 @@ class ProcrastinateExecutor(QueueRouting):
         redelivered = context.job.attempts > 0
         try:
             return binding.perform(payload, redelivered=redelivered)
-        except _PERMANENT:
+        except PERMANENT_DELIVERY_ERRORS:
             logger.exception("dropping a squidmesh job that can never succeed")
             raise
 
     async def _housekeeping(self, app: procrastinate.App) -> None:
-        await self._retry_stalled(app)
+        # Each duty runs whatever happened to the other: a failed recovery must not cost a
+        # cron window, nor the reverse.
+        try:
+            await self._retry_stalled(app)
+        except Exception:
+            logger.warning("recovering stalled jobs failed", exc_info=True)
         if self._scheduler is not None:
-            await asyncio.to_thread(self._scheduler.tick)
+            try:
+                await asyncio.to_thread(self._scheduler.tick)
+            except Exception:
+                logger.warning("cron tick failed", exc_info=True)
 
     async def _retry_stalled(self, app: procrastinate.App) -> int:
         stalled = await app.job_manager.get_stalled_jobs(
@@ -262,7 +280,11 @@ class ProcrastinateExecutor(QueueRouting):
         )
         count = 0
         for job in stalled:
-            await app.job_manager.retry_job(job)
+            try:
+                await app.job_manager.retry_job(job)
+            except Exception:
+                logger.info("a stalled job changed before it was queued again", exc_info=True)
+                continue
             count += 1
         if count:
             logger.warning("queued again the jobs of stalled workers", extra={"jobs": count})

@@ -60,6 +60,7 @@ class CronScheduler:
         self._next_due: dict[tuple[str, str], datetime] = {}
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._lock = threading.Lock()
 
     def start(self, interval: float = 1.0) -> None:
         """Tick every ``interval`` seconds from a thread of its own, until :meth:`stop`.
@@ -69,20 +70,27 @@ class CronScheduler:
         """
         if not interval > 0:
             raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(
-            target=self._run, args=(interval,), name="squidmesh-cron", daemon=True
-        )
-        self._thread.start()
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                if self._stopping.is_set():
+                    raise RuntimeError("the cron thread is still stopping; try again later")
+                return
+            self._stopping.clear()
+            self._thread = threading.Thread(
+                target=self._run, args=(interval,), name="squidmesh-cron", daemon=True
+            )
+            self._thread.start()
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        """Stop the thread started by :meth:`start`."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
+        """Stop the thread started by :meth:`start` (waiting up to ``timeout``)."""
+        with self._lock:
+            thread = self._thread
+            if thread is None:
+                return
             self._stopping.set()
             thread.join(timeout)
+            if not thread.is_alive():
+                self._thread = None
 
     def _run(self, interval: float) -> None:
         while not self._stopping.is_set():

@@ -3,10 +3,11 @@
 A message is inserted with the state change that implies it (``add``), so a committed change
 always has its message and a rolled-back one never does. A relay then *takes* due messages
 (``take``: their ``publish_at`` moves forward by a lease, in a short transaction of its own, so
-no lock is held while it talks to the broker), publishes them, and deletes what it published
-(``remove``). A relay that dies anywhere in between leaves its messages in the table; when
-their lease runs out another relay publishes them again. A message may therefore reach the
-broker twice, never zero times.
+no lock is held while it talks to the broker), publishes them, and pushes their ``publish_at``
+further (``postpone``): a published message stays until the delivery it caused is done and
+``remove``s it, in the transaction that records its outcome. A relay that dies, or a broker
+that loses the message, leaves it in the table, to be published again when its time comes. A
+message may therefore reach the broker more than once, never zero times.
 """
 
 from __future__ import annotations
@@ -100,13 +101,13 @@ def take(
 
 
 def remove(tx: Transaction, ids: Sequence[int]) -> None:
-    """Delete published messages."""
+    """Delete messages whose delivery is done."""
     if ids:
         tx.connection.execute(outbox.delete().where(outbox.c.id.in_(list(ids))))
 
 
-def postpone(tx: Transaction, ids: Sequence[int], *, delay: float, error: str) -> None:
-    """Make messages that could not be published due again after ``delay`` seconds."""
+def postpone(tx: Transaction, ids: Sequence[int], *, delay: float, error: str | None) -> None:
+    """Make messages due again after ``delay`` seconds (``error``: why publishing failed)."""
     if ids:
         tx.connection.execute(
             outbox.update()

@@ -1,6 +1,7 @@
 """Workflows, clients and worker entry points shared by the engine executor tests.
 
-Worker processes run ``python -m tests.integration.executors.engines celery DB_URL BROKER_URL``
+Worker processes run ``python -m tests.integration.executors.engines celery DB_URL BROKER_URL
+[worker options]``
 or ``... procrastinate DB_URL``: a real ``celery worker`` (solo pool) or Procrastinate worker,
 importing the same workflows as the test that spawned it.
 """
@@ -25,6 +26,8 @@ from tests.integration.worker.app import WORKFLOWS as WORKER_WORKFLOWS
 QUEUE = "squidmesh"
 VISIBILITY_TIMEOUT = 2.0
 """Seconds before Redis hands an unacknowledged message (its worker died) to another worker."""
+REDELIVER_AFTER = 3.0
+"""Seconds before a published message whose delivery has not finished is published again."""
 HEARTBEAT = 0.5
 STALLED_AFTER = 2.0
 
@@ -99,7 +102,10 @@ def celery_client(
     database_url: str, broker_url: str, *, clock: Clock | None = None, **options: Any
 ) -> Client:
     """A client whose work goes through Celery on ``broker_url``."""
-    executor = CeleryExecutor(celery_app(broker_url), queue=QUEUE, relay_lease=1.0, **options)
+    executor = CeleryExecutor(
+        celery_app(broker_url), queue=QUEUE, relay_lease=1.0, redeliver_after=REDELIVER_AFTER,
+        **options,
+    )  # fmt: skip
     return Client(database_url, WORKFLOWS, executor=executor, clock=clock)
 
 
@@ -141,10 +147,11 @@ def main(argv: list[str]) -> None:
         client = celery_client(database_url, argv[2])
         executor = client.executor
         assert isinstance(executor, CeleryExecutor)
+        pool = argv[3:] or ["--pool=solo"]  # e.g. --pool=prefork --max-tasks-per-child=1
         executor.app.worker_main(
             [
                 "worker",
-                "--pool=solo",
+                *pool,
                 f"--queues={QUEUE}",
                 "--loglevel=WARNING",
                 "--without-gossip",

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from redis import Redis
 
-from squidmesh_sdk import Client
+from squidmesh_sdk import Client, ExecutorNotReady
 from squidmesh_sdk.executors.celery import CeleryExecutor
 from squidmesh_sdk.store import outbox as outbox_store
 from squidmesh_sdk.testing import FakeClock
@@ -76,12 +77,18 @@ def test_runs_with_fan_out_retry_delays_and_waits_complete(client: Client) -> No
     assert _outbox_size(client) == 0
 
 
+def _broker_queue_length(redis: RedisServer) -> int:
+    with Redis.from_url(redis.url) as connection:
+        return int(connection.llen(QUEUE))
+
+
 def test_a_rolled_back_change_leaves_no_message_and_a_committed_one_is_published(
-    client: Client,
+    client: Client, redis: RedisServer
 ) -> None:
     executor = _executor(client)
     run = client.start_run("one_step")  # published after commit; no worker consumes it
-    assert _outbox_size(client) == 0
+    assert _broker_queue_length(redis) == 1
+    assert _outbox_size(client) == 1, "kept until its delivery is done"
 
     class Abort(Exception):
         pass
@@ -93,7 +100,13 @@ def test_a_rolled_back_change_leaves_no_message_and_a_committed_one_is_published
 
     with pytest.raises(Abort):
         enqueue_then_abort()
-    assert _outbox_size(client) == 0
+    assert _outbox_size(client) == 1
+    assert _broker_queue_length(redis) == 1, "nothing published for the rolled-back change"
+
+
+def test_one_executor_per_celery_app(client: Client) -> None:
+    with pytest.raises(ExecutorNotReady, match="one CeleryExecutor per Celery app"):
+        CeleryExecutor(_executor(client).app)
 
 
 def _relay_crash(database_url: str, broker_url: str, point: str) -> None:
@@ -217,3 +230,40 @@ def test_the_workers_scheduler_starts_one_run_per_cron_window(
                 executor.stop_relay()
         assert client.inspect_run(run.id).context["window"] == "2026-03-02T03:00:00+00:00"
         assert len(client.list_runs(workflow="nightly")) == 1
+
+
+def test_a_prefork_pool_whose_children_are_replaced_keeps_every_connection_working(
+    client: Client, database_url: str, redis: RedisServer, spawn_engine_worker: SpawnEngine
+) -> None:
+    # Each child performs one task, then is replaced by a new fork of the parent, whose relay
+    # and cron threads keep their own database connections through every fork.
+    spawn_engine_worker(
+        "celery", database_url, redis.url,
+        "--pool=prefork", "--concurrency=2", "--max-tasks-per-child=1",
+    )  # fmt: skip
+    runs = [client.start_run("five_steps") for _ in range(4)]
+    delayed = client.start_run("delayed")  # its retry and wait are published by the relay
+    wait_until(settled(client, [*runs, delayed]), timeout=120, what="every run to finish")
+    assert {client.inspect_run(run.id).status for run in [*runs, delayed]} == {"completed"}
+    for run in runs:
+        assert attempts_by_step(client, run.id) == {f"step_{i}": ["completed"] for i in range(1, 6)}
+    assert _outbox_size(client) == 0
+
+
+def test_a_message_the_broker_lost_is_published_again(client: Client, redis: RedisServer) -> None:
+    run = client.start_run("five_steps")
+    assert _broker_queue_length(redis) == 1
+    with Redis.from_url(redis.url) as connection:
+        connection.flushall()  # the broker loses the message it acknowledged
+    executor = _executor(client)
+    with start_worker(
+        executor.app, pool="solo", perform_ping_check=False, queues=[QUEUE], loglevel="WARNING"
+    ):
+        executor.start_relay()  # publishes it again once redeliver_after (3 s) is over
+        try:
+            wait_until(settled(client, [run]), what="the run to finish")
+        finally:
+            executor.stop_relay()
+    assert client.inspect_run(run.id).status == "completed"
+    assert attempts_by_step(client, run.id) == {f"step_{i}": ["completed"] for i in range(1, 6)}
+    assert _outbox_size(client) == 0

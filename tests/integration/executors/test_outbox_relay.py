@@ -42,18 +42,27 @@ def _rows(database: Database) -> list[sa.Row[tuple[int, int, str | None]]]:
         )
 
 
-def test_due_messages_are_published_in_order_and_deleted(database: Database) -> None:
+def test_due_messages_are_published_in_order_and_again_until_their_delivery_removes_them(
+    database: Database,
+) -> None:
     clock = FakeClock()
-    _add(database, clock, None, None, 30)
+    first, second, delayed = _add(database, clock, None, None, 30)
     published: list[int] = []
-    relay = OutboxRelay(database, clock, lambda m: published.append(m.payload["n"]), batch=1)
+    relay = OutboxRelay(
+        database, clock, lambda m: published.append(m.payload["n"]), batch=1, redeliver_after=60
+    )
     assert relay.relay() == 2
     assert published == [0, 1]
-    assert [row.attempts for row in _rows(database)] == [0], "the delayed one waits"
+    assert relay.relay() == 0, "published ones wait for their delivery; the delayed one too"
+    with database.transaction(clock.now()) as tx:  # the first message's delivery is done
+        outbox_store.remove(tx, [first])
     clock.advance(30)
     assert relay.relay() == 1
     assert published == [0, 1, 2]
-    assert _rows(database) == []
+    clock.advance(30)  # the second one's delivery never finished: the broker lost it
+    assert relay.relay() == 1
+    assert published == [0, 1, 2, 1]
+    assert [row.id for row in _rows(database)] == [second, delayed]
 
 
 def test_a_refused_publish_keeps_the_message_and_retries_it_with_backoff(
@@ -80,7 +89,7 @@ def test_a_refused_publish_keeps_the_message_and_retries_it_with_backoff(
     clock.advance(1)
     assert relay.relay() == 2
     assert published == [0, 1]
-    assert _rows(database) == []
+    assert [(r.attempts, r.last_error) for r in _rows(database)] == [(2, None), (2, None)]
 
 
 def test_a_message_taken_by_a_relay_that_died_is_published_again_after_its_lease(
@@ -113,7 +122,10 @@ def test_the_background_thread_publishes_when_woken(database: Database) -> None:
     assert not relay.running
 
 
-@pytest.mark.parametrize(("option", "value"), [("interval", 0), ("batch", 0), ("lease", -1.0)])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("interval", 0), ("batch", 0), ("lease", -1.0), ("redeliver_after", 0)],
+)
 def test_bad_settings_are_refused_by_name(database: Database, option: str, value: float) -> None:
     with pytest.raises(ValueError, match=option):
         OutboxRelay(database, FakeClock(), lambda m: None, **{option: value})  # type: ignore[arg-type]

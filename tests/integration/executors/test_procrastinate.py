@@ -276,3 +276,10 @@ def _housekeeping_runs(client: Client) -> int:
                 {"task": HOUSEKEEPING_TASK_NAME},
             ).scalar_one()
         )
+
+
+def test_one_executor_per_procrastinate_app(tmp_path: Path) -> None:
+    app = procrastinate.App(connector=procrastinate.SyncPsycopgConnector())
+    ProcrastinateExecutor(app)
+    with pytest.raises(ExecutorNotReady, match="one ProcrastinateExecutor per Procrastinate app"):
+        ProcrastinateExecutor(app)
