@@ -20,10 +20,10 @@ long ETA.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 
 from squidmesh_sdk.clock import Clock
+from squidmesh_sdk.executors.periodic import PeriodicThread
 from squidmesh_sdk.store import outbox as outbox_store
 from squidmesh_sdk.store.database import Database
 
@@ -37,7 +37,6 @@ Publish = Callable[[outbox_store.Message], None]
 _MAX_POSTPONE = 5.0
 """A message the broker refused is tried again after 1, 2, 4, then every 5 seconds: one
 connection attempt per relay pass is cheap, and a broker that is back gets its backlog soon."""
-_MAX_BACKOFF = 60.0
 
 
 class OutboxRelay:
@@ -66,8 +65,6 @@ class OutboxRelay:
         lease: float = 30.0,
         redeliver_after: float = 300.0,
     ) -> None:
-        if not interval > 0:
-            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch!r}")
         if not lease > 0:
@@ -77,14 +74,10 @@ class OutboxRelay:
         self._database = database
         self._clock = clock
         self._publish = publish
-        self.interval = interval
         self.batch = batch
         self.lease = lease
         self.redeliver_after = redeliver_after
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._thread = PeriodicThread("squidmesh-outbox-relay", self.relay, interval)
 
     def relay(self, ids: Sequence[int] | None = None) -> int:
         """Publish due messages (only ``ids``, if given) until none is left; return how many.
@@ -126,48 +119,17 @@ class OutboxRelay:
 
     def wake(self) -> None:
         """Make the background thread run a pass now."""
-        self._wake.set()
+        self._thread.wake()
 
     def start(self) -> None:
         """Start the background thread (idempotent)."""
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                if self._stopping.is_set():
-                    raise RuntimeError("the relay thread is still stopping; try again later")
-                return
-            self._stopping.clear()
-            self._thread = threading.Thread(
-                target=self._run, name="squidmesh-outbox-relay", daemon=True
-            )
-            self._thread.start()
+        self._thread.start()
 
     def stop(self, timeout: float | None = 10.0) -> None:
         """Stop the background thread after its current pass (waiting up to ``timeout``)."""
-        with self._lock:
-            thread = self._thread
-            if thread is None:
-                return
-            self._stopping.set()
-            self._wake.set()
-            thread.join(timeout)
-            # A thread still finishing its pass stays known, so start() does not add another.
-            if not thread.is_alive():
-                self._thread = None
+        self._thread.stop(timeout)
 
     @property
     def running(self) -> bool:
         """Whether the background thread is running."""
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
-    def _run(self) -> None:
-        backoff = 0.0
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                self.relay()
-                backoff = 0.0
-            except Exception:
-                backoff = min(_MAX_BACKOFF, max(self.interval, backoff * 2))
-                logger.warning("outbox relay pass failed", exc_info=True)
-            self._wake.wait(backoff or self.interval)
+        return self._thread.running

@@ -14,7 +14,6 @@ schedules start with the next window after the first worker that knows them star
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from opentelemetry.trace import SpanKind
 
 from squidmesh_sdk import telemetry
 from squidmesh_sdk.executors import payloads
+from squidmesh_sdk.executors.periodic import PeriodicThread
 from squidmesh_sdk.graph import TriggerNode
 from squidmesh_sdk.runtime import schedules
 from squidmesh_sdk.runtime.schedules import CatchUp
@@ -58,9 +58,7 @@ class CronScheduler:
             if trigger.kind == "cron"
         ]
         self._next_due: dict[tuple[str, str], datetime] = {}
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
+        self._thread: PeriodicThread | None = None
 
     def start(self, interval: float = 1.0) -> None:
         """Tick every ``interval`` seconds from a thread of its own, until :meth:`stop`.
@@ -68,37 +66,15 @@ class CronScheduler:
         For processes that run no :class:`~squidmesh_sdk.Worker` (whose loop ticks already):
         Celery workers start one through their executor.
         """
-        if not interval > 0:
-            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                if self._stopping.is_set():
-                    raise RuntimeError("the cron thread is still stopping; try again later")
-                return
-            self._stopping.clear()
-            self._thread = threading.Thread(
-                target=self._run, args=(interval,), name="squidmesh-cron", daemon=True
-            )
-            self._thread.start()
+        if self._thread is None or self._thread.interval != interval:
+            self.stop()
+            self._thread = PeriodicThread("squidmesh-cron", self.tick, interval)
+        self._thread.start()
 
     def stop(self, timeout: float | None = 10.0) -> None:
         """Stop the thread started by :meth:`start` (waiting up to ``timeout``)."""
-        with self._lock:
-            thread = self._thread
-            if thread is None:
-                return
-            self._stopping.set()
-            thread.join(timeout)
-            if not thread.is_alive():
-                self._thread = None
-
-    def _run(self, interval: float) -> None:
-        while not self._stopping.is_set():
-            try:
-                self.tick()
-            except Exception:
-                logger.warning("cron tick failed", exc_info=True)
-            self._stopping.wait(interval)
+        if self._thread is not None:
+            self._thread.stop(timeout)
 
     def tick(self) -> int:
         """Queue every activation that is due now; return how many this worker queued."""

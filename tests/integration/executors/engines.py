@@ -17,11 +17,12 @@ import procrastinate
 import sqlalchemy as sa
 from celery import Celery
 
-from squidmesh_sdk import COMPLETE, Client, Retry, StepContext, Workflow, cron, manual
+from squidmesh_sdk import COMPLETE, Client, Retry, Run, StepContext, Workflow, cron, manual
 from squidmesh_sdk.clock import Clock
 from squidmesh_sdk.executors.celery import CeleryExecutor
 from squidmesh_sdk.executors.procrastinate import ProcrastinateExecutor
 from tests.integration.worker.app import WORKFLOWS as WORKER_WORKFLOWS
+from tests.integration.worker.conftest import attempts_by_step, settled, wait_until
 
 QUEUE = "squidmesh"
 VISIBILITY_TIMEOUT = 2.0
@@ -80,6 +81,29 @@ def _nightly() -> Workflow:
 
 
 WORKFLOWS = (*WORKER_WORKFLOWS, _fan_out(), _nightly())
+
+
+def run_mixed_workload(client: Client) -> list[Run]:
+    """Start a fan-out run, five linear runs and one with a retry delay and a wait; wait for
+    them all and check what each recorded. Returns the runs."""
+    fan_out = client.start_run("fan_out")
+    linear = [client.start_run("five_steps") for _ in range(5)]
+    delayed = client.start_run("delayed")
+    runs = [fan_out, *linear, delayed]
+    wait_until(settled(client, runs), what="every run to finish")
+    assert client.inspect_run(fan_out.id).context["joined"] == "done/done/2"
+    assert attempts_by_step(client, fan_out.id) == {
+        "root": ["completed"],
+        "left": ["completed"],
+        "right": ["completed"],
+        "flaky": ["failed", "completed"],
+        "join": ["completed"],
+        "settle": ["completed"],
+        "finish": ["completed"],
+    }
+    assert {client.inspect_run(run.id).status for run in runs} == {"completed"}
+    assert attempts_by_step(client, delayed.id)["flaky"] == ["failed", "completed"]
+    return runs
 
 
 def celery_app(broker_url: str) -> Celery:

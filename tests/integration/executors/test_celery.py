@@ -19,7 +19,7 @@ from squidmesh_sdk.executors.celery import CeleryExecutor
 from squidmesh_sdk.store import outbox as outbox_store
 from squidmesh_sdk.testing import FakeClock
 from tests.integration.executors.conftest import SpawnEngine
-from tests.integration.executors.engines import QUEUE, celery_client
+from tests.integration.executors.engines import QUEUE, celery_client, run_mixed_workload
 from tests.integration.worker.conftest import ROOT, attempts_by_step, settled, wait_until
 from tools.redisserver import RedisServer
 
@@ -57,23 +57,7 @@ def in_process_worker(client: Client) -> Iterator[None]:
 
 @pytest.mark.usefixtures("in_process_worker")
 def test_runs_with_fan_out_retry_delays_and_waits_complete(client: Client) -> None:
-    fan_out = client.start_run("fan_out")
-    linear = [client.start_run("five_steps") for _ in range(5)]
-    delayed = client.start_run("delayed")
-    wait_until(settled(client, [fan_out, *linear, delayed]), what="every run to finish")
-
-    assert client.inspect_run(fan_out.id).context["joined"] == "done/done/2"
-    assert attempts_by_step(client, fan_out.id) == {
-        "root": ["completed"],
-        "left": ["completed"],
-        "right": ["completed"],
-        "flaky": ["failed", "completed"],
-        "join": ["completed"],
-        "settle": ["completed"],
-        "finish": ["completed"],
-    }
-    assert {client.inspect_run(run.id).status for run in [*linear, delayed]} == {"completed"}
-    assert attempts_by_step(client, delayed.id)["flaky"] == ["failed", "completed"]
+    run_mixed_workload(client)
     assert _outbox_size(client) == 0
 
 

@@ -26,6 +26,7 @@ from tests.integration.executors.engines import (
     QUEUE,
     procrastinate_client,
     procrastinate_conninfo,
+    run_mixed_workload,
     run_procrastinate_worker,
 )
 from tests.integration.worker.conftest import (
@@ -96,23 +97,7 @@ def in_process_worker(client: Client) -> Iterator[None]:
 @on_postgres
 @pytest.mark.usefixtures("in_process_worker")
 def test_runs_with_fan_out_retry_delays_and_waits_complete(client: Client) -> None:
-    fan_out = client.start_run("fan_out")
-    linear = [client.start_run("five_steps") for _ in range(5)]
-    delayed = client.start_run("delayed")
-    wait_until(settled(client, [fan_out, *linear, delayed]), what="every run to finish")
-
-    assert client.inspect_run(fan_out.id).context["joined"] == "done/done/2"
-    assert attempts_by_step(client, fan_out.id) == {
-        "root": ["completed"],
-        "left": ["completed"],
-        "right": ["completed"],
-        "flaky": ["failed", "completed"],
-        "join": ["completed"],
-        "settle": ["completed"],
-        "finish": ["completed"],
-    }
-    assert {client.inspect_run(run.id).status for run in [*linear, delayed]} == {"completed"}
-    assert attempts_by_step(client, delayed.id)["flaky"] == ["failed", "completed"]
+    run_mixed_workload(client)
     # One job per step attempt (a retry is a job of its own), each performed once.
     steps = 8 + 5 * 5 + 4  # fan_out: flaky twice; delayed: flaky twice, the wait, done
     assert _jobs(client) == {"succeeded": steps}
