@@ -317,7 +317,11 @@ class Worker:
     def _deliver(self, job: Job, claim: object | None = None) -> None:
         runtime = self.client.runtime
         try:
-            reclaim = job.rescues > 0 and self._may_take_over(job)
+            # The job's previous delivery is over: its worker died (a rescue), or it raised
+            # (its last error), possibly after starting the step and before recording the
+            # outcome. Nobody runs this job now; take its step over unless another job does.
+            previous_ended = job.rescues > 0 or job.last_error is not None
+            reclaim = previous_ended and self._may_take_over(job)
             delivery = Delivery(reclaim=reclaim, settle=self._settler(job), claim=claim)
             runner.perform(runtime, job.payload, delivery=delivery)
         except Exception as exc:  # noqa: BLE001 - a failed delivery is retried, never fatal

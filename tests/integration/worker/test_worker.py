@@ -10,7 +10,7 @@ import pytest
 from squidmesh_sdk import Client, InlineExecutor, Worker
 from squidmesh_sdk.store import jobs as job_store
 from tests.integration.worker.app import make_client
-from tests.integration.worker.conftest import settled, wait_until
+from tests.integration.worker.conftest import attempts_by_step, settled, wait_until
 
 
 def _jobs(client: Client) -> list[job_store.Job]:
@@ -155,3 +155,27 @@ def test_a_retried_outcome_transaction_claims_nothing_ahead(client: Client) -> N
     (queued,) = _jobs(client)
     assert (queued.step, queued.status) == ("step_2", "queued")
     assert client.inspect_run(run.id, include_history=True).step_run("step_2") is None
+
+
+def test_a_step_left_running_by_a_delivery_that_raised_is_taken_over_by_its_retry(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outcome of a started step could not be written (a fault injected once): the job's
+    next delivery takes the step over instead of skipping it as already running."""
+    from squidmesh_sdk.runtime import execution
+
+    write_outcome = execution._apply_and_settle
+    failures = [RuntimeError("the outcome could not be written")]
+
+    def failing_once(*args: object, **kwargs: object) -> None:
+        if failures:
+            raise failures.pop()
+        write_outcome(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(execution, "_apply_and_settle", failing_once)
+    run = client.start_run("one_step")
+    with Worker(client, concurrency=1, poll_interval=0.05):
+        wait_until(settled(client, [run]), what="the retried delivery to finish the run")
+    assert not failures, "the fault was injected"
+    assert client.inspect_run(run.id).status == "completed"
+    assert attempts_by_step(client, run.id) == {"only": ["abandoned", "completed"]}
