@@ -12,6 +12,12 @@ An executor method signals "I cannot take this work" by raising. The runtime the
 (``start_run``, resumes) or marks the run failed in the same transaction (a successor that
 could not be dispatched). A database error raised by the executor is not a refusal: it aborts
 the whole transaction, and the delivery that caused it is retried by its queue.
+
+On PostgreSQL the runtime may still hold statements in the connection's pipeline when it calls
+an executor; SQLAlchemy statements send them first by themselves. An executor that uses the
+driver's connection directly gets them sent before it is called, unless it declares the class
+attribute ``writes_through_sqlalchemy = True`` (it uses ``tx.connection`` only through
+SQLAlchemy, or not at all), which saves that round trip.
 """
 
 from __future__ import annotations
@@ -72,8 +78,8 @@ class ExecutorBinding:
 
     perform: Perform
     clock: Clock
-    database: Database | None = None
-    client: Client | None = None
+    database: Database
+    client: Client
 
 
 @runtime_checkable

@@ -90,6 +90,9 @@ class CeleryExecutor(QueueRouting):
             from the committing thread. Without it only the background relay publishes.
     """
 
+    writes_through_sqlalchemy = True
+    """Writes the outbox with SQLAlchemy statements, which flush the pipeline themselves."""
+
     def __init__(
         self,
         app: Celery,
@@ -154,8 +157,6 @@ class CeleryExecutor(QueueRouting):
 
     def bind(self, binding: ExecutorBinding) -> None:
         """Remember the client this executor serves; its database holds the outbox."""
-        if binding.database is None:
-            raise ValueError("CeleryExecutor needs the client's database for its outbox")
         self._binding = binding
         self._pid = os.getpid()
         self._relay = OutboxRelay(
@@ -166,7 +167,7 @@ class CeleryExecutor(QueueRouting):
             lease=self._relay_lease,
             redeliver_after=self._redeliver_after,
         )
-        if self._cron and binding.client is not None:
+        if self._cron:
             self._scheduler = CronScheduler(binding.client, catch_up=self._cron_catch_up)
 
     @property
@@ -273,7 +274,7 @@ class CeleryExecutor(QueueRouting):
         self, task: Task[Any, Any], payload: Mapping[str, Any], outbox_id: int | None
     ) -> str:
         binding = self._binding
-        if binding is None or binding.client is None:
+        if binding is None:
             # The worker imported the executor but built no client: a deployment error that
             # a retry may outlive (a lazily built client), so the message is not dropped.
             raise task.retry(
@@ -321,7 +322,7 @@ class CeleryExecutor(QueueRouting):
 
     def _on_worker_process_init(self, **_: Any) -> None:
         binding = self._binding
-        if binding is None or binding.database is None or os.getpid() == self._pid:
+        if binding is None or os.getpid() == self._pid:
             return  # not bound, or not a forked child (the solo pool sends this too)
         # A forked pool child must not use the parent's pooled connections: forget them
         # without closing them (closing would end the parent's sessions).

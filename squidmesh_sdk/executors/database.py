@@ -99,6 +99,9 @@ class DatabaseExecutor(QueueRouting):
             the default), so that some workflows can get workers of their own.
     """
 
+    writes_through_sqlalchemy = True
+    """Its job inserts are prepared statements that join the pipeline: no flush first."""
+
     def __init__(
         self, *, queue: str = "default", queue_for: Callable[[str], str | None] | None = None
     ) -> None:

@@ -35,6 +35,9 @@ class InlineExecutor:
             steps or deliver jobs from several threads itself.
     """
 
+    writes_through_sqlalchemy = True
+    """Never touches ``tx.connection``: no pipeline flush first."""
+
     def __init__(self, *, run_immediately: bool = True) -> None:
         self.run_immediately = run_immediately
         self._binding: ExecutorBinding | None = None

@@ -153,16 +153,14 @@ class ProcrastinateExecutor(QueueRouting):
         Raises:
             ExecutorNotReady: the client's database is not PostgreSQL reached through psycopg 3.
         """
-        database = binding.database
-        if database is not None:
-            engine = database.engine
-            if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
-                raise errors.ExecutorNotReady(
-                    "ProcrastinateExecutor needs the client's database on PostgreSQL through "
-                    f"psycopg 3 (postgresql+psycopg://...), not {engine.url.drivername}"
-                )
+        engine = binding.database.engine
+        if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
+            raise errors.ExecutorNotReady(
+                "ProcrastinateExecutor needs the client's database on PostgreSQL through "
+                f"psycopg 3 (postgresql+psycopg://...), not {engine.url.drivername}"
+            )
         self._binding = binding
-        if self._cron and binding.client is not None:
+        if self._cron:
             self._scheduler = CronScheduler(binding.client, catch_up=self._cron_catch_up)
 
     def enqueue_steps(

@@ -19,7 +19,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.executors import payloads
 from squidmesh_sdk.executors.base import Executor
-from squidmesh_sdk.executors.database import DatabaseExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.runtime import inputs
 from squidmesh_sdk.runtime.core import Runtime
@@ -159,12 +158,13 @@ def _scheduled(
 
 
 def _before_executor(tx: Transaction, executor: Executor) -> None:
-    """Send statements still in the connection's pipeline, unless the executor is ours.
+    """Send statements still in the connection's pipeline, unless the executor says it need not.
 
-    An executor may use the connection in ways a pipeline would confuse; the database queue
-    only uses statements that take part in it, and its insert then carries them.
+    An executor that uses the driver's connection directly would confuse a pipeline; one that
+    only runs SQLAlchemy statements (which send pending ones first) or does not touch the
+    connection declares ``writes_through_sqlalchemy`` (see :mod:`squidmesh_sdk.executors.base`).
     """
-    if not isinstance(executor, DatabaseExecutor):
+    if not getattr(executor, "writes_through_sqlalchemy", False):
         prepared.flush(tx.connection)
 
 

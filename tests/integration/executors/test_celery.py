@@ -11,12 +11,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from celery.contrib.testing.worker import start_worker
 from redis import Redis
 
 from squidmesh_sdk import Client, ExecutorNotReady
 from squidmesh_sdk.executors.celery import CeleryExecutor
 from squidmesh_sdk.store import outbox as outbox_store
+from squidmesh_sdk.store.schema import outbox
 from squidmesh_sdk.testing import FakeClock
 from tests.integration.executors.conftest import SpawnEngine
 from tests.integration.executors.engines import QUEUE, celery_client, run_mixed_workload
@@ -251,3 +253,25 @@ def test_a_message_the_broker_lost_is_published_again(client: Client, redis: Red
     assert client.inspect_run(run.id).status == "completed"
     assert attempts_by_step(client, run.id) == {f"step_{i}": ["completed"] for i in range(1, 6)}
     assert _outbox_size(client) == 0
+
+
+def test_a_process_without_a_relay_stops_publishing_after_commit_once_the_broker_refused(
+    database_url: str,
+) -> None:
+    closed = RedisServer()  # a free port nobody listens on: the broker is down
+    try:
+        with celery_client(database_url, closed.url) as client:
+            first = client.start_run("one_step")  # still succeeds: the message waits
+            second = client.start_run("one_step")
+            assert {run.status for run in [first, second]} == {"pending"}
+            with client.database.read() as connection:
+                rows = connection.execute(
+                    sa.select(outbox.c.attempts, outbox.c.last_error).order_by(outbox.c.id)
+                ).all()
+    finally:
+        closed.destroy()
+    (tried, refusal), (untried, none) = rows
+    assert tried == 1
+    assert refusal is not None
+    assert "Error" in refusal
+    assert (untried, none) == (0, None), "not tried again from the caller for 5 s"
