@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -13,12 +14,12 @@ from sqlalchemy.engine import Engine
 from squidmesh_sdk.clock import Clock, SystemClock
 from squidmesh_sdk.compiler import compile as compile_workflow
 from squidmesh_sdk.definition.workflow import Workflow
-from squidmesh_sdk.executors.base import Executor, ExecutorBinding
 from squidmesh_sdk.executors.inline import InlineExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
+from squidmesh_sdk.port.delivery import Delivery
+from squidmesh_sdk.port.executor import Executor, ExecutorBinding
 from squidmesh_sdk.runtime import lifecycle, manual, runner
 from squidmesh_sdk.runtime.core import Runtime
-from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.runtime.events import LoggingObserver, Observer
 from squidmesh_sdk.runtime.explanation import RunExplanation
 from squidmesh_sdk.runtime.runner import CronStart
@@ -90,7 +91,11 @@ class Client:
             stale_step_timeout=stale_step_timeout,
         )
         self._runtime.executor.bind(
-            ExecutorBinding(self.perform, self._runtime.clock, self._runtime.database, self)
+            ExecutorBinding(
+                perform=self.perform,
+                deliver=functools.partial(runner.perform, self._runtime),
+                runtime=self._runtime,
+            )
         )
 
     @property

@@ -16,18 +16,24 @@ goes through ``cancelling``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from squidmesh_sdk import errors
-from squidmesh_sdk.store.records import RunStatus
 
 __all__ = [
     "ALLOWED",
     "STATES",
     "TERMINAL",
+    "RunStatus",
     "can_transition",
     "check_transition",
     "schedule_next_step",
 ]
+
+RunStatus = Literal[
+    "pending", "running", "retrying", "paused", "failed", "completed", "cancelling", "cancelled"
+]
+"""A run's status (the store's records use it; defined here, with its transitions)."""
 
 STATES: tuple[RunStatus, ...] = (
     "pending",

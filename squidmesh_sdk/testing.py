@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 from squidmesh_sdk.client import Client
 from squidmesh_sdk.definition.workflow import Workflow
-from squidmesh_sdk.executors.base import DispatchMetadata
 from squidmesh_sdk.executors.inline import InlineExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
+from squidmesh_sdk.port.executor import DispatchMetadata
 from squidmesh_sdk.runtime.events import Observer, RunEvent
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run

@@ -11,17 +11,15 @@ import functools
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar
 
 from squidmesh_sdk.definition.options import Duration, Retry
 from squidmesh_sdk.definition.outcomes import Complete, Outcome, RecoveryLabel
 
-if TYPE_CHECKING:
-    from squidmesh_sdk.definition.workflow import Workflow
-
 __all__ = [
     "BUILTIN_KINDS",
     "BuiltinStep",
+    "DeclaringWorkflow",
     "LogLevel",
     "Step",
     "StepHandle",
@@ -86,12 +84,25 @@ class StepSpec:
     duration: Duration | None = None
 
 
+class DeclaringWorkflow(Protocol):
+    """The workflow a step was declared on, as its handle sees it.
+
+    A :class:`~squidmesh_sdk.definition.workflow.Workflow`; typed by this protocol so that
+    this module, which the workflow module builds on, does not import it back.
+    """
+
+    @property
+    def name(self) -> str:
+        """The workflow's name."""
+        ...
+
+
 class StepHandle:
     """A declared step of one workflow; use it in ``after=[...]`` and transitions."""
 
     __slots__ = ("_spec", "_workflow")
 
-    def __init__(self, workflow: Workflow, spec: StepSpec) -> None:
+    def __init__(self, workflow: DeclaringWorkflow, spec: StepSpec) -> None:
         self._workflow = workflow
         self._spec = spec
 
@@ -106,7 +117,7 @@ class StepHandle:
         return self._spec
 
     @property
-    def workflow(self) -> Workflow:
+    def workflow(self) -> DeclaringWorkflow:
         """The workflow this step was declared on."""
         return self._workflow
 
@@ -119,7 +130,7 @@ class Step(StepHandle, Generic[P, R]):
 
     __slots__ = ("__dict__", "_fn")
 
-    def __init__(self, workflow: Workflow, spec: StepSpec, fn: Callable[P, R]) -> None:
+    def __init__(self, workflow: DeclaringWorkflow, spec: StepSpec, fn: Callable[P, R]) -> None:
         super().__init__(workflow, spec)
         self._fn = fn
         functools.update_wrapper(self, fn)

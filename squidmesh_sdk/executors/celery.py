@@ -34,17 +34,16 @@ from typing import Any
 from celery import Celery, Task, signals
 
 from squidmesh_sdk import errors
-from squidmesh_sdk.executors import payloads
-from squidmesh_sdk.executors.base import (
+from squidmesh_sdk.executors.outbox import OutboxRelay
+from squidmesh_sdk.executors.routing import QueueRouting
+from squidmesh_sdk.executors.scheduler import CronScheduler
+from squidmesh_sdk.port import payloads
+from squidmesh_sdk.port.delivery import Delivery
+from squidmesh_sdk.port.executor import (
     PERMANENT_DELIVERY_ERRORS,
     DispatchMetadata,
     ExecutorBinding,
-    QueueRouting,
 )
-from squidmesh_sdk.executors.outbox import OutboxRelay
-from squidmesh_sdk.executors.scheduler import CronScheduler
-from squidmesh_sdk.runtime import runner
-from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store import outbox as outbox_store
 from squidmesh_sdk.store.database import Transaction
@@ -168,7 +167,7 @@ class CeleryExecutor(QueueRouting):
             redeliver_after=self._redeliver_after,
         )
         if self._cron:
-            self._scheduler = CronScheduler(binding.client, catch_up=self._cron_catch_up)
+            self._scheduler = CronScheduler(binding.runtime, catch_up=self._cron_catch_up)
 
     @property
     def relay(self) -> OutboxRelay:
@@ -281,7 +280,7 @@ class CeleryExecutor(QueueRouting):
                 exc=RuntimeError("CeleryExecutor is not bound to a squidmesh Client"),
                 countdown=_MAX_RETRY_DELAY,
             )
-        runtime = binding.client.runtime
+        runtime = binding.runtime
         request = task.request
         # Only the broker's redelivery of an unacknowledged message says that the worker that
         # had it is gone. A retry after an error does not: the message may be a duplicate
@@ -292,7 +291,7 @@ class CeleryExecutor(QueueRouting):
         # The message's outbox row goes in the transaction that records the outcome.
         delivery = Delivery(reclaim=redelivered, settle=lambda tx: outbox_store.remove(tx, done))
         try:
-            outcome = runner.perform(runtime, payload, delivery=delivery)
+            outcome = binding.deliver(payload, delivery=delivery)
         except PERMANENT_DELIVERY_ERRORS:
             logger.exception("dropping a squidmesh task that can never succeed")
             outcome = "rejected"

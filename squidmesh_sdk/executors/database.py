@@ -10,84 +10,27 @@ insert also sends a ``NOTIFY`` (delivered on commit) so idle workers wake at onc
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 
-from squidmesh_sdk.executors import payloads
-from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding, QueueRouting
+from squidmesh_sdk.executors.routing import QueueRouting
+from squidmesh_sdk.port import payloads
+from squidmesh_sdk.port.continuation import Continuation, current_continuation
+from squidmesh_sdk.port.executor import DispatchMetadata, ExecutorBinding
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import Run
 
-__all__ = [
-    "NOTIFY_CHANNEL",
-    "Continuation",
-    "DatabaseExecutor",
-    "continuation",
-    "current_continuation",
-]
+__all__ = ["NOTIFY_CHANNEL", "DatabaseExecutor"]
 
 NOTIFY_CHANNEL = "squidmesh_jobs"
 """The PostgreSQL channel workers ``LISTEN`` on; the payload is the queue name."""
-
-
-@dataclass(slots=True)
-class Continuation:
-    """A worker thread's offer to perform, next, one job the current delivery queues.
-
-    Finishing a step usually queues the run's next step. Instead of going through the queue
-    (another commit to claim it, and a wake-up), the job is inserted already leased to the
-    worker that finished the step, which performs it at once. The lease, heartbeats and rescue
-    work exactly as for a claimed job.
-
-    The runtime may go one step further and claim that next step in the same transaction
-    (:attr:`claim`), so the step starts without a transaction of its own.
-    """
-
-    worker: str
-    lease: float
-    queues: frozenset[str]
-    accepting: Callable[[], bool] = lambda: True
-    """Whether the worker still takes work (a stopping worker does not)."""
-    reserved: bool = False
-    pending: tuple[job_store.NewJob, int, Transaction] | None = None
-    """The job inserted for this worker, its id, and the transaction that inserted it (a
-    transaction that rolled back and was retried does not count: check it is the current one)."""
-    claim: object | None = None
-    """The runtime's claim of the pending job's step, made in the same transaction."""
-    settled: bool = False
-    """The runtime finished the pending job in the same transaction: nothing to hand over."""
-    job: job_store.Job | None = None
-    """The job to perform next, once the transaction that inserted it committed."""
-
-
-def current_continuation() -> Continuation | None:
-    """The continuation offer of the delivery this thread is performing, if any."""
-    return _continuation.get()
-
-
-_continuation: ContextVar[Continuation | None] = ContextVar("squidmesh_continuation", default=None)
-
-
-@contextmanager
-def continuation(
-    worker: str, lease: float, queues: Iterable[str], accepting: Callable[[], bool]
-) -> Iterator[Continuation]:
-    """Offer to take one continuation job while the ``with`` block runs (one delivery)."""
-    offer = Continuation(worker=worker, lease=lease, queues=frozenset(queues), accepting=accepting)
-    token = _continuation.set(offer)
-    try:
-        yield offer
-    finally:
-        _continuation.reset(token)
 
 
 class DatabaseExecutor(QueueRouting):
@@ -177,7 +120,7 @@ class DatabaseExecutor(QueueRouting):
         return self._insert(tx, [job])[0]
 
     def _insert(self, tx: Transaction, new: list[job_store.NewJob]) -> list[DispatchMetadata]:
-        offer = _continuation.get()
+        offer = current_continuation()
         chosen: int | None = None
         if offer is not None and not offer.reserved and offer.accepting():
             for index, job in enumerate(new):

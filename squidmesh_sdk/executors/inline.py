@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from squidmesh_sdk.executors import payloads
-from squidmesh_sdk.executors.base import DispatchMetadata, ExecutorBinding
+from squidmesh_sdk.port import payloads
+from squidmesh_sdk.port.executor import DispatchMetadata, ExecutorBinding
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run
 

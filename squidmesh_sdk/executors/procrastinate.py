@@ -29,14 +29,14 @@ from procrastinate import jobs as procrastinate_jobs
 from procrastinate.manager import JobManager
 
 from squidmesh_sdk import errors
-from squidmesh_sdk.executors import payloads
-from squidmesh_sdk.executors.base import (
+from squidmesh_sdk.executors.routing import QueueRouting
+from squidmesh_sdk.executors.scheduler import CronScheduler
+from squidmesh_sdk.port import payloads
+from squidmesh_sdk.port.executor import (
     PERMANENT_DELIVERY_ERRORS,
     DispatchMetadata,
     ExecutorBinding,
-    QueueRouting,
 )
-from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run
@@ -161,7 +161,7 @@ class ProcrastinateExecutor(QueueRouting):
             )
         self._binding = binding
         if self._cron:
-            self._scheduler = CronScheduler(binding.client, catch_up=self._cron_catch_up)
+            self._scheduler = CronScheduler(binding.runtime, catch_up=self._cron_catch_up)
 
     def enqueue_steps(
         self,

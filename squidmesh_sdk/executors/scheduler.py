@@ -16,21 +16,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry.trace import SpanKind
 
 from squidmesh_sdk import telemetry
-from squidmesh_sdk.executors import payloads
 from squidmesh_sdk.executors.periodic import PeriodicThread
 from squidmesh_sdk.graph import TriggerNode
+from squidmesh_sdk.port import payloads
+from squidmesh_sdk.port.executor import RuntimeView
 from squidmesh_sdk.runtime import schedules
 from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store import cron_schedules
-
-if TYPE_CHECKING:
-    from squidmesh_sdk.client import Client
-    from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.database import Transaction
 
 __all__ = ["CronScheduler"]
 
@@ -38,22 +36,23 @@ logger = logging.getLogger("squidmesh_sdk.scheduler")
 
 
 class CronScheduler:
-    """Queues the activations of every cron trigger of a client's workflows when they fall due.
+    """Queues the activations of every cron trigger of a runtime's workflows when they fall due.
 
     Args:
-        client: The client whose workflows are scheduled (its executor queues the activations).
+        runtime: The runtime whose workflows are scheduled (its executor queues the
+            activations): ``client.runtime``, or ``ExecutorBinding.runtime`` in an executor.
         catch_up: Windows missed while no worker ran: ``"latest"`` starts the most recent one,
             ``"all"`` each of them, ``"none"`` none.
     """
 
-    def __init__(self, client: Client, *, catch_up: CatchUp = "latest") -> None:
+    def __init__(self, runtime: RuntimeView, *, catch_up: CatchUp = "latest") -> None:
         if catch_up not in ("latest", "all", "none"):
             raise ValueError(f"catch_up must be 'latest', 'all' or 'none', got {catch_up!r}")
-        self.client = client
+        self.runtime = runtime
         self.catch_up: CatchUp = catch_up
         self.triggers: list[tuple[str, TriggerNode]] = [
             (definition.name, trigger)
-            for definition in client.workflows.values()
+            for definition in runtime.workflows.values()
             for trigger in definition.triggers.values()
             if trigger.kind == "cron"
         ]
@@ -78,7 +77,7 @@ class CronScheduler:
 
     def tick(self) -> int:
         """Queue every activation that is due now; return how many this worker queued."""
-        now = self.client.clock.now()
+        now = self.runtime.clock.now()
         queued = 0
         for workflow, trigger in self.triggers:
             due = self._next_due.get((workflow, trigger.name))
@@ -88,9 +87,8 @@ class CronScheduler:
         return queued
 
     def _schedule(self, workflow: str, trigger: TriggerNode, now: datetime) -> int:
-        runtime = self.client.runtime
         queued = 0
-        with runtime.transaction() as tx:
+        with self.runtime.transaction() as tx:
             last = cron_schedules.last_start(tx.connection, workflow, trigger.name)
             if last is None:
                 latest = schedules.window_at_or_before(trigger, now)
@@ -107,7 +105,7 @@ class CronScheduler:
                         "signal_id": schedules.derive_signal_id(workflow, trigger.name, window),
                         "intended_window": window.to_dict(),
                     }
-                    _enqueue_traced(self.client, tx, workflow, trigger.name, signal)
+                    _enqueue_traced(self.runtime, tx, workflow, trigger.name, signal)
                     queued += 1
                 if len(windows) != 1:  # catching up on missed windows, or skipping them
                     logger.info(
@@ -129,7 +127,7 @@ class CronScheduler:
 
 
 def _enqueue_traced(
-    client: Client, tx: Transaction, workflow: str, trigger: str, signal: Mapping[str, Any]
+    runtime: RuntimeView, tx: Transaction, workflow: str, trigger: str, signal: Mapping[str, Any]
 ) -> None:
     """Queue one activation under a ``send cron <workflow>`` PRODUCER span.
 
@@ -146,4 +144,4 @@ def _enqueue_traced(
     ) as send_span:
         carrier = telemetry.carrier_of(send_span)
         with payloads.carrying({"send": carrier} if carrier else None):
-            client.runtime.executor.enqueue_cron(tx, workflow, trigger, signal=signal)
+            runtime.executor.enqueue_cron(tx, workflow, trigger, signal=signal)

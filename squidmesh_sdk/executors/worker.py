@@ -26,25 +26,24 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from squidmesh_sdk import telemetry
 from squidmesh_sdk.errors import SquidmeshError
-from squidmesh_sdk.executors import payloads
-from squidmesh_sdk.executors.database import NOTIFY_CHANNEL, DatabaseExecutor, continuation
+from squidmesh_sdk.executors.database import NOTIFY_CHANNEL, DatabaseExecutor
 from squidmesh_sdk.executors.scheduler import CronScheduler
+from squidmesh_sdk.port import payloads
+from squidmesh_sdk.port.continuation import continuation
+from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import execution, invoke, runner
-from squidmesh_sdk.runtime.delivery import Delivery
+from squidmesh_sdk.runtime.core import RuntimeOwner
 from squidmesh_sdk.runtime.failures import describe_error
 from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.jobs import Job
-
-if TYPE_CHECKING:
-    from squidmesh_sdk.client import Client
 
 __all__ = ["Worker"]
 
@@ -84,7 +83,7 @@ class Worker:
 
     def __init__(
         self,
-        client: Client,
+        client: RuntimeOwner,
         *,
         queues: Sequence[str] = ("default",),
         concurrency: int = 4,
@@ -96,7 +95,8 @@ class Worker:
         cron: bool = True,
         cron_catch_up: CatchUp = "latest",
     ) -> None:
-        if not isinstance(client.executor, DatabaseExecutor):
+        executor = client.runtime.executor
+        if not isinstance(executor, DatabaseExecutor):
             raise ValueError(
                 "Worker delivers jobs of the database queue: create the Client with "
                 "executor=DatabaseExecutor()"
@@ -108,7 +108,8 @@ class Worker:
         if not queues:
             raise ValueError("a worker needs at least one queue")
         self.client = client
-        self.executor: DatabaseExecutor = client.executor
+        self.runtime = client.runtime
+        self.executor: DatabaseExecutor = executor
         self.queues = tuple(queues)
         self.concurrency = concurrency
         self.lease = lease
@@ -127,7 +128,7 @@ class Worker:
         self._inflight_lock = threading.Lock()
         self._futures: set[concurrent.futures.Future[None]] = set()
         self._thread: threading.Thread | None = None
-        self.scheduler = CronScheduler(client, catch_up=cron_catch_up) if cron else None
+        self.scheduler = CronScheduler(self.runtime, catch_up=cron_catch_up) if cron else None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -234,7 +235,7 @@ class Worker:
         free = self._free_slots()
         if free <= 0:
             return 0
-        runtime = self.client.runtime
+        runtime = self.runtime
         with runtime.transaction() as tx:
             claimed = job_store.claim(
                 tx, worker=self.name, queues=self.queues, limit=free, lease=self.lease
@@ -285,7 +286,7 @@ class Worker:
             return None
         if not isinstance(step_job, payloads.StepJob):
             return None
-        return execution.claim_step(self.client.runtime, tx, step_job.run_id, step_job.step)
+        return execution.claim_step(self.runtime, tx, step_job.run_id, step_job.step)
 
     def _deliver_chain(self, job: Job, token: object, claim: object | None = None) -> None:
         """Perform ``job``, then each continuation it hands over, until there is none.
@@ -315,7 +316,7 @@ class Worker:
         self._finish_job(lambda tx: job_store.release(tx, job.id, worker=self.name))
 
     def _deliver(self, job: Job, claim: object | None = None) -> None:
-        runtime = self.client.runtime
+        runtime = self.runtime
         try:
             # The job's previous delivery is over: its worker died (a rescue), or it raised
             # (its last error), possibly after starting the step and before recording the
@@ -331,8 +332,8 @@ class Worker:
             self._finish_job(lambda tx: job_store.complete(tx, job.id, worker=self.name))
 
     def _may_take_over(self, job: Job) -> bool:
-        with self.client.runtime.database.read() as connection:
-            now = self.client.clock.now()
+        with self.runtime.database.read() as connection:
+            now = self.runtime.clock.now()
             return not job_store.other_live_delivery(connection, job, now)
 
     def _settler(self, job: Job) -> Callable[[Any], None]:
@@ -356,7 +357,7 @@ class Worker:
 
     def _finish_job(self, write: Callable[[Any], object]) -> None:
         try:
-            with self.client.runtime.transaction() as tx:
+            with self.runtime.transaction() as tx:
                 write(tx)
         except SQLAlchemyError:
             # The database is away: the lease will expire and the rescuer requeues the job.
@@ -373,13 +374,13 @@ class Worker:
             if not ids:
                 continue
             try:
-                with self.client.runtime.transaction() as tx:
+                with self.runtime.transaction() as tx:
                     job_store.extend_leases(tx, worker=self.name, job_ids=ids, lease=self.lease)
             except SQLAlchemyError:
                 logger.warning("heartbeat failed", extra={"worker": self.name}, exc_info=True)
 
     def _rescue(self) -> None:
-        with self.client.runtime.transaction() as tx:
+        with self.runtime.transaction() as tx:
             rescued = job_store.rescue_expired(tx)
         for job in rescued:
             logger.warning(
@@ -392,7 +393,7 @@ class Worker:
     # -- wake-ups ------------------------------------------------------------------------
 
     def _start_listener(self) -> threading.Thread | None:
-        if self.client.runtime.database.dialect != "postgresql":
+        if self.runtime.database.dialect != "postgresql":
             return None
         thread = threading.Thread(target=self._listen, name="squidmesh-listen", daemon=True)
         thread.start()
@@ -401,7 +402,7 @@ class Worker:
     def _listen(self) -> None:
         import psycopg
 
-        url = self.client.runtime.database.engine.url.set(drivername="postgresql")
+        url = self.runtime.database.engine.url.set(drivername="postgresql")
         conninfo = url.render_as_string(hide_password=False)
         backoff = 0.1
         while not self._stopping.is_set():

@@ -6,16 +6,17 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from squidmesh_sdk import errors
 from squidmesh_sdk.clock import Clock, use_clock
-from squidmesh_sdk.executors.base import Executor
 from squidmesh_sdk.graph import WorkflowDefinition
+from squidmesh_sdk.port.executor import Executor
 from squidmesh_sdk.runtime.events import Observer, RunEvent
 from squidmesh_sdk.store import migrations
 from squidmesh_sdk.store.database import Database, Transaction
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "RuntimeOwner"]
 
 logger = logging.getLogger("squidmesh_sdk.runtime")
 
@@ -85,3 +86,16 @@ class Runtime:
                     observer.emit(event)
                 except Exception:
                     logger.exception("observer failed", extra={"observer": type(observer).__name__})
+
+
+class RuntimeOwner(Protocol):
+    """What owns a runtime: :class:`squidmesh_sdk.Client`, as the worker and tools above see it.
+
+    Code above the runtime that is handed "a client" types it with this, so that nothing below
+    the client imports it.
+    """
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime it owns."""
+        ...

@@ -17,9 +17,9 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
 from sqlalchemy.exc import SQLAlchemyError
 
 from squidmesh_sdk import errors, telemetry
-from squidmesh_sdk.executors import payloads
-from squidmesh_sdk.executors.base import Executor
 from squidmesh_sdk.graph import WorkflowDefinition
+from squidmesh_sdk.port import payloads
+from squidmesh_sdk.port.executor import Executor
 from squidmesh_sdk.runtime import inputs
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import CompensationDispatched, StepDispatched
@@ -162,7 +162,7 @@ def _before_executor(tx: Transaction, executor: Executor) -> None:
 
     An executor that uses the driver's connection directly would confuse a pipeline; one that
     only runs SQLAlchemy statements (which send pending ones first) or does not touch the
-    connection declares ``writes_through_sqlalchemy`` (see :mod:`squidmesh_sdk.executors.base`).
+    connection declares ``writes_through_sqlalchemy`` (see :mod:`squidmesh_sdk.port.executor`).
     """
     if not getattr(executor, "writes_through_sqlalchemy", False):
         prepared.flush(tx.connection)

@@ -25,17 +25,16 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from squidmesh_sdk import errors, state_machine, telemetry
 from squidmesh_sdk.definition.context import StepContext, StepLogger
-from squidmesh_sdk.executors.database import current_continuation
 from squidmesh_sdk.graph import StepNode, WorkflowDefinition
+from squidmesh_sdk.port.continuation import current_continuation
+from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
-from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.runtime.events import StepCompleted, StepFailed, StepSkipped, StepStarted
 from squidmesh_sdk.runtime.failures import describe_error, retry_decision
 from squidmesh_sdk.runtime.invoke import call_body
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import audit, prepared
-from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
@@ -199,20 +198,15 @@ def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
     ``run`` is the run as this transaction left it, still locked: it is not read again.
     """
     offer = current_continuation()
-    if offer is None or offer.pending is None or offer.claim is not None:
+    step = offer.step_to_claim(tx, run.id) if offer is not None else None
+    if offer is None or step is None:
         return
-    if not offer.accepting():  # the worker is stopping: leave the step to whoever takes the job
-        return
-    new, job_id, inserted_by = offer.pending
-    if inserted_by is not tx or new.kind != "step" or new.run_id != run.id or new.step is None:
-        return
-    found = _claim(runtime, tx, run.id, new.step, reclaim=False, locked=run)
+    found = _claim(runtime, tx, run.id, step, reclaim=False, locked=run)
     if isinstance(found, _Claim):
         offer.claim = found
     else:
         # Done already (a built-in step) or nothing to do: the job ends with this transaction.
-        job_store.complete(tx, job_id, worker=offer.worker)
-        offer.settled = True
+        offer.settle_pending(tx)
 
 
 def _with_reconnects(write: Callable[[], None]) -> None:

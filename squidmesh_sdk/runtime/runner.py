@@ -10,10 +10,10 @@ from opentelemetry.trace import Link
 from sqlalchemy.exc import IntegrityError
 
 from squidmesh_sdk import errors, telemetry
-from squidmesh_sdk.executors import payloads
+from squidmesh_sdk.port import payloads
+from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import compensation, dispatcher, execution, schedules
 from squidmesh_sdk.runtime.core import Runtime
-from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.runtime.events import RunCreated
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.records import SCHEDULE_KEY, Run
@@ -167,7 +167,7 @@ def perform(
     """Execute one delivered executor payload; return what the delivery did.
 
     ``delivery`` is how a queue that owns the job takes part (see
-    :class:`~squidmesh_sdk.runtime.delivery.Delivery`); step deliveries settle it in the
+    :class:`~squidmesh_sdk.port.delivery.Delivery`); step deliveries settle it in the
     transaction that records their outcome.
 
     Step deliveries return ``"executed"``, ``"reconciled"``, ``"skipped"``, ``"cancelled"`` or

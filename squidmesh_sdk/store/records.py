@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from squidmesh_sdk import errors
+from squidmesh_sdk.state_machine import RunStatus
 
 __all__ = [
     "SCHEDULE_KEY",
@@ -31,9 +32,6 @@ __all__ = [
 SCHEDULE_KEY = "schedule"
 """Context key reserved for a cron run's schedule metadata; step outputs cannot replace it."""
 
-RunStatus = Literal[
-    "pending", "running", "retrying", "paused", "failed", "completed", "cancelling", "cancelled"
-]
 StepRunStatus = Literal["pending", "running", "completed", "failed"]
 AttemptStatus = Literal["running", "completed", "failed", "abandoned"]
 StepStateStatus = Literal["waiting", "pending", "running", "completed", "failed"]

@@ -389,7 +389,7 @@ def test_a_cron_activation_links_the_run_to_the_send_that_queued_it(
 
     wf.chain(report, COMPLETE)
     env = environment(wf)
-    scheduler = CronScheduler(env.client)
+    scheduler = CronScheduler(env.client.runtime)
     assert scheduler.tick() == 0  # starts tracking at 09:00; the next window is 10:00
     env.clock.advance(timedelta(hours=1))
     assert scheduler.tick() == 1

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from squidmesh_sdk import InvalidExecutorPayload, InvalidRunId
-from squidmesh_sdk.executors.payloads import (
+from squidmesh_sdk.port.payloads import (
     CompensationJob,
     CronJob,
     StepJob,

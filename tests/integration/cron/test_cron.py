@@ -26,8 +26,8 @@ from squidmesh_sdk import (
     today,
 )
 from squidmesh_sdk.executors.scheduler import CronScheduler
+from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import runner
-from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.testing import FakeClock
 
@@ -138,7 +138,7 @@ def test_a_daily_job_fires_exactly_once_per_day_across_dst_changes(
     tz = ZoneInfo(zone)
     first_day = datetime.fromisoformat(days[0]).replace(tzinfo=tz)
     clock.set((first_day - timedelta(hours=12)).astimezone(UTC))
-    scheduler = CronScheduler(client)
+    scheduler = CronScheduler(client.runtime)
     scheduler.tick()  # starts tracking: nothing fires yet
     run_schedule(client, scheduler, clock, first_day + timedelta(days=3), step=600)
     runs = cron_runs(client, "daily")
@@ -158,7 +158,7 @@ def test_two_workers_racing_for_one_window_start_one_run(
     first, second = make_client(wf), make_client(wf)
     first.migrate()
     clock.set(datetime(2026, 3, 27, 12, 30, tzinfo=UTC))
-    schedulers = [CronScheduler(first), CronScheduler(second)]
+    schedulers = [CronScheduler(first.runtime), CronScheduler(second.runtime)]
     for scheduler in schedulers:
         scheduler.tick()
     clock.set(datetime(2026, 3, 27, 13, 0, 5, tzinfo=UTC))
@@ -197,7 +197,7 @@ def test_catch_up_policy_after_an_outage(
     client = make_client(scheduled("hourly", "0 * * * *", "Etc/UTC"))
     client.migrate()
     clock.set(datetime(2026, 3, 27, 12, 30, tzinfo=UTC))
-    scheduler = CronScheduler(client, catch_up=policy)
+    scheduler = CronScheduler(client.runtime, catch_up=policy)
     scheduler.tick()
     clock.set(datetime(2026, 3, 27, 17, 20, tzinfo=UTC))  # five windows passed unattended
     scheduler.tick()

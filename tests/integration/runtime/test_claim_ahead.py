@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from squidmesh_sdk import COMPLETE, Workflow, manual
+from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import execution
-from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.runtime.events import StepStarted
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.testing import WorkflowEnvironment

@@ -14,8 +14,8 @@ from squidmesh_sdk import (
     Workflow,
     manual,
 )
+from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import execution
-from squidmesh_sdk.runtime.delivery import Delivery
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from tests.integration.runtime.conftest import MakeEnv

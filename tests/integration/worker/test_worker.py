@@ -135,9 +135,9 @@ def test_a_retried_outcome_transaction_claims_nothing_ahead(client: Client) -> N
     ``offer.pending`` then names a job from the failed attempt; claiming its step would leave
     the step running with no job to finish it.
     """
-    from squidmesh_sdk.executors.database import continuation
+    from squidmesh_sdk.port.continuation import continuation
+    from squidmesh_sdk.port.delivery import Delivery
     from squidmesh_sdk.runtime import runner
-    from squidmesh_sdk.runtime.delivery import Delivery
     from squidmesh_sdk.store.jobs import NewJob
 
     run = client.start_run("five_steps")

@@ -6,7 +6,11 @@ durable with the state change that implies it: write a row on ``tx.connection`` 
 database queue, a transactional outbox), or hand work over in ``tx.after_commit`` so that a
 rolled-back change never runs. Whatever delivers the job later calls
 :meth:`squidmesh_sdk.Client.perform` with the JSON payload built by
-:mod:`squidmesh_sdk.executors.payloads`.
+:mod:`squidmesh_sdk.port.payloads`.
+
+This module, with the rest of :mod:`squidmesh_sdk.port`, sits *below* the runtime: the runtime
+depends on it, the concrete executors in :mod:`squidmesh_sdk.executors` implement it, and
+:class:`squidmesh_sdk.Client` wires the two together. It imports nothing above the store.
 
 An executor method signals "I cannot take this work" by raising. The runtime then rolls back
 (``start_run``, resumes) or marks the run failed in the same transaction (a successor that
@@ -22,25 +26,26 @@ SQLAlchemy, or not at all), which saves that round trip.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from squidmesh_sdk import errors
 from squidmesh_sdk.clock import Clock
+from squidmesh_sdk.graph import WorkflowDefinition
+from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.records import Run
 
-if TYPE_CHECKING:
-    from squidmesh_sdk.client import Client
-
 __all__ = [
     "PERMANENT_DELIVERY_ERRORS",
+    "Deliver",
     "DispatchMetadata",
     "Executor",
     "ExecutorBinding",
     "Perform",
-    "QueueRouting",
+    "RuntimeView",
 ]
 
 PERMANENT_DELIVERY_ERRORS: tuple[type[Exception], ...] = (
@@ -65,21 +70,75 @@ class Perform(Protocol):
         ...
 
 
+class Deliver(Protocol):
+    """Execute one delivered payload with the part its queue plays in it (:class:`Delivery`).
+
+    For queues that settle their job in the transaction that records the step's outcome (an
+    outbox row removed with it), or that know the previous delivery was lost.
+    """
+
+    def __call__(self, payload: Mapping[str, Any], *, delivery: Delivery | None = None) -> str:
+        """Execute ``payload``; see :meth:`squidmesh_sdk.Client.perform` for the outcomes."""
+        ...
+
+
+class RuntimeView(Protocol):
+    """The runtime as an executor sees it (:class:`squidmesh_sdk.runtime.core.Runtime`).
+
+    Executors whose workers do more than perform payloads (schedule cron triggers, settle an
+    outbox row with a step's outcome) reach the runtime through this, never through the
+    client or a concrete runtime class above them.
+    """
+
+    @property
+    def clock(self) -> Clock:
+        """The time source the runtime stamps and schedules with."""
+        ...
+
+    @property
+    def database(self) -> Database:
+        """The database runs are kept in."""
+        ...
+
+    @property
+    def workflows(self) -> Mapping[str, WorkflowDefinition]:
+        """Workflow name to compiled definition."""
+        ...
+
+    @property
+    def executor(self) -> Executor:
+        """The executor the runtime dispatches through."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A write transaction stamped with the clock's time."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutorBinding:
-    """What the client hands its executor: the way back in, the clock and the database.
+    """What the client hands its executor: the way back in, and the runtime it serves.
 
     Attributes:
         perform: Executes one delivered payload (:meth:`squidmesh_sdk.Client.perform`).
-        clock: The clock the runtime stamps and schedules with.
-        database: The database the runtime keeps runs in (an outbox relay reads it).
-        client: The client itself (an executor whose workers schedule cron triggers needs it).
+        deliver: Executes one delivered payload with its queue's :class:`Delivery`.
+        runtime: The runtime the executor serves: its clock, database, workflows and
+            transactions (a cron scheduler in the executor's workers needs them).
     """
 
     perform: Perform
-    clock: Clock
-    database: Database
-    client: Client
+    deliver: Deliver
+    runtime: RuntimeView
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the runtime stamps and schedules with."""
+        return self.runtime.clock
+
+    @property
+    def database(self) -> Database:
+        """The database the runtime keeps runs in (an outbox relay reads it)."""
+        return self.runtime.database
 
 
 @runtime_checkable
@@ -125,41 +184,3 @@ class Executor(Protocol):
     ) -> DispatchMetadata:
         """Queue the activation of a cron trigger (``signal``: schedule identity)."""
         ...
-
-
-class QueueRouting:
-    """Named queues and per-workflow routing, shared by the executors that have queues.
-
-    Args:
-        queue: The queue jobs go to.
-        queue_for: Optional per-workflow routing: workflow name to queue name (``None`` keeps
-            the default), so that some workflows can get workers of their own.
-    """
-
-    def __init__(self, *, queue: str, queue_for: Callable[[str], str | None] | None) -> None:
-        if not queue:
-            raise ValueError("queue must be a non-empty name")
-        self.queue = queue
-        self._queue_for = queue_for
-
-    def queue_of(self, workflow: str) -> str:
-        """The queue a workflow's jobs go to."""
-        routed = self._queue_for(workflow) if self._queue_for is not None else None
-        return routed or self.queue
-
-    def enqueue_step(
-        self, tx: Transaction, run: Run, step: str, *, schedule_in: float | None = None
-    ) -> DispatchMetadata:
-        """Queue one step of ``run``: a batch of one."""
-        return self.enqueue_steps(tx, run, [step], schedule_in=schedule_in)[0]
-
-    def enqueue_steps(
-        self,
-        tx: Transaction,
-        run: Run,
-        steps: Sequence[str],
-        *,
-        schedule_in: float | None = None,
-    ) -> Sequence[DispatchMetadata]:
-        """Queue several steps of ``run`` at once: all of them or, by raising, none."""
-        raise NotImplementedError

@@ -1,0 +1,86 @@
+"""The worker continuation hook: a delivery may hand its worker the next job it queues.
+
+Finishing a step usually queues the run's next step. Instead of going through the queue
+(another commit to claim it, and a wake-up), a queue that supports it (the built-in database
+queue) inserts that job already leased to the worker that finished the step, which performs it
+at once. The lease, heartbeats and rescue work exactly as for a claimed job.
+
+The runtime may go one step further and claim that next step in the same transaction
+(:meth:`Continuation.take_claim`), so the step starts without a transaction of its own. This
+module is the meeting point: the worker opens an offer (:func:`continuation`), the executor
+fills it while inserting jobs, the runtime claims ahead through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store.database import Transaction
+
+__all__ = ["Continuation", "continuation", "current_continuation"]
+
+
+@dataclass(slots=True)
+class Continuation:
+    """A worker thread's offer to perform, next, one job the current delivery queues."""
+
+    worker: str
+    lease: float
+    queues: frozenset[str]
+    accepting: Callable[[], bool] = lambda: True
+    """Whether the worker still takes work (a stopping worker does not)."""
+    reserved: bool = False
+    pending: tuple[job_store.NewJob, int, Transaction] | None = None
+    """The job inserted for this worker, its id, and the transaction that inserted it (a
+    transaction that rolled back and was retried does not count: check it is the current one)."""
+    claim: object | None = None
+    """The runtime's claim of the pending job's step, made in the same transaction."""
+    settled: bool = False
+    """The runtime finished the pending job in the same transaction: nothing to hand over."""
+    job: job_store.Job | None = None
+    """The job to perform next, once the transaction that inserted it committed."""
+
+    def step_to_claim(self, tx: Transaction, run_id: str) -> str | None:
+        """The step of ``run_id`` that ``tx`` queued for this worker, if it may be claimed now.
+
+        ``None`` when there is nothing to claim ahead: no job was handed to this worker, another
+        transaction inserted it, it is not a step of that run, it is claimed already, or the
+        worker is stopping (the step is left to whoever takes the job).
+        """
+        if self.pending is None or self.claim is not None or not self.accepting():
+            return None
+        new, _, inserted_by = self.pending
+        if inserted_by is not tx or new.kind != "step" or new.run_id != run_id:
+            return None
+        return new.step
+
+    def settle_pending(self, tx: Transaction) -> None:
+        """End the pending job in ``tx``: its step needed no execution (done, or nothing to do)."""
+        assert self.pending is not None  # noqa: S101 - only after step_to_claim named a step
+        job_store.complete(tx, self.pending[1], worker=self.worker)
+        self.settled = True
+
+
+_continuation: ContextVar[Continuation | None] = ContextVar("squidmesh_continuation", default=None)
+
+
+def current_continuation() -> Continuation | None:
+    """The continuation offer of the delivery this thread is performing, if any."""
+    return _continuation.get()
+
+
+@contextmanager
+def continuation(
+    worker: str, lease: float, queues: Iterable[str], accepting: Callable[[], bool]
+) -> Iterator[Continuation]:
+    """Offer to take one continuation job while the ``with`` block runs (one delivery)."""
+    offer = Continuation(worker=worker, lease=lease, queues=frozenset(queues), accepting=accepting)
+    token = _continuation.set(offer)
+    try:
+        yield offer
+    finally:
+        _continuation.reset(token)
