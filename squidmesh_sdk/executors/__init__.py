@@ -1,4 +1,7 @@
-"""Delivering step work: the :class:`Executor` protocol and the executors that ship with it."""
+"""The executors that ship with squidmesh.
+
+The protocol they implement, and what they are handed when bound, is :mod:`squidmesh_sdk.port`.
+"""
 
 from squidmesh_sdk.executors.database import DatabaseExecutor
 from squidmesh_sdk.executors.inline import InlineExecutor

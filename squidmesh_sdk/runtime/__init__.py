@@ -1,5 +1,6 @@
 """The durable runtime: runs a compiled workflow graph step by step against the store.
 
-Layers below it: :mod:`squidmesh_sdk.store` (persistence) and :mod:`squidmesh_sdk.executors`
-(delivery). :class:`squidmesh_sdk.Client` is the public face over it.
+Layers below it: :mod:`squidmesh_sdk.port` (the executor protocol it dispatches through) and
+:mod:`squidmesh_sdk.store` (persistence). The concrete executors sit above it, and
+:class:`squidmesh_sdk.Client` wires the two (docs/architecture.md).
 """
