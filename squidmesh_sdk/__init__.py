@@ -41,6 +41,7 @@ from squidmesh_sdk.definition import (
 )
 from squidmesh_sdk.errors import (
     DefinitionError,
+    DefinitionUnavailable,
     DispatchFailed,
     ExecutorNotReady,
     InvalidExecutorPayload,
@@ -82,6 +83,7 @@ __all__ = [
     "Database",
     "DatabaseExecutor",
     "DefinitionError",
+    "DefinitionUnavailable",
     "DispatchFailed",
     "Executor",
     "ExecutorNotReady",

@@ -41,7 +41,10 @@ class Client:
         database: Where runs live: a SQLAlchemy URL (``sqlite:///app.db``,
             ``postgresql+psycopg://...``), an ``Engine``, or a :class:`Database`.
         workflows: Every workflow this process starts or executes. Each is compiled here, so
-            a broken declaration fails at start-up with every problem listed.
+            a broken declaration fails at start-up with every problem listed. Several
+            versions of one workflow may be given (each with its own ``version=``, or differing
+            in structure): runs stay on the version they started on, and new runs start on the
+            one listed last.
         executor: How step work is delivered; defaults to an :class:`InlineExecutor`, which
             runs it in this process as soon as it is committed.
         clock: The time source; tests pass a fake clock (see :mod:`squidmesh_sdk.testing`).
@@ -55,7 +58,7 @@ class Client:
 
     Raises:
         DefinitionError: a workflow does not compile.
-        ValueError: two workflows share a name.
+        ValueError: two workflows share a name and a version.
     """
 
     def __init__(
@@ -70,14 +73,20 @@ class Client:
     ) -> None:
         if stale_step_timeout is not None and not stale_step_timeout > 0:
             raise ValueError(f"stale_step_timeout must be > 0 seconds, got {stale_step_timeout!r}")
-        definitions: dict[str, WorkflowDefinition] = {}
+        versions: dict[str, dict[str, WorkflowDefinition]] = {}
         for workflow in workflows:
             definition = (
                 workflow if isinstance(workflow, WorkflowDefinition) else compile_workflow(workflow)
             )
-            if definition.name in definitions:
-                raise ValueError(f"two workflows are named {definition.name!r}")
-            definitions[definition.name] = definition
+            held = versions.setdefault(definition.name, {})
+            if definition.version in held:
+                raise ValueError(
+                    f"two workflows are named {definition.name!r} at version "
+                    f"{definition.version!r}; give each version of a workflow its own version="
+                )
+            held[definition.version] = definition
+        # The last version listed is the current one: new runs start on it.
+        definitions = {name: list(held.values())[-1] for name, held in versions.items()}
         self._owns_database = not isinstance(database, Database)
         self._runtime = Runtime(
             database=database if isinstance(database, Database) else Database(database),
@@ -89,6 +98,7 @@ class Client:
                 *(observers if observers is not None else (LoggingObserver(),)),
             ),
             stale_step_timeout=stale_step_timeout,
+            versions=versions,
         )
         self._runtime.executor.bind(
             ExecutorBinding(

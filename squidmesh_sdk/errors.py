@@ -6,6 +6,7 @@ SquidmeshError
 ├── InvalidPayload           a trigger payload is not a mapping or breaks its contract
 ├── InvalidTrigger           a trigger name the workflow does not declare
 ├── InvalidWorkflow          a workflow the client was not given (or a stored name it cannot load)
+│   └── DefinitionUnavailable  the client has the workflow, but not the version a run is pinned to
 ├── InvalidRunId             a run id that is not a UUID
 ├── RunNotFound              no run has that id
 ├── InvalidTransition        the run state machine forbids this change of status
@@ -39,6 +40,7 @@ from typing import Any
 
 __all__ = [
     "DefinitionError",
+    "DefinitionUnavailable",
     "DispatchFailed",
     "ExecutorNotReady",
     "InvalidExecutorPayload",
@@ -196,6 +198,40 @@ class InvalidWorkflow(SquidmeshError, LookupError):
         listed = ", ".join(self.known) or "none"
         super().__init__(
             f"workflow {workflow!r} is not registered with this client; registered: {listed}"
+        )
+
+
+class DefinitionUnavailable(InvalidWorkflow):
+    """The client holds the run's workflow, but not the version the run is pinned to.
+
+    A run keeps the definition version it started on. A process that holds other versions
+    only leaves its work alone: the database queue does not claim it, other executors have it
+    delivered again later. Deploy that version beside the new one (``Client(workflows=[v1,
+    v2])``), cancel the run, or replay it on the current version.
+
+    Attributes:
+        workflow: The workflow name.
+        version: The version the run is pinned to.
+        held: The versions of the workflow this client holds.
+        run_id: The run, when known.
+    """
+
+    code = "definition_unavailable"
+
+    def __init__(
+        self, workflow: str, version: str, held: Sequence[str], *, run_id: str | None = None
+    ) -> None:
+        self.workflow = workflow
+        self.known = (workflow,)
+        self.version = version
+        self.held = tuple(held)
+        self.run_id = run_id
+        subject = f"run {run_id}" if run_id else "the run"
+        SquidmeshError.__init__(
+            self,
+            f"{subject} is pinned to version {version!r} of workflow {workflow!r}, which this "
+            f"client does not hold (it holds {', '.join(map(repr, self.held))}): deploy that "
+            "version beside the new one, cancel the run, or replay it on the current version",
         )
 
 

@@ -246,7 +246,11 @@ class WorkflowDefinition:
         triggers: Trigger name to trigger, in declaration order.
         default_trigger: The first declared trigger.
         fingerprint: ``sha256:`` hash of the JSON form without descriptions; changes whenever
-            the graph, an option or a payload contract (types, defaults) does.
+            the graph, an option or a payload contract (types, defaults) does, not when only
+            the code inside step bodies does.
+        declared_version: The ``version=`` the workflow was declared with, if any.
+        version: What runs started on this definition are pinned to: the declared version,
+            or ``fp-`` and the first 16 hex digits of the fingerprint.
     """
 
     name: str
@@ -258,7 +262,9 @@ class WorkflowDefinition:
     initial_step: str | None
     triggers: Mapping[str, TriggerNode]
     default_trigger: str
+    declared_version: str | None = None
     fingerprint: str = field(init=False, default="")
+    version: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", MappingProxyType(dict(self.steps)))
@@ -266,6 +272,7 @@ class WorkflowDefinition:
         canonical = json.dumps(_without_descriptions(self._body_dict()), sort_keys=True)
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         object.__setattr__(self, "fingerprint", f"sha256:{digest}")
+        object.__setattr__(self, "version", self.declared_version or f"fp-{digest[:16]}")
 
     def step(self, name: str) -> StepNode:
         """Return the node called ``name``.
@@ -317,7 +324,7 @@ class WorkflowDefinition:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form with a stable key and list order, plus the fingerprint."""
-        return {**self._body_dict(), "fingerprint": self.fingerprint}
+        return {**self._body_dict(), "version": self.version, "fingerprint": self.fingerprint}
 
     def to_json(self, *, indent: int | None = 2) -> str:
         """The :meth:`to_dict` form as JSON text."""

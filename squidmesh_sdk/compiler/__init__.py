@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 from squidmesh_sdk import errors
-from squidmesh_sdk.compiler.issues import NAME, Issues
+from squidmesh_sdk.compiler.issues import NAME, VERSION, Issues
 from squidmesh_sdk.compiler.shapes import compile_dependencies, compile_routes
 from squidmesh_sdk.compiler.steps import check_step_names, compile_step
 from squidmesh_sdk.compiler.triggers import compile_triggers
@@ -32,6 +32,13 @@ def compile(workflow: Workflow) -> WorkflowDefinition:
     issues = Issues()
     if not isinstance(workflow.name, str) or not NAME.match(workflow.name):
         issues.add("invalid_name", f"workflow name {workflow.name!r} must match {NAME.pattern}")
+    if workflow.version is not None and (
+        not isinstance(workflow.version, str) or not VERSION.match(workflow.version)
+    ):
+        issues.add(
+            "invalid_version",
+            f"workflow version {workflow.version!r} must match {VERSION.pattern}",
+        )
     triggers = compile_triggers(workflow.triggers, issues)
     specs = [handle.spec for handle in workflow.steps]
     names = check_step_names(workflow, specs, issues)
@@ -68,4 +75,5 @@ def compile(workflow: Workflow) -> WorkflowDefinition:
         initial_step=initial,
         triggers=triggers,
         default_trigger=next(iter(triggers)),
+        declared_version=workflow.version,
     )

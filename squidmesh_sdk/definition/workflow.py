@@ -44,6 +44,11 @@ class Workflow:
         name: Unique workflow name, stored with every run.
         triggers: One or more triggers; the first is the default for ``start_run``.
         description: Optional human description.
+        version: Optional version label, stored with every run started on it. Runs stay on
+            the version they started on; a client may hold several versions of one workflow
+            (see docs/runtime.md, "Versions and deploys"). Without it, the version is derived
+            from the graph's structure (its fingerprint), so a structural change is a new
+            version and a change to step bodies only is not.
     """
 
     def __init__(
@@ -52,11 +57,13 @@ class Workflow:
         *,
         triggers: Sequence[TriggerSpec],
         description: str | None = None,
+        version: str | None = None,
     ) -> None:
         if isinstance(triggers, TriggerSpec):
             raise TypeError(f"triggers= takes a list, got {triggers!r}; write triggers=[...]")
         self.name = name
         self.description = description
+        self.version = version
         self._triggers: tuple[TriggerSpec, ...] = tuple(triggers)
         self._steps: list[StepHandle] = []
         self._transitions: list[TransitionSpec] = []

@@ -57,6 +57,9 @@ TASK_NAME = "squidmesh.perform"
 """The name of the Celery task that performs squidmesh payloads."""
 
 _MAX_RETRY_DELAY = 60.0
+_NOT_HELD_RETRY_DELAY = 2.0
+"""A task for a workflow or version this worker lacks goes back at once, without backoff: a
+worker that holds it may be idle (route workflows to queues of their own to avoid the trip)."""
 _BROKER_DOWN_PAUSE = 5.0
 """Seconds a process without a relay thread stops publishing after commit once the broker
 refused a message, so that callers do not each wait for a connection attempt."""
@@ -295,6 +298,12 @@ class CeleryExecutor(QueueRouting):
         except PERMANENT_DELIVERY_ERRORS:
             logger.exception("dropping a squidmesh task that can never succeed")
             outcome = "rejected"
+        except errors.InvalidWorkflow as exc:
+            logger.info(
+                "squidmesh task for a workflow or version this worker lacks; released",
+                extra={"workflow": exc.workflow, "retry_in": _NOT_HELD_RETRY_DELAY},
+            )
+            raise task.retry(exc=exc, countdown=_NOT_HELD_RETRY_DELAY) from exc
         except Exception as exc:
             delay = min(_MAX_RETRY_DELAY, 2.0 ** (request.retries or 0))
             logger.warning(

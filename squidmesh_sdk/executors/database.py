@@ -85,6 +85,8 @@ class DatabaseExecutor(QueueRouting):
                 queue=queue,
                 run_id=run.id,
                 step=step,
+                workflow=run.workflow,
+                definition_version=run.definition_version,
                 delay=schedule_in,
             )
             for step in steps
@@ -98,6 +100,8 @@ class DatabaseExecutor(QueueRouting):
             payload=payloads.compensation_payload(run.id),
             queue=self.queue_of(run.workflow),
             run_id=run.id,
+            workflow=run.workflow,
+            definition_version=run.definition_version,
         )
         return self._insert(tx, [job])[0]
 
@@ -115,6 +119,7 @@ class DatabaseExecutor(QueueRouting):
             kind="cron",
             payload=payloads.cron_payload(workflow, trigger, signal),
             queue=self.queue_of(workflow),
+            workflow=workflow,
             delay=schedule_in,
         )
         return self._insert(tx, [job])[0]
@@ -168,6 +173,8 @@ def _hand_over(offer: Continuation, new: job_store.NewJob, job_id: int, tx: Tran
         payload=new.payload,
         run_id=new.run_id,
         step=new.step,
+        workflow=new.workflow,
+        definition_version=new.definition_version,
         status="running",
         run_at=tx.now,
         deliveries=1,

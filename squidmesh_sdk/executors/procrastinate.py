@@ -53,6 +53,9 @@ HOUSEKEEPING_TASK_NAME = "squidmesh.housekeeping"
 queues the activations of due cron triggers."""
 
 _MAX_RETRY_DELAY = 60
+_NOT_HELD_RETRY_DELAY = 2
+"""A job for a workflow or version this worker lacks goes back at once, without backoff: a
+worker that holds it may be idle (Procrastinate cannot route jobs by what a worker holds)."""
 _HOUSEKEEPING_PRIORITY = 100  # Procrastinate runs higher priorities first
 
 
@@ -64,6 +67,8 @@ class _CappedBackoff(procrastinate.BaseRetryStrategy):
     ) -> procrastinate.RetryDecision | None:
         if isinstance(exception, PERMANENT_DELIVERY_ERRORS):
             return None
+        if isinstance(exception, errors.InvalidWorkflow):
+            return procrastinate.RetryDecision(retry_in={"seconds": _NOT_HELD_RETRY_DELAY})
         delay = min(_MAX_RETRY_DELAY, 2 ** min(job.attempts, 6))
         return procrastinate.RetryDecision(retry_in={"seconds": delay})
 

@@ -238,7 +238,12 @@ class Worker:
         runtime = self.runtime
         with runtime.transaction() as tx:
             claimed = job_store.claim(
-                tx, worker=self.name, queues=self.queues, limit=free, lease=self.lease
+                tx,
+                worker=self.name,
+                queues=self.queues,
+                limit=free,
+                lease=self.lease,
+                holds=runtime.holds,
             )
             # Each step starts in this transaction too: one commit fewer per claimed job.
             ahead = {job.id: self._claim_step(tx, job) for job in claimed}

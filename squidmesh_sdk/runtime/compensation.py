@@ -111,7 +111,7 @@ def _compensate_run(runtime: Runtime, run_id: str, span: Span) -> Literal["compe
             extra={"run_id": run.id, "workflow": run.workflow, "status": run.status},
         )
         return "skipped"
-    definition = runtime.definition(run.workflow)
+    definition = runtime.definition_of(run)
     failures: list[dict[str, Any]] = []
     for step_run, node in pending_compensations(definition, completed):
         error = _compensate_step(runtime, run, step_run, node)

@@ -15,6 +15,7 @@ from squidmesh_sdk.port.executor import Executor
 from squidmesh_sdk.runtime.events import Observer, RunEvent
 from squidmesh_sdk.store import migrations
 from squidmesh_sdk.store.database import Database, Transaction
+from squidmesh_sdk.store.records import Run
 
 __all__ = ["Runtime", "RuntimeOwner"]
 
@@ -27,7 +28,9 @@ class Runtime:
 
     Attributes:
         database: Where state lives.
-        workflows: Workflow name to compiled definition.
+        workflows: Workflow name to its current definition (new runs start on it).
+        versions: Workflow name to every version of it held here, current one included
+            (runs keep the version they started on).
         executor: How work is delivered.
         clock: The time source for timestamps, delays and payload defaults.
         observers: Receive events after each commit.
@@ -41,7 +44,16 @@ class Runtime:
     clock: Clock
     observers: tuple[Observer, ...] = ()
     stale_step_timeout: float | None = None
+    versions: Mapping[str, Mapping[str, WorkflowDefinition]] = field(default_factory=dict)
     _schema_checked: bool = field(default=False, init=False)
+
+    @property
+    def holds(self) -> dict[str, tuple[str, ...]]:
+        """Workflow name to the versions of it this runtime can run."""
+        return {
+            name: tuple(self.versions.get(name) or {current.version: current})
+            for name, current in self.workflows.items()
+        }
 
     def definition(self, name: str) -> WorkflowDefinition:
         """The compiled workflow called ``name``.
@@ -53,6 +65,28 @@ class Runtime:
             return self.workflows[name]
         except KeyError:
             raise errors.InvalidWorkflow(name, sorted(self.workflows)) from None
+
+    def definition_of(self, run: Run) -> WorkflowDefinition:
+        """The definition ``run`` is pinned to: the version it started on.
+
+        A run written by a release that recorded no version is matched by its fingerprint.
+
+        Raises:
+            InvalidWorkflow: this runtime was not given the run's workflow at all.
+            DefinitionUnavailable: it holds the workflow, but not the run's version.
+        """
+        current = self.definition(run.workflow)
+        held = self.versions.get(run.workflow) or {current.version: current}
+        wanted = run.definition_version
+        if wanted is None:
+            for definition in held.values():
+                if definition.fingerprint == run.definition_fingerprint:
+                    return definition
+            wanted = "fp-" + run.definition_fingerprint.removeprefix("sha256:")[:16]
+        found = held.get(wanted)
+        if found is not None:
+            return found
+        raise errors.DefinitionUnavailable(run.workflow, wanted, tuple(held), run_id=run.id)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:

@@ -42,7 +42,7 @@ def dispatch_run(runtime: Runtime, tx: Transaction, run: Run) -> None:
     Raises:
         DispatchFailed: the executor refused.
     """
-    definition = runtime.definition(run.workflow)
+    definition = runtime.definition_of(run)
     if definition.shape == "dependency":
         dispatch_steps(runtime, tx, run, definition.entry_steps, schedule_pending=True)
         return
@@ -70,7 +70,7 @@ def dispatch_steps(
     """
     steps = list(dict.fromkeys(steps))
     if schedule_pending:
-        definition = runtime.definition(run.workflow)
+        definition = runtime.definition_of(run)
         steps = step_run_store.schedule_steps(
             tx, run.id, [_scheduled(definition, run, step) for step in steps]
         )

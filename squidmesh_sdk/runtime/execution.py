@@ -127,7 +127,7 @@ def claim_step(runtime: Runtime, tx: Transaction, run_id: str, step: str) -> obj
     """
     try:
         run = run_store.lock_run(tx.connection, run_id)
-        definition = runtime.definition(run.workflow)
+        definition = runtime.definition_of(run)
         node = definition.steps.get(step)
         if run.status not in ("pending", "running", "retrying") or node is None:
             return None
@@ -242,7 +242,7 @@ def _claim(
     run = locked if locked is not None else run_store.lock_run(tx.connection, run_id)
     span = trace.get_current_span()
     span.set_attribute(telemetry.WORKFLOW, run.workflow)
-    definition = runtime.definition(run.workflow)
+    definition = runtime.definition_of(run)
     if run.status in state_machine.TERMINAL or run.status == "paused":
         tx.events.append(StepSkipped(run, step, f"run_{run.status}"))
         return "skipped"

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from squidmesh_sdk import errors
 from squidmesh_sdk.graph import COMPLETE_TARGET, WorkflowDefinition
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.records import Attempt, Run, StepRun
@@ -66,13 +67,27 @@ class _Result:
 
 
 def explain(
-    run: Run, definition: WorkflowDefinition | None, *, stale_step_timeout: float | None
+    run: Run,
+    definition: WorkflowDefinition | None,
+    *,
+    stale_step_timeout: float | None,
+    unavailable: errors.DefinitionUnavailable | None = None,
+    current_definition: WorkflowDefinition | None = None,
 ) -> RunExplanation:
-    """Diagnose ``run``, loaded with history; ``definition`` is ``None`` when unavailable."""
+    """Diagnose ``run``, loaded with history.
+
+    ``definition`` is the version the run is pinned to, ``None`` when unavailable here
+    (``unavailable`` says why when this client holds other versions);
+    ``current_definition`` is the version new runs start on, which a replay would use.
+    """
     assert run.step_runs is not None  # noqa: S101 - callers load the history
     evidence: dict[str, Any] = {"run": _run_evidence(run)}
     if definition is None:
         evidence["workflow_definition"] = {"available": False}
+        if unavailable is not None:
+            evidence["workflow_definition"].update(
+                version=unavailable.version, held_versions=list(unavailable.held)
+            )
     current = run.step_run(run.current_step) if run.current_step else None
     if current is not None:
         evidence["step_run"] = _step_run_evidence(current)
@@ -81,10 +96,13 @@ def explain(
             evidence["attempt"] = _attempt_evidence(latest)
 
     result = _Result(run.status, evidence)
+    replayable = definition or current_definition
 
     if run.status in ("completed", "cancelled"):
-        replay, actions = _replay(run, definition)
+        replay, actions = _replay(run, replayable)
         return result(run.status, None, replay, actions)
+    if unavailable is not None and run.status != "failed":
+        return _definition_unavailable(run, unavailable, result)
     if run.status == "cancelling":
         return result("cancelling", run.current_step, {}, ("wait_for_cancellation",))
     if run.status == "paused":
@@ -99,7 +117,7 @@ def explain(
         }
         return result("waiting_for_retry", step, details, ("wait_for_retry", "cancel_run"))
     if run.status == "failed":
-        replay, actions = _replay(run, definition)
+        replay, actions = _replay(run, replayable)
         failed = current or _latest_failed(run)
         latest = _latest(failed) if failed else None
         node = definition.steps.get(failed.step) if (definition and failed) else None
@@ -285,3 +303,19 @@ def _attempt_evidence(attempt: Attempt) -> dict[str, Any]:
         "inserted_at": attempt.inserted_at.isoformat(),
         "updated_at": attempt.updated_at.isoformat(),
     }
+
+
+def _definition_unavailable(
+    run: Run, unavailable: errors.DefinitionUnavailable, result: _Result
+) -> RunExplanation:
+    """The run is pinned to a version this client does not hold: no work of it runs here."""
+    waiting = [sr.step for sr in run.step_runs or () if sr.status in ("pending", "running")]
+    steps = waiting or ([run.current_step] if run.current_step else [])
+    details = {
+        "workflow": run.workflow,
+        "version": unavailable.version,
+        "held_versions": list(unavailable.held),
+        "steps": steps,
+    }
+    actions = ("deploy_version", "cancel_run", "replay_run")
+    return result("definition_unavailable", steps[0] if steps else None, details, actions)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from squidmesh_sdk import telemetry
+from squidmesh_sdk import errors, telemetry
+from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.runtime import dispatcher
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import RunCreated, RunTransitioned, StepFailed
@@ -85,7 +86,7 @@ def inspect_run(runtime: Runtime, run_id: str, *, include_history: bool = False)
     runtime.check_schema()
     with runtime.database.read() as connection:
         run = run_store.get_run(connection, run_id, include_history=include_history)
-    definition = runtime.workflows.get(run.workflow)
+    definition, _ = _pinned_definition(runtime, run)
     if not include_history or definition is None:
         return run
     return dataclasses.replace(run, steps=step_states(definition, run.step_runs or ()))
@@ -98,5 +99,23 @@ def explain_run(runtime: Runtime, run_id: str) -> RunExplanation:
         InvalidRunId, RunNotFound: no such run.
     """
     run = inspect_run(runtime, run_id, include_history=True)
-    definition = runtime.workflows.get(run.workflow)
-    return explain(run, definition, stale_step_timeout=runtime.stale_step_timeout)
+    definition, unavailable = _pinned_definition(runtime, run)
+    return explain(
+        run,
+        definition,
+        stale_step_timeout=runtime.stale_step_timeout,
+        unavailable=unavailable,
+        current_definition=runtime.workflows.get(run.workflow),
+    )
+
+
+def _pinned_definition(
+    runtime: Runtime, run: Run
+) -> tuple[WorkflowDefinition | None, errors.DefinitionUnavailable | None]:
+    """The definition the run is pinned to, or why this runtime cannot show it."""
+    try:
+        return runtime.definition_of(run), None
+    except errors.DefinitionUnavailable as exc:
+        return None, exc
+    except errors.InvalidWorkflow:
+        return None, None

@@ -64,7 +64,7 @@ def resume_run(
         if run.status != "paused":
             raise errors.InvalidTransition(run.status, "running", run_id=run.id)
         step_run = _paused_step_run(tx, run, decision)
-        definition = runtime.definition(run.workflow)
+        definition = runtime.definition_of(run)
         output, target = _outcome(step_run, decision, details, tx)
         if target != COMPLETE_TARGET and target not in definition.steps:
             raise errors.InvalidStep(

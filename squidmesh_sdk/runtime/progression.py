@@ -223,4 +223,4 @@ def _fail(
 ) -> Run:
     """Fail the run and, in the same transaction, queue the rollback of what can be undone."""
     run = write_run(tx, run, status="failed", current_step=current_step, last_error=error)
-    return compensation.dispatch_if_available(runtime, tx, run, runtime.definition(run.workflow))
+    return compensation.dispatch_if_available(runtime, tx, run, runtime.definition_of(run))

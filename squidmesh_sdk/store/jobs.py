@@ -50,6 +50,10 @@ class NewJob:
     queue: str
     run_id: str | None = None
     step: str | None = None
+    workflow: str | None = None
+    """The workflow a worker must hold to take the job."""
+    definition_version: str | None = None
+    """The version of it a worker must hold (``None``: any version; cron jobs)."""
     delay: float | None = None
     leased_to: str | None = None
     """Insert it already leased to this worker, which will perform it next (a continuation)."""
@@ -68,6 +72,8 @@ class Job:
     step: str | None
     status: str
     run_at: datetime
+    workflow: str | None = None
+    definition_version: str | None = None
     deliveries: int
     rescues: int
     locked_by: str | None
@@ -84,6 +90,8 @@ class Job:
             payload=row["payload"],
             run_id=str(row["run_id"]) if row["run_id"] is not None else None,
             step=row["step"],
+            workflow=row["workflow"],
+            definition_version=row["definition_version"],
             status=row["status"],
             run_at=row["run_at"],
             deliveries=row["deliveries"],
@@ -103,6 +111,8 @@ def enqueue(tx: Transaction, new_jobs: Sequence[NewJob]) -> list[int]:
             "payload": dict(job.payload),
             "run_id": job.run_id,
             "step": job.step,
+            "workflow": job.workflow,
+            "definition_version": job.definition_version,
             "status": "running" if job.leased_to else "queued",
             "run_at": tx.now + timedelta(seconds=job.delay) if job.delay else tx.now,
             "deliveries": 1 if job.leased_to else 0,
@@ -126,9 +136,20 @@ def enqueue(tx: Transaction, new_jobs: Sequence[NewJob]) -> list[int]:
 
 
 def claim(
-    tx: Transaction, *, worker: str, queues: Sequence[str], limit: int, lease: float
+    tx: Transaction,
+    *,
+    worker: str,
+    queues: Sequence[str],
+    limit: int,
+    lease: float,
+    holds: Mapping[str, Iterable[str]] | None = None,
 ) -> list[Job]:
     """Lease up to ``limit`` due jobs of ``queues`` to ``worker``, oldest first.
+
+    ``holds`` (workflow name to the versions of it the worker holds) restricts the claim to
+    jobs the worker can run: a job for a workflow, or a version of it, that the worker lacks
+    stays queued for a worker that has it, untouched (jobs without a workflow, queued before
+    versions were recorded, go to anyone). ``None`` claims every job of the queues.
 
     On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets many workers claim at once without blocking
     each other or taking the same job; SQLite's write lock serialises claims.
@@ -139,6 +160,8 @@ def claim(
         .order_by(jobs.c.run_at, jobs.c.id)
         .limit(limit)
     )
+    if holds is not None:
+        due = due.where(_runnable(holds))
     if tx.connection.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     statement = (
@@ -155,6 +178,15 @@ def claim(
     )
     claimed = [Job.from_row(row) for row in tx.connection.execute(statement).mappings()]
     return sorted(claimed, key=lambda job: (job.run_at, job.id))
+
+
+def _runnable(holds: Mapping[str, Iterable[str]]) -> sa.ColumnElement[bool]:
+    pairs = [(name, version) for name, versions in holds.items() for version in versions]
+    return sa.or_(
+        jobs.c.workflow.is_(None),
+        sa.and_(jobs.c.definition_version.is_(None), jobs.c.workflow.in_(list(holds))),
+        sa.tuple_(jobs.c.workflow, jobs.c.definition_version).in_(pairs),
+    )
 
 
 def complete(tx: Transaction, job_id: int, *, worker: str) -> bool:

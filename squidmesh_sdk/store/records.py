@@ -226,6 +226,8 @@ class Run:
         last_error: Why it failed or is retrying.
         replayed_from_run_id: The run this one replays, if any.
         definition_fingerprint: Fingerprint of the workflow graph the run was started with.
+        definition_version: The workflow version the run is pinned to (``None``: started
+            before versions were recorded; it runs on the version a worker holds).
         trace_context: The W3C trace context spans of this run join.
         inserted_at: When it was created.
         updated_at: When it last changed.
@@ -245,6 +247,7 @@ class Run:
     last_error: Mapping[str, Any] | None
     replayed_from_run_id: str | None
     definition_fingerprint: str
+    definition_version: str | None
     trace_context: Mapping[str, Any] | None
     inserted_at: datetime
     updated_at: datetime
@@ -282,6 +285,7 @@ class Run:
             last_error=row["last_error"],
             replayed_from_run_id=str(replayed) if replayed is not None else None,
             definition_fingerprint=row["definition_fingerprint"],
+            definition_version=row["definition_version"],
             trace_context=row["trace_context"],
             inserted_at=row["inserted_at"],
             updated_at=row["updated_at"],

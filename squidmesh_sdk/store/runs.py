@@ -101,6 +101,7 @@ def create_run(
             parse_run_id(replayed_from_run_id) if replayed_from_run_id else None
         ),
         "definition_fingerprint": definition.fingerprint,
+        "definition_version": definition.version,
         "idempotency_key": idempotency_key,
         "trace_context": dict(trace_context) if trace_context is not None else None,
         "inserted_at": tx.now,
@@ -404,6 +405,7 @@ def replay_run(
         "last_error": None,
         "replayed_from_run_id": uuid.UUID(source.id),
         "definition_fingerprint": definition.fingerprint,
+        "definition_version": definition.version,
         "idempotency_key": None,
         "trace_context": dict(trace_context) if trace_context is not None else None,
         "inserted_at": tx.now,

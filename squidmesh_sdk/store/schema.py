@@ -61,6 +61,9 @@ runs = sa.Table(
     ),
     # The graph the run was started with; lets operators see a run that predates a deploy.
     sa.Column("definition_fingerprint", sa.String(80), nullable=False),
+    # The definition version the run is pinned to (migration 5; NULL: started before it, and
+    # run on whatever version of its workflow a worker holds, as before).
+    sa.Column("definition_version", sa.String(80), nullable=True),
     # Schedule identity of cron-started runs: one run per (workflow, trigger, key).
     sa.Column("idempotency_key", sa.String(200), nullable=True),
     # W3C trace context of the run, so spans from every process join one trace.
@@ -156,6 +159,11 @@ jobs = sa.Table(
         nullable=True,
     ),
     sa.Column("step", NAME, nullable=True),
+    # What a worker must hold to take the job (migration 5): a step or compensation job needs
+    # this workflow at this version, a cron job the workflow at any version. NULL (jobs queued
+    # before migration 5): any worker of the queue takes it.
+    sa.Column("workflow", NAME, nullable=True),
+    sa.Column("definition_version", sa.String(80), nullable=True),
     # queued: waiting for run_at; running: leased by a worker; failed: gave up (dead letter).
     sa.Column("status", STATUS, nullable=False),
     sa.Column("run_at", UTCDateTime, nullable=False),

@@ -17,6 +17,7 @@ RUN_KEYS = {
     "context",
     "current_step",
     "definition_fingerprint",
+    "definition_version",
     "id",
     "inserted_at",
     "last_error",

@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 import pytest
 from procrastinate import jobs
 
-from squidmesh_sdk import InvalidExecutorPayload, InvalidWorkflow, RunNotFound
+from squidmesh_sdk import (
+    DefinitionUnavailable,
+    InvalidExecutorPayload,
+    InvalidWorkflow,
+    RunNotFound,
+)
 from squidmesh_sdk.executors.procrastinate import TASK_NAME, _CappedBackoff
 
 
@@ -39,10 +44,28 @@ def test_a_delivery_that_can_never_succeed_is_not_retried(error: Exception) -> N
 def test_other_failures_are_retried_with_capped_exponential_backoff(
     attempts: int, seconds: int
 ) -> None:
-    # InvalidWorkflow: a worker still on the previous deploy; a newer one knows the workflow.
     decision = _CappedBackoff().get_retry_decision(
-        exception=InvalidWorkflow("nightly", ["onboarding"]), job=_job(attempts)
+        exception=ConnectionError("database away"), job=_job(attempts)
     )
     assert decision is not None
     assert decision.retry_at is not None
     assert round((decision.retry_at - datetime.now(UTC)).total_seconds()) == seconds
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        InvalidWorkflow("nightly", ["onboarding"]),
+        DefinitionUnavailable("nightly", "1", ["2"]),
+    ],
+)
+@pytest.mark.parametrize("attempts", [0, 5, 40])
+def test_a_job_this_worker_cannot_run_goes_back_at_once_without_backoff(
+    error: Exception, attempts: int
+) -> None:
+    # A worker still on the previous deploy, or one holding other workflows or versions: one
+    # that holds the job's workflow and version may be idle, so no growing delay.
+    decision = _CappedBackoff().get_retry_decision(exception=error, job=_job(attempts))
+    assert decision is not None
+    assert decision.retry_at is not None
+    assert round((decision.retry_at - datetime.now(UTC)).total_seconds()) == 2

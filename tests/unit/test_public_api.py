@@ -19,6 +19,7 @@ EXPECTED = [
     "Database",
     "DatabaseExecutor",
     "DefinitionError",
+    "DefinitionUnavailable",
     "DispatchFailed",
     "Executor",
     "ExecutorNotReady",
@@ -104,7 +105,7 @@ def test_public_methods_are_documented() -> None:
 def test_every_error_shares_one_root() -> None:
     errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
     exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
-    assert len(exceptions) == 22
+    assert len(exceptions) == 23
     assert all(issubclass(e, squidmesh_sdk.SquidmeshError) for e in exceptions)
 
 

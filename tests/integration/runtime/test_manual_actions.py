@@ -9,6 +9,7 @@ import pytest
 from samples import manual_approval
 from squidmesh_sdk import (
     COMPLETE,
+    DefinitionUnavailable,
     DispatchFailed,
     InvalidResume,
     InvalidStep,
@@ -21,8 +22,8 @@ from squidmesh_sdk.testing import WorkflowEnvironment
 from tests.integration.runtime.conftest import MakeEnv
 
 
-def pause_workflow(target_name: str = "after_pause") -> Workflow:
-    wf = Workflow("pausing", triggers=[manual("go")])
+def pause_workflow(target_name: str = "after_pause", *, version: str | None = None) -> Workflow:
+    wf = Workflow("pausing", triggers=[manual("go")], version=version)
     hold = wf.pause("hold", output="hold")
 
     def after_pause(hold: dict[str, Any]) -> dict[str, Any]:
@@ -154,15 +155,36 @@ def test_a_refused_resume_dispatch_rolls_everything_back(make_env: MakeEnv) -> N
 def test_a_paused_run_resumes_to_the_target_persisted_when_it_paused(
     make_env: MakeEnv, database_url: str
 ) -> None:
-    env = make_env(pause_workflow("after_pause"))
+    env = make_env(pause_workflow("after_pause", version="1"))
     run_id = _paused(env, "pausing")
-    # A deploy renames the step after the pause: the stored target no longer exists.
-    with WorkflowEnvironment([pause_workflow("renamed")], database=database_url) as redeployed:
+    # A deploy renames the step after the pause but keeps the declared version (the author
+    # claims compatibility): the stored target no longer exists, and explain says so.
+    redeploy = pause_workflow("renamed", version="1")
+    with WorkflowEnvironment([redeploy], database=database_url) as redeployed:
         explanation = redeployed.client.explain_run(run_id)
         assert explanation.reason == "paused_with_invalid_resume_target"
         assert explanation.next_actions == ("cancel_run",)
         with pytest.raises(InvalidStep, match="no longer a step"):
             redeployed.client.unblock_run(run_id, actor="ops")
+        redeployed.client.cancel_run(run_id)
+    assert env.client.inspect_run(run_id).status == "cancelled"
+
+
+def test_a_paused_run_of_a_version_no_longer_deployed_can_be_cancelled(
+    make_env: MakeEnv, database_url: str
+) -> None:
+    env = make_env(pause_workflow("after_pause"))
+    run_id = _paused(env, "pausing")
+    pinned = env.client.inspect_run(run_id).definition_version
+    # An unversioned deploy that renames a step is a new version: the run keeps its own.
+    with WorkflowEnvironment([pause_workflow("renamed")], database=database_url) as redeployed:
+        explanation = redeployed.client.explain_run(run_id)
+        assert explanation.reason == "definition_unavailable"
+        assert explanation.details["version"] == pinned
+        assert explanation.next_actions == ("deploy_version", "cancel_run", "replay_run")
+        with pytest.raises(DefinitionUnavailable, match="deploy that version"):
+            redeployed.client.unblock_run(run_id, actor="ops")
+        assert redeployed.client.inspect_run(run_id).status == "paused"
         redeployed.client.cancel_run(run_id)
     assert env.client.inspect_run(run_id).status == "cancelled"
 

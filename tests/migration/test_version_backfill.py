@@ -1,0 +1,94 @@
+"""Migration 5 pins the runs of a version-4 database to the version their workflow now has."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from squidmesh_sdk import COMPLETE, Client, DatabaseExecutor, Worker, Workflow, compile, manual
+from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store import migrations, schema
+from squidmesh_sdk.store.database import Database
+from tests.integration.worker.conftest import settled, wait_until
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def greeting() -> Workflow:
+    workflow = Workflow("greeting", triggers=[manual("start")])
+
+    @workflow.step
+    def hello() -> dict[str, str]:
+        return {"said": "hello"}
+
+    workflow.transition(hello, on="ok", to=COMPLETE)
+    return workflow
+
+
+def _migrate_to_version_4(database: Database) -> None:
+    with database.transaction(NOW) as tx:
+        schema.migrations.create(tx.connection)
+        for migration in migrations.MIGRATIONS[:4]:
+            for statement in migration.statements(database.dialect):
+                tx.connection.exec_driver_sql(statement)
+            tx.connection.execute(
+                schema.migrations.insert().values(
+                    version=migration.version, name=migration.name, applied_at=NOW
+                )
+            )
+
+
+def test_runs_and_jobs_from_before_versions_are_pinned_and_still_run(
+    empty_database_url: str,
+) -> None:
+    definition = compile(greeting())
+    database = Database(empty_database_url)
+    run_id = uuid.uuid4()
+    try:
+        _migrate_to_version_4(database)
+        # What a release without versions wrote: a run and its queued first job.
+        with database.transaction(NOW) as tx:
+            tx.connection.execute(
+                sa.insert(schema.runs).values(
+                    id=run_id,
+                    workflow="greeting",
+                    trigger="start",
+                    status="pending",
+                    payload={},
+                    context={},
+                    current_step="hello",
+                    definition_fingerprint=definition.fingerprint,
+                    inserted_at=NOW,
+                    updated_at=NOW,
+                )
+            )
+            tx.connection.execute(
+                sa.insert(schema.jobs).values(
+                    queue="default",
+                    kind="step",
+                    payload={"kind": "step", "run_id": str(run_id), "step": "hello"},
+                    run_id=run_id,
+                    step="hello",
+                    status="queued",
+                    run_at=NOW,
+                    deliveries=0,
+                    rescues=0,
+                    inserted_at=NOW,
+                    updated_at=NOW,
+                )
+            )
+        assert migrations.migrate(database, NOW) == [5]
+    finally:
+        database.dispose()
+    client = Client(empty_database_url, [greeting()], executor=DatabaseExecutor())
+    with client:
+        run = client.inspect_run(str(run_id))
+        assert run.definition_version == definition.version
+        with client.database.read() as connection:
+            (job,) = job_store.list_jobs(connection)
+        assert (job.workflow, job.definition_version) == ("greeting", definition.version)
+        with Worker(client, poll_interval=0.05):
+            wait_until(settled(client, [run]), what="the pre-upgrade run to finish")
+        assert client.inspect_run(str(run_id)).status == "completed"
