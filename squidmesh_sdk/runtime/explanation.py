@@ -102,7 +102,14 @@ def explain(
         replay, actions = _replay(run, replayable)
         return result(run.status, None, replay, actions)
     if unavailable is not None and run.status != "failed":
-        return _definition_unavailable(run, unavailable, result)
+        steps = _waiting_steps(run)
+        return _definition_unavailable(run, unavailable.version, unavailable.held, steps, result)
+    if definition is not None and run.status not in ("failed", "paused"):
+        # A version kept across a change that removed a step this run still needs.
+        missing = [step for step in _waiting_steps(run) if step not in definition.steps]
+        if missing:
+            held = (definition.version,)
+            return _definition_unavailable(run, definition.version, held, missing, result)
     if run.status == "cancelling":
         return result("cancelling", run.current_step, {}, ("wait_for_cancellation",))
     if run.status == "paused":
@@ -305,16 +312,20 @@ def _attempt_evidence(attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def _definition_unavailable(
-    run: Run, unavailable: errors.DefinitionUnavailable, result: _Result
-) -> RunExplanation:
-    """The run is pinned to a version this client does not hold: no work of it runs here."""
+def _waiting_steps(run: Run) -> list[str]:
+    """The steps the run waits on: scheduled or running step runs, else its current step."""
     waiting = [sr.step for sr in run.step_runs or () if sr.status in ("pending", "running")]
-    steps = waiting or ([run.current_step] if run.current_step else [])
+    return waiting or ([run.current_step] if run.current_step else [])
+
+
+def _definition_unavailable(
+    run: Run, version: str, held: tuple[str, ...], steps: list[str], result: _Result
+) -> RunExplanation:
+    """No work of the run can go on here: its version, or steps of it, are not deployed."""
     details = {
         "workflow": run.workflow,
-        "version": unavailable.version,
-        "held_versions": list(unavailable.held),
+        "version": version,
+        "held_versions": list(held),
         "steps": steps,
     }
     actions = ("deploy_version", "cancel_run", "replay_run")

@@ -20,8 +20,9 @@ from samples.guide import (
     cron_declare,
     runtime_testing,
     runtime_tour,
+    runtime_versions,
 )
-from squidmesh_sdk import Client, InlineExecutor, compile
+from squidmesh_sdk import Client, InlineExecutor, Worker, compile
 
 ROOT = Path(__file__).parents[2]
 
@@ -42,6 +43,27 @@ def test_the_runtime_tour_completes_a_run(tmp_path: Path) -> None:
     run = runtime_tour.tour(f"sqlite:///{tmp_path}/tour.db")
     assert run.status == "completed"
     assert [sr.step for sr in run.step_runs or ()] == ["reserve_inventory", "capture_payment"]
+
+
+def test_the_versions_example_finishes_old_runs_on_the_old_version(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/versions.db"
+    # Before the deploy: a run of version 1 is queued.
+    with Client(url, [runtime_versions.v1], executor=runtime_versions.DatabaseExecutor()) as old:
+        old.migrate()
+        queued = old.start_run("fulfilment")
+    with runtime_versions.client(url) as client, Worker(client, poll_interval=0.05):
+        fresh = client.start_run("fulfilment")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(
+            client.inspect_run(r.id).status != "completed" for r in (queued, fresh)
+        ):
+            time.sleep(0.05)
+        old_run = client.inspect_run(queued.id, include_history=True)
+        new_run = client.inspect_run(fresh.id, include_history=True)
+    assert (old_run.definition_version, old_run.status) == ("1", "completed")
+    assert [sr.step for sr in old_run.step_runs or ()] == ["pick", "ship"]
+    assert (new_run.definition_version, new_run.status) == ("2", "completed")
+    assert [sr.step for sr in new_run.step_runs or ()] == ["pick", "wrap", "ship"]
 
 
 def test_the_runtime_testing_example_passes() -> None:

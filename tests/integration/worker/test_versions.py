@@ -105,9 +105,7 @@ def test_a_worker_without_the_version_leaves_the_run_queued_and_says_why(
             new.perform({"kind": "step", "run_id": run.id, "step": "reserve"})
         assert [j.deliveries for j in jobs(new)] == [0]
         history = new.inspect_run(run.id, include_history=True).step_runs or ()
-        assert [(sr.step, sr.status, sr.attempts) for sr in history] == [
-            ("reserve", "pending", ())
-        ]
+        assert [(sr.step, sr.status, sr.attempts) for sr in history] == [("reserve", "pending", ())]
     assert calls == []
     assert explanation.reason == "definition_unavailable"
     assert explanation.step == "reserve"
@@ -176,3 +174,28 @@ def test_a_malformed_version_is_a_definition_error() -> None:
     with pytest.raises(DefinitionError) as raised:
         Client("sqlite://", [order("version one!", [])])
     assert "invalid_version" in raised.value.codes
+
+
+def test_a_step_removed_under_a_kept_version_is_explained_not_stranded(
+    database_url: str,
+) -> None:
+    calls: Calls = []
+    with client_for(database_url, order("1", calls)) as old:
+        run = old.start_run("order")
+    # The author kept version "1" but renamed the first step: the queued job names a step the
+    # deployed version lacks.
+    kept = Workflow("order", triggers=[manual("start")], version="1")
+
+    @kept.step(name="reserve_stock")
+    def reserve() -> dict[str, str]:
+        return {}
+
+    @kept.step(name="ship", after=[reserve])
+    def ship() -> dict[str, str]:
+        return {}
+
+    with client_for(database_url, kept) as new:
+        explanation = new.explain_run(run.id)
+    assert explanation.reason == "definition_unavailable"
+    assert explanation.details["steps"] == ["reserve"]
+    assert explanation.next_actions == ("deploy_version", "cancel_run", "replay_run")
