@@ -33,6 +33,7 @@ EXPECTED = [
     "InvalidTrigger",
     "InvalidWorkflow",
     "Issue",
+    "MissingScheduleIdempotencyKey",
     "NonRetryableError",
     "Retry",
     "RetryAfter",
@@ -40,6 +41,7 @@ EXPECTED = [
     "RunExplanation",
     "RunNotFound",
     "SchemaNotReady",
+    "SchemaTooNew",
     "SquidmeshError",
     "StaleRecord",
     "Step",
@@ -104,7 +106,7 @@ def test_public_methods_are_documented() -> None:
 def test_every_error_shares_one_root() -> None:
     errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
     exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
-    assert len(exceptions) == 22
+    assert len(exceptions) == 24
     assert all(issubclass(e, squidmesh_sdk.SquidmeshError) for e in exceptions)
 
 
