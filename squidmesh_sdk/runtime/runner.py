@@ -190,4 +190,4 @@ def perform(
             runtime, job.workflow, job.trigger, job.signal, delivery=delivery, trace=job.trace
         )
         return started.outcome
-    return compensation.compensate(runtime, job.run_id, trace=job.trace)
+    return compensation.compensate(runtime, job.run_id, delivery=delivery, trace=job.trace)
