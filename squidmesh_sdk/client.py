@@ -302,11 +302,12 @@ class Client:
         delivery of this payload was lost with its worker (a broker redelivering an
         unacknowledged message, a job retried after its worker stalled): a step that delivery
         left running is then taken over at once, its attempt recorded as ``abandoned``,
-        instead of waiting for ``stale_step_timeout``.
+        instead of waiting for ``stale_step_timeout`` (a compensation callback likewise).
 
         Returns:
             What the delivery did: ``"executed"``, ``"reconciled"``, ``"skipped"`` (stale or
-            duplicate), ``"cancelled"``, ``"paused"``, or ``"started"`` for cron jobs.
+            duplicate), ``"cancelled"``, ``"paused"``; ``"started"``, ``"duplicate"`` or
+            ``"skipped"`` for cron jobs; ``"compensated"`` or ``"skipped"`` for compensation.
 
         Raises:
             InvalidExecutorPayload: not something an executor produced.

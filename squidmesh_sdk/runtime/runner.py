@@ -172,8 +172,8 @@ def perform(
 
     Step deliveries return ``"executed"``, ``"reconciled"``, ``"skipped"``, ``"cancelled"`` or
     ``"paused"``; cron deliveries ``"started"``, ``"duplicate"`` or ``"skipped"``; compensation
-    deliveries ``"compensated"`` (or
-    ``"skipped"`` for a run that is not failed).
+    deliveries ``"compensated"`` (or ``"skipped"`` for a run that is not failed, or whose
+    callback another delivery is running).
 
     Raises:
         InvalidExecutorPayload: not a payload an executor produced.
