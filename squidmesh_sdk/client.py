@@ -142,7 +142,12 @@ class Client:
         return self._runtime.definition(_name(workflow))
 
     def migrate(self) -> list[int]:
-        """Create or upgrade squidmesh's tables; return the migration versions applied."""
+        """Create or upgrade squidmesh's tables; return the migration versions applied.
+
+        Raises:
+            SchemaTooNew: a newer release of squidmesh_sdk migrated the database further;
+                nothing is changed.
+        """
         applied = migrations.migrate(self._runtime.database, self._runtime.clock.now())
         self._runtime.check_schema()
         return applied
@@ -312,11 +317,12 @@ class Client:
         delivery of this payload was lost with its worker (a broker redelivering an
         unacknowledged message, a job retried after its worker stalled): a step that delivery
         left running is then taken over at once, its attempt recorded as ``abandoned``,
-        instead of waiting for ``stale_step_timeout``.
+        instead of waiting for ``stale_step_timeout`` (a compensation callback likewise).
 
         Returns:
             What the delivery did: ``"executed"``, ``"reconciled"``, ``"skipped"`` (stale or
-            duplicate), ``"cancelled"``, ``"paused"``, or ``"started"`` for cron jobs.
+            duplicate), ``"cancelled"``, ``"paused"``; ``"started"``, ``"duplicate"`` or
+            ``"skipped"`` for cron jobs; ``"compensated"`` or ``"skipped"`` for compensation.
 
         Raises:
             InvalidExecutorPayload: not something an executor produced.
@@ -337,17 +343,20 @@ class Client:
         The payload is built from the trigger's defaults alone. ``signal_payload`` may carry
         the activation's schedule identity: ``signal_id`` and ``intended_window``
         (``{"start_at": iso, "end_at": iso}``); a missing ``signal_id`` is derived from a
-        complete window. They are stored in the run's ``context["schedule"]`` (with
-        ``received_at``), which steps read as ``ctx.schedule``. A trigger declared with
-        ``idempotency`` starts at most one run per identity.
+        complete window. A window with one bound is stored as given and names nothing: the
+        run still starts, unless the trigger is idempotent and has no ``signal_id``. They are
+        stored in the run's ``context["schedule"]`` (with ``received_at``), which steps read as
+        ``ctx.schedule``. A trigger declared with ``idempotency`` starts at most one run per
+        identity.
 
         Returns:
             ``outcome`` ``"started"``, or ``"duplicate"`` / ``"skipped"`` with the run that
             already held the window.
 
         Raises:
-            InvalidSchedule: a malformed signal id or window, or an idempotent trigger
-                activated without either.
+            InvalidSchedule: a malformed signal id or window.
+            MissingScheduleIdempotencyKey: an idempotent trigger activated with neither a
+                ``signal_id`` nor a complete window (``missing`` says which).
             InvalidWorkflow, InvalidTrigger, InvalidPayload, DispatchFailed: as
                 :meth:`start_run`.
         """

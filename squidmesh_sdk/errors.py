@@ -14,10 +14,12 @@ SquidmeshError
 ├── InvalidStep              the run is not at a step that accepts this action
 ├── InvalidResume            actor, comment or metadata of a manual action are malformed
 ├── InvalidSchedule          a cron activation's signal id or intended window is malformed
+│   └── MissingScheduleIdempotencyKey  an idempotent cron trigger activated with no identity
 ├── StaleRecord              a step run or attempt is no longer ``running`` (another delivery won)
 ├── DispatchFailed           the executor refused work; the change that implied it was rolled back
 ├── InvalidExecutorPayload   ``perform()`` was given something no executor produced
 ├── SchemaNotReady           the database has not been migrated to this version of the library
+│   └── SchemaTooNew         a newer release migrated the database past this library's version
 ├── StepTimeout              an async step ran longer than its ``timeout`` (retried per policy)
 └── StepSignal               raised *by step code* to steer the runtime
     ├── NonRetryableError    fail the attempt now; skip the retry policy
@@ -53,10 +55,12 @@ __all__ = [
     "InvalidTrigger",
     "InvalidWorkflow",
     "Issue",
+    "MissingScheduleIdempotencyKey",
     "NonRetryableError",
     "RetryAfter",
     "RunNotFound",
     "SchemaNotReady",
+    "SchemaTooNew",
     "SquidmeshError",
     "StaleRecord",
     "StepInputError",
@@ -343,6 +347,33 @@ class InvalidSchedule(SquidmeshError, ValueError):
         super().__init__(f"cron trigger {trigger!r} of workflow {workflow!r}: {problem}")
 
 
+class MissingScheduleIdempotencyKey(InvalidSchedule):
+    """An idempotent cron trigger was activated without a schedule identity; no run started.
+
+    A trigger declared with ``idempotency`` starts one run per identity: the activation needs a
+    ``signal_id``, or an ``intended_window`` with both bounds to derive one from.
+
+    Attributes:
+        code: ``"missing_schedule_idempotency_key"``.
+        idempotency: The trigger's idempotency policy.
+        missing: What the activation lacks, such as ``("signal_id", "intended_window.end_at")``.
+    """
+
+    code = "missing_schedule_idempotency_key"
+
+    def __init__(
+        self, workflow: str, trigger: str, idempotency: str, missing: Sequence[str]
+    ) -> None:
+        self.idempotency = idempotency
+        self.missing = tuple(missing)
+        super().__init__(
+            workflow,
+            trigger,
+            f"idempotency {idempotency!r} needs a signal_id or an intended_window with both "
+            f"start_at and end_at; missing: {', '.join(self.missing)}",
+        )
+
+
 class StaleRecord(SquidmeshError):
     """A step run or attempt is no longer ``running``, so this update lost a race.
 
@@ -409,6 +440,30 @@ class SchemaNotReady(SquidmeshError):
         super().__init__(
             f"the squidmesh schema is at version {current}, this library needs {required}; "
             "run `squidmesh migrate` or call Client.migrate()"
+        )
+
+
+class SchemaTooNew(SchemaNotReady):
+    """A newer release of squidmesh_sdk migrated the database past what this library knows.
+
+    Neither ``migrate`` nor the client or a worker runs against it: upgrade squidmesh_sdk
+    (schemas are never migrated down).
+
+    Attributes:
+        code: ``"schema_too_new"``.
+        current: The migration version the database is at.
+        required: The newest version this library knows.
+    """
+
+    code = "schema_too_new"
+
+    def __init__(self, current: int, required: int) -> None:
+        self.current = current
+        self.required = required
+        SquidmeshError.__init__(
+            self,
+            f"the squidmesh schema is at version {current}, newer than this library's "
+            f"{required}; upgrade squidmesh_sdk",
         )
 
 

@@ -137,7 +137,16 @@ class Worker:
         """Process jobs until :meth:`stop` is called (or SIGTERM / SIGINT, when installed).
 
         Running jobs are allowed to finish (up to ``shutdown_timeout``) before it returns.
+
+        Raises:
+            SchemaNotReady: the database is not at this library's schema version (older, or
+                :class:`~squidmesh_sdk.errors.SchemaTooNew`): no job is taken.
         """
+        try:
+            self.client.runtime.check_schema()
+        except BaseException:
+            self._stopped.set()
+            raise
         previous = self._install_signal_handlers() if install_signal_handlers else {}
         self.executor.add_waker(self._wake)
         try:
@@ -150,9 +159,14 @@ class Worker:
             self._stopped.set()
 
     def start(self) -> None:
-        """Run in a background thread; stop it with :meth:`stop`."""
+        """Run in a background thread; stop it with :meth:`stop`.
+
+        Raises:
+            SchemaNotReady: as :meth:`run`, here in the caller's thread.
+        """
         if self._thread is not None:
             raise RuntimeError("this worker was already started")
+        self.client.runtime.check_schema()
         self._thread = threading.Thread(target=self.run, name=f"squidmesh-worker-{self.name}")
         self._thread.start()
 

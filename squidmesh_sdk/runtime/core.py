@@ -101,10 +101,11 @@ class Runtime:
             yield tx
 
     def check_schema(self) -> None:
-        """Fail clearly, once, if the database was never migrated to this library's version.
+        """Fail clearly, once, unless the database is at this library's schema version.
 
         Raises:
             SchemaNotReady: the schema is missing or older than this library.
+            SchemaTooNew: a newer release migrated the schema past this library's version.
         """
         if self._schema_checked:
             return

@@ -94,14 +94,16 @@ def start_cron_trigger(
 
     The payload comes from the trigger's defaults alone. ``signal`` may carry ``signal_id``
     and ``intended_window`` (``{"start_at", "end_at"}``, ISO-8601 with offsets); a missing
-    ``signal_id`` is derived from a complete window. Both go to the run's reserved
-    ``context["schedule"]`` with ``received_at``. A trigger declared with ``idempotency`` starts
-    at most one run per identity: a repeated activation returns the run that holds it.
+    ``signal_id`` is derived from a complete window (a window with one bound is kept, but names
+    nothing). Both go to the run's reserved ``context["schedule"]`` with ``received_at``. A
+    trigger declared with ``idempotency`` starts at most one run per identity: a repeated
+    activation returns the run that holds it.
 
     Raises:
         InvalidWorkflow, InvalidTrigger: no such workflow or trigger.
-        InvalidSchedule: a malformed signal id or window, or an idempotent trigger activated
-            without either; nothing is started.
+        InvalidSchedule: a malformed signal id or window; nothing is started.
+        MissingScheduleIdempotencyKey: an idempotent trigger activated with neither a
+            ``signal_id`` nor a complete window (it says which is missing); nothing is started.
         InvalidPayload, DispatchFailed: as :func:`start_run`.
     """
     definition = runtime.definition(workflow)
@@ -115,10 +117,8 @@ def start_cron_trigger(
     parsed = schedules.parse_signal(workflow, trigger, signal)
     key = parsed.signal_id if node.idempotency is not None else None
     if node.idempotency is not None and key is None:
-        raise errors.InvalidSchedule(
-            workflow,
-            trigger,
-            f"idempotency {node.idempotency!r} needs a signal_id or a complete intended_window",
+        raise errors.MissingScheduleIdempotencyKey(
+            workflow, trigger, node.idempotency, parsed.missing_identity()
         )
     context = {
         SCHEDULE_KEY: schedules.schedule_context(workflow, node, parsed, runtime.clock.now())
@@ -172,8 +172,8 @@ def perform(
 
     Step deliveries return ``"executed"``, ``"reconciled"``, ``"skipped"``, ``"cancelled"`` or
     ``"paused"``; cron deliveries ``"started"``, ``"duplicate"`` or ``"skipped"``; compensation
-    deliveries ``"compensated"`` (or
-    ``"skipped"`` for a run that is not failed).
+    deliveries ``"compensated"`` (or ``"skipped"`` for a run that is not failed, or whose
+    callback another delivery is running).
 
     Raises:
         InvalidExecutorPayload: not a payload an executor produced.
@@ -190,4 +190,4 @@ def perform(
             runtime, job.workflow, job.trigger, job.signal, delivery=delivery, trace=job.trace
         )
         return started.outcome
-    return compensation.compensate(runtime, job.run_id, trace=job.trace)
+    return compensation.compensate(runtime, job.run_id, delivery=delivery, trace=job.trace)

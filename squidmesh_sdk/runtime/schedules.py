@@ -56,10 +56,27 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """The schedule identity an activation carries."""
+    """The schedule identity an activation carries.
+
+    Attributes:
+        signal_id: The scheduler's id, or one derived from a complete window.
+        window: The intended window, when both of its bounds were given.
+        bounds: The bounds given, normalised to UTC (``start_at`` and / or ``end_at``): a
+            window with one bound is kept as metadata, but no id is derived from it.
+    """
 
     signal_id: str | None
     window: Window | None
+    bounds: Mapping[str, str] | None = None
+
+    def missing_identity(self) -> tuple[str, ...]:
+        """What an idempotent trigger lacks to name this activation (empty when it has an id)."""
+        if self.signal_id is not None:
+            return ()
+        absent = [key for key in ("start_at", "end_at") if key not in (self.bounds or {})]
+        if len(absent) == 2:
+            return ("signal_id", "intended_window")
+        return ("signal_id", *(f"intended_window.{key}" for key in absent))
 
 
 def _iterate(trigger: TriggerNode, after: datetime) -> CronSim:
@@ -135,9 +152,12 @@ def derive_signal_id(workflow: str, trigger: str, window: Window) -> str:
 def parse_signal(workflow: str, trigger: str, payload: Mapping[str, Any] | None) -> Signal:
     """Validate the scheduler's ``signal_id`` and ``intended_window``; derive a missing id.
 
+    A window may lack a bound (a host scheduler that only knows when it fired): it is kept as
+    given, and no id is derived from it. Only an idempotent trigger then needs a ``signal_id``.
+
     Raises:
-        InvalidSchedule: a signal id that is not a non-empty string, or a window that is not
-            ``{"start_at": iso, "end_at": iso}`` with aware times and ``start_at < end_at``.
+        InvalidSchedule: a signal id that is not a non-empty string, or a window that is not a
+            mapping of ``start_at`` / ``end_at`` ISO-8601 times with offsets, in order.
     """
     if payload is None:
         return Signal(None, None)
@@ -148,20 +168,27 @@ def parse_signal(workflow: str, trigger: str, payload: Mapping[str, Any] | None)
         raise errors.InvalidSchedule(
             workflow, trigger, f"signal_id must be a non-empty string, got {signal_id!r}"
         )
-    window = _parse_window(workflow, trigger, payload.get("intended_window"))
+    bounds = _parse_bounds(workflow, trigger, payload.get("intended_window"))
+    window = None
+    if "start_at" in bounds and "end_at" in bounds:
+        window = Window(bounds["start_at"], bounds["end_at"])
     if signal_id is None and window is not None:
         signal_id = derive_signal_id(workflow, trigger, window)
-    return Signal(signal_id, window)
+    given = {key: moment.isoformat() for key, moment in bounds.items()}
+    return Signal(signal_id, window, given or None)
 
 
-def _parse_window(workflow: str, trigger: str, raw: object) -> Window | None:
+def _parse_bounds(workflow: str, trigger: str, raw: object) -> dict[str, datetime]:
+    """The window's bounds that are given, in UTC; a missing bound is no error."""
     if raw is None:
-        return None
+        return {}
     if not isinstance(raw, Mapping):
         raise errors.InvalidSchedule(workflow, trigger, "intended_window must be a mapping")
-    bounds = []
+    bounds: dict[str, datetime] = {}
     for key in ("start_at", "end_at"):
         value = raw.get(key)
+        if value is None:
+            continue
         try:
             moment = datetime.fromisoformat(value) if isinstance(value, str) else None
         except ValueError:
@@ -172,12 +199,12 @@ def _parse_window(workflow: str, trigger: str, raw: object) -> Window | None:
                 trigger,
                 f"intended_window.{key} must be an ISO-8601 time with an offset, got {value!r}",
             )
-        bounds.append(moment.astimezone(UTC))
-    if bounds[0] >= bounds[1]:
+        bounds[key] = moment.astimezone(UTC)
+    if len(bounds) == 2 and bounds["start_at"] >= bounds["end_at"]:
         raise errors.InvalidSchedule(
             workflow, trigger, "intended_window.start_at must be before its end_at"
         )
-    return Window(bounds[0], bounds[1])
+    return bounds
 
 
 def schedule_context(
@@ -193,8 +220,8 @@ def schedule_context(
     }
     if signal.signal_id is not None:
         context["signal_id"] = signal.signal_id
-    if signal.window is not None:
-        context["intended_window"] = signal.window.to_dict()
+    if signal.bounds:
+        context["intended_window"] = dict(signal.bounds)
     if trigger.idempotency is not None and signal.signal_id is not None:
         context["idempotency"] = trigger.idempotency
         context["idempotency_key"] = signal.signal_id

@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+import sqlalchemy as sa
 
 from squidmesh_sdk import Client
 from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store import migrations
+from squidmesh_sdk.store.database import Database
 
 WORKER = "cli-tests"
 
@@ -65,3 +70,19 @@ def stable_json(text: str) -> Any:
     data = json.loads(text)
     assert text == json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     return data
+
+
+def migrated_by_a_newer_release(url: str) -> None:
+    """Record a migration this library does not know, as a newer release would have."""
+    database = Database(url)
+    try:
+        with database.transaction(datetime.now(UTC)) as tx:
+            tx.connection.execute(
+                sa.text(
+                    "INSERT INTO squidmesh_migrations (version, name, applied_at) "
+                    "VALUES (:version, 'future', :now)"
+                ),
+                {"version": migrations.LATEST_VERSION + 1, "now": tx.now},
+            )
+    finally:
+        database.dispose()

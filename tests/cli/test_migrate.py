@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
-import sqlalchemy as sa
 
 from squidmesh_sdk.cli import EXIT_FAILURE, EXIT_USAGE
 from squidmesh_sdk.cli.app import MSG_NO_APP
@@ -18,7 +15,12 @@ from squidmesh_sdk.cli.commands import (
 from squidmesh_sdk.store import migrations
 from squidmesh_sdk.store.database import Database
 from tests.cli.conftest import use_app
-from tests.cli.support import Cli, assert_one_error_line, stable_json
+from tests.cli.support import (
+    Cli,
+    assert_one_error_line,
+    migrated_by_a_newer_release,
+    stable_json,
+)
 
 LATEST = migrations.LATEST_VERSION
 
@@ -76,20 +78,27 @@ def test_migrate_json(cli: Cli, empty_app: str) -> None:
 
 
 def test_check_refuses_a_schema_newer_than_the_library(cli: Cli, app_db: str) -> None:
-    database = Database(app_db)
-    try:
-        with database.transaction(datetime.now(UTC)) as tx:
-            tx.connection.execute(
-                sa.text(
-                    "INSERT INTO squidmesh_migrations (version, name, applied_at) "
-                    "VALUES (:version, 'future', :now)"
-                ),
-                {"version": LATEST + 1, "now": tx.now},
-            )
-    finally:
-        database.dispose()
+    migrated_by_a_newer_release(app_db)
     message = assert_one_error_line(cli("migrate", "--check"), EXIT_FAILURE)
     assert message == MSG_SCHEMA_NEWER.format(current=LATEST + 1, latest=LATEST)
+
+
+def test_migrate_and_other_commands_refuse_a_schema_newer_than_the_library(
+    cli: Cli, app_db: str
+) -> None:
+    migrated_by_a_newer_release(app_db)
+    expected = MSG_SCHEMA_NEWER.format(current=LATEST + 1, latest=LATEST)
+    assert f"version {LATEST + 1}" in expected
+    assert f"library's {LATEST}" in expected
+    assert assert_one_error_line(cli("migrate"), EXIT_FAILURE) == expected
+    assert assert_one_error_line(cli("migrate", "--json"), EXIT_FAILURE) == expected
+    assert assert_one_error_line(cli("runs", "list"), EXIT_FAILURE) == expected
+    database = Database(app_db)
+    try:
+        with database.read() as connection:
+            assert migrations.current_version(connection) == LATEST + 1
+    finally:
+        database.dispose()
 
 
 def test_other_commands_on_an_unmigrated_database_say_to_migrate(cli: Cli, empty_app: str) -> None:

@@ -14,10 +14,11 @@ import pytest
 
 from squidmesh_sdk import Client, Worker
 from squidmesh_sdk.cli import EXIT_FAILURE, EXIT_USAGE, commands
-from squidmesh_sdk.cli.commands import MSG_WORKER_NEEDS_DATABASE_EXECUTOR
+from squidmesh_sdk.cli.commands import MSG_SCHEMA_NEWER, MSG_WORKER_NEEDS_DATABASE_EXECUTOR
+from squidmesh_sdk.store import migrations
 from tests.cli.app import DB_ENV_VAR
 from tests.cli.conftest import APP, use_app
-from tests.cli.support import Cli, assert_one_error_line
+from tests.cli.support import Cli, assert_one_error_line, migrated_by_a_newer_release
 
 ROOT = Path(__file__).parents[2]
 SCRIPT = Path(sys.executable).parent / "squidmesh"
@@ -96,6 +97,16 @@ def test_worker_refuses_an_unmigrated_database(
 ) -> None:
     use_app(monkeypatch, empty_database_url)
     assert_one_error_line(cli("worker"), EXIT_FAILURE, "run `squidmesh migrate`")
+    assert recorded == []
+
+
+def test_worker_refuses_a_schema_newer_than_the_library(
+    cli: Cli, app_db: str, recorded: list[RecordingWorker]
+) -> None:
+    migrated_by_a_newer_release(app_db)
+    message = assert_one_error_line(cli("worker"), EXIT_FAILURE)
+    latest = migrations.LATEST_VERSION
+    assert message == MSG_SCHEMA_NEWER.format(current=latest + 1, latest=latest)
     assert recorded == []
 
 

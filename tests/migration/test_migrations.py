@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 
@@ -10,7 +11,16 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from squidmesh_sdk import COMPLETE, Client, SchemaNotReady, Workflow, manual
+from squidmesh_sdk import (
+    COMPLETE,
+    Client,
+    DatabaseExecutor,
+    SchemaNotReady,
+    SchemaTooNew,
+    Worker,
+    Workflow,
+    manual,
+)
 from squidmesh_sdk.store import migrations, schema
 from squidmesh_sdk.store.database import Database
 
@@ -109,6 +119,45 @@ def test_a_client_on_an_unmigrated_database_says_how_to_fix_it(empty_database_ur
         assert (raised.value.current, raised.value.required) == (0, migrations.LATEST_VERSION)
         assert client.migrate() == [m.version for m in migrations.MIGRATIONS]
         assert client.start_run(workflow).workflow == "noop"
+
+
+def test_a_schema_migrated_by_a_newer_release_is_refused_everywhere(database_url: str) -> None:
+    latest = migrations.LATEST_VERSION
+    database = Database(database_url)
+    with database.transaction(NOW) as tx:
+        tx.connection.execute(
+            schema.migrations.insert().values(version=latest + 1, name="future", applied_at=NOW)
+        )
+    workflow = Workflow("noop", triggers=[manual("go")])
+    workflow.chain(workflow.log("hello", message="hi"), COMPLETE)
+    expected = (
+        f"the squidmesh schema is at version {latest + 1}, newer than this library's {latest}; "
+        "upgrade squidmesh_sdk"
+    )
+    try:
+        with pytest.raises(SchemaTooNew) as raised:
+            migrations.migrate(database, NOW)
+        assert str(raised.value) == expected
+        assert (raised.value.current, raised.value.required) == (latest + 1, latest)
+        assert raised.value.code == "schema_too_new"
+        assert isinstance(raised.value, SchemaNotReady)
+        with Client(database, [workflow], executor=DatabaseExecutor()) as client:
+            with pytest.raises(SchemaTooNew, match=re.escape(expected)):
+                client.migrate()
+            with pytest.raises(SchemaTooNew, match=re.escape(expected)):
+                client.start_run(workflow)
+            with pytest.raises(SchemaTooNew, match=re.escape(expected)):
+                client.list_runs()
+            worker = Worker(client, poll_interval=0.05)
+            with pytest.raises(SchemaTooNew, match=re.escape(expected)):
+                worker.start()
+            with pytest.raises(SchemaTooNew, match=re.escape(expected)):
+                worker.run()
+        assert _version(database_url) == latest + 1
+        with database.read() as connection:
+            assert connection.scalar(sa.select(sa.func.count()).select_from(schema.runs)) == 0
+    finally:
+        database.dispose()
 
 
 def test_sql_refuses_an_unsupported_dialect() -> None:

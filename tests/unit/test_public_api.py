@@ -34,6 +34,7 @@ EXPECTED = [
     "InvalidTrigger",
     "InvalidWorkflow",
     "Issue",
+    "MissingScheduleIdempotencyKey",
     "NonRetryableError",
     "Retry",
     "RetryAfter",
@@ -41,6 +42,7 @@ EXPECTED = [
     "RunExplanation",
     "RunNotFound",
     "SchemaNotReady",
+    "SchemaTooNew",
     "SquidmeshError",
     "StaleRecord",
     "Step",
@@ -105,7 +107,7 @@ def test_public_methods_are_documented() -> None:
 def test_every_error_shares_one_root() -> None:
     errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
     exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
-    assert len(exceptions) == 23
+    assert len(exceptions) == 25
     assert all(issubclass(e, squidmesh_sdk.SquidmeshError) for e in exceptions)
 
 

@@ -113,14 +113,21 @@ def migrate(database: Database, now: datetime) -> list[int]:
 
     Safe to call from many processes at once: they serialise, and the later ones find
     nothing left to do.
+
+    Raises:
+        SchemaTooNew: a newer release already migrated the database past this library's
+            version; nothing is written.
     """
     with database.transaction(now) as tx:
         connection = tx.connection
         if database.dialect == "postgresql":
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_LOCK_KEY)))
         schema.migrations.create(connection, checkfirst=True)
+        current = current_version(connection)
+        if current > LATEST_VERSION:
+            raise errors.SchemaTooNew(current, LATEST_VERSION)
         applied = []
-        for migration in MIGRATIONS[current_version(connection) :]:
+        for migration in MIGRATIONS[current:]:
             for statement in migration.statements(database.dialect):
                 connection.exec_driver_sql(statement)
             connection.execute(
@@ -158,7 +165,14 @@ def sql(dialect: str, *, after: int = 0) -> str:
 
 
 def require_latest(connection: Connection) -> None:
-    """Raise :class:`~squidmesh_sdk.errors.SchemaNotReady` unless the schema is current."""
+    """Raise unless the schema is at exactly this library's version.
+
+    Raises:
+        SchemaNotReady: the schema is missing or older (run ``squidmesh migrate``).
+        SchemaTooNew: a newer release migrated it further (upgrade squidmesh_sdk).
+    """
     version = current_version(connection)
     if version < LATEST_VERSION:
         raise errors.SchemaNotReady(version, LATEST_VERSION)
+    if version > LATEST_VERSION:
+        raise errors.SchemaTooNew(version, LATEST_VERSION)

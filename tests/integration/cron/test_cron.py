@@ -18,6 +18,7 @@ from squidmesh_sdk import (
     DatabaseExecutor,
     InvalidSchedule,
     InvalidTrigger,
+    MissingScheduleIdempotencyKey,
     StepContext,
     Worker,
     Workflow,
@@ -275,8 +276,11 @@ def test_invalid_schedule_identities_start_nothing(
 def test_an_idempotent_trigger_needs_an_identity(make_client: Any) -> None:
     client = make_client(scheduled("strict", "0 * * * *", "Etc/UTC", "skip_duplicate"))
     client.migrate()
-    with pytest.raises(InvalidSchedule, match="needs a signal_id"):
+    with pytest.raises(MissingScheduleIdempotencyKey, match="needs a signal_id") as raised:
         client.start_cron_trigger("strict", "tick")
+    assert raised.value.code == "missing_schedule_idempotency_key"
+    assert raised.value.missing == ("signal_id", "intended_window")
+    assert isinstance(raised.value, InvalidSchedule)
     started = client.start_cron_trigger("strict", "tick", {"signal_id": "scheduler-7"})
     assert started.run.context["schedule"]["signal_id"] == "scheduler-7"
     with pytest.raises(InvalidTrigger):
@@ -349,3 +353,45 @@ def test_a_worker_schedules_cron_triggers(make_client: Any, clock: FakeClock) ->
         "2026-03-27T12:01:00+00:00"
     )
     assert {r.status for r in runs} == {"completed"}
+
+
+@pytest.mark.parametrize("bound", ["start_at", "end_at"])
+def test_a_window_with_one_bound_starts_the_run_without_a_derived_id(
+    make_client: Any, bound: str
+) -> None:
+    client = make_client(scheduled("partial", "0 * * * *", "Etc/UTC"))
+    client.migrate()
+    given = {bound: "2026-03-27T15:00:00+02:00"}
+    started = client.start_cron_trigger("partial", "tick", {"intended_window": given})
+    assert started.outcome == "started"
+    deliver_all(client)
+    run = client.inspect_run(started.run.id)
+    assert run.status == "completed"
+    schedule = run.context["schedule"]
+    assert schedule["intended_window"] == {bound: "2026-03-27T13:00:00+00:00"}
+    assert "signal_id" not in schedule
+    assert "idempotency_key" not in schedule
+    # Through the queue, as a host scheduler's job is delivered.
+    with client.runtime.transaction() as tx:
+        client.executor.enqueue_cron(tx, "partial", "tick", signal={"intended_window": given})
+    assert deliver_all(client) == ["started", "executed"]
+    assert len(client.list_runs(workflow="partial")) == 2
+
+
+def test_an_idempotent_trigger_with_one_bound_needs_a_signal_id_and_says_what_is_missing(
+    make_client: Any,
+) -> None:
+    client = make_client(scheduled("strict", "0 * * * *", "Etc/UTC", "return_existing_run"))
+    client.migrate()
+    half = {"intended_window": {"start_at": WINDOW["start_at"]}}
+    with pytest.raises(MissingScheduleIdempotencyKey, match=r"intended_window\.end_at") as raised:
+        client.start_cron_trigger("strict", "tick", half)
+    assert raised.value.missing == ("signal_id", "intended_window.end_at")
+    assert client.list_runs() == []
+    first = client.start_cron_trigger("strict", "tick", {**half, "signal_id": "host-1"})
+    again = client.start_cron_trigger("strict", "tick", {**half, "signal_id": "host-1"})
+    assert (first.outcome, again.outcome) == ("started", "duplicate")
+    assert again.run.id == first.run.id
+    schedule = first.run.context["schedule"]
+    assert schedule["intended_window"] == {"start_at": WINDOW["start_at"]}
+    assert schedule["idempotency_key"] == "host-1"

@@ -8,7 +8,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from squidmesh_sdk import COMPLETE, Client, DatabaseExecutor, Retry, StepContext, Workflow, manual
+from squidmesh_sdk import (
+    COMPLETE,
+    Client,
+    DatabaseExecutor,
+    NonRetryableError,
+    Retry,
+    StepContext,
+    Workflow,
+    manual,
+)
 
 
 class GatePayload(BaseModel):
@@ -81,7 +90,38 @@ def _one_step() -> Workflow:
     return wf
 
 
-WORKFLOWS = (_five_steps(), _gated(), _delayed(), _one_step())
+class SagaPayload(BaseModel):
+    gate: str  # the compensation waits until this file exists
+    calls: str  # each compensation call appends its attempt number to this file
+
+
+def _gated_saga() -> Workflow:
+    wf = Workflow("gated_saga", triggers=[manual("go", payload=SagaPayload)])
+
+    @wf.step
+    def charge() -> dict[str, Any]:
+        return {"charge": "c-1"}
+
+    @charge.compensate
+    def refund(gate: str, calls: str, ctx: StepContext) -> dict[str, Any]:
+        with Path(calls).open("a") as log:
+            log.write(f"{ctx.attempt}\n")
+        deadline = time.monotonic() + 120
+        while not Path(gate).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the test never opened the gate")
+            time.sleep(0.02)
+        return {"refunded": ctx.attempt}
+
+    @wf.step
+    def ship() -> None:
+        raise NonRetryableError("no courier")
+
+    wf.chain(charge, ship, COMPLETE)
+    return wf
+
+
+WORKFLOWS = (_five_steps(), _gated(), _delayed(), _one_step(), _gated_saga())
 
 
 def make_client(url: str) -> Client:

@@ -59,6 +59,37 @@ def test_a_killed_workers_step_is_finished_by_another_worker(
     assert _no_jobs_left(client)
 
 
+def test_a_killed_workers_compensation_is_taken_over_by_another_worker(
+    client: Client, database_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    gate, calls = tmp_path / "gate", tmp_path / "calls"
+    run = client.start_run("gated_saga", {"gate": str(gate), "calls": str(calls)})
+    doomed = spawn_worker(database_url, lease=1.0)
+    wait_until(
+        lambda: calls.exists() and calls.read_text().endswith("\n"),
+        what="the compensation to start in the first worker",
+    )
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    gate.touch()
+    spawn_worker(database_url, lease=1.0)
+
+    def refund() -> dict[str, object]:
+        step_run = client.inspect_run(run.id, include_history=True).step_run("charge")
+        assert step_run is not None
+        return dict((step_run.recovery or {}).get("compensation") or {})
+
+    wait_until(
+        lambda: refund().get("status") == "completed" and _no_jobs_left(client),
+        what="the second worker to take the compensation over",
+    )
+    assert calls.read_text().split() == ["1", "2"]
+    state = refund()
+    assert (state["attempt"], state["output"]) == (2, {"refunded": 2})
+    assert state["taken_over"]["reason"] == "worker_lost"
+    assert client.inspect_run(run.id).status == "failed"
+
+
 def test_sigterm_lets_the_running_step_finish_and_loses_no_job(
     client: Client, database_url: str, spawn_worker: Spawn, tmp_path: Path
 ) -> None:
