@@ -116,6 +116,7 @@ def run_text(run: Run) -> str:
     pairs = [
         ("run", run.id),
         ("workflow", run.workflow),
+        ("version", run.definition_version or "-"),
         ("trigger", run.trigger),
         ("status", run.status),
         ("current step", run.current_step or "-"),

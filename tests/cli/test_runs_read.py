@@ -142,6 +142,7 @@ def test_show_a_paused_run(cli: Cli, client: Client) -> None:
     assert f"run           {run_id}\n" in out
     assert "status        paused\n" in out
     assert "current step  wait_for_approval\n" in out
+    assert "\nversion       fp-" in out
     assert 'payload       {"account_id": "a-1"}\n' in out
     steps = [line.split()[:3] for line in out.split("\n\n")[1].splitlines()]
     assert steps == [
