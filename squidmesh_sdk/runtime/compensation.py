@@ -31,6 +31,7 @@ from squidmesh_sdk.graph import StepNode, WorkflowDefinition
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import dispatcher, inputs
 from squidmesh_sdk.runtime.core import Runtime
+from squidmesh_sdk.runtime.events import CompensationFinished
 from squidmesh_sdk.runtime.failures import describe_error
 from squidmesh_sdk.runtime.invoke import call_body
 from squidmesh_sdk.store import runs as run_store
@@ -285,11 +286,6 @@ def _call(claim: _Claim) -> _Result:
                 telemetry.OUTCOME: "failed" if result.error else "completed",
             },
         )
-    if result.error is not None:
-        logger.error(
-            "compensation callback failed",
-            extra={"run_id": run.id, "workflow": run.workflow, "step": node.name},
-        )
     return result
 
 
@@ -309,6 +305,11 @@ def _record_result(tx: Transaction, claim: _Claim, result: _Result) -> bool:
     else:
         recorded.update(status="failed", error=result.error, failed_at=tx.now.isoformat())
     _record(tx, claim.step_run, recorded)
+    tx.events.append(
+        CompensationFinished(
+            claim.run, claim.node.name, claim.attempt, tx.now - claim.started_at, result.error
+        )
+    )
     return True
 
 
