@@ -301,3 +301,69 @@ def test_a_cancelled_runs_step_left_running_by_a_dead_worker_is_closed(
     )
     assert outcome == "skipped"
     assert _nothing_running(env.client.inspect_run(run.id, include_history=True))
+
+
+def test_a_stale_step_of_a_cancelling_run_is_closed_after_the_stale_timeout(
+    make_env: MakeEnv,
+) -> None:
+    env = make_env(
+        blocking(threading.Event(), threading.Event()),
+        run_immediately=False,
+        stale_step_timeout=60,
+    )
+    run = env.start_run("blocking")
+    _claimed_and_abandoned(env, run.id, "slow")
+    env.client.cancel_run(run.id)
+    job = {"kind": "step", "run_id": run.id, "step": "slow"}
+    assert env.client.perform(job) == "skipped"  # too early: it may still be running
+    env.clock.advance(61)
+    assert env.client.perform(job) == "cancelled"
+    done = env.client.inspect_run(run.id, include_history=True)
+    assert done.status == "cancelled"
+    assert _nothing_running(done)
+    slow = done.step_run("slow")
+    assert slow is not None
+    assert [(a.status, (a.error or {}).get("reason")) for a in slow.attempts or ()] == [
+        ("abandoned", "stale_running_step")
+    ]
+
+
+def test_a_cancelling_dependency_run_is_cancelled_when_its_last_branch_ends(
+    make_env: MakeEnv,
+) -> None:
+    wf = Workflow("branches", triggers=[manual("go")])
+
+    @wf.step
+    def left() -> dict[str, Any]:
+        return {"left": "L"}
+
+    @wf.step
+    def right() -> dict[str, Any]:
+        return {"right": "R"}
+
+    @wf.step(after=[left, right])
+    def join(left: str, right: str) -> dict[str, Any]:
+        return {"joined": left + right}
+
+    env = make_env(wf, run_immediately=False)
+    run = env.start_run("branches")
+    runtime = env.client.runtime
+    claims = {}
+    for step in ("left", "right"):
+        with runtime.transaction() as tx:
+            claims[step] = execution.claim_step(runtime, tx, run.id, step)
+    assert env.client.cancel_run(run.id).status == "cancelling"
+    left_done = execution.execute_step(
+        runtime, run.id, "left", delivery=Delivery(claim=claims["left"])
+    )
+    assert left_done == "executed"
+    assert env.client.inspect_run(run.id).status == "cancelling"  # right still runs
+    assert env.client.explain_run(run.id).details == {"running_steps": ["right"]}
+    execution.execute_step(runtime, run.id, "right", delivery=Delivery(claim=claims["right"]))
+    done = env.client.inspect_run(run.id, include_history=True)
+    assert done.status == "cancelled"
+    assert done.context == {"left": "L", "right": "R"}
+    assert [(sr.step, sr.status) for sr in done.step_runs or ()] == [
+        ("left", "completed"),
+        ("right", "completed"),
+    ]
