@@ -228,10 +228,14 @@ class Client:
     def cancel_run(self, run_id: str) -> Run:
         """Cancel a run.
 
-        A pending or paused run is cancelled at once (a paused step and its attempt are failed
-        with a cancellation error). A running or retrying run becomes ``cancelling``: a step in
-        flight still records its result, nothing new is dispatched, and the run is
-        ``cancelled`` at its next delivery.
+        A run with no step body running is cancelled at once: pending, paused (its paused
+        step and attempt are failed with a cancellation error), or running / retrying while it
+        waits for a durable timer, a retry delay or a queued step (the database queue's jobs
+        for it are deleted; any other executor's job skips when it comes). A run with a step
+        body in flight becomes ``cancelling``: the step still records its result, nothing new
+        is dispatched, and the run is ``cancelled`` when that step ends, or when a delivery
+        finds its worker dead (the attempt is recorded ``abandoned``, the step run
+        ``failed``).
 
         Raises:
             InvalidRunId, RunNotFound: no such run.

@@ -275,7 +275,7 @@ def runs_cancel(args: argparse.Namespace, ctx: Context) -> int:
     run = ctx.client().cancel_run(args.run_id)
     if run.status == "cancelled":
         return _report(ctx, args, run, f"cancelled run {run.id}")
-    return _report(ctx, args, run, f"cancelling run {run.id}; it stops at its next delivery")
+    return _report(ctx, args, run, f"cancelling run {run.id}; it stops when its running step ends")
 
 
 def runs_replay(args: argparse.Namespace, ctx: Context) -> int:

@@ -244,9 +244,16 @@ def _claim(
     span.set_attribute(telemetry.WORKFLOW, run.workflow)
     definition = runtime.definition_of(run)
     if run.status in state_machine.TERMINAL or run.status == "paused":
+        if run.status != "paused":
+            _close_left_running(runtime, tx, run, step, reclaim=reclaim)
         tx.events.append(StepSkipped(run, step, f"run_{run.status}"))
         return "skipped"
     if run.status == "cancelling":
+        _close_left_running(runtime, tx, run, step, reclaim=reclaim)
+        if run_store.running_steps(tx.connection, run.id):
+            # A body is still in flight: its own outcome (or its takeover) finishes the cancel.
+            tx.events.append(StepSkipped(run, step, "run_cancelling"))
+            return "skipped"
         progression.finish_cancelling(tx, run)
         return "cancelled"
     node = definition.steps.get(step)
@@ -343,6 +350,32 @@ def _takeover_reason(
             "stale_step_timeout": timeout,
         }
     return None
+
+
+def _close_left_running(
+    runtime: Runtime, tx: Transaction, run: Run, step: str, *, reclaim: bool
+) -> None:
+    """Close ``step`` of a run that will run nothing more, if a dead delivery left it running.
+
+    The run is cancelling or finished, so the step is not taken over: its attempt is recorded
+    as ``abandoned`` (with the takeover reason) and its step run as ``failed`` (with the
+    cancellation error when the run is being cancelled). A step that may still be running
+    somewhere (no takeover reason) is left alone: its outcome closes it.
+    """
+    step_run = step_run_store.get_step_run(tx.connection, run.id, step)
+    if step_run is None or step_run.status != "running":
+        return
+    reason = _takeover_reason(runtime, tx, step_run, reclaim=reclaim)
+    if reason is None:
+        return
+    cancelled = run.status in ("cancelling", "cancelled")
+    error = run_store.ABANDONED_CANCELLATION_ERROR if cancelled else reason
+    latest = attempt_store.latest_attempt(tx.connection, step_run.id)
+    if latest is not None and latest.status == "running":
+        attempt_store.abandon_attempt(tx, latest.id, reason)
+        duration = tx.now - latest.inserted_at
+        tx.events.append(StepFailed(run, step, latest.number, duration, error))
+    step_run_store.fail_step(tx, step_run.id, error)
 
 
 def _abandon(tx: Transaction, step_run: StepRun, reason: Mapping[str, Any]) -> None:

@@ -56,6 +56,19 @@ def finish_cancelling(
     )
 
 
+def _step_ended_while_cancelling(
+    tx: Transaction, run: Run, *, context: Mapping[str, Any] | None = None
+) -> Run:
+    """A step of a cancelling run ended: the run is cancelled unless another step still runs.
+
+    (Only a dependency run can have another: its branches run at once.) That step's own
+    outcome, or the delivery that takes it over from a dead worker, finishes the cancellation.
+    """
+    if run_store.running_steps(tx.connection, run.id):
+        return write_run(tx, run, context=context) if context is not None else run
+    return finish_cancelling(tx, run, context=context)
+
+
 def advance_after_success(
     runtime: Runtime,
     tx: Transaction,
@@ -66,13 +79,14 @@ def advance_after_success(
 ) -> Run:
     """Merge a completed step's (namespaced) output and move the run on.
 
-    A finished run only records the step; a cancelling run becomes cancelled.
+    A finished run only records the step; a cancelling run becomes cancelled (once no other
+    step of it runs).
     """
     if run.terminal:
         return run
     context = inputs.merge_output(run.context, output)
     if run.status == "cancelling":
-        return finish_cancelling(tx, run, context=context)
+        return _step_ended_while_cancelling(tx, run, context=context)
     if definition.shape == "dependency":
         return _advance_dependencies(runtime, tx, run, definition, node, context)
     target = definition.route(node.name, "ok")
@@ -97,17 +111,12 @@ def advance_after_failure(
     if run.terminal:
         return run
     if run.status == "cancelling":
-        return finish_cancelling(tx, run)
+        return _step_ended_while_cancelling(tx, run)
     last_error = {"step": node.name, **{k: v for k, v in error.items() if k != "traceback"}}
     transition = definition.shape == "transition"
     if decision.retry:
-        run = write_run(
-            tx,
-            run,
-            status="retrying",
-            current_step=node.name if transition else UNSET,
-            last_error=last_error,
-        )
+        # A retrying run names the step it waits to retry, in both graph shapes.
+        run = write_run(tx, run, status="retrying", current_step=node.name, last_error=last_error)
         try:
             dispatcher.dispatch_steps(
                 runtime, tx, run, [node.name], schedule_in=decision.delay or None

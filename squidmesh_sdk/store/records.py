@@ -222,7 +222,10 @@ class Run:
         status: Where it is in the run state machine.
         payload: The validated trigger payload, defaults resolved.
         context: Everything the steps produced so far, merged (or under their output keys).
-        current_step: The step being run or next to run (transition workflows), else ``None``.
+        current_step: The one step the run's status is about: the step a transition run runs
+            or runs next, the step a retrying run waits to retry, the step a paused run waits
+            at, the step whose failure failed the run. ``None`` when no single step is: a
+            dependency run in progress, a completed, cancelling or cancelled run.
         last_error: Why it failed or is retrying.
         replayed_from_run_id: The run this one replays, if any.
         definition_fingerprint: Fingerprint of the workflow graph the run was started with.

@@ -29,6 +29,7 @@ from squidmesh_sdk.store.schema import runs
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
+    "ABANDONED_CANCELLATION_ERROR",
     "PAUSE_CANCELLATION_ERROR",
     "UNSET",
     "cancel_run",
@@ -41,6 +42,7 @@ __all__ = [
     "relock_run_later",
     "replay_blockers",
     "replay_run",
+    "running_steps",
     "schedule_next_step",
     "transition_run",
     "update_run",
@@ -52,6 +54,15 @@ PAUSE_CANCELLATION_ERROR: Mapping[str, Any] = {
     "reason": "cancelled",
 }
 """The error recorded on a paused step and its attempt when the run is cancelled."""
+
+ABANDONED_CANCELLATION_ERROR: Mapping[str, Any] = {
+    "message": "run cancelled while its step was running; the step's worker stopped",
+    "reason": "cancelled",
+}
+"""The error recorded on a cancelled run's step run whose worker died while running it.
+
+Its attempt is recorded as ``abandoned``, with the reason the worker was found gone.
+"""
 
 _SCHEDULE_IDENTITY_KEYS = ("idempotency", "idempotency_key")
 
@@ -313,8 +324,12 @@ def cancel_run(tx: Transaction, run_id: object) -> tuple[Run, RunStatus]:
     """Cancel a run as far as its status allows; return it and the status it had.
 
     ``pending`` and ``paused`` runs are cancelled at once (a paused step and its running attempt
-    are failed with :data:`PAUSE_CANCELLATION_ERROR`); ``running`` and ``retrying`` runs move to
-    ``cancelling`` and finish cancelling at their next delivery. ``current_step`` is cleared.
+    are failed with :data:`PAUSE_CANCELLATION_ERROR`). A ``running`` or ``retrying`` run with a
+    step run still ``running`` (a step body in flight) moves to ``cancelling`` and finishes when
+    that step does; without one (it waits for a timer, a retry delay or a queued step) it is
+    cancelled at once, through ``cancelling`` (the state machine has no ``running ->
+    cancelled``), with ``last_error`` cleared as a cancelling delivery would. ``current_step`` is
+    cleared. Jobs are the caller's business.
 
     Raises:
         InvalidRunId, RunNotFound: as :func:`lock_run`.
@@ -328,9 +343,17 @@ def cancel_run(tx: Transaction, run_id: object) -> tuple[Run, RunStatus]:
         run = write_run(tx, run, status="cancelled", current_step=None)
     elif from_status in ("running", "retrying"):
         run = write_run(tx, run, status="cancelling", current_step=None)
+        if not running_steps(tx.connection, run.id):
+            run = write_run(tx, run, status="cancelled", last_error=None)
     else:
         raise errors.InvalidTransition(from_status, "cancelling", run_id=run.id)
     return run, from_status
+
+
+def running_steps(connection: Connection, run_id: str) -> list[str]:
+    """The run's steps whose step run is ``running``: a body in flight (or a paused step)."""
+    statuses = step_run_store.step_statuses(connection, run_id)
+    return [step for step, status in statuses.items() if status == "running"]
 
 
 def replay_blockers(

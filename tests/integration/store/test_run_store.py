@@ -274,24 +274,32 @@ def test_update_run_writes_fields_without_changing_status(db: Database) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "expected"),
+    ("path", "step_running", "expected"),
     [
-        ((), "cancelled"),
-        (("running",), "cancelling"),
-        (("running", "retrying"), "cancelling"),
-        (("running", "paused"), "cancelled"),
+        ((), False, "cancelled"),
+        (("running",), True, "cancelling"),
+        (("running", "retrying"), True, "cancelling"),
+        # No step body runs: waiting for a timer, a queued step or a retry delay.
+        (("running",), False, "cancelled"),
+        (("running", "retrying"), False, "cancelled"),
+        (("running", "paused"), False, "cancelled"),
     ],
 )
 def test_cancel_run_moves_as_far_as_the_status_allows(
-    db: Database, path: tuple[str, ...], expected: str
+    db: Database, path: tuple[str, ...], step_running: bool, expected: str
 ) -> None:
     run = new_run(db)
-    before = move(db, run.id, *path) if path else run
+    if step_running:
+        write(db, lambda tx: step_run_store.begin_step(tx, run.id, "reserve", {}))
+    fields = {"last_error": {"message": "boom"}} if path[-1:] == ("retrying",) else {}
+    before = move(db, run.id, *path, **fields) if path else run
     cancelled, from_status = write(db, lambda tx: run_store.cancel_run(tx, run.id), at(7))
     assert from_status == before.status
     assert cancelled == _get(db, run.id)
     assert (cancelled.status, cancelled.updated_at) == (expected, at(7))
     assert cancelled.current_step is None
+    # Cancelled at once like a cancelling run's delivery would: the retry's error is cleared.
+    assert cancelled.last_error == (before.last_error if expected == "cancelling" else None)
 
 
 def test_cancelling_a_paused_run_fails_its_paused_step_and_running_attempt(db: Database) -> None:
