@@ -3,7 +3,8 @@
 Each completed step with a ``@step.compensate`` callback is compensated once: its status,
 output or error and times are recorded under ``recovery["compensation"]`` on the original step
 run. A failing callback is recorded and the others still run; the run stays ``failed`` and its
-``last_error`` then lists the compensation failures. Callbacks are not retried.
+``last_error`` then has kind ``compensation_failed``, the step's own error as ``cause`` and
+the callbacks' errors in ``details["compensation_failures"]``. Callbacks are not retried.
 
 A redelivered compensation job skips callbacks already completed. A callback that was started
 but whose result was never recorded (the process died) runs again: callbacks, like steps,
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 from opentelemetry.trace import Span, SpanKind
 
-from squidmesh_sdk import errors, telemetry
+from squidmesh_sdk import error_records, errors, telemetry
 from squidmesh_sdk.definition.context import StepContext, StepLogger
 from squidmesh_sdk.graph import StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import dispatcher, inputs
@@ -62,7 +63,7 @@ def dispatch_if_available(
     """Enqueue the rollback of a run that just failed, if any completed step can be undone.
 
     Called in the transaction that failed the run. If the executor refuses, the run still
-    fails, and ``last_error["compensation_dispatch"]`` says why no rollback was queued.
+    fails, and ``last_error["details"]["compensation_dispatch"]`` says why no rollback was queued.
     """
     completed = step_run_store.completed_step_runs_for_compensation(tx.connection, run.id)
     if not pending_compensations(definition, completed):
@@ -70,8 +71,9 @@ def dispatch_if_available(
     try:
         dispatcher.dispatch_compensation(runtime, tx, run)
     except errors.DispatchFailed as exc:
-        last_error = {**(run.last_error or {}), "compensation_dispatch": exc.reason}
-        return run_store.write_run(tx, run, last_error=last_error)
+        error = dict(run.last_error or {})
+        error["details"] = {**error.get("details", {}), "compensation_dispatch": exc.reason}
+        return run_store.write_run(tx, run, last_error=error)
     return run
 
 
@@ -116,22 +118,23 @@ def _compensate_run(runtime: Runtime, run_id: str, span: Span) -> Literal["compe
     for step_run, node in pending_compensations(definition, completed):
         error = _compensate_step(runtime, run, step_run, node)
         if error is not None:
-            failures.append({"step": node.name, **error})
+            failures.append(error)
     if failures:
         with runtime.transaction() as tx:
             locked = run_store.lock_run(tx.connection, run.id)
             original = locked.last_error
-            if (original or {}).get("message") == COMPENSATION_FAILED:  # a redelivery
+            if (original or {}).get("kind") == "compensation_failed":  # a redelivery
                 original = (original or {}).get("cause")
             run_store.write_run(
                 tx,
                 locked,
-                last_error={
-                    "message": COMPENSATION_FAILED,
-                    "failed_step": locked.current_step,
-                    "cause": original,
-                    "compensation_failures": failures,
-                },
+                last_error=error_records.error_record(
+                    "compensation_failed",
+                    COMPENSATION_FAILED,
+                    step=locked.current_step,
+                    details={"compensation_failures": failures},
+                    cause=original,
+                ),
             )
     return "compensated"
 
@@ -174,7 +177,7 @@ def _compensate_step(
         try:
             output = inputs.normalize_output(node.name, call_body(callback, state, context))
         except Exception as exc:  # noqa: BLE001 - a failing callback is recorded, not raised
-            error = describe_error(exc)
+            error = describe_error(exc, step=node.name)
             telemetry.fail(span, exc)
         _compensations.add(
             1,

@@ -119,6 +119,7 @@ def start_cron_trigger(
             workflow,
             trigger,
             f"idempotency {node.idempotency!r} needs a signal_id or a complete intended_window",
+            code="missing_schedule_idempotency_key",
         )
     context = {
         SCHEDULE_KEY: schedules.schedule_context(workflow, node, parsed, runtime.clock.now())

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import error_records, errors
 
 __all__ = [
     "SCHEDULE_KEY",
@@ -89,7 +89,7 @@ class Attempt:
             step_run_id=str(row["step_run_id"]),
             number=row["attempt_number"],
             status=row["status"],
-            error=row["error"],
+            error=error_records.upgrade(row["error"]),
             inserted_at=row["inserted_at"],
             updated_at=row["updated_at"],
         )
@@ -141,7 +141,7 @@ class StepRun:
             status=row["status"],
             input=row["input"],
             output=row["output"],
-            last_error=row["last_error"],
+            last_error=error_records.upgrade(row["last_error"]),
             recovery=row["recovery"],
             resume=row["resume"],
             manual=row["manual"],
@@ -281,7 +281,7 @@ class Run:
             payload=row["payload"],
             context=row["context"],
             current_step=row["current_step"],
-            last_error=row["last_error"],
+            last_error=error_records.upgrade(row["last_error"]),
             replayed_from_run_id=str(replayed) if replayed is not None else None,
             definition_fingerprint=row["definition_fingerprint"],
             trace_context=row["trace_context"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 import sys
 
@@ -23,6 +24,7 @@ EXPECTED = [
     "Executor",
     "ExecutorNotReady",
     "InlineExecutor",
+    "InvalidArgument",
     "InvalidExecutorPayload",
     "InvalidPayload",
     "InvalidResume",
@@ -34,6 +36,7 @@ EXPECTED = [
     "InvalidWorkflow",
     "Issue",
     "NonRetryableError",
+    "OutcomeNotStored",
     "Retry",
     "RetryAfter",
     "Run",
@@ -104,8 +107,18 @@ def test_public_methods_are_documented() -> None:
 def test_every_error_shares_one_root() -> None:
     errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
     exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
-    assert len(exceptions) == 22
+    assert len(exceptions) == 24
     assert all(issubclass(e, squidmesh_sdk.SquidmeshError) for e in exceptions)
+
+
+def test_every_error_has_its_own_snake_case_code_listed_in_the_errors_docstring() -> None:
+    errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
+    exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
+    codes = [e.code for e in exceptions]
+    assert len(set(codes)) == len(codes)
+    assert all(re.fullmatch(r"[a-z]+(_[a-z]+)*", code) for code in codes)
+    tree = squidmesh_sdk.errors.__doc__ or ""
+    assert [code for code in codes if code not in tree] == []
 
 
 def test_import_does_not_load_drivers_or_the_otel_sdk() -> None:
