@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
+from squidmesh_sdk import arguments, errors
 from squidmesh_sdk.clock import Clock, SystemClock
 from squidmesh_sdk.compiler import compile as compile_workflow
 from squidmesh_sdk.definition.workflow import Workflow
@@ -54,7 +55,8 @@ class Client:
 
     Raises:
         DefinitionError: a workflow does not compile.
-        ValueError: two workflows share a name.
+        InvalidArgument: two workflows share a name, or an argument of the wrong type or
+            range (``InvalidArgument`` is also a ``ValueError``).
     """
 
     def __init__(
@@ -67,15 +69,16 @@ class Client:
         observers: Iterable[Observer] | None = None,
         stale_step_timeout: float | None = None,
     ) -> None:
-        if stale_step_timeout is not None and not stale_step_timeout > 0:
-            raise ValueError(f"stale_step_timeout must be > 0 seconds, got {stale_step_timeout!r}")
+        arguments.check_client(database, workflows, stale_step_timeout)
         definitions: dict[str, WorkflowDefinition] = {}
         for workflow in workflows:
             definition = (
                 workflow if isinstance(workflow, WorkflowDefinition) else compile_workflow(workflow)
             )
             if definition.name in definitions:
-                raise ValueError(f"two workflows are named {definition.name!r}")
+                raise errors.InvalidArgument(
+                    "workflows", f"two workflows are named {definition.name!r}"
+                )
             definitions[definition.name] = definition
         self._owns_database = not isinstance(database, Database)
         self._runtime = Runtime(
@@ -124,7 +127,7 @@ class Client:
         Raises:
             InvalidWorkflow: the client was not given that workflow.
         """
-        return self._runtime.definition(_name(workflow))
+        return self._runtime.definition(arguments.workflow_name(workflow))
 
     def migrate(self) -> list[int]:
         """Create or upgrade squidmesh's tables; return the migration versions applied."""
@@ -149,6 +152,7 @@ class Client:
             trigger: The trigger to start through; the workflow's first trigger by default.
 
         Raises:
+            InvalidArgument: the workflow or trigger is not an object or a name.
             InvalidWorkflow: the workflow is not registered with this client.
             InvalidTrigger: the workflow has no such trigger.
             InvalidPayload: the payload breaks the trigger's contract (every problem listed).
@@ -157,7 +161,10 @@ class Client:
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", by_alias=True)
         return runner.start_run(
-            self._runtime, _name(workflow), {} if payload is None else payload, trigger=trigger
+            self._runtime,
+            arguments.workflow_name(workflow),
+            {} if payload is None else payload,
+            trigger=None if trigger is None else arguments.trigger_name(trigger),
         )
 
     def inspect_run(self, run_id: str, *, include_history: bool = False) -> Run:
@@ -195,11 +202,12 @@ class Client:
         Page through many runs by passing the last id of a page as ``after``.
 
         Raises:
-            ValueError: an unknown status or a limit that is not a positive integer.
+            InvalidArgument: an unknown status, a limit that is not a positive integer, or a
+                workflow that is not a name.
             InvalidRunId, RunNotFound: ``after`` is not the id of a run.
         """
         self._runtime.check_schema()
-        name = _name(workflow) if workflow is not None else None
+        name = arguments.workflow_name(workflow) if workflow is not None else None
         with self._runtime.database.read() as connection:
             return run_store.list_runs(
                 connection, workflow=name, status=status, limit=limit, after=after
@@ -336,7 +344,12 @@ class Client:
             InvalidWorkflow, InvalidTrigger, InvalidPayload, DispatchFailed: as
                 :meth:`start_run`.
         """
-        return runner.start_cron_trigger(self._runtime, _name(workflow), trigger, signal_payload)
+        return runner.start_cron_trigger(
+            self._runtime,
+            arguments.workflow_name(workflow),
+            arguments.trigger_name(trigger),
+            signal_payload,
+        )
 
     def close(self) -> None:
         """Release the database connections this client opened."""
@@ -353,9 +366,3 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _name(workflow: WorkflowRef) -> str:
-    if isinstance(workflow, str):
-        return workflow
-    return workflow.name
