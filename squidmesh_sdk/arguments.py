@@ -25,7 +25,8 @@ def workflow_name(workflow: object) -> str:
         return workflow.name
     if not isinstance(workflow, str) or "\x00" in workflow:
         raise errors.InvalidArgument(
-            "workflow", f"expected a Workflow, a WorkflowDefinition or a name, got {workflow!r}"
+            "workflow",
+            f"workflow must be a Workflow, a WorkflowDefinition or a name, got {workflow!r}",
         )
     return workflow
 
@@ -33,7 +34,7 @@ def workflow_name(workflow: object) -> str:
 def trigger_name(trigger: object) -> str:
     """``trigger``, checked to be a name."""
     if not isinstance(trigger, str) or "\x00" in trigger:
-        raise errors.InvalidArgument("trigger", f"expected a trigger name, got {trigger!r}")
+        raise errors.InvalidArgument("trigger", f"trigger must be a trigger name, got {trigger!r}")
     return trigger
 
 
@@ -41,21 +42,25 @@ def check_client(database: object, workflows: object, stale_step_timeout: object
     """Check the arguments of :class:`~squidmesh_sdk.Client` before anything is built."""
     if not isinstance(database, str | sa.URL | Engine | Database):
         raise errors.InvalidArgument(
-            "database", f"expected a URL, an Engine or a Database, got {database!r}"
+            "database", f"database must be a URL, an Engine or a Database, got {database!r}"
         )
     timeout = stale_step_timeout
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
     ):
         raise errors.InvalidArgument(
-            "stale_step_timeout", f"must be > 0 seconds, got {stale_step_timeout!r}"
+            "stale_step_timeout",
+            f"stale_step_timeout must be > 0 seconds, got {stale_step_timeout!r}",
         )
     if isinstance(workflows, str | bytes) or not isinstance(workflows, Iterable):
-        raise errors.InvalidArgument("workflows", f"expected workflows, got {workflows!r}")
+        raise errors.InvalidArgument(
+            "workflows", f"workflows must be an iterable of workflows, got {workflows!r}"
+        )
     if not isinstance(workflows, Collection):
         return  # a one-shot iterable is checked as it is compiled
     strays = [w for w in workflows if not isinstance(w, Workflow | WorkflowDefinition)]
     if strays:
         raise errors.InvalidArgument(
-            "workflows", f"expected Workflow or WorkflowDefinition objects, got {strays!r}"
+            "workflows",
+            f"workflows must be Workflow or WorkflowDefinition objects, got {strays!r}",
         )

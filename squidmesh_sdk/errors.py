@@ -149,7 +149,7 @@ class InvalidArgument(SquidmeshError, ValueError):
     def __init__(self, argument: str, problem: str) -> None:
         self.argument = argument
         self.problem = problem
-        super().__init__(f"invalid {argument}: {problem}")
+        super().__init__(problem)
 
 
 class InvalidPayload(SquidmeshError, ValueError):

@@ -211,11 +211,13 @@ def list_runs(
     """
     if status is not None and status not in state_machine.STATES:
         expected = ", ".join(state_machine.STATES)
-        raise errors.InvalidArgument("status", f"{status!r} is not one of {expected}")
+        raise errors.InvalidArgument(
+            "status", f"unknown run status {status!r}; expected one of {expected}"
+        )
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise errors.InvalidArgument("limit", f"must be a positive integer, got {limit!r}")
+        raise errors.InvalidArgument("limit", f"limit must be a positive integer, got {limit!r}")
     if workflow is not None and not isinstance(workflow, str):
-        raise errors.InvalidArgument("workflow", f"must be a name, got {workflow!r}")
+        raise errors.InvalidArgument("workflow", f"workflow must be a name, got {workflow!r}")
     query = sa.select(runs).order_by(runs.c.inserted_at.desc(), runs.c.id.desc()).limit(limit)
     if workflow is not None:
         query = query.where(runs.c.workflow == workflow)

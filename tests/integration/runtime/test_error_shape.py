@@ -249,7 +249,7 @@ def test_bad_input_to_public_calls_raises_squidmesh_errors_with_codes(make_env: 
             call()
         assert type(raised.value) is expected
         assert raised.value.code == expected.code
-    with pytest.raises(ValueError, match="'bogus' is not one of"):
+    with pytest.raises(ValueError, match="unknown run status 'bogus'"):
         env.client.list_runs(status="bogus")  # InvalidArgument is still a ValueError
 
 
