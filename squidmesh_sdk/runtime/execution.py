@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
-from squidmesh_sdk import errors, state_machine, telemetry
+from squidmesh_sdk import error_records, errors, state_machine, telemetry
 from squidmesh_sdk.definition.context import StepContext, StepLogger
 from squidmesh_sdk.graph import StepNode, WorkflowDefinition
 from squidmesh_sdk.port.continuation import current_continuation
@@ -159,14 +159,24 @@ def _execute(runtime: Runtime, run_id: str, step: str, delivery: Delivery) -> Ou
                 return found
         claimed = found
     try:
-        if claimed.node.transaction:
-            with runtime.transaction() as tx:
-                result = _invoke(runtime, claimed, tx)
-                _apply(runtime, tx, claimed, result)
-                delivery.settle_in(tx)
-        else:
-            result = _invoke(runtime, claimed, None)
-            _with_reconnects(lambda: _apply_and_settle(runtime, claimed, result, delivery))
+        try:
+            if claimed.node.transaction:
+                with runtime.transaction() as tx:
+                    result = _invoke(runtime, claimed, tx)
+                    _apply(runtime, tx, claimed, result)
+                    delivery.settle_in(tx)
+            else:
+                result = _invoke(runtime, claimed, None)
+                _with_reconnects(lambda: _apply_and_settle(runtime, claimed, result, delivery))
+        except StatementError as exc:
+            if isinstance(exc, OperationalError | InterfaceError):
+                raise  # the database is unreachable: the delivery is retried, as before
+            # The database refused the outcome (a constraint, a value it cannot store...). That
+            # transaction rolled back whole; the failure is recorded in a fresh one, so the
+            # step fails once with a clear error instead of being redelivered as if its worker
+            # had died.
+            refused = _refused(claimed, exc)
+            _with_reconnects(lambda: _apply_and_settle(runtime, claimed, refused, delivery))
     except _Stale:
         logger.warning(
             "step result discarded: its step run was finished by another delivery",
@@ -179,6 +189,24 @@ def _execute(runtime: Runtime, run_id: str, step: str, delivery: Delivery) -> Ou
         )
         return "skipped"
     return "executed"
+
+
+def _refused(claim: _Claim, exc: StatementError) -> _Outcome:
+    cause = exc.orig if isinstance(exc.orig, BaseException) else exc
+    first_line = (str(cause).strip().splitlines() or [""])[0]
+    logger.error(
+        "the database refused to record a step outcome; the step fails",
+        extra={
+            "run_id": claim.run.id,
+            "workflow": claim.run.workflow,
+            "step": claim.node.name,
+            "attempt": claim.attempt.number,
+            "error": type(exc).__name__,
+        },
+    )
+    refused = errors.OutcomeNotStored(claim.node.name, f"{type(exc).__name__}: {first_line}")
+    refused.__cause__ = cause
+    return _Outcome(exception=refused)
 
 
 def _apply_and_settle(
@@ -338,17 +366,23 @@ def _takeover_reason(
 ) -> dict[str, Any] | None:
     """Why a step still marked running may be taken over, or ``None`` when it may not."""
     if reclaim:
-        return {
-            "message": "step attempt abandoned: the worker running it stopped",
-            "reason": "worker_lost",
-        }
+        return error_records.error_record(
+            "abandoned",
+            "step attempt abandoned: the worker running it stopped",
+            code="worker_lost",
+            retryable=True,
+            step=step_run.step,
+        )
     timeout = runtime.stale_step_timeout
     if timeout is not None and (tx.now - step_run.updated_at).total_seconds() >= timeout:
-        return {
-            "message": "step attempt reclaimed after exceeding the stale running timeout",
-            "reason": "stale_running_step",
-            "stale_step_timeout": timeout,
-        }
+        return error_records.error_record(
+            "abandoned",
+            "step attempt reclaimed after exceeding the stale running timeout",
+            code="stale_running_step",
+            retryable=True,
+            step=step_run.step,
+            details={"stale_step_timeout": timeout},
+        )
     return None
 
 
@@ -503,7 +537,7 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
             return advanced
         exc = outcome.exception
         telemetry.fail(trace.get_current_span(), exc)
-        error = describe_error(exc)
+        error = describe_error(exc, step=node.name)
         attempt_store.fail_attempt(tx, claim.attempt.id, error)
         step_run = step_run_store.fail_step(tx, claim.step_run.id, error)
     except errors.StaleRecord as stale:

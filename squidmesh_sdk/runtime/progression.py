@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import error_records, errors
 from squidmesh_sdk.graph import COMPLETE_TARGET, StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import compensation, dispatcher, inputs
 from squidmesh_sdk.runtime.core import Runtime
@@ -112,7 +112,7 @@ def advance_after_failure(
         return run
     if run.status == "cancelling":
         return _step_ended_while_cancelling(tx, run)
-    last_error = {"step": node.name, **{k: v for k, v in error.items() if k != "traceback"}}
+    last_error = {**{k: v for k, v in error.items() if k != "traceback"}, "step": node.name}
     transition = definition.shape == "transition"
     if decision.retry:
         # A retrying run names the step it waits to retry, in both graph shapes.
@@ -126,12 +126,7 @@ def advance_after_failure(
                 runtime,
                 tx,
                 run,
-                {
-                    "message": DISPATCH_FAILED,
-                    "failed_step": node.name,
-                    "cause": last_error,
-                    "dispatch_reason": exc.reason,
-                },
+                _dispatch_failed(exc, node.name, {"next_steps": [node.name]}, cause=last_error),
                 current_step=node.name,
             )
         tx.events.append(RetryScheduled(run, node.name, attempt, decision.delay))
@@ -176,7 +171,7 @@ def _route(
             runtime,
             tx,
             run,
-            {"message": DISPATCH_FAILED, "next_step": target, "cause": exc.reason},
+            _dispatch_failed(exc, target, {"next_steps": [target]}),
             current_step=target,
         )
     return run
@@ -216,10 +211,29 @@ def _advance_dependencies(
             runtime,
             tx,
             run,
-            {"message": DISPATCH_FAILED, "next_steps": ready, "dispatch_reason": exc.reason},
+            _dispatch_failed(exc, None, {"next_steps": ready}),
             current_step=None,
         )
     return run
+
+
+def _dispatch_failed(
+    exc: errors.DispatchFailed,
+    step: str | None,
+    details: Mapping[str, Any],
+    *,
+    cause: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The run's error when the executor refused its next work (``reason``: what it said)."""
+    return error_records.error_record(
+        "dispatch_failed",
+        DISPATCH_FAILED,
+        code=exc.code,
+        type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        step=step,
+        details={**details, "reason": exc.reason},
+        cause=cause,
+    )
 
 
 def _fail(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import error_records, errors
 from squidmesh_sdk.state_machine import RunStatus
 
 __all__ = [
@@ -87,7 +87,7 @@ class Attempt:
             step_run_id=str(row["step_run_id"]),
             number=row["attempt_number"],
             status=row["status"],
-            error=row["error"],
+            error=error_records.upgrade(row["error"]),
             inserted_at=row["inserted_at"],
             updated_at=row["updated_at"],
         )
@@ -139,7 +139,7 @@ class StepRun:
             status=row["status"],
             input=row["input"],
             output=row["output"],
-            last_error=row["last_error"],
+            last_error=error_records.upgrade(row["last_error"]),
             recovery=row["recovery"],
             resume=row["resume"],
             manual=row["manual"],
@@ -285,7 +285,7 @@ class Run:
             payload=row["payload"],
             context=row["context"],
             current_step=row["current_step"],
-            last_error=row["last_error"],
+            last_error=error_records.upgrade(row["last_error"]),
             replayed_from_run_id=str(replayed) if replayed is not None else None,
             definition_fingerprint=row["definition_fingerprint"],
             definition_version=row["definition_version"],

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from squidmesh_sdk import errors, state_machine
+from squidmesh_sdk import error_records, errors, state_machine
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import audit
@@ -49,16 +49,16 @@ __all__ = [
     "write_run",
 ]
 
-PAUSE_CANCELLATION_ERROR: Mapping[str, Any] = {
-    "message": "run cancelled while paused",
-    "reason": "cancelled",
-}
+PAUSE_CANCELLATION_ERROR: Mapping[str, Any] = error_records.error_record(
+    "cancelled", "run cancelled while paused", code="cancelled"
+)
 """The error recorded on a paused step and its attempt when the run is cancelled."""
 
-ABANDONED_CANCELLATION_ERROR: Mapping[str, Any] = {
-    "message": "run cancelled while its step was running; the step's worker stopped",
-    "reason": "cancelled",
-}
+ABANDONED_CANCELLATION_ERROR: Mapping[str, Any] = error_records.error_record(
+    "cancelled",
+    "run cancelled while its step was running; the step's worker stopped",
+    code="cancelled",
+)
 """The error recorded on a cancelled run's step run whose worker died while running it.
 
 Its attempt is recorded as ``abandoned``, with the reason the worker was found gone.
@@ -148,7 +148,7 @@ def relock_run(connection: Connection, run: Run) -> Run:
     row = _RELOCK_RUN.first(connection, {"run_id": run.id})
     if row is None:
         raise errors.RunNotFound(run.id)
-    return dataclasses.replace(run, **row)
+    return _refreshed(run, row)
 
 
 def relock_run_later(connection: Connection, run: Run) -> Callable[[], Run]:
@@ -163,9 +163,15 @@ def relock_run_later(connection: Connection, run: Run) -> Callable[[], Run]:
         rows = fetch()
         if not rows:
             raise errors.RunNotFound(run.id)
-        return dataclasses.replace(run, **rows[0])
+        return _refreshed(run, rows[0])
 
     return relocked
+
+
+def _refreshed(run: Run, row: Mapping[str, Any]) -> Run:
+    return dataclasses.replace(
+        run, **{**row, "last_error": error_records.upgrade(row["last_error"])}
+    )
 
 
 def get_run(connection: Connection, run_id: object, *, include_history: bool = False) -> Run:
@@ -213,13 +219,18 @@ def list_runs(
     ``after`` to get the next page (runs listed after it, that is older ones).
 
     Raises:
-        ValueError: an unknown status, or a limit that is not a positive integer.
+        InvalidArgument: an unknown status, or a limit that is not a positive integer.
         InvalidRunId, RunNotFound: ``after`` is not the id of a run.
     """
     if status is not None and status not in state_machine.STATES:
-        raise ValueError(f"unknown run status {status!r}; expected one of {state_machine.STATES}")
+        expected = ", ".join(state_machine.STATES)
+        raise errors.InvalidArgument(
+            "status", f"unknown run status {status!r}; expected one of {expected}"
+        )
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        raise errors.InvalidArgument("limit", f"limit must be a positive integer, got {limit!r}")
+    if workflow is not None and not isinstance(workflow, str):
+        raise errors.InvalidArgument("workflow", f"workflow must be a name, got {workflow!r}")
     query = sa.select(runs).order_by(runs.c.inserted_at.desc(), runs.c.id.desc()).limit(limit)
     if workflow is not None:
         query = query.where(runs.c.workflow == workflow)

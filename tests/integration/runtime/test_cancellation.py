@@ -263,8 +263,8 @@ def test_a_cancelling_run_whose_worker_died_is_finished_without_running_steps(
     assert slow is not None
     assert slow.status == "failed"
     assert slow.last_error is not None
-    assert slow.last_error["reason"] == "cancelled"
-    assert [(a.status, (a.error or {}).get("reason")) for a in slow.attempts or ()] == [
+    assert slow.last_error["kind"] == "cancelled"
+    assert [(a.status, (a.error or {}).get("code")) for a in slow.attempts or ()] == [
         ("abandoned", "worker_lost")
     ]
     assert [e.step for e in env.events.of_type(StepFailed)] == ["slow"]
@@ -323,7 +323,7 @@ def test_a_stale_step_of_a_cancelling_run_is_closed_after_the_stale_timeout(
     assert _nothing_running(done)
     slow = done.step_run("slow")
     assert slow is not None
-    assert [(a.status, (a.error or {}).get("reason")) for a in slow.attempts or ()] == [
+    assert [(a.status, (a.error or {}).get("code")) for a in slow.attempts or ()] == [
         ("abandoned", "stale_running_step")
     ]
 

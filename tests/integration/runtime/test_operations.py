@@ -184,7 +184,10 @@ def test_a_step_left_running_is_taken_over_after_the_stale_timeout(make_env: Mak
     attempts = work_run.attempts or ()
     assert [(a.number, a.status) for a in attempts] == [(1, "abandoned"), (2, "completed")]
     assert attempts[0].error is not None
-    assert attempts[0].error["reason"] == "stale_running_step"
+    assert (attempts[0].error["kind"], attempts[0].error["code"]) == (
+        "abandoned",
+        "stale_running_step",
+    )
     assert calls == [1]
 
 

@@ -120,10 +120,10 @@ def test_cancel_then_sigkill_the_steps_worker_leaves_nothing_running(
     assert blocked is not None
     assert blocked.status == "failed"
     assert blocked.last_error is not None
-    assert blocked.last_error["reason"] == "cancelled"
+    assert blocked.last_error["kind"] == "cancelled"
     attempt = (blocked.attempts or ())[0]
     assert attempt.error is not None
-    assert attempt.error["reason"] == "worker_lost"
+    assert attempt.error["code"] == "worker_lost"
     assert _jobs(client, run.id) == []
     assert client.explain_run(run.id).reason == "cancelled"
 

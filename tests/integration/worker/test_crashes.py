@@ -50,7 +50,7 @@ def test_a_killed_workers_step_is_finished_by_another_worker(
     assert abandoned is not None
     first = (abandoned.attempts or ())[0]
     assert first.error is not None
-    assert first.error["reason"] == "worker_lost"
+    assert (first.error["kind"], first.error["code"]) == ("abandoned", "worker_lost")
     assert _no_jobs_left(client)
 
 
