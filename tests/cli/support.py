@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -86,3 +92,41 @@ def migrated_by_a_newer_release(url: str) -> None:
             )
     finally:
         database.dispose()
+
+
+ROOT = Path(__file__).parents[2]
+SCRIPT = Path(sys.executable).parent / "squidmesh"
+
+
+def worker_process(env: dict[str, str], until: Callable[[], bool], *args: str) -> str:
+    """Run ``squidmesh worker`` as an operator would, until ``until()``; SIGTERM; its stderr.
+
+    The installed script, started from the project root with ``env`` added to this
+    environment (the app is found because the CLI puts the working directory on ``sys.path``).
+    It must exit 0 and print nothing on stdout.
+    """
+    environment = {**os.environ, **env}
+    environment.pop("PYTHONPATH", None)
+    process = subprocess.Popen(
+        [str(SCRIPT), "worker", "--poll-interval", "0.1", *args],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not until():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the worker did not get there in a minute"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert out == ""
+    return err

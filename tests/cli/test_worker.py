@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -18,10 +12,12 @@ from squidmesh_sdk.cli.commands import MSG_SCHEMA_NEWER, MSG_WORKER_NEEDS_DATABA
 from squidmesh_sdk.store import migrations
 from tests.cli.app import DB_ENV_VAR
 from tests.cli.conftest import APP, use_app
-from tests.cli.support import Cli, assert_one_error_line, migrated_by_a_newer_release
-
-ROOT = Path(__file__).parents[2]
-SCRIPT = Path(sys.executable).parent / "squidmesh"
+from tests.cli.support import (
+    Cli,
+    assert_one_error_line,
+    migrated_by_a_newer_release,
+    worker_process,
+)
 
 
 class RecordingWorker(Worker):
@@ -115,31 +111,13 @@ def test_a_worker_process_runs_jobs_and_stops_on_sigterm(client: Client, app_db:
 
     The app module is found because the CLI puts the working directory on ``sys.path``.
     """
-    env = {**os.environ, "SQUIDMESH_APP": APP, DB_ENV_VAR: app_db}
-    env.pop("PYTHONPATH", None)
-    process = subprocess.Popen(
-        [str(SCRIPT), "worker", "--poll-interval", "0.1", "--lease", "5"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    run = client.start_run("transfer")
+    err = worker_process(
+        {"SQUIDMESH_APP": APP, DB_ENV_VAR: app_db},
+        lambda: client.inspect_run(run.id).status == "completed",
+        "--lease",
+        "5",
     )
-    try:
-        run = client.start_run("transfer")
-        deadline = time.monotonic() + 60
-        while client.inspect_run(run.id).status != "completed":
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the worker did not complete the run"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, err
-    assert out == ""
     assert "squidmesh worker " in err
     assert "\n  queues       default\n" in err
     assert "\n  workflow     transfer (versions: fp-" in err

@@ -5,50 +5,22 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
 from squidmesh_sdk import Client
 from squidmesh_sdk.store import schema
 from tests.cli.app import DB_ENV_VAR, saga_client
+from tests.cli.support import worker_process
 
-ROOT = Path(__file__).parents[2]
-SCRIPT = Path(sys.executable).parent / "squidmesh"
 PAYLOAD = {"order_id": "o-7", "amount_cents": 1200}
 
 
-def run_worker(database_url: str, until: object, *extra: str) -> str:
-    """Start a worker process on the saga app, wait until ``until()``, stop it; its stderr."""
-    env = {**os.environ, "SQUIDMESH_APP": "tests.cli.app:saga_client", DB_ENV_VAR: database_url}
-    env.pop("PYTHONPATH", None)
-    process = subprocess.Popen(
-        [str(SCRIPT), "worker", "--poll-interval", "0.1", *extra],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not until():  # type: ignore[operator]
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the worker did not get there"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, err
-    assert out == ""
-    return err
+def run_worker(database_url: str, until: Callable[[], bool], *extra: str) -> str:
+    """A worker process on the saga app, until ``until()``; its stderr."""
+    env = {"SQUIDMESH_APP": "tests.cli.app:saga_client", DB_ENV_VAR: database_url}
+    return worker_process(env, until, *extra)
 
 
 def finished(client: Client, run_id: str) -> bool:
