@@ -70,6 +70,7 @@ from squidmesh_sdk.errors import (
 from squidmesh_sdk.executors import DatabaseExecutor, Executor, InlineExecutor, Worker
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.runtime.explanation import RunExplanation
+from squidmesh_sdk.runtime.retention import PurgeResult
 from squidmesh_sdk.runtime.runner import CronStart
 from squidmesh_sdk.store.database import Database
 from squidmesh_sdk.store.records import Attempt, AuditEvent, Run, StepRun, StepState
@@ -102,6 +103,7 @@ __all__ = [
     "Issue",
     "MissingScheduleIdempotencyKey",
     "NonRetryableError",
+    "PurgeResult",
     "Retry",
     "RetryAfter",
     "Run",

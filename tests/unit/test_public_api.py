@@ -36,6 +36,7 @@ EXPECTED = [
     "Issue",
     "MissingScheduleIdempotencyKey",
     "NonRetryableError",
+    "PurgeResult",
     "Retry",
     "RetryAfter",
     "Run",
