@@ -72,6 +72,7 @@ from squidmesh_sdk.errors import (
 from squidmesh_sdk.executors import DatabaseExecutor, Executor, InlineExecutor, Worker
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.runtime.explanation import RunExplanation
+from squidmesh_sdk.runtime.retention import PurgeResult
 from squidmesh_sdk.runtime.runner import CronStart
 from squidmesh_sdk.store.database import Database
 from squidmesh_sdk.store.records import Attempt, AuditEvent, Run, StepRun, StepState
@@ -106,6 +107,7 @@ __all__ = [
     "MissingScheduleIdempotencyKey",
     "NonRetryableError",
     "OutcomeNotStored",
+    "PurgeResult",
     "Retry",
     "RetryAfter",
     "Run",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -19,10 +20,11 @@ from squidmesh_sdk.executors.inline import InlineExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.port.executor import Executor, ExecutorBinding
-from squidmesh_sdk.runtime import lifecycle, manual, runner
+from squidmesh_sdk.runtime import lifecycle, manual, retention, runner
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import LoggingObserver, Observer
 from squidmesh_sdk.runtime.explanation import RunExplanation
+from squidmesh_sdk.runtime.retention import PurgeResult
 from squidmesh_sdk.runtime.runner import CronStart
 from squidmesh_sdk.runtime.tracing import TelemetryObserver
 from squidmesh_sdk.store import migrations
@@ -376,6 +378,48 @@ class Client:
             arguments.workflow_name(workflow),
             arguments.trigger_name(trigger),
             signal_payload,
+        )
+
+    def purge_runs(
+        self,
+        *,
+        older_than: timedelta,
+        statuses: Iterable[str] | None = None,
+        workflow: WorkflowRef | None = None,
+        dry_run: bool = False,
+        batch_size: int = retention.DEFAULT_BATCH_SIZE,
+    ) -> PurgeResult:
+        """Delete finished runs last changed more than ``older_than`` ago, with all their rows.
+
+        Only ``completed``, ``failed`` and ``cancelled`` runs are ever deleted, each with its
+        step runs, attempts, audit events, jobs and outbox messages; runs replayed from a
+        deleted run keep going (their ``replayed_from_run_id`` becomes ``None``). Runs with
+        work still queued, failed runs whose saga rollback has not finished, and cron runs
+        holding an idempotency key for less than a week are kept. Each batch of
+        ``batch_size`` runs is deleted in a transaction of its own.
+
+        Args:
+            older_than: How long after its last change (``updated_at``) a run is kept.
+            statuses: The finished statuses to purge; all three by default.
+            workflow: Only runs of this workflow.
+            dry_run: Delete nothing; report what would be deleted, with the run ids.
+            batch_size: Runs per transaction (500 by default).
+
+        Returns:
+            Runs and rows per table deleted (or that would be), and for a dry run the ids.
+
+        Raises:
+            InvalidArgument: ``older_than`` not positive, ``batch_size`` below 1, or a status
+                that is not a finished one (also a ``ValueError``).
+            SchemaNotReady: the database is not at this library's schema version.
+        """
+        return retention.purge_runs(
+            self._runtime,
+            older_than=older_than,
+            statuses=statuses,
+            workflow=arguments.workflow_name(workflow) if workflow is not None else None,
+            dry_run=dry_run,
+            batch_size=batch_size,
         )
 
     def close(self) -> None:

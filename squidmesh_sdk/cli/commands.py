@@ -37,6 +37,7 @@ __all__ = [
     "runs_cancel",
     "runs_explain",
     "runs_list",
+    "runs_purge",
     "runs_reject",
     "runs_replay",
     "runs_show",
@@ -172,6 +173,7 @@ def worker(args: argparse.Namespace, ctx: Context) -> int:
         concurrency=args.concurrency,
         lease=args.lease,
         poll_interval=args.poll_interval,
+        purge_after=args.purge_after,
     )
     with logs.worker_logging(args.log_level, ctx.err, args.log_format):
         runner.run(install_signal_handlers=True)
@@ -286,6 +288,19 @@ def runs_replay(args: argparse.Namespace, ctx: Context) -> int:
         steps = ", ".join(str(step.get("step")) for step in exc.steps)
         raise CommandFailed(MSG_UNSAFE_REPLAY.format(run_id=exc.run_id, steps=steps)) from exc
     return _report(ctx, args, run, f"replayed run {args.run_id} as run {run.id}")
+
+
+def runs_purge(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh runs purge --older-than D [--status S ...] [--workflow W] [--dry-run]``."""
+    result = ctx.client().purge_runs(
+        older_than=args.older_than,
+        statuses=args.statuses,
+        workflow=args.workflow,
+        dry_run=args.dry_run,
+        batch_size=args.batch_size,
+    )
+    ctx.write(render.to_json(result.to_dict()) if args.json else render.purge_text(result))
+    return EXIT_OK
 
 
 # -- graph ---------------------------------------------------------------------------------

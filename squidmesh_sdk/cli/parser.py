@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
 from squidmesh_sdk import __version__, errors
 from squidmesh_sdk.cli import commands
 from squidmesh_sdk.cli.errors import UsageError
+from squidmesh_sdk.runtime.retention import DEFAULT_BATCH_SIZE, FINISHED
 from squidmesh_sdk.state_machine import STATES
 from squidmesh_sdk.store.records import parse_run_id
 
 __all__ = [
     "build_parser",
+    "duration",
     "json_object",
     "positive_float",
     "positive_int",
@@ -58,6 +62,10 @@ MSG_BAD_JSON = "not valid JSON ({error})"
 MSG_NOT_AN_OBJECT = "must be a JSON object, got {kind}"
 MSG_UNREADABLE = "cannot read {path!r}: {error}"
 MSG_NOT_FINITE = "JSON {value} is not allowed"
+MSG_BAD_DURATION = (
+    "{value!r} is not a duration: a whole number above 0 followed by d (days), h (hours) "
+    "or m (minutes), such as 30d, 12h or 90m"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -174,6 +182,13 @@ def _worker(sub: Any, common: argparse.ArgumentParser) -> None:
         help="seconds between looks at an idle queue (default: 1)",
     )
     worker.add_argument(
+        "--purge-after",
+        type=duration,
+        metavar="DURATION",
+        help="also purge finished runs older than this (30d, 12h, 90m), one worker at a time, "
+        "every 5 minutes at most (default: never)",
+    )
+    worker.add_argument(
         "--log-level",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         default="INFO",
@@ -274,6 +289,45 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help="the trigger payload, a JSON object (or @FILE, @- for stdin); default: {}",
     )
+    _runs_purge(runs_sub, common)
+
+
+def _runs_purge(runs_sub: Any, common: argparse.ArgumentParser) -> None:
+    purge = _command(
+        runs_sub,
+        common,
+        "purge",
+        commands.runs_purge,
+        "delete finished runs older than a cutoff, with all their rows",
+        json_flag=True,
+    )
+    purge.add_argument(
+        "--older-than",
+        type=duration,
+        required=True,
+        metavar="DURATION",
+        help="runs last changed longer ago than this: 30d, 12h, 90m",
+    )
+    purge.add_argument(
+        "--status",
+        dest="statuses",
+        action="append",
+        choices=FINISHED,
+        help="only runs in this status; repeat for several (default: all three)",
+    )
+    purge.add_argument("--workflow", help="only runs of this workflow")
+    purge.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="delete nothing: print what would be deleted, with the run ids",
+    )
+    purge.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        metavar="N",
+        help=f"runs deleted per transaction (default: {DEFAULT_BATCH_SIZE})",
+    )
 
 
 # -- argument types ------------------------------------------------------------------------
@@ -330,6 +384,25 @@ def positive_float(value: str) -> float:
     if not 0 < number < float("inf"):
         raise argparse.ArgumentTypeError(MSG_NOT_POSITIVE_NUMBER.format(value=value))
     return number
+
+
+_DURATION = re.compile(r"(\d+)([dhm])")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def duration(value: str) -> timedelta:
+    """A duration argument: a whole number and a unit, ``30d``, ``12h`` or ``90m``.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else, or zero.
+    """
+    match = _DURATION.fullmatch(value.strip())
+    if match is None or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(MSG_BAD_DURATION.format(value=value))
+    try:
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise argparse.ArgumentTypeError(MSG_BAD_DURATION.format(value=value)) from None
 
 
 def json_object(value: str) -> dict[str, Any]:

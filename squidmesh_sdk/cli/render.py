@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from squidmesh_sdk.runtime.explanation import RunExplanation
+from squidmesh_sdk.runtime.retention import PurgeResult
 from squidmesh_sdk.store.records import Run
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "explanation_text",
     "fields_text",
     "human_time",
+    "purge_text",
     "run_dict",
     "run_text",
     "table",
@@ -89,6 +91,40 @@ def explanation_text(run_id: str, explanation: RunExplanation) -> str:
             *(("", action) for action in actions[1:]),
         ]
     )
+
+
+def purge_text(result: PurgeResult) -> str:
+    """What a purge deleted (or, dry, would delete): a summary, rows per table, the run ids."""
+    which = "/".join(result.statuses)
+    if result.workflow is not None:
+        which += f" {result.workflow}"
+    before = human_time(result.cutoff)
+    if result.dry_run:
+        head = (
+            f"dry run: {_runs(result.runs)} ({which}) last changed before {before} would be "
+            "deleted; nothing was deleted"
+        )
+    else:
+        batches = "batch" if result.batches == 1 else "batches"
+        head = (
+            f"purged {_runs(result.runs)} ({which}) last changed before {before} "
+            f"in {result.batches} {batches}"
+        )
+    lines = [head]
+    if result.kept_compensating:
+        lines.append(
+            f"kept {_runs(result.kept_compensating)} whose saga compensation has not finished"
+        )
+    sections = ["\n".join(lines) + "\n", table(("TABLE", "ROWS"), result.rows.items())]
+    if result.run_ids:
+        sections.append(table(("RUN_ID",), ((run_id,) for run_id in result.run_ids)))
+        if len(result.run_ids) < result.runs:
+            sections.append(f"(the first {len(result.run_ids)} of {result.runs} runs)\n")
+    return "\n".join(sections)
+
+
+def _runs(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
 
 
 _ACTION_COMMANDS: Mapping[str, str] = {

@@ -25,29 +25,35 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Sequence
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from squidmesh_sdk import telemetry
+from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.errors import SquidmeshError
 from squidmesh_sdk.executors.database import NOTIFY_CHANNEL, DatabaseExecutor
+from squidmesh_sdk.executors.periodic import PeriodicThread
 from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.port import payloads
 from squidmesh_sdk.port.continuation import continuation
 from squidmesh_sdk.port.delivery import Delivery
-from squidmesh_sdk.runtime import execution, invoke, runner, schedules
+from squidmesh_sdk.runtime import execution, invoke, retention, runner, schedules
 from squidmesh_sdk.runtime.core import RuntimeOwner
 from squidmesh_sdk.runtime.failures import describe_error
 from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store import retention as retention_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.jobs import Job
 
 __all__ = ["Worker"]
 
 logger = logging.getLogger("squidmesh_sdk.worker")
+
+PURGE_TASK = "purge"
+"""The ``squidmesh_maintenance`` task workers take turns at when ``purge_after`` is set."""
 
 _schedule_to_start = telemetry.meter.create_histogram(
     "squidmesh.job.schedule_to_start",
@@ -76,9 +82,15 @@ class Worker:
         cron_catch_up: Windows missed while no worker ran: ``"latest"`` (the default) starts
             the most recent one, ``"all"`` each of them (up to 100), ``"none"`` none.
         name: This worker's id in ``locked_by``; host, pid and a random suffix by default.
+        purge_after: Also purge finished runs last changed longer ago than this, as
+            :meth:`Client.purge_runs <squidmesh_sdk.Client.purge_runs>` does; ``None`` (the
+            default) never purges. However many workers have it, one at a time purges, at most
+            once per ``purge_interval``.
+        purge_interval: Seconds between two periodic purges, across all workers.
 
     Raises:
-        ValueError: the client does not use a :class:`DatabaseExecutor`, or a bad setting.
+        InvalidArgument: the client does not use a :class:`DatabaseExecutor`, or a bad
+            setting (also a ``ValueError``).
     """
 
     def __init__(
@@ -94,19 +106,32 @@ class Worker:
         name: str | None = None,
         cron: bool = True,
         cron_catch_up: CatchUp = "latest",
+        purge_after: timedelta | None = None,
+        purge_interval: float = 300.0,
     ) -> None:
         executor = client.runtime.executor
         if not isinstance(executor, DatabaseExecutor):
-            raise ValueError(
+            raise errors.InvalidArgument(
+                "client",
                 "Worker delivers jobs of the database queue: create the Client with "
-                "executor=DatabaseExecutor()"
+                "executor=DatabaseExecutor()",
             )
         if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+            raise errors.InvalidArgument(
+                "concurrency", f"concurrency must be at least 1, got {concurrency}"
+            )
         if lease <= 0 or poll_interval <= 0:
-            raise ValueError("lease and poll_interval must be positive")
+            raise errors.InvalidArgument("lease", "lease and poll_interval must be positive")
         if not queues:
-            raise ValueError("a worker needs at least one queue")
+            raise errors.InvalidArgument("queues", "a worker needs at least one queue")
+        if purge_after is not None and purge_after <= timedelta(0):
+            raise errors.InvalidArgument(
+                "purge_after", f"purge_after must be a positive duration, got {purge_after!r}"
+            )
+        if not purge_interval > 0:
+            raise errors.InvalidArgument(
+                "purge_interval", f"purge_interval must be > 0 seconds, got {purge_interval!r}"
+            )
         self.client = client
         self.runtime = client.runtime
         self.executor: DatabaseExecutor = executor
@@ -130,6 +155,15 @@ class Worker:
         self._thread: threading.Thread | None = None
         self.scheduler = CronScheduler(self.runtime, catch_up=cron_catch_up) if cron else None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.purge_after = purge_after
+        self.purge_interval = purge_interval
+        # Looks for its turn a few times per interval (a turn missed by one worker is taken by
+        # another), on a thread of its own: a long purge must not hold up claims.
+        self._purger = (
+            PeriodicThread("squidmesh-purge", self._purge, min(purge_interval / 4, 60.0))
+            if purge_after is not None
+            else None
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -151,9 +185,13 @@ class Worker:
         self.executor.add_waker(self._wake)
         self._announce()
         try:
+            if self._purger is not None:
+                self._purger.start()
             with self._event_loop(), self._threads() as pool:
                 self._loop_forever(pool)
         finally:
+            if self._purger is not None:
+                self._purger.stop(self.shutdown_timeout)
             self.executor.remove_waker(self._wake)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -446,6 +484,45 @@ class Worker:
             )
         if rescued:
             self._wake.set()
+
+    # -- retention -----------------------------------------------------------------------
+
+    def _purge(self) -> None:
+        """Purge old finished runs if it is this worker's turn (one pass of the purge thread)."""
+        assert self.purge_after is not None  # noqa: S101 - the thread runs only then
+        if self._stopping.is_set():
+            return
+        every = timedelta(seconds=self.purge_interval)
+        with self.runtime.transaction() as tx:
+            taken = retention_store.take_turn(tx, PURGE_TASK, every)
+        if taken is None:
+            return  # another worker purged less than an interval ago, or is purging now
+        turn = [taken]
+
+        def keep_going() -> bool:
+            # Hold the turn batch by batch, so a purge longer than the interval stays alone.
+            if self._stopping.is_set():
+                return False
+            with self.runtime.transaction() as tx:
+                kept = retention_store.extend_turn(tx, PURGE_TASK, turn[0])
+            if kept is None:
+                return False
+            turn[0] = kept
+            return True
+
+        result = retention.purge_runs(
+            self.runtime, older_than=self.purge_after, keep_going=keep_going
+        )
+        logger.info(
+            "periodic purge done",
+            extra={
+                "worker": self.name,
+                "runs": result.runs,
+                "rows": sum(result.rows.values()),
+                "cutoff": result.cutoff.isoformat(),
+                "kept_compensating": result.kept_compensating,
+            },
+        )
 
     # -- wake-ups ------------------------------------------------------------------------
 

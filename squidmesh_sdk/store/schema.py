@@ -14,6 +14,7 @@ __all__ = [
     "attempts",
     "cron_schedules",
     "jobs",
+    "maintenance",
     "metadata",
     "migrations",
     "outbox",
@@ -74,6 +75,8 @@ runs = sa.Table(
     sa.Index(None, "status", "inserted_at"),
     sa.Index(None, "inserted_at"),
     sa.Index(None, "replayed_from_run_id"),
+    # The purge's scan: finished runs of one status, oldest first (migration 6).
+    sa.Index(None, "status", "updated_at", "id"),
     sa.UniqueConstraint("workflow", "trigger", "idempotency_key"),
 )
 
@@ -232,4 +235,15 @@ outbox = sa.Table(
     sa.Column("inserted_at", UTCDateTime, nullable=False),
     sa.Index("ix_squidmesh_outbox_due", "publish_at", "id"),
     sa.Index(None, "run_id"),
+)
+
+# Periodic housekeeping shared by workers (migration 6): one row per task, whose
+# ``last_run_at`` a worker advances with a compare-and-set to take its turn, so however many
+# workers run, one at a time does the task, at most once per interval.
+maintenance = sa.Table(
+    "squidmesh_maintenance",
+    metadata,
+    sa.Column("task", sa.String(100), primary_key=True),
+    sa.Column("last_run_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
 )

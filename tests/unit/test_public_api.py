@@ -39,6 +39,7 @@ EXPECTED = [
     "MissingScheduleIdempotencyKey",
     "NonRetryableError",
     "OutcomeNotStored",
+    "PurgeResult",
     "Retry",
     "RetryAfter",
     "Run",

@@ -1,0 +1,362 @@
+"""Client.purge_runs: old finished runs go with every row of theirs; the others stay."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from squidmesh_sdk import (
+    COMPLETE,
+    Client,
+    DatabaseExecutor,
+    NonRetryableError,
+    Workflow,
+    cron,
+    manual,
+)
+from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store import schema
+from squidmesh_sdk.testing import FakeClock
+
+WORKER = "retention-tests"
+DAY = timedelta(days=1)
+
+done = Workflow("done", triggers=[manual("go")])
+done.chain(done.log("note", message="done"), COMPLETE)
+
+failing = Workflow("failing", triggers=[manual("go")])
+
+
+@failing.step
+def explode() -> dict[str, Any]:
+    raise NonRetryableError("boom")
+
+
+failing.chain(explode, COMPLETE)
+
+holding = Workflow("holding", triggers=[manual("hold")])
+holding.chain(holding.pause("hold", output="hold"), COMPLETE)
+
+saga = Workflow("saga", triggers=[manual("go")])
+
+
+@saga.step
+def charge() -> dict[str, Any]:
+    return {"charge": "c-1"}
+
+
+@charge.compensate
+def refund() -> dict[str, Any]:
+    return {"refunded": True}
+
+
+@saga.step
+def ship() -> dict[str, Any]:
+    raise NonRetryableError("no stock")
+
+
+saga.chain(charge, ship, COMPLETE)
+
+nightly = Workflow(
+    "nightly", triggers=[cron("tick", "0 3 * * *", idempotency="return_existing_run")]
+)
+nightly.chain(nightly.log("note", message="ran"), COMPLETE)
+
+WINDOW = {"start_at": "2026-01-01T03:00:00+00:00", "end_at": "2026-01-02T03:00:00+00:00"}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 1, 1, 4, tzinfo=UTC))
+
+
+@pytest.fixture
+def client(database_url: str, clock: FakeClock) -> Iterator[Client]:
+    workflows = [done, failing, holding, saga, nightly]
+    with Client(
+        database_url, workflows, executor=DatabaseExecutor(), clock=clock, observers=()
+    ) as test_client:
+        test_client.migrate()
+        yield test_client
+
+
+def drain(client: Client) -> None:
+    """Perform every due job, as a worker would."""
+    for _ in range(100):
+        with client.runtime.transaction() as tx:
+            claimed = job_store.claim(tx, worker=WORKER, queues=("default",), limit=10, lease=60)
+        if not claimed:
+            return
+        for job in claimed:
+            client.perform(job.payload)
+            with client.runtime.transaction() as tx:
+                job_store.complete(tx, job.id, worker=WORKER)
+    raise AssertionError("the queue does not drain")
+
+
+def started(client: Client, workflow: str, *, status: str) -> str:
+    run = client.start_run(workflow)
+    drain(client)
+    if status == "cancelled":
+        client.cancel_run(run.id)
+    assert client.inspect_run(run.id).status == status
+    return run.id
+
+
+def rows_per_run(client: Client) -> dict[str, Counter[str]]:
+    """Every table of a run's, to the number of rows each run has in it."""
+    steps = schema.step_runs
+    queries = {
+        "squidmesh_runs": sa.select(schema.runs.c.id),
+        "squidmesh_step_runs": sa.select(steps.c.run_id),
+        "squidmesh_step_attempts": sa.select(steps.c.run_id).join_from(
+            schema.attempts, steps, schema.attempts.c.step_run_id == steps.c.id
+        ),
+        "squidmesh_run_events": sa.select(schema.run_events.c.run_id),
+        "squidmesh_jobs": sa.select(schema.jobs.c.run_id),
+        "squidmesh_outbox": sa.select(schema.outbox.c.run_id),
+    }
+    with client.database.read() as connection:
+        return {
+            table: Counter(str(row[0]) for row in connection.execute(query))
+            for table, query in queries.items()
+        }
+
+
+def rows_of(counts: dict[str, Counter[str]], run_ids: set[str]) -> dict[str, int]:
+    return {table: sum(per_run[r] for r in run_ids) for table, per_run in counts.items()}
+
+
+def dead_letter(client: Client, run_id: str) -> None:
+    """A job that kept raising, left behind by a run that then finished."""
+    with client.runtime.transaction() as tx:
+        tx.connection.execute(
+            sa.insert(schema.jobs).values(
+                queue="default",
+                kind="step",
+                payload={"kind": "step", "run_id": run_id, "step": "hold"},
+                run_id=uuid.UUID(run_id),
+                step="hold",
+                status="failed",
+                run_at=tx.now,
+                deliveries=25,
+                rescues=0,
+                inserted_at=tx.now,
+                updated_at=tx.now,
+            )
+        )
+
+
+@pytest.fixture
+def runs(client: Client, clock: FakeClock) -> dict[str, str]:
+    """Old runs in every kind of state, then recent ones; the clock 31 days on."""
+    ids = {
+        "completed": started(client, "done", status="completed"),
+        "failed": started(client, "failing", status="failed"),
+        "cancelled": started(client, "holding", status="cancelled"),
+        "paused": started(client, "holding", status="paused"),
+        "pending": client.start_run("done").id,
+    }
+    # Its first job is not due for a year: the run stays pending.
+    with client.runtime.transaction() as tx:
+        tx.connection.execute(
+            sa.update(schema.jobs)
+            .where(schema.jobs.c.run_id == uuid.UUID(ids["pending"]))
+            .values(run_at=tx.now + 365 * DAY)
+        )
+    dead_letter(client, ids["cancelled"])
+    clock.advance(31 * DAY)
+    ids["recent"] = started(client, "done", status="completed")
+    return ids
+
+
+OLD_FINISHED = ("completed", "failed", "cancelled")
+
+
+def test_a_dry_run_lists_what_would_go_and_deletes_nothing(
+    client: Client, runs: dict[str, str]
+) -> None:
+    before = rows_per_run(client)
+    result = client.purge_runs(older_than=30 * DAY, dry_run=True)
+    expected = {runs[name] for name in OLD_FINISHED}
+    assert result.dry_run
+    assert set(result.run_ids) == expected
+    assert result.runs == 3
+    assert dict(result.rows) == rows_of(before, expected)
+    assert result.rows["squidmesh_jobs"] == 1  # the dead letter
+    assert rows_per_run(client) == before
+
+
+def test_a_purge_deletes_old_finished_runs_with_all_their_rows_and_keeps_the_rest(
+    client: Client, runs: dict[str, str]
+) -> None:
+    before = rows_per_run(client)
+    gone = {runs[name] for name in OLD_FINISHED}
+    assert all(rows_of(before, {run_id})["squidmesh_step_runs"] for run_id in gone)
+
+    result = client.purge_runs(older_than=30 * DAY)
+
+    assert not result.dry_run
+    assert (result.runs, result.run_ids) == (3, ())
+    assert dict(result.rows) == rows_of(before, gone)
+    after = rows_per_run(client)
+    for table, per_run in after.items():
+        assert not gone & set(per_run), table
+        for run_id in set(runs.values()) - gone:
+            assert per_run[run_id] == before[table][run_id], (table, run_id)
+    statuses = {run.status for run in client.list_runs()}
+    assert statuses == {"paused", "pending", "completed"}
+    assert client.purge_runs(older_than=30 * DAY).runs == 0
+
+
+def test_runs_changed_after_the_cutoff_are_kept(client: Client, runs: dict[str, str]) -> None:
+    assert client.purge_runs(older_than=32 * DAY).runs == 0
+    assert client.purge_runs(older_than=31 * DAY - timedelta(seconds=1)).runs == 3
+
+
+def test_batches_smaller_than_the_backlog_still_purge_everything(
+    client: Client, clock: FakeClock
+) -> None:
+    ids = {started(client, "done", status="completed") for _ in range(7)}
+    clock.advance(2 * DAY)
+
+    dry = client.purge_runs(older_than=DAY, batch_size=2, dry_run=True)
+    assert (dry.runs, set(dry.run_ids), dry.batches) == (7, ids, 4)
+
+    result = client.purge_runs(older_than=DAY, batch_size=2)
+    assert (result.runs, result.batches) == (7, 4)
+    assert client.list_runs() == []
+
+
+def test_statuses_and_workflow_narrow_the_purge(client: Client, runs: dict[str, str]) -> None:
+    failed = client.purge_runs(older_than=30 * DAY, statuses=["failed"], dry_run=True)
+    assert failed.run_ids == (runs["failed"],)
+    by_workflow = client.purge_runs(older_than=30 * DAY, workflow="holding", dry_run=True)
+    assert by_workflow.run_ids == (runs["cancelled"],)
+    assert client.purge_runs(older_than=30 * DAY, statuses=["completed"]).runs == 1
+    assert {run.id for run in client.list_runs()} == set(runs.values()) - {runs["completed"]}
+
+
+@pytest.mark.parametrize(
+    "statuses", [["paused"], ["completed", "running"], ["pending"], ["cancelling"], []]
+)
+def test_unfinished_statuses_are_refused(
+    client: Client, runs: dict[str, str], statuses: list[str]
+) -> None:
+    with pytest.raises(ValueError, match="only finished runs are purged"):
+        client.purge_runs(older_than=30 * DAY, statuses=statuses)
+    assert len(client.list_runs()) == len(runs)
+
+
+def test_bad_arguments_are_refused(client: Client) -> None:
+    with pytest.raises(ValueError, match="older_than"):
+        client.purge_runs(older_than=timedelta(0))
+    with pytest.raises(ValueError, match="batch_size"):
+        client.purge_runs(older_than=DAY, batch_size=0)
+
+
+def test_a_failed_run_whose_compensation_has_not_finished_is_kept(
+    client: Client, clock: FakeClock
+) -> None:
+    run = client.start_run("saga")
+    for _ in range(2):  # charge, then ship fails and queues the refund
+        with client.runtime.transaction() as tx:
+            (job,) = job_store.claim(tx, worker=WORKER, queues=("default",), limit=1, lease=60)
+        client.perform(job.payload)
+        with client.runtime.transaction() as tx:
+            job_store.complete(tx, job.id, worker=WORKER)
+    assert client.inspect_run(run.id).status == "failed"
+    clock.advance(2 * DAY)
+
+    # The refund is queued: the run still has work to do.
+    assert client.purge_runs(older_than=DAY).runs == 0
+    # An engine executor's job lives in its broker, not in our tables: still kept.
+    with client.runtime.transaction() as tx:
+        (refund_job,) = job_store.claim(tx, worker=WORKER, queues=("default",), limit=1, lease=60)
+        job_store.complete(tx, refund_job.id, worker=WORKER)
+    assert refund_job.kind == "compensation"
+    kept = client.purge_runs(older_than=DAY)
+    assert (kept.runs, kept.kept_compensating) == (0, 1)
+
+    assert client.perform(refund_job.payload) == "compensated"
+    result = client.purge_runs(older_than=DAY)
+    assert (result.runs, result.kept_compensating) == (1, 0)
+    assert client.list_runs() == []
+
+
+def test_a_dead_lettered_compensation_keeps_its_run(client: Client, clock: FakeClock) -> None:
+    run = client.start_run("saga")
+    drain(client)  # charge, ship fails, refund runs
+    assert client.inspect_run(run.id).status == "failed"
+    with client.runtime.transaction() as tx:
+        tx.connection.execute(
+            sa.insert(schema.jobs).values(
+                queue="default",
+                kind="compensation",
+                payload={"kind": "compensation", "run_id": run.id},
+                run_id=uuid.UUID(run.id),
+                status="failed",
+                run_at=tx.now,
+                deliveries=25,
+                rescues=0,
+                inserted_at=tx.now,
+                updated_at=tx.now,
+            )
+        )
+    clock.advance(2 * DAY)
+    assert client.purge_runs(older_than=DAY).runs == 0
+
+
+def test_a_run_with_an_unpublished_outbox_message_is_kept(client: Client, clock: FakeClock) -> None:
+    run_id = started(client, "done", status="completed")
+    with client.runtime.transaction() as tx:
+        tx.connection.execute(
+            sa.insert(schema.outbox).values(
+                destination="squidmesh.step",
+                payload={},
+                run_id=uuid.UUID(run_id),
+                publish_at=tx.now,
+                attempts=0,
+                inserted_at=tx.now,
+            )
+        )
+    clock.advance(2 * DAY)
+    assert client.purge_runs(older_than=DAY).runs == 0
+    with client.runtime.transaction() as tx:
+        tx.connection.execute(sa.delete(schema.outbox))
+    assert client.purge_runs(older_than=DAY).runs == 1
+
+
+def test_a_replay_of_a_purged_run_goes_on_unlinked(client: Client, clock: FakeClock) -> None:
+    original = started(client, "failing", status="failed")
+    clock.advance(2 * DAY)
+    replay = client.replay_run(original)
+    assert replay.replayed_from_run_id == original
+
+    assert client.purge_runs(older_than=DAY).runs == 1
+
+    kept = client.inspect_run(replay.id)
+    assert kept.replayed_from_run_id is None
+    drain(client)
+    assert client.inspect_run(replay.id).status == "failed"
+
+
+def test_a_cron_run_keeps_its_window_for_a_week(client: Client, clock: FakeClock) -> None:
+    first = client.start_cron_trigger("nightly", "tick", {"intended_window": WINDOW})
+    drain(client)
+    assert client.inspect_run(first.run.id).status == "completed"
+    clock.advance(2 * DAY)
+
+    # Older than a day, but it holds the window's key: a late activation finds it.
+    assert client.purge_runs(older_than=DAY).runs == 0
+    again = client.start_cron_trigger("nightly", "tick", {"intended_window": WINDOW})
+    assert (again.outcome, again.run.id) == ("duplicate", first.run.id)
+
+    clock.advance(6 * DAY)
+    assert client.purge_runs(older_than=DAY).runs == 1
