@@ -466,11 +466,10 @@ def queue_stats(connection: Connection, now: datetime) -> list[QueueStats]:
             sa.func.sum(sa.case((jobs.c.status == "failed", 1), else_=0)),
         ).group_by(jobs.c.queue)
     ).all()
-    oldest = dict(
-        connection.execute(
-            sa.select(jobs.c.queue, sa.func.min(jobs.c.run_at)).where(due).group_by(jobs.c.queue)
-        ).tuples()
+    oldest_rows = connection.execute(
+        sa.select(jobs.c.queue, sa.func.min(jobs.c.run_at)).where(due).group_by(jobs.c.queue)
     )
+    oldest: dict[str, datetime] = {queue: run_at for queue, run_at in oldest_rows}  # noqa: C416
     return [
         QueueStats(
             queue=queue,
