@@ -14,6 +14,7 @@ from squidmesh_sdk import (
     Client,
     DatabaseExecutor,
     InlineExecutor,
+    NonRetryableError,
     Retry,
     StepContext,
     Workflow,
@@ -79,6 +80,27 @@ def fails_once(ctx: StepContext) -> dict[str, Any]:
 
 slow_retry.chain(fails_once, COMPLETE)
 
+# A saga whose compensation fails: the refund provider is down.
+refund_saga = Workflow("refund_saga", triggers=[manual("order")])
+
+
+@refund_saga.step
+def charge() -> dict[str, str]:
+    return {"charge_id": "ch-1"}
+
+
+@charge.compensate
+def refund(charge_id: str) -> dict[str, str]:
+    raise RuntimeError(f"refund of {charge_id} failed: provider down")
+
+
+@refund_saga.step
+def ship() -> dict[str, bool]:
+    raise NonRetryableError("address rejected")
+
+
+refund_saga.chain(charge, ship, COMPLETE)
+
 WORKFLOWS = (
     saga_checkout.workflow,
     daily_digest.workflow,
@@ -87,6 +109,7 @@ WORKFLOWS = (
     one_step,
     flaky,
     slow_retry,
+    refund_saga,
 )
 
 
