@@ -44,7 +44,7 @@ put on sys.path, so 'myapp.workflows:client' works from the project's root.
 EPILOG = """\
 exit codes:
   0    success
-  1    the operation failed or was refused (unknown run, invalid transition, invalid
+  1    the operation failed or was refused (unknown run or job, invalid transition, invalid
        payload, database error, schema not current for 'migrate --check')
   2    usage error: bad arguments, malformed JSON, unknown workflow or trigger, no app
   130  interrupted
