@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
+from squidmesh_sdk import arguments, errors
 from squidmesh_sdk.clock import Clock, SystemClock
 from squidmesh_sdk.compiler import compile as compile_workflow
 from squidmesh_sdk.definition.workflow import Workflow
@@ -58,7 +59,8 @@ class Client:
 
     Raises:
         DefinitionError: a workflow does not compile.
-        ValueError: two workflows share a name and a version.
+        InvalidArgument: two workflows share a name and a version, or an argument of the
+            wrong type or range (``InvalidArgument`` is also a ``ValueError``).
     """
 
     def __init__(
@@ -71,8 +73,7 @@ class Client:
         observers: Iterable[Observer] | None = None,
         stale_step_timeout: float | None = None,
     ) -> None:
-        if stale_step_timeout is not None and not stale_step_timeout > 0:
-            raise ValueError(f"stale_step_timeout must be > 0 seconds, got {stale_step_timeout!r}")
+        arguments.check_client(database, workflows, stale_step_timeout)
         versions: dict[str, dict[str, WorkflowDefinition]] = {}
         for workflow in workflows:
             definition = (
@@ -80,9 +81,10 @@ class Client:
             )
             held = versions.setdefault(definition.name, {})
             if definition.version in held:
-                raise ValueError(
+                raise errors.InvalidArgument(
+                    "workflows",
                     f"two workflows are named {definition.name!r} at version "
-                    f"{definition.version!r}; give each version of a workflow its own version="
+                    f"{definition.version!r}; give each version of a workflow its own version=",
                 )
             held[definition.version] = definition
         # The last version listed is the current one: new runs start on it.
@@ -139,7 +141,7 @@ class Client:
         Raises:
             InvalidWorkflow: the client was not given that workflow.
         """
-        return self._runtime.definition(_name(workflow))
+        return self._runtime.definition(arguments.workflow_name(workflow))
 
     def migrate(self) -> list[int]:
         """Create or upgrade squidmesh's tables; return the migration versions applied.
@@ -169,6 +171,7 @@ class Client:
             trigger: The trigger to start through; the workflow's first trigger by default.
 
         Raises:
+            InvalidArgument: the workflow or trigger is not an object or a name.
             InvalidWorkflow: the workflow is not registered with this client.
             InvalidTrigger: the workflow has no such trigger.
             InvalidPayload: the payload breaks the trigger's contract (every problem listed).
@@ -177,7 +180,10 @@ class Client:
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", by_alias=True)
         return runner.start_run(
-            self._runtime, _name(workflow), {} if payload is None else payload, trigger=trigger
+            self._runtime,
+            arguments.workflow_name(workflow),
+            {} if payload is None else payload,
+            trigger=None if trigger is None else arguments.trigger_name(trigger),
         )
 
     def inspect_run(self, run_id: str, *, include_history: bool = False) -> Run:
@@ -215,11 +221,12 @@ class Client:
         Page through many runs by passing the last id of a page as ``after``.
 
         Raises:
-            ValueError: an unknown status or a limit that is not a positive integer.
+            InvalidArgument: an unknown status, a limit that is not a positive integer, or a
+                workflow that is not a name.
             InvalidRunId, RunNotFound: ``after`` is not the id of a run.
         """
         self._runtime.check_schema()
-        name = _name(workflow) if workflow is not None else None
+        name = arguments.workflow_name(workflow) if workflow is not None else None
         with self._runtime.database.read() as connection:
             return run_store.list_runs(
                 connection, workflow=name, status=status, limit=limit, after=after
@@ -228,10 +235,14 @@ class Client:
     def cancel_run(self, run_id: str) -> Run:
         """Cancel a run.
 
-        A pending or paused run is cancelled at once (a paused step and its attempt are failed
-        with a cancellation error). A running or retrying run becomes ``cancelling``: a step in
-        flight still records its result, nothing new is dispatched, and the run is
-        ``cancelled`` at its next delivery.
+        A run with no step body running is cancelled at once: pending, paused (its paused
+        step and attempt are failed with a cancellation error), or running / retrying while it
+        waits for a durable timer, a retry delay or a queued step (the database queue's jobs
+        for it are deleted; any other executor's job skips when it comes). A run with a step
+        body in flight becomes ``cancelling``: the step still records its result, nothing new
+        is dispatched, and the run is ``cancelled`` when that step ends, or when a delivery
+        finds its worker dead (the attempt is recorded ``abandoned``, the step run
+        ``failed``).
 
         Raises:
             InvalidRunId, RunNotFound: no such run.
@@ -360,7 +371,12 @@ class Client:
             InvalidWorkflow, InvalidTrigger, InvalidPayload, DispatchFailed: as
                 :meth:`start_run`.
         """
-        return runner.start_cron_trigger(self._runtime, _name(workflow), trigger, signal_payload)
+        return runner.start_cron_trigger(
+            self._runtime,
+            arguments.workflow_name(workflow),
+            arguments.trigger_name(trigger),
+            signal_payload,
+        )
 
     def close(self) -> None:
         """Release the database connections this client opened."""
@@ -377,9 +393,3 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _name(workflow: WorkflowRef) -> str:
-    if isinstance(workflow, str):
-        return workflow
-    return workflow.name

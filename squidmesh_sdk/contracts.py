@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic_core import PydanticUndefined
+from pydantic_core import PydanticSerializationError, PydanticUndefined
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import errors, strict_json
 from squidmesh_sdk.definition.context import StepContext
 
 __all__ = ["InputBinder", "Parameter", "PayloadContract", "StepBody", "build_step_body"]
@@ -54,15 +54,17 @@ class PayloadContract:
         }
 
     def validate(self, payload: object) -> dict[str, Any]:
-        """Validate ``payload``, resolve defaults and return its JSON-safe form.
+        """Validate ``payload``, resolve defaults and return its strict-JSON form.
 
         Raises:
-            InvalidPayload: listing every missing, unknown and invalid field at once.
+            InvalidPayload: listing every missing, unknown and invalid field at once; or the
+                first value that is not strict JSON (NaN, a NUL character, ...), by its path.
         """
         if not isinstance(payload, Mapping):
             raise errors.InvalidPayload(
                 self.trigger, reason=f"expected a mapping, got {type(payload).__name__}"
             )
+        self._check_strict(payload)
         unknown = [str(key) for key in payload if key not in self._keys]
         if self.model is None:
             if unknown:
@@ -85,7 +87,19 @@ class PayloadContract:
             ) from None
         if unknown:
             raise errors.InvalidPayload(self.trigger, unknown_fields=unknown)
-        return instance.model_dump(mode="json", by_alias=True)
+        try:
+            dumped = instance.model_dump(mode="json", by_alias=True)
+        except (PydanticSerializationError, ValueError) as exc:
+            raise errors.InvalidPayload(self.trigger, reason=f"not JSON ({exc})") from None
+        self._check_strict(dumped)
+        return dumped
+
+    def _check_strict(self, payload: Mapping[str, Any]) -> None:
+        problem = strict_json.find_problem(payload, root="")
+        if problem is not None:
+            raise errors.InvalidPayload(
+                self.trigger, invalid_fields={problem.path: f"not strict JSON: {problem.reason}"}
+            )
 
     def describe(self) -> dict[str, Any]:
         """A JSON-safe summary: field name to type and whether it is required."""

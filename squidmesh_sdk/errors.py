@@ -1,35 +1,51 @@
 """Every exception squidmesh_sdk raises, under one root.
 
 ```
-SquidmeshError
-├── DefinitionError          a workflow declaration is invalid (``.issues`` lists every problem)
-├── InvalidPayload           a trigger payload is not a mapping or breaks its contract
-├── InvalidTrigger           a trigger name the workflow does not declare
-├── InvalidWorkflow          a workflow the client was not given (or a stored name it cannot load)
-│   └── DefinitionUnavailable  the client has the workflow, but not the version a run is pinned to
-├── InvalidRunId             a run id that is not a UUID
-├── RunNotFound              no run has that id
-├── InvalidTransition        the run state machine forbids this change of status
-├── UnsafeReplay             replay would repeat irreversible steps; pass ``allow_irreversible``
-├── InvalidStep              the run is not at a step that accepts this action
-├── InvalidResume            actor, comment or metadata of a manual action are malformed
-├── InvalidSchedule          a cron activation's signal id or intended window is malformed
-│   └── MissingScheduleIdempotencyKey  an idempotent cron trigger activated with no identity
-├── StaleRecord              a step run or attempt is no longer ``running`` (another delivery won)
-├── DispatchFailed           the executor refused work; the change that implied it was rolled back
-├── InvalidExecutorPayload   ``perform()`` was given something no executor produced
-├── SchemaNotReady           the database has not been migrated to this version of the library
-│   └── SchemaTooNew         a newer release migrated the database past this library's version
-├── StepTimeout              an async step ran longer than its ``timeout`` (retried per policy)
-└── StepSignal               raised *by step code* to steer the runtime
-    ├── NonRetryableError    fail the attempt now; skip the retry policy
-    │   ├── StepInputError   the step's inputs are missing or fail their annotations
-    │   └── StepOutputError  the step returned something that is not a JSON-safe mapping
-    └── RetryAfter           retryable failure with an explicit delay
+SquidmeshError                                                   squidmesh_error
+├── DefinitionError          a workflow declaration is invalid      invalid_definition
+├── InvalidArgument          a public call got an argument it cannot use   invalid_argument
+├── InvalidPayload           a trigger payload is not a mapping, breaks       invalid_payload
+│                            its contract or is not strict JSON
+├── InvalidTrigger           a trigger name the workflow does not declare     invalid_trigger
+├── InvalidWorkflow          a workflow the client was not given             invalid_workflow
+│   └── DefinitionUnavailable  it has the workflow, not the run's version  definition_unavailable
+├── InvalidRunId             a run id that is not a UUID                       invalid_run_id
+├── RunNotFound              no run has that id                                 run_not_found
+├── InvalidTransition        the state machine forbids this status change  invalid_transition
+├── UnsafeReplay             replay would repeat irreversible steps             unsafe_replay
+├── InvalidStep              the run is not at a step that accepts this action   invalid_step
+├── InvalidResume            actor, comment or metadata of a manual action     invalid_resume
+│                            are malformed or not strict JSON
+├── InvalidSchedule          a cron activation's schedule identity           invalid_schedule
+│                            is malformed; the instance's code says how:
+│                            invalid_schedule_signal, invalid_schedule_signal_id,
+│                            invalid_schedule_window, missing_schedule_idempotency_key
+│   └── MissingScheduleIdempotencyKey  an idempotent trigger activated with no identity
+│                                      missing_schedule_idempotency_key
+├── StaleRecord              a step run or attempt is no longer running          stale_record
+├── DispatchFailed           the executor refused work; nothing committed     dispatch_failed
+├── InvalidExecutorPayload   perform() got something no executor made  invalid_executor_payload
+├── ExecutorNotReady         the executor's engine is not set up           executor_not_ready
+├── SchemaNotReady           the database is not migrated to this version    schema_not_ready
+│   └── SchemaTooNew         a newer release migrated the database further     schema_too_new
+├── StepTimeout              an async step ran past its timeout (retried)        step_timeout
+└── StepSignal               raised *by step code* to steer the runtime           step_signal
+    ├── NonRetryableError    fail the attempt now; skip the retry policy        non_retryable
+    │   ├── StepInputError   the step's inputs are missing or invalid      step_input_invalid
+    │   ├── StepOutputError  the step's output cannot be stored           step_output_invalid
+    │   └── OutcomeNotStored the database refused to record the outcome  outcome_not_stored
+    └── RetryAfter           retryable failure with an explicit delay             retry_after
 ```
 
-Catch ``SquidmeshError`` to handle anything the library raises on purpose. Errors raised by a
-step body are not wrapped: the runtime records them on the attempt and applies the retry policy.
+Catch ``SquidmeshError`` to handle anything the library raises on purpose, and branch on its
+``code`` (a stable snake_case string; the class attribute, which an instance may refine, as
+``InvalidSchedule`` does), never on the message. ``NonRetryableError`` and ``RetryAfter`` take
+a ``code`` of the step's own (``"card_declined"``); it is stored with the attempt's error.
+
+Every public call of :class:`~squidmesh_sdk.Client` raises only ``SquidmeshError`` subclasses
+for bad input. Errors raised by a step body are not wrapped: the runtime records them on the
+attempt (see :mod:`squidmesh_sdk.error_records` for the stored shape) and applies the retry
+policy.
 """
 
 from __future__ import annotations
@@ -45,6 +61,7 @@ __all__ = [
     "DefinitionUnavailable",
     "DispatchFailed",
     "ExecutorNotReady",
+    "InvalidArgument",
     "InvalidExecutorPayload",
     "InvalidPayload",
     "InvalidResume",
@@ -57,6 +74,7 @@ __all__ = [
     "Issue",
     "MissingScheduleIdempotencyKey",
     "NonRetryableError",
+    "OutcomeNotStored",
     "RetryAfter",
     "RunNotFound",
     "SchemaNotReady",
@@ -72,7 +90,13 @@ __all__ = [
 
 
 class SquidmeshError(Exception):
-    """Root of every exception raised on purpose by squidmesh_sdk."""
+    """Root of every exception raised on purpose by squidmesh_sdk.
+
+    Attributes:
+        code: A stable snake_case identifier of the error (see the module's tree).
+    """
+
+    code: str = "squidmesh_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +127,8 @@ class DefinitionError(SquidmeshError, ValueError):
         issues: Every problem found, in a stable order.
     """
 
+    code = "invalid_definition"
+
     def __init__(self, workflow: str, issues: Iterable[Issue]) -> None:
         self.workflow = workflow
         self.issues: tuple[Issue, ...] = tuple(issues)
@@ -117,6 +143,22 @@ class DefinitionError(SquidmeshError, ValueError):
         return tuple(issue.code for issue in self.issues)
 
 
+class InvalidArgument(SquidmeshError, ValueError):
+    """A public call was given an argument it cannot use (``list_runs(status="bogus")``).
+
+    Attributes:
+        argument: The parameter's name.
+        problem: What is wrong with the value.
+    """
+
+    code = "invalid_argument"
+
+    def __init__(self, argument: str, problem: str) -> None:
+        self.argument = argument
+        self.problem = problem
+        super().__init__(problem)
+
+
 class InvalidPayload(SquidmeshError, ValueError):
     """A trigger payload was not a mapping, or broke the trigger's payload contract.
 
@@ -128,6 +170,8 @@ class InvalidPayload(SquidmeshError, ValueError):
         unknown_fields: Keys the contract does not declare, sorted.
         invalid_fields: Field name to a description of why its value was rejected.
     """
+
+    code = "invalid_payload"
 
     def __init__(
         self,
@@ -177,6 +221,8 @@ class InvalidTrigger(SquidmeshError, LookupError):
         known: The triggers the workflow does declare.
     """
 
+    code = "invalid_trigger"
+
     def __init__(self, workflow: str, trigger: str, known: Sequence[str]) -> None:
         self.workflow = workflow
         self.trigger = trigger
@@ -195,6 +241,8 @@ class InvalidWorkflow(SquidmeshError, LookupError):
         workflow: The workflow name that was asked for.
         known: The workflow names the client does know.
     """
+
+    code = "invalid_workflow"
 
     def __init__(self, workflow: str, known: Sequence[str]) -> None:
         self.workflow = workflow
@@ -246,6 +294,8 @@ class InvalidRunId(SquidmeshError, ValueError):
         run_id: The value given.
     """
 
+    code = "invalid_run_id"
+
     def __init__(self, run_id: object) -> None:
         self.run_id = run_id
         super().__init__(f"run id {run_id!r} is not a UUID")
@@ -257,6 +307,8 @@ class RunNotFound(SquidmeshError, LookupError):
     Attributes:
         run_id: The id that was looked up.
     """
+
+    code = "run_not_found"
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
@@ -271,6 +323,8 @@ class InvalidTransition(SquidmeshError):
         from_status: The run's current status.
         to_status: The status that was asked for.
     """
+
+    code = "invalid_transition"
 
     def __init__(self, from_status: str, to_status: str, *, run_id: str | None = None) -> None:
         self.run_id = run_id
@@ -287,6 +341,8 @@ class UnsafeReplay(SquidmeshError):
         run_id: The run that was to be replayed.
         steps: The completed steps that block it, each with its recovery policy.
     """
+
+    code = "unsafe_replay"
 
     def __init__(self, run_id: str, steps: Sequence[Mapping[str, Any]]) -> None:
         self.run_id = run_id
@@ -310,6 +366,8 @@ class InvalidStep(SquidmeshError):
         reason: Why the action is refused.
     """
 
+    code = "invalid_step"
+
     def __init__(self, run_id: str, step: str | None, reason: str) -> None:
         self.run_id = run_id
         self.step = step
@@ -323,6 +381,8 @@ class InvalidResume(SquidmeshError, ValueError):
     Attributes:
         problems: Field name to what is wrong with it (``{"actor": "required"}``).
     """
+
+    code = "invalid_resume"
 
     def __init__(self, problems: Mapping[str, str]) -> None:
         self.problems = dict(problems)
@@ -338,12 +398,21 @@ class InvalidSchedule(SquidmeshError, ValueError):
         trigger: The cron trigger.
         problem: What is wrong (a bad ``signal_id``, a bad ``intended_window``, or an
             idempotent trigger activated without any identity).
+        code: ``invalid_schedule_signal`` (the signal payload is not a mapping or not strict
+            JSON), ``invalid_schedule_signal_id``, ``invalid_schedule_window`` or
+            ``missing_schedule_idempotency_key``.
     """
 
-    def __init__(self, workflow: str, trigger: str, problem: str) -> None:
+    code = "invalid_schedule"
+
+    def __init__(
+        self, workflow: str, trigger: str, problem: str, *, code: str | None = None
+    ) -> None:
         self.workflow = workflow
         self.trigger = trigger
         self.problem = problem
+        if code is not None:
+            self.code = code
         super().__init__(f"cron trigger {trigger!r} of workflow {workflow!r}: {problem}")
 
 
@@ -383,6 +452,8 @@ class StaleRecord(SquidmeshError):
         status: The status it has now (``None`` when the row is gone).
     """
 
+    code = "stale_record"
+
     def __init__(self, record: str, record_id: str, status: str | None) -> None:
         self.record = record
         self.record_id = record_id
@@ -400,6 +471,8 @@ class DispatchFailed(SquidmeshError):
         reason: A one-line description of what the executor reported.
     """
 
+    code = "dispatch_failed"
+
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"dispatch failed: {reason}")
@@ -413,6 +486,8 @@ class InvalidExecutorPayload(SquidmeshError, ValueError):
         problem: What is wrong with it.
     """
 
+    code = "invalid_executor_payload"
+
     def __init__(self, payload: object, problem: str) -> None:
         self.payload = payload
         self.problem = problem
@@ -425,6 +500,8 @@ class ExecutorNotReady(SquidmeshError):
     Raised when the client is built, or by the first dispatch, with what to fix.
     """
 
+    code = "executor_not_ready"
+
 
 class SchemaNotReady(SquidmeshError):
     """The database schema is missing or older than this library needs.
@@ -433,6 +510,8 @@ class SchemaNotReady(SquidmeshError):
         current: The migration version the database is at (0 when never migrated).
         required: The version this library needs.
     """
+
+    code = "schema_not_ready"
 
     def __init__(self, current: int, required: int) -> None:
         self.current = current
@@ -477,6 +556,8 @@ class StepTimeout(SquidmeshError, TimeoutError):
         timeout: The limit, in seconds.
     """
 
+    code = "step_timeout"
+
     def __init__(self, step: str, timeout: float) -> None:
         self.step = step
         self.timeout = timeout
@@ -490,12 +571,34 @@ class StepSignal(SquidmeshError):
     step's inputs cannot be bound.
     """
 
+    code = "step_signal"
+
 
 class NonRetryableError(StepSignal):
     """Fail the current attempt and skip the step's retry policy.
 
     The run then takes the step's error route if it has one, or fails.
+
+    Args:
+        message: What went wrong.
+        code: A machine-readable code of the step's own (``"card_declined"``), stored with the
+            error so callers never match on the message; ``"non_retryable"`` by default.
+        details: JSON values stored with the error (``{"decline_reason": "..."}``).
     """
+
+    code = "non_retryable"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        if code is not None:
+            self.code = code
+        self.details: dict[str, Any] = dict(details or {})
+        super().__init__(message)
 
 
 class RetryAfter(StepSignal):
@@ -506,13 +609,21 @@ class RetryAfter(StepSignal):
 
     Attributes:
         delay: Seconds to wait before the next attempt (``>= 0``).
+        code: The step's own code for the failure (``"rate_limited"``); ``"retry_after"`` by
+            default.
     """
 
-    def __init__(self, delay: float | timedelta, message: str | None = None) -> None:
+    code = "retry_after"
+
+    def __init__(
+        self, delay: float | timedelta, message: str | None = None, *, code: str | None = None
+    ) -> None:
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"RetryAfter delay must be a finite number >= 0, got {delay!r}")
         self.delay = seconds
+        if code is not None:
+            self.code = code
         super().__init__(message or f"retry requested after {seconds:g}s")
 
 
@@ -526,6 +637,8 @@ class StepInputError(NonRetryableError):
         missing: Required parameters with no value in payload or context.
         invalid: Parameter name to the validation message.
     """
+
+    code = "step_input_invalid"
 
     def __init__(
         self, step: str, *, missing: Sequence[str] = (), invalid: Mapping[str, str] | None = None
@@ -541,18 +654,45 @@ class StepInputError(NonRetryableError):
                 "invalid inputs: " + "; ".join(f"{k} ({v})" for k, v in self.invalid.items())
             )
         super().__init__(f"step {step!r} cannot start: " + "; ".join(parts))
+        self.details = {"missing_inputs": list(self.missing), "invalid_inputs": self.invalid}
 
 
 class StepOutputError(NonRetryableError):
     """A step returned something the runtime cannot store.
 
-    Steps return a mapping, a pydantic model or ``None``, with JSON-safe values. Retrying would
-    return the same thing, so the attempt fails without retry.
+    Steps return a mapping, a pydantic model or ``None``, with strict JSON values (see
+    :mod:`squidmesh_sdk.strict_json`: no NaN or infinity, no NUL character or lone surrogate,
+    bytes only as UTF-8, nested at most 64 deep). Retrying would return the same thing, so the
+    attempt fails without retry.
+
+    Attributes:
+        step: The step name.
+        path: The JSON path of the offending value (``$.items[2].price``), when there is one.
+    """
+
+    code = "step_output_invalid"
+
+    def __init__(self, step: str, problem: str, *, path: str | None = None) -> None:
+        self.step = step
+        self.path = path
+        where = f" at {path}" if path else ""
+        super().__init__(f"step {step!r} {problem}{where}")
+        self.details = {"path": path} if path else {}
+
+
+class OutcomeNotStored(NonRetryableError):
+    """The database refused to record a step's outcome (not a lost connection).
+
+    Raised by the runtime, never by step code: the step's result was rolled back and the step
+    fails with this error, recorded in a fresh transaction, instead of being run again. The
+    database's error is chained as ``__cause__``.
 
     Attributes:
         step: The step name.
     """
 
+    code = "outcome_not_stored"
+
     def __init__(self, step: str, problem: str) -> None:
         self.step = step
-        super().__init__(f"step {step!r} {problem}")
+        super().__init__(f"step {step!r}: the database refused to record its outcome ({problem})")

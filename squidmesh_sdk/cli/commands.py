@@ -8,14 +8,11 @@ by :func:`squidmesh_sdk.cli.main`.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import TextIO
 
-from squidmesh_sdk.cli import render
+from squidmesh_sdk.cli import logs, render
 from squidmesh_sdk.cli.app import app_spec, load_client
 from squidmesh_sdk.cli.errors import EXIT_OK, CommandFailed, UsageError
 from squidmesh_sdk.client import Client
@@ -80,9 +77,6 @@ MSG_SCHEMA_NEWER = (
 
 _DIALECTS = ("sqlite", "postgresql")
 _INLINE_POLL = 1.0  # seconds between looks at the in-process queue while waiting
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# Attributes every LogRecord has; anything else on a record came from ``extra=``.
-_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class Context:
@@ -193,47 +187,9 @@ def worker(args: argparse.Namespace, ctx: Context) -> int:
         lease=args.lease,
         poll_interval=args.poll_interval,
     )
-    with _logging(args.log_level, ctx.err):
+    with logs.worker_logging(args.log_level, ctx.err, args.log_format):
         runner.run(install_signal_handlers=True)
     return EXIT_OK
-
-
-def _real_handlers(logger: logging.Logger) -> list[logging.Handler]:
-    """The logger's handlers, without the library's own ``NullHandler``."""
-    return [h for h in logger.handlers if not isinstance(h, logging.NullHandler)]
-
-
-@contextlib.contextmanager
-def _logging(level: str, stream: TextIO) -> Iterator[None]:
-    """Log squidmesh's records at ``level``; to ``stream`` unless the app configured logging."""
-    logger = logging.getLogger("squidmesh_sdk")
-    previous = logger.level
-    handler: logging.Handler | None = None
-    if not logging.getLogger().handlers and not _real_handlers(logger):
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(_ExtraFormatter(_LOG_FORMAT))
-        logger.addHandler(handler)
-    logger.setLevel(level)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
-        if handler is not None:
-            logger.removeHandler(handler)
-
-
-class _ExtraFormatter(logging.Formatter):
-    """Appends the record's structured fields (``extra=``) as ``key=value``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        extras = sorted(
-            (key, value)
-            for key, value in vars(record).items()
-            if key not in _RECORD_ATTRIBUTES and not key.startswith("_")
-        )
-        fields = " ".join(f"{key}={render.compact(value)}" for key, value in extras)
-        return f"{text} {fields}" if fields else text
 
 
 # -- runs: read ----------------------------------------------------------------------------
@@ -357,7 +313,7 @@ def runs_cancel(args: argparse.Namespace, ctx: Context) -> int:
     run = ctx.client().cancel_run(args.run_id)
     if run.status == "cancelled":
         return _report(ctx, args, run, f"cancelled run {run.id}")
-    return _report(ctx, args, run, f"cancelling run {run.id}; it stops at its next delivery")
+    return _report(ctx, args, run, f"cancelling run {run.id}; it stops when its running step ends")
 
 
 def runs_replay(args: argparse.Namespace, ctx: Context) -> int:

@@ -188,6 +188,13 @@ def _worker(sub: Any, common: argparse.ArgumentParser) -> None:
         default="INFO",
         help="level of squidmesh's log lines on stderr (default: INFO)",
     )
+    worker.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        default="console",
+        help="log lines for people (console: one line per step, run and failure) or one JSON "
+        "object per line for machines (default: console)",
+    )
 
 
 def _runs(sub: Any, common: argparse.ArgumentParser) -> None:

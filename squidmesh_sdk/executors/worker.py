@@ -37,7 +37,7 @@ from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.port import payloads
 from squidmesh_sdk.port.continuation import continuation
 from squidmesh_sdk.port.delivery import Delivery
-from squidmesh_sdk.runtime import execution, invoke, runner
+from squidmesh_sdk.runtime import execution, invoke, runner, schedules
 from squidmesh_sdk.runtime.core import RuntimeOwner
 from squidmesh_sdk.runtime.failures import describe_error
 from squidmesh_sdk.runtime.schedules import CatchUp
@@ -149,6 +149,7 @@ class Worker:
             raise
         previous = self._install_signal_handlers() if install_signal_handlers else {}
         self.executor.add_waker(self._wake)
+        self._announce()
         try:
             with self._event_loop(), self._threads() as pool:
                 self._loop_forever(pool)
@@ -157,6 +158,29 @@ class Worker:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._stopped.set()
+
+    def _announce(self) -> None:
+        """Log what this worker serves: queues, workflows with versions, cron schedules."""
+        now = self.runtime.clock.now()
+        cron = [
+            {
+                "workflow": workflow,
+                "trigger": trigger.name,
+                "schedule": f"{trigger.expression} ({trigger.timezone or 'UTC'})",
+                "next": schedules.next_start(trigger, now).isoformat(),
+            }
+            for workflow, trigger in (self.scheduler.triggers if self.scheduler else ())
+        ]
+        logger.info(
+            "worker started",
+            extra={
+                "worker": self.name,
+                "queues": list(self.queues),
+                "concurrency": self.concurrency,
+                "workflows": {name: list(v) for name, v in self.runtime.holds.items()},
+                "cron": cron,
+            },
+        )
 
     def start(self) -> None:
         """Run in a background thread; stop it with :meth:`stop`.
@@ -189,7 +213,6 @@ class Worker:
     # -- the loop ------------------------------------------------------------------------
 
     def _loop_forever(self, pool: concurrent.futures.ThreadPoolExecutor) -> None:
-        logger.info("worker started", extra={"worker": self.name, "queues": list(self.queues)})
         heartbeat = threading.Thread(target=self._heartbeat, name="squidmesh-heartbeat")
         heartbeat.start()
         listener = self._start_listener()
@@ -363,13 +386,28 @@ class Worker:
 
     def _failed(self, job: Job, exc: Exception) -> None:
         error = describe_error(exc)
-        extra = {"worker": self.name, "job_id": job.id, "kind": job.kind, "run_id": job.run_id}
+        extra = {
+            "worker": self.name,
+            "job_id": job.id,
+            "kind": job.kind,
+            "run_id": job.run_id,
+            "step": job.step,
+            "delivery": job.deliveries,
+            "error_type": type(exc).__name__,
+            "error_message": str(exc),
+        }
+        # The traceback is for debugging; the cause (type and message) is always logged.
+        exc_info = exc if logger.isEnabledFor(logging.DEBUG) else None
         if job.deliveries >= self.max_deliveries:
-            logger.error("job failed for good; kept as failed", extra=extra)
+            logger.error("job failed for good; kept as failed", extra=extra, exc_info=exc_info)
             self._finish_job(lambda tx: job_store.fail(tx, job.id, worker=self.name, error=error))
             return
         delay = min(2.0**job.deliveries, 300.0)
-        logger.warning("job delivery raised; retrying later", extra={**extra, "retry_in": delay})
+        logger.warning(
+            "job delivery raised; retrying later",
+            extra={**extra, "retry_in": delay},
+            exc_info=exc_info,
+        )
         self._finish_job(
             lambda tx: job_store.release(tx, job.id, worker=self.name, delay=delay, error=error)
         )

@@ -3,7 +3,8 @@
 Each completed step with a ``@step.compensate`` callback is compensated once: its status,
 output or error and times are recorded under ``recovery["compensation"]`` on the original step
 run. A failing callback is recorded and the others still run; the run stays ``failed`` and its
-``last_error`` then lists the compensation failures. Callbacks are not retried.
+``last_error`` then has kind ``compensation_failed``, the step's own error as ``cause`` and
+the callbacks' errors in ``details["compensation_failures"]``. Callbacks are not retried.
 
 Callbacks are *claimed* like steps: under the run's lock a delivery marks the next callback
 ``running`` (attempt n) and only then calls it, so of any number of concurrent deliveries of
@@ -25,12 +26,13 @@ from typing import Any, Literal
 
 from opentelemetry.trace import Span, SpanKind
 
-from squidmesh_sdk import errors, telemetry
+from squidmesh_sdk import error_records, errors, telemetry
 from squidmesh_sdk.definition.context import StepContext, StepLogger
 from squidmesh_sdk.graph import StepNode, WorkflowDefinition
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import dispatcher, inputs
 from squidmesh_sdk.runtime.core import Runtime
+from squidmesh_sdk.runtime.events import CompensationFinished
 from squidmesh_sdk.runtime.failures import describe_error
 from squidmesh_sdk.runtime.invoke import call_body
 from squidmesh_sdk.store import runs as run_store
@@ -81,7 +83,7 @@ def dispatch_if_available(
     """Enqueue the rollback of a run that just failed, if any completed step can be undone.
 
     Called in the transaction that failed the run. If the executor refuses, the run still
-    fails, and ``last_error["compensation_dispatch"]`` says why no rollback was queued.
+    fails, and ``last_error["details"]["compensation_dispatch"]`` says why no rollback was queued.
     """
     completed = step_run_store.completed_step_runs_for_compensation(tx.connection, run.id)
     if not pending_compensations(definition, completed):
@@ -89,8 +91,9 @@ def dispatch_if_available(
     try:
         dispatcher.dispatch_compensation(runtime, tx, run)
     except errors.DispatchFailed as exc:
-        last_error = {**(run.last_error or {}), "compensation_dispatch": exc.reason}
-        return run_store.write_run(tx, run, last_error=last_error)
+        error = dict(run.last_error or {})
+        error["details"] = {**error.get("details", {}), "compensation_dispatch": exc.reason}
+        return run_store.write_run(tx, run, last_error=error)
     return run
 
 
@@ -275,7 +278,7 @@ def _call(claim: _Claim) -> _Result:
             output = inputs.normalize_output(node.name, call_body(callback, state, context))
             result = _Result(output=output)
         except Exception as exc:  # noqa: BLE001 - a failing callback is recorded, not raised
-            result = _Result(error=describe_error(exc))
+            result = _Result(error=describe_error(exc, step=node.name))
             telemetry.fail(span, exc)
         _compensations.add(
             1,
@@ -284,11 +287,6 @@ def _call(claim: _Claim) -> _Result:
                 telemetry.STEP: node.name,
                 telemetry.OUTCOME: "failed" if result.error else "completed",
             },
-        )
-    if result.error is not None:
-        logger.error(
-            "compensation callback failed",
-            extra={"run_id": run.id, "workflow": run.workflow, "step": node.name},
         )
     return result
 
@@ -309,6 +307,11 @@ def _record_result(tx: Transaction, claim: _Claim, result: _Result) -> bool:
     else:
         recorded.update(status="failed", error=result.error, failed_at=tx.now.isoformat())
     _record(tx, claim.step_run, recorded)
+    tx.events.append(
+        CompensationFinished(
+            claim.run, claim.node.name, claim.attempt, tx.now - claim.started_at, result.error
+        )
+    )
     return True
 
 
@@ -316,27 +319,26 @@ def _record_failures(tx: Transaction, run: Run, definition: WorkflowDefinition) 
     """Once every callback finished, list the failed ones in the run's ``last_error``."""
     completed = step_run_store.completed_step_runs_for_compensation(tx.connection, run.id)
     failures = []
-    for step_run, node in compensatable(definition, completed):
+    for step_run, _ in compensatable(definition, completed):
         state = _state(step_run)
         if state.get("status") == "failed":
             error = state.get("error") or {}
-            failures.append(
-                {"step": node.name, **{k: v for k, v in error.items() if k != "traceback"}}
-            )
+            failures.append({k: v for k, v in error.items() if k != "traceback"})
     if not failures:
         return
     original = run.last_error
-    if (original or {}).get("message") == COMPENSATION_FAILED:  # recorded already
+    if (original or {}).get("kind") == "compensation_failed":  # recorded already
         original = (original or {}).get("cause")
     run_store.write_run(
         tx,
         run,
-        last_error={
-            "message": COMPENSATION_FAILED,
-            "failed_step": run.current_step,
-            "cause": original,
-            "compensation_failures": failures,
-        },
+        last_error=error_records.error_record(
+            "compensation_failed",
+            COMPENSATION_FAILED,
+            step=run.current_step,
+            details={"compensation_failures": failures},
+            cause=original,
+        ),
     )
 
 

@@ -16,6 +16,7 @@ from squidmesh_sdk.store.records import Run
 
 __all__ = [
     "CompensationDispatched",
+    "CompensationFinished",
     "LoggingObserver",
     "Observer",
     "RetryScheduled",
@@ -116,11 +117,23 @@ class RetryScheduled:
     delay: float
 
 
+@dataclass(frozen=True, slots=True)
+class CompensationFinished:
+    """A compensation callback of a failed run finished; ``error`` is set when it failed."""
+
+    run: Run
+    step: str
+    attempt: int
+    duration: timedelta
+    error: Mapping[str, Any] | None = None
+
+
 RunEvent = (
     RunCreated
     | RunTransitioned
     | StepDispatched
     | CompensationDispatched
+    | CompensationFinished
     | StepStarted
     | StepSkipped
     | StepCompleted
@@ -139,10 +152,17 @@ class Observer(Protocol):
 
 
 class LoggingObserver:
-    """Logs every event at DEBUG (failures and retries at WARNING) with structured fields."""
+    """Logs what happens to runs on the ``squidmesh_sdk.runtime`` logger, with structured fields.
+
+    INFO: a step attempt started or completed, a run finished (completed, failed, cancelled), a
+    compensation callback completed. WARNING: an attempt failed, a retry was scheduled, a
+    compensation callback failed. DEBUG: everything else. Every record carries ``event`` (a
+    stable name such as ``step_completed``), ``run_id``, ``workflow`` and, where they apply,
+    ``step``, ``attempt``, ``duration_ms``, ``delay``, ``error_type`` and ``error``.
+    """
 
     def emit(self, event: RunEvent) -> None:
-        """Log ``event`` on the ``squidmesh_sdk.runtime`` logger."""
+        """Log ``event``."""
         extra: dict[str, Any] = {
             "run_id": event.run.id,
             "workflow": event.run.workflow,
@@ -153,17 +173,51 @@ class LoggingObserver:
         if step is not None:
             extra["step"] = step
             extra["attempt"] = getattr(event, "attempt", None)
-        if isinstance(event, StepFailed):
-            extra["error"] = dict(event.error)
-            logger.warning("workflow step failed", extra=extra)
-        elif isinstance(event, RetryScheduled):
-            extra["delay"] = event.delay
-            logger.warning("workflow step failed; scheduling retry", extra=extra)
-        elif isinstance(event, RunTransitioned):
-            extra.update(from_status=event.from_status, to_status=event.to_status)
-            logger.debug("run transition", extra=extra)
-        elif isinstance(event, StepSkipped):
-            extra["reason"] = event.reason
-            logger.debug("step delivery skipped", extra=extra)
-        else:
-            logger.debug(type(event).__name__, extra=extra)
+        duration = getattr(event, "duration", None)
+        if isinstance(duration, timedelta):
+            extra["duration_ms"] = round(duration.total_seconds() * 1000, 1)
+        level, message, name = _describe(event, extra)
+        logger.log(level, message, extra={"event": name, **extra})
+
+
+_FINISHED = {"completed": "run completed", "failed": "run failed", "cancelled": "run cancelled"}
+
+
+def _describe(event: RunEvent, extra: dict[str, Any]) -> tuple[int, str, str]:
+    """The level, constant message and event name of ``event`` (adding its own fields)."""
+    if isinstance(event, StepStarted):
+        return logging.INFO, "step started", "step_started"
+    if isinstance(event, StepCompleted):
+        return logging.INFO, "step completed", "step_completed"
+    if isinstance(event, StepFailed):
+        _error_fields(extra, event.error)
+        return logging.WARNING, "step failed", "step_failed"
+    if isinstance(event, RetryScheduled):
+        extra["delay"] = event.delay
+        return logging.WARNING, "step will be retried", "retry_scheduled"
+    if isinstance(event, CompensationFinished):
+        if event.error is not None:
+            _error_fields(extra, event.error)
+            return logging.WARNING, "compensation failed", "compensation_failed"
+        return logging.INFO, "compensation completed", "compensation_completed"
+    if isinstance(event, RunTransitioned):
+        extra.update(from_status=event.from_status, to_status=event.to_status)
+        if event.to_status in _FINISHED:
+            return logging.INFO, _FINISHED[event.to_status], f"run_{event.to_status}"
+        return logging.DEBUG, "run transition", "run_transitioned"
+    if isinstance(event, StepSkipped):
+        extra["reason"] = event.reason
+        return logging.DEBUG, "step delivery skipped", "step_skipped"
+    if isinstance(event, CompensationDispatched):
+        return logging.INFO, "compensation started", "compensation_dispatched"
+    if isinstance(event, StepDispatched):
+        extra["steps"] = list(event.steps)
+        return logging.DEBUG, "steps dispatched", "steps_dispatched"
+    return logging.DEBUG, "run created", "run_created"
+
+
+def _error_fields(extra: dict[str, Any], error: Mapping[str, Any]) -> None:
+    extra["error"] = dict(error)
+    error_type = error.get("type") or error.get("error_type")
+    if isinstance(error_type, str):
+        extra["error_type"] = error_type

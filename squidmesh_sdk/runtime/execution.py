@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
-from squidmesh_sdk import errors, state_machine, telemetry
+from squidmesh_sdk import error_records, errors, state_machine, telemetry
 from squidmesh_sdk.definition.context import StepContext, StepLogger
 from squidmesh_sdk.graph import StepNode, WorkflowDefinition
 from squidmesh_sdk.port.continuation import current_continuation
@@ -159,14 +159,24 @@ def _execute(runtime: Runtime, run_id: str, step: str, delivery: Delivery) -> Ou
                 return found
         claimed = found
     try:
-        if claimed.node.transaction:
-            with runtime.transaction() as tx:
-                result = _invoke(runtime, claimed, tx)
-                _apply(runtime, tx, claimed, result)
-                delivery.settle_in(tx)
-        else:
-            result = _invoke(runtime, claimed, None)
-            _with_reconnects(lambda: _apply_and_settle(runtime, claimed, result, delivery))
+        try:
+            if claimed.node.transaction:
+                with runtime.transaction() as tx:
+                    result = _invoke(runtime, claimed, tx)
+                    _apply(runtime, tx, claimed, result)
+                    delivery.settle_in(tx)
+            else:
+                result = _invoke(runtime, claimed, None)
+                _with_reconnects(lambda: _apply_and_settle(runtime, claimed, result, delivery))
+        except StatementError as exc:
+            if isinstance(exc, OperationalError | InterfaceError):
+                raise  # the database is unreachable: the delivery is retried, as before
+            # The database refused the outcome (a constraint, a value it cannot store...). That
+            # transaction rolled back whole; the failure is recorded in a fresh one, so the
+            # step fails once with a clear error instead of being redelivered as if its worker
+            # had died.
+            refused = _refused(claimed, exc)
+            _with_reconnects(lambda: _apply_and_settle(runtime, claimed, refused, delivery))
     except _Stale:
         logger.warning(
             "step result discarded: its step run was finished by another delivery",
@@ -179,6 +189,24 @@ def _execute(runtime: Runtime, run_id: str, step: str, delivery: Delivery) -> Ou
         )
         return "skipped"
     return "executed"
+
+
+def _refused(claim: _Claim, exc: StatementError) -> _Outcome:
+    cause = exc.orig if isinstance(exc.orig, BaseException) else exc
+    first_line = (str(cause).strip().splitlines() or [""])[0]
+    logger.error(
+        "the database refused to record a step outcome; the step fails",
+        extra={
+            "run_id": claim.run.id,
+            "workflow": claim.run.workflow,
+            "step": claim.node.name,
+            "attempt": claim.attempt.number,
+            "error": type(exc).__name__,
+        },
+    )
+    refused = errors.OutcomeNotStored(claim.node.name, f"{type(exc).__name__}: {first_line}")
+    refused.__cause__ = cause
+    return _Outcome(exception=refused)
 
 
 def _apply_and_settle(
@@ -244,9 +272,16 @@ def _claim(
     span.set_attribute(telemetry.WORKFLOW, run.workflow)
     definition = runtime.definition_of(run)
     if run.status in state_machine.TERMINAL or run.status == "paused":
+        if run.status != "paused":
+            _close_left_running(runtime, tx, run, step, reclaim=reclaim)
         tx.events.append(StepSkipped(run, step, f"run_{run.status}"))
         return "skipped"
     if run.status == "cancelling":
+        _close_left_running(runtime, tx, run, step, reclaim=reclaim)
+        if run_store.running_steps(tx.connection, run.id):
+            # A body is still in flight: its own outcome (or its takeover) finishes the cancel.
+            tx.events.append(StepSkipped(run, step, "run_cancelling"))
+            return "skipped"
         progression.finish_cancelling(tx, run)
         return "cancelled"
     node = definition.steps.get(step)
@@ -331,18 +366,50 @@ def _takeover_reason(
 ) -> dict[str, Any] | None:
     """Why a step still marked running may be taken over, or ``None`` when it may not."""
     if reclaim:
-        return {
-            "message": "step attempt abandoned: the worker running it stopped",
-            "reason": "worker_lost",
-        }
+        return error_records.error_record(
+            "abandoned",
+            "step attempt abandoned: the worker running it stopped",
+            code="worker_lost",
+            retryable=True,
+            step=step_run.step,
+        )
     timeout = runtime.stale_step_timeout
     if timeout is not None and (tx.now - step_run.updated_at).total_seconds() >= timeout:
-        return {
-            "message": "step attempt reclaimed after exceeding the stale running timeout",
-            "reason": "stale_running_step",
-            "stale_step_timeout": timeout,
-        }
+        return error_records.error_record(
+            "abandoned",
+            "step attempt reclaimed after exceeding the stale running timeout",
+            code="stale_running_step",
+            retryable=True,
+            step=step_run.step,
+            details={"stale_step_timeout": timeout},
+        )
     return None
+
+
+def _close_left_running(
+    runtime: Runtime, tx: Transaction, run: Run, step: str, *, reclaim: bool
+) -> None:
+    """Close ``step`` of a run that will run nothing more, if a dead delivery left it running.
+
+    The run is cancelling or finished, so the step is not taken over: its attempt is recorded
+    as ``abandoned`` (with the takeover reason) and its step run as ``failed`` (with the
+    cancellation error when the run is being cancelled). A step that may still be running
+    somewhere (no takeover reason) is left alone: its outcome closes it.
+    """
+    step_run = step_run_store.get_step_run(tx.connection, run.id, step)
+    if step_run is None or step_run.status != "running":
+        return
+    reason = _takeover_reason(runtime, tx, step_run, reclaim=reclaim)
+    if reason is None:
+        return
+    cancelled = run.status in ("cancelling", "cancelled")
+    error = run_store.ABANDONED_CANCELLATION_ERROR if cancelled else reason
+    latest = attempt_store.latest_attempt(tx.connection, step_run.id)
+    if latest is not None and latest.status == "running":
+        attempt_store.abandon_attempt(tx, latest.id, reason)
+        duration = tx.now - latest.inserted_at
+        tx.events.append(StepFailed(run, step, latest.number, duration, error))
+    step_run_store.fail_step(tx, step_run.id, error)
 
 
 def _abandon(tx: Transaction, step_run: StepRun, reason: Mapping[str, Any]) -> None:
@@ -470,7 +537,7 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
             return advanced
         exc = outcome.exception
         telemetry.fail(trace.get_current_span(), exc)
-        error = describe_error(exc)
+        error = describe_error(exc, step=node.name)
         attempt_store.fail_attempt(tx, claim.attempt.id, error)
         step_run = step_run_store.fail_step(tx, claim.step_run.id, error)
     except errors.StaleRecord as stale:

@@ -111,7 +111,11 @@ def explain(
             held = (definition.version,)
             return _definition_unavailable(run, definition.version, held, missing, result)
     if run.status == "cancelling":
-        return result("cancelling", run.current_step, {}, ("wait_for_cancellation",))
+        # Only a step body still running keeps a run cancelling: name it (them).
+        running = [sr.step for sr in run.step_runs if sr.status == "running"]
+        step = run.current_step or (running[0] if running else None)
+        details: dict[str, Any] = {"running_steps": running}
+        return result("cancelling", step, details, ("wait_for_cancellation",))
     if run.status == "paused":
         return _paused(run, current, definition, result, evidence)
     if run.status == "retrying":

@@ -2,40 +2,26 @@
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import error_records, errors
 from squidmesh_sdk.graph import StepNode
 
 __all__ = ["RetryDecision", "describe_error", "retry_decision"]
 
-_TRACEBACK_LIMIT = 4000
 
+def describe_error(
+    exc: BaseException, *, step: str | None = None, with_traceback: bool = True
+) -> dict[str, Any]:
+    """``exc`` in the stored error shape (:mod:`squidmesh_sdk.error_records`).
 
-def describe_error(exc: BaseException, *, with_traceback: bool = True) -> dict[str, Any]:
-    """A JSON-safe description of ``exc``: message, type, whether it may be retried.
-
-    ``StepInputError`` adds the missing and invalid inputs; ``RetryAfter`` the delay it asked for.
-    The traceback is kept (truncated from the top) for the attempt record.
+    ``kind`` says what failed, ``code`` keeps the exception's own string ``code``, ``details``
+    the missing and invalid inputs of ``StepInputError``, the delay ``RetryAfter`` asked for
+    or the ``details`` a step gave ``NonRetryableError``. The traceback is kept (truncated from
+    the top) for the attempt record.
     """
-    error: dict[str, Any] = {
-        "message": str(exc) or type(exc).__name__,
-        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "retryable": not isinstance(exc, errors.NonRetryableError),
-    }
-    if isinstance(exc, errors.StepInputError):
-        if exc.missing:
-            error["missing_inputs"] = list(exc.missing)
-        if exc.invalid:
-            error["invalid_inputs"] = dict(exc.invalid)
-    if isinstance(exc, errors.RetryAfter):
-        error["retry_after"] = exc.delay
-    if with_traceback and exc.__traceback__ is not None:
-        text = "".join(traceback.format_exception(exc))
-        error["traceback"] = text[-_TRACEBACK_LIMIT:]
-    return error
+    return error_records.from_exception(exc, step=step, with_traceback=with_traceback)
 
 
 @dataclass(frozen=True, slots=True)

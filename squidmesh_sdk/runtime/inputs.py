@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import errors, strict_json
 from squidmesh_sdk.graph import StepNode
 from squidmesh_sdk.store.records import SCHEDULE_KEY, Run
 
@@ -34,15 +34,21 @@ def snapshot(node: StepNode, run_state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def normalize_output(step: str, value: object) -> dict[str, Any]:
-    """A step's return value as a JSON-safe dict.
+    """A step's return value as a strict-JSON dict (see :mod:`squidmesh_sdk.strict_json`).
 
     Raises:
-        StepOutputError: not a mapping, model or ``None``, or values JSON cannot hold.
+        StepOutputError: not a mapping, model or ``None``, or values JSON cannot hold (the
+            error names the JSON path of the first one, such as ``$.items[2].price``).
     """
     if value is None:
         return {}
     if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json", by_alias=True)
+        try:
+            value = value.model_dump(mode="json", by_alias=True)
+        except (PydanticSerializationError, ValueError) as exc:
+            raise errors.StepOutputError(
+                step, f"returned a model JSON cannot hold ({exc})"
+            ) from None
     if not isinstance(value, Mapping):
         raise errors.StepOutputError(
             step,
@@ -51,10 +57,21 @@ def normalize_output(step: str, value: object) -> dict[str, Any]:
     bad_keys = [key for key in value if not isinstance(key, str)]
     if bad_keys:
         raise errors.StepOutputError(step, f"returned non-string keys {bad_keys!r}")
-    try:
-        jsonable = to_jsonable_python(dict(value))
-    except PydanticSerializationError as exc:
-        raise errors.StepOutputError(step, f"returned a value JSON cannot hold ({exc})") from None
+    # Checked before and after the conversion: before, so deep nesting and non-UTF-8 bytes are
+    # named by their path; after, for what the conversion produced (models, dataclasses...).
+    problem = strict_json.find_problem(value)
+    if problem is None:
+        try:
+            jsonable = to_jsonable_python(dict(value))
+        except (PydanticSerializationError, ValueError) as exc:
+            raise errors.StepOutputError(
+                step, f"returned a value JSON cannot hold ({exc})"
+            ) from None
+        problem = strict_json.find_problem(jsonable)
+    if problem is not None:
+        raise errors.StepOutputError(
+            step, f"returned a value that is not strict JSON: {problem.reason}", path=problem.path
+        )
     assert isinstance(jsonable, dict)  # noqa: S101 - a dict stays a dict
     return jsonable
 

@@ -12,6 +12,7 @@ from squidmesh_sdk.runtime.events import RunCreated, RunTransitioned, StepFailed
 from squidmesh_sdk.runtime.explanation import RunExplanation, explain
 from squidmesh_sdk.runtime.inspection import step_states
 from squidmesh_sdk.store import attempts as attempt_store
+from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.records import Run
@@ -20,7 +21,12 @@ __all__ = ["cancel_run", "explain_run", "inspect_run", "replay_run"]
 
 
 def cancel_run(runtime: Runtime, run_id: str) -> Run:
-    """Cancel a run: at once when pending or paused, cooperatively when running or retrying.
+    """Cancel a run: at once unless a step body is running, else once that step ends.
+
+    A run waiting for a timer, a retry delay, a queued step, a pause or an approval is
+    ``cancelled`` by this transaction; the jobs of the database queue it no longer needs are
+    deleted in it too (any other executor's delayed job finds the run cancelled and skips). A
+    run with a step running becomes ``cancelling``; see :func:`run_store.cancel_run`.
 
     Raises:
         InvalidRunId, RunNotFound: no such run.
@@ -41,7 +47,15 @@ def cancel_run(runtime: Runtime, run_id: str) -> Run:
                 duration = tx.now - latest.inserted_at
                 error = run_store.PAUSE_CANCELLATION_ERROR
                 tx.events.append(StepFailed(run, step_run.step, latest.number, duration, error))
-        tx.events.append(RunTransitioned(run, from_status, run.status))
+        if from_status in ("running", "retrying"):
+            cancelling = dataclasses.replace(run, status="cancelling")
+            tx.events.append(RunTransitioned(cancelling, from_status, "cancelling"))
+            if run.status == "cancelled":
+                tx.events.append(RunTransitioned(run, "cancelling", "cancelled"))
+        else:
+            tx.events.append(RunTransitioned(run, from_status, run.status))
+        if run.status == "cancelled":
+            job_store.discard_queued(tx, run.id)
     return run
 
 

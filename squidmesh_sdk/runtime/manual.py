@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from squidmesh_sdk import errors, telemetry
+from squidmesh_sdk import errors, strict_json, telemetry
 from squidmesh_sdk.graph import COMPLETE_TARGET
 from squidmesh_sdk.runtime import dispatcher, inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
@@ -117,14 +117,14 @@ def _validate(
         if decision != "resumed":
             problems["actor"] = "required: say who approved or rejected"
     elif isinstance(actor, str) and actor.strip():
-        details["actor"] = actor
+        details["actor"] = _strict_text(actor, "actor", problems)
     elif isinstance(actor, Mapping) and actor:
         details["actor"] = _json_safe(dict(actor), "actor", problems)
     else:
         problems["actor"] = "must be a non-empty string or a non-empty mapping"
     if comment is not None:
         if isinstance(comment, str) and comment.strip():
-            details["comment"] = comment
+            details["comment"] = _strict_text(comment, "comment", problems)
         else:
             problems["comment"] = "must be a non-empty string"
     if metadata is not None:
@@ -138,10 +138,21 @@ def _validate(
 
 
 def _json_safe(value: dict[str, Any], field: str, problems: dict[str, str]) -> dict[str, Any]:
+    problem = strict_json.find_problem(value, root=field)
+    if problem is not None:
+        problems[field] = f"must hold strict JSON values only ({problem.path}: {problem.reason})"
+        return value
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         problems[field] = f"must hold JSON values only ({exc})"
+    return value
+
+
+def _strict_text(value: str, field: str, problems: dict[str, str]) -> str:
+    problem = strict_json.find_problem(value, root=field)
+    if problem is not None:
+        problems[field] = f"must be text that can be stored: it {problem.reason}"
     return value
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import error_records, errors
 from squidmesh_sdk.graph import COMPLETE_TARGET, StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import compensation, dispatcher, inputs
 from squidmesh_sdk.runtime.core import Runtime
@@ -56,6 +56,19 @@ def finish_cancelling(
     )
 
 
+def _step_ended_while_cancelling(
+    tx: Transaction, run: Run, *, context: Mapping[str, Any] | None = None
+) -> Run:
+    """A step of a cancelling run ended: the run is cancelled unless another step still runs.
+
+    (Only a dependency run can have another: its branches run at once.) That step's own
+    outcome, or the delivery that takes it over from a dead worker, finishes the cancellation.
+    """
+    if run_store.running_steps(tx.connection, run.id):
+        return write_run(tx, run, context=context) if context is not None else run
+    return finish_cancelling(tx, run, context=context)
+
+
 def advance_after_success(
     runtime: Runtime,
     tx: Transaction,
@@ -66,13 +79,14 @@ def advance_after_success(
 ) -> Run:
     """Merge a completed step's (namespaced) output and move the run on.
 
-    A finished run only records the step; a cancelling run becomes cancelled.
+    A finished run only records the step; a cancelling run becomes cancelled (once no other
+    step of it runs).
     """
     if run.terminal:
         return run
     context = inputs.merge_output(run.context, output)
     if run.status == "cancelling":
-        return finish_cancelling(tx, run, context=context)
+        return _step_ended_while_cancelling(tx, run, context=context)
     if definition.shape == "dependency":
         return _advance_dependencies(runtime, tx, run, definition, node, context)
     target = definition.route(node.name, "ok")
@@ -97,17 +111,12 @@ def advance_after_failure(
     if run.terminal:
         return run
     if run.status == "cancelling":
-        return finish_cancelling(tx, run)
-    last_error = {"step": node.name, **{k: v for k, v in error.items() if k != "traceback"}}
+        return _step_ended_while_cancelling(tx, run)
+    last_error = {**{k: v for k, v in error.items() if k != "traceback"}, "step": node.name}
     transition = definition.shape == "transition"
     if decision.retry:
-        run = write_run(
-            tx,
-            run,
-            status="retrying",
-            current_step=node.name if transition else UNSET,
-            last_error=last_error,
-        )
+        # A retrying run names the step it waits to retry, in both graph shapes.
+        run = write_run(tx, run, status="retrying", current_step=node.name, last_error=last_error)
         try:
             dispatcher.dispatch_steps(
                 runtime, tx, run, [node.name], schedule_in=decision.delay or None
@@ -117,12 +126,7 @@ def advance_after_failure(
                 runtime,
                 tx,
                 run,
-                {
-                    "message": DISPATCH_FAILED,
-                    "failed_step": node.name,
-                    "cause": last_error,
-                    "dispatch_reason": exc.reason,
-                },
+                _dispatch_failed(exc, node.name, {"next_steps": [node.name]}, cause=last_error),
                 current_step=node.name,
             )
         tx.events.append(RetryScheduled(run, node.name, attempt, decision.delay))
@@ -167,7 +171,7 @@ def _route(
             runtime,
             tx,
             run,
-            {"message": DISPATCH_FAILED, "next_step": target, "cause": exc.reason},
+            _dispatch_failed(exc, target, {"next_steps": [target]}),
             current_step=target,
         )
     return run
@@ -207,10 +211,29 @@ def _advance_dependencies(
             runtime,
             tx,
             run,
-            {"message": DISPATCH_FAILED, "next_steps": ready, "dispatch_reason": exc.reason},
+            _dispatch_failed(exc, None, {"next_steps": ready}),
             current_step=None,
         )
     return run
+
+
+def _dispatch_failed(
+    exc: errors.DispatchFailed,
+    step: str | None,
+    details: Mapping[str, Any],
+    *,
+    cause: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The run's error when the executor refused its next work (``reason``: what it said)."""
+    return error_records.error_record(
+        "dispatch_failed",
+        DISPATCH_FAILED,
+        code=exc.code,
+        type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        step=step,
+        details={**details, "reason": exc.reason},
+        cause=cause,
+    )
 
 
 def _fail(

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 
-from squidmesh_sdk import cron_expressions, errors
+from squidmesh_sdk import cron_expressions, errors, strict_json
 from squidmesh_sdk.graph import TriggerNode
 
 __all__ = [
@@ -37,6 +37,9 @@ __all__ = [
 CatchUp = Literal["latest", "all", "none"]
 """What a scheduler does with windows missed while no worker ran: run the most recent one
 (``latest``, the default), run each (``all``, at most :data:`MAX_CATCH_UP`), or skip them."""
+
+_BAD_SIGNAL = "invalid_schedule_signal"
+_BAD_WINDOW = "invalid_schedule_window"
 
 MAX_CATCH_UP = 100
 """The most missed windows one scheduler pass starts with ``catch_up="all"``."""
@@ -162,11 +165,24 @@ def parse_signal(workflow: str, trigger: str, payload: Mapping[str, Any] | None)
     if payload is None:
         return Signal(None, None)
     if not isinstance(payload, Mapping):
-        raise errors.InvalidSchedule(workflow, trigger, "the signal payload must be a mapping")
+        raise errors.InvalidSchedule(
+            workflow, trigger, "the signal payload must be a mapping", code=_BAD_SIGNAL
+        )
+    problem = strict_json.find_problem(payload, root="")
+    if problem is not None:
+        raise errors.InvalidSchedule(
+            workflow,
+            trigger,
+            f"{problem.path} is not strict JSON: {problem.reason}",
+            code=_BAD_SIGNAL,
+        )
     signal_id = payload.get("signal_id")
     if signal_id is not None and (not isinstance(signal_id, str) or not signal_id.strip()):
         raise errors.InvalidSchedule(
-            workflow, trigger, f"signal_id must be a non-empty string, got {signal_id!r}"
+            workflow,
+            trigger,
+            f"signal_id must be a non-empty string, got {signal_id!r}",
+            code="invalid_schedule_signal_id",
         )
     bounds = _parse_bounds(workflow, trigger, payload.get("intended_window"))
     window = None
@@ -183,7 +199,9 @@ def _parse_bounds(workflow: str, trigger: str, raw: object) -> dict[str, datetim
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        raise errors.InvalidSchedule(workflow, trigger, "intended_window must be a mapping")
+        raise errors.InvalidSchedule(
+            workflow, trigger, "intended_window must be a mapping", code=_BAD_WINDOW
+        )
     bounds: dict[str, datetime] = {}
     for key in ("start_at", "end_at"):
         value = raw.get(key)
@@ -198,11 +216,15 @@ def _parse_bounds(workflow: str, trigger: str, raw: object) -> dict[str, datetim
                 workflow,
                 trigger,
                 f"intended_window.{key} must be an ISO-8601 time with an offset, got {value!r}",
+                code=_BAD_WINDOW,
             )
         bounds[key] = moment.astimezone(UTC)
     if len(bounds) == 2 and bounds["start_at"] >= bounds["end_at"]:
         raise errors.InvalidSchedule(
-            workflow, trigger, "intended_window.start_at must be before its end_at"
+            workflow,
+            trigger,
+            "intended_window.start_at must be before its end_at",
+            code=_BAD_WINDOW,
         )
     return bounds
 

@@ -38,6 +38,7 @@ __all__ = [
     "count_by_status",
     "count_jobs",
     "delete_failed",
+    "discard_queued",
     "enqueue",
     "extend_leases",
     "fail",
@@ -261,6 +262,22 @@ def fail(tx: Transaction, job_id: int, *, worker: str, error: Mapping[str, Any])
         )
     )
     return result.rowcount == 1
+
+
+def discard_queued(tx: Transaction, run_id: str) -> int:
+    """Delete the run's step jobs no worker holds: the queued and delayed ones.
+
+    For a run that was just finished (cancelled): their deliveries would only skip. A job a
+    worker has leased, or is leasing right now (``SKIP LOCKED`` on PostgreSQL, so this never
+    waits for a claim that waits for the run's lock), is left to its delivery, which skips too.
+    """
+    queued = sa.select(jobs.c.id).where(
+        jobs.c.run_id == uuid.UUID(run_id), jobs.c.kind == "step", jobs.c.status == "queued"
+    )
+    if tx.connection.dialect.name == "postgresql":
+        queued = queued.with_for_update(skip_locked=True)
+    result = tx.connection.execute(jobs.delete().where(jobs.c.id.in_(queued.scalar_subquery())))
+    return result.rowcount
 
 
 def extend_leases(tx: Transaction, *, worker: str, job_ids: Iterable[int], lease: float) -> int:

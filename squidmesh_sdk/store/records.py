@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import error_records, errors
 from squidmesh_sdk.state_machine import RunStatus
 
 __all__ = [
@@ -87,7 +87,7 @@ class Attempt:
             step_run_id=str(row["step_run_id"]),
             number=row["attempt_number"],
             status=row["status"],
-            error=row["error"],
+            error=error_records.upgrade(row["error"]),
             inserted_at=row["inserted_at"],
             updated_at=row["updated_at"],
         )
@@ -139,7 +139,7 @@ class StepRun:
             status=row["status"],
             input=row["input"],
             output=row["output"],
-            last_error=row["last_error"],
+            last_error=error_records.upgrade(row["last_error"]),
             recovery=row["recovery"],
             resume=row["resume"],
             manual=row["manual"],
@@ -222,7 +222,10 @@ class Run:
         status: Where it is in the run state machine.
         payload: The validated trigger payload, defaults resolved.
         context: Everything the steps produced so far, merged (or under their output keys).
-        current_step: The step being run or next to run (transition workflows), else ``None``.
+        current_step: The one step the run's status is about: the step a transition run runs
+            or runs next, the step a retrying run waits to retry, the step a paused run waits
+            at, the step whose failure failed the run. ``None`` when no single step is: a
+            dependency run in progress, a completed, cancelling or cancelled run.
         last_error: Why it failed or is retrying.
         replayed_from_run_id: The run this one replays, if any.
         definition_fingerprint: Fingerprint of the workflow graph the run was started with.
@@ -282,7 +285,7 @@ class Run:
             payload=row["payload"],
             context=row["context"],
             current_step=row["current_step"],
-            last_error=row["last_error"],
+            last_error=error_records.upgrade(row["last_error"]),
             replayed_from_run_id=str(replayed) if replayed is not None else None,
             definition_fingerprint=row["definition_fingerprint"],
             definition_version=row["definition_version"],

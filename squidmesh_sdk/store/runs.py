@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from squidmesh_sdk import errors, state_machine
+from squidmesh_sdk import error_records, errors, state_machine
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import audit
@@ -29,6 +29,7 @@ from squidmesh_sdk.store.schema import runs
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
+    "ABANDONED_CANCELLATION_ERROR",
     "PAUSE_CANCELLATION_ERROR",
     "UNSET",
     "cancel_run",
@@ -41,17 +42,27 @@ __all__ = [
     "relock_run_later",
     "replay_blockers",
     "replay_run",
+    "running_steps",
     "schedule_next_step",
     "transition_run",
     "update_run",
     "write_run",
 ]
 
-PAUSE_CANCELLATION_ERROR: Mapping[str, Any] = {
-    "message": "run cancelled while paused",
-    "reason": "cancelled",
-}
+PAUSE_CANCELLATION_ERROR: Mapping[str, Any] = error_records.error_record(
+    "cancelled", "run cancelled while paused", code="cancelled"
+)
 """The error recorded on a paused step and its attempt when the run is cancelled."""
+
+ABANDONED_CANCELLATION_ERROR: Mapping[str, Any] = error_records.error_record(
+    "cancelled",
+    "run cancelled while its step was running; the step's worker stopped",
+    code="cancelled",
+)
+"""The error recorded on a cancelled run's step run whose worker died while running it.
+
+Its attempt is recorded as ``abandoned``, with the reason the worker was found gone.
+"""
 
 _SCHEDULE_IDENTITY_KEYS = ("idempotency", "idempotency_key")
 
@@ -137,7 +148,7 @@ def relock_run(connection: Connection, run: Run) -> Run:
     row = _RELOCK_RUN.first(connection, {"run_id": run.id})
     if row is None:
         raise errors.RunNotFound(run.id)
-    return dataclasses.replace(run, **row)
+    return _refreshed(run, row)
 
 
 def relock_run_later(connection: Connection, run: Run) -> Callable[[], Run]:
@@ -152,9 +163,15 @@ def relock_run_later(connection: Connection, run: Run) -> Callable[[], Run]:
         rows = fetch()
         if not rows:
             raise errors.RunNotFound(run.id)
-        return dataclasses.replace(run, **rows[0])
+        return _refreshed(run, rows[0])
 
     return relocked
+
+
+def _refreshed(run: Run, row: Mapping[str, Any]) -> Run:
+    return dataclasses.replace(
+        run, **{**row, "last_error": error_records.upgrade(row["last_error"])}
+    )
 
 
 def get_run(connection: Connection, run_id: object, *, include_history: bool = False) -> Run:
@@ -202,13 +219,18 @@ def list_runs(
     ``after`` to get the next page (runs listed after it, that is older ones).
 
     Raises:
-        ValueError: an unknown status, or a limit that is not a positive integer.
+        InvalidArgument: an unknown status, or a limit that is not a positive integer.
         InvalidRunId, RunNotFound: ``after`` is not the id of a run.
     """
     if status is not None and status not in state_machine.STATES:
-        raise ValueError(f"unknown run status {status!r}; expected one of {state_machine.STATES}")
+        expected = ", ".join(state_machine.STATES)
+        raise errors.InvalidArgument(
+            "status", f"unknown run status {status!r}; expected one of {expected}"
+        )
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        raise errors.InvalidArgument("limit", f"limit must be a positive integer, got {limit!r}")
+    if workflow is not None and not isinstance(workflow, str):
+        raise errors.InvalidArgument("workflow", f"workflow must be a name, got {workflow!r}")
     query = sa.select(runs).order_by(runs.c.inserted_at.desc(), runs.c.id.desc()).limit(limit)
     if workflow is not None:
         query = query.where(runs.c.workflow == workflow)
@@ -313,8 +335,12 @@ def cancel_run(tx: Transaction, run_id: object) -> tuple[Run, RunStatus]:
     """Cancel a run as far as its status allows; return it and the status it had.
 
     ``pending`` and ``paused`` runs are cancelled at once (a paused step and its running attempt
-    are failed with :data:`PAUSE_CANCELLATION_ERROR`); ``running`` and ``retrying`` runs move to
-    ``cancelling`` and finish cancelling at their next delivery. ``current_step`` is cleared.
+    are failed with :data:`PAUSE_CANCELLATION_ERROR`). A ``running`` or ``retrying`` run with a
+    step run still ``running`` (a step body in flight) moves to ``cancelling`` and finishes when
+    that step does; without one (it waits for a timer, a retry delay or a queued step) it is
+    cancelled at once, through ``cancelling`` (the state machine has no ``running ->
+    cancelled``), with ``last_error`` cleared as a cancelling delivery would. ``current_step`` is
+    cleared. Jobs are the caller's business.
 
     Raises:
         InvalidRunId, RunNotFound: as :func:`lock_run`.
@@ -328,9 +354,17 @@ def cancel_run(tx: Transaction, run_id: object) -> tuple[Run, RunStatus]:
         run = write_run(tx, run, status="cancelled", current_step=None)
     elif from_status in ("running", "retrying"):
         run = write_run(tx, run, status="cancelling", current_step=None)
+        if not running_steps(tx.connection, run.id):
+            run = write_run(tx, run, status="cancelled", last_error=None)
     else:
         raise errors.InvalidTransition(from_status, "cancelling", run_id=run.id)
     return run, from_status
+
+
+def running_steps(connection: Connection, run_id: str) -> list[str]:
+    """The run's steps whose step run is ``running``: a body in flight (or a paused step)."""
+    statuses = step_run_store.step_statuses(connection, run_id)
+    return [step for step, status in statuses.items() if status == "running"]
 
 
 def replay_blockers(

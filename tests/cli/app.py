@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from samples import cancellable_wait, manual_approval
+from samples import cancellable_wait, manual_approval, saga_checkout
 from squidmesh_sdk import (
     COMPLETE,
     Client,
@@ -53,8 +53,8 @@ WORKFLOWS = (manual_approval.workflow, cancellable_wait.workflow, holding, trans
 
 
 def make_client() -> Client:
-    """The app as operators run it: the database queue, no log noise."""
-    return Client(os.environ[DB_ENV_VAR], WORKFLOWS, executor=DatabaseExecutor(), observers=())
+    """The app as operators run it: the database queue, default observers (logging)."""
+    return Client(os.environ[DB_ENV_VAR], WORKFLOWS, executor=DatabaseExecutor())
 
 
 def inline_client() -> Client:
@@ -81,3 +81,8 @@ def wrong_factory() -> object:
 
 
 not_a_client = 42
+
+
+def saga_client() -> Client:
+    """An app whose runs retry, fail and compensate: what a worker's console shows."""
+    return Client(os.environ[DB_ENV_VAR], [saga_checkout.workflow], executor=DatabaseExecutor())

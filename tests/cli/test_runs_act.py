@@ -11,6 +11,8 @@ import pytest
 from squidmesh_sdk import Client
 from squidmesh_sdk.cli import EXIT_FAILURE, EXIT_USAGE
 from squidmesh_sdk.cli.commands import MSG_UNKNOWN_TRIGGER, MSG_UNKNOWN_WORKFLOW, MSG_UNSAFE_REPLAY
+from squidmesh_sdk.runtime import execution
+from squidmesh_sdk.store import jobs as job_store
 from tests.cli.support import Cli, assert_one_error_line, drain, stable_json
 
 REGISTERED = "cancellable_wait, failing, holding, manual_approval, transfer"
@@ -239,13 +241,26 @@ def test_cancel_a_pending_run_then_again(cli: Cli, client: Client) -> None:
     assert message == f"run {run.id}: cannot move from 'cancelled' to 'cancelling'"
 
 
-def test_cancel_a_running_run_stops_it_at_its_next_delivery(cli: Cli, client: Client) -> None:
+def test_cancel_a_run_in_a_durable_wait_stops_it_at_once(cli: Cli, client: Client) -> None:
     run = client.start_run("cancellable_wait")
     drain(client)  # the wait step ran; the next step's job is due in 10 s
     assert client.inspect_run(run.id).status == "running"
     result = cli("runs", "cancel", run.id)
+    assert result.out == f"cancelled run {run.id} (status cancelled)\n"
+    assert client.inspect_run(run.id).status == "cancelled"
+    with client.database.read() as connection:
+        assert job_store.list_jobs(connection, run_id=run.id) == []  # the delayed job is gone
+
+
+def test_cancel_a_run_with_a_step_running_stops_it_when_the_step_ends(
+    cli: Cli, client: Client
+) -> None:
+    run = client.start_run("transfer")
+    with client.runtime.transaction() as tx:  # a worker claimed the step; its body runs
+        assert execution.claim_step(client.runtime, tx, run.id, "send_money") is not None
+    result = cli("runs", "cancel", run.id)
     assert result.out == (
-        f"cancelling run {run.id}; it stops at its next delivery (status cancelling)\n"
+        f"cancelling run {run.id}; it stops when its running step ends (status cancelling)\n"
     )
     assert client.inspect_run(run.id).status == "cancelling"
     again = cli("runs", "cancel", run.id, "--json")

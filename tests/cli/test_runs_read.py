@@ -6,11 +6,13 @@ import uuid
 from datetime import datetime
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from squidmesh_sdk import Client
 from squidmesh_sdk.cli import EXIT_FAILURE, EXIT_USAGE
+from squidmesh_sdk.store import schema
 from tests.cli.support import Cli, assert_one_error_line, drain, stable_json
 
 RUN_KEYS = {
@@ -379,3 +381,46 @@ def test_explain_errors(cli: Cli, client: Client) -> None:
     missing = str(uuid.uuid4())
     assert_one_error_line(cli("runs", "explain", missing), EXIT_FAILURE, "does not exist")
     assert_one_error_line(cli("runs", "explain", "x"), EXIT_USAGE, "is not a run id")
+
+
+def test_show_renders_errors_stored_by_older_releases(
+    cli: Cli, client: Client, app_db: str
+) -> None:
+    run = client.start_run("failing")
+    drain(client)
+    old = {"message": "failed to dispatch workflow step", "next_step": "b", "cause": "refused"}
+    engine = sa.create_engine(app_db)
+    with engine.begin() as connection:
+        connection.execute(
+            schema.runs.update().where(schema.runs.c.id == uuid.UUID(run.id)).values(last_error=old)
+        )
+        connection.execute(
+            schema.attempts.update().values(error={"message": "gone", "reason": "worker_lost"})
+        )
+    engine.dispose()
+    out = cli("runs", "show", run.id).out
+    assert "last error    failed to dispatch workflow step\n" in out
+    assert out.split("\n\n")[2].splitlines()[1].endswith("gone")
+    data = stable_json(cli("runs", "show", run.id, "--json").out)
+    assert (data["last_error"]["kind"], data["last_error"]["details"]) == (
+        "dispatch_failed",
+        {"next_step": "b", "reason": "refused"},
+    )
+    (attempt,) = data["step_runs"][0]["attempts"]
+    assert (attempt["error"]["kind"], attempt["error"]["code"]) == ("abandoned", "worker_lost")
+
+
+def test_show_json_of_a_failed_run_has_the_error_shape(cli: Cli, client: Client) -> None:
+    run = client.start_run("failing")
+    drain(client)
+    data = stable_json(cli("runs", "show", run.id, "--json").out)
+    assert data["last_error"] == {
+        "kind": "step_error",
+        "message": "boom",
+        "code": "non_retryable",
+        "type": "squidmesh_sdk.errors.NonRetryableError",
+        "retryable": False,
+        "step": "explode",
+        "details": {},
+        "cause": None,
+    }

@@ -140,7 +140,10 @@ def test_a_worker_process_runs_jobs_and_stops_on_sigterm(client: Client, app_db:
             process.communicate()
     assert process.returncode == 0, err
     assert out == ""
-    assert "INFO squidmesh_sdk.worker: worker started" in err
-    assert 'queues=["default"]' in err
+    assert "squidmesh worker " in err
+    assert "\n  queues       default\n" in err
+    assert "\n  workflow     transfer (versions: fp-" in err
+    assert f"transfer {run.id[:8]}  send_money#1          started" in err
+    assert f"transfer {run.id[:8]}                        run completed" in err
     assert "worker stopped" in err
     assert "Traceback" not in err

@@ -184,6 +184,11 @@ def test_log_records_carry_run_workflow_step_and_attempt(
     assert fields(unbooking, *keys, "compensating") == (run.id, "logged", "book", 1, True)
     (noted,) = [r for r in caplog.records if r.getMessage() == "booking noted"]
     assert fields(noted, *keys) == (run.id, "logged", "noted", 1)
-    (step_failed,) = [r for r in caplog.records if r.getMessage() == "workflow step failed"]
+    (step_failed,) = [r for r in caplog.records if r.getMessage() == "step failed"]
     assert step_failed.name == "squidmesh_sdk.runtime"
-    assert fields(step_failed, *keys) == (run.id, "logged", "pay", 1)
+    assert step_failed.levelno == logging.WARNING
+    assert fields(step_failed, *keys, "event") == (run.id, "logged", "pay", 1, "step_failed")
+    started = [r for r in caplog.records if getattr(r, "event", None) == "step_started"]
+    assert {(r.levelno, r.step) for r in started} >= {(logging.INFO, "book"), (logging.INFO, "pay")}
+    (compensated,) = [r for r in caplog.records if r.getMessage() == "compensation completed"]
+    assert fields(compensated, *keys) == (run.id, "logged", "book", 1)

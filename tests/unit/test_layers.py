@@ -121,3 +121,25 @@ def test_an_editable_install_exposes_only_the_package(tmp_path: Path) -> None:
         check=True,
     )
     assert Path(found.stdout.strip()) == ROOT / "squidmesh_sdk" / "__init__.py"
+
+
+def test_every_module_of_the_package_has_a_layer() -> None:
+    # A module the layers contract does not name is not checked at all: name each one.
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (layers,) = [
+        contract["layers"]
+        for contract in config["tool"]["importlinter"]["contracts"]
+        if contract["id"] == "layers"
+    ]
+    named = {name.strip() for layer in layers for name in layer.split("|")}
+    package = ROOT / "squidmesh_sdk"
+    present = {
+        path.stem if path.is_file() else path.name
+        for path in package.iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__")
+        or (path.is_dir() and (path / "__init__.py").exists())
+    }
+    assert present - named == set()
+    assert named - present == set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 import sys
 
@@ -24,6 +25,7 @@ EXPECTED = [
     "Executor",
     "ExecutorNotReady",
     "InlineExecutor",
+    "InvalidArgument",
     "InvalidExecutorPayload",
     "InvalidPayload",
     "InvalidResume",
@@ -36,6 +38,7 @@ EXPECTED = [
     "Issue",
     "MissingScheduleIdempotencyKey",
     "NonRetryableError",
+    "OutcomeNotStored",
     "Retry",
     "RetryAfter",
     "Run",
@@ -107,8 +110,18 @@ def test_public_methods_are_documented() -> None:
 def test_every_error_shares_one_root() -> None:
     errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
     exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
-    assert len(exceptions) == 25
+    assert len(exceptions) == 27
     assert all(issubclass(e, squidmesh_sdk.SquidmeshError) for e in exceptions)
+
+
+def test_every_error_has_its_own_snake_case_code_listed_in_the_errors_docstring() -> None:
+    errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
+    exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
+    codes = [e.code for e in exceptions]
+    assert len(set(codes)) == len(codes)
+    assert all(re.fullmatch(r"[a-z]+(_[a-z]+)*", code) for code in codes)
+    tree = squidmesh_sdk.errors.__doc__ or ""
+    assert [code for code in codes if code not in tree] == []
 
 
 def test_import_does_not_load_drivers_or_the_otel_sdk() -> None:

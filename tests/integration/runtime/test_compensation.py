@@ -79,11 +79,14 @@ def test_a_failing_callback_is_recorded_and_the_others_still_run(make_env: MakeE
     failed = env.client.inspect_run(run.id)
     assert failed.status == "failed"
     assert failed.last_error is not None
+    assert failed.last_error["kind"] == "compensation_failed"
     assert failed.last_error["message"] == "workflow step failed and compensation failed"
-    assert failed.last_error["failed_step"] == "third"
+    assert failed.last_error["step"] == "third"
+    assert failed.last_error["cause"]["kind"] == "step_error"
     assert failed.last_error["cause"]["message"] == "third broke"
-    (failure,) = failed.last_error["compensation_failures"]
-    assert (failure["step"], failure["message"]) == ("second", "cannot undo second")
+    (failure,) = failed.last_error["details"]["compensation_failures"]
+    assert (failure["kind"], failure["step"]) == ("step_error", "second")
+    assert failure["message"] == "cannot undo second"
     assert _compensation(env, run.id, "second")["status"] == "failed"
     assert _compensation(env, run.id, "first")["status"] == "completed"
 
@@ -134,5 +137,7 @@ def test_a_refused_compensation_dispatch_still_fails_the_run_and_says_why(
     assert failed.status == "failed"
     assert failed.last_error is not None
     assert failed.last_error["message"] == "capture declined for auth_o-3"
-    assert failed.last_error["compensation_dispatch"] == "ConnectionError: executor unavailable"
+    assert failed.last_error["details"]["compensation_dispatch"] == (
+        "ConnectionError: executor unavailable"
+    )
     assert [job["kind"] for job in env.executor.dispatched].count("compensation") == 0

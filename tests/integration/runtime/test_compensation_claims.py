@@ -219,6 +219,6 @@ def test_a_failed_callback_is_not_run_again_by_a_duplicate(database_url: str) ->
         assert ran == ["undo_first"]
         failed = client.inspect_run(run.id)
         assert failed.last_error is not None
-        (failure,) = failed.last_error["compensation_failures"]
+        (failure,) = failed.last_error["details"]["compensation_failures"]
         assert (failure["step"], failure["message"]) == ("first", "cannot undo")
         assert failed.last_error["cause"]["message"] == "second broke"

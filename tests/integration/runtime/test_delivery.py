@@ -144,19 +144,20 @@ def test_a_completed_step_whose_run_was_not_advanced_is_reconciled(make_env: Mak
     assert calls == ["second"]
 
 
-def test_a_cancelling_run_becomes_cancelled_at_its_next_delivery(make_env: MakeEnv) -> None:
+def test_a_run_cancelled_between_steps_skips_its_queued_step(make_env: MakeEnv) -> None:
     calls: list[str] = []
     env = make_env(two_steps(calls), run_immediately=False)
     run = env.start_run("two_steps")
     ((_, first_job),) = env.executor.pending
     assert env.client.perform(first_job) == "executed"
     with env.client.runtime.transaction() as tx:
-        cancelling, _ = run_store.cancel_run(tx, run.id)
-    assert cancelling.status == "cancelling"
+        cancelled, _ = run_store.cancel_run(tx, run.id)
+    # No step body was running: cancelled at once, not left cancelling until a delivery.
+    assert cancelled.status == "cancelled"
     # Queued: the first step's job (already performed above) and the second step's job.
     assert env.run_due() == 2
-    cancelled = env.client.inspect_run(run.id)
-    assert (cancelled.status, cancelled.current_step) == ("cancelled", None)
+    done = env.client.inspect_run(run.id)
+    assert (done.status, done.current_step) == ("cancelled", None)
     assert calls == ["first"]
     assert env.executor.pending == []
 

@@ -198,7 +198,9 @@ def test_pause_then_cancel_fails_the_paused_step(make_env: MakeEnv) -> None:
     gate = run.step_run("hold")
     assert gate is not None
     assert gate.status == "failed"
-    assert gate.last_error == {"message": "run cancelled while paused", "reason": "cancelled"}
+    assert gate.last_error is not None
+    assert (gate.last_error["kind"], gate.last_error["code"]) == ("cancelled", "cancelled")
+    assert gate.last_error["message"] == "run cancelled while paused"
     assert [(a.status, a.error) for a in gate.attempts or ()] == [("failed", gate.last_error)]
     with pytest.raises(InvalidTransition) as raised:
         env.client.unblock_run(run_id, actor="ops")

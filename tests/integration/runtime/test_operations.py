@@ -45,19 +45,30 @@ def test_cancel_a_pending_run_at_once(make_env: MakeEnv) -> None:
     assert (done.status, done.step_runs) == ("cancelled", ())
 
 
-def test_cancel_a_running_run_converges_at_its_next_delivery(make_env: MakeEnv) -> None:
+def test_cancel_a_running_run_between_steps_at_once(make_env: MakeEnv) -> None:
     env = make_env(chain(), run_immediately=False)
     run = env.start_run("chain")
     ((_, job),) = env.executor.pending
     env.client.perform(job)  # reserve ran; charge is queued
+    assert env.client.cancel_run(run.id).status == "cancelled"
+    with pytest.raises(InvalidTransition) as raised:
+        env.client.cancel_run(run.id)
+    assert (raised.value.from_status, raised.value.to_status) == ("cancelled", "cancelling")
+    env.run_due()  # charge's job: a no-op
+    done = env.client.inspect_run(run.id, include_history=True)
+    assert done.status == "cancelled"
+    assert [sr.step for sr in done.step_runs or ()] == ["reserve"]
+
+
+def test_cancel_a_run_with_a_step_in_flight_waits_for_that_step(make_env: MakeEnv) -> None:
+    env = make_env(chain(), run_immediately=False)
+    run = env.start_run("chain")
+    with env.client.runtime.transaction() as tx:  # a worker claimed reserve; its body runs
+        assert execution.claim_step(env.client.runtime, tx, run.id, "reserve") is not None
     assert env.client.cancel_run(run.id).status == "cancelling"
     with pytest.raises(InvalidTransition) as raised:
         env.client.cancel_run(run.id)
     assert (raised.value.from_status, raised.value.to_status) == ("cancelling", "cancelling")
-    env.run_due()
-    done = env.client.inspect_run(run.id, include_history=True)
-    assert done.status == "cancelled"
-    assert [sr.step for sr in done.step_runs or ()] == ["reserve"]
 
 
 def test_cancelling_a_finished_run_is_an_invalid_transition(make_env: MakeEnv) -> None:
@@ -173,7 +184,10 @@ def test_a_step_left_running_is_taken_over_after_the_stale_timeout(make_env: Mak
     attempts = work_run.attempts or ()
     assert [(a.number, a.status) for a in attempts] == [(1, "abandoned"), (2, "completed")]
     assert attempts[0].error is not None
-    assert attempts[0].error["reason"] == "stale_running_step"
+    assert (attempts[0].error["kind"], attempts[0].error["code"]) == (
+        "abandoned",
+        "stale_running_step",
+    )
     assert calls == [1]
 
 

@@ -117,7 +117,7 @@ def test_retry_after_overrides_the_backoff(make_env: MakeEnv) -> None:
     assert _due_in(env) == [90.0]
     error = env.client.inspect_run(run.id).last_error
     assert error is not None
-    assert (error["message"], error["retry_after"]) == ("rate limited", 90.0)
+    assert (error["message"], error["details"]["retry_after"]) == ("rate limited", 90.0)
     env.advance(90)
     assert env.client.inspect_run(run.id).status == "completed"
 
@@ -222,8 +222,9 @@ def test_a_failing_retry_dispatch_fails_the_run(make_env: MakeEnv) -> None:
     failed = env.client.inspect_run(run.id)
     assert failed.status == "failed"
     assert failed.last_error is not None
+    assert failed.last_error["kind"] == "dispatch_failed"
     assert failed.last_error["message"] == "failed to dispatch workflow step"
-    assert failed.last_error["failed_step"] == "call_gateway"
+    assert failed.last_error["step"] == "call_gateway"
     assert failed.last_error["cause"]["message"] == "gateway down"
     assert env.executor.pending == []
     assert env.events.of_type(RetryScheduled) == []

@@ -44,8 +44,9 @@ def test_missing_and_invalid_inputs_fail_the_step_without_retry(make_env: MakeEn
     error = _failed_error_at(env, run.id, "needs_inputs")
     assert error["type"] == "squidmesh_sdk.errors.StepInputError"
     assert error["retryable"] is False
-    assert error["missing_inputs"] == ["region"]
-    assert list(error["invalid_inputs"]) == ["customer_id"]
+    assert (error["kind"], error["code"]) == ("input_validation", "step_input_invalid")
+    assert error["details"]["missing_inputs"] == ["region"]
+    assert list(error["details"]["invalid_inputs"]) == ["customer_id"]
 
 
 def _failed_error_at(env: WorkflowEnvironment, run_id: str, step: str) -> dict[str, Any]:

@@ -173,9 +173,14 @@ def test_a_failing_successor_dispatch_fails_the_run_and_keeps_the_step_result(
     assert failed.status == "failed"
     assert failed.current_step == "charge"
     assert failed.last_error == {
+        "kind": "dispatch_failed",
         "message": "failed to dispatch workflow step",
-        "next_step": "charge",
-        "cause": "ConnectionError: executor unavailable",
+        "code": "dispatch_failed",
+        "type": "squidmesh_sdk.errors.DispatchFailed",
+        "retryable": False,
+        "step": "charge",
+        "details": {"next_steps": ["charge"], "reason": "ConnectionError: executor unavailable"},
+        "cause": None,
     }
     assert failed.context == {"reservation": "r-o-5"}
     assert [(sr.step, sr.status) for sr in failed.step_runs or ()] == [("reserve", "completed")]

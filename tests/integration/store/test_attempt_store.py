@@ -9,13 +9,14 @@ from collections.abc import Callable
 import pytest
 
 from squidmesh_sdk import StaleRecord
+from squidmesh_sdk.error_records import error_record
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.records import Attempt
 from tests.integration.store.support import at, new_run, read, write
 
-ERROR = {"message": "declined", "retryable": True}
+ERROR = error_record("step_error", "declined", retryable=True)
 
 
 def _step_run(db: Database, step: str = "charge", run_id: str | None = None) -> str:

@@ -16,8 +16,10 @@ from squidmesh_sdk import (
     InvalidTrigger,
     RunNotFound,
     UnsafeReplay,
+    error_records,
 )
 from squidmesh_sdk.clock import use_clock
+from squidmesh_sdk.error_records import error_record
 from squidmesh_sdk.state_machine import STATES
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import audit
@@ -144,7 +146,7 @@ def test_get_run_with_history_loads_step_runs_attempts_and_events(db: Database) 
         finish_step(tx, run.id, "reserve", {"reservation": "r-1"})
         charge, _ = step_run_store.begin_step(tx, run.id, "charge", {"order_id": "o-1"})
         first = attempt_store.begin_attempt(tx, charge.id)
-        attempt_store.fail_attempt(tx, first.id, {"message": "declined"})
+        attempt_store.fail_attempt(tx, first.id, error_record("step_error", "declined"))
         attempt_store.begin_attempt(tx, charge.id)
         audit.record_event(
             tx, run.id, "paused", step="charge", actor={"name": "ops"}, comment="hold"
@@ -159,7 +161,7 @@ def test_get_run_with_history_loads_step_runs_attempts_and_events(db: Database) 
     charge = loaded.step_run("charge")
     assert charge is not None
     assert [(a.number, a.status, a.error) for a in charge.attempts or ()] == [
-        (1, "failed", {"message": "declined"}),
+        (1, "failed", error_record("step_error", "declined")),
         (2, "running", None),
     ]
     reserve = loaded.step_run("reserve")
@@ -240,14 +242,25 @@ def test_transition_run_of_a_missing_run_raises_run_not_found(db: Database) -> N
 
 def test_transition_run_writes_only_the_fields_it_is_given(db: Database) -> None:
     run = new_run(db)
-    moved = move(db, run.id, "running", now=at(1), context={"a": 1}, last_error={"message": "x"})
+    moved = move(
+        db,
+        run.id,
+        "running",
+        now=at(1),
+        context={"a": 1},
+        last_error=error_record("step_error", "x"),
+    )
     assert moved == _get(db, run.id)
     assert (moved.status, moved.context, moved.current_step) == ("running", {"a": 1}, "reserve")
-    assert (moved.last_error, moved.updated_at, moved.inserted_at) == ({"message": "x"}, at(1), T0)
+    assert (moved.last_error, moved.updated_at, moved.inserted_at) == (
+        error_record("step_error", "x"),
+        at(1),
+        T0,
+    )
 
     retrying = move(db, run.id, "retrying", now=at(2), current_step="charge")
     assert retrying == _get(db, run.id)
-    assert (retrying.context, retrying.last_error) == ({"a": 1}, {"message": "x"})
+    assert (retrying.context, retrying.last_error) == ({"a": 1}, error_record("step_error", "x"))
     assert retrying.current_step == "charge"
 
     cleared = move(db, run.id, "running", now=at(3), current_step=None, last_error=None)
@@ -274,24 +287,33 @@ def test_update_run_writes_fields_without_changing_status(db: Database) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "expected"),
+    ("path", "step_running", "expected"),
     [
-        ((), "cancelled"),
-        (("running",), "cancelling"),
-        (("running", "retrying"), "cancelling"),
-        (("running", "paused"), "cancelled"),
+        ((), False, "cancelled"),
+        (("running",), True, "cancelling"),
+        (("running", "retrying"), True, "cancelling"),
+        # No step body runs: waiting for a timer, a queued step or a retry delay.
+        (("running",), False, "cancelled"),
+        (("running", "retrying"), False, "cancelled"),
+        (("running", "paused"), False, "cancelled"),
     ],
 )
 def test_cancel_run_moves_as_far_as_the_status_allows(
-    db: Database, path: tuple[str, ...], expected: str
+    db: Database, path: tuple[str, ...], step_running: bool, expected: str
 ) -> None:
     run = new_run(db)
-    before = move(db, run.id, *path) if path else run
+    if step_running:
+        write(db, lambda tx: step_run_store.begin_step(tx, run.id, "reserve", {}))
+    boom = error_records.error_record("step_error", "boom")
+    fields = {"last_error": boom} if path[-1:] == ("retrying",) else {}
+    before = move(db, run.id, *path, **fields) if path else run
     cancelled, from_status = write(db, lambda tx: run_store.cancel_run(tx, run.id), at(7))
     assert from_status == before.status
     assert cancelled == _get(db, run.id)
     assert (cancelled.status, cancelled.updated_at) == (expected, at(7))
     assert cancelled.current_step is None
+    # Cancelled at once like a cancelling run's delivery would: the retry's error is cleared.
+    assert cancelled.last_error == (before.last_error if expected == "cancelling" else None)
 
 
 def test_cancelling_a_paused_run_fails_its_paused_step_and_running_attempt(db: Database) -> None:
@@ -354,7 +376,9 @@ def test_replay_creates_a_linked_pending_run_with_the_same_payload(db: Database)
         run_store.transition_run(tx, source.id, "running")
         finish_step(tx, source.id, "reserve")
         finish_step(tx, source.id, "charge", fail=True)  # failed steps do not block a replay
-        run_store.transition_run(tx, source.id, "failed", last_error={"message": "boom"})
+        run_store.transition_run(
+            tx, source.id, "failed", last_error=error_record("step_error", "boom")
+        )
 
     write(db, run_and_fail)
     source_before = _get(db, source.id, include_history=True)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from squidmesh_sdk import StaleRecord
+from squidmesh_sdk.error_records import error_record
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Database, Transaction
@@ -88,7 +89,7 @@ def test_claiming_a_pending_row_keeps_its_input_snapshot(db: Database) -> None:
 def test_claiming_a_failed_row_takes_the_new_input_and_clears_the_failure(db: Database) -> None:
     run_id = new_run(db).id
     failed = write(db, lambda tx: finish_step(tx, run_id, "charge", fail=True))
-    assert (failed.status, failed.last_error) == ("failed", {"message": "boom"})
+    assert (failed.status, failed.last_error) == ("failed", error_record("step_error", "boom"))
 
     retried, decision = write(
         db, lambda tx: step_run_store.begin_step(tx, run_id, "charge", {"retry": 2}, POLICY), at(5)
@@ -212,7 +213,7 @@ Finisher = Callable[[Transaction, str], StepRun]
 
 FINISHERS: dict[str, Finisher] = {
     "complete_step": lambda tx, i: step_run_store.complete_step(tx, i, {"o": 1}),
-    "fail_step": lambda tx, i: step_run_store.fail_step(tx, i, {"message": "x"}),
+    "fail_step": lambda tx, i: step_run_store.fail_step(tx, i, error_record("step_error", "x")),
     "complete_manual_step": lambda tx, i: step_run_store.complete_manual_step(
         tx, i, {"o": 1}, {"actor": "ops"}
     ),
@@ -249,8 +250,14 @@ def test_complete_and_fail_step_record_their_result(db: Database) -> None:
         None,
         at(2),
     )
-    failed = write(db, lambda tx: step_run_store.fail_step(tx, b.id, {"message": "no"}), at(3))
-    assert (failed.status, failed.output, failed.last_error) == ("failed", None, {"message": "no"})
+    failed = write(
+        db, lambda tx: step_run_store.fail_step(tx, b.id, error_record("step_error", "no")), at(3)
+    )
+    assert (failed.status, failed.output, failed.last_error) == (
+        "failed",
+        None,
+        error_record("step_error", "no"),
+    )
     assert [done, failed] == read(db, lambda c: step_run_store.list_step_runs(c, run_id))
 
 
@@ -408,7 +415,7 @@ def test_list_step_runs_orders_rows_and_attempts(db: Database) -> None:
         b, _ = step_run_store.begin_step(tx, run_id, "b", {})
         for _ in range(3):
             attempt = attempt_store.begin_attempt(tx, b.id)
-            attempt_store.fail_attempt(tx, attempt.id, {"message": "x"})
+            attempt_store.fail_attempt(tx, attempt.id, error_record("step_error", "x"))
 
     write(db, attempts_of_b, at(1))
     write(db, lambda tx: finish_step(tx, run_id, "a"), at(2))

@@ -64,6 +64,13 @@ def attempts_by_step(client: Client, run_id: str) -> dict[str, list[str]]:
     return {sr.step: [a.status for a in sr.attempts or ()] for sr in run.step_runs or ()}
 
 
+def gated_run(client: Client, tmp_path: Path) -> tuple[Run, Path, Path]:
+    """Start a ``gated`` run; its step ``blocked`` touches ``started``, then waits for ``gate``."""
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    run = client.start_run("gated", {"gate": str(gate), "started": str(started)})
+    return run, gate, started
+
+
 @pytest.fixture
 def client(database_url: str) -> Iterator[Client]:
     """A database-queue client on this test's database."""

@@ -16,6 +16,7 @@ from tests.integration.worker.app import WORKFLOWS
 from tests.integration.worker.conftest import (
     Spawn,
     attempts_by_step,
+    gated_run,
     settled,
     settled_or_restarting,
     wait_until,
@@ -28,16 +29,10 @@ def _no_jobs_left(client: Client) -> bool:
         return job_store.list_jobs(connection) == []
 
 
-def _gated_run(client: Client, tmp_path: Path) -> tuple[Run, Path, Path]:
-    gate, started = tmp_path / "gate", tmp_path / "started"
-    run = client.start_run("gated", {"gate": str(gate), "started": str(started)})
-    return run, gate, started
-
-
 def test_a_killed_workers_step_is_finished_by_another_worker(
     client: Client, database_url: str, spawn_worker: Spawn, tmp_path: Path
 ) -> None:
-    run, gate, started = _gated_run(client, tmp_path)
+    run, gate, started = gated_run(client, tmp_path)
     doomed = spawn_worker(database_url, lease=1.0)
     wait_until(started.exists, what="the blocked step to start in the first worker")
     doomed.send_signal(signal.SIGKILL)
@@ -55,7 +50,7 @@ def test_a_killed_workers_step_is_finished_by_another_worker(
     assert abandoned is not None
     first = (abandoned.attempts or ())[0]
     assert first.error is not None
-    assert first.error["reason"] == "worker_lost"
+    assert (first.error["kind"], first.error["code"]) == ("abandoned", "worker_lost")
     assert _no_jobs_left(client)
 
 
@@ -93,7 +88,7 @@ def test_a_killed_workers_compensation_is_taken_over_by_another_worker(
 def test_sigterm_lets_the_running_step_finish_and_loses_no_job(
     client: Client, database_url: str, spawn_worker: Spawn, tmp_path: Path
 ) -> None:
-    run, gate, started = _gated_run(client, tmp_path)
+    run, gate, started = gated_run(client, tmp_path)
     worker = spawn_worker(database_url, lease=1.0)
     wait_until(started.exists, what="the blocked step to start")
     worker.send_signal(signal.SIGTERM)

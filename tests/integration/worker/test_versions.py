@@ -199,3 +199,19 @@ def test_a_step_removed_under_a_kept_version_is_explained_not_stranded(
     assert explanation.reason == "definition_unavailable"
     assert explanation.details["steps"] == ["reserve"]
     assert explanation.next_actions == ("deploy_version", "cancel_run", "replay_run")
+
+
+def test_a_run_whose_version_is_gone_can_be_cancelled_or_replayed(database_url: str) -> None:
+    calls: Calls = []
+    with client_for(database_url, order("1", calls)) as old:
+        run = old.start_run("order")
+    with client_for(database_url, order("2", calls, second="deliver")) as new:
+        cancelled = new.cancel_run(run.id)
+        assert cancelled.status == "cancelled"
+        assert jobs(new) == []  # its queued job went with it: nothing left for anyone
+        replay = new.replay_run(run.id)
+        assert replay.definition_version == "2"
+        with Worker(new, poll_interval=0.05):
+            wait_until(settled(new, [replay]), what="the replay to finish")
+        assert new.inspect_run(replay.id).status == "completed"
+    assert calls == [("2", "reserve"), ("2", "deliver")]

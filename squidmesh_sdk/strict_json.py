@@ -1,0 +1,110 @@
+r"""Strict JSON: the values squidmesh stores the same way on SQLite and PostgreSQL.
+
+Python's ``json`` module writes ``NaN`` and ``Infinity`` (which are not JSON), PostgreSQL's
+``jsonb`` refuses NUL characters (``"\x00"``) and lone surrogates, and deep nesting exhausts
+recursion in encoders and decoders. Payloads, step outputs and manual-action metadata are
+checked here before anything is written, so a value is either refused at once with the path
+to the culprit, or stored identically on both databases.
+
+Allowed: ``dict`` with ``str`` keys, ``list`` / ``tuple``, ``str``, ``int``, finite ``float``,
+``bool`` and ``None``, nested at most :data:`MAX_DEPTH` containers deep. ``bytes`` that decode
+as UTF-8 are allowed where a value is converted to JSON afterwards (step outputs): they are
+stored as text. Other objects are left to the caller's converter (pydantic).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["MAX_DEPTH", "Problem", "find_problem", "path_join", "safe_text"]
+
+MAX_DEPTH = 64
+"""The deepest nesting of mappings and lists accepted (the top-level mapping counts as 1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a value is not strict JSON, and where.
+
+    Attributes:
+        path: A JSON path such as ``$.items[2].price`` (the root is whatever the caller named).
+        reason: What is wrong there.
+    """
+
+    path: str
+    reason: str
+
+
+def path_join(path: str, key: str | int) -> str:
+    """``path`` extended by a mapping key (``.key`` or ``["odd key"]``) or a list index."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if key.isidentifier() and key.isascii():
+        return f"{path}.{key}" if path else key
+    return f"{path}[{json.dumps(key)}]"
+
+
+def find_problem(value: object, *, root: str = "$", max_depth: int = MAX_DEPTH) -> Problem | None:
+    """The first place where ``value`` is not strict JSON, or ``None`` when it all is.
+
+    Iterative, so arbitrarily deep input cannot exhaust the interpreter's recursion limit.
+    """
+    stack: list[tuple[object, str, int]] = [(value, root, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, Mapping | list | tuple):
+            if depth + 1 > max_depth:
+                return Problem(path or "$", f"nesting deeper than {max_depth} levels")
+            children: list[tuple[object, str, int]] = []
+            if isinstance(item, Mapping):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        return Problem(path or "$", f"key {key!r} is not a string")
+                    where = path_join(path, key)
+                    bad_key = _text_problem(key)
+                    if bad_key is not None:
+                        return Problem(where, f"the key {bad_key}")
+                    children.append((child, where, depth + 1))
+            else:
+                children = [(child, path_join(path, i), depth + 1) for i, child in enumerate(item)]
+            stack.extend(reversed(children))
+            continue
+        reason = _scalar_problem(item)
+        if reason is not None:
+            return Problem(path or "$", reason)
+    return None
+
+
+def safe_text(text: str) -> str:
+    """``text`` with NUL characters and lone surrogates escaped, so any database stores it."""
+    if _text_problem(text) is None:
+        return text
+    escaped = text.replace("\x00", "\\x00")
+    return escaped.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _scalar_problem(item: object) -> str | None:
+    if isinstance(item, float) and not math.isfinite(item):
+        return f"{item!r} is not a JSON number"
+    if isinstance(item, str):
+        return _text_problem(item)
+    if isinstance(item, bytes | bytearray):
+        try:
+            decoded = bytes(item).decode("utf-8")
+        except UnicodeDecodeError:
+            return "bytes that are not UTF-8 text"
+        return _text_problem(decoded)
+    return None
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (\\x00)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (not valid Unicode)"
+    return None
