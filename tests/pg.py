@@ -45,11 +45,10 @@ def server_url() -> URL | None:
 def template_name() -> str:
     """Name of this session's template database.
 
-    Parallel pytest-xdist workers are separate sessions: each gets its own template so that they
-    do not drop each other's.
+    Every test session (a pytest-xdist worker, or another checkout's run against the same
+    server) gets its own template, named after its process, so that none drops another's.
     """
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    return f"{TEMPLATE_NAME}_{worker}" if worker else TEMPLATE_NAME
+    return f"{TEMPLATE_NAME}_{os.getpid()}"
 
 
 def render(url: URL) -> str:

@@ -8,6 +8,8 @@ by :func:`squidmesh_sdk.cli.main`.
 from __future__ import annotations
 
 import argparse
+import time
+from datetime import datetime
 from typing import TextIO
 
 from squidmesh_sdk.cli import logs, render
@@ -16,6 +18,7 @@ from squidmesh_sdk.cli.errors import EXIT_OK, CommandFailed, UsageError
 from squidmesh_sdk.client import Client
 from squidmesh_sdk.errors import UnsafeReplay
 from squidmesh_sdk.executors.database import DatabaseExecutor
+from squidmesh_sdk.executors.inline import InlineExecutor
 from squidmesh_sdk.executors.worker import Worker
 from squidmesh_sdk.store import migrations
 from squidmesh_sdk.store.records import Run
@@ -29,6 +32,7 @@ __all__ = [
     "MSG_UNKNOWN_WORKFLOW",
     "MSG_UNSAFE_REPLAY",
     "MSG_UNSUPPORTED_DIALECT",
+    "MSG_WAITING_INLINE",
     "MSG_WORKER_NEEDS_DATABASE_EXECUTOR",
     "Context",
     "graph",
@@ -56,6 +60,10 @@ MSG_UNSAFE_REPLAY = (
     "replaying run {run_id} would repeat irreversible or non-compensatable steps ({steps}); "
     "check that it is safe, then pass --allow-irreversible"
 )
+MSG_WAITING_INLINE = (
+    "waiting {delay} (until {at}) for delayed work, a retry or a wait: the app's in-process "
+    "executor runs it in this process; Ctrl-C stops waiting and leaves the run unfinished"
+)
 MSG_DIALECT_NEEDS_PRINT_SQL = "--dialect only goes with --print-sql"
 MSG_JSON_WITH_PRINT_SQL = "--json does not go with --print-sql"
 MSG_UNSUPPORTED_DIALECT = "squidmesh has migrations for sqlite and postgresql, not {dialect!r}"
@@ -69,6 +77,7 @@ MSG_SCHEMA_NEWER = (
 )
 
 _DIALECTS = ("sqlite", "postgresql")
+_INLINE_POLL = 1.0  # seconds between looks at the in-process queue while waiting
 
 
 class Context:
@@ -95,6 +104,11 @@ class Context:
         if self._client is None:
             self._client = load_client(app_spec(self.app))
         return self._client
+
+    def note(self, text: str) -> None:
+        """Print a progress note on the error stream (results stay alone on the output)."""
+        self.err.write(f"squidmesh: {text}\n")
+        self.err.flush()
 
     def write(self, text: str) -> None:
         """Print ``text`` on the output stream, adding a newline if it lacks one."""
@@ -184,10 +198,22 @@ def worker(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def runs_list(args: argparse.Namespace, ctx: Context) -> int:
-    """``squidmesh runs list``: a table (or JSON) of runs, newest first."""
-    runs = ctx.client().list_runs(
+    """``squidmesh runs list``: a table (or JSON) of runs, newest first.
+
+    A workflow the app does not register is a usage error, unless runs of that name are stored
+    (an old deploy's workflow, still to be looked at).
+    """
+    client = ctx.client()
+    runs = client.list_runs(
         workflow=args.workflow, status=args.status, limit=args.limit, after=args.after
     )
+    if (
+        args.workflow is not None
+        and args.workflow not in client.workflows
+        and not runs
+        and not client.list_runs(workflow=args.workflow, limit=1)
+    ):
+        raise UsageError(unknown_workflow(client, args.workflow))
     if args.json:
         next_after = runs[-1].id if len(runs) == args.limit else None
         ctx.write(
@@ -199,10 +225,22 @@ def runs_list(args: argparse.Namespace, ctx: Context) -> int:
     if not runs:
         ctx.write("no runs")
         return EXIT_OK
+    now = client.clock.now()
     ctx.write(
         render.table(
-            ("ID", "WORKFLOW", "STATUS", "CURRENT_STEP", "INSERTED_AT"),
-            ((r.id, r.workflow, r.status, r.current_step, r.inserted_at) for r in runs),
+            ("ID", "WORKFLOW", "TRIGGER", "STATUS", "CURRENT_STEP", "INSERTED_AT", "DURATION"),
+            (
+                (
+                    r.id,
+                    r.workflow,
+                    r.trigger,
+                    r.status,
+                    r.current_step,
+                    r.inserted_at,
+                    render.duration(render.run_duration(r, now)),
+                )
+                for r in runs
+            ),
         )
     )
     return EXIT_OK
@@ -237,7 +275,7 @@ def runs_start(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client()
     definition = client.workflows.get(args.workflow)
     if definition is None:
-        raise UsageError(_unknown_workflow(client, args.workflow))
+        raise UsageError(unknown_workflow(client, args.workflow))
     if args.trigger is not None and args.trigger not in definition.triggers:
         raise UsageError(
             MSG_UNKNOWN_TRIGGER.format(
@@ -311,7 +349,7 @@ def graph(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client()
     definition = client.workflows.get(args.workflow)
     if definition is None:
-        raise UsageError(_unknown_workflow(client, args.workflow))
+        raise UsageError(unknown_workflow(client, args.workflow))
     if args.format == "json":
         ctx.write(render.to_json(definition.to_dict()))
     else:
@@ -322,17 +360,46 @@ def graph(args: argparse.Namespace, ctx: Context) -> int:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _unknown_workflow(client: Client, workflow: str) -> str:
+def unknown_workflow(client: Client, workflow: str) -> str:
     known = ", ".join(sorted(client.workflows)) or "none"
     return MSG_UNKNOWN_WORKFLOW.format(workflow=workflow, known=known)
 
 
 def _report(ctx: Context, args: argparse.Namespace, run: Run, done: str) -> int:
+    run = _finish_inline_work(ctx, run)
     if args.json:
         ctx.write(render.to_json(render.run_dict(run)))
     else:
         ctx.write(f"{done} ({_state(run)})")
     return EXIT_OK
+
+
+def _finish_inline_work(ctx: Context, run: Run) -> Run:
+    """With the in-process executor, deliver the run's delayed work before exiting.
+
+    ``InlineExecutor`` keeps delayed jobs (a retry's backoff, a ``wait`` step) in this
+    process's memory: exiting with one queued would leave the run ``retrying`` (or waiting)
+    for good. So the command stays until nothing is queued, telling on stderr what it waits
+    for; a run that pauses or finishes queues nothing. Ctrl-C stops waiting (exit 130) and
+    leaves the run where it is, as any exit of an in-process executor does.
+    """
+    client = ctx.client()
+    executor = client.executor
+    if not isinstance(executor, InlineExecutor) or not executor.run_immediately:
+        return run
+    noted: datetime | None = None
+    while (due := executor.next_due()) is not None:
+        delay = (due - client.clock.now()).total_seconds()
+        if delay <= 0:
+            executor.run_due()
+            continue
+        if due != noted:
+            noted = due
+            ctx.note(
+                MSG_WAITING_INLINE.format(delay=render.duration(delay), at=render.human_time(due))
+            )
+        time.sleep(min(delay, _INLINE_POLL))
+    return client.inspect_run(run.id)
 
 
 def _state(run: Run) -> str:

@@ -13,14 +13,18 @@ from typing import Any, NoReturn
 
 from squidmesh_sdk import __version__, errors
 from squidmesh_sdk.cli import commands
+from squidmesh_sdk.cli import jobs as jobs_commands
+from squidmesh_sdk.cli import workflows as workflows_commands
 from squidmesh_sdk.cli.errors import UsageError
 from squidmesh_sdk.runtime.retention import DEFAULT_BATCH_SIZE, FINISHED
 from squidmesh_sdk.state_machine import STATES
+from squidmesh_sdk.store.jobs import JOB_STATES
 from squidmesh_sdk.store.records import parse_run_id
 
 __all__ = [
     "build_parser",
     "duration",
+    "job_id",
     "json_object",
     "positive_float",
     "positive_int",
@@ -31,7 +35,8 @@ __all__ = [
 PROG = "squidmesh"
 
 DESCRIPTION = """\
-Operate squidmesh workflows: migrate the schema, run workers, inspect and act on runs.
+Operate squidmesh workflows: migrate the schema, run workers, inspect and act on runs,
+look at the workflows the app holds and at the database queue's jobs.
 
 Finding the app: every command except 'migrate --print-sql --dialect D' needs the
 application's squidmesh_sdk.Client. Name it with --app module.path:attribute (or the
@@ -43,7 +48,7 @@ put on sys.path, so 'myapp.workflows:client' works from the project's root.
 EPILOG = """\
 exit codes:
   0    success
-  1    the operation failed or was refused (unknown run, invalid transition, invalid
+  1    the operation failed or was refused (unknown run or job, invalid transition, invalid
        payload, database error, schema not current for 'migrate --check')
   2    usage error: bad arguments, malformed JSON, unknown workflow or trigger, no app
   130  interrupted
@@ -53,8 +58,10 @@ Errors are one line on stderr, starting 'squidmesh: error:'. Read commands take 
 """
 
 RUN_ID_HELP = "the run's id (a UUID, as 'runs list' prints it)"
+JOB_ID_HELP = "the job's id (a number, as 'jobs list' prints it)"
 
 MSG_BAD_RUN_ID = "{value!r} is not a run id (a UUID)"
+MSG_BAD_JOB_ID = "{value!r} is not a job id (a number, as 'jobs list' prints it)"
 MSG_BLANK_QUEUE = "a queue name cannot be blank"
 MSG_NOT_POSITIVE_INT = "{value!r} is not a positive integer"
 MSG_NOT_POSITIVE_NUMBER = "{value!r} is not a positive number"
@@ -105,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     _migrate(sub, common)
     _worker(sub, common)
     _runs(sub, common)
+    _jobs(sub, common)
+    _workflows(sub, common)
     graph = _command(sub, common, "graph", commands.graph, "print a workflow's graph")
     graph.add_argument("workflow", metavar="WORKFLOW", help="a workflow registered with the app")
     graph.add_argument(
@@ -330,7 +339,120 @@ def _runs_purge(runs_sub: Any, common: argparse.ArgumentParser) -> None:
     )
 
 
+def _jobs(sub: Any, common: argparse.ArgumentParser) -> None:
+    jobs = sub.add_parser(
+        "jobs",
+        help="the database queue's jobs and dead letters",
+        description="Jobs of the database queue (squidmesh_jobs).",
+    )
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+
+    listing = _command(
+        jobs_sub,
+        common,
+        "list",
+        jobs_commands.jobs_list,
+        "list jobs, oldest first: queued, delayed, running (leased) and failed (dead letters)",
+        json_flag=True,
+    )
+    listing.add_argument(
+        "--status",
+        dest="states",
+        action="append",
+        choices=JOB_STATES,
+        help="only jobs in this state; repeat for several",
+    )
+    listing.add_argument("--queue", type=queue_name, help="only jobs of this queue")
+    listing.add_argument("--workflow", help="only jobs of this workflow")
+    listing.add_argument("--run", type=run_id, metavar="RUN_ID", help="only jobs of this run")
+    listing.add_argument(
+        "--limit", type=positive_int, default=50, help="at most this many (default: 50)"
+    )
+
+    show = _command(
+        jobs_sub, common, "show", jobs_commands.jobs_show, "show one job", json_flag=True
+    )
+    show.add_argument("job_id", type=job_id, metavar="JOB_ID", help=JOB_ID_HELP)
+
+    retry = _command(
+        jobs_sub,
+        common,
+        "retry",
+        jobs_commands.jobs_retry,
+        "put a failed job (a dead letter) back in its queue, due now",
+        json_flag=True,
+    )
+    retry.add_argument("job_id", type=job_id, metavar="JOB_ID", help=JOB_ID_HELP)
+
+    discard = _command(
+        jobs_sub,
+        common,
+        "discard",
+        jobs_commands.jobs_discard,
+        "delete a failed job (a dead letter)",
+        json_flag=True,
+    )
+    discard.add_argument("job_id", type=job_id, metavar="JOB_ID", help=JOB_ID_HELP)
+    discard.add_argument(
+        "--force",
+        action="store_true",
+        help="discard it even though its run waits for it (the run then never goes on)",
+    )
+
+    _command(
+        jobs_sub,
+        common,
+        "stats",
+        jobs_commands.jobs_stats,
+        "per queue: jobs in each state and how long the oldest due job has waited",
+        json_flag=True,
+    )
+
+
+def _workflows(sub: Any, common: argparse.ArgumentParser) -> None:
+    workflows = sub.add_parser(
+        "workflows",
+        help="the workflows the app holds, with versions, triggers and cron schedules",
+        description="The workflows the app's client holds.",
+    )
+    workflows_sub = workflows.add_subparsers(
+        dest="workflows_command", metavar="ACTION", required=True
+    )
+    _command(
+        workflows_sub,
+        common,
+        "list",
+        workflows_commands.workflows_list,
+        "list workflows with their versions, triggers and cron schedules",
+        json_flag=True,
+    )
+    show = _command(
+        workflows_sub,
+        common,
+        "show",
+        workflows_commands.workflows_show,
+        "show a workflow's versions, steps, triggers and cron schedules",
+        json_flag=True,
+    )
+    show.add_argument("workflow", metavar="WORKFLOW", help="a workflow registered with the app")
+
+
 # -- argument types ------------------------------------------------------------------------
+
+
+def job_id(value: str) -> int:
+    """A job id argument: a positive integer.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else.
+    """
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(MSG_BAD_JOB_ID.format(value=value))
+    return number
 
 
 def run_id(value: str) -> str:

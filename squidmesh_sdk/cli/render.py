@@ -15,15 +15,19 @@ from typing import Any
 
 from squidmesh_sdk.runtime.explanation import RunExplanation
 from squidmesh_sdk.runtime.retention import PurgeResult
+from squidmesh_sdk.state_machine import TERMINAL
 from squidmesh_sdk.store.records import Run
 
 __all__ = [
     "compact",
+    "duration",
+    "error_text",
     "explanation_text",
     "fields_text",
     "human_time",
     "purge_text",
     "run_dict",
+    "run_duration",
     "run_text",
     "table",
     "to_json",
@@ -47,6 +51,28 @@ def human_time(value: datetime | None) -> str:
     if value is None:
         return "-"
     return _utc(value).isoformat(timespec="seconds")
+
+
+def duration(seconds: float | None) -> str:
+    """A length of time for tables: ``850ms``, ``4.2s``, ``3m05s``, ``2h07m``, ``3d04h``, ``-``."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def run_duration(run: Run, now: datetime) -> float:
+    """Seconds from a run's start to its end, or to ``now`` while it is not finished."""
+    end = run.updated_at if run.status in TERMINAL else now
+    return max((end - run.inserted_at).total_seconds(), 0.0)
 
 
 def run_dict(run: Run, *, history: bool = False) -> dict[str, Any]:
@@ -166,7 +192,7 @@ def run_text(run: Run) -> str:
         ("context", compact(run.context)),
     ]
     if run.last_error:
-        pairs.append(("last error", _error(run.last_error) or "-"))
+        pairs.append(("last error", error_text(run.last_error) or "-"))
     sections = [fields_text(pairs)]
 
     if run.steps is not None:
@@ -182,12 +208,21 @@ def run_text(run: Run) -> str:
         sections.append(table(("STEP", "STATUS", "ATTEMPTS", "UPDATED_AT"), steps))
 
     attempts = [
-        (sr.step, attempt.number, attempt.status, attempt.inserted_at, _error(attempt.error))
+        (sr.step, attempt.number, attempt.status, attempt.inserted_at, error_text(attempt.error))
         for sr in run.step_runs or ()
         for attempt in sr.attempts or ()
     ]
     if attempts:
         sections.append(table(("STEP", "ATTEMPT", "STATUS", "STARTED_AT", "ERROR"), attempts))
+
+    compensations = _compensations(run)
+    if compensations:
+        sections.append(
+            table(
+                ("COMPENSATION", "OF_STEP", "STATUS", "ATTEMPT", "FINISHED_AT", "RESULT"),
+                compensations,
+            )
+        )
 
     events = [
         (event.at, event.type, event.step, _actor(event.actor), event.comment)
@@ -198,11 +233,58 @@ def run_text(run: Run) -> str:
     return "\n".join(sections)
 
 
-def _error(error: Mapping[str, Any] | None) -> str | None:
+def error_text(error: Mapping[str, Any] | None) -> str | None:
+    """An error mapping's message on one line (``None`` when there is no error)."""
     if not error:
         return None
     message = error.get("message")
     return " ".join(str(message).split()) if message else compact(error)
+
+
+def _compensations(run: Run) -> list[tuple[object, ...]]:
+    """One row per saga callback recorded under ``recovery["compensation"]``, in run order.
+
+    Callbacks run newest completion first, so rows are sorted by when each one started.
+    """
+    rows: list[tuple[str, tuple[object, ...]]] = []
+    for step_run in run.step_runs or ():
+        state = (step_run.recovery or {}).get("compensation")
+        if not isinstance(state, Mapping):
+            continue
+        status = state.get("status")
+        finished = state.get("completed_at") or state.get("failed_at")
+        if status == "failed":
+            result = error_text(state.get("error")) or "failed"
+        elif status == "completed":
+            output = state.get("output")
+            result = compact(output) if output else "-"
+        else:
+            result = "-"
+        callback = str(state.get("callback") or "-").rsplit(".", 1)[-1]
+        started = str(state.get("started_at") or "")
+        rows.append(
+            (
+                started,
+                (
+                    callback,
+                    step_run.step,
+                    status or "-",
+                    state.get("attempt"),
+                    _iso_seconds(finished),
+                    result,
+                ),
+            )
+        )
+    return [row for _, row in sorted(rows, key=lambda item: item[0])]
+
+
+def _iso_seconds(value: object) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return human_time(datetime.fromisoformat(value))
+    except ValueError:
+        return value
 
 
 def _actor(actor: str | Mapping[str, Any] | None) -> str | None:

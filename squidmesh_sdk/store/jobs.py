@@ -6,6 +6,10 @@ A lease that runs out (the worker died, or lost the database) is *rescued*: the 
 again with ``rescues`` incremented, and its next delivery takes over the step it was running.
 A job whose delivery keeps raising is retried with backoff, then kept as ``failed`` for an
 operator to look at.
+
+The operator's reads and repairs (``squidmesh jobs``) are here too: :func:`find_jobs` with the
+*state* an operator sees (``queued`` jobs split into due ``queued`` and future ``delayed``),
+:func:`queue_stats`, and :func:`requeue_failed` / :func:`delete_failed` for dead letters.
 """
 
 from __future__ import annotations
@@ -25,21 +29,34 @@ from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.schema import jobs
 
 __all__ = [
+    "JOB_STATES",
     "Job",
     "NewJob",
+    "QueueStats",
     "claim",
     "complete",
     "count_by_status",
+    "count_jobs",
+    "delete_failed",
     "discard_queued",
     "enqueue",
     "extend_leases",
     "fail",
+    "find_jobs",
     "finish",
+    "get_job",
+    "job_state",
     "list_jobs",
     "other_live_delivery",
+    "queue_stats",
     "release",
+    "requeue_failed",
     "rescue_expired",
 ]
+
+JOB_STATES = ("queued", "delayed", "running", "failed")
+"""What an operator sees: ``queued`` (due now), ``delayed`` (queued with a future ``run_at``:
+a retry backoff, a wait), ``running`` (leased to a worker), ``failed`` (a dead letter)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +97,8 @@ class Job:
     locked_by: str | None
     locked_until: datetime | None
     last_error: Mapping[str, Any] | None
+    inserted_at: datetime | None = None
+    updated_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Job:
@@ -100,6 +119,8 @@ class Job:
             locked_by=row["locked_by"],
             locked_until=row["locked_until"],
             last_error=row["last_error"],
+            inserted_at=row.get("inserted_at"),
+            updated_at=row.get("updated_at"),
         )
 
 
@@ -327,6 +348,156 @@ def count_by_status(connection: Connection) -> dict[str, int]:
     """Number of jobs per status: the queue depth an operator watches."""
     rows = connection.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status))
     return {status: count for status, count in rows}  # noqa: C416 - rows are not pairs to mypy
+
+
+def job_state(job: Job, now: datetime) -> str:
+    """The job's state as an operator sees it (one of :data:`JOB_STATES`)."""
+    if job.status == "queued" and job.run_at > now:
+        return "delayed"
+    return job.status
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueStats:
+    """The depth of one queue: jobs per state, and the wait of its oldest due job."""
+
+    queue: str
+    queued: int
+    delayed: int
+    running: int
+    failed: int
+    oldest_due_at: datetime | None
+    """The ``run_at`` of the queued job that has been due longest (``None``: nothing due)."""
+
+
+def _filters(
+    now: datetime,
+    *,
+    states: Sequence[str] | None,
+    queue: str | None,
+    workflow: str | None,
+    run_id: str | None,
+) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = []
+    if states:
+        by_state = {
+            "queued": sa.and_(jobs.c.status == "queued", jobs.c.run_at <= now),
+            "delayed": sa.and_(jobs.c.status == "queued", jobs.c.run_at > now),
+            "running": jobs.c.status == "running",
+            "failed": jobs.c.status == "failed",
+        }
+        conditions.append(sa.or_(*(by_state[state] for state in states)))
+    if queue is not None:
+        conditions.append(jobs.c.queue == queue)
+    if workflow is not None:
+        conditions.append(jobs.c.workflow == workflow)
+    if run_id is not None:
+        conditions.append(jobs.c.run_id == as_uuid(run_id))
+    return conditions
+
+
+def find_jobs(
+    connection: Connection,
+    *,
+    now: datetime,
+    states: Sequence[str] | None = None,
+    queue: str | None = None,
+    workflow: str | None = None,
+    run_id: str | None = None,
+    limit: int | None = None,
+) -> list[Job]:
+    """Jobs in id order (oldest first), filtered by state, queue, workflow and run.
+
+    States are those of :data:`JOB_STATES`; ``now`` tells ``queued`` from ``delayed``.
+    """
+    conditions = _filters(now, states=states, queue=queue, workflow=workflow, run_id=run_id)
+    query = sa.select(jobs).where(*conditions).order_by(jobs.c.id).limit(limit)
+    return [Job.from_row(row) for row in connection.execute(query).mappings()]
+
+
+def count_jobs(
+    connection: Connection,
+    *,
+    now: datetime,
+    states: Sequence[str] | None = None,
+    queue: str | None = None,
+    workflow: str | None = None,
+    run_id: str | None = None,
+) -> int:
+    """How many jobs :func:`find_jobs` would return without a limit."""
+    conditions = _filters(now, states=states, queue=queue, workflow=workflow, run_id=run_id)
+    return connection.scalar(sa.select(sa.func.count()).select_from(jobs).where(*conditions)) or 0
+
+
+def get_job(connection: Connection, job_id: int) -> Job | None:
+    """The job with this id, if it is still there (a settled job is deleted)."""
+    row = connection.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+    return Job.from_row(row) if row is not None else None
+
+
+def requeue_failed(tx: Transaction, job_id: int) -> Job | None:
+    """Put a ``failed`` job (a dead letter) back in its queue, due now.
+
+    Returns ``None`` when the job is not ``failed`` (or not there).
+
+    Its delivery count starts again from 0, so it gets a worker's whole ``max_deliveries``
+    budget with backoff again. Its ``last_error`` is kept: the next delivery then knows the
+    previous one raised, and takes over the step that delivery may have left running.
+    """
+    statement = (
+        jobs.update()
+        .where(jobs.c.id == job_id, jobs.c.status == "failed")
+        .values(
+            status="queued",
+            run_at=tx.now,
+            deliveries=0,
+            locked_by=None,
+            locked_until=None,
+            updated_at=tx.now,
+        )
+        .returning(*jobs.c)
+    )
+    row = tx.connection.execute(statement).mappings().first()
+    return Job.from_row(row) if row is not None else None
+
+
+def delete_failed(tx: Transaction, job_id: int) -> bool:
+    """Delete a ``failed`` job (a dead letter); ``False`` if it is not ``failed`` any more."""
+    result = tx.connection.execute(
+        jobs.delete().where(jobs.c.id == job_id, jobs.c.status == "failed")
+    )
+    return result.rowcount == 1
+
+
+def queue_stats(connection: Connection, now: datetime) -> list[QueueStats]:
+    """Per queue that has jobs, by name: jobs per state and the oldest due job's ``run_at``."""
+    due = sa.and_(jobs.c.status == "queued", jobs.c.run_at <= now)
+    counts = connection.execute(
+        sa.select(
+            jobs.c.queue,
+            sa.func.sum(sa.case((due, 1), else_=0)),
+            sa.func.sum(
+                sa.case((sa.and_(jobs.c.status == "queued", jobs.c.run_at > now), 1), else_=0)
+            ),
+            sa.func.sum(sa.case((jobs.c.status == "running", 1), else_=0)),
+            sa.func.sum(sa.case((jobs.c.status == "failed", 1), else_=0)),
+        ).group_by(jobs.c.queue)
+    ).all()
+    oldest_rows = connection.execute(
+        sa.select(jobs.c.queue, sa.func.min(jobs.c.run_at)).where(due).group_by(jobs.c.queue)
+    )
+    oldest: dict[str, datetime] = {queue: run_at for queue, run_at in oldest_rows}  # noqa: C416
+    return [
+        QueueStats(
+            queue=queue,
+            queued=int(queued or 0),
+            delayed=int(delayed or 0),
+            running=int(running or 0),
+            failed=int(failed or 0),
+            oldest_due_at=oldest.get(queue),
+        )
+        for queue, queued, delayed, running, failed in sorted(counts, key=lambda row: row[0])
+    ]
 
 
 _INSERT = Prepared(

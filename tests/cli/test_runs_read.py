@@ -59,12 +59,51 @@ def test_list_prints_a_table_newest_first(cli: Cli, client: Client) -> None:
     result = cli("runs", "list")
     assert (result.code, result.err) == (0, "")
     header, *rows = result.out.splitlines()
-    assert header.split() == ["ID", "WORKFLOW", "STATUS", "CURRENT_STEP", "INSERTED_AT"]
-    assert [row.split()[:4] for row in rows] == [
-        [second.id, "manual_approval", "pending", "wait_for_approval"],
-        [first.id, "transfer", "pending", "send_money"],
+    assert header.split() == [
+        "ID",
+        "WORKFLOW",
+        "TRIGGER",
+        "STATUS",
+        "CURRENT_STEP",
+        "INSERTED_AT",
+        "DURATION",
     ]
-    assert all(_is_iso(row.split()[4]) for row in rows)
+    assert [row.split()[:5] for row in rows] == [
+        [second.id, "manual_approval", "manual_approval", "pending", "wait_for_approval"],
+        [first.id, "transfer", "transfer", "pending", "send_money"],
+    ]
+    assert all(_is_iso(row.split()[5]) for row in rows)
+
+
+def test_list_shows_how_long_a_run_took(cli: Cli, client: Client) -> None:
+    """A finished run's duration is from start to finish; it does not grow afterwards."""
+    run = client.start_run("transfer")
+    drain(client)
+    done = client.inspect_run(run.id)
+    took = (done.updated_at - done.inserted_at).total_seconds()
+    (row,) = cli("runs", "list").out.splitlines()[1:]
+    assert row.split()[3] == "completed"
+    assert row.split()[6] == (f"{took * 1000:.0f}ms" if took < 1 else f"{took:.1f}s")
+
+
+def test_list_an_unknown_workflow_names_the_registered_ones(cli: Cli, client: Client) -> None:
+    message = assert_one_error_line(cli("runs", "list", "--workflow", "nope"), EXIT_USAGE)
+    assert message == (
+        "unknown workflow 'nope'; the app registers: cancellable_wait, failing, holding, "
+        "manual_approval, transfer"
+    )
+    assert_one_error_line(cli("runs", "list", "--workflow", "nope", "--json"), EXIT_USAGE)
+    # A registered workflow without runs is no error.
+    assert cli("runs", "list", "--workflow", "holding").out == "no runs\n"
+
+
+def test_list_runs_of_a_workflow_the_app_no_longer_registers(cli: Cli, client: Client) -> None:
+    """An old deploy's runs stay listable by name, though the app dropped their workflow."""
+    run = client.start_run("transfer")
+    app = ["--app", "tests.cli.app:approvals_only"]
+    result = cli("runs", "list", "--workflow", "transfer", *app)
+    assert (result.code, result.err) == (0, "")
+    assert [row.split()[0] for row in result.out.splitlines()[1:]] == [run.id]
 
 
 def test_list_filters_and_pages(cli: Cli, client: Client) -> None:
