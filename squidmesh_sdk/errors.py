@@ -266,25 +266,43 @@ class DefinitionUnavailable(InvalidWorkflow):
         version: The version the run is pinned to.
         held: The versions of the workflow this client holds.
         run_id: The run, when known.
+        step: The step the run needs that the held version lacks, when the version is held
+            but was kept across a change that removed the step.
     """
 
     code = "definition_unavailable"
 
     def __init__(
-        self, workflow: str, version: str, held: Sequence[str], *, run_id: str | None = None
+        self,
+        workflow: str,
+        version: str,
+        held: Sequence[str],
+        *,
+        run_id: str | None = None,
+        step: str | None = None,
     ) -> None:
         self.workflow = workflow
         self.known = (workflow,)
         self.version = version
         self.held = tuple(held)
         self.run_id = run_id
+        self.step = step
         subject = f"run {run_id}" if run_id else "the run"
-        SquidmeshError.__init__(
-            self,
-            f"{subject} is pinned to version {version!r} of workflow {workflow!r}, which this "
-            f"client does not hold (it holds {', '.join(map(repr, self.held))}): deploy that "
-            "version beside the new one, cancel the run, or replay it on the current version",
-        )
+        if step is not None:
+            message = (
+                f"{subject} needs step {step!r}, which version {version!r} of workflow "
+                f"{workflow!r} held by this client no longer declares (the version was kept "
+                "across a change that removed it): deploy the version the run started on, "
+                "cancel the run, or replay it on the current version"
+            )
+        else:
+            message = (
+                f"{subject} is pinned to version {version!r} of workflow {workflow!r}, which "
+                f"this client does not hold (it holds {', '.join(map(repr, self.held))}): "
+                "deploy that version beside the new one, cancel the run, or replay it on the "
+                "current version"
+            )
+        SquidmeshError.__init__(self, message)
 
 
 class InvalidRunId(SquidmeshError, ValueError):

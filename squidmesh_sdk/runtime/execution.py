@@ -286,12 +286,12 @@ def _claim(
         return "cancelled"
     node = definition.steps.get(step)
     if node is None:
-        logger.warning(
-            "delivery for a step the workflow does not declare",
-            extra={"run_id": run.id, "workflow": run.workflow, "step": step},
+        # The version held here was kept across a change that removed the step: the run needs
+        # a definition this process does not have. Refused, not dropped: the job stays with its
+        # queue (retried, then kept as a dead letter) and explain_run says so.
+        raise errors.DefinitionUnavailable(
+            run.workflow, definition.version, (definition.version,), run_id=run.id, step=step
         )
-        tx.events.append(StepSkipped(run, step, "unknown_step"))
-        return "skipped"
     step_input = _step_input(tx, run, definition, node)
     if step_input is None:
         tx.events.append(StepSkipped(run, step, "not_current"))

@@ -18,6 +18,7 @@ from squidmesh_sdk import (
     manual,
 )
 from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store import schema
 from tests.integration.worker.conftest import settled, wait_until
 
 Calls = list[tuple[str, str]]
@@ -196,9 +197,25 @@ def test_a_step_removed_under_a_kept_version_is_explained_not_stranded(
 
     with client_for(database_url, kept) as new:
         explanation = new.explain_run(run.id)
+        # Delivered to a process holding the kept version: refused, never silently dropped.
+        with pytest.raises(DefinitionUnavailable, match="needs step 'reserve'"):
+            new.perform({"kind": "step", "run_id": run.id, "step": "reserve"})
+        with Worker(new, poll_interval=0.05):
+            wait_until(lambda: jobs(new)[0].deliveries >= 1, what="a delivery of the job")
+        (job,) = jobs(new)
+        assert job.status == "queued"  # released for a retry, kept until someone acts
+        assert "needs step 'reserve'" in str((job.last_error or {}).get("message"))
+        assert new.inspect_run(run.id).status == "pending"
     assert explanation.reason == "definition_unavailable"
     assert explanation.details["steps"] == ["reserve"]
     assert explanation.next_actions == ("deploy_version", "cancel_run", "replay_run")
+    # Deploying the version the run started on lets it finish.
+    with client_for(database_url, order("1", calls)) as fixed:
+        with fixed.database.transaction(fixed.clock.now()) as tx:  # due now, not after backoff
+            tx.connection.execute(schema.jobs.update().values(run_at=fixed.clock.now()))
+        with Worker(fixed, poll_interval=0.05):
+            wait_until(settled(fixed, [run]), what="the run to finish")
+        assert fixed.inspect_run(run.id).status == "completed"
 
 
 def test_a_run_whose_version_is_gone_can_be_cancelled_or_replayed(database_url: str) -> None:
