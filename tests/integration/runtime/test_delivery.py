@@ -10,6 +10,7 @@ import pytest
 
 from squidmesh_sdk import (
     COMPLETE,
+    DefinitionUnavailable,
     InvalidExecutorPayload,
     InvalidRunId,
     RunNotFound,
@@ -99,11 +100,17 @@ def test_a_job_for_a_step_that_is_no_longer_current_is_a_no_op(make_env: MakeEnv
     assert _attempt_numbers(env, run.id, "first") == [1]
 
 
-def test_a_job_for_an_undeclared_step_is_a_no_op(make_env: MakeEnv) -> None:
+def test_a_job_for_an_undeclared_step_is_refused_not_dropped(make_env: MakeEnv) -> None:
+    # The run's version, held here, does not declare the step: the delivery is refused (its
+    # queue keeps the job) and nothing is written.
     env = make_env(two_steps(), run_immediately=False)
     run = env.start_run("two_steps")
-    assert env.client.perform({"kind": "step", "run_id": run.id, "step": "third"}) == "skipped"
-    assert env.client.inspect_run(run.id).status == "pending"
+    with pytest.raises(DefinitionUnavailable, match="needs step 'third'") as refused:
+        env.client.perform({"kind": "step", "run_id": run.id, "step": "third"})
+    assert (refused.value.step, refused.value.run_id) == ("third", run.id)
+    after = env.client.inspect_run(run.id, include_history=True)
+    assert after.status == "pending"
+    assert all(not sr.attempts for sr in after.step_runs or ())
 
 
 def test_jobs_naming_missing_or_malformed_runs_raise(make_env: MakeEnv) -> None:
