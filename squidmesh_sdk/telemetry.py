@@ -21,15 +21,21 @@ run <workflow>                      the start: creating the run, dispatching its
 ```
 
 The run's root context (W3C ``traceparent`` / ``tracestate``, never baggage) is stored on the
-run row, so spans made later in any process join its trace. A cron activation is queued under
-a ``send cron <workflow>`` PRODUCER span of its own; the run it starts links to it. Payload
-values never go into spans, and neither do exception messages (they may quote payload values):
-a failure is described by its ``error.type``.
+run row, so spans made later in any process join its trace; a run started where nothing is
+traced gets a generated context (:func:`generated_carrier`), so the spans of traced workers
+still form one trace. A cron activation is queued under a ``send cron <workflow>`` PRODUCER
+span of its own; the run it starts links to it. Payload values never go into span attributes.
+A failure is described by its ``error.type``, an ``exception`` event and a status description
+with the exception's message, unless messages are redacted (:func:`set_redact_messages`, or
+the environment variable ``SQUIDMESH_TELEMETRY_REDACT_MESSAGES=1``): messages may quote the
+values they were computed from.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import random
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -52,7 +58,10 @@ __all__ = [
     "active",
     "carrier_of",
     "context_of",
+    "generated_carrier",
     "meter",
+    "redacting_messages",
+    "set_redact_messages",
     "span",
     "tracer",
 ]
@@ -69,9 +78,35 @@ TO_STATUS = "squidmesh.to_status"
 OUTCOME = "squidmesh.outcome"
 MESSAGING_SYSTEM = "messaging.system"
 MESSAGING_OPERATION = "messaging.operation.type"
+MESSAGING_OPERATION_NAME = "messaging.operation.name"
+MESSAGING_BATCH_COUNT = "messaging.batch.message_count"
 MESSAGING_DESTINATION = "messaging.destination.name"
 MESSAGING_MESSAGE_ID = "messaging.message.id"
 ERROR_TYPE = "error.type"
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+
+REDACT_ENV = "SQUIDMESH_TELEMETRY_REDACT_MESSAGES"
+"""Set to ``1`` (or ``true``/``yes``) to keep exception messages out of spans from the start."""
+
+_redact = [os.environ.get(REDACT_ENV, "").strip().lower() in ("1", "true", "yes")]
+
+
+def set_redact_messages(redact: bool) -> None:
+    """Keep exception messages out of spans (``True``) or record them (``False``, the default).
+
+    When redacted, a failed span still gets status ERROR, ``error.type`` and an ``exception``
+    event with ``exception.type``, but no status description and no ``exception.message``.
+    Applies to the whole process, like the tracer provider. The environment variable
+    ``SQUIDMESH_TELEMETRY_REDACT_MESSAGES=1`` sets it at import.
+    """
+    _redact[0] = redact
+
+
+def redacting_messages() -> bool:
+    """Whether exception messages are kept out of spans (see :func:`set_redact_messages`)."""
+    return _redact[0]
+
 
 SYSTEM = "squidmesh"
 
@@ -118,6 +153,28 @@ def carrier_of(span_context_source: Span | None = None) -> dict[str, str] | None
     return carrier or None
 
 
+def generated_carrier() -> dict[str, str]:
+    """A fresh, sampled W3C context for a run started where nothing is traced.
+
+    Its span never exists (nothing recorded it), but every span that later joins the run's
+    trace, in traced workers, shares its trace id: one trace per run all the same.
+    """
+    trace_id = random.getrandbits(128) or 1
+    span_id = random.getrandbits(64) or 1
+    return {"traceparent": f"00-{trace_id:032x}-{span_id:016x}-01"}
+
+
+def consumer_attributes(queue: str | None, message_id: str | None) -> dict[str, Any]:
+    """The messaging attributes of a CONSUMER (``process``) span, for a job of ``queue``."""
+    return {
+        MESSAGING_SYSTEM: SYSTEM,
+        MESSAGING_OPERATION: "process",
+        MESSAGING_OPERATION_NAME: "process",
+        MESSAGING_DESTINATION: queue,
+        MESSAGING_MESSAGE_ID: message_id,
+    }
+
+
 def context_of(carrier: Mapping[str, Any] | None) -> otel_context.Context | None:
     """The context a carrier (a run's ``trace_context``, a payload's ``trace``) describes."""
     if not carrier:
@@ -162,7 +219,7 @@ def span(
 
     With ``new_trace`` the span is the root of a trace of its own, linked to the current span
     (a run started during an HTTP request gets its own trace, linked to the request's).
-    An exception leaving the block sets the span's status to ERROR with ``error.type``.
+    An exception leaving the block fails the span (:func:`fail`).
     Without a tracer provider and any trace to join, the block runs under no span at all
     (:func:`active`): the span it gets is the invalid, non-recording one.
     """
@@ -182,7 +239,7 @@ def span(
         attributes={k: v for k, v in (attributes or {}).items() if v is not None},
         links=list(links),
         start_time=start_ns,
-        # No exception event: its message and stack may quote payload values.
+        # Recorded by fail(): without the stack, and without the message when redacted.
         record_exception=False,
         set_status_on_exception=False,
     ) as current:
@@ -193,14 +250,26 @@ def span(
             raise
 
 
-def fail(target: Span, exc: BaseException | str) -> None:
-    """Mark ``target`` failed with ``error.type``.
+def fail(target: Span, exc: BaseException | str, message: str | None = None) -> None:
+    """Mark ``target`` failed: status ERROR, ``error.type`` and an ``exception`` event.
 
-    The exception's message is left out: step code routinely quotes its inputs in it.
+    ``exc`` is the exception, or the qualified name of its type (an error read back from the
+    run, with its ``message``). The message becomes the status description and the event's
+    ``exception.message``, unless messages are redacted (:func:`set_redact_messages`): step
+    code routinely quotes its inputs in them. The stack trace is never recorded.
     """
-    error_type = exc if isinstance(exc, str) else f"{type(exc).__module__}.{type(exc).__qualname__}"
+    if isinstance(exc, str):
+        error_type = exc
+    else:
+        error_type = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        message = str(exc)
     target.set_attribute(ERROR_TYPE, error_type)
-    target.set_status(Status(StatusCode.ERROR))
+    event: dict[str, Any] = {EXCEPTION_TYPE: error_type}
+    description = None
+    if message and not _redact[0]:
+        event[EXCEPTION_MESSAGE] = description = message
+    target.add_event("exception", event)
+    target.set_status(Status(StatusCode.ERROR, description))
 
 
 def run_attributes(workflow: str, run_id: str, **more: Any) -> dict[str, Any]:

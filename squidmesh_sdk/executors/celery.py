@@ -292,7 +292,12 @@ class CeleryExecutor(QueueRouting):
         redelivered = bool((request.delivery_info or {}).get("redelivered"))
         done = [outbox_id] if outbox_id is not None else []
         # The message's outbox row goes in the transaction that records the outcome.
-        delivery = Delivery(reclaim=redelivered, settle=lambda tx: outbox_store.remove(tx, done))
+        delivery = Delivery(
+            reclaim=redelivered,
+            settle=lambda tx: outbox_store.remove(tx, done),
+            queue=(request.delivery_info or {}).get("routing_key"),
+            message_id=str(outbox_id) if outbox_id is not None else request.id,
+        )
         try:
             outcome = binding.deliver(payload, delivery=delivery)
         except PERMANENT_DELIVERY_ERRORS:

@@ -32,6 +32,7 @@ from squidmesh_sdk import errors
 from squidmesh_sdk.executors.routing import QueueRouting
 from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.port import payloads
+from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.port.executor import (
     PERMANENT_DELIVERY_ERRORS,
     DispatchMetadata,
@@ -259,7 +260,9 @@ class ProcrastinateExecutor(QueueRouting):
         # worker stalled: either way no one else is performing it now.
         redelivered = context.job.attempts > 0
         try:
-            return binding.perform(payload, redelivered=redelivered)
+            job = context.job
+            delivery = Delivery(reclaim=redelivered, queue=job.queue, message_id=str(job.id))
+            return binding.deliver(payload, delivery=delivery)
         except PERMANENT_DELIVERY_ERRORS:
             logger.exception("dropping a squidmesh job that can never succeed")
             raise

@@ -138,6 +138,7 @@ def _enqueue_traced(
         telemetry.TRIGGER: trigger,
         telemetry.MESSAGING_SYSTEM: telemetry.SYSTEM,
         telemetry.MESSAGING_OPERATION: "send",
+        telemetry.MESSAGING_OPERATION_NAME: "send",
     }
     with telemetry.span(
         f"send cron {workflow}", kind=SpanKind.PRODUCER, attributes=attributes

@@ -403,7 +403,13 @@ class Worker:
             # outcome. Nobody runs this job now; take its step over unless another job does.
             previous_ended = job.rescues > 0 or job.last_error is not None
             reclaim = previous_ended and self._may_take_over(job)
-            delivery = Delivery(reclaim=reclaim, settle=self._settler(job), claim=claim)
+            delivery = Delivery(
+                reclaim=reclaim,
+                settle=self._settler(job),
+                claim=claim,
+                queue=job.queue,
+                message_id=str(job.id),
+            )
             runner.perform(runtime, job.payload, delivery=delivery)
         except Exception as exc:  # noqa: BLE001 - a failed delivery is retried, never fatal
             self._failed(job, exc)

@@ -23,9 +23,11 @@ class Delivery:
             marked running is taken over (its attempt recorded as abandoned).
         settle: Called inside the transaction that records the delivery's outcome (typically
             deleting the job); not called when the delivery ends without one.
+        queue: The queue the job came from (``messaging.destination.name`` on its span).
+        message_id: The queue's id of the job (``messaging.message.id`` on its span).
     """
 
-    __slots__ = ("_settle", "claim", "reclaim", "settled")
+    __slots__ = ("_settle", "claim", "message_id", "queue", "reclaim", "settled")
 
     def __init__(
         self,
@@ -33,8 +35,12 @@ class Delivery:
         reclaim: bool = False,
         settle: Callable[[Transaction], None] | None = None,
         claim: object | None = None,
+        queue: str | None = None,
+        message_id: str | None = None,
     ) -> None:
         self.reclaim = reclaim
+        self.queue = queue
+        self.message_id = message_id
         self._settle = settle
         self.claim = claim
         """The step's claim, already made by the transaction that queued this job."""

@@ -127,8 +127,10 @@ def _sending(
         **{
             telemetry.MESSAGING_SYSTEM: telemetry.SYSTEM,
             telemetry.MESSAGING_OPERATION: "send",
+            telemetry.MESSAGING_OPERATION_NAME: "send",
             telemetry.STEP: steps[0] if len(steps) == 1 else None,
             "squidmesh.steps": list(steps) if len(steps) > 1 else None,
+            telemetry.MESSAGING_BATCH_COUNT: len(steps) if len(steps) > 1 else None,
             "squidmesh.schedule_in": schedule_in,
         },
     )
@@ -144,7 +146,7 @@ def _describe(send_span: Span, metadata: Sequence[Mapping[str, Any]]) -> None:
     queue = metadata[0].get("queue")
     if isinstance(queue, str):
         send_span.set_attribute(telemetry.MESSAGING_DESTINATION, queue)
-    job_id = metadata[0].get("job_id")
+    job_id = metadata[0].get("job_id", metadata[0].get("outbox_id"))
     if len(metadata) == 1 and job_id is not None:
         send_span.set_attribute(telemetry.MESSAGING_MESSAGE_ID, str(job_id))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from opentelemetry import trace
@@ -30,7 +30,13 @@ from squidmesh_sdk.port.continuation import current_continuation
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
-from squidmesh_sdk.runtime.events import StepCompleted, StepFailed, StepSkipped, StepStarted
+from squidmesh_sdk.runtime.events import (
+    RunEvent,
+    StepCompleted,
+    StepFailed,
+    StepSkipped,
+    StepStarted,
+)
 from squidmesh_sdk.runtime.failures import describe_error, retry_decision
 from squidmesh_sdk.runtime.invoke import call_body
 from squidmesh_sdk.store import attempts as attempt_store
@@ -60,6 +66,9 @@ class _Claim:
     node: StepNode
     step_run: StepRun
     attempt: Attempt
+    events: tuple[RunEvent, ...] = ()
+    """Events of a claim made ahead (by the transaction that queued or leased the job): they
+    are reported inside the delivery's own ``process`` span, where the transition happens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +106,11 @@ def execute_step(
         InvalidWorkflow: the run's workflow is not registered with this runtime.
     """
     carrier = trace or {}
+    delivery = delivery or Delivery()
     attributes = {  # the workflow and attempt are added once the run is read
         telemetry.RUN_ID: run_id,
         telemetry.STEP: step,
-        telemetry.MESSAGING_SYSTEM: telemetry.SYSTEM,
-        telemetry.MESSAGING_OPERATION: "process",
+        **telemetry.consumer_attributes(delivery.queue, delivery.message_id),
     }
     with telemetry.span(
         f"process {step}",
@@ -110,7 +119,7 @@ def execute_step(
         links=telemetry.link_to(carrier.get("send")),
         attributes=attributes,
     ) as span:
-        outcome = _execute(runtime, run_id, step, delivery or Delivery())
+        outcome = _execute(runtime, run_id, step, delivery)
         span.set_attribute(telemetry.OUTCOME, outcome)
         return outcome
 
@@ -139,8 +148,19 @@ def claim_step(runtime: Runtime, tx: Transaction, run_id: str, step: str) -> obj
     if step_input is None:
         return None
     # From here on only what the delivery itself would do once it found the step startable.
+    mark = len(tx.events)
     found = _begin(runtime, tx, run, definition, node, step_input, reclaim=False, simple=True)
-    return found if isinstance(found, _Claim) else None
+    return _ahead(tx, found, mark) if isinstance(found, _Claim) else None
+
+
+def _ahead(tx: Transaction, claim: _Claim, mark: int) -> _Claim:
+    """``claim``, made ahead of its delivery, holding the events it added to ``tx``.
+
+    Those since ``mark``: the delivery reports them in its own span, not the current one.
+    """
+    events = tuple(tx.events[mark:])
+    del tx.events[mark:]
+    return replace(claim, events=events)
 
 
 def _execute(runtime: Runtime, run_id: str, step: str, delivery: Delivery) -> Outcome:
@@ -151,6 +171,7 @@ def _execute(runtime: Runtime, run_id: str, step: str, delivery: Delivery) -> Ou
         span = trace.get_current_span()
         span.set_attribute(telemetry.WORKFLOW, claimed.run.workflow)
         span.set_attribute(telemetry.ATTEMPT, claimed.attempt.number)
+        runtime.emit(claimed.events)  # committed with the claim; reported in this span
     else:
         with runtime.transaction() as tx:
             found = _claim(runtime, tx, run_id, step, reclaim=delivery.reclaim)
@@ -229,9 +250,15 @@ def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
     step = offer.step_to_claim(tx, run.id) if offer is not None else None
     if offer is None or step is None:
         return
-    found = _claim(runtime, tx, run.id, step, reclaim=False, locked=run)
+    node = runtime.definition_of(run).steps.get(step)
+    if node is None or node.kind in ("log", "wait") or node.is_manual:
+        # A built-in step is done by its claim: left to its own delivery, it gets its own
+        # ``process`` span, and its transitions (``running -> paused``) are events on it.
+        return
+    mark = len(tx.events)
+    found = _claim(runtime, tx, run.id, step, reclaim=False, locked=run, ahead=True)
     if isinstance(found, _Claim):
-        offer.claim = found
+        offer.claim = _ahead(tx, found, mark)
     else:
         # Done already (a built-in step) or nothing to do: the job ends with this transaction.
         offer.settle_pending(tx)
@@ -265,11 +292,15 @@ def _claim(
     *,
     reclaim: bool,
     locked: Run | None = None,
+    ahead: bool = False,
 ) -> _Claim | Outcome:
-    """Claim ``step`` under the run's lock (``locked``: the run, already locked by ``tx``)."""
+    """Claim ``step`` under the run's lock (``locked``: the run, already locked by ``tx``).
+
+    ``ahead``: for a delivery still to come; the current span (another delivery's) is left alone.
+    """
     run = locked if locked is not None else run_store.lock_run(tx.connection, run_id)
-    span = trace.get_current_span()
-    span.set_attribute(telemetry.WORKFLOW, run.workflow)
+    if not ahead:
+        trace.get_current_span().set_attribute(telemetry.WORKFLOW, run.workflow)
     definition = runtime.definition_of(run)
     if run.status in state_machine.TERMINAL or run.status == "paused":
         if run.status != "paused":
@@ -296,7 +327,7 @@ def _claim(
     if step_input is None:
         tx.events.append(StepSkipped(run, step, "not_current"))
         return "skipped"
-    found = _begin(runtime, tx, run, definition, node, step_input, reclaim=reclaim)
+    found = _begin(runtime, tx, run, definition, node, step_input, reclaim=reclaim, ahead=ahead)
     assert found is not None  # noqa: S101 - only a simple claim ends without an outcome
     return found
 
@@ -311,14 +342,15 @@ def _begin(
     *,
     reclaim: bool,
     simple: bool = False,
+    ahead: bool = False,
 ) -> _Claim | Outcome | None:
     """Start the step run and its attempt; with ``simple``, ``None`` unless it just starts.
 
     ``simple`` returns before writing anything when the step run is already running or
-    completed (the delivery then decides).
+    completed (the delivery then decides); it is always a claim ahead of the delivery.
+    ``ahead``: the current span is not this delivery's, so the attempt is not set on it.
     """
     step = node.name
-    span = trace.get_current_span()
     # The step run and its first attempt are inserted in one round trip on PostgreSQL: the
     # attempt only if the step run is new (it has the id chosen here), otherwise below.
     fresh_id = str(new_id())
@@ -348,7 +380,8 @@ def _begin(
         run = progression.write_run(tx, run, status="running", current_step=current)
     if attempt is None or attempt.step_run_id != step_run.id:
         attempt = attempt_store.begin_attempt(tx, step_run.id)
-    span.set_attribute(telemetry.ATTEMPT, attempt.number)
+    if not (ahead or simple):
+        trace.get_current_span().set_attribute(telemetry.ATTEMPT, attempt.number)
     tx.events.append(StepStarted(run, step, attempt.number))
     claim = _Claim(run, definition, node, step_run, attempt)
     if node.kind in ("log", "wait"):

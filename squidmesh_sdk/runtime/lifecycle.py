@@ -83,9 +83,10 @@ def replay_run(runtime: Runtime, run_id: str, *, allow_irreversible: bool = Fals
             definition,
             source.id,
             allow_irreversible=allow_irreversible,
-            trace_context=telemetry.carrier_of(root),
+            trace_context=telemetry.carrier_of(root) or telemetry.generated_carrier(),
         )
         root.set_attribute(telemetry.RUN_ID, run.id)
+        root.set_attribute(telemetry.TRIGGER, run.trigger)
         dispatcher.dispatch_run(runtime, tx, run)
         tx.events.insert(0, RunCreated(run, replayed_from=source.id))
     return run

@@ -55,7 +55,8 @@ def start_run(
             trigger=trigger,
             context=context,
             idempotency_key=idempotency_key,
-            trace_context=telemetry.carrier_of(root),
+            # Untraced here: a generated context still makes the run one trace in traced workers.
+            trace_context=telemetry.carrier_of(root) or telemetry.generated_carrier(),
         )
         root.set_attribute(telemetry.RUN_ID, run.id)
         root.set_attribute(telemetry.TRIGGER, run.trigger)

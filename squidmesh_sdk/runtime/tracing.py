@@ -90,6 +90,11 @@ class TelemetryObserver:
             start_time=telemetry.nanoseconds(run.inserted_at),
         )
         if run.status == "failed":
-            error_type = (run.last_error or {}).get("type")
-            telemetry.fail(life, error_type if isinstance(error_type, str) else "failed")
+            error = run.last_error or {}
+            error_type, message = error.get("type"), error.get("message")
+            telemetry.fail(
+                life,
+                error_type if isinstance(error_type, str) else "failed",
+                message if isinstance(message, str) else None,
+            )
         life.end(end_time=telemetry.nanoseconds(max(run.updated_at, run.inserted_at)))

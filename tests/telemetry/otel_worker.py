@@ -1,6 +1,9 @@
 """A worker process that exports its spans over OTLP/HTTP, as a traced deployment would.
 
-``python -m tests.telemetry.otel_worker DATABASE_URL OTLP_TRACES_URL NAME STOPPING_FILE``
+``python -m tests.telemetry.otel_worker DATABASE_URL OTLP_TRACES_URL NAME STOPPING_FILE [APP]``
+
+APP is the module whose ``make_client`` builds the client (``tests.integration.worker.app``
+by default).
 
 It configures the OpenTelemetry SDK (``service.name`` = NAME, a batch processor with the OTLP
 HTTP exporter) and runs a :class:`~squidmesh_sdk.Worker` on the worker tests' workflows. On
@@ -11,6 +14,7 @@ before it exits.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
@@ -24,11 +28,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from squidmesh_sdk import Worker
-from tests.integration.worker.app import make_client
 
 
 def main() -> None:
     url, endpoint, name, stopping = sys.argv[1:5]
+    app = sys.argv[5] if len(sys.argv) > 5 else "tests.integration.worker.app"
+    make_client = importlib.import_module(app).make_client
     # SIGTERM is taken with sigwait in the main thread: block it before any thread starts.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     logging.basicConfig(level=logging.WARNING)

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.integration.worker.conftest import wait_until
 from tests.telemetry.otlp_receiver import Receiver
@@ -29,87 +25,6 @@ from tests.telemetry.support import (
 )
 
 ROOT = Path(__file__).parents[2]
-
-MISSING_ROTEL = (
-    "the rotel collector binary is missing ({path}); install the dev extra "
-    "(pip install -e '.[dev]', which pins rotel==0.0.1a15) — ./scripts/bootstrap does"
-)
-
-
-def rotel_agent() -> Path:
-    """The ``rotel-agent`` binary of the installed ``rotel`` wheel; fails the test if absent."""
-    try:
-        import rotel
-    except ImportError:
-        pytest.fail(MISSING_ROTEL.format(path="package rotel not installed"), pytrace=False)
-    path = Path(rotel.__file__).parent / "rotel-agent"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail(MISSING_ROTEL.format(path=path), pytrace=False)
-    return path
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
-
-
-@pytest.fixture
-def collector(receiver: Receiver, tmp_path: Path) -> Iterator[str]:
-    """A rotel collector forwarding to ``receiver``; yields its OTLP/HTTP traces endpoint."""
-    agent = rotel_agent()
-    http_port, grpc_port = free_ports(2)
-    output = tmp_path / "rotel.out"
-    command = [
-        str(agent),
-        "start",
-        "--otlp-http-endpoint",
-        f"127.0.0.1:{http_port}",
-        "--otlp-grpc-endpoint",
-        f"127.0.0.1:{grpc_port}",
-        "--exporter",
-        "otlp",
-        "--otlp-exporter-protocol",
-        "http",
-        "--otlp-exporter-endpoint",
-        f"http://127.0.0.1:{receiver.port}",
-        "--otel-resource-attributes",
-        "via=rotel",
-        "--pid-file",
-        str(tmp_path / "rotel.pid"),
-        "--log-file",
-        str(tmp_path / "rotel.log"),
-    ]
-    with output.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        wait_until(
-            lambda: accepts(http_port) or process.poll() is not None,
-            timeout=30,
-            what="rotel to listen",
-        )
-        assert process.poll() is None, f"rotel exited: {output.read_text()}"
-        yield f"http://127.0.0.1:{http_port}/v1/traces"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
 
 
 def test_spans_arrive_through_the_collector_with_their_tree_and_typed_attributes(
@@ -176,4 +91,4 @@ def test_spans_arrive_through_the_collector_with_their_tree_and_typed_attributes
     life = trace.one("run saga_checkout failed")
     assert life.start_ns < life.end_ns
     assert life.status == "ERROR"
-    assert_never_mentions(spans, "o-1001")  # the sample's order id
+    assert_never_mentions(spans, "o-1001", but_error_messages=True)  # the sample's order id

@@ -8,10 +8,7 @@ spans (the run's start) in memory. Together they must form the run's one trace.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,68 +16,11 @@ import pytest
 from squidmesh_sdk import Client
 from tests.integration.worker.app import make_client
 from tests.integration.worker.conftest import wait_until
-from tests.telemetry.conftest import Telemetry
+from tests.telemetry.conftest import Spawn, Telemetry
 from tests.telemetry.otlp_receiver import Receiver
 from tests.telemetry.support import Trace, check_links, from_otlp
 
 ROOT = Path(__file__).parents[2]
-
-
-class TracedWorker:
-    """A running ``otel_worker`` process (its stderr goes to a file)."""
-
-    def __init__(self, url: str, endpoint: str, name: str, directory: Path) -> None:
-        self.stopping = directory / f"{name}.stopping"
-        self.log = directory / f"{name}.stderr"
-        with self.log.open("wb") as stderr:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.telemetry.otel_worker",
-                    url,
-                    endpoint,
-                    name,
-                    str(self.stopping),
-                ],
-                cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-
-    def request_stop(self) -> None:
-        """SIGTERM; returns once the worker takes no new job (running ones go on)."""
-        self.process.send_signal(signal.SIGTERM)
-        wait_until(self.stopping.exists, timeout=60, what="the worker to acknowledge SIGTERM")
-
-    def wait(self) -> None:
-        """Wait for a clean exit (its spans are exported by then)."""
-        try:
-            code = self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the worker did not exit within 60 s of SIGTERM: {self.log.read_text()}")
-        assert code == 0, self.log.read_text()
-
-
-Spawn = Callable[[str, str, str], TracedWorker]
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawn]:
-    """Start traced worker processes; any still running at the end are killed."""
-    started: list[TracedWorker] = []
-
-    def start(url: str, endpoint: str, name: str) -> TracedWorker:
-        worker = TracedWorker(url, endpoint, name, tmp_path)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        if worker.process.poll() is None:
-            worker.process.kill()
-        worker.process.wait(timeout=30)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from samples import dependency_recovery, manual_approval, saga_checkout
 from squidmesh_sdk import COMPLETE, DispatchFailed, Retry, StepContext, Workflow, cron, manual
+from squidmesh_sdk import telemetry as telemetry_module
 from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.telemetry import nanoseconds
 from squidmesh_sdk.testing import WorkflowEnvironment
@@ -128,6 +129,7 @@ def test_a_three_step_run_with_a_retry(environment: Any, telemetry: Telemetry) -
         "squidmesh.outcome": "executed",
         "messaging.system": "squidmesh",
         "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
     }
     assert (failed.attempt, retried.attempt) == (1, 2)
     assert failed.status == "ERROR"
@@ -149,6 +151,7 @@ def test_a_three_step_run_with_a_retry(environment: Any, telemetry: Telemetry) -
         "squidmesh.step": "reserve",
         "messaging.system": "squidmesh",
         "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
     }
 
     assert transitions(trace) == [
@@ -170,7 +173,15 @@ def test_a_three_step_run_with_a_retry(environment: Any, telemetry: Telemetry) -
     assert life.end_ns - life.start_ns == 1_000_000_000
     assert life.attributes["squidmesh.outcome"] == "completed"
     assert life.status == "UNSET"
-    assert_never_mentions(spans, SECRET)
+    # The failed attempt shows its error message: the status description and exception event.
+    assert failed.status_description == f"payment gateway timed out charging {SECRET}"
+    assert [dict(e.attributes) for e in failed.events if e.name == "exception"] == [
+        {
+            "exception.type": "builtins.ConnectionError",
+            "exception.message": f"payment gateway timed out charging {SECRET}",
+        }
+    ]
+    assert_never_mentions(spans, SECRET, but_error_messages=True)
 
 
 def test_a_fan_out_fan_in_run(environment: Any, telemetry: Telemetry) -> None:
@@ -278,7 +289,7 @@ def test_a_failed_run_with_compensation(environment: Any, telemetry: Telemetry) 
     declined = "samples.saga_checkout.PaymentDeclinedError"
     for span in trace.named("process capture_payment"):
         assert span.attributes["error.type"] == declined
-        assert span.status_description is None
+        assert span.status_description == f"capture declined for auth_{SECRET}"
     life = trace.one("run saga_checkout failed")
     assert life.attributes["error.type"] == declined
     assert life.attributes["squidmesh.outcome"] == "failed"
@@ -298,7 +309,8 @@ def test_a_failed_run_with_compensation(environment: Any, telemetry: Telemetry) 
     }
     assert {s.status for s in trace.children(rollback)} == {"UNSET"}
     assert transitions(trace)[-1] == ("process capture_payment", "running", "failed")
-    assert_never_mentions(spans, SECRET)
+    assert life.status_description == f"capture declined for auth_{SECRET}"
+    assert_never_mentions(spans, SECRET, but_error_messages=True)
 
 
 def test_failures_set_error_status_and_error_type(environment: Any, telemetry: Telemetry) -> None:
@@ -328,7 +340,9 @@ def test_failures_set_error_status_and_error_type(environment: Any, telemetry: T
         ("run fragile", "ERROR", "squidmesh_sdk.errors.DispatchFailed"),
         ("send book", "ERROR", "squidmesh_sdk.errors.DispatchFailed"),
     }
-    assert all(not s.events for s in refused), "no exception events (they quote messages)"
+    for span in refused:
+        assert [e.name for e in span.events] == ["exception"]
+        assert span.status_description is not None
     telemetry.exporter.clear()
 
     run = env.start_run("fragile", {"order_id": SECRET})
@@ -341,9 +355,30 @@ def test_failures_set_error_status_and_error_type(environment: Any, telemetry: T
         ("run fragile failed", "builtins.ValueError"),
         ("compensate book", "builtins.KeyError"),
     }
-    assert {s.status_description for s in trace.spans} == {None}
+    assert trace.one("process pay").status_description == f"card refused for {SECRET}"
+    assert trace.one("compensate book").status_description == f"'no booking {SECRET}'"
     # The rollback ran (and is not an error itself): its callback failed.
     assert trace.one("compensate fragile").status == "UNSET"
+    assert_never_mentions(trace.spans, SECRET, but_error_messages=True)
+
+
+def test_redacted_error_messages_never_reach_spans(
+    environment: Any, telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(telemetry_module, "_redact", [True])
+    env = environment(saga_checkout.workflow)
+    run = env.start_run("saga_checkout", {"order_id": SECRET, "amount_cents": 4200})
+    env.run_until_idle()
+    assert SECRET in env.client.inspect_run(run.id).last_error["message"]
+
+    trace = run_trace(telemetry.spans(), run.id)
+    failed = [s for s in trace.spans if s.status == "ERROR"]
+    assert {s.name for s in failed} == {"process capture_payment", "run saga_checkout failed"}
+    for span in failed:
+        assert span.status_description is None
+        assert [dict(e.attributes) for e in span.events if e.name == "exception"] == [
+            {"exception.type": "samples.saga_checkout.PaymentDeclinedError"}
+        ]
     assert_never_mentions(trace.spans, SECRET)
 
 
@@ -407,6 +442,7 @@ def test_a_cron_activation_links_the_run_to_the_send_that_queued_it(
         "squidmesh.trigger": "tick",
         "messaging.system": "squidmesh",
         "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
     }
     assert trace.root.attributes["squidmesh.trigger"] == "tick"
     assert trace.root.links == ((send.trace_id, send.span_id),)
