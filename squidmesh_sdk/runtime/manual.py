@@ -196,11 +196,16 @@ def _paused_step_run(tx: Transaction, run: Run, decision: Decision) -> StepRun:
     kind = (step_run.resume or {}).get("kind")
     if decision == "resumed" and kind != "pause":
         raise errors.InvalidStep(
-            run.id, step, "this step waits for approve_run or reject_run, not unblock_run"
+            run.id,
+            step,
+            "this step waits for an approval, not an unblock: "
+            f"squidmesh runs approve {run.id} --actor NAME (or runs reject)",
         )
     if decision != "resumed" and kind != "approval":
         raise errors.InvalidStep(
-            run.id, step, "this step waits for unblock_run, not an approval decision"
+            run.id,
+            step,
+            f"this step is a pause, not an approval: squidmesh runs unblock {run.id} resumes it",
         )
     return step_run
 

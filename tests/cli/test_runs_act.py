@@ -193,7 +193,10 @@ def test_approving_a_run_that_is_not_paused(cli: Cli, client: Client) -> None:
     assert cli("runs", "approve", run_id, "--actor", "alice").code == 0
     drain(client)
     message = assert_one_error_line(cli("runs", "approve", run_id, "--actor", "bob"), EXIT_FAILURE)
-    assert message == f"run {run_id}: cannot move from 'completed' to 'running'"
+    assert message == (
+        f"run {run_id}: the run is completed, not paused: only a run paused at an approval "
+        "or pause step can be approved, rejected or unblocked"
+    )
 
 
 @pytest.mark.parametrize(
@@ -238,7 +241,9 @@ def test_cancel_a_pending_run_then_again(cli: Cli, client: Client) -> None:
     assert result.out == f"cancelled run {run.id} (status cancelled)\n"
     assert client.inspect_run(run.id).status == "cancelled"
     message = assert_one_error_line(cli("runs", "cancel", run.id), EXIT_FAILURE)
-    assert message == f"run {run.id}: cannot move from 'cancelled' to 'cancelling'"
+    assert message == (
+        f"run {run.id}: the run is already cancelled; only an unfinished run can be cancelled"
+    )
 
 
 def test_cancel_with_an_actor_and_a_reason_is_in_the_audit_trail(cli: Cli, client: Client) -> None:
@@ -292,7 +297,7 @@ def test_cancel_a_run_with_a_step_running_stops_it_when_the_step_ends(
     )
     assert client.inspect_run(run.id).status == "cancelling"
     again = cli("runs", "cancel", run.id, "--json")
-    assert_one_error_line(again, EXIT_FAILURE, "cannot move from 'cancelling'")
+    assert_one_error_line(again, EXIT_FAILURE, "the run is already being cancelled")
 
 
 # -- replay --------------------------------------------------------------------------------
