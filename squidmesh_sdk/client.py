@@ -234,8 +234,14 @@ class Client:
                 connection, workflow=name, status=status, limit=limit, after=after
             )
 
-    def cancel_run(self, run_id: str) -> Run:
-        """Cancel a run.
+    def cancel_run(
+        self,
+        run_id: str,
+        *,
+        actor: str | Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> Run:
+        """Cancel a run, recording who asked and why in its audit trail.
 
         A run with no step body running is cancelled at once: pending, paused (its paused
         step and attempt are failed with a cancellation error), or running / retrying while it
@@ -246,11 +252,22 @@ class Client:
         finds its worker dead (the attempt is recorded ``abandoned``, the step run
         ``failed``).
 
+        The request is recorded in the same transaction as a ``cancelled`` audit event (in
+        ``inspect_run(..., include_history=True).events``) at the step the run was at, with
+        ``actor``, ``reason`` as its comment, and ``{"status": ...}`` the status it left the
+        run in (``cancelled`` or ``cancelling``).
+
+        Args:
+            run_id: The run.
+            actor: Who cancels: a non-empty name or a mapping of strict JSON values.
+            reason: Why, as non-empty text.
+
         Raises:
+            InvalidResume: a malformed actor or reason; nothing changed.
             InvalidRunId, RunNotFound: no such run.
             InvalidTransition: the run is finished or already cancelling.
         """
-        return lifecycle.cancel_run(self._runtime, run_id)
+        return lifecycle.cancel_run(self._runtime, run_id, actor=actor, reason=reason)
 
     def replay_run(self, run_id: str, *, allow_irreversible: bool = False) -> Run:
         """Start a new run with the same workflow, trigger and payload, linked to the old one.

@@ -349,7 +349,21 @@ class InvalidTransition(SquidmeshError):
         self.from_status = from_status
         self.to_status = to_status
         where = f"run {run_id}: " if run_id else ""
-        super().__init__(f"{where}cannot move from {from_status!r} to {to_status!r}")
+        super().__init__(f"{where}{_transition_refusal(from_status, to_status)}")
+
+
+def _transition_refusal(from_status: str, to_status: str) -> str:
+    """Why the status change is refused, in an operator's words rather than the state machine's."""
+    if to_status == "cancelling" and from_status == "cancelling":
+        return "the run is already being cancelled; it stops when its running step ends"
+    if to_status == "cancelling" and from_status in ("completed", "failed", "cancelled"):
+        return f"the run is already {from_status}; only an unfinished run can be cancelled"
+    if to_status == "running" and from_status != "paused":
+        return (
+            f"the run is {from_status}, not paused: only a run paused at an approval or pause "
+            "step can be approved, rejected or unblocked"
+        )
+    return f"the run is {from_status} and cannot become {to_status}"
 
 
 class UnsafeReplay(SquidmeshError):

@@ -311,8 +311,11 @@ def runs_unblock(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def runs_cancel(args: argparse.Namespace, ctx: Context) -> int:
-    """``squidmesh runs cancel RUN_ID``: cancelled at once, or ``cancelling`` if a step runs."""
-    run = ctx.client().cancel_run(args.run_id)
+    """``squidmesh runs cancel RUN_ID [--actor A] [--reason TEXT]``.
+
+    Cancelled at once, or ``cancelling`` if a step runs; recorded in the audit trail.
+    """
+    run = ctx.client().cancel_run(args.run_id, actor=args.actor, reason=args.reason)
     if run.status == "cancelled":
         return _report(ctx, args, run, f"cancelled run {run.id}")
     return _report(ctx, args, run, f"cancelling run {run.id}; it stops when its running step ends")

@@ -273,6 +273,8 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
         runs_sub, common, "cancel", commands.runs_cancel, "cancel a run", json_flag=True
     )
     cancel.add_argument("run_id", type=run_id, metavar="RUN_ID", help=RUN_ID_HELP)
+    cancel.add_argument("--actor", help="who cancels (recorded in the audit trail)")
+    cancel.add_argument("--reason", help="why (recorded in the audit trail)")
 
     replay = _command(
         runs_sub,

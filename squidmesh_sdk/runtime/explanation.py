@@ -88,6 +88,9 @@ def explain(
             evidence["workflow_definition"].update(
                 version=unavailable.version, held_versions=list(unavailable.held)
             )
+    cancellation = _cancellation_evidence(run)
+    if cancellation is not None:
+        evidence["cancellation"] = cancellation
     current = run.step_run(run.current_step) if run.current_step else None
     if current is not None:
         evidence["step_run"] = _step_run_evidence(current)
@@ -291,6 +294,21 @@ def _run_evidence(run: Run) -> dict[str, Any]:
     if run.schedule is not None:
         evidence["schedule"] = dict(run.schedule)
     return evidence
+
+
+def _cancellation_evidence(run: Run) -> dict[str, Any] | None:
+    """Who asked for the run's cancellation and why: its latest ``cancelled`` audit event."""
+    cancelled = [event for event in run.events or () if event.type == "cancelled"]
+    if not cancelled:
+        return None
+    event = cancelled[-1]
+    actor = dict(event.actor) if isinstance(event.actor, Mapping) else event.actor
+    return {
+        "actor": actor,
+        "reason": event.comment,
+        "step": event.step,
+        "at": event.at.isoformat(),
+    }
 
 
 def _step_run_evidence(step_run: StepRun) -> dict[str, Any]:

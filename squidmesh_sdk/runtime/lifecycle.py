@@ -6,12 +6,13 @@ import dataclasses
 
 from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.graph import WorkflowDefinition
-from squidmesh_sdk.runtime import dispatcher
+from squidmesh_sdk.runtime import dispatcher, manual
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import RunCreated, RunTransitioned, StepFailed
 from squidmesh_sdk.runtime.explanation import RunExplanation, explain
 from squidmesh_sdk.runtime.inspection import step_states
 from squidmesh_sdk.store import attempts as attempt_store
+from squidmesh_sdk.store import audit
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
@@ -20,8 +21,18 @@ from squidmesh_sdk.store.records import Run
 __all__ = ["cancel_run", "explain_run", "inspect_run", "replay_run"]
 
 
-def cancel_run(runtime: Runtime, run_id: str) -> Run:
+def cancel_run(
+    runtime: Runtime,
+    run_id: str,
+    *,
+    actor: manual.Actor | None = None,
+    reason: str | None = None,
+) -> Run:
     """Cancel a run: at once unless a step body is running, else once that step ends.
+
+    The request is recorded in the run's audit trail in the same transaction: a ``cancelled``
+    event at the step the run was at, with ``actor``, ``reason`` (as the comment) and the
+    status it left the run in (``{"status": "cancelled"}`` or ``"cancelling"``).
 
     A run waiting for a timer, a retry delay, a queued step, a pause or an approval is
     ``cancelled`` by this transaction; the jobs of the database queue it no longer needs are
@@ -29,9 +40,11 @@ def cancel_run(runtime: Runtime, run_id: str) -> Run:
     run with a step running becomes ``cancelling``; see :func:`run_store.cancel_run`.
 
     Raises:
+        InvalidResume: a malformed actor or reason; nothing changed.
         InvalidRunId, RunNotFound: no such run.
         InvalidTransition: the run is finished or already cancelling.
     """
+    details = manual.validate_cancellation(actor, reason)
     with runtime.database.read() as connection:
         target = run_store.get_run(connection, run_id)
     with (
@@ -56,6 +69,15 @@ def cancel_run(runtime: Runtime, run_id: str) -> Run:
             tx.events.append(RunTransitioned(run, from_status, run.status))
         if run.status == "cancelled":
             job_store.discard_queued(tx, run.id)
+        audit.record_event(
+            tx,
+            run.id,
+            "cancelled",
+            step=before.current_step,
+            actor=details.get("actor"),
+            comment=details.get("reason"),
+            metadata={"status": run.status},
+        )
     return run
 
 

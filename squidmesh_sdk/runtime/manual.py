@@ -24,7 +24,7 @@ from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run, StepRun
 
-__all__ = ["Decision", "resume_run"]
+__all__ = ["Decision", "resume_run", "validate_cancellation"]
 
 Decision = Literal["resumed", "approved", "rejected"]
 """The manual action: ``resumed`` unblocks a pause step; the others decide an approval."""
@@ -116,17 +116,10 @@ def _validate(
     if actor is None:
         if decision != "resumed":
             problems["actor"] = "required: say who approved or rejected"
-    elif isinstance(actor, str) and actor.strip():
-        details["actor"] = _strict_text(actor, "actor", problems)
-    elif isinstance(actor, Mapping) and actor:
-        details["actor"] = _json_safe(dict(actor), "actor", problems)
     else:
-        problems["actor"] = "must be a non-empty string or a non-empty mapping"
+        details["actor"] = _checked_actor(actor, problems)
     if comment is not None:
-        if isinstance(comment, str) and comment.strip():
-            details["comment"] = _strict_text(comment, "comment", problems)
-        else:
-            problems["comment"] = "must be a non-empty string"
+        details["comment"] = _checked_text(comment, "comment", problems)
     if metadata is not None:
         if isinstance(metadata, Mapping):
             details["metadata"] = _json_safe(dict(metadata), "metadata", problems)
@@ -135,6 +128,43 @@ def _validate(
     if problems:
         raise errors.InvalidResume(problems)
     return details
+
+
+def validate_cancellation(actor: Actor | None, reason: str | None) -> dict[str, Any]:
+    """Check the optional actor and reason of a cancellation as a manual decision's.
+
+    Returns:
+        ``{"actor": ..., "reason": ...}`` with the given ones only.
+
+    Raises:
+        InvalidResume: the actor is not a non-empty string or mapping of strict JSON values, or
+            the reason is not non-empty text that can be stored.
+    """
+    problems: dict[str, str] = {}
+    details: dict[str, Any] = {}
+    if actor is not None:
+        details["actor"] = _checked_actor(actor, problems)
+    if reason is not None:
+        details["reason"] = _checked_text(reason, "reason", problems)
+    if problems:
+        raise errors.InvalidResume(problems)
+    return details
+
+
+def _checked_actor(actor: object, problems: dict[str, str]) -> Actor:
+    if isinstance(actor, str) and actor.strip():
+        return _strict_text(actor, "actor", problems)
+    if isinstance(actor, Mapping) and actor:
+        return _json_safe(dict(actor), "actor", problems)
+    problems["actor"] = "must be a non-empty string or a non-empty mapping"
+    return str(actor)
+
+
+def _checked_text(value: object, field: str, problems: dict[str, str]) -> str:
+    if isinstance(value, str) and value.strip():
+        return _strict_text(value, field, problems)
+    problems[field] = "must be a non-empty string"
+    return str(value)
 
 
 def _json_safe(value: dict[str, Any], field: str, problems: dict[str, str]) -> dict[str, Any]:
@@ -166,11 +196,16 @@ def _paused_step_run(tx: Transaction, run: Run, decision: Decision) -> StepRun:
     kind = (step_run.resume or {}).get("kind")
     if decision == "resumed" and kind != "pause":
         raise errors.InvalidStep(
-            run.id, step, "this step waits for approve_run or reject_run, not unblock_run"
+            run.id,
+            step,
+            "this step waits for an approval, not an unblock: "
+            f"squidmesh runs approve {run.id} --actor NAME (or runs reject)",
         )
     if decision != "resumed" and kind != "approval":
         raise errors.InvalidStep(
-            run.id, step, "this step waits for unblock_run, not an approval decision"
+            run.id,
+            step,
+            f"this step is a pause, not an approval: squidmesh runs unblock {run.id} resumes it",
         )
     return step_run
 

@@ -36,7 +36,13 @@ StepRunStatus = Literal["pending", "running", "completed", "failed"]
 AttemptStatus = Literal["running", "completed", "failed", "abandoned"]
 StepStateStatus = Literal["waiting", "pending", "running", "completed", "failed"]
 AuditEventType = Literal[
-    "paused", "resumed", "approved", "rejected", "compensation_routed", "undo_routed"
+    "paused",
+    "resumed",
+    "approved",
+    "rejected",
+    "cancelled",
+    "compensation_routed",
+    "undo_routed",
 ]
 
 
@@ -180,13 +186,13 @@ class StepState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditEvent:
-    """An audit event: a pause, a manual decision, or a labelled recovery route.
+    """An audit event: a pause, a manual decision, a cancellation, or a labelled recovery route.
 
     Attributes:
         type: What happened.
         step: The step it happened at.
-        actor: Who acted (a name or a mapping), for manual decisions.
-        comment: Their comment.
+        actor: Who acted (a name or a mapping), for manual decisions and cancellations.
+        comment: Their comment (for a cancellation: its reason).
         metadata: Free-form details (for routes: ``{"target": ...}``).
         at: When.
     """

@@ -193,7 +193,10 @@ def test_approving_a_run_that_is_not_paused(cli: Cli, client: Client) -> None:
     assert cli("runs", "approve", run_id, "--actor", "alice").code == 0
     drain(client)
     message = assert_one_error_line(cli("runs", "approve", run_id, "--actor", "bob"), EXIT_FAILURE)
-    assert message == f"run {run_id}: cannot move from 'completed' to 'running'"
+    assert message == (
+        f"run {run_id}: the run is completed, not paused: only a run paused at an approval "
+        "or pause step can be approved, rejected or unblocked"
+    )
 
 
 @pytest.mark.parametrize(
@@ -238,7 +241,37 @@ def test_cancel_a_pending_run_then_again(cli: Cli, client: Client) -> None:
     assert result.out == f"cancelled run {run.id} (status cancelled)\n"
     assert client.inspect_run(run.id).status == "cancelled"
     message = assert_one_error_line(cli("runs", "cancel", run.id), EXIT_FAILURE)
-    assert message == f"run {run.id}: cannot move from 'cancelled' to 'cancelling'"
+    assert message == (
+        f"run {run.id}: the run is already cancelled; only an unfinished run can be cancelled"
+    )
+
+
+def test_cancel_with_an_actor_and_a_reason_is_in_the_audit_trail(cli: Cli, client: Client) -> None:
+    run_id = _paused(client, "manual_approval", {"account_id": "a-1"})
+    result = cli("runs", "cancel", run_id, "--actor", "ops", "--reason", "duplicate order")
+    assert result.out == f"cancelled run {run_id} (status cancelled)\n"
+    shown = cli("runs", "show", run_id).out
+    events = [line.split(maxsplit=4) for line in shown.split("\n\n")[-1].splitlines()]
+    assert events[0] == ["AT", "EVENT", "STEP", "ACTOR", "COMMENT"]
+    assert [event[1:] for event in events[1:]] == [
+        ["paused", "wait_for_approval", "-", "-"],
+        ["cancelled", "wait_for_approval", "ops", "duplicate order"],
+    ]
+    data = stable_json(cli("runs", "show", run_id, "--json").out)
+    assert [(e["type"], e["actor"], e["comment"], e["metadata"]) for e in data["events"]] == [
+        ("paused", None, None, None),
+        ("cancelled", "ops", "duplicate order", {"status": "cancelled"}),
+    ]
+    explained = stable_json(cli("runs", "explain", run_id, "--json").out)
+    assert explained["evidence"]["cancellation"]["actor"] == "ops"
+    assert explained["evidence"]["cancellation"]["reason"] == "duplicate order"
+
+
+def test_cancel_with_a_blank_actor_is_refused(cli: Cli, client: Client) -> None:
+    run = client.start_run("cancellable_wait")
+    message = assert_one_error_line(cli("runs", "cancel", run.id, "--actor", " "), EXIT_FAILURE)
+    assert "actor: must be a non-empty string" in message
+    assert client.inspect_run(run.id).status == "pending"
 
 
 def test_cancel_a_run_in_a_durable_wait_stops_it_at_once(cli: Cli, client: Client) -> None:
@@ -264,7 +297,7 @@ def test_cancel_a_run_with_a_step_running_stops_it_when_the_step_ends(
     )
     assert client.inspect_run(run.id).status == "cancelling"
     again = cli("runs", "cancel", run.id, "--json")
-    assert_one_error_line(again, EXIT_FAILURE, "cannot move from 'cancelling'")
+    assert_one_error_line(again, EXIT_FAILURE, "the run is already being cancelled")
 
 
 # -- replay --------------------------------------------------------------------------------

@@ -112,9 +112,9 @@ def test_the_wrong_kind_of_resume_is_refused(make_env: MakeEnv) -> None:
     env = make_env(manual_approval.workflow, pause_workflow())
     approval_run = _paused(env, "manual_approval", {"account_id": "acct-4"})
     pause_run = _paused(env, "pausing")
-    with pytest.raises(InvalidStep, match="approve_run or reject_run"):
+    with pytest.raises(InvalidStep, match="waits for an approval, not an unblock"):
         env.client.unblock_run(approval_run)
-    with pytest.raises(InvalidStep, match="waits for unblock_run"):
+    with pytest.raises(InvalidStep, match="is a pause, not an approval"):
         env.client.approve_run(pause_run, actor="ops")
     done = env.start_run("pausing")
     env.client.unblock_run(done.id)
