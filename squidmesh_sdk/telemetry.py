@@ -165,7 +165,7 @@ def generated_carrier() -> dict[str, str]:
 
 
 def consumer_attributes(queue: str | None, message_id: str | None) -> dict[str, Any]:
-    """The messaging attributes of a CONSUMER (``process``) span, for a job of ``queue``."""
+    """The messaging attributes of a CONSUMER span (``process``, ``compensate``) of a job."""
     return {
         MESSAGING_SYSTEM: SYSTEM,
         MESSAGING_OPERATION: "process",

@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.errors import SquidmeshError
+from squidmesh_sdk.executors import queue_metrics
 from squidmesh_sdk.executors.database import NOTIFY_CHANNEL, DatabaseExecutor
 from squidmesh_sdk.executors.periodic import PeriodicThread
 from squidmesh_sdk.executors.scheduler import CronScheduler
@@ -183,6 +184,7 @@ class Worker:
             raise
         previous = self._install_signal_handlers() if install_signal_handlers else {}
         self.executor.add_waker(self._wake)
+        queue_metrics.register(self, self.runtime.database, self.runtime.clock)
         self._announce()
         try:
             if self._purger is not None:
@@ -193,6 +195,7 @@ class Worker:
             if self._purger is not None:
                 self._purger.stop(self.shutdown_timeout)
             self.executor.remove_waker(self._wake)
+            queue_metrics.unregister(self)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._stopped.set()

@@ -118,14 +118,19 @@ def compensate(
         RunNotFound, InvalidWorkflow: the run or its workflow is not there.
     """
     carrier = trace or {}
+    delivery = delivery or Delivery()
+    attributes = {
+        telemetry.RUN_ID: run_id,
+        **telemetry.consumer_attributes(delivery.queue, delivery.message_id),
+    }
     with telemetry.span(
         "compensate",
         kind=SpanKind.CONSUMER,
         parent=carrier.get("run"),
         links=telemetry.link_to(carrier.get("send")),
-        attributes={telemetry.RUN_ID: run_id},
+        attributes=attributes,
     ) as span:
-        outcome = _compensate_run(runtime, run_id, span, delivery or Delivery())
+        outcome = _compensate_run(runtime, run_id, span, delivery)
         span.set_attribute(telemetry.OUTCOME, outcome)
         return outcome
 
