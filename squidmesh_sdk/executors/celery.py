@@ -25,9 +25,11 @@ Requires the ``celery`` extra: ``pip install 'squidmesh-sdk[celery]'``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -56,6 +58,8 @@ logger = logging.getLogger("squidmesh_sdk.celery")
 TASK_NAME = "squidmesh.perform"
 """The name of the Celery task that performs squidmesh payloads."""
 
+_MESSAGE_ID = "message_id"
+"""The payload key of a message's own id (the outbox row's id can be reused on SQLite)."""
 _MAX_RETRY_DELAY = 60.0
 _NOT_HELD_RETRY_DELAY = 2.0
 """A task for a workflow or version this worker lacks goes back at once, without backoff: a
@@ -238,13 +242,26 @@ class CeleryExecutor(QueueRouting):
     def _add(
         self, tx: Transaction, messages: list[outbox_store.NewMessage]
     ) -> list[DispatchMetadata]:
+        # Each message gets an id of its own in its payload (``messaging.message.id`` on the
+        # spans of both sides): SQLite reuses the outbox ids of deleted rows, so a row id does
+        # not name one message for good.
+        tokens = [uuid.uuid4().hex for _ in messages]
+        messages = [
+            dataclasses.replace(message, payload={**message.payload, _MESSAGE_ID: token})
+            for message, token in zip(messages, tokens, strict=True)
+        ]
         ids = outbox_store.add(tx, messages)
         due = [i for i, message in zip(ids, messages, strict=True) if not message.delay]
         if due and self._publish_on_commit:
             tx.after_commit(lambda: self._publish_after_commit(due))
         return [
-            {"outbox_id": i, "queue": message.destination, "schedule_in": message.delay}
-            for i, message in zip(ids, messages, strict=True)
+            {
+                "outbox_id": i,
+                "message_id": token,
+                "queue": message.destination,
+                "schedule_in": message.delay,
+            }
+            for i, token, message in zip(ids, tokens, messages, strict=True)
         ]
 
     def _publish_after_commit(self, ids: list[int]) -> None:
@@ -290,13 +307,19 @@ class CeleryExecutor(QueueRouting):
         # whose twin is running the step right now (a step left running by an error is taken
         # over after the client's stale_step_timeout instead).
         redelivered = bool((request.delivery_info or {}).get("redelivered"))
-        done = [outbox_id] if outbox_id is not None else []
+        token = payload.get(_MESSAGE_ID)
+        token = token if isinstance(token, str) else None
+
+        def settle(tx: Transaction) -> None:
+            if outbox_id is not None:
+                outbox_store.remove_delivered(tx, outbox_id, token)
+
         # The message's outbox row goes in the transaction that records the outcome.
         delivery = Delivery(
             reclaim=redelivered,
-            settle=lambda tx: outbox_store.remove(tx, done),
+            settle=settle,
             queue=(request.delivery_info or {}).get("routing_key"),
-            message_id=str(outbox_id) if outbox_id is not None else request.id,
+            message_id=token or (str(outbox_id) if outbox_id is not None else request.id),
         )
         try:
             outcome = binding.deliver(payload, delivery=delivery)
@@ -317,11 +340,11 @@ class CeleryExecutor(QueueRouting):
                 exc_info=True,
             )
             raise task.retry(exc=exc, countdown=delay) from exc
-        if done and not delivery.settled:
+        if outbox_id is not None and not delivery.settled:
             # Nothing recorded an outcome (a duplicate, a stale or rejected message): the
             # message has had its effect, and must not be published again.
             with runtime.transaction() as tx:
-                outbox_store.remove(tx, done)
+                settle(tx)
         return outcome
 
     def _on_worker_ready(self, sender: Any = None, **_: Any) -> None:

@@ -146,7 +146,8 @@ def _describe(send_span: Span, metadata: Sequence[Mapping[str, Any]]) -> None:
     queue = metadata[0].get("queue")
     if isinstance(queue, str):
         send_span.set_attribute(telemetry.MESSAGING_DESTINATION, queue)
-    job_id = metadata[0].get("job_id", metadata[0].get("outbox_id"))
+    first = metadata[0]
+    job_id = first.get("message_id", first.get("job_id", first.get("outbox_id")))
     if len(metadata) == 1 and job_id is not None:
         send_span.set_attribute(telemetry.MESSAGING_MESSAGE_ID, str(job_id))
 

@@ -106,6 +106,23 @@ def remove(tx: Transaction, ids: Sequence[int]) -> None:
         tx.connection.execute(outbox.delete().where(outbox.c.id.in_(list(ids))))
 
 
+def remove_delivered(tx: Transaction, message_id: int, token: str | None) -> None:
+    """Delete the message a delivery was for, unless its row now holds another message.
+
+    SQLite reuses the ids of deleted rows, so a late duplicate of a message whose row is gone
+    may carry the id of a newer message: ``token`` (the ``"message_id"`` its payload carries)
+    tells them apart. Without a token (a message queued by an older version) the id decides.
+    """
+    if token is None:
+        remove(tx, [message_id])
+        return
+    payload = tx.connection.execute(
+        sa.select(outbox.c.payload).where(outbox.c.id == message_id)
+    ).scalar_one_or_none()
+    if isinstance(payload, Mapping) and payload.get("message_id") == token:
+        remove(tx, [message_id])
+
+
 def postpone(tx: Transaction, ids: Sequence[int], *, delay: float, error: str | None) -> None:
     """Make messages due again after ``delay`` seconds (``error``: why publishing failed)."""
     if ids:

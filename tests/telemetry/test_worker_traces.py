@@ -17,17 +17,21 @@ from tests.integration.worker.conftest import wait_until
 from tests.telemetry.conftest import Spawn
 from tests.telemetry.otlp_receiver import Receiver
 from tests.telemetry.support import Span, Trace, assert_never_mentions, from_otlp
-from tests.telemetry.traced_app import SECRET, make_client
+from tests.telemetry.traced_app import BROKER_ENV, SECRET, make_client
 
 ROOT = Path(__file__).parents[2]
 APP = "tests.telemetry.traced_app"
 
 
-def starter(url: str, *args: str) -> str:
+def starter(url: str, *args: str, broker: str | None = None) -> str:
+    """Run ``tests.telemetry.starter``; with ``broker`` its client sends work through Celery."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if broker is not None:
+        env[BROKER_ENV] = broker
     done = subprocess.run(
         [sys.executable, "-m", "tests.telemetry.starter", url, *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,

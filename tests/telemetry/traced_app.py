@@ -6,6 +6,7 @@ human gate) -> ``settle`` (a 0.1 s wait step) -> ``note`` (a log step) -> ``ship
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pydantic import BaseModel
@@ -55,6 +56,24 @@ def traced() -> Workflow:
 WORKFLOWS = (traced(),)
 
 
+BROKER_ENV = "SQUIDMESH_TEST_TRACED_BROKER"
+"""When set (a Redis URL), :func:`make_client` sends work through Celery on that broker."""
+
+
 def make_client(url: str) -> Client:
-    """A client on ``url`` that queues work in the database."""
+    """A client on ``url`` that queues work in the database (or on Celery: ``BROKER_ENV``)."""
+    broker = os.environ.get(BROKER_ENV)
+    if broker:
+        return make_celery_client(url, broker)
     return Client(url, WORKFLOWS, executor=DatabaseExecutor())
+
+
+def make_celery_client(url: str, broker: str) -> Client:
+    """A client on ``url`` whose work goes through Celery (its outbox) on ``broker``."""
+    # Imported here: the database-queue tests need neither Celery nor the engines' module.
+    from squidmesh_sdk.executors.celery import CeleryExecutor
+    from tests.integration.executors.engines import QUEUE, celery_app
+
+    # A short relay interval: the retry's and the wait's delayed messages go out quickly.
+    executor = CeleryExecutor(celery_app(broker), queue=QUEUE, relay_interval=0.1)
+    return Client(url, WORKFLOWS, executor=executor)

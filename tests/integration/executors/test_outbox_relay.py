@@ -129,3 +129,25 @@ def test_the_background_thread_publishes_when_woken(database: Database) -> None:
 def test_bad_settings_are_refused_by_name(database: Database, option: str, value: float) -> None:
     with pytest.raises(ValueError, match=option):
         OutboxRelay(database, FakeClock(), lambda m: None, **{option: value})  # type: ignore[arg-type]
+
+
+def test_a_late_duplicate_never_removes_a_newer_message_that_reused_its_row_id(
+    database: Database,
+) -> None:
+    clock = FakeClock()
+
+    def add(token: str) -> int:
+        with database.transaction(clock.now()) as tx:
+            message = outbox_store.NewMessage("q", {"kind": "cron", "message_id": token})
+            return outbox_store.add(tx, [message])[0]
+
+    old = add("old")
+    with database.transaction(clock.now()) as tx:
+        outbox_store.remove_delivered(tx, old, "old")
+    new = add("new")  # SQLite hands the emptied table's ids out again; PostgreSQL never does
+    with database.transaction(clock.now()) as tx:  # the old message's duplicate arrives
+        outbox_store.remove_delivered(tx, new, "old")
+    assert [row.id for row in _rows(database)] == [new]
+    with database.transaction(clock.now()) as tx:
+        outbox_store.remove_delivered(tx, new, "new")
+    assert _rows(database) == []
