@@ -159,6 +159,7 @@ _ACTION_COMMANDS: Mapping[str, str] = {
     "unblock_run": "squidmesh runs unblock {run_id}",
     "cancel_run": "squidmesh runs cancel {run_id}",
     "replay_run": "squidmesh runs replay {run_id}",
+    "deploy_version": "deploy the workflow version the run is pinned to beside the current one",
 }
 
 
