@@ -50,32 +50,47 @@ def path_join(path: str, key: str | int) -> str:
 def find_problem(value: object, *, root: str = "$", max_depth: int = MAX_DEPTH) -> Problem | None:
     """The first place where ``value`` is not strict JSON, or ``None`` when it all is.
 
-    Iterative, so arbitrarily deep input cannot exhaust the interpreter's recursion limit.
+    Iterative, so arbitrarily deep input cannot exhaust the interpreter's recursion limit. It
+    runs on every payload and step output, so the path of a value is kept as its keys and only
+    spelt out for the problem found.
     """
-    stack: list[tuple[object, str, int]] = [(value, root, 0)]
+    stack: list[tuple[object, tuple[str | int, ...]]] = [(value, ())]
     while stack:
-        item, path, depth = stack.pop()
-        if isinstance(item, Mapping | list | tuple):
-            if depth + 1 > max_depth:
-                return Problem(path or "$", f"nesting deeper than {max_depth} levels")
-            children: list[tuple[object, str, int]] = []
+        item, keys = stack.pop()
+        kind = type(item)
+        if kind is int or kind is bool or item is None:
+            continue
+        if kind is str:
+            reason = _text_problem(item)  # type: ignore[arg-type]
+        elif kind is dict or kind is list or isinstance(item, Mapping | list | tuple):
+            if len(keys) + 1 > max_depth:
+                return Problem(_path(root, keys), f"nesting deeper than {max_depth} levels")
+            children: list[tuple[object, tuple[str | int, ...]]] = []
             if isinstance(item, Mapping):
                 for key, child in item.items():
                     if not isinstance(key, str):
-                        return Problem(path or "$", f"key {key!r} is not a string")
-                    where = path_join(path, key)
+                        return Problem(_path(root, keys), f"key {key!r} is not a string")
                     bad_key = _text_problem(key)
                     if bad_key is not None:
-                        return Problem(where, f"the key {bad_key}")
-                    children.append((child, where, depth + 1))
+                        return Problem(_path(root, (*keys, key)), f"the key {bad_key}")
+                    children.append((child, (*keys, key)))
             else:
-                children = [(child, path_join(path, i), depth + 1) for i, child in enumerate(item)]
+                sequence: list[object] | tuple[object, ...] = item  # type: ignore[assignment]
+                children = [(child, (*keys, i)) for i, child in enumerate(sequence)]
             stack.extend(reversed(children))
             continue
-        reason = _scalar_problem(item)
+        else:
+            reason = _scalar_problem(item)
         if reason is not None:
-            return Problem(path or "$", reason)
+            return Problem(_path(root, keys), reason)
     return None
+
+
+def _path(root: str, keys: tuple[str | int, ...]) -> str:
+    path = root
+    for key in keys:
+        path = path_join(path, key)
+    return path or "$"
 
 
 def safe_text(text: str) -> str:
