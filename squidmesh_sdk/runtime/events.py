@@ -162,7 +162,10 @@ class LoggingObserver:
     """
 
     def emit(self, event: RunEvent) -> None:
-        """Log ``event``."""
+        """Log ``event`` (its fields are only gathered when its level is enabled)."""
+        level = _level_of(event)
+        if not logger.isEnabledFor(level):
+            return
         extra: dict[str, Any] = {
             "run_id": event.run.id,
             "workflow": event.run.workflow,
@@ -176,44 +179,57 @@ class LoggingObserver:
         duration = getattr(event, "duration", None)
         if isinstance(duration, timedelta):
             extra["duration_ms"] = round(duration.total_seconds() * 1000, 1)
-        level, message, name = _describe(event, extra)
+        message, name = _describe(event, extra)
         logger.log(level, message, extra={"event": name, **extra})
 
 
 _FINISHED = {"completed": "run completed", "failed": "run failed", "cancelled": "run cancelled"}
 
 
-def _describe(event: RunEvent, extra: dict[str, Any]) -> tuple[int, str, str]:
-    """The level, constant message and event name of ``event`` (adding its own fields)."""
+def _level_of(event: RunEvent) -> int:
+    """The level ``event`` is logged at."""
+    if isinstance(event, StepFailed | RetryScheduled):
+        return logging.WARNING
+    if isinstance(event, CompensationFinished):
+        return logging.WARNING if event.error is not None else logging.INFO
+    if isinstance(event, RunTransitioned):
+        return logging.INFO if event.to_status in _FINISHED else logging.DEBUG
+    if isinstance(event, StepStarted | StepCompleted | CompensationDispatched):
+        return logging.INFO
+    return logging.DEBUG
+
+
+def _describe(event: RunEvent, extra: dict[str, Any]) -> tuple[str, str]:
+    """The constant message and event name of ``event`` (adding its own fields)."""
     if isinstance(event, StepStarted):
-        return logging.INFO, "step started", "step_started"
+        return "step started", "step_started"
     if isinstance(event, StepCompleted):
-        return logging.INFO, "step completed", "step_completed"
+        return "step completed", "step_completed"
     if isinstance(event, StepFailed):
         _error_fields(extra, event.error)
-        return logging.WARNING, "step failed", "step_failed"
+        return "step failed", "step_failed"
     if isinstance(event, RetryScheduled):
         extra["delay"] = event.delay
-        return logging.WARNING, "step will be retried", "retry_scheduled"
+        return "step will be retried", "retry_scheduled"
     if isinstance(event, CompensationFinished):
         if event.error is not None:
             _error_fields(extra, event.error)
-            return logging.WARNING, "compensation failed", "compensation_failed"
-        return logging.INFO, "compensation completed", "compensation_completed"
+            return "compensation failed", "compensation_failed"
+        return "compensation completed", "compensation_completed"
     if isinstance(event, RunTransitioned):
         extra.update(from_status=event.from_status, to_status=event.to_status)
         if event.to_status in _FINISHED:
-            return logging.INFO, _FINISHED[event.to_status], f"run_{event.to_status}"
-        return logging.DEBUG, "run transition", "run_transitioned"
+            return _FINISHED[event.to_status], f"run_{event.to_status}"
+        return "run transition", "run_transitioned"
     if isinstance(event, StepSkipped):
         extra["reason"] = event.reason
-        return logging.DEBUG, "step delivery skipped", "step_skipped"
+        return "step delivery skipped", "step_skipped"
     if isinstance(event, CompensationDispatched):
-        return logging.INFO, "compensation started", "compensation_dispatched"
+        return "compensation started", "compensation_dispatched"
     if isinstance(event, StepDispatched):
         extra["steps"] = list(event.steps)
-        return logging.DEBUG, "steps dispatched", "steps_dispatched"
-    return logging.DEBUG, "run created", "run_created"
+        return "steps dispatched", "steps_dispatched"
+    return "run created", "run_created"
 
 
 def _error_fields(extra: dict[str, Any], error: Mapping[str, Any]) -> None:
