@@ -301,7 +301,8 @@ def _claim(
     run = locked if locked is not None else run_store.lock_run(tx.connection, run_id)
     if not ahead:
         trace.get_current_span().set_attribute(telemetry.WORKFLOW, run.workflow)
-    definition = runtime.definition_of(run)
+    # Closing a run that will run nothing more needs no definition: a worker that holds another
+    # version of the workflow (or none of the run's steps) finishes a cancellation all the same.
     if run.status in state_machine.TERMINAL or run.status == "paused":
         if run.status != "paused":
             _close_left_running(runtime, tx, run, step, reclaim=reclaim)
@@ -315,6 +316,7 @@ def _claim(
             return "skipped"
         progression.finish_cancelling(tx, run)
         return "cancelled"
+    definition = runtime.definition_of(run)
     node = definition.steps.get(step)
     if node is None:
         # The version held here was kept across a change that removed the step: the run needs

@@ -104,7 +104,8 @@ def explain(
     if run.status in ("completed", "cancelled"):
         replay, actions = _replay(run, replayable)
         return result(run.status, None, replay, actions)
-    if unavailable is not None and run.status != "failed":
+    # A cancelling run needs no definition to finish: any worker closes it.
+    if unavailable is not None and run.status not in ("failed", "cancelling"):
         steps = _waiting_steps(run)
         return _definition_unavailable(run, unavailable.version, unavailable.held, steps, result)
     if definition is not None and run.status not in ("failed", "paused"):

@@ -69,6 +69,8 @@ def cancel_run(
             tx.events.append(RunTransitioned(run, from_status, run.status))
         if run.status == "cancelled":
             job_store.discard_queued(tx, run.id)
+        elif run.status == "cancelling":
+            job_store.release_to_any_worker(tx, run.id)
         audit.record_event(
             tx,
             run.id,

@@ -50,6 +50,7 @@ __all__ = [
     "other_live_delivery",
     "queue_stats",
     "release",
+    "release_to_any_worker",
     "requeue_failed",
     "rescue_expired",
 ]
@@ -277,6 +278,28 @@ def discard_queued(tx: Transaction, run_id: str) -> int:
     if tx.connection.dialect.name == "postgresql":
         queued = queued.with_for_update(skip_locked=True)
     result = tx.connection.execute(jobs.delete().where(jobs.c.id.in_(queued.scalar_subquery())))
+    return result.rowcount
+
+
+def release_to_any_worker(tx: Transaction, run_id: str) -> int:
+    """Let any worker take the run's remaining step jobs, whatever workflow versions it holds.
+
+    For a run that is cancelling: delivering its leftover job only closes it, which needs no
+    definition, so a worker without the run's version (the version's last worker died, and the
+    deploy that followed dropped it) must not leave it unclaimed. Jobs being claimed right now
+    are skipped (``SKIP LOCKED`` on PostgreSQL, as :func:`discard_queued`): their claimer holds
+    the version.
+    """
+    pinned = sa.select(jobs.c.id).where(
+        jobs.c.run_id == uuid.UUID(run_id), jobs.c.kind == "step", jobs.c.workflow.is_not(None)
+    )
+    if tx.connection.dialect.name == "postgresql":
+        pinned = pinned.with_for_update(skip_locked=True)
+    result = tx.connection.execute(
+        jobs.update()
+        .where(jobs.c.id.in_(pinned.scalar_subquery()))
+        .values(workflow=None, definition_version=None)
+    )
     return result.rowcount
 
 

@@ -128,6 +128,39 @@ def test_cancel_then_sigkill_the_steps_worker_leaves_nothing_running(
     assert client.explain_run(run.id).reason == "cancelled"
 
 
+def test_a_cancelling_run_whose_worker_died_is_closed_by_a_worker_without_its_version(
+    client: Client, database_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    run, _gate, started = gated_run(client, tmp_path)  # the gate never opens
+    doomed = spawn_worker(database_url, lease=1.0)
+    wait_until(started.exists, what="the blocked step to start in the first worker")
+    assert client.cancel_run(run.id).status == "cancelling"
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    # The deploy that followed changed the workflow: the only worker left holds another version
+    # of it. Closing the cancelled run needs no definition, so that worker finishes it.
+    newer = Workflow("gated", triggers=[manual("go")], version="2")
+
+    @newer.step
+    def redesigned() -> dict[str, str]:
+        return {}
+
+    newer.chain(redesigned, COMPLETE)
+    with Client(database_url, [newer], executor=DatabaseExecutor()) as deployed:
+        explanation = deployed.explain_run(run.id)
+        assert (explanation.reason, explanation.next_actions) == (
+            "cancelling",
+            ("wait_for_cancellation",),
+        )
+        with Worker(deployed, lease=1.0, poll_interval=0.05):
+            wait_until(settled(deployed, [run]), what="the new worker to finish the cancellation")
+        done = deployed.inspect_run(run.id, include_history=True)
+    assert done.status == "cancelled"
+    assert _nothing_running(done)
+    assert attempts_by_step(client, run.id) == {"before": ["completed"], "blocked": ["abandoned"]}
+    assert _jobs(client, run.id) == []
+
+
 def test_cancel_then_the_step_returns_closes_it_and_runs_nothing_more(
     client: Client, database_url: str, spawn_worker: Spawn, tmp_path: Path
 ) -> None:
