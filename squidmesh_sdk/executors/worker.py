@@ -14,9 +14,7 @@ workers are woken directly).
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import os
 import signal
@@ -24,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from types import FrameType
 from typing import Any
@@ -34,27 +32,25 @@ from sqlalchemy.exc import SQLAlchemyError
 from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.errors import SquidmeshError
 from squidmesh_sdk.executors import queue_metrics
-from squidmesh_sdk.executors.database import NOTIFY_CHANNEL, DatabaseExecutor
-from squidmesh_sdk.executors.periodic import PeriodicThread
+from squidmesh_sdk.executors.database import DatabaseExecutor
+from squidmesh_sdk.executors.listener import QueueListener
+from squidmesh_sdk.executors.purge import PeriodicPurge
 from squidmesh_sdk.executors.scheduler import CronScheduler
+from squidmesh_sdk.executors.step_threads import step_threads
 from squidmesh_sdk.port import payloads
 from squidmesh_sdk.port.continuation import continuation
 from squidmesh_sdk.port.delivery import Delivery
-from squidmesh_sdk.runtime import execution, invoke, retention, runner, schedules
+from squidmesh_sdk.runtime import execution, runner, schedules
 from squidmesh_sdk.runtime.core import RuntimeOwner
 from squidmesh_sdk.runtime.failures import describe_error
 from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store import jobs as job_store
-from squidmesh_sdk.store import retention as retention_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.jobs import Job
 
 __all__ = ["Worker"]
 
 logger = logging.getLogger("squidmesh_sdk.worker")
-
-PURGE_TASK = "purge"
-"""The ``squidmesh_maintenance`` task workers take turns at when ``purge_after`` is set."""
 
 _schedule_to_start = telemetry.meter.create_histogram(
     "squidmesh.job.schedule_to_start",
@@ -135,6 +131,8 @@ class Worker:
             )
         self.client = client
         self.runtime = client.runtime
+        # The workflows and versions this worker can run: fixed with its client.
+        self._holds = self.runtime.holds
         self.executor: DatabaseExecutor = executor
         self.queues = tuple(queues)
         self.concurrency = concurrency
@@ -155,13 +153,16 @@ class Worker:
         self._futures: set[concurrent.futures.Future[None]] = set()
         self._thread: threading.Thread | None = None
         self.scheduler = CronScheduler(self.runtime, catch_up=cron_catch_up) if cron else None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.purge_after = purge_after
         self.purge_interval = purge_interval
-        # Looks for its turn a few times per interval (a turn missed by one worker is taken by
-        # another), on a thread of its own: a long purge must not hold up claims.
         self._purger = (
-            PeriodicThread("squidmesh-purge", self._purge, min(purge_interval / 4, 60.0))
+            PeriodicPurge(
+                self.runtime,
+                worker=self.name,
+                older_than=purge_after,
+                interval=purge_interval,
+                stopping=self._stopping.is_set,
+            )
             if purge_after is not None
             else None
         )
@@ -189,7 +190,7 @@ class Worker:
         try:
             if self._purger is not None:
                 self._purger.start()
-            with self._event_loop(), self._threads() as pool:
+            with step_threads(self.concurrency) as pool:
                 self._loop_forever(pool)
         finally:
             if self._purger is not None:
@@ -256,7 +257,13 @@ class Worker:
     def _loop_forever(self, pool: concurrent.futures.ThreadPoolExecutor) -> None:
         heartbeat = threading.Thread(target=self._heartbeat, name="squidmesh-heartbeat")
         heartbeat.start()
-        listener = self._start_listener()
+        listener = (
+            QueueListener(self.runtime.database, self.queues, self._wake, self._stopping)
+            if self.runtime.database.dialect == "postgresql"
+            else None
+        )
+        if listener is not None:
+            listener.start()
         next_rescue = 0.0
         backoff = 0.0
         try:
@@ -321,7 +328,7 @@ class Worker:
                 queues=self.queues,
                 limit=free,
                 lease=self.lease,
-                holds=runtime.holds,
+                holds=self._holds,
             )
             # Each step starts in this transaction too: one commit fewer per claimed job.
             ahead = {job.id: self._claim_step(tx, job) for job in claimed}
@@ -494,106 +501,7 @@ class Worker:
         if rescued:
             self._wake.set()
 
-    # -- retention -----------------------------------------------------------------------
-
-    def _purge(self) -> None:
-        """Purge old finished runs if it is this worker's turn (one pass of the purge thread)."""
-        assert self.purge_after is not None  # noqa: S101 - the thread runs only then
-        if self._stopping.is_set():
-            return
-        every = timedelta(seconds=self.purge_interval)
-        with self.runtime.transaction() as tx:
-            taken = retention_store.take_turn(tx, PURGE_TASK, every)
-        if taken is None:
-            return  # another worker purged less than an interval ago, or is purging now
-        turn = [taken]
-
-        def keep_going() -> bool:
-            # Hold the turn batch by batch, so a purge longer than the interval stays alone.
-            if self._stopping.is_set():
-                return False
-            with self.runtime.transaction() as tx:
-                kept = retention_store.extend_turn(tx, PURGE_TASK, turn[0])
-            if kept is None:
-                return False
-            turn[0] = kept
-            return True
-
-        result = retention.purge_runs(
-            self.runtime, older_than=self.purge_after, keep_going=keep_going
-        )
-        logger.info(
-            "periodic purge done",
-            extra={
-                "worker": self.name,
-                "runs": result.runs,
-                "rows": sum(result.rows.values()),
-                "cutoff": result.cutoff.isoformat(),
-                "kept_compensating": result.kept_compensating,
-            },
-        )
-
-    # -- wake-ups ------------------------------------------------------------------------
-
-    def _start_listener(self) -> threading.Thread | None:
-        if self.runtime.database.dialect != "postgresql":
-            return None
-        thread = threading.Thread(target=self._listen, name="squidmesh-listen", daemon=True)
-        thread.start()
-        return thread
-
-    def _listen(self) -> None:
-        import psycopg
-
-        url = self.runtime.database.engine.url.set(drivername="postgresql")
-        conninfo = url.render_as_string(hide_password=False)
-        backoff = 0.1
-        while not self._stopping.is_set():
-            try:
-                with psycopg.connect(conninfo, autocommit=True) as connection:
-                    connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    backoff = 0.1
-                    while not self._stopping.is_set():
-                        for notify in connection.notifies(timeout=0.5, stop_after=1):
-                            if notify.payload in self.queues:
-                                self._wake.set()
-            except psycopg.Error:
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-
     # -- plumbing ------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _event_loop(self) -> Iterator[None]:
-        """A private event loop thread for async steps, shared by the delivery threads."""
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="squidmesh-loop", daemon=True)
-        thread.start()
-        self._loop = loop
-        try:
-            yield
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join()
-            loop.close()
-            self._loop = None
-
-    @contextlib.contextmanager
-    def _threads(self) -> Iterator[concurrent.futures.ThreadPoolExecutor]:
-        pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.concurrency,
-            thread_name_prefix="squidmesh-job",
-            initializer=invoke.use_async_runner,
-            initargs=(self._run_coroutine,),
-        )
-        try:
-            yield pool
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    def _run_coroutine(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
-        assert self._loop is not None  # noqa: S101 - set for the whole run
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         def handle(signum: int, _frame: FrameType | None) -> None:

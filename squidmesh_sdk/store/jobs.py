@@ -272,12 +272,8 @@ def discard_queued(tx: Transaction, run_id: str) -> int:
     worker has leased, or is leasing right now (``SKIP LOCKED`` on PostgreSQL, so this never
     waits for a claim that waits for the run's lock), is left to its delivery, which skips too.
     """
-    queued = sa.select(jobs.c.id).where(
-        jobs.c.run_id == uuid.UUID(run_id), jobs.c.kind == "step", jobs.c.status == "queued"
-    )
-    if tx.connection.dialect.name == "postgresql":
-        queued = queued.with_for_update(skip_locked=True)
-    result = tx.connection.execute(jobs.delete().where(jobs.c.id.in_(queued.scalar_subquery())))
+    queued = _unclaimed_step_jobs(tx, run_id, jobs.c.status == "queued")
+    result = tx.connection.execute(jobs.delete().where(jobs.c.id.in_(queued)))
     return result.rowcount
 
 
@@ -290,17 +286,27 @@ def release_to_any_worker(tx: Transaction, run_id: str) -> int:
     are skipped (``SKIP LOCKED`` on PostgreSQL, as :func:`discard_queued`): their claimer holds
     the version.
     """
-    pinned = sa.select(jobs.c.id).where(
-        jobs.c.run_id == uuid.UUID(run_id), jobs.c.kind == "step", jobs.c.workflow.is_not(None)
-    )
-    if tx.connection.dialect.name == "postgresql":
-        pinned = pinned.with_for_update(skip_locked=True)
+    pinned = _unclaimed_step_jobs(tx, run_id, jobs.c.workflow.is_not(None))
     result = tx.connection.execute(
-        jobs.update()
-        .where(jobs.c.id.in_(pinned.scalar_subquery()))
-        .values(workflow=None, definition_version=None)
+        jobs.update().where(jobs.c.id.in_(pinned)).values(workflow=None, definition_version=None)
     )
     return result.rowcount
+
+
+def _unclaimed_step_jobs(
+    tx: Transaction, run_id: str, condition: sa.ColumnElement[bool]
+) -> sa.ScalarSelect[int]:
+    """Ids of the run's step jobs matching ``condition``, minus any a claim is locking now.
+
+    ``SKIP LOCKED`` on PostgreSQL: a cancellation that holds the run's lock must never wait for
+    a claim that waits for the run's lock.
+    """
+    query = sa.select(jobs.c.id).where(
+        jobs.c.run_id == uuid.UUID(run_id), jobs.c.kind == "step", condition
+    )
+    if tx.connection.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return query.scalar_subquery()
 
 
 def extend_leases(tx: Transaction, *, worker: str, job_ids: Iterable[int], lease: float) -> int:
