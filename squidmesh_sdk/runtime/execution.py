@@ -29,7 +29,7 @@ from squidmesh_sdk.definition.outcomes import Branch
 from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, StepNode, WorkflowDefinition
 from squidmesh_sdk.port.continuation import current_continuation
 from squidmesh_sdk.port.delivery import Delivery
-from squidmesh_sdk.runtime import inputs, progression, waiting
+from squidmesh_sdk.runtime import inputs, mapping, progression, waiting
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import (
     RunEvent,
@@ -144,7 +144,7 @@ def claim_step(runtime: Runtime, tx: Transaction, run_id: str, step: str) -> obj
         node = definition.steps.get(key.name)
         if run.status not in ("pending", "running", "retrying") or node is None:
             return None
-        if node.is_builtin:
+        if node.is_builtin or _starts_map(node, key):
             return None
         step_input = _step_input(tx, run, definition, node, key)
     except Exception:  # noqa: BLE001 - nothing written yet: the delivery decides, and reports
@@ -254,8 +254,9 @@ def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
     step = offer.step_to_claim(tx, run.id) if offer is not None else None
     if offer is None or step is None:
         return
-    node = runtime.definition_of(run).steps.get(StepKey.parse(step).name)
-    if node is None or node.is_builtin:
+    key = StepKey.parse(step)
+    node = runtime.definition_of(run).steps.get(key.name)
+    if node is None or node.is_builtin or _starts_map(node, key):
         # A built-in step is done by its claim: left to its own delivery, it gets its own
         # ``process`` span, and its transitions (``running -> paused``) are events on it.
         return
@@ -341,6 +342,11 @@ def _claim(
         woken = waiting.wake(runtime, tx, run, key)
         if woken is not None:
             return woken
+    if _starts_map(node, key):
+        mapped = step_run_store.get_step_run(tx.connection, run.id, key.key)
+        if mapped is not None and mapped.status == "running":
+            tx.events.append(StepSkipped(run, step, "already_running"))
+            return "skipped"
     step_input = _step_input(tx, run, definition, node, key)
     if step_input is None:
         tx.events.append(StepSkipped(run, step, "not_current"))
@@ -399,7 +405,7 @@ def _begin(
             tx, run.id, step, step_input, node.recovery.to_dict()
         )
     if run.status in ("pending", "retrying"):
-        current = step if definition.single_path else None
+        current = key.whole.key if definition.single_path else None
         run = progression.write_run(tx, run, status="running", current_step=current)
     if attempt is None or attempt.step_run_id != step_run.id:
         attempt = attempt_store.begin_attempt(tx, step_run.id)
@@ -417,7 +423,14 @@ def _begin(
             _apply(runtime, tx, claim, _Outcome(output={}))
             return "executed"
         return "executed" if started == "failed" else started
+    if _starts_map(node, key):
+        return mapping.start(runtime, tx, run, definition, node, step_run, attempt)
     return claim
+
+
+def _starts_map(node: StepNode, key: StepKey) -> bool:
+    """Whether claiming ``key`` starts a map step (its elements are claimed one by one)."""
+    return node.map_over is not None and key.item is None
 
 
 def _takeover_reason(
@@ -482,7 +495,7 @@ def _step_input(
     tx: Transaction, run: Run, definition: WorkflowDefinition, node: StepNode, key: StepKey
 ) -> dict[str, Any] | None:
     """The input to claim the step with, or ``None`` when this delivery is not current."""
-    if definition.single_path:
+    if definition.single_path and key.item is None:
         if run.current_step != key.key:
             return None
         return inputs.snapshot(node, inputs.state(run))
@@ -579,6 +592,13 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
             run = relocked()
             key = claim.step_run.step
             tx.events.append(StepCompleted(run, key, claim.attempt.number, duration))
+            element = StepKey.parse(key)
+            if element.item is not None:
+                finished = mapping.element_finished(
+                    runtime, tx, run, claim.definition, node, element
+                )
+                prepared.flush(tx.connection)
+                return finished
             advanced = progression.advance_after_success(
                 runtime,
                 tx,
@@ -601,6 +621,10 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
         raise _Stale from stale
     tx.events.append(StepFailed(run, claim.step_run.step, claim.attempt.number, duration, error))
     failures = attempt_store.failed_attempt_count(tx.connection, claim.step_run.id)
+    decision = retry_decision(node, failures, exc)
+    element = StepKey.parse(step_run.step)
+    if element.item is not None and not decision.retry:
+        return mapping.element_failed(runtime, tx, run, claim.definition, node, element, error)
     return progression.advance_after_failure(
         runtime,
         tx,
@@ -610,5 +634,5 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
         step_run,
         claim.attempt.number,
         error,
-        retry_decision(node, failures, exc),
+        decision,
     )

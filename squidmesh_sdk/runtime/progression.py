@@ -44,6 +44,7 @@ __all__ = [
     "finish_cancelling",
     "follow",
     "settle",
+    "step_ended_while_cancelling",
     "write_run",
 ]
 
@@ -82,7 +83,7 @@ def finish_cancelling(
     )
 
 
-def _step_ended_while_cancelling(
+def step_ended_while_cancelling(
     tx: Transaction, run: Run, *, context: Mapping[str, Any] | None = None
 ) -> Run:
     """A step of a cancelling run ended: the run is cancelled unless another step still runs.
@@ -117,7 +118,7 @@ def advance_after_success(
         return run
     context = inputs.merge_output(run.context, output)
     if run.status == "cancelling":
-        return _step_ended_while_cancelling(tx, run, context=context)
+        return step_ended_while_cancelling(tx, run, context=context)
     choice = choose_route(
         definition,
         node.name,
@@ -158,7 +159,7 @@ def advance_after_failure(
     if run.terminal:
         return run
     if run.status == "cancelling":
-        return _step_ended_while_cancelling(tx, run)
+        return step_ended_while_cancelling(tx, run)
     key = step_run.step
     last_error = {**{k: v for k, v in error.items() if k != "traceback"}, "step": node.name}
     if decision.retry:

@@ -35,6 +35,7 @@ __all__ = [
     "completed_step_runs_for_compensation",
     "completed_steps",
     "delete_pending_steps",
+    "element_runs",
     "fail_step",
     "get_step_run",
     "list_step_runs",
@@ -55,8 +56,9 @@ __all__ = [
 ScheduledStep = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
 """``(step, input)`` or ``(step, input, recovery)``."""
 
-WAITING_KINDS = frozenset({"wait", "pause", "approval"})
-"""``resume["kind"]`` of a step run that is open because it waits (no body is running)."""
+WAITING_KINDS = frozenset({"wait", "pause", "approval", "map"})
+"""``resume["kind"]`` of a step run that is open because it waits (no body of its own is
+running): for a timer, a person, or (``map``) the elements of a map step."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +243,17 @@ def progress_states(connection: Connection, run_id: str | uuid.UUID) -> list[Pro
         )
         for row in rows
     ]
+
+
+def element_runs(connection: Connection, run_id: str | uuid.UUID, key: str) -> list[StepRun]:
+    """The element step runs (``key[0]``, ``key[1]``...) of map step run ``key``."""
+    rows = connection.execute(
+        sa.select(step_runs).where(
+            step_runs.c.run_id == as_uuid(run_id),
+            step_runs.c.step.startswith(f"{key}[", autoescape=True),
+        )
+    ).mappings()
+    return [StepRun.from_row(row) for row in rows]
 
 
 def newest_iteration(connection: Connection, run_id: str | uuid.UUID, step: str) -> int:

@@ -420,3 +420,108 @@ def test_a_retrying_branch_keeps_the_run_open(make_env: MakeEnv) -> None:
     done = env.client.inspect_run(run.id)
     assert done.status == "completed"
     assert done.context == {"flaky": "ok", "steady": "ok"}
+
+
+class Lines(BaseModel):
+    lines: list[int]
+
+
+def map_workflow(seen: list[int], running: list[int], peak: list[int]) -> Workflow:
+    wf = Workflow("map_lines", triggers=[manual("go", payload=Lines)])
+    failures: dict[int, int] = {}
+
+    @wf.step(map_over="lines", map_as="line", max_parallel=3, retry=Retry(max_attempts=2))
+    def price(line: int) -> dict[str, Any]:
+        running.append(line)
+        peak[0] = max(peak[0], len(running))
+        seen.append(line)
+        if line == 7 and failures.get(line, 0) == 0:
+            failures[line] = 1
+            running.remove(line)
+            raise RuntimeError("flaky line 7")
+        running.remove(line)
+        return {"line": line, "price": line * 10}
+
+    @wf.step
+    def total(price: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"total": sum(item["price"] for item in price)}
+
+    wf.chain(price, total, COMPLETE)
+    return wf
+
+
+@pytest.mark.parametrize("count", [0, 1, 50])
+def test_a_map_runs_once_per_element_in_order(make_env: MakeEnv, count: int) -> None:
+    seen: list[int] = []
+    peak = [0]
+    env = make_env(map_workflow(seen, [], peak), run_immediately=False)
+    lines = list(range(count))
+    run = env.start_run("map_lines", {"lines": lines})
+    env.run_until_idle()
+    done = env.client.inspect_run(run.id, include_history=True)
+    assert done.status == "completed"
+    assert done.context["price"] == [{"line": n, "price": n * 10} for n in lines]
+    assert done.context["total"] == sum(n * 10 for n in lines)
+    elements = [sr for sr in done.step_runs or () if sr.step.startswith("price[")]
+    assert sorted(sr.step for sr in elements) == sorted(f"price[{n}]" for n in lines)
+    if count == 50:
+        # Element 7 failed once and was retried as a second attempt of its own step run.
+        retried = done.step_run("price[7]")
+        assert retried is not None
+        assert [a.status for a in retried.attempts] == ["failed", "completed"]
+        assert sorted(set(seen)) == lines
+
+
+def test_a_map_never_runs_more_than_max_parallel_elements(make_env: MakeEnv) -> None:
+    env = make_env(map_workflow([], [], [0]), run_immediately=False)
+    run = env.start_run("map_lines", {"lines": list(range(10))})
+    assert env.executor.run_next()  # the map step starts: three elements are queued, not ten
+    queued = sorted(job["step"] for _, job in env.executor.pending)
+    assert queued == ["price[0]", "price[1]", "price[2]"]
+    # Deliver one job at a time: the queue never holds more than three elements.
+    in_flight_max = 0
+    while env.executor.pending:
+        in_flight_max = max(in_flight_max, len(env.executor.pending))
+        assert env.executor.run_next()
+    assert in_flight_max == 3
+    assert env.client.inspect_run(run.id).status == "completed"
+
+
+def test_a_failed_element_fails_the_map_and_compensates_completed_elements(
+    make_env: MakeEnv,
+) -> None:
+    undone: list[int] = []
+    wf = Workflow("map_fail", triggers=[manual("go", payload=Lines)])
+
+    @wf.step(map_over="lines", map_as="line")
+    def reserve(line: int) -> dict[str, Any]:
+        if line == 2:
+            raise RuntimeError("out of stock")
+        return {"reserved": line}
+
+    @reserve.compensate
+    def release(line: int) -> None:
+        undone.append(line)
+
+    env = make_env(wf, run_immediately=False)
+    run = env.start_run("map_fail", {"lines": [0, 1, 2]})
+    env.run_until_idle()
+    done = env.client.inspect_run(run.id, include_history=True)
+    assert done.status == "failed"
+    assert done.last_error is not None
+    assert done.last_error["code"] == "map_element_failed"
+    assert sorted(undone) == [0, 1]
+
+
+def test_a_map_over_a_missing_list_fails_with_invalid_map(make_env: MakeEnv) -> None:
+    wf = Workflow("map_missing", triggers=[manual("go")])
+
+    @wf.step(map_over="nothing_here")
+    def each(item: int) -> None: ...
+
+    env = make_env(wf)
+    run = env.start_run("map_missing")
+    done = env.client.inspect_run(run.id)
+    assert done.status == "failed"
+    assert done.last_error is not None
+    assert done.last_error["code"] == "invalid_map"
