@@ -583,7 +583,13 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
     try:
         if outcome.exception is None:
             assert outcome.output is not None  # noqa: S101
-            output = inputs.namespaced(node, outcome.output)
+            element = StepKey.parse(claim.step_run.step)
+            # A map element keeps its own output; the map step stores the list under its key.
+            output = (
+                dict(outcome.output)
+                if element.item is not None
+                else inputs.namespaced(node, outcome.output)
+            )
             # Whatever the run's state, the attempt and step run complete: on PostgreSQL the
             # three statements make one round trip (the run's lock is still taken first).
             relocked = run_store.relock_run_later(tx.connection, claim.run)
@@ -592,7 +598,6 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
             run = relocked()
             key = claim.step_run.step
             tx.events.append(StepCompleted(run, key, claim.attempt.number, duration))
-            element = StepKey.parse(key)
             if element.item is not None:
                 finished = mapping.element_finished(
                     runtime, tx, run, claim.definition, node, element

@@ -97,7 +97,7 @@ def resume_run(
         tx.events.append(StepCompleted(run, step_run.step, attempt.number, duration))
         if decision != "rejected":
             return progression.advance_after_success(
-                runtime, tx, run, definition, node, output, key=step_run.step
+                runtime, tx, run, definition, node, output, key=step_run.step, strict=True
             )
         context = inputs.merge_output(run.context, output)
         choice = choose_route(definition, node.name, "error")
@@ -112,7 +112,7 @@ def resume_run(
             run = progression.write_run(tx, run, context=context)
             return progression.fail_run(runtime, tx, run, error, current_step=step_run.step)
         return progression.follow(
-            runtime, tx, run, definition, choice, key=step_run.step, context=context
+            runtime, tx, run, definition, choice, key=step_run.step, context=context, strict=True
         )
 
 

@@ -107,8 +107,13 @@ def advance_after_success(
     key: str | None = None,
     label: str | None = None,
     returned: Mapping[str, Any] | None = None,
+    strict: bool = False,
 ) -> Run:
     """Merge a completed step's (namespaced) ``output`` and move the run on.
+
+    ``strict``: an executor that refuses the next step raises
+    :class:`~squidmesh_sdk.errors.DispatchFailed` (the caller rolls back) instead of failing
+    the run.
 
     ``label`` is the branch the step returned (:class:`~squidmesh_sdk.Branch`), ``returned``
     its output before namespacing (what ``output.…`` conditions read). A finished run only
@@ -139,7 +144,9 @@ def advance_after_success(
         )
         run = write_run(tx, run, context=context)
         return fail_run(runtime, tx, run, error, current_step=key or node.name)
-    return follow(runtime, tx, run, definition, choice, key=key or node.name, context=context)
+    return follow(
+        runtime, tx, run, definition, choice, key=key or node.name, context=context, strict=strict
+    )
 
 
 def advance_after_failure(
@@ -204,14 +211,20 @@ def follow(
     *,
     key: str,
     context: Mapping[str, Any] | None,
+    strict: bool = False,
 ) -> Run:
-    """Take ``choice`` from step run ``key``: record why, start its target, or end the path."""
+    """Take ``choice`` from step run ``key``: record why, start its target, or end the path.
+
+    ``strict``: as for :func:`advance_after_success`.
+    """
     if choice.why:
         audit.record_event(tx, run.id, "route_taken", step=key, metadata=choice.why)
     target = choice.edge.target if choice.edge is not None else None
     if not definition.single_path:
         activate = [target] if target is not None and target != COMPLETE_TARGET else []
-        return settle(runtime, tx, run, definition, context=context, activate=activate)
+        return settle(
+            runtime, tx, run, definition, context=context, activate=activate, strict=strict
+        )
     if target is None or target == COMPLETE_TARGET:
         return _complete(tx, run, definition, context)
     next_key = _next_key(tx, run, definition, target)
@@ -222,6 +235,8 @@ def follow(
     try:
         dispatcher.dispatch_steps(runtime, tx, run, [next_key])
     except errors.DispatchFailed as exc:
+        if strict:
+            raise
         return fail_run(
             runtime,
             tx,
@@ -240,6 +255,7 @@ def settle(
     *,
     context: Mapping[str, Any] | None = None,
     activate: Sequence[str] = (),
+    strict: bool = False,
 ) -> Run:
     """Work out what a run of a graph with several paths does next, and do it.
 
@@ -284,6 +300,8 @@ def settle(
                 latest[node.name] = (StepKey(node.name), "skipped")
                 skipped.append(node.name)
                 changed = True
+            if changed:
+                break  # what is active (and so what may still start) changed: look again
     if skipped:
         step_run_store.skip_steps(tx, run.id, skipped)
         audit.record_event(tx, run.id, "skipped", metadata={"steps": skipped})
@@ -296,6 +314,8 @@ def settle(
     try:
         dispatcher.dispatch_steps(runtime, tx, run, started, schedule_pending=True)
     except errors.DispatchFailed as exc:
+        if strict:
+            raise
         return fail_run(
             runtime,
             tx,

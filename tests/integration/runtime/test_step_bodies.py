@@ -135,9 +135,10 @@ def test_log_and_wait_builtins(make_env: MakeEnv, caplog: pytest.LogCaptureFixtu
     assert [r.getMessage() for r in caplog.records] == ["digest ready"]
     assert caplog.records[0].levelno == logging.WARNING
     waiting = env.client.inspect_run(run.id)
-    assert (waiting.status, waiting.current_step) == ("running", "finish")
+    assert (waiting.status, waiting.current_step) == ("running", "cool_down")
+    assert env.client.explain_run(run.id).reason == "waiting_for_timer"
     assert env.advance(59) == 0
-    assert env.advance(1) == 1
+    assert env.advance(1) == 2  # the timer's job, then the step after it
     assert env.client.inspect_run(run.id).status == "completed"
 
 
