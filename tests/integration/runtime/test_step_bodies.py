@@ -62,7 +62,7 @@ def _failed_error_at(env: WorkflowEnvironment, run_id: str, step: str) -> dict[s
 @pytest.mark.parametrize(
     ("returned", "problem"),
     [
-        (42, "returned int; return a mapping, a pydantic model or None"),
+        (42, "returned int; return a mapping, a pydantic model, a dataclass or None"),
         ({1: "x"}, "non-string keys"),
         ({"when": object()}, "JSON cannot hold"),
     ],
