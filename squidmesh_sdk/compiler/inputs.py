@@ -175,8 +175,8 @@ def _keys_of(annotation: Any) -> Outputs:
         return frozenset()
     if annotation in (typing.NoReturn, typing_extensions.Never):
         return frozenset()
-    if origin is not None and typing_extensions.is_typeddict(origin):
-        annotation = origin  # a generic TypedDict, subscripted
+    if isinstance(origin, type) or typing_extensions.is_typeddict(origin):
+        annotation = origin  # a generic TypedDict, model or dataclass, subscripted
     if typing_extensions.is_typeddict(annotation):
         return frozenset(annotation.__required_keys__ | annotation.__optional_keys__)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
