@@ -98,7 +98,8 @@ def check_inputs(
             continue
         before = upstream.get(name, set())
         if all(outputs[step] is not None for step in before):
-            declared = {step: outputs[step] or frozenset() for step in before}
+            # In declaration order, so that messages read the same on every run.
+            declared = {step: outputs[step] or frozenset() for step in names if step in before}
             others = {
                 step: found or frozenset()
                 for step, found in outputs.items()
