@@ -19,7 +19,8 @@ step's outputs are unknown, the step keeps the run-time check (``StepInputError`
 
 The analysis only ever says "may be available", never "will be": a declared ``NotRequired``
 key, an output of the other side of a branch, a value from a loop's earlier iteration all
-count. So a workflow it accepts can still fail at run time; one it rejects never could bind.
+count. So a workflow it accepts can still fail at run time; one it rejects could bind an input
+only by a race (a parallel branch finishing first) or through a return annotation that lies.
 
 Compensation callbacks are checked too, more loosely: they run after the run failed, with the
 context of every step that completed by then, so any step's declared output counts.
@@ -96,42 +97,34 @@ def check_inputs(
         node = nodes.get(name)
         if node is None or node.body is None:
             continue
-        before = upstream.get(name, set())
-        if all(outputs[step] is not None for step in before):
+        before = upstream[name]
+        if all(outputs.get(step) is not None for step in before):
             # In declaration order, so that messages read the same on every run.
-            declared = {step: outputs[step] or frozenset() for step in names if step in before}
+            declared = _known(outputs, [step for step in names if step in before])
             others = {
-                step: found or frozenset()
-                for step, found in outputs.items()
-                if step not in before and found
+                step: keys for step, keys in _known(outputs, names).items() if step not in before
             }
-            for parameter in _required(node.body):
-                if parameter not in payload and not any(
-                    parameter in keys for keys in declared.values()
-                ):
-                    issues.add(
-                        "unknown_input",
-                        _message(f"step {name!r}", parameter, payload, declared, others),
-                        step=name,
-                    )
-        if node.compensation is not None and all(found is not None for found in outputs.values()):
-            everywhere = {step: found or frozenset() for step, found in outputs.items()}
-            for parameter in _required(node.compensation):
-                if parameter not in payload and not any(
-                    parameter in keys for keys in everywhere.values()
-                ):
-                    issues.add(
-                        "unknown_compensate_input",
-                        _message(
-                            f"step {name!r}: compensate callback",
-                            parameter,
-                            payload,
-                            everywhere,
-                            {},
-                            where="by any step",
-                        ),
-                        step=name,
-                    )
+            for parameter in _unprovided(node.body, payload, declared):
+                issues.add(
+                    "unknown_input",
+                    _message(f"step {name!r}", parameter, payload, declared, others),
+                    step=name,
+                )
+        if node.compensation is not None and all(keys is not None for keys in outputs.values()):
+            everywhere = _known(outputs, names)
+            for parameter in _unprovided(node.compensation, payload, everywhere):
+                issues.add(
+                    "unknown_compensate_input",
+                    _message(
+                        f"step {name!r}: compensate callback",
+                        parameter,
+                        payload,
+                        everywhere,
+                        {},
+                        where="by any step",
+                    ),
+                    step=name,
+                )
 
 
 def declared_outputs(node: StepNode) -> Outputs:
@@ -244,8 +237,22 @@ def _upstream(names: list[str], edges: Iterable[Edge]) -> dict[str, set[str]]:
     return upstream
 
 
-def _required(body: StepBody) -> list[str]:
-    return [p.name for p in body.binder.parameters if not p.has_default]
+def _known(outputs: Mapping[str, Outputs], steps: Iterable[str]) -> dict[str, frozenset[str]]:
+    """The declared outputs of ``steps``, leaving out those that declare none."""
+    return {step: keys for step in steps if (keys := outputs.get(step))}
+
+
+def _unprovided(
+    body: StepBody, payload: frozenset[str], declared: Mapping[str, frozenset[str]]
+) -> list[str]:
+    """``body``'s required parameters (no default) that nothing in reach provides."""
+    return [
+        parameter.name
+        for parameter in body.binder.parameters
+        if not parameter.has_default
+        and parameter.name not in payload
+        and not any(parameter.name in keys for keys in declared.values())
+    ]
 
 
 def _message(
@@ -259,9 +266,7 @@ def _message(
 ) -> str:
     """Say where ``parameter`` was looked for, then the likeliest fix."""
     fields = ", ".join(sorted(payload)) or "none"
-    outputs = "; ".join(
-        f"{step}: {', '.join(sorted(keys))}" for step, keys in declared.items() if keys
-    )
+    outputs = "; ".join(f"{step}: {', '.join(sorted(keys))}" for step, keys in declared.items())
     looked = (
         f"{subject}: required input {parameter!r} is neither a payload field of any trigger "
         f"({fields}) nor an output declared {where} ({outputs or 'none'})"
@@ -269,9 +274,10 @@ def _message(
     elsewhere = [step for step, keys in others.items() if parameter in keys]
     if elsewhere:
         steps = ", ".join(repr(step) for step in elsewhere)
+        verbs = "declares it but does" if len(elsewhere) == 1 else "declare it but do"
         return (
-            f"{looked}; {steps} declares it but does not run before it: make it a dependency "
-            "(after=[...]) or a route on the way there"
+            f"{looked}; {steps} {verbs} not run before it: make it a dependency (after=[...]) "
+            "or a route on the way there"
         )
     candidates = set(payload).union(*declared.values())
     close = difflib.get_close_matches(parameter, sorted(candidates), n=1)

@@ -46,8 +46,6 @@ def normalize_output(step: str, value: object) -> dict[str, Any]:
     """
     if value is None:
         return {}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
     if isinstance(value, BaseModel):
         try:
             value = value.model_dump(mode="json", by_alias=True)
@@ -55,6 +53,8 @@ def normalize_output(step: str, value: object) -> dict[str, Any]:
             raise errors.StepOutputError(
                 step, f"returned a model JSON cannot hold ({exc})"
             ) from None
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
     if not isinstance(value, Mapping):
         raise errors.StepOutputError(
             step,
