@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Annotated, Any, Generic, NotRequired, TypedDict, TypeVar
+from typing import Annotated, Any, Generic, NoReturn, NotRequired, TypedDict, TypeVar
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, RootModel, computed_field, model_serializer
+from typing_extensions import TypeAliasType
 
 from squidmesh_sdk import (
     COMPLETE,
@@ -231,8 +232,9 @@ def test_an_output_key_satisfies_exactly_that_name() -> None:
         ReservationModel | None,
         Annotated[ReservationData, "meta"],
         ReservationDict | ReservationModel,
+        TypeAliasType("Alias", ReservationDict),
     ],
-    ids=["TypedDict", "pydantic", "dataclass", "optional", "annotated", "union"],
+    ids=["TypedDict", "pydantic", "dataclass", "optional", "annotated", "union", "alias"],
 )
 def test_a_typed_return_declares_its_keys(returns: Any) -> None:
     compile(_reserve_then(returns, "reservation_id"))
@@ -263,16 +265,19 @@ def test_generic_typed_returns_declare_their_keys() -> None:
     compile(_reserve_then(Box[int], "item"))
 
 
-def test_none_declares_nothing_and_a_log_step_does_not_hide_a_typo() -> None:
+@pytest.mark.parametrize("returns", [None, NoReturn])
+def test_none_declares_nothing_and_a_log_step_does_not_hide_a_typo(returns: Any) -> None:
     wf = _wf()
 
-    @wf.step
-    def reserve(order_id: str) -> None: ...
+    def reserve(order_id: str) -> Any: ...
+
+    reserve.__annotations__["return"] = returns
+    wf.step(reserve)
 
     @wf.step
     def charge(amount_cent: int) -> None: ...
 
-    wf.chain(reserve, wf.log("note", message="charging"), wf.wait("later", duration=1), charge)
+    wf.chain("reserve", wf.log("note", message="charging"), wf.wait("later", duration=1), charge)
     wf.chain(charge, COMPLETE)
     (issue,) = _issues(wf)
     assert issue.message.endswith("did you mean `amount_cents`?")
@@ -286,10 +291,36 @@ class OpenModel(BaseModel):
     reservation_id: str
 
 
+class SerializedModel(BaseModel):
+    reservation_id: str
+
+    @model_serializer
+    def dump(self) -> dict[str, Any]:
+        return {"id": self.reservation_id}
+
+
 @pytest.mark.parametrize(
     "returns",
-    [dict, dict[str, Any], Mapping[str, Any], Any, ReservationModel | dict[str, Any], OpenModel],
-    ids=["dict", "dict[str, Any]", "Mapping", "Any", "union with dict", "extra=allow"],
+    [
+        dict,
+        dict[str, Any],
+        Mapping[str, Any],
+        Any,
+        ReservationModel | dict[str, Any],
+        OpenModel,
+        SerializedModel,
+        RootModel[dict[str, str]],
+    ],
+    ids=[
+        "dict",
+        "dict[str, Any]",
+        "Mapping",
+        "Any",
+        "union with dict",
+        "extra=allow",
+        "model_serializer",
+        "RootModel",
+    ],
 )
 def test_an_untyped_return_upstream_defers_the_check_to_run_time(returns: Any) -> None:
     compile(_reserve_then(returns, "anything_at_all"))
@@ -429,6 +460,23 @@ def test_a_broken_trigger_turns_the_check_off() -> None:
 
     wf.chain(charge, COMPLETE)
     assert [i.code for i in _issues(wf)] == ["invalid_payload_model"]
+
+
+def test_a_payload_whose_keys_are_not_fixed_turns_the_check_off() -> None:
+    class Custom(BaseModel):
+        order_id: str
+
+        @model_serializer
+        def dump(self) -> dict[str, Any]:
+            return {"id": self.order_id}
+
+    wf = _wf(manual("go", payload=Custom))
+
+    @wf.step
+    def charge(anything: str) -> None: ...
+
+    wf.chain(charge, COMPLETE)
+    compile(wf)
 
 
 def test_a_step_with_a_broken_body_defers_the_check_downstream() -> None:
