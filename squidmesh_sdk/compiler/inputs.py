@@ -10,12 +10,18 @@ bound only if
   graph's edges, of any kind. In a loop, the whole loop is upstream (a later iteration sees
   what an earlier one stored).
 
-What a step declares: with ``output="key"`` exactly ``{key}``; otherwise its return annotation
+The same holds for the run-state keys a step reads by name: a map step's ``map_over`` and a
+wait's ``duration_from`` / ``until_from`` (the first part of their dotted path); a map step's
+``map_as`` parameter receives each element, so it needs no source.
+
+What a step declares: a map step ``{output_key or name}`` (the list of its elements' outputs);
+with ``output="key"`` exactly ``{key}``; otherwise its return annotation
 — the keys of a ``TypedDict``, the fields of a pydantic model or a dataclass (also inside
 ``X | None`` and ``Annotated``), nothing for ``-> None`` — and for a built-in step what the
-runtime stores (an approval's decision record; nothing for log, wait and pause). Anything else
-(no annotation, ``dict``, ``Mapping``, ``Any``, an open model) is *unknown*: when any upstream
-step's outputs are unknown, the step keeps the run-time check (``StepInputError``) instead.
+runtime stores (an approval's decision record; nothing for log, wait and pause). Anything
+else (no annotation, ``dict``, ``Mapping``, ``Any``, ``Branch``, an open model) is *unknown*:
+when any upstream step's outputs are unknown, the step keeps the run-time check
+(``StepInputError``) instead.
 
 The analysis only ever says "may be available", never "will be": a declared ``NotRequired``
 key, an output of the other side of a branch, a value from a loop's earlier iteration all
@@ -23,7 +29,8 @@ count. So a workflow it accepts can still fail at run time; one it rejects could
 only by a race (a parallel branch finishing first) or through a return annotation that lies.
 
 Compensation callbacks are checked too, more loosely: they run after the run failed, with the
-context of every step that completed by then, so any step's declared output counts.
+context of every step that completed by then (and the step's own input, a map element's item
+included), so any step's declared output counts.
 """
 
 from __future__ import annotations
@@ -62,6 +69,15 @@ Outputs = frozenset[str] | None
 """Output keys a step declares; ``None`` when they cannot be known before it runs."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Read:
+    """A run-state key a step reads: a parameter, or the first part of a dotted path option."""
+
+    key: str
+    what: str  # how the message names it: "required input 'x'", "map_over 'order.lines'"
+    parameter: bool = True  # a default would make it optional
+
+
 def check_inputs(
     steps: Iterable[str],
     nodes: Mapping[str, StepNode],
@@ -95,7 +111,7 @@ def check_inputs(
     upstream = _upstream(names, edges)
     for name in names:
         node = nodes.get(name)
-        if node is None or node.body is None:
+        if node is None:
             continue
         before = upstream[name]
         if all(outputs.get(step) is not None for step in before):
@@ -104,20 +120,29 @@ def check_inputs(
             others = {
                 step: keys for step, keys in _known(outputs, names).items() if step not in before
             }
-            for parameter in _unprovided(node.body, payload, declared):
+            for read in _unprovided(_reads(node), payload, declared):
                 issues.add(
                     "unknown_input",
-                    _message(f"step {name!r}", parameter, payload, declared, others),
+                    _message(f"step {name!r}", read, payload, declared, others),
                     step=name,
                 )
-        if node.compensation is not None and all(keys is not None for keys in outputs.values()):
+        own = _element_outputs(node)
+        if (
+            node.compensation is not None
+            and own is not None
+            and all(keys is not None for keys in outputs.values())
+        ):
             everywhere = _known(outputs, names)
-            for parameter in _unprovided(node.compensation, payload, everywhere):
+            reads = _required(node.compensation)
+            if node.map_over is not None:  # each element's callback sees its item and output
+                reads = [read for read in reads if read.key != node.map_as]
+                everywhere[f"{name} (each element)"] = own
+            for read in _unprovided(reads, payload, everywhere):
                 issues.add(
                     "unknown_compensate_input",
                     _message(
                         f"step {name!r}: compensate callback",
-                        parameter,
+                        read,
                         payload,
                         everywhere,
                         {},
@@ -129,6 +154,8 @@ def check_inputs(
 
 def declared_outputs(node: StepNode) -> Outputs:
     """The context keys ``node`` may add when it completes, or ``None`` when unknown."""
+    if node.map_over is not None:
+        return frozenset({node.output_key or node.name})  # runtime/mapping.py
     if node.output_key is not None:
         return frozenset({node.output_key})
     if node.kind == "approval":
@@ -138,6 +165,15 @@ def declared_outputs(node: StepNode) -> Outputs:
     if node.body is None:
         return None  # a kind this module does not know: assume nothing
     return return_keys(node.body.fn)
+
+
+def _element_outputs(node: StepNode) -> Outputs:
+    """What one element of a map step stores (its callback sees it); nothing for other steps."""
+    if node.map_over is None:
+        return frozenset()
+    if node.output_key is not None:
+        return frozenset({node.output_key})
+    return return_keys(node.body.fn) if node.body is not None else None
 
 
 def return_keys(fn: Callable[..., Any]) -> Outputs:
@@ -242,36 +278,62 @@ def _known(outputs: Mapping[str, Outputs], steps: Iterable[str]) -> dict[str, fr
     return {step: keys for step in steps if (keys := outputs.get(step))}
 
 
-def _unprovided(
-    body: StepBody, payload: frozenset[str], declared: Mapping[str, frozenset[str]]
-) -> list[str]:
-    """``body``'s required parameters (no default) that nothing in reach provides."""
+def _reads(node: StepNode) -> list[_Read]:
+    """The run-state keys ``node`` needs: required parameters and key-reading options."""
+    reads: list[_Read] = []
+    paths = [(option, node.options.get(option)) for option in ("duration_from", "until_from")]
+    if node.map_over is not None:
+        paths.insert(0, ("map_over", node.map_over))
+    for option, path in paths:
+        if isinstance(path, str) and path:
+            key = path.split(".", 1)[0]
+            what = f"{option} {path!r}" + (f" (its key {key!r})" if key != path else "")
+            reads.append(_Read(key, what, parameter=False))
+    if node.body is not None:
+        required = _required(node.body)
+        if node.map_over is not None:  # each element arrives under map_as
+            required = [read for read in required if read.key != node.map_as]
+        reads.extend(required)
+    return reads
+
+
+def _required(body: StepBody) -> list[_Read]:
+    """``body``'s parameters without a default."""
     return [
-        parameter.name
+        _Read(parameter.name, f"required input {parameter.name!r}")
         for parameter in body.binder.parameters
         if not parameter.has_default
-        and parameter.name not in payload
-        and not any(parameter.name in keys for keys in declared.values())
+    ]
+
+
+def _unprovided(
+    reads: Iterable[_Read], payload: frozenset[str], declared: Mapping[str, frozenset[str]]
+) -> list[_Read]:
+    """The reads that neither the payload nor a declared output in reach provides."""
+    return [
+        read
+        for read in reads
+        if read.key not in payload and not any(read.key in keys for keys in declared.values())
     ]
 
 
 def _message(
     subject: str,
-    parameter: str,
+    read: _Read,
     payload: frozenset[str],
     declared: Mapping[str, frozenset[str]],
     others: Mapping[str, frozenset[str]],
     *,
     where: str = "upstream",
 ) -> str:
-    """Say where ``parameter`` was looked for, then the likeliest fix."""
+    """Say where ``read`` was looked for, then the likeliest fix."""
     fields = ", ".join(sorted(payload)) or "none"
     outputs = "; ".join(f"{step}: {', '.join(sorted(keys))}" for step, keys in declared.items())
     looked = (
-        f"{subject}: required input {parameter!r} is neither a payload field of any trigger "
+        f"{subject}: {read.what} is neither a payload field of any trigger "
         f"({fields}) nor an output declared {where} ({outputs or 'none'})"
     )
-    elsewhere = [step for step, keys in others.items() if parameter in keys]
+    elsewhere = [step for step, keys in others.items() if read.key in keys]
     if elsewhere:
         steps = ", ".join(repr(step) for step in elsewhere)
         verbs = "declares it but does" if len(elsewhere) == 1 else "declare it but do"
@@ -280,7 +342,9 @@ def _message(
             "or a route on the way there"
         )
     candidates = set(payload).union(*declared.values())
-    close = difflib.get_close_matches(parameter, sorted(candidates), n=1)
+    close = difflib.get_close_matches(read.key, sorted(candidates), n=1)
     if close:
         return f"{looked}; did you mean `{close[0]}`?"
-    return f"{looked}; give it a default to make it optional"
+    if read.parameter:
+        return f"{looked}; give it a default to make it optional"
+    return looked

@@ -148,16 +148,15 @@ def test_every_problem_is_reported_at_once() -> None:
     issues = _issues(wf)
     assert [(i.code, i.step) for i in issues] == [
         ("unknown_route_step", "reserve"),
-        ("entry_step_count", None),
         ("unknown_input", "reserve"),
         ("unknown_compensate_input", "reserve"),
         ("unknown_input", "charge"),
         ("unknown_input", "charge"),
     ]
-    assert "did you mean `order_id`?" in issues[2].message
-    assert issues[3].message.startswith("step 'reserve': compensate callback: required input")
-    assert "did you mean `reservation_id`?" in issues[3].message
-    assert "did you mean `amount_cents`?" in issues[5].message
+    assert "did you mean `order_id`?" in issues[1].message
+    assert issues[2].message.startswith("step 'reserve': compensate callback: required input")
+    assert "did you mean `reservation_id`?" in issues[2].message
+    assert "did you mean `amount_cents`?" in issues[4].message
 
 
 # -- what satisfies a parameter ------------------------------------------------------------
@@ -434,6 +433,92 @@ def test_built_in_steps_declare_what_they_store() -> None:
     wf.transition(approval, on="error", to=rejected)
     wf.chain(rejected, COMPLETE)
     compile(wf)
+
+
+class Lines(BaseModel):
+    lines: list[dict[str, Any]]
+    warehouse: str
+
+
+class Priced(TypedDict):
+    price_cents: int
+
+
+def test_a_map_step_reads_its_list_and_declares_the_list_of_its_outputs() -> None:
+    wf = _wf(manual("go", payload=Lines))
+
+    @wf.step(map_over="lines", map_as="line")
+    def price(line: dict[str, Any], warehouse: str) -> Priced: ...
+
+    @price.compensate
+    def unprice(line: dict[str, Any], price_cents: int) -> None: ...
+
+    @wf.step(map_over="lines", output="picked")
+    def pick(item: dict[str, Any]) -> None: ...
+
+    @wf.step(after=[price, pick])
+    def total(price: list[dict[str, Any]], picked: list[Any]) -> None: ...
+
+    compile(wf)
+
+
+def test_a_map_elements_compensate_callback_sees_its_item_and_output() -> None:
+    wf = _wf(manual("go", payload=Lines))
+
+    @wf.step(map_over="lines", map_as="line")
+    def price(line: dict[str, Any]) -> Priced: ...
+
+    @price.compensate
+    def unprice(line: dict[str, Any], price_cent: int) -> None: ...
+
+    wf.chain(price, COMPLETE)
+    (issue,) = _issues(wf)
+    assert issue.code == "unknown_compensate_input"
+    assert "(price: price; price (each element): price_cents)" in issue.message
+    assert issue.message.endswith("did you mean `price_cents`?")
+
+
+def test_a_map_over_an_unknown_key_is_an_error() -> None:
+    wf = _wf(manual("go", payload=Lines))
+
+    @wf.step(map_over="line", map_as="line")
+    def price(line: dict[str, Any]) -> None: ...
+
+    @wf.step(map_over="order.lines")
+    def pick(item: dict[str, Any]) -> None: ...
+
+    wf.chain(price, pick, COMPLETE)
+    first, second = _issues(wf)
+    assert (first.step, first.code) == ("price", "unknown_input")
+    assert first.message.startswith("step 'price': map_over 'line' is neither a payload field")
+    assert first.message.endswith("did you mean `lines`?")
+    assert second.message.startswith("step 'pick': map_over 'order.lines' (its key 'order') is")
+
+
+def test_a_computed_wait_reads_its_key() -> None:
+    class Plan(BaseModel):
+        delay_seconds: int
+
+    def schedule() -> Annotated[Receipt, "typed"]: ...
+
+    wf = _wf(manual("go", payload=Plan))
+    wf.chain(
+        wf.wait("settle", duration_from="delay_seconds"),
+        wf.wait("cool_down", duration_from="delay_secs"),
+        wf.step(schedule),
+        wf.wait("until_receipt", until_from="receipt.at"),
+        wf.wait("until_shipped", until_from="shipped_at"),
+        COMPLETE,
+    )
+    first, second = _issues(wf)
+    assert first.message == (
+        "step 'cool_down': duration_from 'delay_secs' is neither a payload field of any trigger "
+        "(delay_seconds) nor an output declared upstream (none); did you mean `delay_seconds`?"
+    )
+    assert second.message == (
+        "step 'until_shipped': until_from 'shipped_at' is neither a payload field of any "
+        "trigger (delay_seconds) nor an output declared upstream (schedule: receipt)"
+    )
 
 
 def test_compensate_callbacks_may_read_any_steps_declared_output() -> None:
