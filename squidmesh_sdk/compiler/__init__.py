@@ -4,7 +4,8 @@
 :class:`~squidmesh_sdk.errors.DefinitionError` listing them; nothing is half-compiled.
 
 Modules: ``triggers`` (payload contracts, cron settings), ``steps`` (one step at a time),
-``edges`` (dependencies and routes, checked as one graph), ``issues`` (the shared collector).
+``edges`` (dependencies and routes, checked as one graph), ``inputs`` (every required step
+input has a source), ``issues`` (the shared collector).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Literal
 
 from squidmesh_sdk import errors
 from squidmesh_sdk.compiler.edges import compile_edges
+from squidmesh_sdk.compiler.inputs import check_inputs
 from squidmesh_sdk.compiler.issues import NAME, VERSION, Issues
 from squidmesh_sdk.compiler.steps import check_step_names, compile_step, seconds
 from squidmesh_sdk.compiler.triggers import compile_triggers
@@ -55,6 +57,14 @@ def compile(workflow: Workflow) -> WorkflowDefinition:
         if spec.name != COMPLETE_TARGET:
             unique.setdefault(spec.name, spec)
     edges, entry, nodes = compile_edges(workflow, list(unique.values()), names, nodes, issues)
+    check_inputs(
+        list(unique),
+        nodes,
+        edges,
+        triggers,
+        issues,
+        payload_known=len(triggers) == len(list(workflow.triggers)),
+    )
     if issues.items:
         raise errors.DefinitionError(str(workflow.name), issues.items)
     has_after = any(edge.kind == "after" for edge in edges)

@@ -141,8 +141,11 @@ class Workflow:
 
         The function's parameters select its inputs by name from the payload and the run
         context (context wins); a parameter annotated ``StepContext`` receives run facts.
-        Annotations are validated with pydantic. Return a dict or pydantic model (merged into
-        the context, or stored under ``output``) or ``None``; raise to fail the attempt.
+        Annotations are validated with pydantic. Return a dict, pydantic model or dataclass
+        (merged into the context, or stored under ``output``) or ``None``; raise to fail the
+        attempt. A required parameter must be a payload field or an output key a step before
+        it declares (``output=`` or a typed return), unless one of those steps returns an
+        untyped dict: the compiler checks it (docs/authoring.md, "Where inputs come from").
 
         Args:
             fn: The step body (when used bare).

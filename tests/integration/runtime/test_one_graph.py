@@ -516,7 +516,10 @@ def test_a_failed_element_fails_the_map_and_compensates_completed_elements(
 def test_a_map_over_a_missing_list_fails_with_invalid_map(make_env: MakeEnv) -> None:
     wf = Workflow("map_missing", triggers=[manual("go")])
 
-    @wf.step(map_over="nothing_here")
+    def start():  # untyped: the compiler leaves the keys after it to the run-time check
+        return {}
+
+    @wf.step(map_over="nothing_here", after=[wf.step(start)])
     def each(item: int) -> None: ...
 
     env = make_env(wf)
