@@ -117,7 +117,7 @@ def approve_when_paused(client: Client, run: Run, say: Say) -> None:
 
 def cancel_while_waiting(client: Client, run: Run, say: Say) -> None:
     """Cancel the run once it sits in its durable wait: no step runs, so it stops at once."""
-    if run.status == "running" and run.current_step == "record_delivery":
+    if run.status == "running" and run.current_step == "wait_for_cancellation":
         say("the run sits in a 10 s durable wait; cancelling it (it stops at once)")
         client.cancel_run(run.id)
 

@@ -357,6 +357,9 @@ class WorkflowDefinition:
         has_choices: Some step may not run in a run that completes (a condition, a branch
             label, an error or timeout route, an approval): steps not reached are then
             recorded ``skipped`` when the run completes.
+        has_timers: Runs may leave timer jobs behind when they finish (a deadline, a wait, an
+            approval or pause timeout): a run's finishing transaction deletes them from the
+            database queue.
         version: What runs started on this definition are pinned to: the declared version,
             or ``fp-`` and the first 16 hex digits of the fingerprint.
     """
@@ -377,6 +380,7 @@ class WorkflowDefinition:
     cyclic_steps: frozenset[str] = field(init=False, default=frozenset())
     single_path: bool = field(init=False, default=True)
     has_choices: bool = field(init=False, default=False)
+    has_timers: bool = field(init=False, default=False)
     _routes: Mapping[str, tuple[Edge, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -397,6 +401,11 @@ class WorkflowDefinition:
             edge.kind not in ("ok", "after") or edge.condition is not None for edge in self.edges
         ) or any(node.kind == "approval" for node in self.steps.values())
         object.__setattr__(self, "has_choices", choices)
+        timers = self.deadline is not None or any(
+            node.kind == "wait" or (node.is_manual and node.timeout is not None)
+            for node in self.steps.values()
+        )
+        object.__setattr__(self, "has_timers", timers)
         canonical = json.dumps(_without_descriptions(self._body_dict()), sort_keys=True)
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         object.__setattr__(self, "fingerprint", f"sha256:{digest}")

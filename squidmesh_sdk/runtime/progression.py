@@ -31,6 +31,7 @@ from squidmesh_sdk.runtime.events import RetryScheduled, RunTransitioned
 from squidmesh_sdk.runtime.failures import RetryDecision
 from squidmesh_sdk.runtime.routes import RouteChoice, choose_route
 from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
@@ -307,7 +308,7 @@ def settle(
         audit.record_event(tx, run.id, "skipped", metadata={"steps": skipped})
     statuses = [status for _, status in latest.values()]
     if not any(status in _ACTIVE for status in statuses):
-        return _finish(tx, run, context)
+        return _finish(tx, run, definition, context)
     run = _hold_or_run(tx, run, definition, latest, context)
     if not started:
         return run
@@ -391,11 +392,26 @@ def _hold_or_run(
     return write_run(tx, run, context=merged) if context is not None else run
 
 
-def _finish(tx: Transaction, run: Run, context: Mapping[str, Any] | None) -> Run:
+def _finish(
+    tx: Transaction,
+    run: Run,
+    definition: WorkflowDefinition,
+    context: Mapping[str, Any] | None,
+) -> Run:
     merged = context if context is not None else UNSET
+    _discard_timers(tx, run, definition)
     return write_run(
         tx, run, status="completed", context=merged, current_step=None, last_error=None
     )
+
+
+def _discard_timers(tx: Transaction, run: Run, definition: WorkflowDefinition) -> None:
+    """Delete the finished run's timer jobs still queued (its deadline, an unused timeout).
+
+    Only the database queue's; another executor's delivers and does nothing.
+    """
+    if definition.has_timers:
+        job_store.discard_queued(tx, run.id)
 
 
 def _complete(
@@ -409,7 +425,7 @@ def _complete(
         skipped = step_run_store.skip_steps(tx, run.id, list(definition.steps))
         if skipped:
             audit.record_event(tx, run.id, "skipped", metadata={"steps": skipped})
-    return _finish(tx, run, context)
+    return _finish(tx, run, definition, context)
 
 
 def _next_key(tx: Transaction, run: Run, definition: WorkflowDefinition, target: str) -> str:
@@ -449,4 +465,6 @@ def fail_run(
 ) -> Run:
     """Fail the run and, in the same transaction, queue the rollback of what can be undone."""
     run = write_run(tx, run, status="failed", current_step=current_step, last_error=error)
-    return compensation.dispatch_if_available(runtime, tx, run, runtime.definition_of(run))
+    definition = runtime.definition_of(run)
+    _discard_timers(tx, run, definition)
+    return compensation.dispatch_if_available(runtime, tx, run, definition)

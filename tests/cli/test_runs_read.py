@@ -239,6 +239,7 @@ def test_show_json_has_the_whole_history(cli: Cli, client: Client) -> None:
     assert [(e["type"], e["actor"], e["comment"]) for e in data["events"]] == [
         ("paused", None, None),
         ("approved", "alice", "ok"),
+        ("skipped", None, None),
     ]
     assert set(data["events"][0]) == {"actor", "at", "comment", "metadata", "step", "type"}
     assert set(data["steps"][2]) == {
@@ -253,7 +254,11 @@ def test_show_json_has_the_whole_history(cli: Cli, client: Client) -> None:
         "step",
         "updated_at",
     }
-    assert data["steps"][2]["inserted_at"] is None
+    # The branch not taken has a row of its own: skipped when the run completed.
+    assert (data["steps"][2]["status"], _is_iso(data["steps"][2]["inserted_at"])) == (
+        "skipped",
+        True,
+    )
 
 
 def test_show_a_failed_run_lists_the_attempt_error(cli: Cli, client: Client) -> None:

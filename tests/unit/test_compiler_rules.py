@@ -809,7 +809,7 @@ def test_one_graph_mixes_dependencies_routes_and_manual_steps() -> None:
     assert definition.entry_steps == ("validate",)
     assert definition.step("ship").depends_on == ("reserve", "charge", "gate")
     assert not definition.single_path
-    assert "gate -.->|\"timeout\"| hold" in definition.to_mermaid()
+    assert 'gate -.->|"timeout"| hold' in definition.to_mermaid()
 
 
 def test_a_loop_back_to_the_first_step_starts_at_the_first_declared_step() -> None:
