@@ -31,10 +31,12 @@ from squidmesh_sdk.store.types import UTCDateTime
 __all__ = [
     "ABANDONED_CANCELLATION_ERROR",
     "PAUSE_CANCELLATION_ERROR",
+    "RUN_CHANNEL",
     "UNSET",
     "cancel_run",
     "create_run",
     "find_by_idempotency_key",
+    "find_by_start_key",
     "get_run",
     "list_runs",
     "lock_run",
@@ -66,6 +68,13 @@ Its attempt is recorded as ``abandoned``, with the reason the worker was found g
 
 _SCHEDULE_IDENTITY_KEYS = ("idempotency", "idempotency_key")
 
+RUN_CHANNEL = "squidmesh_runs"
+"""The PostgreSQL channel a run's id is sent on (``NOTIFY``) when it finishes.
+
+Sent by :func:`write_run` in the transaction that makes the run completed, failed or cancelled,
+so it is delivered when that commits (never for a rollback). ``wait_for_run`` listens on it.
+"""
+
 
 class _Unset(enum.Enum):
     UNSET = enum.auto()
@@ -84,11 +93,16 @@ def create_run(
     context: Mapping[str, Any] | None = None,
     replayed_from_run_id: str | None = None,
     idempotency_key: str | None = None,
+    start_key: str | None = None,
+    start_request: str | None = None,
     trace_context: Mapping[str, Any] | None = None,
 ) -> Run:
     """Validate ``payload`` against the trigger's contract and insert a ``pending`` run.
 
     ``trigger`` defaults to the workflow's first declared trigger. Nothing is dispatched.
+    ``idempotency_key`` is a cron activation's schedule identity (one run per workflow,
+    trigger and key); ``start_key`` the key a caller started the run with (one run per workflow
+    and key), ``start_request`` the fingerprint of that request.
 
     Raises:
         InvalidTrigger: the workflow has no such trigger.
@@ -114,12 +128,14 @@ def create_run(
         "definition_fingerprint": definition.fingerprint,
         "definition_version": definition.version,
         "idempotency_key": idempotency_key,
+        "start_key": start_key,
+        "start_request": start_request,
         "trace_context": dict(trace_context) if trace_context is not None else None,
         "inserted_at": tx.now,
         "updated_at": tx.now,
     }
     # On PostgreSQL the insert goes with the transaction's next statement (its first job's):
-    # a conflict on the idempotency key is raised then, or at commit, still as IntegrityError.
+    # a conflict on an idempotency or start key is raised then, or at commit, as IntegrityError.
     _INSERT_RUN.send(tx.connection, values)
     return Run.from_row(values)
 
@@ -205,6 +221,14 @@ def find_by_idempotency_key(
     return Run.from_row(row) if row is not None else None
 
 
+def find_by_start_key(
+    connection: Connection, workflow: str, key: str
+) -> tuple[Run, str | None] | None:
+    """The run of ``workflow`` started with idempotency key ``key``, and its request fingerprint."""
+    row = _SELECT_BY_START_KEY.first(connection, {"workflow": workflow, "key": key})
+    return (Run.from_row(row), row["start_request"]) if row is not None else None
+
+
 def list_runs(
     connection: Connection,
     *,
@@ -273,6 +297,13 @@ def write_run(
         return run
     changes["updated_at"] = tx.now
     updated = dataclasses.replace(run, **changes)
+    if (
+        "status" in changes
+        and updated.status in state_machine.TERMINAL
+        and tx.connection.dialect.name == "postgresql"
+    ):
+        # Delivered when the transaction commits, to the run's waiters (wait_for_run).
+        _NOTIFY_RUN.send(tx.connection, {"channel": RUN_CHANNEL, "payload": run.id})
     # Nothing to read back: on PostgreSQL the update goes with the transaction's next statement.
     _WRITE_RUN.send(
         tx.connection,
@@ -441,6 +472,8 @@ def replay_run(
         "definition_fingerprint": definition.fingerprint,
         "definition_version": definition.version,
         "idempotency_key": None,
+        "start_key": None,
+        "start_request": None,
         "trace_context": dict(trace_context) if trace_context is not None else None,
         "inserted_at": tx.now,
         "updated_at": tx.now,
@@ -475,6 +508,14 @@ _RELOCK_RUN = Prepared(
         .where(runs.c.id == sa.bindparam("run_id"))
         .with_for_update()
     )
+)
+_SELECT_BY_START_KEY = Prepared(
+    lambda _: sa.select(runs).where(
+        runs.c.workflow == sa.bindparam("workflow"), runs.c.start_key == sa.bindparam("key")
+    )
+)
+_NOTIFY_RUN = Prepared(
+    lambda _: sa.select(sa.func.pg_notify(sa.bindparam("channel"), sa.bindparam("payload")))
 )
 _INSERT_RUN = Prepared(
     lambda _: runs.insert().values({column.key: sa.bindparam(column.key) for column in runs.c})
