@@ -494,8 +494,9 @@ class Client:
         Only ``completed``, ``failed`` and ``cancelled`` runs are ever deleted, each with its
         step runs, attempts, audit events, jobs and outbox messages; runs replayed from a
         deleted run keep going (their ``replayed_from_run_id`` becomes ``None``). Runs with
-        work still queued, failed runs whose saga rollback has not finished, and cron runs
-        holding an idempotency key for less than a week are kept. Each batch of
+        work still queued, failed runs whose saga rollback has not finished, and runs holding
+        an idempotency key (a cron window's, or one they were started with) for less than a
+        week are kept. Each batch of
         ``batch_size`` runs is deleted in a transaction of its own.
 
         Args:
