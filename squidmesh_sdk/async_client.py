@@ -372,7 +372,8 @@ class AsyncRunHandle:
     """A run an :meth:`AsyncClient.start` call started, or found under its idempotency key.
 
     Attributes:
-        run: The run as the call left it.
+        run: The run as this call created it (``pending``), or as the call found it under its
+            key.
         created: ``True`` when this call created the run; ``False`` when its idempotency key
             had already started it.
     """

@@ -546,8 +546,8 @@ class RunHandle:
     """A run a :meth:`Client.start` call started, or found under its idempotency key.
 
     Attributes:
-        run: The run as the call left it (``pending``, or further along with an in-process
-            executor; for a run found by its key, as it was then).
+        run: The run as this call created it (``pending``; an in-process executor has
+            already moved it on when the call returns), or as the call found it under its key.
         created: ``True`` when this call created the run; ``False`` when its idempotency key
             had already started it.
     """
