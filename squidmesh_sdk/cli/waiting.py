@@ -116,7 +116,11 @@ def follow(
 
 
 def _progress(run: Run, seen: dict[tuple[str, ...], str]) -> list[str]:
-    """Lines for what changed since the last look (``seen`` is updated), oldest first."""
+    """Lines for what changed since the last look (``seen`` is updated), oldest first.
+
+    Attempts as they start and end, audit events (pauses, decisions, cancellations) and the
+    run's status.
+    """
     changes: list[tuple[datetime, int, str]] = []
     for step_run in run.step_runs or ():
         for attempt in step_run.attempts or ():
@@ -129,6 +133,20 @@ def _progress(run: Run, seen: dict[tuple[str, ...], str]) -> list[str]:
             if error:
                 line += f": {error}"
             changes.append((attempt.updated_at, 0, line))
+    events = run.events or ()
+    for index, event in enumerate(events[int(seen.get(("events",), "0")) :]):
+        if event.type == "paused":
+            continue  # the run's status line says it
+        line = f"{event.type}"
+        if event.step:
+            line += f" at step {event.step}"
+        if event.actor is not None:
+            actor = event.actor if isinstance(event.actor, str) else render.compact(event.actor)
+            line += f" by {actor}"
+        if event.comment:
+            line += f": {event.comment}"
+        changes.append((event.at, 2 + index, line))
+    seen[("events",)] = str(len(events))
     if seen.get(("run",)) != run.status:
         seen[("run",)] = run.status
         line = f"run {run.status}"
