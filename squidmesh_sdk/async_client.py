@@ -135,6 +135,16 @@ class AsyncClient:
         return self._client.database
 
     @property
+    def executor(self) -> Executor:
+        """The executor work is delivered through."""
+        return self._client.executor
+
+    @property
+    def clock(self) -> Clock:
+        """The client's time source."""
+        return self._client.clock
+
+    @property
     def workflows(self) -> Mapping[str, WorkflowDefinition]:
         """Workflow name to compiled definition."""
         return self._client.workflows

@@ -6,9 +6,9 @@ due, then reads it again. What wakes it:
 - on PostgreSQL, the ``NOTIFY`` the runtime sends on ``RUN_CHANNEL`` (``store/runs.py``) in
   the transaction that finishes a run (delivered at commit, from whichever process committed).
   One :class:`RunWatcher` per client holds one connection, listening for every waiter of the
-  client, on a daemon thread started by the first wait. Notifications are
-  lost while that connection is down, so each (re)connection wakes every waiter to look again,
-  and a waiter also looks every :data:`SAFETY_INTERVAL` seconds.
+  client, on a daemon thread started by the first wait. Notifications are lost while that
+  connection is down, so each (re)connection wakes every waiter to look again, and a waiter
+  also looks every :data:`SAFETY_INTERVAL` seconds.
 - in this process, the client's own runtime finishing the run (a worker thread or an in-process
   executor of the same client): the watcher is one of its observers.
 - otherwise (SQLite, or PostgreSQL while the listening connection is down) the next look,
