@@ -32,4 +32,3 @@ async def awaited(client: AsyncClient) -> None:
     assert_type(await client.list_runs(limit=5), list[Run])
     assert_type(client.client, Client)
     await client.wait_for_run(handle.id, timeout="5")  # type: ignore[arg-type]
-
