@@ -31,7 +31,7 @@ from squidmesh_sdk.runtime.events import RunEvent, RunTransitioned
 from squidmesh_sdk.state_machine import TERMINAL
 from squidmesh_sdk.store.database import Database
 from squidmesh_sdk.store.records import Run, parse_run_id
-from squidmesh_sdk.store.runs import RUN_CHANNEL
+from squidmesh_sdk.store.runs import RUN_CHANNEL, WATCHER_APPLICATION_NAME
 
 __all__ = [
     "FIRST_POLL",
@@ -53,7 +53,7 @@ MAX_POLL = 0.5
 SAFETY_INTERVAL = 5.0
 """How often a waiter that notifications wake still looks, in case one was missed."""
 
-_LISTEN_POLL = 0.5  # seconds the listening thread blocks before it checks whether to stop
+_LISTEN_POLL = 0.25  # seconds the listening thread blocks before it checks whether to stop
 _MAX_BACKOFF = 5.0  # the longest pause between reconnections of the listening thread
 
 Wake = Callable[[], None]
@@ -129,7 +129,7 @@ class RunWatcher:
             self.wake(event.run.id)
 
     def close(self) -> None:
-        """Stop listening (the thread ends within half a second); waiters fall back to polling."""
+        """Stop listening (the thread ends within a quarter second); waiters then poll."""
         self._stopping.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -161,14 +161,22 @@ class RunWatcher:
                 raw.detach()
                 try:
                     connection.autocommit = True
+                    # How the runtime knows someone listens (else it sends nothing).
+                    connection.execute(f"SET application_name = '{WATCHER_APPLICATION_NAME}'")
                     connection.execute(f"LISTEN {RUN_CHANNEL}")
                     self._listening.set()
                     backoff = 0.1
-                    # Runs that finished while nobody listened: their waiters look again.
+                    # Runs that finished while nobody listened: their waiters look again. And
+                    # once more after a moment: a transaction that found no listener just
+                    # before this connection came up may commit just after their look.
                     self.wake_all()
+                    looked_again = False
                     while not self._stopping.is_set():
                         for notify in connection.notifies(timeout=_LISTEN_POLL):
                             self.wake(notify.payload)
+                        if not looked_again:
+                            looked_again = True
+                            self.wake_all()
                 finally:
                     self._listening.clear()
                     raw.close()

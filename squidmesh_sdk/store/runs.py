@@ -33,6 +33,7 @@ __all__ = [
     "PAUSE_CANCELLATION_ERROR",
     "RUN_CHANNEL",
     "UNSET",
+    "WATCHER_APPLICATION_NAME",
     "cancel_run",
     "create_run",
     "find_by_idempotency_key",
@@ -73,6 +74,15 @@ RUN_CHANNEL = "squidmesh_runs"
 
 Sent by :func:`write_run` in the transaction that makes the run completed, failed or cancelled,
 so it is delivered when that commits (never for a rollback). ``wait_for_run`` listens on it.
+"""
+
+WATCHER_APPLICATION_NAME = "squidmesh_run_watcher"
+"""The ``application_name`` of the connections that listen on :data:`RUN_CHANNEL`.
+
+A run's end is sent only while one is connected to the database: PostgreSQL serialises the
+commits of transactions that notify (it holds a lock from the notification until after the
+commit), which halves the commits per second of busy workers if each one notified. Checking
+``pg_stat_activity`` for a listener costs a read of shared memory, in the same round trip.
 """
 
 
@@ -302,8 +312,12 @@ def write_run(
         and updated.status in state_machine.TERMINAL
         and tx.connection.dialect.name == "postgresql"
     ):
-        # Delivered when the transaction commits, to the run's waiters (wait_for_run).
-        _NOTIFY_RUN.send(tx.connection, {"channel": RUN_CHANNEL, "payload": run.id})
+        # Delivered when the transaction commits, to the run's waiters (wait_for_run), if any
+        # client listens.
+        _NOTIFY_RUN.send(
+            tx.connection,
+            {"channel": RUN_CHANNEL, "payload": run.id, "watcher": WATCHER_APPLICATION_NAME},
+        )
     # Nothing to read back: on PostgreSQL the update goes with the transaction's next statement.
     _WRITE_RUN.send(
         tx.connection,
@@ -514,8 +528,14 @@ _SELECT_BY_START_KEY = Prepared(
         runs.c.workflow == sa.bindparam("workflow"), runs.c.start_key == sa.bindparam("key")
     )
 )
+_ACTIVITY = sa.table("pg_stat_activity", sa.column("application_name"), sa.column("datname"))
 _NOTIFY_RUN = Prepared(
-    lambda _: sa.select(sa.func.pg_notify(sa.bindparam("channel"), sa.bindparam("payload")))
+    lambda _: sa.select(sa.func.pg_notify(sa.bindparam("channel"), sa.bindparam("payload"))).where(
+        sa.exists().where(
+            _ACTIVITY.c.application_name == sa.bindparam("watcher"),
+            _ACTIVITY.c.datname == sa.func.current_database(),
+        )
+    )
 )
 _INSERT_RUN = Prepared(
     lambda _: runs.insert().values({column.key: sa.bindparam(column.key) for column in runs.c})

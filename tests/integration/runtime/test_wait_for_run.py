@@ -28,7 +28,7 @@ from squidmesh_sdk import (
     manual,
 )
 from squidmesh_sdk.runtime import waiting
-from squidmesh_sdk.store.runs import RUN_CHANNEL
+from squidmesh_sdk.store.runs import RUN_CHANNEL, WATCHER_APPLICATION_NAME
 from tests.integration.runtime.conftest import MakeEnv
 
 GATES: dict[str, threading.Event] = {}
@@ -217,9 +217,11 @@ def test_another_process_finishing_the_run_wakes_the_waiter(
     run = waiter.start_run(gated, {"gate": gate})
     reads = run_reads(waiter)
     with Worker(worker_client, concurrency=1, poll_interval=0.05):
+        began = time.monotonic()
         result = wait_in_thread(waiter, run.id, timeout=30)
-        time.sleep(1.5)  # the step runs; the waiter waits
-        looks_while_running = len(reads)
+        time.sleep(2.0)  # the step runs; the waiter waits
+        settled = [at for at in reads if at > began + 0.75]  # after the first looks
+        looks = len(reads)
         GATES[gate].set()
         done = finished(result)
     assert done.status == "completed"
@@ -227,12 +229,15 @@ def test_another_process_finishing_the_run_wakes_the_waiter(
     latency = (result["at"] - done.updated_at).total_seconds()
     if postgres:
         assert latency < 0.1, latency
-        # A first look, and one when the listening connection came up: no polling.
-        assert looks_while_running <= 3, reads
+        # A first look, the looks when the listening connection came up, and then none:
+        # nothing polls while the run goes on.
+        assert looks <= 5, reads
+        assert settled == [], reads
     else:
         assert latency < waiting.MAX_POLL + 0.25, latency
-        # 50 ms, then twice as long each time, up to every 0.5 s: a handful of looks.
-        assert 3 <= looks_while_running <= 10, reads
+        # 50 ms, then twice as long each time, up to every 0.5 s.
+        assert 4 <= looks <= 12, reads
+        assert 2 <= len(settled) <= 4, reads
 
 
 def test_the_waiters_own_client_finishing_the_run_wakes_it_at_once(
@@ -269,6 +274,7 @@ def test_postgres_notifies_once_when_a_run_finishes_and_never_before(
     waiter, worker_client = pg_clients
     url = sa.make_url(postgres_database_url).set(drivername="postgresql")
     with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as listener:
+        listener.execute(f"SET application_name = '{WATCHER_APPLICATION_NAME}'")
         listener.execute(f"LISTEN {RUN_CHANNEL}")
         run = waiter.start_run(gated, {"gate": gate})
         paused = waiter.start_run(holding)
@@ -281,6 +287,30 @@ def test_postgres_notifies_once_when_a_run_finishes_and_never_before(
         after = [n.payload for n in listener.notifies(timeout=0.5)]
     assert before == []
     assert after == [run.id, paused.id]
+
+
+@pytest.mark.postgres
+def test_postgres_notifies_nothing_while_no_client_listens(
+    pg_clients: tuple[Client, Client], postgres_database_url: str
+) -> None:
+    """Workers that nobody waits on pay nothing: a NOTIFY serialises the commits carrying one."""
+    waiter, _ = pg_clients
+    url = sa.make_url(postgres_database_url).set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as spy:
+        spy.execute(f"LISTEN {RUN_CHANNEL}")  # listens, but is not a run watcher
+        run = waiter.start_run(holding)
+        waiter.cancel_run(run.id)
+        assert [n.payload for n in spy.notifies(timeout=0.5)] == []
+        # A waiter's watcher connects: from then on, finished runs are announced.
+        another = waiter.start_run(holding)
+        result = wait_in_thread(waiter, another.id, timeout=10)
+        deadline = time.monotonic() + 10
+        while not waiter.watcher.listening:
+            assert time.monotonic() < deadline, "the watcher never listened"
+            time.sleep(0.02)
+        waiter.cancel_run(another.id)
+        assert finished(result).status == "cancelled"
+        assert [n.payload for n in spy.notifies(timeout=0.5)] == [another.id]
 
 
 @pytest.mark.postgres
