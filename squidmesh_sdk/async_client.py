@@ -3,7 +3,7 @@
 For asyncio hosts (FastAPI, Starlette, aiohttp): no call blocks the event loop. Each database
 operation runs the synchronous client's code on a thread of a bounded pool owned by the async
 client, and the coroutine awaits it; waiting for a run holds no thread at all (the
-:class:`~squidmesh_sdk.runtime.waiting.RunWatcher` wakes an ``asyncio.Event``, reads go to the
+:class:`~squidmesh_sdk.runtime.watcher.RunWatcher` wakes an ``asyncio.Event``, reads go to the
 pool).
 
 Why threads rather than an asyncio database driver: an operation is one transaction that
@@ -44,7 +44,7 @@ from squidmesh_sdk.runtime.events import Observer
 from squidmesh_sdk.runtime.explanation import RunExplanation
 from squidmesh_sdk.runtime.retention import DEFAULT_BATCH_SIZE, PurgeResult
 from squidmesh_sdk.runtime.runner import CronStart
-from squidmesh_sdk.runtime.waiting import WaitPlan
+from squidmesh_sdk.runtime.watcher import WaitPlan
 from squidmesh_sdk.store.database import Database
 from squidmesh_sdk.store.records import Run, parse_run_id
 

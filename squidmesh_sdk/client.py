@@ -21,7 +21,8 @@ from squidmesh_sdk.executors.inline import InlineExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.port.executor import Executor, ExecutorBinding
-from squidmesh_sdk.runtime import lifecycle, manual, retention, runner, waiting
+from squidmesh_sdk.runtime import lifecycle, manual, retention, runner
+from squidmesh_sdk.runtime import watcher as run_watcher
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import LoggingObserver, Observer
 from squidmesh_sdk.runtime.explanation import RunExplanation
@@ -94,7 +95,7 @@ class Client:
         definitions = {name: list(held.values())[-1] for name, held in versions.items()}
         self._owns_database = not isinstance(database, Database)
         store = database if isinstance(database, Database) else Database(database)
-        self._watcher = waiting.RunWatcher(store)
+        self._watcher = run_watcher.RunWatcher(store)
         self._runtime = Runtime(
             database=store,
             workflows=definitions,
@@ -137,7 +138,7 @@ class Client:
         return self._runtime.workflows
 
     @property
-    def watcher(self) -> waiting.RunWatcher:
+    def watcher(self) -> run_watcher.RunWatcher:
         """What wakes this client's waiters when a run finishes (the ``AsyncClient`` uses it)."""
         return self._watcher
 
@@ -263,7 +264,7 @@ class Client:
                 on.
         """
         seconds = arguments.wait_timeout(timeout)
-        return waiting.wait_for_run(
+        return run_watcher.wait_for_run(
             self._runtime,
             self._watcher,
             run_id,

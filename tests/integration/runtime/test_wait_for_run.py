@@ -27,7 +27,7 @@ from squidmesh_sdk import (
     Workflow,
     manual,
 )
-from squidmesh_sdk.runtime import waiting
+from squidmesh_sdk.runtime import watcher
 from squidmesh_sdk.store.runs import RUN_CHANNEL, WATCHER_APPLICATION_NAME
 from tests.integration.runtime.conftest import MakeEnv
 
@@ -234,7 +234,7 @@ def test_another_process_finishing_the_run_wakes_the_waiter(
         assert looks <= 5, reads
         assert settled == [], reads
     else:
-        assert latency < waiting.MAX_POLL + 0.25, latency
+        assert latency < watcher.MAX_POLL + 0.25, latency
         # 50 ms, then twice as long each time, up to every 0.5 s.
         assert 4 <= looks <= 12, reads
         assert 2 <= len(settled) <= 4, reads
@@ -244,8 +244,8 @@ def test_the_waiters_own_client_finishing_the_run_wakes_it_at_once(
     database_url: str, gate: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Polls so slow that only the client's own wake-up can end the wait in time.
-    monkeypatch.setattr(waiting, "FIRST_POLL", 20.0)
-    monkeypatch.setattr(waiting, "MAX_POLL", 20.0)
+    monkeypatch.setattr(watcher, "FIRST_POLL", 20.0)
+    monkeypatch.setattr(watcher, "MAX_POLL", 20.0)
     with Client(database_url, WORKFLOWS, executor=DatabaseExecutor(), observers=()) as client:
         run = client.start_run(gated, {"gate": gate})
         with Worker(client, concurrency=1, poll_interval=0.05):
