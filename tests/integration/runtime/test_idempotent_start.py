@@ -84,6 +84,9 @@ def test_the_same_key_returns_the_run_it_started(make_env: MakeEnv) -> None:
     assert env.client.inspect_run(first.id).idempotency_key == "req-1"
     assert run_rows(env.client) == [("orders", "req-1")]
     assert env.executor.dispatched == [{"kind": "step", "run_id": first.id, "step": "charge"}]
+    assert first.run.status == "pending"  # as this call created it
+    assert first.inspect().status == "completed"
+    assert first.wait(timeout=5, include_history=True).step_runs is not None
 
 
 def test_a_payload_default_computed_again_is_still_the_same_request(make_env: MakeEnv) -> None:
