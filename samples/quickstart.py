@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -52,10 +51,8 @@ def run_once(database: str) -> Run:
         app.migrate()  # creates or upgrades squidmesh's tables; safe at every start
         with Worker(app, concurrency=2, poll_interval=0.1):  # a worker thread in this process
             run = app.start_run(onboarding, {"email": "ada@example.com"})
-            while not run.terminal:
-                time.sleep(0.1)
-                run = app.inspect_run(run.id, include_history=True)
-        return run
+            # Returns once the run is completed, failed or cancelled (or raises RunWaitTimeout).
+            return app.wait_for_run(run.id, timeout=30, include_history=True)
 
 
 def main() -> Run:

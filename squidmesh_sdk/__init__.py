@@ -20,7 +20,8 @@ Declare a workflow with decorated functions, compile it to an immutable graph::
 
 import logging
 
-from squidmesh_sdk.client import Client
+from squidmesh_sdk.async_client import AsyncClient, AsyncRunHandle
+from squidmesh_sdk.client import Client, RunHandle
 from squidmesh_sdk.compiler import compile
 from squidmesh_sdk.definition import (
     COMPLETE,
@@ -47,6 +48,7 @@ from squidmesh_sdk.errors import (
     DefinitionUnavailable,
     DispatchFailed,
     ExecutorNotReady,
+    IdempotencyConflict,
     InvalidArgument,
     InvalidExecutorPayload,
     InvalidPayload,
@@ -63,6 +65,7 @@ from squidmesh_sdk.errors import (
     OutcomeNotStored,
     RetryAfter,
     RunNotFound,
+    RunWaitTimeout,
     SchemaNotReady,
     SchemaTooNew,
     SquidmeshError,
@@ -82,6 +85,8 @@ from squidmesh_sdk.store.records import Attempt, AuditEvent, Run, StepRun, StepS
 
 __all__ = [
     "COMPLETE",
+    "AsyncClient",
+    "AsyncRunHandle",
     "Attempt",
     "AuditEvent",
     "Backoff",
@@ -97,6 +102,7 @@ __all__ = [
     "DispatchFailed",
     "Executor",
     "ExecutorNotReady",
+    "IdempotencyConflict",
     "InlineExecutor",
     "InvalidArgument",
     "InvalidExecutorPayload",
@@ -117,7 +123,9 @@ __all__ = [
     "RetryAfter",
     "Run",
     "RunExplanation",
+    "RunHandle",
     "RunNotFound",
+    "RunWaitTimeout",
     "SchemaNotReady",
     "SchemaTooNew",
     "SquidmeshError",

@@ -6,7 +6,9 @@ Only what the deeper layers would otherwise reject with a bare ``TypeError``,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -16,7 +18,17 @@ from squidmesh_sdk.definition.workflow import Workflow
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.store.database import Database
 
-__all__ = ["check_client", "trigger_name", "workflow_name"]
+__all__ = [
+    "MAX_IDEMPOTENCY_KEY",
+    "check_client",
+    "idempotency_key",
+    "trigger_name",
+    "wait_timeout",
+    "workflow_name",
+]
+
+MAX_IDEMPOTENCY_KEY = 200
+"""The longest idempotency key, in characters (the column's width)."""
 
 
 def workflow_name(workflow: object) -> str:
@@ -36,6 +48,41 @@ def trigger_name(trigger: object) -> str:
     if not isinstance(trigger, str) or "\x00" in trigger:
         raise errors.InvalidArgument("trigger", f"trigger must be a trigger name, got {trigger!r}")
     return trigger
+
+
+def idempotency_key(key: object) -> str:
+    """``key``, checked to be a non-empty text of at most :data:`MAX_IDEMPOTENCY_KEY` characters."""
+    if not isinstance(key, str) or not key or "\x00" in key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise errors.InvalidArgument(
+            "idempotency_key",
+            f"idempotency_key must be a non-empty string of at most {MAX_IDEMPOTENCY_KEY} "
+            f"characters without NUL, got {_short(key)}",
+        )
+    return key
+
+
+def wait_timeout(timeout: object) -> float | None:
+    """``timeout`` in seconds: ``None`` (no limit), or a number or ``timedelta`` >= 0."""
+    if timeout is None:
+        return None
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not math.isfinite(seconds)
+        or seconds < 0
+    ):
+        raise errors.InvalidArgument(
+            "timeout",
+            f"timeout must be None or a finite number of seconds >= 0 (or a timedelta), "
+            f"got {timeout!r}",
+        )
+    return float(seconds)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_client(database: object, workflows: object, stale_step_timeout: object) -> None:

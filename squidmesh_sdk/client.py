@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -21,6 +22,7 @@ from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.port.executor import Executor, ExecutorBinding
 from squidmesh_sdk.runtime import lifecycle, manual, retention, runner
+from squidmesh_sdk.runtime import watcher as run_watcher
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import LoggingObserver, Observer
 from squidmesh_sdk.runtime.explanation import RunExplanation
@@ -32,7 +34,7 @@ from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.database import Database
 from squidmesh_sdk.store.records import Run
 
-__all__ = ["Client"]
+__all__ = ["Client", "RunHandle"]
 
 WorkflowRef = str | Workflow | WorkflowDefinition
 
@@ -92,13 +94,16 @@ class Client:
         # The last version listed is the current one: new runs start on it.
         definitions = {name: list(held.values())[-1] for name, held in versions.items()}
         self._owns_database = not isinstance(database, Database)
+        store = database if isinstance(database, Database) else Database(database)
+        self._watcher = run_watcher.RunWatcher(store)
         self._runtime = Runtime(
-            database=database if isinstance(database, Database) else Database(database),
+            database=store,
             workflows=definitions,
             executor=executor if executor is not None else InlineExecutor(),
             clock=clock if clock is not None else SystemClock(),
             observers=(
                 TelemetryObserver(),
+                self._watcher,  # runs this process finishes wake their waiters at once
                 *(observers if observers is not None else (LoggingObserver(),)),
             ),
             stale_step_timeout=stale_step_timeout,
@@ -133,6 +138,11 @@ class Client:
         return self._runtime.workflows
 
     @property
+    def watcher(self) -> run_watcher.RunWatcher:
+        """What wakes this client's waiters when a run finishes (the ``AsyncClient`` uses it)."""
+        return self._watcher
+
+    @property
     def runtime(self) -> Runtime:
         """The lower layer, for code that drives the stores or dispatcher itself."""
         return self._runtime
@@ -162,30 +172,104 @@ class Client:
         payload: Mapping[str, Any] | BaseModel | None = None,
         *,
         trigger: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Run:
         """Start a run: validate the payload, persist a ``pending`` run and dispatch its first work.
 
         The run and its first job commit together: if the executor refuses, nothing is saved.
 
+        With an ``idempotency_key``, the same key for the same workflow is the same run: a
+        call whose key already started a run of the workflow returns that run as it is now
+        (whatever its status) and starts nothing, even when calls race (a unique index
+        decides). The request must be the same one: another trigger or payload under a key
+        already used raises :class:`~squidmesh_sdk.errors.IdempotencyConflict`. Use
+        :meth:`start` to also learn whether this call created the run. A key is kept as long
+        as its run (see :meth:`purge_runs`).
+
         Args:
             workflow: The workflow (object, definition or name).
             payload: The trigger payload: a mapping or an instance of the trigger's model.
             trigger: The trigger to start through; the workflow's first trigger by default.
+            idempotency_key: Makes retries of this call start one run (a request id, an
+                order number...): non-empty text of at most 200 characters.
 
         Raises:
-            InvalidArgument: the workflow or trigger is not an object or a name.
+            InvalidArgument: the workflow or trigger is not an object or a name, or the key is
+                not a non-empty string of at most 200 characters.
             InvalidWorkflow: the workflow is not registered with this client.
             InvalidTrigger: the workflow has no such trigger.
             InvalidPayload: the payload breaks the trigger's contract (every problem listed).
+            IdempotencyConflict: the key already started a run of this workflow from another
+                trigger or payload; nothing is started.
             DispatchFailed: the executor refused the first step.
         """
+        return self.start(workflow, payload, trigger=trigger, idempotency_key=idempotency_key).run
+
+    def start(
+        self,
+        workflow: WorkflowRef,
+        payload: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        trigger: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunHandle:
+        """:meth:`start_run`, returning a :class:`RunHandle`: the run, and whether it is new.
+
+        ``handle.created`` is ``False`` when ``idempotency_key`` had already started the run
+        (an HTTP handler answers 200 instead of 201, say); ``handle.wait()`` waits for it.
+
+        Raises:
+            As :meth:`start_run`.
+        """
+        name = arguments.workflow_name(workflow)
+        trigger_name = None if trigger is None else arguments.trigger_name(trigger)
+        key = None if idempotency_key is None else arguments.idempotency_key(idempotency_key)
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", by_alias=True)
-        return runner.start_run(
+        body = {} if payload is None else payload
+        if key is None:
+            run = runner.start_run(self._runtime, name, body, trigger=trigger_name)
+            return RunHandle(run=run, created=True, client=self)
+        run, created = runner.start_run_once(
+            self._runtime, name, body, trigger=trigger_name, key=key
+        )
+        return RunHandle(run=run, created=created, client=self)
+
+    def wait_for_run(
+        self,
+        run_id: str,
+        *,
+        timeout: float | timedelta | None = None,
+        include_history: bool = False,
+    ) -> Run:
+        """Block until the run is completed, failed or cancelled; return it.
+
+        A failed or cancelled run is returned, not raised: look at its ``status`` and
+        ``last_error`` (a failed run's saga rollback may still be running). On PostgreSQL the
+        wait is woken by a notification sent when the run finishes, from whichever process
+        finishes it; on SQLite it looks at the run again after 50 ms, then twice as long each
+        time up to every 0.5 s (runs this client's own workers finish wake it at once).
+
+        Args:
+            run_id: The run.
+            timeout: Seconds (or a ``timedelta``) to wait at most; ``None``, the default,
+                waits as long as the run takes. ``0`` looks once.
+            include_history: Return the run with its step runs, attempts and events, as
+                ``inspect_run(..., include_history=True)``.
+
+        Raises:
+            InvalidArgument: a timeout that is negative, not finite or not a number.
+            InvalidRunId, RunNotFound: no such run.
+            RunWaitTimeout: the timeout ran out first (also a ``TimeoutError``); the run goes
+                on.
+        """
+        seconds = arguments.wait_timeout(timeout)
+        return run_watcher.wait_for_run(
             self._runtime,
-            arguments.workflow_name(workflow),
-            {} if payload is None else payload,
-            trigger=None if trigger is None else arguments.trigger_name(trigger),
+            self._watcher,
+            run_id,
+            timeout=seconds,
+            include_history=include_history is True,
         )
 
     def inspect_run(self, run_id: str, *, include_history: bool = False) -> Run:
@@ -439,8 +523,9 @@ class Client:
         Only ``completed``, ``failed`` and ``cancelled`` runs are ever deleted, each with its
         step runs, attempts, audit events, jobs and outbox messages; runs replayed from a
         deleted run keep going (their ``replayed_from_run_id`` becomes ``None``). Runs with
-        work still queued, failed runs whose saga rollback has not finished, and cron runs
-        holding an idempotency key for less than a week are kept. Each batch of
+        work still queued, failed runs whose saga rollback has not finished, and runs holding
+        an idempotency key (a cron window's, or one they were started with) for less than a
+        week are kept. Each batch of
         ``batch_size`` runs is deleted in a transaction of its own.
 
         Args:
@@ -469,6 +554,7 @@ class Client:
 
     def close(self) -> None:
         """Release the database connections this client opened."""
+        self._watcher.close()
         if self._owns_database:
             self._runtime.database.dispose()
 
@@ -482,3 +568,36 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunHandle:
+    """A run a :meth:`Client.start` call started, or found under its idempotency key.
+
+    Attributes:
+        run: The run as this call created it (``pending``; an in-process executor has
+            already moved it on when the call returns), or as the call found it under its key.
+        created: ``True`` when this call created the run; ``False`` when its idempotency key
+            had already started it.
+    """
+
+    run: Run
+    created: bool
+    client: Client = field(repr=False, compare=False)
+
+    @property
+    def id(self) -> str:
+        """The run's id."""
+        return self.run.id
+
+    def wait(
+        self, *, timeout: float | timedelta | None = None, include_history: bool = False
+    ) -> Run:
+        """Wait for the run to finish: :meth:`Client.wait_for_run`."""
+        return self.client.wait_for_run(
+            self.run.id, timeout=timeout, include_history=include_history
+        )
+
+    def inspect(self, *, include_history: bool = False) -> Run:
+        """The run as it is now: :meth:`Client.inspect_run`."""
+        return self.client.inspect_run(self.run.id, include_history=include_history)

@@ -205,9 +205,12 @@ class WorkflowEnvironment:
         payload: Mapping[str, Any] | None = None,
         *,
         trigger: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Run:
         """Start a run (and, with ``run_immediately``, run it as far as it can go now)."""
-        return self.client.start_run(workflow, payload, trigger=trigger)
+        return self.client.start_run(
+            workflow, payload, trigger=trigger, idempotency_key=idempotency_key
+        )
 
     def run_due(self) -> int:
         """Deliver every job due at the current fake time; return how many ran."""

@@ -91,6 +91,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         pg.drop_database(server, database.database)
 
 
+@pytest.fixture
+def postgres_database_url(postgres_server_url: URL, postgres_template: URL) -> Iterator[str]:
+    """``database_url`` for tests of PostgreSQL alone (mark them ``postgres``)."""
+    database = pg.clone_template(postgres_server_url)
+    try:
+        yield pg.render(database)
+    finally:
+        assert database.database is not None
+        pg.drop_database(postgres_server_url, database.database)
+
+
 @pytest.fixture(
     params=[
         pytest.param("sqlite", id="sqlite"),

@@ -9,8 +9,9 @@
 
 The app is found through ``--app module.path:attribute`` or ``SQUIDMESH_APP`` (see
 :mod:`squidmesh_sdk.cli.app`). Every error is one line on stderr starting ``squidmesh: error:``;
-exit codes are 0 (success), 1 (the operation failed or was refused), 2 (usage error) and 130
-(interrupted). ``docs/cli.md`` describes every command and JSON shape.
+exit codes are 0 (success), 1 (the operation failed or was refused), 2 (usage error), 3 / 4 / 5
+(``runs start --wait`` and ``runs show --follow``: the run failed, was cancelled, or the
+timeout ran out) and 130 (interrupted). ``docs/cli.md`` describes every command and JSON shape.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments, without the program name.
 
     Returns:
-        0 on success, 1 when the operation failed or was refused, 2 for a usage error, 130 when
+        0 on success, 1 when the operation failed or was refused, 2 for a usage error, 3 / 4 /
+        5 when a waited-for run failed, was cancelled or outlasted ``--timeout``, 130 when
         interrupted.
     """
     err = sys.stderr

@@ -12,7 +12,7 @@ import time
 from datetime import datetime
 from typing import TextIO
 
-from squidmesh_sdk.cli import logs, render
+from squidmesh_sdk.cli import logs, render, waiting
 from squidmesh_sdk.cli.app import app_spec, load_client
 from squidmesh_sdk.cli.errors import EXIT_OK, CommandFailed, UsageError
 from squidmesh_sdk.client import Client
@@ -28,6 +28,8 @@ __all__ = [
     "MSG_JSON_WITH_PRINT_SQL",
     "MSG_SCHEMA_BEHIND",
     "MSG_SCHEMA_NEWER",
+    "MSG_TIMEOUT_NEEDS_FOLLOW",
+    "MSG_TIMEOUT_NEEDS_WAIT",
     "MSG_UNKNOWN_TRIGGER",
     "MSG_UNKNOWN_WORKFLOW",
     "MSG_UNSAFE_REPLAY",
@@ -65,6 +67,8 @@ MSG_WAITING_INLINE = (
     "executor runs it in this process; Ctrl-C stops waiting and leaves the run unfinished"
 )
 MSG_DIALECT_NEEDS_PRINT_SQL = "--dialect only goes with --print-sql"
+MSG_TIMEOUT_NEEDS_WAIT = "--timeout only goes with --wait"
+MSG_TIMEOUT_NEEDS_FOLLOW = "--timeout only goes with --follow"
 MSG_JSON_WITH_PRINT_SQL = "--json does not go with --print-sql"
 MSG_UNSUPPORTED_DIALECT = "squidmesh has migrations for sqlite and postgresql, not {dialect!r}"
 MSG_SCHEMA_BEHIND = (
@@ -113,6 +117,11 @@ class Context:
     def write(self, text: str) -> None:
         """Print ``text`` on the output stream, adding a newline if it lacks one."""
         self.out.write(text if text.endswith("\n") else text + "\n")
+
+    def write_now(self, text: str) -> None:
+        """:meth:`write`, flushed at once (progress while a command waits)."""
+        self.write(text)
+        self.out.flush()
 
     def close(self) -> None:
         """Close the client, if one was loaded."""
@@ -247,7 +256,22 @@ def runs_list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def runs_show(args: argparse.Namespace, ctx: Context) -> int:
-    """``squidmesh runs show RUN_ID``: the run with its steps, attempts and audit events."""
+    """``squidmesh runs show RUN_ID [--follow [--timeout S]]``: the run with its history.
+
+    With ``--follow``, progress lines as the run goes on, then the run once it finished; the
+    exit code is its outcome (see :mod:`squidmesh_sdk.cli.waiting`).
+    """
+    if args.timeout is not None and not args.follow:
+        raise UsageError(MSG_TIMEOUT_NEEDS_FOLLOW)
+    if args.follow:
+        return waiting.follow(
+            ctx.client(),
+            args.run_id,
+            timeout=args.timeout,
+            as_json=args.json,
+            write=ctx.write_now,
+            note=ctx.note,
+        )
     run = ctx.client().inspect_run(args.run_id, include_history=True)
     if args.json:
         ctx.write(render.to_json(render.run_dict(run, history=True)))
@@ -271,7 +295,14 @@ def runs_explain(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def runs_start(args: argparse.Namespace, ctx: Context) -> int:
-    """``squidmesh runs start WORKFLOW [--trigger T] [--payload JSON]``."""
+    """``squidmesh runs start WORKFLOW [--trigger T] [--payload JSON] [options]``.
+
+    Options: ``--idempotency-key K``, ``--wait [--timeout S]``. With ``--wait`` the exit code
+    is the run's outcome (see :mod:`squidmesh_sdk.cli.waiting`). ``--json`` prints the run
+    with ``"created"``: ``false`` when the key had started it.
+    """
+    if args.timeout is not None and not args.wait:
+        raise UsageError(MSG_TIMEOUT_NEEDS_WAIT)
     client = ctx.client()
     definition = client.workflows.get(args.workflow)
     if definition is None:
@@ -282,8 +313,32 @@ def runs_start(args: argparse.Namespace, ctx: Context) -> int:
                 workflow=args.workflow, trigger=args.trigger, known=", ".join(definition.triggers)
             )
         )
-    run = client.start_run(args.workflow, args.payload or {}, trigger=args.trigger)
-    return _report(ctx, args, run, f"started run {run.id} of {run.workflow} via {run.trigger}")
+    handle = client.start(
+        args.workflow,
+        args.payload or {},
+        trigger=args.trigger,
+        idempotency_key=args.idempotency_key,
+    )
+    run = handle.run
+    if handle.created:
+        done = f"started run {run.id} of {run.workflow} via {run.trigger}"
+    else:
+        done = f"run {run.id} of {run.workflow} was already started with this idempotency key"
+    if not args.wait:
+        run = _finish_inline_work(ctx, run)
+        if args.json:
+            ctx.write(render.to_json({**render.run_dict(run), "created": handle.created}))
+        else:
+            ctx.write(f"{done} ({_state(run)})")
+        return EXIT_OK
+    if not args.json:
+        ctx.write_now(f"{done} ({_state(run)})")
+    run = waiting.wait(client, _finish_inline_work(ctx, run), args.timeout, note=ctx.note)
+    if args.json:
+        ctx.write(render.to_json({**render.run_dict(run), "created": handle.created}))
+    else:
+        ctx.write(waiting.finished_line(run))
+    return waiting.outcome(run)
 
 
 def runs_approve(args: argparse.Namespace, ctx: Context) -> int:

@@ -10,10 +10,14 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_RUN_CANCELLED",
+    "EXIT_RUN_FAILED",
     "EXIT_USAGE",
+    "EXIT_WAIT_TIMEOUT",
     "CliError",
     "CommandFailed",
     "UsageError",
+    "WaitTimedOut",
 ]
 
 EXIT_OK = 0
@@ -24,6 +28,15 @@ EXIT_FAILURE = 1
 
 EXIT_USAGE = 2
 """The command line is wrong (bad arguments, malformed JSON, unknown workflow, no app)."""
+
+EXIT_RUN_FAILED = 3
+"""``runs start --wait`` / ``runs show --follow``: the run finished ``failed``."""
+
+EXIT_RUN_CANCELLED = 4
+"""``runs start --wait`` / ``runs show --follow``: the run finished ``cancelled``."""
+
+EXIT_WAIT_TIMEOUT = 5
+"""``runs start --wait`` / ``runs show --follow``: ``--timeout`` ran out first."""
 
 EXIT_INTERRUPTED = 130
 """Interrupted with Ctrl-C (the shell convention: 128 + SIGINT)."""
@@ -45,3 +58,9 @@ class CommandFailed(CliError):
     """The command ran and its answer is a failure (for example ``migrate --check``)."""
 
     exit_code = EXIT_FAILURE
+
+
+class WaitTimedOut(CliError):
+    """``--timeout`` ran out before the run finished; the run goes on."""
+
+    exit_code = EXIT_WAIT_TIMEOUT

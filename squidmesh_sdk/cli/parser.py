@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from squidmesh_sdk import __version__, errors
+from squidmesh_sdk.arguments import MAX_IDEMPOTENCY_KEY
 from squidmesh_sdk.cli import commands
 from squidmesh_sdk.cli import jobs as jobs_commands
 from squidmesh_sdk.cli import workflows as workflows_commands
@@ -24,6 +25,7 @@ from squidmesh_sdk.store.records import parse_run_id
 __all__ = [
     "build_parser",
     "duration",
+    "idempotency_key",
     "job_id",
     "json_object",
     "positive_float",
@@ -51,6 +53,9 @@ exit codes:
   1    the operation failed or was refused (unknown run or job, invalid transition, invalid
        payload, database error, schema not current for 'migrate --check')
   2    usage error: bad arguments, malformed JSON, unknown workflow or trigger, no app
+  3    'runs start --wait' / 'runs show --follow': the run failed
+  4    'runs start --wait' / 'runs show --follow': the run was cancelled
+  5    'runs start --wait' / 'runs show --follow': --timeout ran out first (the run goes on)
   130  interrupted
 
 Errors are one line on stderr, starting 'squidmesh: error:'. Read commands take --json
@@ -69,6 +74,10 @@ MSG_BAD_JSON = "not valid JSON ({error})"
 MSG_NOT_AN_OBJECT = "must be a JSON object, got {kind}"
 MSG_UNREADABLE = "cannot read {path!r}: {error}"
 MSG_NOT_FINITE = "JSON {value} is not allowed"
+MSG_BAD_IDEMPOTENCY_KEY = (
+    "an idempotency key is non-empty text of at most {limit} characters without NUL, "
+    "got {length} characters"
+)
 MSG_BAD_DURATION = (
     "{value!r} is not a duration: a whole number above 0 followed by d (days), h (hours) "
     "or m (minutes), such as 30d, 12h or 90m"
@@ -240,6 +249,18 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
         json_flag=True,
     )
     show.add_argument("run_id", type=run_id, metavar="RUN_ID", help=RUN_ID_HELP)
+    show.add_argument(
+        "--follow",
+        action="store_true",
+        help="print progress as steps finish until the run finishes; exit 0 completed, "
+        "3 failed, 4 cancelled",
+    )
+    show.add_argument(
+        "--timeout",
+        type=positive_float,
+        metavar="SECONDS",
+        help="with --follow: stop following after this long (exit 5; the run goes on)",
+    )
 
     explain = _command(
         runs_sub,
@@ -304,6 +325,24 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
         type=json_object,
         metavar="JSON",
         help="the trigger payload, a JSON object (or @FILE, @- for stdin); default: {}",
+    )
+    start.add_argument(
+        "--idempotency-key",
+        type=idempotency_key,
+        metavar="KEY",
+        help="start at most one run of the workflow with this key: again, it prints the run "
+        "the key started (same trigger and payload) instead of starting another",
+    )
+    start.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the run to finish; exit 0 completed, 3 failed, 4 cancelled",
+    )
+    start.add_argument(
+        "--timeout",
+        type=positive_float,
+        metavar="SECONDS",
+        help="with --wait: stop waiting after this long (exit 5; the run goes on)",
     )
     _runs_purge(runs_sub, common)
 
@@ -472,6 +511,19 @@ def run_id(value: str) -> str:
         return str(parse_run_id(value))
     except errors.InvalidRunId:
         raise argparse.ArgumentTypeError(MSG_BAD_RUN_ID.format(value=value)) from None
+
+
+def idempotency_key(value: str) -> str:
+    """An idempotency key argument: non-empty, at most 200 characters.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else.
+    """
+    if not value or len(value) > MAX_IDEMPOTENCY_KEY or "\x00" in value:
+        raise argparse.ArgumentTypeError(
+            MSG_BAD_IDEMPOTENCY_KEY.format(limit=MAX_IDEMPOTENCY_KEY, length=len(value))
+        )
+    return value
 
 
 def queue_name(value: str) -> str:

@@ -186,6 +186,8 @@ def run_text(run: Run) -> str:
     ]
     if run.replayed_from_run_id:
         pairs.append(("replay of", run.replayed_from_run_id))
+    if run.idempotency_key is not None:
+        pairs.append(("idempotency key", run.idempotency_key))
     pairs += [
         ("inserted at", human_time(run.inserted_at)),
         ("updated at", human_time(run.updated_at)),

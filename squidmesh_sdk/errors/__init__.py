@@ -13,6 +13,10 @@ SquidmeshError                                                   squidmesh_error
 ├── RunNotFound              no run has that id                                 run_not_found
 ├── InvalidTransition        the state machine forbids this status change  invalid_transition
 ├── UnsafeReplay             replay would repeat irreversible steps             unsafe_replay
+├── IdempotencyConflict      an idempotency key already started a run     idempotency_conflict
+│                            from another trigger or payload
+├── RunWaitTimeout           wait_for_run's timeout ran out first (also a   run_wait_timeout
+│                            TimeoutError)
 ├── InvalidStep              the run is not at a step that accepts this action   invalid_step
 ├── InvalidResume            actor, comment or metadata of a manual action     invalid_resume
 │                            are malformed or not strict JSON
@@ -67,6 +71,7 @@ from squidmesh_sdk.errors.infrastructure import (
     StaleRecord,
 )
 from squidmesh_sdk.errors.requests import (
+    IdempotencyConflict,
     InvalidArgument,
     InvalidPayload,
     InvalidResume,
@@ -86,12 +91,14 @@ from squidmesh_sdk.errors.steps import (
     StepSignal,
     StepTimeout,
 )
+from squidmesh_sdk.errors.waits import RunWaitTimeout
 
 __all__ = [
     "DefinitionError",
     "DefinitionUnavailable",
     "DispatchFailed",
     "ExecutorNotReady",
+    "IdempotencyConflict",
     "InvalidArgument",
     "InvalidExecutorPayload",
     "InvalidPayload",
@@ -108,6 +115,7 @@ __all__ = [
     "OutcomeNotStored",
     "RetryAfter",
     "RunNotFound",
+    "RunWaitTimeout",
     "SchemaNotReady",
     "SchemaTooNew",
     "SquidmeshError",

@@ -11,6 +11,7 @@ from typing import Any
 from squidmesh_sdk.errors.base import SquidmeshError
 
 __all__ = [
+    "IdempotencyConflict",
     "InvalidArgument",
     "InvalidPayload",
     "InvalidResume",
@@ -206,3 +207,30 @@ class InvalidResume(SquidmeshError, ValueError):
         self.problems = dict(problems)
         listed = "; ".join(f"{field}: {why}" for field, why in self.problems.items())
         super().__init__(f"invalid manual action: {listed}")
+
+
+class IdempotencyConflict(SquidmeshError):
+    """An idempotency key already started a run of this workflow, from another request.
+
+    ``start_run(..., idempotency_key=K)`` returns the run ``K`` started when the request is
+    the same one (same trigger, same payload as given); a different request under the same key
+    is refused rather than answered with a run it did not ask for. Nothing is written.
+
+    Attributes:
+        workflow: The workflow.
+        idempotency_key: The key.
+        run_id: The run the key already started.
+        trigger: The trigger that run was started through.
+    """
+
+    code = "idempotency_conflict"
+
+    def __init__(self, workflow: str, idempotency_key: str, run_id: str, *, trigger: str) -> None:
+        self.workflow = workflow
+        self.idempotency_key = idempotency_key
+        self.run_id = run_id
+        self.trigger = trigger
+        super().__init__(
+            f"idempotency key {idempotency_key!r} already started run {run_id} of {workflow!r} "
+            f"(via {trigger!r}) with another trigger or payload; use a new key for a new request"
+        )

@@ -413,6 +413,8 @@ def _run_evidence(run: Run) -> dict[str, Any]:
         "inserted_at": run.inserted_at.isoformat(),
         "updated_at": run.updated_at.isoformat(),
     }
+    if run.idempotency_key is not None:
+        evidence["idempotency_key"] = run.idempotency_key
     if run.schedule is not None:
         evidence["schedule"] = dict(run.schedule)
     return evidence

@@ -10,7 +10,8 @@ Cron runs: the built-in scheduler never starts a window twice whatever is delete
 are queued. What a deleted run gives up is its idempotency key, which also guards activations
 from a host's own scheduler; a run holding one is therefore kept at least
 :data:`CRON_KEY_RETENTION` after it finished, whatever ``older_than`` says, so a late
-redelivery of an activation still finds it.
+redelivery of an activation still finds it. So is a run started with an idempotency key
+(``start_run(..., idempotency_key=)``): a retry of that start within the week still gets it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ __all__ = [
 logger = logging.getLogger("squidmesh_sdk.retention")
 
 CRON_KEY_RETENTION = timedelta(days=7)
-"""Runs holding a cron idempotency key are kept at least this long after they finished."""
+"""Runs holding an idempotency key (cron's, or a start's) are kept at least this long after they
+finished."""
 
 DEFAULT_BATCH_SIZE = 500
 """Runs deleted per transaction by default."""

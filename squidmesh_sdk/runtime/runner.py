@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import pydantic_core
 from opentelemetry.trace import Link
 from sqlalchemy.exc import IntegrityError
 
@@ -18,7 +21,14 @@ from squidmesh_sdk.runtime.events import RunCreated
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.records import SCHEDULE_KEY, Run
 
-__all__ = ["CronStart", "perform", "start_cron_trigger", "start_run"]
+__all__ = [
+    "CronStart",
+    "perform",
+    "request_fingerprint",
+    "start_cron_trigger",
+    "start_run",
+    "start_run_once",
+]
 
 
 def start_run(
@@ -29,16 +39,23 @@ def start_run(
     trigger: str | None = None,
     context: Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
+    start_key: str | None = None,
+    start_request: str | None = None,
     delivery: Delivery | None = None,
     links: Sequence[Link] = (),
 ) -> Run:
     """Create a run and dispatch its first work in one transaction.
 
+    ``idempotency_key`` is a cron activation's schedule identity, ``start_key`` and
+    ``start_request`` a caller's idempotency key and the fingerprint of its request (see
+    :func:`start_run_once`).
+
     Raises:
         InvalidWorkflow: the workflow is not registered.
         InvalidTrigger, InvalidPayload: the payload does not fit the trigger; nothing is written.
         DispatchFailed: the executor refused the first step; nothing is written.
-        IntegrityError: another run already holds ``idempotency_key`` (nothing is written).
+        IntegrityError: another run already holds ``idempotency_key`` or ``start_key``
+            (nothing is written).
     """
     definition = runtime.definition(workflow)
     attributes = {telemetry.WORKFLOW: workflow, telemetry.TRIGGER: trigger}
@@ -55,6 +72,8 @@ def start_run(
             trigger=trigger,
             context=context,
             idempotency_key=idempotency_key,
+            start_key=start_key,
+            start_request=start_request,
             # Untraced here: a generated context still makes the run one trace in traced workers.
             trace_context=telemetry.carrier_of(root) or telemetry.generated_carrier(),
         )
@@ -65,6 +84,76 @@ def start_run(
         if delivery is not None:
             delivery.settle_in(tx)
     return run
+
+
+def start_run_once(
+    runtime: Runtime,
+    workflow: str,
+    payload: object,
+    *,
+    key: str,
+    trigger: str | None = None,
+) -> tuple[Run, bool]:
+    """Start a run of ``workflow`` with idempotency key ``key``, unless one was started with it.
+
+    Returns the run and whether this call created it. A run already started with ``key``
+    (through any trigger, by this process or another, finished or not) is returned as it is
+    now, provided the request is the same one: the same trigger and the same payload as given
+    (compared by :func:`request_fingerprint`, before defaults are filled in, so a payload
+    default such as ``now()`` does not make a retried request a different one). Concurrent
+    calls with one key create one run: the database's unique index on ``(workflow,
+    start_key)`` decides, and the losers return the winner's run.
+
+    Raises:
+        InvalidWorkflow, InvalidTrigger, InvalidPayload: as :func:`start_run`; checked first,
+            so a malformed request is refused even when the key is taken.
+        IdempotencyConflict: the key already started a run of ``workflow`` from another
+            request (another trigger or payload); nothing is written.
+        DispatchFailed: as :func:`start_run`.
+    """
+    runtime.check_schema()
+    node = runtime.definition(workflow).trigger(trigger)
+    node.contract.validate(payload)
+    request = request_fingerprint(node.name, payload)
+    found = _started_with(runtime, workflow, key)
+    if found is None:
+        try:
+            run = start_run(
+                runtime, workflow, payload, trigger=node.name, start_key=key, start_request=request
+            )
+        except IntegrityError:
+            # Another start with this key committed first: it holds the key.
+            found = _started_with(runtime, workflow, key)
+            if found is None:
+                raise
+        else:
+            return run, True
+    run, held_request = found
+    if held_request != request:
+        raise errors.IdempotencyConflict(workflow, key, run.id, trigger=run.trigger)
+    return run, False
+
+
+def request_fingerprint(trigger: str, payload: object) -> str:
+    """A digest of a start request, ``"sha256:<hex>"``: its trigger and payload as given.
+
+    Mappings are compared whatever their key order; values that are not JSON (dates, decimals,
+    UUIDs) by their JSON form, as pydantic writes them.
+    """
+    plain = pydantic_core.to_jsonable_python(payload, fallback=repr)
+    text = json.dumps(
+        {"trigger": trigger, "payload": plain},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=repr,
+    )
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _started_with(runtime: Runtime, workflow: str, key: str) -> tuple[Run, str | None] | None:
+    with runtime.database.read() as connection:
+        return run_store.find_by_start_key(connection, workflow, key)
 
 
 @dataclass(frozen=True, slots=True)

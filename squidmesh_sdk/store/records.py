@@ -242,6 +242,9 @@ class Run:
         definition_version: The workflow version the run is pinned to (``None``: started
             before versions were recorded; it runs on the version a worker holds).
         trace_context: The W3C trace context spans of this run join.
+        idempotency_key: The key it was started with (``start_run(..., idempotency_key=)``):
+            the same key starts no other run of this workflow. ``None`` for runs started
+            without one (a cron run's schedule identity is in :attr:`schedule`).
         inserted_at: When it was created.
         updated_at: When it last changed.
         step_runs: Step runs with their attempts, oldest first, when loaded with history.
@@ -264,6 +267,7 @@ class Run:
     trace_context: Mapping[str, Any] | None
     inserted_at: datetime
     updated_at: datetime
+    idempotency_key: str | None = None
     step_runs: tuple[StepRun, ...] | None = None
     events: tuple[AuditEvent, ...] | None = None
     steps: tuple[StepState, ...] | None = None
@@ -300,6 +304,7 @@ class Run:
             definition_fingerprint=row["definition_fingerprint"],
             definition_version=row["definition_version"],
             trace_context=row["trace_context"],
+            idempotency_key=row["start_key"],
             inserted_at=row["inserted_at"],
             updated_at=row["updated_at"],
         )

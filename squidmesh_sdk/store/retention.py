@@ -69,9 +69,10 @@ class Criteria:
 
     Attributes:
         cutoff: Runs last changed (``updated_at``) before this time.
-        key_cutoff: Runs holding a cron idempotency key must also be last changed before this
-            (no later than ``cutoff``): the key is what stops a late activation of the same
-            window from starting it again, so it is kept longer.
+        key_cutoff: Runs holding an idempotency key (a cron window's, or one a run was started
+            with) must also be last changed before this (no later than ``cutoff``): the key is
+            what stops a late activation of the same window, or a retried start, from starting
+            it again, so it is kept longer.
         workflow: Only runs of this workflow, if given.
     """
 
@@ -209,7 +210,10 @@ def _purgeable(criteria: Criteria) -> list[sa.ColumnElement[bool]]:
     message = sa.exists().where(outbox.c.run_id == runs.c.id)
     conditions: list[sa.ColumnElement[bool]] = [
         runs.c.updated_at < criteria.cutoff,
-        sa.or_(runs.c.idempotency_key.is_(None), runs.c.updated_at < criteria.key_cutoff),
+        sa.or_(
+            sa.and_(runs.c.idempotency_key.is_(None), runs.c.start_key.is_(None)),
+            runs.c.updated_at < criteria.key_cutoff,
+        ),
         ~live_job,
         ~message,
     ]

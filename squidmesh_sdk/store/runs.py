@@ -31,11 +31,14 @@ from squidmesh_sdk.store.types import UTCDateTime
 __all__ = [
     "ABANDONED_CANCELLATION_ERROR",
     "PAUSE_CANCELLATION_ERROR",
+    "RUN_CHANNEL",
     "UNSET",
     "WAIT_CANCELLATION_ERROR",
+    "WATCHER_APPLICATION_NAME",
     "cancel_run",
     "create_run",
     "find_by_idempotency_key",
+    "find_by_start_key",
     "get_run",
     "list_runs",
     "lock_run",
@@ -73,6 +76,22 @@ Its attempt is recorded as ``abandoned``, with the reason the worker was found g
 
 _SCHEDULE_IDENTITY_KEYS = ("idempotency", "idempotency_key")
 
+RUN_CHANNEL = "squidmesh_runs"
+"""The PostgreSQL channel a run's id is sent on (``NOTIFY``) when it finishes.
+
+Sent by :func:`write_run` in the transaction that makes the run completed, failed or cancelled,
+so it is delivered when that commits (never for a rollback). ``wait_for_run`` listens on it.
+"""
+
+WATCHER_APPLICATION_NAME = "squidmesh_run_watcher"
+"""The ``application_name`` of the connections that listen on :data:`RUN_CHANNEL`.
+
+A run's end is sent only while one is connected to the database: PostgreSQL serialises the
+commits of transactions that notify (it holds a lock from the notification until after the
+commit), which halves the commits per second of busy workers if each one notified. Checking
+``pg_stat_activity`` for a listener costs a read of shared memory, in the same round trip.
+"""
+
 
 class _Unset(enum.Enum):
     UNSET = enum.auto()
@@ -91,11 +110,16 @@ def create_run(
     context: Mapping[str, Any] | None = None,
     replayed_from_run_id: str | None = None,
     idempotency_key: str | None = None,
+    start_key: str | None = None,
+    start_request: str | None = None,
     trace_context: Mapping[str, Any] | None = None,
 ) -> Run:
     """Validate ``payload`` against the trigger's contract and insert a ``pending`` run.
 
     ``trigger`` defaults to the workflow's first declared trigger. Nothing is dispatched.
+    ``idempotency_key`` is a cron activation's schedule identity (one run per workflow,
+    trigger and key); ``start_key`` the key a caller started the run with (one run per workflow
+    and key), ``start_request`` the fingerprint of that request.
 
     Raises:
         InvalidTrigger: the workflow has no such trigger.
@@ -121,12 +145,14 @@ def create_run(
         "definition_fingerprint": definition.fingerprint,
         "definition_version": definition.version,
         "idempotency_key": idempotency_key,
+        "start_key": start_key,
+        "start_request": start_request,
         "trace_context": dict(trace_context) if trace_context is not None else None,
         "inserted_at": tx.now,
         "updated_at": tx.now,
     }
     # On PostgreSQL the insert goes with the transaction's next statement (its first job's):
-    # a conflict on the idempotency key is raised then, or at commit, still as IntegrityError.
+    # a conflict on an idempotency or start key is raised then, or at commit, as IntegrityError.
     _INSERT_RUN.send(tx.connection, values)
     return Run.from_row(values)
 
@@ -212,6 +238,14 @@ def find_by_idempotency_key(
     return Run.from_row(row) if row is not None else None
 
 
+def find_by_start_key(
+    connection: Connection, workflow: str, key: str
+) -> tuple[Run, str | None] | None:
+    """The run of ``workflow`` started with idempotency key ``key``, and its request fingerprint."""
+    row = _SELECT_BY_START_KEY.first(connection, {"workflow": workflow, "key": key})
+    return (Run.from_row(row), row["start_request"]) if row is not None else None
+
+
 def list_runs(
     connection: Connection,
     *,
@@ -280,6 +314,17 @@ def write_run(
         return run
     changes["updated_at"] = tx.now
     updated = dataclasses.replace(run, **changes)
+    if (
+        "status" in changes
+        and updated.status in state_machine.TERMINAL
+        and tx.connection.dialect.name == "postgresql"
+    ):
+        # Delivered when the transaction commits, to the run's waiters (wait_for_run), if any
+        # client listens.
+        _NOTIFY_RUN.send(
+            tx.connection,
+            {"channel": RUN_CHANNEL, "payload": run.id, "watcher": WATCHER_APPLICATION_NAME},
+        )
     # Nothing to read back: on PostgreSQL the update goes with the transaction's next statement.
     _WRITE_RUN.send(
         tx.connection,
@@ -451,6 +496,8 @@ def replay_run(
         "definition_fingerprint": definition.fingerprint,
         "definition_version": definition.version,
         "idempotency_key": None,
+        "start_key": None,
+        "start_request": None,
         "trace_context": dict(trace_context) if trace_context is not None else None,
         "inserted_at": tx.now,
         "updated_at": tx.now,
@@ -484,6 +531,20 @@ _RELOCK_RUN = Prepared(
         )
         .where(runs.c.id == sa.bindparam("run_id"))
         .with_for_update()
+    )
+)
+_SELECT_BY_START_KEY = Prepared(
+    lambda _: sa.select(runs).where(
+        runs.c.workflow == sa.bindparam("workflow"), runs.c.start_key == sa.bindparam("key")
+    )
+)
+_ACTIVITY = sa.table("pg_stat_activity", sa.column("application_name"), sa.column("datname"))
+_NOTIFY_RUN = Prepared(
+    lambda _: sa.select(sa.func.pg_notify(sa.bindparam("channel"), sa.bindparam("payload"))).where(
+        sa.exists().where(
+            _ACTIVITY.c.application_name == sa.bindparam("watcher"),
+            _ACTIVITY.c.datname == sa.func.current_database(),
+        )
     )
 )
 _INSERT_RUN = Prepared(

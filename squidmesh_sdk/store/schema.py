@@ -67,6 +67,11 @@ runs = sa.Table(
     sa.Column("definition_version", sa.String(80), nullable=True),
     # Schedule identity of cron-started runs: one run per (workflow, trigger, key).
     sa.Column("idempotency_key", sa.String(200), nullable=True),
+    # The idempotency key of a start (Client.start_run(..., idempotency_key=)) and the
+    # fingerprint of that request (trigger and payload as given), migration 7: one run per
+    # (workflow, start_key), whatever the trigger; kept apart from cron's schedule identity.
+    sa.Column("start_key", sa.String(200), nullable=True),
+    sa.Column("start_request", sa.String(80), nullable=True),
     # W3C trace context of the run, so spans from every process join one trace.
     sa.Column("trace_context", JSONColumn(), nullable=True),
     sa.Column("inserted_at", UTCDateTime, nullable=False),
@@ -78,6 +83,8 @@ runs = sa.Table(
     # The purge's scan: finished runs of one status, oldest first (migration 6).
     sa.Index(None, "status", "updated_at", "id"),
     sa.UniqueConstraint("workflow", "trigger", "idempotency_key"),
+    # A unique index rather than a constraint: SQLite cannot add a constraint to a table.
+    sa.Index(None, "workflow", "start_key", unique=True),
 )
 
 step_runs = sa.Table(

@@ -21,6 +21,7 @@ RUN_KEYS = {
     "definition_fingerprint",
     "definition_version",
     "id",
+    "idempotency_key",
     "inserted_at",
     "last_error",
     "payload",

@@ -11,6 +11,8 @@ import squidmesh_sdk
 
 EXPECTED = [
     "COMPLETE",
+    "AsyncClient",
+    "AsyncRunHandle",
     "Attempt",
     "AuditEvent",
     "Backoff",
@@ -24,6 +26,7 @@ EXPECTED = [
     "DispatchFailed",
     "Executor",
     "ExecutorNotReady",
+    "IdempotencyConflict",
     "InlineExecutor",
     "InvalidArgument",
     "InvalidExecutorPayload",
@@ -44,7 +47,9 @@ EXPECTED = [
     "RetryAfter",
     "Run",
     "RunExplanation",
+    "RunHandle",
     "RunNotFound",
+    "RunWaitTimeout",
     "SchemaNotReady",
     "SchemaTooNew",
     "SquidmeshError",
@@ -111,7 +116,7 @@ def test_public_methods_are_documented() -> None:
 def test_every_error_shares_one_root() -> None:
     errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
     exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
-    assert len(exceptions) == 27
+    assert len(exceptions) == 29
     assert all(issubclass(e, squidmesh_sdk.SquidmeshError) for e in exceptions)
 
 

@@ -360,3 +360,26 @@ def test_a_cron_run_keeps_its_window_for_a_week(client: Client, clock: FakeClock
 
     clock.advance(6 * DAY)
     assert client.purge_runs(older_than=DAY).runs == 1
+
+
+def test_a_run_started_with_an_idempotency_key_keeps_it_for_a_week(
+    client: Client, clock: FakeClock
+) -> None:
+    keyed = client.start_run("done", idempotency_key="order-7")
+    plain = client.start_run("done")
+    drain(client)
+    clock.advance(2 * DAY)
+
+    # Both are older than a day; only the one without a key goes: a retried start still finds
+    # the other.
+    assert client.purge_runs(older_than=DAY, dry_run=True).run_ids == (plain.id,)
+    assert client.purge_runs(older_than=DAY).runs == 1
+    again = client.start("done", idempotency_key="order-7")
+    assert (again.created, again.id) == (False, keyed.id)
+
+    clock.advance(6 * DAY)
+    assert client.purge_runs(older_than=DAY).runs == 1
+    # Its key went with it: the same key starts a new run.
+    fresh = client.start("done", idempotency_key="order-7")
+    assert fresh.created
+    assert fresh.id != keyed.id
