@@ -118,7 +118,10 @@ def _build(
         entries = [str(steps[0].get("name"))]
     if entries:
         nodes[START] = _Node(START, "start", "start")
-        edges.extend(_Edge(START, entry, "start", None) for entry in entries)
+        edges.extend(
+            _Edge(START, entry, "start", None, taken=(START, entry) in taken)
+            for entry in entries
+        )
     approval = {name for name, node in nodes.items() if node.kind == "approval"}
     for raw in definition.get("edges") or ():
         source, target = str(raw.get("source")), str(raw.get("target"))

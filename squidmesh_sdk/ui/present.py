@@ -52,8 +52,12 @@ def step_base(key: str) -> str:
 
 
 def short_id(run_id: object) -> str:
-    """The first block of a UUID, enough to tell runs apart on one page."""
-    return str(run_id).split("-", 1)[0]
+    """The last 8 hex digits of a run id, enough to tell runs apart on one page.
+
+    Not the first: run ids are time-ordered (UUIDv7), so runs started within the same
+    minutes share their first digits.
+    """
+    return str(run_id).replace("-", "")[-8:]
 
 
 def time_text(value: datetime | None) -> str:

@@ -9,7 +9,7 @@
   cookie (random, ``HttpOnly``, ``SameSite=Strict``), and must not come from another origin
   (``Origin`` / ``Sec-Fetch-Site``).
 - **Headers.** A strict Content-Security-Policy (scripts and styles from the inspector's own
-  static files only), no framing, no sniffing, no caching, no referrer.
+  static files only), no framing, no sniffing, no caching, no referrer to other sites.
 
 No secret ever travels in a URL: tokens go in a header, a form body or a cookie.
 """
@@ -182,15 +182,19 @@ def csrf_token(request: Request) -> str:
 
 def check_csrf(request: Request, form: Mapping[str, str]) -> bool:
     """Whether a POST comes from one of the inspector's own forms."""
-    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("origin")
-    if origin is not None and origin != "null":
+    if origin == "null":
+        # Sent by privacy settings and sandboxed frames alike: only the browser's own
+        # (unforgeable) Sec-Fetch-Site can vouch for such a request.
+        if fetch_site != "same-origin":
+            return False
+    elif origin is not None:
         host = request.headers.get("host", "")
         if urlsplit(origin).netloc.lower() != host.lower():
             return False
-    elif origin == "null":
-        return False
     cookie = request.cookies.get(CSRF_COOKIE, "")
     field = form.get(CSRF_FIELD, "")
     return bool(cookie) and hmac.compare_digest(cookie.encode(), field.encode())
@@ -201,7 +205,7 @@ def secure_headers(request: Request, response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", _CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("Cache-Control", "no-store")
     fresh = getattr(request.state, "new_csrf", None)
     if fresh is not None:
