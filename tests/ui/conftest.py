@@ -5,8 +5,8 @@ browser-like HTTP client (Starlette's TestClient) that signs in and submits form
 from __future__ import annotations
 
 import re
-from html import unescape
 from collections.abc import Iterator
+from html import unescape
 from typing import Any
 
 import pytest

@@ -171,9 +171,7 @@ def test_the_timeline_shows_retry_delays(env: WorkflowEnvironment, browser: Brow
     assert page.text.count('<rect class="bar st-completed"') == 1
 
 
-def test_a_dependency_run_draws_its_joins_taken(
-    env: WorkflowEnvironment, browser: Browser
-) -> None:
+def test_a_dependency_run_draws_its_joins_taken(env: WorkflowEnvironment, browser: Browser) -> None:
     run = env.start_run("dependency_recovery", {"account_id": "a", "invoice_id": "i"})
     page = browser.get(f"/runs/{run.id}")
     taken = re.findall(

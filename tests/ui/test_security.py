@@ -213,9 +213,12 @@ def test_a_same_origin_form_passes_the_csrf_check(
     other = paused_run(env)
     headers = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
     data = {"csrf_token": browser.csrf()}
-    assert browser.http.post(
-        f"/runs/{other}/actions/approve_run", data=data, headers=headers
-    ).status_code == 303
+    assert (
+        browser.http.post(
+            f"/runs/{other}/actions/approve_run", data=data, headers=headers
+        ).status_code
+        == 303
+    )
 
 
 def test_login_and_job_forms_are_csrf_checked_too(env: WorkflowEnvironment) -> None:
