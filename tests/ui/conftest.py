@@ -17,8 +17,8 @@ from squidmesh_sdk.testing import WorkflowEnvironment
 from squidmesh_sdk.ui import create_app
 from tests.ui.workflows import WORKFLOWS
 
-ALICE_TOKEN = "alice-token-0123456789"
-BOB_TOKEN = "bob-token-0123456789ab"
+ALICE_TOKEN = "alice-token-0123456789"  # noqa: S105 - test tokens
+BOB_TOKEN = "bob-token-0123456789ab"  # noqa: S105
 ALICE = {"name": "alice", "email": "alice@example.com"}
 TOKENS: dict[str, Any] = {ALICE_TOKEN: ALICE, BOB_TOKEN: "bob"}
 

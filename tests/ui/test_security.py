@@ -58,7 +58,7 @@ def test_actions_cannot_be_enabled_without_authentication(env: WorkflowEnvironme
     with pytest.raises(InvalidArgument, match="needs auth="):
         create_app(env.client, read_only=False)
     with pytest.raises(InvalidArgument, match="at least 16 characters"):
-        create_app(env.client, token="short")
+        create_app(env.client, token="short")  # noqa: S106 - a weak token, refused
     with pytest.raises(InvalidArgument, match="not both"):
         create_app(env.client, token=ALICE_TOKEN, auth=lambda request: "x")
     with pytest.raises(InvalidArgument, match="trace_id"):
