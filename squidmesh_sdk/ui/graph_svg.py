@@ -119,8 +119,7 @@ def _build(
     if entries:
         nodes[START] = _Node(START, "start", "start")
         edges.extend(
-            _Edge(START, entry, "start", None, taken=(START, entry) in taken)
-            for entry in entries
+            _Edge(START, entry, "start", None, taken=(START, entry) in taken) for entry in entries
         )
     approval = {name for name, node in nodes.items() if node.kind == "approval"}
     for raw in definition.get("edges") or ():

@@ -172,7 +172,7 @@ def json_html(value: Any, run_link: Callable[[str], str] | None = None) -> Marku
         out.append(str(escape(text[position : match.start()])))
         out.append(str(escape(match.group(1))))
         href = escape(run_link(match.group(2)))
-        out.append(f'"<a href="{href}">{escape(match.group(2))}</a>"')
+        out.append(f'&#34;<a href="{href}">{escape(match.group(2))}</a>&#34;')
         position = match.end()
     out.append(str(escape(text[position:])))
     return Markup("".join(out))  # noqa: S704 - every piece was escaped above
