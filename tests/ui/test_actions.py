@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
-from squidmesh_sdk import Client, DatabaseExecutor
+import pytest
+
+from squidmesh_sdk import Client, DatabaseExecutor, InvalidArgument, InvalidResume
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.testing import WorkflowEnvironment
 from squidmesh_sdk.ui import create_app
@@ -159,3 +162,13 @@ def test_dead_letters_are_retried_and_discarded_from_the_jobs_page(database_url:
         assert gone.status_code == 404
         assert "no longer exists" in text_of(gone.text)
         browser.close()
+
+
+def test_the_client_checks_the_new_arguments(env: WorkflowEnvironment) -> None:
+    with pytest.raises(InvalidArgument, match="since must be an aware datetime"):
+        env.client.list_runs(since=datetime(2026, 1, 1))  # noqa: DTZ001 - naive on purpose
+    run = env.start_run("holding")
+    env.client.cancel_run(run.id)
+    with pytest.raises(InvalidResume):
+        env.client.replay_run(run.id, actor="  ")
+    assert len(env.client.list_runs(workflow="holding")) == 1
