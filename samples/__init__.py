@@ -9,4 +9,5 @@ SAMPLES: tuple[str, ...] = (
     "saga_checkout",
     "retry_verification",
     "cancellable_wait",
+    "order_pipeline",
 )

@@ -151,4 +151,15 @@ DEMOS: dict[str, Demo] = {
     "saga_checkout": Demo(payload=lambda _env: {"order_id": "ord-1", "amount_cents": 4200}),
     "retry_verification": Demo(),
     "cancellable_wait": Demo(on_progress=cancel_while_waiting),
+    "order_pipeline": Demo(
+        payload=lambda _env: {
+            "order_id": "ord-7",
+            "lines": [
+                {"sku": "desk", "quantity": 2, "unit_cents": 45_000},
+                {"sku": "chair", "quantity": 4, "unit_cents": 12_500},
+                {"sku": "lamp", "quantity": 1, "unit_cents": 3_900},
+            ],
+        },
+        on_progress=approve_when_paused,
+    ),
 }

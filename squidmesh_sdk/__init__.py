@@ -25,7 +25,9 @@ from squidmesh_sdk.compiler import compile
 from squidmesh_sdk.definition import (
     COMPLETE,
     Backoff,
+    Branch,
     BuiltinStep,
+    Condition,
     Retry,
     Step,
     StepContext,
@@ -38,6 +40,7 @@ from squidmesh_sdk.definition import (
     manual,
     now,
     today,
+    when,
 )
 from squidmesh_sdk.errors import (
     DefinitionError,
@@ -82,8 +85,10 @@ __all__ = [
     "Attempt",
     "AuditEvent",
     "Backoff",
+    "Branch",
     "BuiltinStep",
     "Client",
+    "Condition",
     "CronStart",
     "Database",
     "DatabaseExecutor",
@@ -137,6 +142,7 @@ __all__ = [
     "manual",
     "now",
     "today",
+    "when",
 ]
 
 __version__ = "0.1.0.dev0"

@@ -315,18 +315,29 @@ class Client:
         actor: str | Mapping[str, Any] | None = None,
         comment: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        step: str | None = None,
     ) -> Run:
-        """Resume a run paused at a ``pause`` step, recording who did it.
+        """Resume a run waiting at a ``pause`` step, recording who did it.
+
+        ``step`` names the pause when several steps of the run wait at once (a step name, or
+        a step run key such as ``"hold@2"``).
 
         Raises:
             InvalidResume: a malformed actor, comment or metadata.
             InvalidRunId, RunNotFound: no such run.
-            InvalidTransition: the run is not paused.
-            InvalidStep: it is paused at an approval step (approve or reject it instead).
+            InvalidTransition: the run is finished, or waits at no pause or approval.
+            InvalidStep: it waits at an approval step (approve or reject it instead), ``step``
+                names no waiting step, or several wait and ``step`` is missing.
             DispatchFailed: the executor refused the next step; nothing changed.
         """
         return manual.resume_run(
-            self._runtime, run_id, "resumed", actor=actor, comment=comment, metadata=metadata
+            self._runtime,
+            run_id,
+            "resumed",
+            actor=actor,
+            comment=comment,
+            metadata=metadata,
+            step=step,
         )
 
     def approve_run(
@@ -336,8 +347,9 @@ class Client:
         actor: str | Mapping[str, Any],
         comment: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        step: str | None = None,
     ) -> Run:
-        """Approve a run paused at an approval step: it continues on the ``ok`` route.
+        """Approve a run's waiting approval step: it continues on the ``ok`` route.
 
         Raises:
             InvalidResume: no actor, or a malformed comment or metadata.
@@ -345,7 +357,13 @@ class Client:
                 :meth:`unblock_run`.
         """
         return manual.resume_run(
-            self._runtime, run_id, "approved", actor=actor, comment=comment, metadata=metadata
+            self._runtime,
+            run_id,
+            "approved",
+            actor=actor,
+            comment=comment,
+            metadata=metadata,
+            step=step,
         )
 
     def reject_run(
@@ -355,8 +373,12 @@ class Client:
         actor: str | Mapping[str, Any],
         comment: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        step: str | None = None,
     ) -> Run:
-        """Reject a run paused at an approval step: it continues on the ``error`` route.
+        """Reject a run's waiting approval step: it continues on the ``error`` route.
+
+        Without an ``error`` route the run fails (``approval_rejected``) and its compensation
+        runs.
 
         Raises:
             InvalidResume: no actor, or a malformed comment or metadata.
@@ -364,7 +386,13 @@ class Client:
                 :meth:`unblock_run`.
         """
         return manual.resume_run(
-            self._runtime, run_id, "rejected", actor=actor, comment=comment, metadata=metadata
+            self._runtime,
+            run_id,
+            "rejected",
+            actor=actor,
+            comment=comment,
+            metadata=metadata,
+            step=step,
         )
 
     def perform(self, payload: Mapping[str, Any], *, redelivered: bool = False) -> str:

@@ -15,22 +15,81 @@ from typing import Any, Literal
 
 from squidmesh_sdk import errors
 from squidmesh_sdk.contracts import PayloadContract, StepBody
+from squidmesh_sdk.definition.conditions import Condition
 
 __all__ = [
     "COMPLETE_TARGET",
+    "DEADLINE_STEP",
     "Edge",
     "RecoveryPolicy",
     "RetryPolicy",
+    "StepKey",
     "StepNode",
     "TriggerNode",
     "WorkflowDefinition",
+    "route_cycles",
 ]
 
 COMPLETE_TARGET = "__complete__"
 """Route target name meaning "complete the run" (the graph form of ``COMPLETE``)."""
 
-Shape = Literal["transition", "dependency"]
-EdgeKind = Literal["ok", "error", "after"]
+DEADLINE_STEP = "__deadline__"
+"""The job name of a run's deadline: delivered like a step, it fails a run still unfinished."""
+
+Shape = Literal["transition", "dependency", "mixed"]
+EdgeKind = Literal["ok", "error", "timeout", "branch", "after"]
+RouteOutcome = Literal["ok", "error", "timeout", "branch"]
+
+WAITING_KINDS = frozenset({"wait", "pause", "approval"})
+"""Built-in steps that hold their step run open until a person or a timer ends it."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepKey:
+    """Which step run of a step: the step, its loop iteration and its map element.
+
+    A step runs once per run unless a route loop brings the run back to it (a new
+    ``iteration``) or it maps over a list (one step run per ``item``). Its step runs, jobs and
+    the run's ``current_step`` name it by :meth:`key`: ``"draft"``, ``"draft@2"`` (second
+    iteration), ``"charge[3]"`` (element 3) or ``"charge@2[3]"``. Step names cannot contain
+    ``@`` or ``[``, so a key reads back unambiguously with :meth:`parse`.
+    """
+
+    name: str
+    iteration: int = 1
+    item: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The stored form."""
+        key = self.name if self.iteration == 1 else f"{self.name}@{self.iteration}"
+        return key if self.item is None else f"{key}[{self.item}]"
+
+    def element(self, item: int) -> StepKey:
+        """The key of element ``item`` of this (map) step run."""
+        return StepKey(self.name, self.iteration, item)
+
+    @property
+    def whole(self) -> StepKey:
+        """The key of the step run this element belongs to (itself when not an element)."""
+        return StepKey(self.name, self.iteration)
+
+    @classmethod
+    def parse(cls, key: str) -> StepKey:
+        """Read a stored key back (a plain step name is iteration 1, no element)."""
+        item: int | None = None
+        name = key
+        if name.endswith("]") and "[" in name:
+            name, _, index = name[:-1].rpartition("[")
+            item = int(index) if index.isdigit() else None
+            if item is None:
+                return cls(key)
+        iteration = 1
+        if "@" in name:
+            base, _, count = name.rpartition("@")
+            if count.isdigit():
+                name, iteration = base, int(count)
+        return cls(name, iteration, item)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,7 +194,11 @@ class StepNode:
         output_key: Context key the output is stored under, or ``None`` to merge it.
         transaction: Whether the body runs inside a host-database transaction.
         recovery: Replay and compensation policy.
-        options: Built-in options (``message``, ``level``, ``duration``), JSON-safe.
+        options: Built-in options (``message``, ``level``, ``duration``, ``duration_from``,
+            ``until_from``), JSON-safe.
+        map_over: Run-state key of the list a map step runs over, or ``None``.
+        map_as: The parameter receiving a map element.
+        max_parallel: Most elements of a map step running at once (``None``: all).
         body: The function to call (``"function"`` steps).
         compensation: The saga callback, if declared.
     """
@@ -151,13 +214,26 @@ class StepNode:
     transaction: bool = False
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    map_over: str | None = None
+    map_as: str = "item"
+    max_parallel: int | None = None
     body: StepBody | None = field(default=None, compare=False, repr=False)
     compensation: StepBody | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_manual(self) -> bool:
-        """Whether the step pauses the run for a person (pause or approval)."""
+        """Whether the step waits for a person (pause or approval)."""
         return self.kind in ("pause", "approval")
+
+    @property
+    def is_waiting(self) -> bool:
+        """Whether the step holds its step run open until a person or a timer ends it."""
+        return self.kind in WAITING_KINDS
+
+    @property
+    def is_builtin(self) -> bool:
+        """Whether the step has no body: the runtime does all of it when it is claimed."""
+        return self.kind != "function"
 
     @property
     def max_attempts(self) -> int:
@@ -183,6 +259,10 @@ class StepNode:
             data["output_key"] = self.output_key
         if self.transaction:
             data["transaction"] = True
+        if self.map_over is not None:
+            data["map"] = {"over": self.map_over, "as": self.map_as}
+            if self.max_parallel is not None:
+                data["map"]["max_parallel"] = self.max_parallel
         if self.options:
             data["options"] = dict(self.options)
         data["recovery"] = self.recovery.to_dict()
@@ -191,19 +271,39 @@ class StepNode:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Edge:
-    """A directed edge: a dependency (``after``) or a route (``ok`` / ``error``).
+    """A directed edge: a dependency (``after``) or a route.
 
-    For ``after`` edges ``source`` is the dependency and ``target`` the dependent step.
+    For ``after`` edges ``source`` is the dependency and ``target`` the dependent step. A
+    route fires on its ``kind`` of outcome (``ok``, ``error``, ``timeout``, or ``branch`` with
+    its ``label``), and only when its ``condition`` holds, if it has one.
     """
 
     source: str
     target: str
     kind: EdgeKind
     recovery: str | None = None
+    label: str | None = None
+    condition: Condition | None = None
+
+    @property
+    def outcome(self) -> str:
+        """The outcome the route fires on: ``ok``, ``error``, ``timeout`` or the label."""
+        return self.label if self.kind == "branch" and self.label is not None else self.kind
+
+    def describe(self) -> str:
+        """A short human form: ``"large"``, ``"ok when output.total > 1000"``..."""
+        text = self.outcome
+        if self.condition is not None:
+            text = f"{text} when {self.condition.describe()}"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
         data: dict[str, Any] = {"source": self.source, "target": self.target, "kind": self.kind}
+        if self.label is not None:
+            data["label"] = self.label
+        if self.condition is not None:
+            data["when"] = self.condition.to_dict()
         if self.recovery is not None:
             data["recovery"] = self.recovery
         return data
@@ -238,7 +338,8 @@ class WorkflowDefinition:
     Attributes:
         name: Workflow name.
         description: Human description.
-        shape: ``"transition"`` (routes) or ``"dependency"`` (``after`` graph).
+        shape: What the graph uses, for display: ``"transition"`` (routes only),
+            ``"dependency"`` (``after`` only) or ``"mixed"``.
         steps: Step name to node, in declaration order.
         edges: Dependency and route edges, in declaration order.
         entry_steps: Steps that start a run (roots; the single entry of a transition workflow).
@@ -249,6 +350,13 @@ class WorkflowDefinition:
             the graph, an option or a payload contract (types, defaults) does, not when only
             the code inside step bodies does.
         declared_version: The ``version=`` the workflow was declared with, if any.
+        deadline: Longest seconds a run may take from its start, or ``None``.
+        cyclic_steps: Steps on a route loop: a route into one may start a new iteration.
+        single_path: At most one step of a run is active at a time (one entry step, no
+            ``after`` dependencies): the run's ``current_step`` names it.
+        has_choices: Some step may not run in a run that completes (a condition, a branch
+            label, an error or timeout route, an approval): steps not reached are then
+            recorded ``skipped`` when the run completes.
         version: What runs started on this definition are pinned to: the declared version,
             or ``fp-`` and the first 16 hex digits of the fingerprint.
     """
@@ -263,12 +371,32 @@ class WorkflowDefinition:
     triggers: Mapping[str, TriggerNode]
     default_trigger: str
     declared_version: str | None = None
+    deadline: float | None = None
     fingerprint: str = field(init=False, default="")
     version: str = field(init=False, default="")
+    cyclic_steps: frozenset[str] = field(init=False, default=frozenset())
+    single_path: bool = field(init=False, default=True)
+    has_choices: bool = field(init=False, default=False)
+    _routes: Mapping[str, tuple[Edge, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", MappingProxyType(dict(self.steps)))
         object.__setattr__(self, "triggers", MappingProxyType(dict(self.triggers)))
+        routes: dict[str, list[Edge]] = {}
+        for edge in self.edges:
+            if edge.kind != "after":
+                routes.setdefault(edge.source, []).append(edge)
+        object.__setattr__(
+            self, "_routes", MappingProxyType({k: tuple(v) for k, v in routes.items()})
+        )
+        cyclic = frozenset(name for cycle in route_cycles(self.edges) for name in cycle)
+        object.__setattr__(self, "cyclic_steps", cyclic)
+        single = len(self.entry_steps) == 1 and not any(e.kind == "after" for e in self.edges)
+        object.__setattr__(self, "single_path", single)
+        choices = any(
+            edge.kind not in ("ok", "after") or edge.condition is not None for edge in self.edges
+        ) or any(node.kind == "approval" for node in self.steps.values())
+        object.__setattr__(self, "has_choices", choices)
         canonical = json.dumps(_without_descriptions(self._body_dict()), sort_keys=True)
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         object.__setattr__(self, "fingerprint", f"sha256:{digest}")
@@ -294,23 +422,35 @@ class WorkflowDefinition:
         except KeyError:
             raise errors.InvalidTrigger(self.name, key, tuple(self.triggers)) from None
 
-    def route(self, step: str, outcome: Literal["ok", "error"]) -> str | None:
-        """Target of ``step``'s ``outcome`` route (a step name or ``COMPLETE_TARGET``)."""
-        for edge in self.edges:
-            if edge.source == step and edge.kind == outcome:
-                return edge.target
-        return None
+    def routes_from(self, step: str, outcome: str | None = None) -> tuple[Edge, ...]:
+        """The routes leaving ``step`` (of one ``outcome`` only, if given), in declared order."""
+        routes = self._routes.get(step, ())
+        if outcome is None:
+            return routes
+        return tuple(edge for edge in routes if edge.outcome == outcome)
 
-    def route_edge(self, step: str, outcome: Literal["ok", "error"]) -> Edge | None:
-        """The ``outcome`` route edge leaving ``step``, with its recovery label."""
-        return next((e for e in self.edges if e.source == step and e.kind == outcome), None)
+    def branch_labels(self, step: str) -> tuple[str, ...]:
+        """The branch labels ``step`` has routes for."""
+        found = (e.label for e in self._routes.get(step, ()) if e.kind == "branch" and e.label)
+        return tuple(dict.fromkeys(found))
 
     def dependents(self, step: str) -> tuple[str, ...]:
-        """Steps that list ``step`` in ``after`` (dependency workflows)."""
+        """Steps that list ``step`` in ``after``."""
         return tuple(e.target for e in self.edges if e.kind == "after" and e.source == step)
 
+    def successors(self, step: str) -> tuple[str, ...]:
+        """Steps an edge of any kind leads to from ``step`` (``COMPLETE`` left out)."""
+        found = (e.target for e in self.edges if e.source == step and e.target in self.steps)
+        return tuple(dict.fromkeys(found))
+
     def _body_dict(self) -> dict[str, Any]:
+        # Keys appear only when used, so a graph that uses none of the newer features keeps
+        # the fingerprint (and derived version) it had before they existed.
+        extra: dict[str, Any] = {}
+        if self.deadline is not None:
+            extra["deadline"] = self.deadline
         return {
+            **extra,
             "name": self.name,
             "description": self.description,
             "shape": self.shape,
@@ -333,9 +473,10 @@ class WorkflowDefinition:
     def to_mermaid(self) -> str:
         """A Mermaid ``flowchart`` of the graph.
 
-        Dependency edges are plain arrows; ``ok`` routes are labelled arrows; ``error`` routes
-        are dotted, labelled with their recovery marker when they have one. An approval's
-        routes read ``approved`` and ``rejected``.
+        Dependency edges are plain arrows; routes are labelled arrows (their outcome or branch
+        label, and their condition); ``error`` and ``timeout`` routes are dotted, an error
+        route labelled with its recovery marker when it has one. An approval's routes read
+        ``approved`` and ``rejected``; a map step's box names its list.
         """
         taken = frozenset(self.steps)
         ids = {name: _mermaid_id(name, taken) for name in self.steps}
@@ -346,17 +487,61 @@ class WorkflowDefinition:
             lines.append(f'    {COMPLETE_TARGET}(("complete"))')
         for edge in self.edges:
             source, target = ids[edge.source], ids[edge.target]
-            approval = self.steps[edge.source].kind == "approval"
             if edge.kind == "after":
                 lines.append(f"    {source} --> {target}")
-            elif edge.kind == "ok":
-                lines.append(f"    {source} -->|{'approved' if approval else 'ok'}| {target}")
+                continue
+            label = _route_label(edge, approval=self.steps[edge.source].kind == "approval")
+            if edge.kind in ("error", "timeout"):
+                lines.append(f'    {source} -.->|"{_mermaid_text(label)}"| {target}')
+            elif edge.condition is None:
+                lines.append(f"    {source} -->|{label}| {target}")
             else:
-                label = "rejected" if approval else "error"
-                if edge.recovery:
-                    label = f"{label}: {edge.recovery}"
-                lines.append(f'    {source} -.->|"{label}"| {target}')
+                lines.append(f'    {source} -->|"{_mermaid_text(label)}"| {target}')
         return "\n".join(lines) + "\n"
+
+
+def route_cycles(edges: tuple[Edge, ...]) -> tuple[frozenset[str], ...]:
+    """The loops of routes: sets of steps that routes lead around (strongly connected).
+
+    Tarjan's algorithm over route edges; ``after`` edges never form loops (the compiler
+    rejects dependency cycles).
+    """
+    graph: dict[str, list[str]] = {}
+    for edge in edges:
+        if edge.kind != "after" and edge.target != COMPLETE_TARGET:
+            graph.setdefault(edge.source, []).append(edge.target)
+            graph.setdefault(edge.target, [])
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[frozenset[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                connect(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in graph[node]:
+                cycles.append(frozenset(component))
+
+    for node in graph:
+        if node not in index:
+            connect(node)
+    return tuple(cycles)
 
 
 def _without_descriptions(data: Any) -> Any:
@@ -366,6 +551,22 @@ def _without_descriptions(data: Any) -> Any:
     if isinstance(data, list):
         return [_without_descriptions(item) for item in data]
     return data
+
+
+def _route_label(edge: Edge, *, approval: bool) -> str:
+    outcome = edge.outcome
+    if approval and edge.kind in ("ok", "error"):
+        outcome = "approved" if edge.kind == "ok" else "rejected"
+    if edge.condition is not None:
+        outcome = f"{outcome}: {edge.condition.describe()}"
+    if edge.recovery:
+        outcome = f"{outcome}: {edge.recovery}"
+    return outcome
+
+
+def _mermaid_text(text: str) -> str:
+    """``text`` made safe inside a quoted Mermaid label."""
+    return text.replace('"', "#quot;")
 
 
 # Mermaid keywords that break a flowchart when used as a node id.
@@ -380,6 +581,14 @@ def _mermaid_id(name: str, taken: frozenset[str] = frozenset()) -> str:
     while candidate in taken:
         candidate = f"_{candidate}"
     return candidate
+
+
+def _wait_text(options: Mapping[str, Any]) -> str:
+    if options.get("duration") is not None:
+        return f"{options['duration']:g}s"
+    if options.get("duration_from") is not None:
+        return f"seconds from {options['duration_from']}"
+    return f"until {options.get('until_from')}"
 
 
 def _mermaid_node(node: StepNode, node_id: str) -> str:
@@ -398,11 +607,16 @@ def _mermaid_node(node: StepNode, node_id: str) -> str:
 def _mermaid_label_lines(node: StepNode) -> list[str]:
     """The step name, then the options an operator should see on the picture."""
     if node.kind == "wait":
-        lines = [f"{node.name} (wait {node.options['duration']:g}s)"]
+        lines = [f"{node.name} (wait {_wait_text(node.options)})"]
     elif node.kind == "function":
         lines = [node.name]
     else:
         lines = [f"{node.name} ({node.kind})"]
+    if node.map_over is not None:
+        limit = f", {node.max_parallel} at a time" if node.max_parallel else ""
+        lines.append(f"map over {node.map_over}{limit}")
+    if node.is_manual and node.timeout is not None:
+        lines.append(f"timeout {node.timeout:g}s")
     if node.retry is not None and node.retry.max_attempts > 1:
         lines.append(f"retry: {node.retry.max_attempts} attempts")
     if node.compensation is not None:

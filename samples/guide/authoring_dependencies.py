@@ -1,8 +1,16 @@
 """docs/authoring.md: a dependency graph (fan-out, fan-in)."""
 
+from pydantic import BaseModel
+
 from squidmesh_sdk import Workflow, manual
 
-wf = Workflow("dependencies_guide", triggers=[manual("go")])
+
+class Notify(BaseModel):
+    account_id: str
+    invoice_id: str
+
+
+wf = Workflow("dependencies_guide", triggers=[manual("go", payload=Notify)])
 
 
 @wf.step

@@ -1,8 +1,15 @@
 """docs/observability.md: structured logs from inside a step."""
 
+from pydantic import BaseModel
+
 from squidmesh_sdk import COMPLETE, StepContext, Workflow, manual
 
-wf = Workflow("logged_guide", triggers=[manual("go")])
+
+class Order(BaseModel):
+    order_id: str
+
+
+wf = Workflow("logged_guide", triggers=[manual("go", payload=Order)])
 
 
 @wf.step

@@ -1,10 +1,16 @@
 """docs/observability.md: a span attribute from inside a step."""
 
 from opentelemetry import trace
+from pydantic import BaseModel
 
 from squidmesh_sdk import COMPLETE, Workflow, manual
 
-wf = Workflow("observed_guide", triggers=[manual("go")])
+
+class Order(BaseModel):
+    order_id: str
+
+
+wf = Workflow("observed_guide", triggers=[manual("go", payload=Order)])
 
 
 @wf.step

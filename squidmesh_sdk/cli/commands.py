@@ -287,25 +287,37 @@ def runs_start(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def runs_approve(args: argparse.Namespace, ctx: Context) -> int:
-    """``squidmesh runs approve RUN_ID --actor A [--comment C] [--metadata JSON]``."""
+    """``squidmesh runs approve RUN_ID --actor A [--comment C] [--metadata JSON] [--step S]``."""
     run = ctx.client().approve_run(
-        args.run_id, actor=args.actor, comment=args.comment, metadata=args.metadata
+        args.run_id,
+        actor=args.actor,
+        comment=args.comment,
+        metadata=args.metadata,
+        step=args.step,
     )
     return _report(ctx, args, run, f"approved run {run.id}")
 
 
 def runs_reject(args: argparse.Namespace, ctx: Context) -> int:
-    """``squidmesh runs reject RUN_ID --actor A [--comment C] [--metadata JSON]``."""
+    """``squidmesh runs reject RUN_ID --actor A [--comment C] [--metadata JSON] [--step S]``."""
     run = ctx.client().reject_run(
-        args.run_id, actor=args.actor, comment=args.comment, metadata=args.metadata
+        args.run_id,
+        actor=args.actor,
+        comment=args.comment,
+        metadata=args.metadata,
+        step=args.step,
     )
     return _report(ctx, args, run, f"rejected run {run.id}")
 
 
 def runs_unblock(args: argparse.Namespace, ctx: Context) -> int:
-    """``squidmesh runs unblock RUN_ID [--actor A] [--comment C] [--metadata JSON]``."""
+    """``squidmesh runs unblock RUN_ID [--actor A] [--comment C] [--metadata JSON] [--step S]``."""
     run = ctx.client().unblock_run(
-        args.run_id, actor=args.actor, comment=args.comment, metadata=args.metadata
+        args.run_id,
+        actor=args.actor,
+        comment=args.comment,
+        metadata=args.metadata,
+        step=args.step,
     )
     return _report(ctx, args, run, f"unblocked run {run.id}")
 

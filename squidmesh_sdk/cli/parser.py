@@ -255,9 +255,9 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
     explain.add_argument("run_id", type=run_id, metavar="RUN_ID", help=RUN_ID_HELP)
 
     for name, handler, summary, actor_required in (
-        ("approve", commands.runs_approve, "approve a run paused at an approval step", True),
-        ("reject", commands.runs_reject, "reject a run paused at an approval step", True),
-        ("unblock", commands.runs_unblock, "resume a run paused at a pause step", False),
+        ("approve", commands.runs_approve, "approve a run's waiting approval step", True),
+        ("reject", commands.runs_reject, "reject a run's waiting approval step", True),
+        ("unblock", commands.runs_unblock, "resume a run's waiting pause step", False),
     ):
         action = _command(runs_sub, common, name, handler, summary, json_flag=True)
         action.add_argument("run_id", type=run_id, metavar="RUN_ID", help=RUN_ID_HELP)
@@ -270,6 +270,11 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
             type=json_object,
             metavar="JSON",
             help="a JSON object recorded with the decision (or @FILE, @- for stdin)",
+        )
+        action.add_argument(
+            "--step",
+            metavar="STEP",
+            help="the waiting step, when several wait at once (a name, or a key like review@2)",
         )
 
     cancel = _command(

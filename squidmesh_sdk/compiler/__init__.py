@@ -4,7 +4,8 @@
 :class:`~squidmesh_sdk.errors.DefinitionError` listing them; nothing is half-compiled.
 
 Modules: ``triggers`` (payload contracts, cron settings), ``steps`` (one step at a time),
-``shapes`` (dependency graphs and transition routes), ``issues`` (the shared collector).
+``edges`` (dependencies and routes, checked as one graph), ``inputs`` (every required step
+input has a source), ``issues`` (the shared collector).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 from typing import Literal
 
 from squidmesh_sdk import errors
+from squidmesh_sdk.compiler.edges import compile_edges
+from squidmesh_sdk.compiler.inputs import check_inputs
 from squidmesh_sdk.compiler.issues import NAME, VERSION, Issues
-from squidmesh_sdk.compiler.shapes import compile_dependencies, compile_routes
-from squidmesh_sdk.compiler.steps import check_step_names, compile_step
+from squidmesh_sdk.compiler.steps import check_step_names, compile_step, seconds
 from squidmesh_sdk.compiler.triggers import compile_triggers
 from squidmesh_sdk.definition.steps import StepSpec
 from squidmesh_sdk.definition.workflow import Workflow
@@ -39,32 +41,36 @@ def compile(workflow: Workflow) -> WorkflowDefinition:
             "invalid_version",
             f"workflow version {workflow.version!r} must match {VERSION.pattern}",
         )
+    deadline = _deadline(workflow, issues)
     triggers = compile_triggers(workflow.triggers, issues)
     specs = [handle.spec for handle in workflow.steps]
     names = check_step_names(workflow, specs, issues)
-    shape: Literal["transition", "dependency"] = (
-        "dependency" if any(spec.after is not None for spec in specs) else "transition"
-    )
     nodes: dict[str, StepNode] = {}
     for spec in specs:
-        node = compile_step(spec, shape, issues)
+        node = compile_step(spec, issues)
         if node is not None:
             nodes.setdefault(spec.name, node)
-    # Duplicates were reported above; shape checks look at the first spec of each name so one
+    # Duplicates were reported above; graph checks look at the first spec of each name so one
     # mistake is not reported again as a second entry step or a duplicate route.
     unique: dict[str, StepSpec] = {}
     for spec in specs:
         if spec.name != COMPLETE_TARGET:
             unique.setdefault(spec.name, spec)
-    specs = list(unique.values())
-    if shape == "dependency":
-        edges, entry, nodes = compile_dependencies(workflow, specs, names, nodes, issues)
-        initial: str | None = None
-    else:
-        edges, entry = compile_routes(workflow, specs, names, issues)
-        initial = entry[0] if len(entry) == 1 else None
+    edges, entry, nodes = compile_edges(workflow, list(unique.values()), names, nodes, issues)
+    check_inputs(
+        list(unique),
+        nodes,
+        edges,
+        triggers,
+        issues,
+        payload_known=len(triggers) == len(list(workflow.triggers)),
+    )
     if issues.items:
         raise errors.DefinitionError(str(workflow.name), issues.items)
+    has_after = any(edge.kind == "after" for edge in edges)
+    shape: Literal["transition", "dependency", "mixed"] = "transition"
+    if has_after:
+        shape = "mixed" if len(edges) > sum(e.kind == "after" for e in edges) else "dependency"
     return WorkflowDefinition(
         name=workflow.name,
         description=workflow.description,
@@ -72,8 +78,20 @@ def compile(workflow: Workflow) -> WorkflowDefinition:
         steps=nodes,
         edges=tuple(edges),
         entry_steps=tuple(entry),
-        initial_step=initial,
+        initial_step=entry[0] if len(entry) == 1 and not has_after else None,
         triggers=triggers,
         default_trigger=next(iter(triggers)),
         declared_version=workflow.version,
+        deadline=deadline,
     )
+
+
+def _deadline(workflow: Workflow, issues: Issues) -> float | None:
+    declared = getattr(workflow, "deadline", None)
+    if declared is None:
+        return None
+    value = seconds(declared)
+    if value is None or value <= 0:
+        issues.add("invalid_deadline", f"workflow deadline must be > 0 seconds, got {declared!r}")
+        return None
+    return value

@@ -50,7 +50,7 @@ def check_step_names(workflow: Workflow, specs: list[StepSpec], issues: Issues) 
     return seen
 
 
-def compile_step(spec: StepSpec, shape: str, issues: Issues) -> StepNode | None:
+def compile_step(spec: StepSpec, issues: Issues) -> StepNode | None:
     """Validate one step spec; return its node, or ``None`` when it has problems."""
     start = len(issues.items)
     name = spec.name
@@ -66,17 +66,24 @@ def compile_step(spec: StepSpec, shape: str, issues: Issues) -> StepNode | None:
             for problem in problems:
                 issues.add("invalid_step_body", f"step {name!r}: body {problem}", step=name)
     elif spec.kind in BUILTIN_KINDS:
-        options = _check_builtin(spec, shape, issues)
+        options = _check_builtin(spec, issues)
     else:
         issues.add("invalid_step_kind", f"step {name!r} has unknown kind {spec.kind!r}", step=name)
     retry = _compile_retry(spec, issues)
     timeout = None
     if spec.timeout is not None:
-        timeout = _seconds(spec.timeout)
+        timeout = seconds(spec.timeout)
         if timeout is None or timeout <= 0:
             issues.add(
                 "invalid_timeout", f"step {name!r}: timeout must be > 0, got {spec.timeout!r}", name
             )
+        elif spec.kind in ("log", "wait"):
+            issues.add(
+                "invalid_timeout",
+                f"{spec.kind} step {name!r} takes no timeout (it does not wait for anyone)",
+                step=name,
+            )
+    _check_map(spec, body, issues)
     if spec.output is not None and (not isinstance(spec.output, str) or not spec.output):
         issues.add(
             "invalid_output_key",
@@ -109,12 +116,52 @@ def compile_step(spec: StepSpec, shape: str, issues: Issues) -> StepNode | None:
             compensation=compensation.qualname if compensation else None,
         ),
         options=MappingProxyType(options),
+        map_over=spec.map_over,
+        map_as=spec.map_as,
+        max_parallel=spec.max_parallel,
         body=body,
         compensation=compensation,
     )
 
 
-def _check_builtin(spec: StepSpec, shape: str, issues: Issues) -> dict[str, Any]:
+def _check_map(spec: StepSpec, body: StepBody | None, issues: Issues) -> None:
+    name = spec.name
+    if spec.map_over is None:
+        if spec.max_parallel is not None:
+            issues.add("invalid_map", f"step {name!r}: max_parallel needs map_over=", step=name)
+        return
+    if spec.kind != "function":
+        issues.add("invalid_map", f"built-in {spec.kind} step {name!r} cannot map", step=name)
+        return
+    if not isinstance(spec.map_over, str) or not all(
+        NAME.match(part) for part in spec.map_over.split(".")
+    ):
+        issues.add(
+            "invalid_map",
+            f"step {name!r}: map_over must be a run-state key such as 'lines' or "
+            f"'order.lines', got {spec.map_over!r}",
+            step=name,
+        )
+    if spec.max_parallel is not None and (
+        isinstance(spec.max_parallel, bool)
+        or not isinstance(spec.max_parallel, int)
+        or spec.max_parallel < 1
+    ):
+        issues.add(
+            "invalid_map",
+            f"step {name!r}: max_parallel must be an integer >= 1, got {spec.max_parallel!r}",
+            step=name,
+        )
+    if body is not None and spec.map_as not in body.binder.input_names:
+        issues.add(
+            "invalid_map",
+            f"step {name!r}: its body has no parameter {spec.map_as!r} to receive each element "
+            f"of {spec.map_over!r}; add one or set map_as= to the parameter's name",
+            step=name,
+        )
+
+
+def _check_builtin(spec: StepSpec, issues: Issues) -> dict[str, Any]:
     name, kind = spec.name, spec.kind
     if spec.fn is not None:
         issues.add("builtin_has_body", f"built-in {kind} step {name!r} cannot have a body", name)
@@ -128,13 +175,6 @@ def _check_builtin(spec: StepSpec, shape: str, issues: Issues) -> dict[str, Any]
         issues.add(
             "transaction_on_builtin",
             f"built-in {kind} step {name!r} has no body to run in a transaction",
-            step=name,
-        )
-    if kind in ("pause", "approval") and shape == "dependency":
-        issues.add(
-            "manual_step_in_dependency_workflow",
-            f"{kind} step {name!r}: dependency workflows cannot pause (other branches would "
-            "keep running past the gate); use a transition workflow",
             step=name,
         )
     options: dict[str, Any] = {}
@@ -151,15 +191,47 @@ def _check_builtin(spec: StepSpec, shape: str, issues: Issues) -> dict[str, Any]
             )
         options = {"message": spec.message, "level": level}
     elif kind == "wait":
-        seconds = _seconds(spec.duration) if spec.duration is not None else None
-        if seconds is None or seconds <= 0:
+        options = _wait_options(spec, issues)
+    return options
+
+
+def _wait_options(spec: StepSpec, issues: Issues) -> dict[str, Any]:
+    name = spec.name
+    given = [
+        key
+        for key, value in (
+            ("duration", spec.duration),
+            ("duration_from", spec.duration_from),
+            ("until_from", spec.until_from),
+        )
+        if value is not None
+    ]
+    if len(given) != 1:
+        issues.add(
+            "invalid_wait_duration",
+            f"wait step {name!r}: give exactly one of duration=, duration_from= or until_from=, "
+            f"got {', '.join(given) or 'none'}",
+            step=name,
+        )
+        return {}
+    if spec.duration is not None:
+        length = seconds(spec.duration)
+        if length is None or length <= 0:
             issues.add(
                 "invalid_wait_duration",
                 f"wait step {name!r}: duration must be > 0 seconds, got {spec.duration!r}",
                 step=name,
             )
-        options = {"duration": seconds}
-    return options
+        return {"duration": length}
+    key, path = given[0], spec.duration_from if given[0] == "duration_from" else spec.until_from
+    if not isinstance(path, str) or not all(NAME.match(part) for part in path.split(".")):
+        issues.add(
+            "invalid_wait_duration",
+            f"wait step {name!r}: {key} must be a run-state key such as 'delay' or "
+            f"'order.ship_at', got {path!r}",
+            step=name,
+        )
+    return {key: path}
 
 
 def _compile_retry(spec: StepSpec, issues: Issues) -> RetryPolicy | None:
@@ -176,7 +248,7 @@ def _compile_retry(spec: StepSpec, issues: Issues) -> RetryPolicy | None:
     low = high = 0.0
     jitter = 0.0
     if backoff is not None:
-        low_s, high_s = _seconds(backoff.min), _seconds(backoff.max)
+        low_s, high_s = seconds(backoff.min), seconds(backoff.max)
         if low_s is None or low_s <= 0:
             problems.append(f"backoff min must be > 0 seconds, got {backoff.min!r}")
         if high_s is None or high_s <= 0:
@@ -227,7 +299,8 @@ def _check_recovery_flags(spec: StepSpec, issues: Issues) -> bool:
     return compensatable
 
 
-def _seconds(value: object) -> float | None:
+def seconds(value: object) -> float | None:
+    """``value`` (a number of seconds or a timedelta) in seconds, or ``None`` if neither."""
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):

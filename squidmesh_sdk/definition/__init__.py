@@ -4,10 +4,11 @@ Pure: no I/O and no database. The compiler (:mod:`squidmesh_sdk.compiler`) turns
 declared here into an immutable :class:`~squidmesh_sdk.graph.WorkflowDefinition`.
 """
 
+from squidmesh_sdk.definition.conditions import Condition, when
 from squidmesh_sdk.definition.context import StepContext
 from squidmesh_sdk.definition.defaults import now, today
 from squidmesh_sdk.definition.options import Backoff, Duration, Retry
-from squidmesh_sdk.definition.outcomes import COMPLETE, Complete, Outcome, RecoveryLabel
+from squidmesh_sdk.definition.outcomes import COMPLETE, Branch, Complete, Outcome, RecoveryLabel
 from squidmesh_sdk.definition.steps import (
     BuiltinStep,
     LogLevel,
@@ -24,8 +25,10 @@ from squidmesh_sdk.definition.workflow import Workflow
 __all__ = [
     "COMPLETE",
     "Backoff",
+    "Branch",
     "BuiltinStep",
     "Complete",
+    "Condition",
     "CronIdempotency",
     "Duration",
     "LogLevel",
@@ -45,4 +48,5 @@ __all__ = [
     "manual",
     "now",
     "today",
+    "when",
 ]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar
 
+from squidmesh_sdk.definition.conditions import Condition
 from squidmesh_sdk.definition.options import Duration, Retry
 from squidmesh_sdk.definition.outcomes import Complete, Outcome, RecoveryLabel
 
@@ -65,6 +66,11 @@ class StepSpec:
         message: Message of a ``"log"`` step.
         level: Level of a ``"log"`` step.
         duration: Length of a ``"wait"`` step.
+        duration_from: A ``"wait"`` step's length, read from this run-state key (seconds).
+        until_from: A ``"wait"`` step's end, read from this run-state key (an ISO datetime).
+        map_over: Run the body once per element of the list at this run-state key.
+        map_as: The parameter that receives the element (default ``"item"``).
+        max_parallel: Most elements of a map step running at once (``None``: all).
     """
 
     name: str
@@ -82,6 +88,11 @@ class StepSpec:
     message: str | None = None
     level: LogLevel | None = None
     duration: Duration | None = None
+    duration_from: str | None = None
+    until_from: str | None = None
+    map_over: str | None = None
+    map_as: str = "item"
+    max_parallel: int | None = None
 
 
 class DeclaringWorkflow(Protocol):
@@ -181,19 +192,23 @@ StepRef = StepHandle | str
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransitionSpec:
-    """A route of a transition workflow: from ``source`` on ``outcome`` go to ``target``.
+    """A route: from ``source`` on ``outcome`` (when ``condition`` holds) go to ``target``.
 
     Attributes:
         source: The step the route leaves.
-        outcome: ``"ok"`` (the step returned) or ``"error"`` (retries exhausted).
+        outcome: ``"ok"`` (the step returned), ``"error"`` (retries exhausted), ``"timeout"``
+            (an approval, pause or wait ran out of time) or a branch label.
         target: The next step, or ``COMPLETE``.
         recovery: Audit label of an error route (``"compensation"`` or ``"undo"``).
+        condition: Fire only when this holds; routes of one outcome are tried in declaration
+            order and the one without a condition is the default.
     """
 
     source: StepRef
-    outcome: Outcome
+    outcome: Outcome | str
     target: StepRef | Complete
     recovery: RecoveryLabel | None = None
+    condition: Condition | None = None
 
 
 def ref_name(ref: StepRef) -> str:

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
+from squidmesh_sdk.definition.conditions import Condition
 from squidmesh_sdk.definition.options import Duration, Retry
 from squidmesh_sdk.definition.outcomes import Complete, Outcome, RecoveryLabel
 from squidmesh_sdk.definition.steps import (
@@ -33,12 +34,17 @@ class Workflow:
     which compile it). Declaration methods record what they are given; the compiler checks it
     all and reports every problem in one :class:`~squidmesh_sdk.errors.DefinitionError`.
 
-    Two shapes are supported, one per workflow:
+    One graph holds both kinds of edge, and any step (function or built-in) may use both:
 
-    * **dependency graphs** — steps declare ``after=[...]``; roots start together, a join runs
-      once all its dependencies completed;
-    * **transition paths** — one entry step, then ``ok`` / ``error`` routes declared with
-      :meth:`transition` or :meth:`chain`, ending in ``COMPLETE``.
+    * **dependencies** — a step with ``after=[...]`` starts once its dependencies have settled
+      and at least one of them completed (a dependency on a branch that was not taken is
+      ``skipped``, and does not hold the join back);
+    * **routes** — :meth:`transition` / :meth:`chain` send the run from a step to the next one
+      on ``ok``, ``error``, ``timeout``, a branch label the step returns
+      (:class:`~squidmesh_sdk.definition.outcomes.Branch`) or a condition over its output.
+
+    Steps that nothing leads to start with the run; a path ends at a step with no route for
+    its outcome (or at ``COMPLETE``); the run completes when every path has ended.
 
     Args:
         name: Unique workflow name, stored with every run.
@@ -58,12 +64,14 @@ class Workflow:
         triggers: Sequence[TriggerSpec],
         description: str | None = None,
         version: str | None = None,
+        deadline: Duration | None = None,
     ) -> None:
         if isinstance(triggers, TriggerSpec):
             raise TypeError(f"triggers= takes a list, got {triggers!r}; write triggers=[...]")
         self.name = name
         self.description = description
         self.version = version
+        self.deadline = deadline
         self._triggers: tuple[TriggerSpec, ...] = tuple(triggers)
         self._steps: list[StepHandle] = []
         self._transitions: list[TransitionSpec] = []
@@ -106,6 +114,9 @@ class Workflow:
         compensatable: bool | None = None,
         transaction: bool = False,
         description: str | None = None,
+        map_over: str | None = None,
+        map_as: str = "item",
+        max_parallel: int | None = None,
     ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
     def step(
@@ -122,18 +133,24 @@ class Workflow:
         compensatable: bool | None = None,
         transaction: bool = False,
         description: str | None = None,
+        map_over: str | None = None,
+        map_as: str = "item",
+        max_parallel: int | None = None,
     ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
         """Declare a function as a step; usable bare (``@wf.step``) or with options.
 
         The function's parameters select its inputs by name from the payload and the run
         context (context wins); a parameter annotated ``StepContext`` receives run facts.
-        Annotations are validated with pydantic. Return a dict or pydantic model (merged into
-        the context, or stored under ``output``) or ``None``; raise to fail the attempt.
+        Annotations are validated with pydantic. Return a dict, pydantic model or dataclass
+        (merged into the context, or stored under ``output``) or ``None``; raise to fail the
+        attempt. A required parameter must be a payload field or an output key a step before
+        it declares (``output=`` or a typed return), unless one of those steps returns an
+        untyped dict: the compiler checks it (docs/authoring.md, "Where inputs come from").
 
         Args:
             fn: The step body (when used bare).
             name: Step name; defaults to the function's ``__name__``.
-            after: Dependencies; makes this a dependency-graph workflow.
+            after: Dependencies: the step starts once they have settled.
             retry: Retry policy for failed attempts.
             timeout: Longest time one attempt may run.
             output: Context key to store the result under.
@@ -141,6 +158,12 @@ class Workflow:
             compensatable: ``False`` excludes the step from saga rollback (same replay guard).
             transaction: Run the body inside a host-database transaction.
             description: Human description; defaults to the docstring's first line.
+            map_over: Run the body once per element of the list at this run-state key
+                (dotted: ``"order.lines"``); each element is a step run of its own, with its
+                own attempts. The step's output is ``{output or name: [each output, in
+                element order]}``; it fails (after the element's retries) if one element fails.
+            map_as: The parameter that receives the element.
+            max_parallel: Most elements running at once (``None``: all of them).
         """
         refs = as_refs(after)
 
@@ -159,6 +182,9 @@ class Workflow:
                 compensatable=compensatable,
                 transaction=transaction,
                 description=description if description is not None else _summary(body),
+                map_over=map_over,
+                map_as=map_as,
+                max_parallel=max_parallel,
             )
             handle = Step(self, spec, body)
             self._steps.append(handle)
@@ -186,32 +212,69 @@ class Workflow:
         self,
         name: str,
         *,
-        duration: Duration,
+        duration: Duration | None = None,
+        duration_from: str | None = None,
+        until_from: str | None = None,
         after: Sequence[StepRef] | None = None,
     ) -> BuiltinStep:
-        """Declare a durable timer: the next step is dispatched ``duration`` later.
+        """Declare a durable timer: the step completes once its time has come.
 
-        The delay lives in durable storage (the executor's delayed job), not in memory, so it
-        survives restarts.
+        Give exactly one of ``duration`` (fixed), ``duration_from`` (seconds read from this
+        run-state key when the wait starts) or ``until_from`` (an ISO 8601 datetime with a
+        time zone read from this key; a time already past completes at once). The timer is a
+        job in durable storage, not memory, so it survives restarts; a value that is missing
+        or not a duration fails the step with ``invalid_wait``.
         """
-        spec = StepSpec(name=name, kind="wait", duration=duration, after=as_refs(after))
+        spec = StepSpec(
+            name=name,
+            kind="wait",
+            duration=duration,
+            duration_from=duration_from,
+            until_from=until_from,
+            after=as_refs(after),
+        )
         return self._add_builtin(spec)
 
-    def pause(self, name: str, *, output: str | None = None) -> BuiltinStep:
-        """Declare a step that pauses the run until ``unblock_run`` is called.
+    def pause(
+        self,
+        name: str,
+        *,
+        output: str | None = None,
+        timeout: Duration | None = None,
+        after: Sequence[StepRef] | None = None,
+    ) -> BuiltinStep:
+        """Declare a step that waits until ``unblock_run`` is called.
 
-        The run resumes along the step's ``ok`` route. Transition workflows only.
+        The run resumes along the step's ``ok`` route. With ``timeout``, a pause still
+        waiting then takes its ``timeout`` route, or fails the run (``pause_timed_out``)
+        when it has none.
         """
-        return self._add_builtin(StepSpec(name=name, kind="pause", output=output))
+        spec = StepSpec(
+            name=name, kind="pause", output=output, timeout=timeout, after=as_refs(after)
+        )
+        return self._add_builtin(spec)
 
-    def approval(self, name: str, *, output: str | None = None) -> BuiltinStep:
+    def approval(
+        self,
+        name: str,
+        *,
+        output: str | None = None,
+        timeout: Duration | None = None,
+        after: Sequence[StepRef] | None = None,
+    ) -> BuiltinStep:
         """Declare a human approval gate.
 
-        The run pauses until ``approve_run`` (follows the ``ok`` route) or ``reject_run``
-        (follows the ``error`` route); both routes are required. The decision (actor, comment,
-        metadata, time) becomes the step output, stored under ``output`` if given.
+        The step waits until ``approve_run`` (follows the ``ok`` route) or ``reject_run``
+        (follows the ``error`` route; without one, a rejection fails the run). The decision
+        (actor, comment, metadata, time) becomes the step output, stored under ``output`` if
+        given. Other branches of the run keep running while it waits. With ``timeout``, an
+        approval still undecided then takes its ``timeout`` route, or fails the run
+        (``approval_timed_out``) when it has none.
         """
-        return self._add_builtin(StepSpec(name=name, kind="approval", output=output))
+        spec = StepSpec(
+            name=name, kind="approval", output=output, timeout=timeout, after=as_refs(after)
+        )
+        return self._add_builtin(spec)
 
     def add(self, spec: StepSpec) -> StepHandle:
         """Add a step from a spec built by hand (for generated workflows).
@@ -237,17 +300,24 @@ class Workflow:
         self,
         source: StepRef,
         *,
-        on: Outcome,
+        on: Outcome | str,
         to: StepRef | Complete,
+        when: Condition | None = None,
         recovery: RecoveryLabel | None = None,
     ) -> None:
         """Route ``source``'s ``on`` outcome to ``to`` (a step or ``COMPLETE``).
 
-        ``"error"`` routes are taken once the step's retries are exhausted (or at once for a
-        non-retryable error); ``recovery`` labels such a route for the audit trail.
+        ``on`` is ``"ok"``, ``"error"`` (taken once the step's retries are exhausted, or at
+        once for a non-retryable error), ``"timeout"`` (an approval, pause or wait with a
+        timeout) or a branch label the step returns with ``Branch(label, output)``.
+
+        ``when`` makes the route conditional (see :func:`~squidmesh_sdk.when`): the routes of
+        one outcome are tried in declaration order, the first whose condition holds fires, and
+        the route of that outcome without ``when`` is the default (required once any has one).
+        ``recovery`` labels an error route for the audit trail.
         """
         self._transitions.append(
-            TransitionSpec(source=source, outcome=on, target=to, recovery=recovery)
+            TransitionSpec(source=source, outcome=on, target=to, recovery=recovery, condition=when)
         )
 
     def chain(self, *steps: StepRef | Complete) -> None:

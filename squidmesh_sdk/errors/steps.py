@@ -137,10 +137,10 @@ class StepInputError(NonRetryableError):
 class StepOutputError(NonRetryableError):
     """A step returned something the runtime cannot store.
 
-    Steps return a mapping, a pydantic model or ``None``, with strict JSON values (see
-    :mod:`squidmesh_sdk.strict_json`: no NaN or infinity, no NUL character or lone surrogate,
-    bytes only as UTF-8, nested at most 64 deep). Retrying would return the same thing, so the
-    attempt fails without retry.
+    Steps return a mapping, a pydantic model, a dataclass or ``None``, with strict JSON values
+    (see :mod:`squidmesh_sdk.strict_json`: no NaN or infinity, no NUL character or lone
+    surrogate, bytes only as UTF-8, nested at most 64 deep). Retrying would return the same
+    thing, so the attempt fails without retry.
 
     Attributes:
         step: The step name.

@@ -117,6 +117,18 @@ class InlineExecutor:
             if self._pop_due(binding.clock.now(), peek=True) is None:
                 return ran
 
+    def run_next(self) -> bool:
+        """Perform the soonest job that is due, and only it; return whether one ran.
+
+        Lets a test step through work one delivery at a time (jobs it queues wait).
+        """
+        binding = self._require_binding()
+        job = self._pop_due(binding.clock.now())
+        if job is None:
+            return False
+        binding.perform(job)
+        return True
+
     def _enqueue(
         self, tx: Transaction, jobs: list[dict[str, Any]], schedule_in: float | None
     ) -> list[DispatchMetadata]:

@@ -28,7 +28,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from squidmesh_sdk import error_records, errors, telemetry
 from squidmesh_sdk.definition.context import StepContext, StepLogger
-from squidmesh_sdk.graph import StepNode, WorkflowDefinition
+from squidmesh_sdk.graph import StepKey, StepNode, WorkflowDefinition
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import dispatcher, inputs
 from squidmesh_sdk.runtime.core import Runtime
@@ -56,11 +56,18 @@ _compensations = telemetry.meter.create_counter(
 def compensatable(
     definition: WorkflowDefinition, completed: list[StepRun]
 ) -> list[tuple[StepRun, StepNode]]:
-    """Completed steps (newest first) that have a compensation callback."""
+    """Completed steps (newest first) that have a compensation callback.
+
+    A map step is compensated element by element: its own step run (the list of outputs) is
+    not compensated again.
+    """
     found = []
     for step_run in completed:
-        node = definition.steps.get(step_run.step)
+        key = StepKey.parse(step_run.step)
+        node = definition.steps.get(key.name)
         if node is None or node.compensation is None or not node.recovery.compensatable:
+            continue
+        if node.map_over is not None and key.item is None:
             continue
         found.append((step_run, node))
     return found
@@ -275,7 +282,8 @@ def _call(claim: _Claim) -> _Result:
             },
         ),
     )
-    state = {**inputs.state(run), **(step_run.output or {})}
+    # The step's own input (a map element's item, say) and output, over the run's state.
+    state = {**inputs.state(run), **step_run.input, **(step_run.output or {})}
     attributes = telemetry.run_attributes(run.workflow, run.id, **{telemetry.STEP: node.name})
     result = _Result()
     with telemetry.span(f"compensate {node.name}", attributes=attributes) as span:
@@ -298,7 +306,7 @@ def _call(claim: _Claim) -> _Result:
 
 def _record_result(tx: Transaction, claim: _Claim, result: _Result) -> bool:
     """Record the callback's result; ``False`` (nothing written) if it was taken over."""
-    current = step_run_store.get_step_run(tx.connection, claim.run.id, claim.node.name)
+    current = step_run_store.get_step_run(tx.connection, claim.run.id, claim.step_run.step)
     state = _state(current) if current is not None else {}
     if state.get("status") != "running" or state.get("attempt", 1) != claim.attempt:
         logger.warning(
@@ -314,7 +322,7 @@ def _record_result(tx: Transaction, claim: _Claim, result: _Result) -> bool:
     _record(tx, claim.step_run, recorded)
     tx.events.append(
         CompensationFinished(
-            claim.run, claim.node.name, claim.attempt, tx.now - claim.started_at, result.error
+            claim.run, claim.step_run.step, claim.attempt, tx.now - claim.started_at, result.error
         )
     )
     return True

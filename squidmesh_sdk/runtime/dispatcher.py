@@ -17,7 +17,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
 from sqlalchemy.exc import SQLAlchemyError
 
 from squidmesh_sdk import errors, telemetry
-from squidmesh_sdk.graph import WorkflowDefinition
+from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, WorkflowDefinition
 from squidmesh_sdk.port import payloads
 from squidmesh_sdk.port.executor import Executor
 from squidmesh_sdk.runtime import inputs
@@ -36,18 +36,21 @@ T = TypeVar("T")
 def dispatch_run(runtime: Runtime, tx: Transaction, run: Run) -> None:
     """Dispatch the first work of a new (or replayed) run.
 
-    A transition workflow's entry step is enqueued; a dependency workflow's roots are scheduled
-    (``pending`` rows with their input snapshots) and enqueued as one batch.
+    A single-path graph's entry step is enqueued; the entry steps of any other graph are
+    scheduled (``pending`` rows with their input snapshots) and enqueued as one batch. A
+    workflow with a deadline also gets its deadline job.
 
     Raises:
         DispatchFailed: the executor refused.
     """
     definition = runtime.definition_of(run)
-    if definition.shape == "dependency":
+    if definition.single_path:
+        assert run.current_step is not None  # noqa: S101 - single-path runs start at their entry
+        dispatch_steps(runtime, tx, run, [run.current_step])
+    else:
         dispatch_steps(runtime, tx, run, definition.entry_steps, schedule_pending=True)
-        return
-    assert run.current_step is not None  # noqa: S101 - transition runs start at their entry
-    dispatch_steps(runtime, tx, run, [run.current_step])
+    if definition.deadline is not None:
+        dispatch_steps(runtime, tx, run, [DEADLINE_STEP], schedule_in=definition.deadline)
 
 
 def dispatch_steps(
@@ -155,7 +158,7 @@ def _describe(send_span: Span, metadata: Sequence[Mapping[str, Any]]) -> None:
 def _scheduled(
     definition: WorkflowDefinition, run: Run, step: str
 ) -> tuple[str, dict[str, object], dict[str, object]]:
-    node = definition.step(step)
+    node = definition.step(StepKey.parse(step).name)
     snapshot = inputs.snapshot(node, inputs.state(run))
     return step, snapshot, node.recovery.to_dict()
 

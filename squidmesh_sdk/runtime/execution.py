@@ -25,10 +25,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
 from squidmesh_sdk import error_records, errors, state_machine, telemetry
 from squidmesh_sdk.definition.context import StepContext, StepLogger
-from squidmesh_sdk.graph import StepNode, WorkflowDefinition
+from squidmesh_sdk.definition.outcomes import Branch
+from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, StepNode, WorkflowDefinition
 from squidmesh_sdk.port.continuation import current_continuation
 from squidmesh_sdk.port.delivery import Delivery
-from squidmesh_sdk.runtime import inputs, progression
+from squidmesh_sdk.runtime import inputs, mapping, progression, waiting
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import (
     RunEvent,
@@ -40,7 +41,7 @@ from squidmesh_sdk.runtime.events import (
 from squidmesh_sdk.runtime.failures import describe_error, retry_decision
 from squidmesh_sdk.runtime.invoke import call_body
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit, prepared
+from squidmesh_sdk.store import prepared
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
@@ -49,7 +50,7 @@ from squidmesh_sdk.store.records import Attempt, Run, StepRun
 
 __all__ = ["Outcome", "claim_step", "execute_step"]
 
-Outcome = Literal["executed", "reconciled", "skipped", "cancelled", "paused"]
+Outcome = Literal["executed", "reconciled", "skipped", "cancelled", "paused", "waiting"]
 """What a step delivery did."""
 
 logger = logging.getLogger("squidmesh_sdk.runtime")
@@ -75,6 +76,8 @@ class _Claim:
 class _Outcome:
     output: dict[str, Any] | None = None
     exception: BaseException | None = None
+    label: str | None = None
+    """The branch the step returned (:class:`~squidmesh_sdk.Branch`), if it did."""
 
 
 class _Stale(Exception):
@@ -137,19 +140,20 @@ def claim_step(runtime: Runtime, tx: Transaction, run_id: str, step: str) -> obj
     try:
         run = run_store.lock_run(tx.connection, run_id)
         definition = runtime.definition_of(run)
-        node = definition.steps.get(step)
+        key = StepKey.parse(step)
+        node = definition.steps.get(key.name)
         if run.status not in ("pending", "running", "retrying") or node is None:
             return None
-        if node.kind in ("log", "wait") or node.is_manual:
+        if node.is_builtin or _starts_map(node, key):
             return None
-        step_input = _step_input(tx, run, definition, node)
+        step_input = _step_input(tx, run, definition, node, key)
     except Exception:  # noqa: BLE001 - nothing written yet: the delivery decides, and reports
         return None
     if step_input is None:
         return None
     # From here on only what the delivery itself would do once it found the step startable.
     mark = len(tx.events)
-    found = _begin(runtime, tx, run, definition, node, step_input, reclaim=False, simple=True)
+    found = _begin(runtime, tx, run, definition, node, key, step_input, reclaim=False, simple=True)
     return _ahead(tx, found, mark) if isinstance(found, _Claim) else None
 
 
@@ -165,7 +169,7 @@ def _ahead(tx: Transaction, claim: _Claim, mark: int) -> _Claim:
 
 def _execute(runtime: Runtime, run_id: str, step: str, delivery: Delivery) -> Outcome:
     ahead = delivery.claim
-    if isinstance(ahead, _Claim) and ahead.run.id == run_id and ahead.node.name == step:
+    if isinstance(ahead, _Claim) and ahead.run.id == run_id and ahead.step_run.step == step:
         # Claimed by the transaction that finished the previous step (a worker continuation).
         claimed = ahead
         span = trace.get_current_span()
@@ -250,8 +254,9 @@ def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
     step = offer.step_to_claim(tx, run.id) if offer is not None else None
     if offer is None or step is None:
         return
-    node = runtime.definition_of(run).steps.get(step)
-    if node is None or node.kind in ("log", "wait") or node.is_manual:
+    key = StepKey.parse(step)
+    node = runtime.definition_of(run).steps.get(key.name)
+    if node is None or node.is_builtin or _starts_map(node, key):
         # A built-in step is done by its claim: left to its own delivery, it gets its own
         # ``process`` span, and its transitions (``running -> paused``) are events on it.
         return
@@ -301,6 +306,13 @@ def _claim(
     run = locked if locked is not None else run_store.lock_run(tx.connection, run_id)
     if not ahead:
         trace.get_current_span().set_attribute(telemetry.WORKFLOW, run.workflow)
+    if step == DEADLINE_STEP:
+        return waiting.deadline_reached(runtime, tx, run)
+    if run.status == "paused":
+        # Only a timer of a waiting step (an approval's timeout) has work in a paused run.
+        woken = waiting.wake(runtime, tx, run, StepKey.parse(step))
+        if woken is not None:
+            return woken
     # Closing a run that will run nothing more needs no definition: a worker that holds another
     # version of the workflow (or none of the run's steps) finishes a cancellation all the same.
     if run.status in state_machine.TERMINAL or run.status == "paused":
@@ -317,7 +329,8 @@ def _claim(
         progression.finish_cancelling(tx, run)
         return "cancelled"
     definition = runtime.definition_of(run)
-    node = definition.steps.get(step)
+    key = StepKey.parse(step)
+    node = definition.steps.get(key.name)
     if node is None:
         # The version held here was kept across a change that removed the step: the run needs
         # a definition this process does not have. Refused, not dropped: the job stays with its
@@ -325,11 +338,22 @@ def _claim(
         raise errors.DefinitionUnavailable(
             run.workflow, definition.version, (definition.version,), run_id=run.id, step=step
         )
-    step_input = _step_input(tx, run, definition, node)
+    if node.is_waiting:
+        woken = waiting.wake(runtime, tx, run, key)
+        if woken is not None:
+            return woken
+    if _starts_map(node, key):
+        mapped = step_run_store.get_step_run(tx.connection, run.id, key.key)
+        if mapped is not None and mapped.status == "running":
+            tx.events.append(StepSkipped(run, step, "already_running"))
+            return "skipped"
+    step_input = _step_input(tx, run, definition, node, key)
     if step_input is None:
         tx.events.append(StepSkipped(run, step, "not_current"))
         return "skipped"
-    found = _begin(runtime, tx, run, definition, node, step_input, reclaim=reclaim, ahead=ahead)
+    found = _begin(
+        runtime, tx, run, definition, node, key, step_input, reclaim=reclaim, ahead=ahead
+    )
     assert found is not None  # noqa: S101 - only a simple claim ends without an outcome
     return found
 
@@ -340,6 +364,7 @@ def _begin(
     run: Run,
     definition: WorkflowDefinition,
     node: StepNode,
+    key: StepKey,
     step_input: dict[str, Any],
     *,
     reclaim: bool,
@@ -352,7 +377,7 @@ def _begin(
     completed (the delivery then decides); it is always a claim ahead of the delivery.
     ``ahead``: the current span is not this delivery's, so the attempt is not set on it.
     """
-    step = node.name
+    step = key.key
     # The step run and its first attempt are inserted in one round trip on PostgreSQL: the
     # attempt only if the step run is new (it has the id chosen here), otherwise below.
     fresh_id = str(new_id())
@@ -366,7 +391,9 @@ def _begin(
         return None  # nothing was written: a step run that exists keeps its attempts
     if action == "skip" and step_run.status == "completed":
         # Completed but the run never moved on: advance from the stored output.
-        progression.advance_after_success(runtime, tx, run, definition, node, step_run.output or {})
+        progression.advance_after_success(
+            runtime, tx, run, definition, node, step_run.output or {}, key=step
+        )
         return "reconciled"
     if action == "skip":
         reason = _takeover_reason(runtime, tx, step_run, reclaim=reclaim)
@@ -378,7 +405,7 @@ def _begin(
             tx, run.id, step, step_input, node.recovery.to_dict()
         )
     if run.status in ("pending", "retrying"):
-        current = step if definition.shape == "transition" else None
+        current = key.whole.key if definition.single_path else None
         run = progression.write_run(tx, run, status="running", current_step=current)
     if attempt is None or attempt.step_run_id != step_run.id:
         attempt = attempt_store.begin_attempt(tx, step_run.id)
@@ -386,14 +413,24 @@ def _begin(
         trace.get_current_span().set_attribute(telemetry.ATTEMPT, attempt.number)
     tx.events.append(StepStarted(run, step, attempt.number))
     claim = _Claim(run, definition, node, step_run, attempt)
-    if node.kind in ("log", "wait"):
-        _run_builtin(tx, claim)
+    if node.kind == "log":
+        _log(tx, claim)
         _apply(runtime, tx, claim, _Outcome(output={}))
         return "executed"
-    if node.is_manual:
-        _pause(tx, claim)
-        return "paused"
+    if node.is_waiting:
+        started = waiting.begin(runtime, tx, run, definition, node, step_run, attempt)
+        if started == "completed":
+            _apply(runtime, tx, claim, _Outcome(output={}))
+            return "executed"
+        return "executed" if started == "failed" else started
+    if _starts_map(node, key):
+        return mapping.start(runtime, tx, run, definition, node, step_run, attempt)
     return claim
+
+
+def _starts_map(node: StepNode, key: StepKey) -> bool:
+    """Whether claiming ``key`` starts a map step (its elements are claimed one by one)."""
+    return node.map_over is not None and key.item is None
 
 
 def _takeover_reason(
@@ -455,59 +492,32 @@ def _abandon(tx: Transaction, step_run: StepRun, reason: Mapping[str, Any]) -> N
 
 
 def _step_input(
-    tx: Transaction, run: Run, definition: WorkflowDefinition, node: StepNode
+    tx: Transaction, run: Run, definition: WorkflowDefinition, node: StepNode, key: StepKey
 ) -> dict[str, Any] | None:
     """The input to claim the step with, or ``None`` when this delivery is not current."""
-    if definition.shape == "transition":
-        if run.current_step != node.name:
+    if definition.single_path and key.item is None:
+        if run.current_step != key.key:
             return None
         return inputs.snapshot(node, inputs.state(run))
-    # Dependency steps run only once scheduled, with the snapshot taken then (also on retry).
-    existing = step_run_store.get_step_run(tx.connection, run.id, node.name)
+    # Steps of a graph with several paths run only once scheduled, with the snapshot taken
+    # then (also on retry).
+    existing = step_run_store.get_step_run(tx.connection, run.id, key.key)
     if existing is None or existing.status not in ("pending", "failed"):
         return None
     return dict(existing.input)
 
 
-def _run_builtin(tx: Transaction, claim: _Claim) -> None:
+def _log(tx: Transaction, claim: _Claim) -> None:
     node = claim.node
-    if node.kind == "log":
-        level = logging.getLevelNamesMapping()[str(node.options.get("level", "info")).upper()]
-        message = str(node.options["message"])
-        extra = {
-            "run_id": claim.run.id,
-            "workflow": claim.run.workflow,
-            "step": node.name,
-            "attempt": claim.attempt.number,
-        }
-        tx.after_commit(lambda: step_logger.log(level, message, extra=extra))
-
-
-def _pause(tx: Transaction, claim: _Claim) -> None:
-    """Park the run at a pause or approval step, with its resume routes persisted now.
-
-    Persisting the routes at pause time means a definition deployed while the run waits does
-    not change where it resumes to.
-    """
-    node, definition = claim.node, claim.definition
-    ok_target = definition.route(node.name, "ok")
-    assert ok_target is not None  # noqa: S101 - compiled transition workflows route every step
-    if node.kind == "pause":
-        step_run_store.persist_pause_resume(
-            tx, claim.step_run.id, inputs.namespaced(node, {}), ok_target
-        )
-    else:
-        error_target = definition.route(node.name, "error")
-        assert error_target is not None  # noqa: S101 - approvals must declare both routes
-        step_run_store.persist_approval_resume(
-            tx,
-            claim.step_run.id,
-            ok_target=ok_target,
-            error_target=error_target,
-            output_key=node.output_key,
-        )
-    progression.write_run(tx, claim.run, status="paused", current_step=node.name, last_error=None)
-    audit.record_event(tx, claim.run.id, "paused", step=node.name)
+    level = logging.getLevelNamesMapping()[str(node.options.get("level", "info")).upper()]
+    message = str(node.options["message"])
+    extra = {
+        "run_id": claim.run.id,
+        "workflow": claim.run.workflow,
+        "step": claim.step_run.step,
+        "attempt": claim.attempt.number,
+    }
+    tx.after_commit(lambda: step_logger.log(level, message, extra=extra))
 
 
 def _invoke(runtime: Runtime, claim: _Claim, tx: Transaction | None) -> _Outcome:
@@ -537,15 +547,31 @@ def _invoke(runtime: Runtime, claim: _Claim, tx: Transaction | None) -> _Outcome
     try:
         if tx is None:
             result = call_body(body, claim.step_run.input, context, timeout=node.timeout)
-            return _Outcome(output=inputs.normalize_output(node.name, result))
+            return _result(node, result)
         # The step's writes live in a savepoint: a failure rolls back only them, and the
         # failure itself is still recorded in the surrounding transaction.
         with tx.connection.begin_nested():
             result = call_body(body, claim.step_run.input, context, timeout=node.timeout)
-            output = inputs.normalize_output(node.name, result)
-        return _Outcome(output=output)
+            return _result(node, result)
     except Exception as exc:  # noqa: BLE001 - any failure of user code is the step's result
         return _Outcome(exception=exc)
+
+
+def _result(node: StepNode, result: object) -> _Outcome:
+    """A body's return value as an outcome: its output, and its branch label if it gave one.
+
+    Raises:
+        StepOutputError: the output cannot be stored, or the label is not an identifier.
+    """
+    if isinstance(result, Branch):
+        if not isinstance(result.label, str) or not result.label.isidentifier():
+            raise errors.StepOutputError(
+                node.name, f"returned Branch({result.label!r}): a label is an identifier"
+            )
+        return _Outcome(
+            output=inputs.normalize_output(node.name, result.output), label=result.label
+        )
+    return _Outcome(output=inputs.normalize_output(node.name, result))
 
 
 def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) -> Run:
@@ -557,16 +583,37 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
     try:
         if outcome.exception is None:
             assert outcome.output is not None  # noqa: S101
-            output = inputs.namespaced(node, outcome.output)
+            element = StepKey.parse(claim.step_run.step)
+            # A map element keeps its own output; the map step stores the list under its key.
+            output = (
+                dict(outcome.output)
+                if element.item is not None
+                else inputs.namespaced(node, outcome.output)
+            )
             # Whatever the run's state, the attempt and step run complete: on PostgreSQL the
             # three statements make one round trip (the run's lock is still taken first).
             relocked = run_store.relock_run_later(tx.connection, claim.run)
             attempt_store.mark_completed(tx, claim.attempt.id)
             step_run_store.mark_completed(tx, claim.step_run.id, output)
             run = relocked()
-            tx.events.append(StepCompleted(run, node.name, claim.attempt.number, duration))
+            key = claim.step_run.step
+            tx.events.append(StepCompleted(run, key, claim.attempt.number, duration))
+            if element.item is not None:
+                finished = mapping.element_finished(
+                    runtime, tx, run, claim.definition, node, element
+                )
+                prepared.flush(tx.connection)
+                return finished
             advanced = progression.advance_after_success(
-                runtime, tx, run, claim.definition, node, output
+                runtime,
+                tx,
+                run,
+                claim.definition,
+                node,
+                output,
+                key=key,
+                label=outcome.label,
+                returned=outcome.output,
             )
             prepared.flush(tx.connection)  # a stale step run or attempt is found here at last
             return advanced
@@ -577,8 +624,12 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
         step_run = step_run_store.fail_step(tx, claim.step_run.id, error)
     except errors.StaleRecord as stale:
         raise _Stale from stale
-    tx.events.append(StepFailed(run, node.name, claim.attempt.number, duration, error))
+    tx.events.append(StepFailed(run, claim.step_run.step, claim.attempt.number, duration, error))
     failures = attempt_store.failed_attempt_count(tx.connection, claim.step_run.id)
+    decision = retry_decision(node, failures, exc)
+    element = StepKey.parse(step_run.step)
+    if element.item is not None and not decision.retry:
+        return mapping.element_failed(runtime, tx, run, claim.definition, node, element, error)
     return progression.advance_after_failure(
         runtime,
         tx,
@@ -588,5 +639,5 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
         step_run,
         claim.attempt.number,
         error,
-        retry_decision(node, failures, exc),
+        decision,
     )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from squidmesh_sdk import errors
-from squidmesh_sdk.graph import COMPLETE_TARGET, WorkflowDefinition
+from squidmesh_sdk.graph import COMPLETE_TARGET, StepKey, WorkflowDefinition
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.records import Attempt, Run, StepRun
 
@@ -52,6 +53,8 @@ class _Result:
 
     status: str
     evidence: dict[str, Any]
+    extra: Mapping[str, Any]
+    """Details every explanation of this run carries (its deadline)."""
 
     def __call__(
         self, reason: str, step: str | None, details: Mapping[str, Any], actions: tuple[str, ...]
@@ -60,7 +63,7 @@ class _Result:
             status=self.status,
             reason=reason,
             step=step,
-            details=details,
+            details={**details, **self.extra},
             next_actions=actions,
             evidence=self.evidence,
         )
@@ -98,7 +101,11 @@ def explain(
         if latest is not None:
             evidence["attempt"] = _attempt_evidence(latest)
 
-    result = _Result(run.status, evidence)
+    extra: dict[str, Any] = {}
+    if definition is not None and definition.deadline is not None and not run.terminal:
+        deadline_at = run.inserted_at + timedelta(seconds=definition.deadline)
+        extra["deadline_at"] = deadline_at.isoformat()
+    result = _Result(run.status, evidence, extra)
     replayable = definition or current_definition
 
     if run.status in ("completed", "cancelled"):
@@ -110,7 +117,9 @@ def explain(
         return _definition_unavailable(run, unavailable.version, unavailable.held, steps, result)
     if definition is not None and run.status not in ("failed", "paused"):
         # A version kept across a change that removed a step this run still needs.
-        missing = [step for step in _waiting_steps(run) if step not in definition.steps]
+        missing = [
+            step for step in _waiting_steps(run) if StepKey.parse(step).name not in definition.steps
+        ]
         if missing:
             held = (definition.version,)
             return _definition_unavailable(run, definition.version, held, missing, result)
@@ -122,6 +131,10 @@ def explain(
         return result("cancelling", step, details, ("wait_for_cancellation",))
     if run.status == "paused":
         return _paused(run, current, definition, result, evidence)
+    if run.status in ("running", "pending") and definition is not None:
+        waiting = _waiting(run, current, definition, result, evidence)
+        if waiting is not None:
+            return waiting
     if run.status == "retrying":
         retrying = current or _latest_failed(run)
         step = retrying.step if retrying else run.current_step
@@ -135,7 +148,15 @@ def explain(
         replay, actions = _replay(run, replayable)
         failed = current or _latest_failed(run)
         latest = _latest(failed) if failed else None
-        node = definition.steps.get(failed.step) if (definition and failed) else None
+        code = (run.last_error or {}).get("code")
+        if code in _FAILURE_REASONS:
+            details = {"last_error": run.last_error, **replay}
+            return result(_FAILURE_REASONS[code], run.current_step, details, actions)
+        node = (
+            definition.steps.get(StepKey.parse(failed.step).name)
+            if (definition and failed)
+            else None
+        )
         retry = node.retry if node is not None else None
         # Only a policy that allowed more than one attempt can be "exhausted".
         if (
@@ -156,6 +177,16 @@ def explain(
     return _in_progress(run, current, definition, stale_step_timeout, result, evidence)
 
 
+_FAILURE_REASONS = {
+    "deadline_exceeded": "deadline_exceeded",
+    "approval_rejected": "approval_rejected",
+    "approval_timed_out": "timed_out",
+    "pause_timed_out": "timed_out",
+    "unknown_branch": "unknown_branch",
+}
+"""Failures explained by what ended the run rather than by a step's attempts."""
+
+
 def _paused(
     run: Run,
     current: StepRun | None,
@@ -163,25 +194,18 @@ def _paused(
     result: _Result,
     evidence: dict[str, Any],
 ) -> RunExplanation:
+    waiting = _manual_waits(run)
+    if current is None and waiting:
+        current = waiting[0]
     resume = current.resume if current is not None else None
     evidence["resume"] = resume
-    step = run.current_step
+    step = current.step if current is not None else run.current_step
     if not isinstance(resume, Mapping):
         return result(
             "paused_with_missing_resume_metadata", step, {"resume": "missing"}, ("cancel_run",)
         )
     kind = resume.get("kind")
-    if kind == "approval" and {"ok_target", "error_target"} <= resume.keys():
-        targets = {"ok": resume["ok_target"], "error": resume["error_target"]}
-        details: dict[str, Any] = {"approval_targets": targets}
-        actions: tuple[str, ...] = ("approve_run", "reject_run", "cancel_run")
-        reason = "paused_for_approval"
-    elif kind == "pause" and "target" in resume:
-        targets = {"ok": resume["target"]}
-        details = {"resume_target": resume["target"]}
-        actions = ("unblock_run", "cancel_run")
-        reason = "paused_for_manual_action"
-    else:
+    if kind not in ("approval", "pause"):
         return result(
             "paused_with_missing_resume_metadata",
             step,
@@ -195,9 +219,97 @@ def _paused(
             {"workflow_definition": "unavailable"},
             ("cancel_run",),
         )
-    if any(t != COMPLETE_TARGET and t not in definition.steps for t in targets.values()):
+    assert step is not None  # noqa: S101 - a paused run waits at a step
+    details = _manual_details(step, resume, definition)
+    if len(waiting) > 1:
+        details["waiting_steps"] = [sr.step for sr in waiting]
+    if any(
+        t is not None and t != COMPLETE_TARGET and t not in definition.steps
+        for t in _targets(details)
+    ):
         return result("paused_with_invalid_resume_target", step, details, ("cancel_run",))
-    return result(reason, step, details, actions)
+    if kind == "approval":
+        return result(
+            "paused_for_approval", step, details, ("approve_run", "reject_run", "cancel_run")
+        )
+    return result("paused_for_manual_action", step, details, ("unblock_run", "cancel_run"))
+
+
+def _manual_waits(run: Run) -> list[StepRun]:
+    """Pause and approval step runs that wait for a person."""
+    return [
+        sr
+        for sr in run.step_runs or ()
+        if sr.status == "running" and (sr.resume or {}).get("kind") in ("pause", "approval")
+    ]
+
+
+def _manual_details(
+    key: str, resume: Mapping[str, Any], definition: WorkflowDefinition
+) -> dict[str, Any]:
+    """Where a pause or approval leads: from the pinned definition (or an old run's record)."""
+    name = StepKey.parse(key).name
+    details: dict[str, Any]
+    if resume.get("kind") == "approval":
+        if {"ok_target", "error_target"} <= resume.keys():  # paused before routes were derived
+            targets = {"ok": resume["ok_target"], "error": resume["error_target"]}
+        else:
+            targets = {
+                "ok": _route_target(definition, name, "ok"),
+                "error": _route_target(definition, name, "error") or "fail_run",
+            }
+        details = {"approval_targets": targets}
+    else:
+        target = resume.get("target", _route_target(definition, name, "ok"))
+        details = {"resume_target": target}
+    if resume.get("timeout_at") is not None:
+        details["timeout_at"] = resume["timeout_at"]
+        details["timeout_target"] = _route_target(definition, name, "timeout") or "fail_run"
+    return details
+
+
+def _route_target(definition: WorkflowDefinition, step: str, outcome: str) -> str | None:
+    routes = definition.routes_from(step, outcome) if step in definition.steps else ()
+    return routes[0].target if routes else None
+
+
+def _targets(details: Mapping[str, Any]) -> list[str | None]:
+    found = list((details.get("approval_targets") or {}).values())
+    found.append(details.get("resume_target"))
+    return [t for t in found if t != "fail_run"]
+
+
+def _waiting(
+    run: Run,
+    current: StepRun | None,
+    definition: WorkflowDefinition,
+    result: _Result,
+    evidence: dict[str, Any],
+) -> RunExplanation | None:
+    """A running run that waits for a timer, or has an approval waiting beside its branches."""
+    timers = [
+        sr
+        for sr in run.step_runs or ()
+        if sr.status == "running" and (sr.resume or {}).get("kind") == "wait"
+    ]
+    manual = _manual_waits(run)
+    busy = [
+        sr
+        for sr in run.step_runs or ()
+        if sr.status in ("pending", "running") and sr not in timers and sr not in manual
+    ]
+    if busy or not (timers or manual):
+        if manual:
+            evidence["waiting_steps"] = [sr.step for sr in manual]
+        return None
+    if timers:
+        timer = current if current in timers else timers[0]
+        assert timer is not None  # noqa: S101
+        details: dict[str, Any] = {"until": (timer.resume or {}).get("until")}
+        if len(timers) > 1:
+            details["waiting_steps"] = [sr.step for sr in timers]
+        return result("waiting_for_timer", timer.step, details, ("wait_for_timer", "cancel_run"))
+    return None
 
 
 def _in_progress(
@@ -208,10 +320,10 @@ def _in_progress(
     result: _Result,
     evidence: dict[str, Any],
 ) -> RunExplanation:
-    actions = ("wait_for_step", "cancel_run")
+    actions: tuple[str, ...] = ("wait_for_step", "cancel_run")
     assert run.step_runs is not None  # noqa: S101
     statuses = {step_run.step: step_run.status for step_run in run.step_runs}
-    if definition is not None and definition.shape == "dependency":
+    if definition is not None and not definition.single_path:
         evidence["steps"] = [
             {
                 "step": node.name,
@@ -240,12 +352,21 @@ def _in_progress(
             if statuses.get(node.name) == "pending" and node.depends_on:
                 details = {"satisfied_dependencies": list(node.depends_on)}
                 return result("step_scheduled", node.name, details, actions)
-        current = next((sr for sr in run.step_runs if sr.status == "running"), current)
+        waits = {sr.step for sr in _manual_waits(run)}
+        current = next(
+            (sr for sr in run.step_runs if sr.status == "running" and sr.step not in waits),
+            current,
+        )
     if current is not None and current.status == "running":
         reclaim: dict[str, Any] = {"enabled": stale_step_timeout is not None}
         if stale_step_timeout is not None:
             reclaim["timeout_seconds"] = stale_step_timeout
         details = {"duplicate_delivery_policy": "skip_while_running", "stale_step_reclaim": reclaim}
+        waiting = evidence.get("waiting_steps")
+        if waiting:
+            # An approval (or pause) waits beside the running branch: it can be decided now.
+            details["waiting_steps"] = waiting
+            actions = ("wait_for_step", "approve_run", "reject_run", "unblock_run", "cancel_run")
         return result("step_running", current.step, details, actions)
     if run.status == "pending":
         return result("pending_dispatch", run.current_step, {}, actions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,9 +37,12 @@ def snapshot(node: StepNode, run_state: Mapping[str, Any]) -> dict[str, Any]:
 def normalize_output(step: str, value: object) -> dict[str, Any]:
     """A step's return value as a strict-JSON dict (see :mod:`squidmesh_sdk.strict_json`).
 
+    A dataclass instance stands for the mapping of its fields (shallowly: nested values are
+    converted as any value is).
+
     Raises:
-        StepOutputError: not a mapping, model or ``None``, or values JSON cannot hold (the
-            error names the JSON path of the first one, such as ``$.items[2].price``).
+        StepOutputError: not a mapping, model, dataclass or ``None``, or values JSON cannot
+            hold (the error names the JSON path of the first one, such as ``$.items[2].price``).
     """
     if value is None:
         return {}
@@ -49,10 +53,13 @@ def normalize_output(step: str, value: object) -> dict[str, Any]:
             raise errors.StepOutputError(
                 step, f"returned a model JSON cannot hold ({exc})"
             ) from None
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
     if not isinstance(value, Mapping):
         raise errors.StepOutputError(
             step,
-            f"returned {type(value).__name__}; return a mapping, a pydantic model or None",
+            f"returned {type(value).__name__}; return a mapping, a pydantic model, a dataclass "
+            "or None",
         )
     bad_keys = [key for key in value if not isinstance(key, str)]
     if bad_keys:

@@ -1,9 +1,9 @@
 """Resuming a paused run: ``unblock_run`` (pause steps), ``approve_run`` / ``reject_run``.
 
-The resume target and output key were persisted when the run paused, so a definition deployed
-while it waited does not change where it resumes to. Completing the paused step, recording the
-decision, moving the run and dispatching the next step commit together: if the executor refuses
-the next step, nothing changes and :class:`~squidmesh_sdk.errors.DispatchFailed` is raised.
+A run is pinned to its definition version, so the routes it resumes along are those it paused
+with. Completing the waiting step, recording the decision, moving the run and dispatching the
+next step commit together: if the executor refuses the next step, nothing changes and
+:class:`~squidmesh_sdk.errors.DispatchFailed` is raised.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from squidmesh_sdk import errors, strict_json, telemetry
-from squidmesh_sdk.graph import COMPLETE_TARGET
-from squidmesh_sdk.runtime import dispatcher, inputs, progression
+from squidmesh_sdk import error_records, errors, strict_json, telemetry
+from squidmesh_sdk.graph import StepKey, StepNode
+from squidmesh_sdk.runtime import inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import StepCompleted
+from squidmesh_sdk.runtime.routes import choose_route
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import audit
 from squidmesh_sdk.store import runs as run_store
@@ -40,16 +41,22 @@ def resume_run(
     actor: Actor | None = None,
     comment: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    step: str | None = None,
 ) -> Run:
-    """Resume a run paused at a pause step (``resumed``) or an approval step.
+    """Resume a pause step (``resumed``) or decide an approval step of a run.
+
+    The step is the one the run waits at; ``step`` names it when several wait at once (a step
+    name, or a step run key such as ``"review@2"``). An approval's ``approved`` takes its
+    ``ok`` route, ``rejected`` its ``error`` route (a run without one fails, with
+    ``approval_rejected``). Other branches of the run may keep running meanwhile.
 
     Raises:
         InvalidResume: malformed actor, comment or metadata (an approval decision needs an
             actor).
         InvalidRunId, RunNotFound: no such run.
-        InvalidTransition: the run is not paused.
-        InvalidStep: the paused step is of the other kind, or its persisted target is no longer
-            a step of the workflow.
+        InvalidTransition: the run is finished, cancelling, or waits at no pause or approval.
+        InvalidStep: the step waiting is of the other kind, ``step`` names no waiting step, or
+            several wait and ``step`` was not given.
         DispatchFailed: the executor refused the next step; nothing changed.
     """
     details = _validate(decision, actor, comment, metadata)
@@ -61,24 +68,20 @@ def resume_run(
         runtime.transaction() as tx,
     ):
         run = run_store.lock_run(tx.connection, run_id)
-        if run.status != "paused":
+        if run.status not in ("paused", "running", "retrying"):
             raise errors.InvalidTransition(run.status, "running", run_id=run.id)
-        step_run = _paused_step_run(tx, run, decision)
+        step_run = _waiting_step_run(tx, run, decision, step)
         definition = runtime.definition_of(run)
-        output, target = _outcome(step_run, decision, details, tx)
-        if target != COMPLETE_TARGET and target not in definition.steps:
+        node = definition.steps.get(StepKey.parse(step_run.step).name)
+        if node is None or not node.is_manual:
             raise errors.InvalidStep(
-                run.id,
-                run.current_step,
-                f"the persisted resume target {target!r} is no longer a step of the workflow; "
-                "cancel the run",
+                run.id, step_run.step, "the waiting step is no longer a pause or approval"
             )
         attempt = attempt_store.latest_attempt(tx.connection, step_run.id)
         if attempt is None or attempt.status != "running":
-            raise errors.InvalidStep(
-                run.id, run.current_step, "the paused step has no open attempt"
-            )
+            raise errors.InvalidStep(run.id, step_run.step, "the paused step has no open attempt")
         attempt_store.complete_attempt(tx, attempt.id)
+        output = _output(step_run, node, decision, details, tx)
         manual = {"event": decision, "at": tx.now.isoformat(), **details}
         step_run_store.complete_manual_step(tx, step_run.id, output, manual)
         audit.record_event(
@@ -90,19 +93,27 @@ def resume_run(
             comment=details.get("comment"),
             metadata=details.get("metadata"),
         )
-        context = inputs.merge_output(run.context, output)
         duration = tx.now - attempt.inserted_at
-        if target == COMPLETE_TARGET:
-            run = progression.write_run(
-                tx, run, status="completed", context=context, current_step=None, last_error=None
-            )
-        else:
-            run = progression.write_run(
-                tx, run, status="running", context=context, current_step=target, last_error=None
-            )
-            dispatcher.dispatch_steps(runtime, tx, run, [target])
         tx.events.append(StepCompleted(run, step_run.step, attempt.number, duration))
-    return run
+        if decision != "rejected":
+            return progression.advance_after_success(
+                runtime, tx, run, definition, node, output, key=step_run.step, strict=True
+            )
+        context = inputs.merge_output(run.context, output)
+        choice = choose_route(definition, node.name, "error")
+        if choice.edge is None:
+            error = error_records.error_record(
+                "rejected",
+                f"approval {node.name!r} was rejected",
+                code="approval_rejected",
+                step=node.name,
+                details={k: v for k, v in details.items() if k in ("actor", "comment")},
+            )
+            run = progression.write_run(tx, run, context=context)
+            return progression.fail_run(runtime, tx, run, error, current_step=step_run.step)
+        return progression.follow(
+            runtime, tx, run, definition, choice, key=step_run.step, context=context, strict=True
+        )
 
 
 def _validate(
@@ -186,38 +197,60 @@ def _strict_text(value: str, field: str, problems: dict[str, str]) -> str:
     return value
 
 
-def _paused_step_run(tx: Transaction, run: Run, decision: Decision) -> StepRun:
-    step = run.current_step
-    step_run = (
-        step_run_store.get_step_run(tx.connection, run.id, step) if step is not None else None
-    )
-    if step_run is None or step_run.status != "running":
-        raise errors.InvalidStep(run.id, step, "the paused step is not running")
-    kind = (step_run.resume or {}).get("kind")
+def _waiting_step_run(tx: Transaction, run: Run, decision: Decision, step: str | None) -> StepRun:
+    """The pause or approval step run the decision is for."""
+    waiting = [
+        state.key
+        for state in step_run_store.progress_states(tx.connection, run.id)
+        if state.waiting
+    ]
+    manual: list[StepRun] = []
+    for key in waiting:
+        found = step_run_store.get_step_run(tx.connection, run.id, key)
+        if found is not None and (found.resume or {}).get("kind") in ("pause", "approval"):
+            manual.append(found)
+    if step is not None:
+        named = [s for s in manual if step in (s.step, StepKey.parse(s.step).name)]
+        if not named:
+            raise errors.InvalidStep(run.id, step, "no pause or approval waits at this step")
+        chosen = named[-1]
+    elif not manual:
+        if run.status != "paused":
+            raise errors.InvalidTransition(run.status, "running", run_id=run.id)
+        raise errors.InvalidStep(run.id, run.current_step, "the paused step is not running")
+    elif len(manual) > 1:
+        names = ", ".join(s.step for s in manual)
+        raise errors.InvalidStep(
+            run.id, None, f"several steps wait ({names}): name one with step= (CLI: --step)"
+        )
+    else:
+        chosen = manual[0]
+    kind = (chosen.resume or {}).get("kind")
     if decision == "resumed" and kind != "pause":
         raise errors.InvalidStep(
             run.id,
-            step,
+            chosen.step,
             "this step waits for an approval, not an unblock: "
             f"squidmesh runs approve {run.id} --actor NAME (or runs reject)",
         )
     if decision != "resumed" and kind != "approval":
         raise errors.InvalidStep(
             run.id,
-            step,
+            chosen.step,
             f"this step is a pause, not an approval: squidmesh runs unblock {run.id} resumes it",
         )
-    return step_run
+    return chosen
 
 
-def _outcome(
-    step_run: StepRun, decision: Decision, details: Mapping[str, Any], tx: Transaction
-) -> tuple[dict[str, Any], str]:
-    resume = step_run.resume or {}
+def _output(
+    step_run: StepRun,
+    node: StepNode,
+    decision: Decision,
+    details: Mapping[str, Any],
+    tx: Transaction,
+) -> dict[str, Any]:
     if decision == "resumed":
-        return dict(resume.get("output") or {}), str(resume["target"])
+        return inputs.namespaced(node, {})
     record = {"decision": decision, "decided_at": tx.now.isoformat(), **details}
-    key = resume.get("output_key")
-    output = {key: record} if isinstance(key, str) and key else record
-    target = resume["ok_target"] if decision == "approved" else resume["error_target"]
-    return output, str(target)
+    key = (step_run.resume or {}).get("output_key", node.output_key)
+    return {key: record} if isinstance(key, str) and key else record

@@ -32,9 +32,9 @@ __all__ = [
 SCHEDULE_KEY = "schedule"
 """Context key reserved for a cron run's schedule metadata; step outputs cannot replace it."""
 
-StepRunStatus = Literal["pending", "running", "completed", "failed"]
+StepRunStatus = Literal["pending", "running", "completed", "failed", "skipped"]
 AttemptStatus = Literal["running", "completed", "failed", "abandoned"]
-StepStateStatus = Literal["waiting", "pending", "running", "completed", "failed"]
+StepStateStatus = Literal["waiting", "pending", "running", "completed", "failed", "skipped"]
 AuditEventType = Literal[
     "paused",
     "resumed",
@@ -44,6 +44,10 @@ AuditEventType = Literal[
     "replayed",
     "compensation_routed",
     "undo_routed",
+    "route_taken",
+    "skipped",
+    "timed_out",
+    "deadline_exceeded",
 ]
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "ABANDONED_CANCELLATION_ERROR",
     "PAUSE_CANCELLATION_ERROR",
     "UNSET",
+    "WAIT_CANCELLATION_ERROR",
     "cancel_run",
     "create_run",
     "find_by_idempotency_key",
@@ -54,6 +55,12 @@ PAUSE_CANCELLATION_ERROR: Mapping[str, Any] = error_records.error_record(
     "cancelled", "run cancelled while paused", code="cancelled"
 )
 """The error recorded on a paused step and its attempt when the run is cancelled."""
+
+WAIT_CANCELLATION_ERROR: Mapping[str, Any] = error_records.error_record(
+    "cancelled", "run cancelled while the step waited", code="cancelled"
+)
+"""The error recorded on a waiting step (a timer, or a pause beside running branches) and its
+attempt when the run is cancelled."""
 
 ABANDONED_CANCELLATION_ERROR: Mapping[str, Any] = error_records.error_record(
     "cancelled",
@@ -361,9 +368,12 @@ def cancel_run(tx: Transaction, run_id: object) -> tuple[Run, RunStatus]:
     """
     run = lock_run(tx.connection, run_id)
     from_status = run.status
+    if from_status in ("pending", "paused", "running", "retrying"):
+        error = PAUSE_CANCELLATION_ERROR if from_status == "paused" else WAIT_CANCELLATION_ERROR
+        for state in step_run_store.progress_states(tx.connection, run.id):
+            if state.waiting:
+                _fail_waiting_step(tx, run, state.key, error)
     if from_status in ("pending", "paused"):
-        if from_status == "paused" and run.current_step is not None:
-            _fail_paused_step(tx, run, PAUSE_CANCELLATION_ERROR)
         run = write_run(tx, run, status="cancelled", current_step=None)
     elif from_status in ("running", "retrying"):
         run = write_run(tx, run, status="cancelling", current_step=None)
@@ -375,9 +385,9 @@ def cancel_run(tx: Transaction, run_id: object) -> tuple[Run, RunStatus]:
 
 
 def running_steps(connection: Connection, run_id: str) -> list[str]:
-    """The run's steps whose step run is ``running``: a body in flight (or a paused step)."""
-    statuses = step_run_store.step_statuses(connection, run_id)
-    return [step for step, status in statuses.items() if status == "running"]
+    """The run's step runs with a body in flight: ``running`` and not waiting."""
+    states = step_run_store.progress_states(connection, run_id)
+    return [state.key for state in states if state.status == "running" and not state.waiting]
 
 
 def replay_blockers(
@@ -513,9 +523,8 @@ def _with_history(connection: Connection, run: Run) -> Run:
     return dataclasses.replace(run, step_runs=step_runs, events=events)
 
 
-def _fail_paused_step(tx: Transaction, run: Run, error: Mapping[str, Any]) -> None:
-    assert run.current_step is not None  # noqa: S101 - checked by the caller
-    step_run = step_run_store.get_step_run(tx.connection, run.id, run.current_step)
+def _fail_waiting_step(tx: Transaction, run: Run, key: str, error: Mapping[str, Any]) -> None:
+    step_run = step_run_store.get_step_run(tx.connection, run.id, key)
     if step_run is None or step_run.status != "running":
         return
     latest = attempt_store.latest_attempt(tx.connection, step_run.id)

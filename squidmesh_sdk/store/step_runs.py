@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from squidmesh_sdk import errors
+from squidmesh_sdk.graph import StepKey
 from squidmesh_sdk.store.database import Transaction, upsert
 from squidmesh_sdk.store.ids import as_uuid, new_id
 from squidmesh_sdk.store.prepared import Prepared
@@ -22,6 +24,8 @@ from squidmesh_sdk.store.records import Attempt, StepRun, StepRunStatus
 from squidmesh_sdk.store.schema import attempts, step_runs
 
 __all__ = [
+    "WAITING_KINDS",
+    "ProgressState",
     "ScheduledStep",
     "begin_step",
     "begin_step_later",
@@ -31,21 +35,48 @@ __all__ = [
     "completed_step_runs_for_compensation",
     "completed_steps",
     "delete_pending_steps",
+    "element_runs",
     "fail_step",
     "get_step_run",
     "list_step_runs",
     "mark_completed",
+    "newest_iteration",
     "persist_approval_resume",
     "persist_pause_resume",
+    "persist_waiting",
+    "progress_states",
     "record_failure_recovery",
     "schedule_step",
     "schedule_steps",
+    "skip_steps",
     "step_statuses",
     "update_recovery",
 ]
 
 ScheduledStep = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
 """``(step, input)`` or ``(step, input, recovery)``."""
+
+WAITING_KINDS = frozenset({"wait", "pause", "approval", "map"})
+"""``resume["kind"]`` of a step run that is open because it waits (no body of its own is
+running): for a timer, a person, or (``map``) the elements of a map step."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressState:
+    """What moving a run on needs to know of one step run.
+
+    Attributes:
+        key: The step run's key (the step name, or ``name@iteration`` / ``name[item]``).
+        status: Its status.
+        waiting: It is open because it waits for a timer or a person, not running a body.
+        routed: Settled without completing: it failed and its error (or timeout) route was
+            taken, or it is an approval that was rejected.
+    """
+
+    key: str
+    status: StepRunStatus
+    waiting: bool
+    routed: bool
 
 
 def begin_step(
@@ -157,6 +188,97 @@ def schedule_steps(
     )
     inserted = set(tx.connection.scalars(statement))
     return [row["step"] for row in rows if row["step"] in inserted]
+
+
+def skip_steps(tx: Transaction, run_id: str | uuid.UUID, steps: Sequence[str]) -> list[str]:
+    """Record ``steps`` as ``skipped`` (a branch not taken); return those newly recorded.
+
+    A step that already has a row keeps it.
+    """
+    if not steps:
+        return []
+    rows = [
+        {
+            "id": new_id(),
+            "run_id": as_uuid(run_id),
+            "step": step,
+            "status": "skipped",
+            "input": {},
+            "inserted_at": tx.now,
+            "updated_at": tx.now,
+        }
+        for step in dict.fromkeys(steps)
+    ]
+    statement = (
+        upsert(tx.connection.dialect.name, step_runs)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[step_runs.c.run_id, step_runs.c.step])
+        .returning(step_runs.c.step)
+    )
+    inserted = set(tx.connection.scalars(statement))
+    return [str(row["step"]) for row in rows if row["step"] in inserted]
+
+
+def progress_states(connection: Connection, run_id: str | uuid.UUID) -> list[ProgressState]:
+    """Every step run of the run, as :class:`ProgressState`, in insertion order."""
+    rows = connection.execute(
+        sa.select(
+            step_runs.c.step,
+            step_runs.c.status,
+            step_runs.c.resume,
+            step_runs.c.recovery,
+            step_runs.c.manual,
+        )
+        .where(step_runs.c.run_id == as_uuid(run_id))
+        .order_by(step_runs.c.inserted_at, step_runs.c.id)
+    ).mappings()
+    return [
+        ProgressState(
+            key=row["step"],
+            status=row["status"],
+            waiting=row["status"] == "running"
+            and (row["resume"] or {}).get("kind") in WAITING_KINDS,
+            routed=(row["status"] == "failed" and "failure" in (row["recovery"] or {}))
+            or (row["status"] == "completed" and (row["manual"] or {}).get("event") == "rejected"),
+        )
+        for row in rows
+    ]
+
+
+def element_runs(connection: Connection, run_id: str | uuid.UUID, key: str) -> list[StepRun]:
+    """The element step runs (``key[0]``, ``key[1]``...) of map step run ``key``."""
+    rows = connection.execute(
+        sa.select(step_runs).where(
+            step_runs.c.run_id == as_uuid(run_id),
+            step_runs.c.step.startswith(f"{key}[", autoescape=True),
+        )
+    ).mappings()
+    return [StepRun.from_row(row) for row in rows]
+
+
+def newest_iteration(connection: Connection, run_id: str | uuid.UUID, step: str) -> int:
+    """The highest loop iteration ``step`` has a step run for in the run (0: none yet)."""
+    keys = connection.scalars(
+        sa.select(step_runs.c.step).where(
+            step_runs.c.run_id == as_uuid(run_id),
+            sa.or_(
+                step_runs.c.step == step, step_runs.c.step.startswith(f"{step}@", autoescape=True)
+            ),
+        )
+    )
+    parsed = (StepKey.parse(key) for key in keys)
+    return max((key.iteration for key in parsed if key.name == step), default=0)
+
+
+def persist_waiting(
+    tx: Transaction, step_run_id: str | uuid.UUID, resume: Mapping[str, Any]
+) -> StepRun:
+    """Mark a running step run as waiting: ``resume`` says for what (``kind``) and until when.
+
+    Raises:
+        StaleRecord: the step run is not running.
+    """
+    return _update_running(tx, step_run_id, resume=dict(resume))
 
 
 def delete_pending_steps(tx: Transaction, run_id: str | uuid.UUID, steps: Sequence[str]) -> int:

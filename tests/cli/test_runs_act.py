@@ -121,7 +121,7 @@ def test_approve(cli: Cli, client: Client) -> None:
     done = client.inspect_run(run_id, include_history=True)
     assert done.status == "completed"
     assert done.context["approval"]["decision"] == "approved"
-    event = (done.events or ())[-1]
+    (event,) = [e for e in done.events or () if e.type == "approved"]
     assert (event.type, event.actor, event.comment, event.metadata) == (
         "approved",
         "ops@example.com",

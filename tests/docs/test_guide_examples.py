@@ -14,6 +14,7 @@ import pytest
 from samples.guide import (
     authoring_checkout,
     authoring_dependencies,
+    authoring_inputs,
     authoring_routes,
     authoring_triggers,
     cron_activate,
@@ -22,7 +23,17 @@ from samples.guide import (
     runtime_tour,
     runtime_versions,
 )
-from squidmesh_sdk import Client, InlineExecutor, Worker, compile
+from squidmesh_sdk import (
+    COMPLETE,
+    Client,
+    DefinitionError,
+    InlineExecutor,
+    Worker,
+    Workflow,
+    compile,
+    manual,
+)
+from squidmesh_sdk.testing import WorkflowEnvironment
 
 ROOT = Path(__file__).parents[2]
 
@@ -37,6 +48,35 @@ def test_the_authoring_examples_compile() -> None:
         "load_invoice",
     )
     assert list(compile(authoring_triggers.digest).triggers) == ["manual_digest", "daily_digest"]
+
+
+def test_the_inputs_example_runs_and_its_typo_is_reported_as_the_guide_shows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    guide = authoring_inputs
+    with WorkflowEnvironment([guide.fulfil]) as env:
+        run = env.start_run(guide.fulfil, {"order_id": "o-1", "amount_cents": 1200})
+        assert env.client.inspect_run(run.id).status == "completed"
+    assert capsys.readouterr().out == "order o-1 shipped: trk_res_o-1\n"
+
+    def ship(reservation: str, charge_id: str) -> dict[str, str]: ...
+
+    typo = Workflow("fulfil_guide", triggers=[manual("order", payload=guide.Order)])
+    typo.chain(
+        typo.step(guide.reserve.__wrapped__),  # type: ignore[attr-defined]
+        typo.step(guide.charge.__wrapped__),  # type: ignore[attr-defined]
+        typo.step(output="shipment")(ship),
+        typo.step(guide.notify.__wrapped__),  # type: ignore[attr-defined]
+        COMPLETE,
+    )
+    with pytest.raises(DefinitionError) as raised:
+        compile(typo)
+    (shown,) = [
+        line
+        for line in (ROOT / "docs/authoring.md").read_text().splitlines()
+        if line.startswith("- [unknown_input]")
+    ]
+    assert str(raised.value).splitlines()[1:] == [shown]
 
 
 def test_the_runtime_tour_completes_a_run(tmp_path: Path) -> None:

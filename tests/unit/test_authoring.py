@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from pydantic import BaseModel
 
 from squidmesh_sdk import (
     COMPLETE,
@@ -37,8 +38,12 @@ def test_decorated_step_is_still_a_plain_callable() -> None:
     assert add.spec.description == "Add two numbers."
 
 
+class Count(BaseModel):
+    n: int
+
+
 def test_async_step_stays_awaitable() -> None:
-    wf = Workflow("wf", triggers=[manual("go")])
+    wf = Workflow("wf", triggers=[manual("go", payload=Count)])
 
     @wf.step
     async def fetch(n: int) -> dict[str, int]:
@@ -173,7 +178,7 @@ def test_builtin_factories_return_builtin_handles() -> None:
 
 
 def test_generated_workflows_can_add_specs_directly() -> None:
-    wf = Workflow("generated", triggers=[manual("go")])
+    wf = Workflow("generated", triggers=[manual("go", payload=Count)])
 
     def body(n: int) -> dict[str, int]:
         return {"n": n + 1}
@@ -214,7 +219,11 @@ def test_a_step_declared_in_a_class_still_behaves_as_a_method() -> None:
 def test_partials_and_callable_objects_are_step_bodies() -> None:
     import functools
 
-    wf = Workflow("wf", triggers=[manual("go")])
+    class Fetch(BaseModel):
+        amount: int
+        url: str
+
+    wf = Workflow("wf", triggers=[manual("go", payload=Fetch)])
 
     def scaled(factor: int, amount: int) -> dict[str, int]:
         return {"total": factor * amount}

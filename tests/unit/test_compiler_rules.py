@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 from squidmesh_sdk import (
     COMPLETE,
     Backoff,
+    Branch,
     DefinitionError,
     Retry,
     StepSpec,
@@ -19,6 +20,7 @@ from squidmesh_sdk import (
     compile,
     cron,
     manual,
+    when,
 )
 
 
@@ -182,31 +184,13 @@ def mixed_shapes() -> Workflow:
     return wf
 
 
-def pause_in_dependency_workflow() -> Workflow:
-    wf = _wf()
-
-    @wf.step
-    def a() -> None: ...
-
-    wf.add(StepSpec(name="hold", kind="pause", after=(a,)))
-    return wf
-
-
 # -- transition rules ----------------------------------------------------------------------
-
-
-def two_entry_steps() -> Workflow:
-    wf = _wf()
-    wf.chain(wf.log("a", message="a"), COMPLETE)
-    wf.chain(wf.log("b", message="b"), COMPLETE)
-    return wf
 
 
 def no_entry_step() -> Workflow:
     wf = _wf()
-    a = wf.log("a", message="a")
-    b = wf.log("b", message="b")
-    wf.chain(a, b, a)
+    a = wf.log("a", message="a", after=["b"])
+    wf.log("b", message="b", after=[a])
     return wf
 
 
@@ -236,7 +220,7 @@ def invalid_outcome() -> Workflow:
     wf = _wf()
     a = wf.log("a", message="a")
     wf.chain(a, COMPLETE)
-    wf.transition(a, on="maybe", to=COMPLETE)  # type: ignore[arg-type]
+    wf.transition(a, on="not a label", to=COMPLETE)
     return wf
 
 
@@ -257,25 +241,9 @@ def invalid_recovery_label() -> Workflow:
 def unreachable_step() -> Workflow:
     wf = _wf()
     a = wf.log("a", message="a")
-    b = wf.log("b", message="b")
     c = wf.log("c", message="c")
     wf.chain(a, c, COMPLETE)
-    wf.chain(b, b)  # only reachable from itself
-    return wf
-
-
-def missing_ok_route() -> Workflow:
-    wf = _wf()
-    a = wf.log("a", message="a")
-    b = wf.log("b", message="b")
-    wf.chain(a, b)
-    return wf
-
-
-def approval_without_error_route() -> Workflow:
-    wf = _wf()
-    gate = wf.approval("gate")
-    wf.transition(gate, on="ok", to=COMPLETE)
+    wf.transition(wf.wait("b", duration=1), on="ok", to="b")  # only reachable from itself
     return wf
 
 
@@ -507,8 +475,93 @@ def retry_unknown_backoff_kind() -> Workflow:
 
 def loop_without_complete() -> Workflow:
     wf = _wf()
-    a, b, c = (wf.log(n, message=n) for n in "abc")
+    a, c = (wf.log(n, message=n) for n in "ac")
+    b = wf.wait("b", duration=1)
     wf.chain(a, b, c, b)
+    return wf
+
+
+def loop_without_wait() -> Workflow:
+    wf = _wf()
+    start, a, b = (wf.log(n, message=n) for n in ("start", "a", "b"))
+    wf.chain(start, a, b, COMPLETE)
+    wf.transition(b, on="error", to=a)
+    return wf
+
+
+def join_in_loop() -> Workflow:
+    wf = _wf()
+    start = wf.log("start", message="start")
+    a = wf.log("a", message="a")
+    gate = wf.approval("gate")
+    wf.chain(start, a, gate, COMPLETE)
+    wf.transition(gate, on="error", to=a)
+    wf.log("after_a", message="x", after=[a])
+    return wf
+
+
+def branch_on_builtin() -> Workflow:
+    wf = _wf()
+    wf.transition(wf.log("a", message="a"), on="large", to=COMPLETE)
+    return wf
+
+
+def conditional_without_default() -> Workflow:
+    wf = _wf()
+
+    @wf.step
+    def a() -> None: ...
+
+    wf.transition(a, on="ok", to=COMPLETE, when=when("output.total").greater_than(3))
+    return wf
+
+
+def invalid_condition() -> Workflow:
+    wf = _wf()
+
+    @wf.step
+    def a() -> None: ...
+
+    wf.transition(a, on="ok", to=COMPLETE, when=when("total").is_in("abc"))  # type: ignore[arg-type]
+    wf.transition(a, on="ok", to=COMPLETE)
+    return wf
+
+
+def condition_on_error_route() -> Workflow:
+    wf = _wf()
+
+    @wf.step
+    def a() -> None: ...
+
+    wf.transition(a, on="error", to=COMPLETE, when=when("output.x").exists())
+    return wf
+
+
+def timeout_route_without_timeout() -> Workflow:
+    wf = _wf()
+    gate = wf.approval("gate")
+    wf.transition(gate, on="timeout", to=COMPLETE)
+    return wf
+
+
+def bad_deadline() -> Workflow:
+    wf = Workflow("wf", triggers=[manual("go")], deadline=-5)
+    wf.log("a", message="a")
+    return wf
+
+
+def map_without_parameter() -> Workflow:
+    wf = _wf()
+
+    @wf.step(map_over="lines", max_parallel=0)
+    def charge(order_id: str) -> None: ...
+
+    return wf
+
+
+def wait_with_two_lengths() -> Workflow:
+    wf = _wf()
+    wf.wait("w", duration=3, duration_from="delay")
     return wf
 
 
@@ -561,7 +614,17 @@ def lambda_step() -> Workflow:
 
 
 RULES: list[tuple[Callable[[], Workflow], list[str]]] = [
-    (loop_without_complete, ["no_path_to_complete"] * 3),
+    (loop_without_complete, ["no_path_to_complete"]),
+    (loop_without_wait, ["loop_without_wait"]),
+    (join_in_loop, ["join_in_loop"]),
+    (branch_on_builtin, ["branch_on_builtin"]),
+    (conditional_without_default, ["missing_default_route"]),
+    (invalid_condition, ["invalid_condition", "invalid_condition"]),
+    (condition_on_error_route, ["condition_on_failure_route"]),
+    (timeout_route_without_timeout, ["timeout_route_without_timeout"]),
+    (bad_deadline, ["invalid_deadline"]),
+    (map_without_parameter, ["invalid_map", "invalid_map"]),
+    (wait_with_two_lengths, ["invalid_wait_duration"]),
     (method_step, ["invalid_step_body"]),
     (six_field_cron, ["invalid_cron_expression"]),
     (cron_default_fails_validator, ["invalid_payload_default"]),
@@ -591,10 +654,8 @@ RULES: list[tuple[Callable[[], Workflow], list[str]]] = [
     (foreign_dependency, ["foreign_step"]),
     (self_dependency, ["self_dependency"]),
     (dependency_cycle, ["dependency_cycle"]),
-    (mixed_shapes, ["mixed_shapes"]),
-    (pause_in_dependency_workflow, ["manual_step_in_dependency_workflow"]),
-    (two_entry_steps, ["entry_step_count"]),
-    (no_entry_step, ["entry_step_count"]),
+    (mixed_shapes, ["activation_conflict"]),
+    (no_entry_step, ["no_entry_step", "dependency_cycle"]),
     (duplicate_route, ["duplicate_route"]),
     (unknown_route_target, ["unknown_route_step"]),
     (unknown_route_source, ["unknown_route_step"]),
@@ -602,8 +663,6 @@ RULES: list[tuple[Callable[[], Workflow], list[str]]] = [
     (recovery_on_ok_route, ["recovery_on_ok_route"]),
     (invalid_recovery_label, ["invalid_recovery_label"]),
     (unreachable_step, ["unreachable_step"]),
-    (missing_ok_route, ["missing_ok_route"]),
-    (approval_without_error_route, ["approval_routes_required"]),
     (retry_zero_attempts, ["invalid_retry"]),
     (retry_min_above_max, ["invalid_retry"]),
     (retry_bad_jitter, ["invalid_retry"]),
@@ -668,8 +727,8 @@ def test_every_problem_is_reported_at_once() -> None:
         "invalid_timezone",
         "invalid_retry",
         "invalid_output_key",
-        "mixed_shapes",
         "unknown_dependency",
+        "activation_conflict",
     )
     message = str(raised.value)
     assert message.startswith("workflow 'bad name' has 7 problems:")
@@ -712,15 +771,98 @@ def test_retry_after_rejects_negative_or_non_finite_delays() -> None:
             RetryAfter(bad)
 
 
-def test_error_routes_may_loop_back_when_complete_stays_reachable() -> None:
+def test_error_routes_may_loop_back_through_a_wait_when_complete_stays_reachable() -> None:
     wf = _wf()
     start = wf.log("start", message="start")
     a = wf.log("a", message="a")
-    fix = wf.log("fix", message="fix")
+    fix = wf.wait("fix", duration=5)
     wf.chain(start, a, COMPLETE)
     wf.transition(a, on="error", to=fix)
     wf.chain(fix, a)
-    assert compile(wf).route("fix", "ok") == "a"
+    definition = compile(wf)
+    assert [edge.target for edge in definition.routes_from("fix", "ok")] == ["a"]
+    assert definition.cyclic_steps == {"a", "fix"}
+
+
+def test_one_graph_mixes_dependencies_routes_and_manual_steps() -> None:
+    wf = _wf()
+
+    @wf.step
+    def validate() -> Branch:
+        return Branch("large", {})
+
+    @wf.step(after=[validate])
+    def reserve() -> None: ...
+
+    @wf.step(after=[validate])
+    def charge() -> None: ...
+
+    gate = wf.approval("gate", after=[validate], timeout=60)
+    hold = wf.pause("hold")
+    wf.transition(gate, on="timeout", to=hold)
+
+    @wf.step(after=[reserve, charge, gate])
+    def ship() -> None: ...
+
+    definition = compile(wf)
+    assert definition.shape == "mixed"
+    assert definition.entry_steps == ("validate",)
+    assert definition.step("ship").depends_on == ("reserve", "charge", "gate")
+    assert not definition.single_path
+    assert "gate -.->|\"timeout\"| hold" in definition.to_mermaid()
+
+
+def test_a_loop_back_to_the_first_step_starts_at_the_first_declared_step() -> None:
+    wf = _wf()
+    draft = wf.log("draft", message="draft")
+    review = wf.approval("review")
+    wf.chain(draft, review, COMPLETE)
+    wf.transition(review, on="error", to=draft)
+    definition = compile(wf)
+    assert definition.entry_steps == ("draft",)
+    assert definition.single_path
+    assert definition.cyclic_steps == {"draft", "review"}
+
+
+def test_parallel_entry_steps_and_steps_without_routes_end_their_path() -> None:
+    wf = _wf()
+    a = wf.log("a", message="a")
+    wf.log("b", message="b")
+    c = wf.log("c", message="c")
+    wf.chain(a, c)
+    definition = compile(wf)
+    assert definition.entry_steps == ("a", "b")
+    assert definition.routes_from("c") == ()
+    assert not definition.single_path
+
+
+def test_label_and_condition_routes_are_exported_as_data() -> None:
+    wf = _wf()
+
+    @wf.step
+    def check() -> None: ...
+
+    review = wf.approval("review")
+    big = wf.log("big", message="big")
+    small = wf.log("small", message="small")
+    wf.transition(check, on="ok", to=review, when=when("output.total").greater_than(1000))
+    wf.transition(check, on="ok", to=small)
+    wf.transition(check, on="vip", to=big)
+    definition = compile(wf)
+    routes = [edge.to_dict() for edge in definition.routes_from("check")]
+    assert routes == [
+        {
+            "source": "check",
+            "target": "review",
+            "kind": "ok",
+            "when": {"path": "output.total", "op": "greater_than", "value": 1000},
+        },
+        {"source": "check", "target": "small", "kind": "ok"},
+        {"source": "check", "target": "big", "kind": "branch", "label": "vip"},
+    ]
+    mermaid = definition.to_mermaid()
+    assert 'check -->|"ok: output.total > 1000"| review' in mermaid
+    assert "check -->|vip| big" in mermaid
 
 
 def test_duplicate_names_keep_declaration_order_for_the_rest() -> None:

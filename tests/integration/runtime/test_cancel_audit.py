@@ -48,7 +48,7 @@ def test_a_cancellation_without_actor_is_still_audited(make_env: MakeEnv) -> Non
     env.client.cancel_run(run.id)
     (event,) = _cancellations(env.client.inspect_run(run.id, include_history=True).events)
     assert (event.step, event.actor, event.comment, event.metadata) == (
-        "deliver",
+        "hold",
         None,
         None,
         {"status": "cancelled"},

@@ -120,7 +120,8 @@ def test_a_run_in_a_seven_day_wait_is_cancelled_at_once(make_env: MakeEnv) -> No
     env = make_env(waiting(calls))
     run = env.start_run("waiting")
     parked = env.client.inspect_run(run.id)
-    assert (parked.status, parked.current_step) == ("running", "deliver")
+    # The run waits at its timer step, whose step run stays open until the timer fires.
+    assert (parked.status, parked.current_step) == ("running", "hold")
     cancelled = _cancel_timed(env, run.id)
     assert (cancelled.status, cancelled.current_step) == ("cancelled", None)
     assert env.client.inspect_run(run.id).status == "cancelled"
@@ -135,10 +136,14 @@ def test_a_run_in_a_seven_day_wait_is_cancelled_at_once(make_env: MakeEnv) -> No
     done = env.client.inspect_run(run.id, include_history=True)
     assert done.status == "cancelled"
     assert calls == []
+    # The timer step was closed by the cancellation, as a failed step with the reason.
     assert [(sr.step, sr.status) for sr in done.step_runs or ()] == [
         ("prepare", "completed"),
-        ("hold", "completed"),
+        ("hold", "failed"),
     ]
+    hold = done.step_run("hold")
+    assert hold is not None and hold.last_error is not None
+    assert hold.last_error["message"] == "run cancelled while the step waited"
     assert [e.reason for e in env.events.of_type(StepSkipped)] == ["run_cancelled"]
 
 

@@ -141,7 +141,13 @@ def test_input_and_output_failures_are_stored_in_the_one_shape(make_env: MakeEnv
     def returns_nan() -> dict[str, float]:
         return {"x": math.nan}
 
-    env = make_env(one_step(needs))
+    def untyped():  # no return annotation: its outputs are unknown
+        return {}
+
+    # An untyped step before it leaves the input check to run time, which is what this tests.
+    needy = Workflow("single", triggers=[manual("go", payload=None)])
+    needy.chain(needy.step(untyped), needy.step(name="charge")(needs), COMPLETE)
+    env = make_env(needy)
     input_error = env.client.inspect_run(env.start_run("single").id).last_error
     assert_shape(input_error)
     assert input_error is not None

@@ -64,10 +64,14 @@ def test_approval_continues_on_the_ok_route_with_an_audit_trail(make_env: MakeEn
     assert approval["decision"] == "approved"
     assert approval["actor"] == "ops@example.com"
     assert approval["metadata"] == {"ticket": "OPS-1"}
+    # The branch not taken is recorded skipped when the run completes.
     assert [(e.type, e.actor, e.comment, e.metadata) for e in done.events or ()] == [
         ("paused", None, None, None),
         ("approved", "ops@example.com", "looks fine", {"ticket": "OPS-1"}),
+        ("skipped", None, None, {"steps": ["record_rejection"]}),
     ]
+    assert done.step_run("record_rejection") is not None
+    assert [(s.step, s.status) for s in done.steps or ()][-1] == ("record_rejection", "skipped")
     gate = done.step_run("wait_for_approval")
     assert gate is not None
     assert gate.manual is not None
@@ -83,7 +87,12 @@ def test_rejection_takes_the_error_route(make_env: MakeEnv) -> None:
     assert done.status == "completed"
     assert done.context["approval"]["status"] == "rejected"
     assert done.context["approval"]["actor"] == {"id": 7, "name": "Ana"}
-    assert [e.type for e in done.events or ()] == ["paused", "rejected"]
+    assert [(e.type, e.metadata) for e in done.events or ()] == [
+        ("paused", None),
+        ("rejected", None),
+        ("route_taken", {"outcome": "error", "target": "record_rejection"}),
+        ("skipped", {"steps": ["record_approval"]}),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -152,22 +161,23 @@ def test_a_refused_resume_dispatch_rolls_everything_back(make_env: MakeEnv) -> N
     assert env.client.inspect_run(run_id).status == "completed"
 
 
-def test_a_paused_run_resumes_to_the_target_persisted_when_it_paused(
+def test_a_paused_run_resumes_along_the_routes_of_its_pinned_version(
     make_env: MakeEnv, database_url: str
 ) -> None:
     env = make_env(pause_workflow("after_pause", version="1"))
     run_id = _paused(env, "pausing")
     # A deploy renames the step after the pause but keeps the declared version (the author
-    # claims compatibility): the stored target no longer exists, and explain says so.
+    # claims compatibility): the run resumes along the routes of the definition now deployed
+    # under its version, and explain says where it will go.
     redeploy = pause_workflow("renamed", version="1")
     with WorkflowEnvironment([redeploy], database=database_url) as redeployed:
         explanation = redeployed.client.explain_run(run_id)
-        assert explanation.reason == "paused_with_invalid_resume_target"
-        assert explanation.next_actions == ("cancel_run",)
-        with pytest.raises(InvalidStep, match="no longer a step"):
-            redeployed.client.unblock_run(run_id, actor="ops")
-        redeployed.client.cancel_run(run_id)
-    assert env.client.inspect_run(run_id).status == "cancelled"
+        assert explanation.reason == "paused_for_manual_action"
+        assert explanation.details["resume_target"] == "renamed"
+        redeployed.client.unblock_run(run_id, actor="ops")
+        done = redeployed.client.inspect_run(run_id, include_history=True)
+    assert done.status == "completed"
+    assert [sr.step for sr in done.step_runs or ()] == ["hold", "renamed"]
 
 
 def test_a_paused_run_of_a_version_no_longer_deployed_can_be_cancelled(

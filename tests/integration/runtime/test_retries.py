@@ -166,20 +166,24 @@ def test_exhausted_retries_take_the_error_route_and_record_its_label(make_env: M
     assert gateway.recovery is not None
     assert gateway.recovery["failure"] == {"strategy": "compensation", "target": "issue_credit"}
     assert [(e.type, e.step, e.metadata) for e in done.events or ()] == [
-        ("compensation_routed", "call_gateway", {"target": "issue_credit"})
+        ("compensation_routed", "call_gateway", {"target": "issue_credit"}),
+        ("route_taken", "call_gateway", {"outcome": "error", "target": "issue_credit"}),
     ]
 
 
-def test_an_unlabelled_error_route_leaves_no_audit_event(make_env: MakeEnv) -> None:
+def test_an_unlabelled_error_route_records_only_the_route_taken(make_env: MakeEnv) -> None:
     env = make_env(flaky_workflow(fail_times=1, retry=None, error_route="credit"))
     run = env.start_run("flaky")
     done = env.client.inspect_run(run.id, include_history=True)
     assert done.status == "completed"
-    assert done.events == ()
+    assert [(e.type, e.step, e.metadata) for e in done.events or ()] == [
+        ("route_taken", "call_gateway", {"outcome": "error", "target": "issue_credit"})
+    ]
     gateway = done.step_run("call_gateway")
     assert gateway is not None
     assert gateway.recovery is not None
-    assert "failure" not in gateway.recovery
+    # Routed, with no recovery label: the error route's outcome names the strategy.
+    assert gateway.recovery["failure"] == {"strategy": "error", "target": "issue_credit"}
 
 
 def test_a_non_retryable_error_fails_at_once_despite_the_policy(make_env: MakeEnv) -> None:
@@ -211,7 +215,7 @@ def test_a_non_retryable_error_takes_the_error_route(make_env: MakeEnv) -> None:
     run = env.start_run("flaky")
     done = env.client.inspect_run(run.id, include_history=True)
     assert done.status == "completed"
-    assert [e.type for e in done.events or ()] == ["undo_routed"]
+    assert [e.type for e in done.events or ()] == ["undo_routed", "route_taken"]
 
 
 def test_a_failing_retry_dispatch_fails_the_run(make_env: MakeEnv) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +13,16 @@ from samples import local_ledger_checkout
 from squidmesh_sdk import COMPLETE, Retry, StepContext, Workflow, manual
 from squidmesh_sdk.testing import WorkflowEnvironment
 from tests.integration.runtime.conftest import MakeEnv
+
+
+@dataclasses.dataclass
+class Parcel:
+    weight_grams: int
+    tags: tuple[str, ...]
+
+
+class Label(TypedDict):
+    label: str
 
 
 def single_step(body: Any, **options: Any) -> Workflow:
@@ -62,7 +73,7 @@ def _failed_error_at(env: WorkflowEnvironment, run_id: str, step: str) -> dict[s
 @pytest.mark.parametrize(
     ("returned", "problem"),
     [
-        (42, "returned int; return a mapping, a pydantic model or None"),
+        (42, "returned int; return a mapping, a pydantic model, a dataclass or None"),
         ({1: "x"}, "non-string keys"),
         ({"when": object()}, "JSON cannot hold"),
     ],
@@ -97,6 +108,32 @@ def test_none_output_merges_nothing_and_json_values_are_normalised(make_env: Mak
     env = make_env(wf)
     run = env.start_run("single")
     assert env.client.inspect_run(run.id).context == {"at": "2026-01-02", "tags": ["a", "b"]}
+
+
+def test_typed_returns_flow_to_the_parameters_the_compiler_checked(make_env: MakeEnv) -> None:
+    wf = Workflow("single", triggers=[manual("go", payload=None)])
+
+    @wf.step
+    def weigh() -> Parcel:  # a dataclass: merged as the mapping of its fields
+        return Parcel(weight_grams=1200, tags=("fragile",))
+
+    @wf.step
+    def print_label(weight_grams: int, tags: list[str]) -> Label:
+        return {"label": f"{weight_grams}g {','.join(tags)}"}
+
+    @wf.step(output="shipment")
+    def ship(label: str) -> None:
+        return None
+
+    wf.chain(weigh, print_label, ship, COMPLETE)
+    env = make_env(wf)
+    run = env.start_run("single")
+    assert env.client.inspect_run(run.id).context == {
+        "weight_grams": 1200,
+        "tags": ["fragile"],
+        "label": "1200g fragile",
+        "shipment": {},
+    }
 
 
 def test_async_steps_run_and_their_exceptions_are_recorded(make_env: MakeEnv) -> None:
@@ -135,9 +172,10 @@ def test_log_and_wait_builtins(make_env: MakeEnv, caplog: pytest.LogCaptureFixtu
     assert [r.getMessage() for r in caplog.records] == ["digest ready"]
     assert caplog.records[0].levelno == logging.WARNING
     waiting = env.client.inspect_run(run.id)
-    assert (waiting.status, waiting.current_step) == ("running", "finish")
+    assert (waiting.status, waiting.current_step) == ("running", "cool_down")
+    assert env.client.explain_run(run.id).reason == "waiting_for_timer"
     assert env.advance(59) == 0
-    assert env.advance(1) == 1
+    assert env.advance(1) == 2  # the timer's job, then the step after it
     assert env.client.inspect_run(run.id).status == "completed"
 
 
