@@ -40,6 +40,9 @@ class RunAction:
         done: What the page says once it is done (``approved``...).
         style: ``primary``, ``danger`` or ``plain``: how the button looks.
         fields: The form's inputs besides the CSRF token.
+        per_step: A decision at one waiting step: when several steps of the run wait at
+            once (``explain_run``'s ``waiting_steps``), the page offers one form per step,
+            each naming its step.
         perform: Calls the client: ``(client, run_id, actor, form) -> run``; the run returned
             is the page shown next (a replay's new run).
     """
@@ -49,6 +52,7 @@ class RunAction:
     done: str
     style: str
     fields: tuple[Field, ...]
+    per_step: bool = False
     perform: Callable[[Client, str, Actor, Mapping[str, str]], Run]
 
 
@@ -69,8 +73,9 @@ RUN_ACTIONS: dict[str, RunAction] = {
             done="approved",
             style="primary",
             fields=(COMMENT,),
+            per_step=True,
             perform=lambda client, run_id, actor, form: client.approve_run(
-                run_id, actor=actor, comment=_text(form, "comment")
+                run_id, actor=actor, comment=_text(form, "comment"), step=_text(form, "step")
             ),
         ),
         RunAction(
@@ -79,8 +84,9 @@ RUN_ACTIONS: dict[str, RunAction] = {
             done="rejected",
             style="danger",
             fields=(COMMENT,),
+            per_step=True,
             perform=lambda client, run_id, actor, form: client.reject_run(
-                run_id, actor=actor, comment=_text(form, "comment")
+                run_id, actor=actor, comment=_text(form, "comment"), step=_text(form, "step")
             ),
         ),
         RunAction(
@@ -89,8 +95,9 @@ RUN_ACTIONS: dict[str, RunAction] = {
             done="unblocked",
             style="primary",
             fields=(COMMENT,),
+            per_step=True,
             perform=lambda client, run_id, actor, form: client.unblock_run(
-                run_id, actor=actor, comment=_text(form, "comment")
+                run_id, actor=actor, comment=_text(form, "comment"), step=_text(form, "step")
             ),
         ),
         RunAction(

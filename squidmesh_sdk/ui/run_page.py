@@ -126,6 +126,12 @@ async def render_run(
     rows = attempt_rows(found, now)
     end = now if not found.terminal else max([found.updated_at, *(r.ended or now for r in rows)])
     offered, hints = _actions(explanation)
+    waiting = explanation.details.get("waiting_steps")
+    targets = (
+        [str(step) for step in waiting]
+        if isinstance(waiting, list) and len(waiting) > 1
+        else [explanation.step]
+    )
     return page.render(
         "run.html",
         status=status,
@@ -141,6 +147,7 @@ async def render_run(
         rows_cut=len(rows) > MAX_ROWS,
         compensations=compensations(found),
         offered=offered,
+        targets=targets,
         hints=hints,
         trace=_trace(page, found),
         links=_links(found),

@@ -52,6 +52,34 @@ def test_reject_takes_the_error_route_as_bob(env: WorkflowEnvironment) -> None:
     bob.close()
 
 
+def test_each_of_two_waiting_approvals_gets_its_own_buttons(
+    env: WorkflowEnvironment, browser: Browser
+) -> None:
+    run = env.start_run("two_approvals")
+    page = browser.get(f"/runs/{run.id}")
+    forms = re.findall(r'data-action="([a-z_]+)" data-step="([a-z]+)"', page.text)
+    assert sorted(forms) == [
+        ("approve_run", "finance"),
+        ("approve_run", "legal"),
+        ("reject_run", "finance"),
+        ("reject_run", "legal"),
+    ]
+    assert browser.act(run.id, "approve_run", {"step": "legal"}).status_code == 303
+    assert env.client.inspect_run(run.id).status == "paused"  # finance still waits
+    page = browser.get(f"/runs/{run.id}")
+    assert 'data-step="legal"' not in "".join(re.findall(r"<form[^>]*>", page.text))
+    assert browser.act(run.id, "approve_run", {"step": "finance"}).status_code == 303
+    done = env.client.inspect_run(run.id)
+    assert done.status == "completed"
+    assert done.context["published"] == "approved+approved"
+    approvals = [
+        (e.step, e.actor)
+        for e in env.client.inspect_run(run.id, include_history=True).events or ()
+        if e.type == "approved"
+    ]
+    assert approvals == [("legal", ALICE), ("finance", ALICE)]
+
+
 def test_unblock_resumes_a_paused_run(env: WorkflowEnvironment, browser: Browser) -> None:
     run = env.start_run("holding")
     page = browser.get(f"/runs/{run.id}")

@@ -38,6 +38,24 @@ def send_money() -> dict[str, bool]:
 
 transfer.chain(send_money, COMPLETE)
 
+# Two approvals wait at once (parallel branches): each decision names its step.
+two_approvals = Workflow("two_approvals", triggers=[manual("go")])
+
+
+@two_approvals.step
+def prepare() -> dict[str, bool]:
+    return {"prepared": True}
+
+
+legal = two_approvals.approval("legal", after=[prepare], output="legal")
+finance = two_approvals.approval("finance", after=[prepare], output="finance")
+
+
+@two_approvals.step(after=[legal, finance])
+def publish(legal: dict[str, Any], finance: dict[str, Any]) -> dict[str, str]:
+    return {"published": f"{legal['decision']}+{finance['decision']}"}
+
+
 WORKFLOWS = (
     manual_approval.workflow,
     saga_checkout.workflow,
@@ -46,4 +64,5 @@ WORKFLOWS = (
     holding,
     flaky,
     transfer,
+    two_approvals,
 )
