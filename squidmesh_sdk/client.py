@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -301,21 +301,31 @@ class Client:
         status: str | None = None,
         limit: int = 50,
         after: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[Run]:
-        """Runs, newest first, optionally filtered by workflow and status.
+        """Runs, newest first, optionally filtered by workflow, status and creation time.
 
-        Page through many runs by passing the last id of a page as ``after``.
+        Page through many runs by passing the last id of a page as ``after``: each page is
+        one indexed range read (keyset paging), however deep. ``since`` keeps the runs
+        created at or after it, ``until`` those created before it (aware datetimes).
 
         Raises:
-            InvalidArgument: an unknown status, a limit that is not a positive integer, or a
-                workflow that is not a name.
+            InvalidArgument: an unknown status, a limit that is not a positive integer, a
+                workflow that is not a name, or a naive ``since`` / ``until``.
             InvalidRunId, RunNotFound: ``after`` is not the id of a run.
         """
         self._runtime.check_schema()
         name = arguments.workflow_name(workflow) if workflow is not None else None
         with self._runtime.database.read() as connection:
             return run_store.list_runs(
-                connection, workflow=name, status=status, limit=limit, after=after
+                connection,
+                workflow=name,
+                status=status,
+                limit=limit,
+                after=after,
+                since=since,
+                until=until,
             )
 
     def cancel_run(
@@ -353,16 +363,34 @@ class Client:
         """
         return lifecycle.cancel_run(self._runtime, run_id, actor=actor, reason=reason)
 
-    def replay_run(self, run_id: str, *, allow_irreversible: bool = False) -> Run:
+    def replay_run(
+        self,
+        run_id: str,
+        *,
+        allow_irreversible: bool = False,
+        actor: str | Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> Run:
         """Start a new run with the same workflow, trigger and payload, linked to the old one.
 
+        The replayed run's audit trail records the replay in the same transaction: a
+        ``replayed`` event with ``actor``, ``reason`` as its comment and
+        ``{"replay_run_id": ..., "allow_irreversible": ...}`` as metadata.
+
         Raises:
+            InvalidResume: a malformed actor or reason; nothing changed.
             InvalidRunId, RunNotFound: no such run.
             UnsafeReplay: the run completed irreversible or non-compensatable steps (listed);
                 pass ``allow_irreversible=True`` after checking it is safe.
             DispatchFailed: the executor refused the first step; nothing was saved.
         """
-        return lifecycle.replay_run(self._runtime, run_id, allow_irreversible=allow_irreversible)
+        return lifecycle.replay_run(
+            self._runtime,
+            run_id,
+            allow_irreversible=allow_irreversible,
+            actor=actor,
+            reason=reason,
+        )
 
     def unblock_run(
         self,

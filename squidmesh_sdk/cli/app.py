@@ -28,6 +28,7 @@ __all__ = [
     "MSG_NO_APP",
     "MSG_NO_ATTRIBUTE",
     "app_spec",
+    "load_attribute",
     "load_client",
     "one_line",
 ]
@@ -73,8 +74,31 @@ def load_client(spec: str) -> Client:
         UsageError: a malformed spec, a module that fails to import, a missing attribute, or
             something that is not (and does not return) a ``Client``; always one line.
     """
+    target = load_attribute(spec, DEFAULT_ATTRIBUTE)
+    if isinstance(target, Client):
+        return target
+    if not callable(target):
+        raise UsageError(MSG_NOT_A_CLIENT.format(spec=spec, kind=_kind(target)))
+    try:
+        built = target()
+    except Exception as exc:  # the factory is the app's code
+        raise UsageError(MSG_FACTORY_FAILED.format(spec=spec, error=_describe(exc))) from exc
+    if not isinstance(built, Client):
+        raise UsageError(MSG_FACTORY_RETURNED.format(spec=spec, kind=_kind(built)))
+    return built
+
+
+def load_attribute(spec: str, default_attribute: str | None = None) -> object:
+    """Import ``module.path:attribute`` and return that attribute, as it is.
+
+    The current working directory is put first on ``sys.path`` (once).
+
+    Raises:
+        UsageError: a malformed spec (or no attribute and no default), a module that fails to
+            import, or a missing attribute; always one line.
+    """
     module_name, _, attribute = spec.partition(":")
-    attribute = attribute or DEFAULT_ATTRIBUTE
+    attribute = attribute or default_attribute or ""
     if not _dotted(module_name) or not _dotted(attribute):
         raise UsageError(MSG_BAD_SPEC.format(spec=spec))
     cwd = str(Path.cwd())
@@ -93,17 +117,7 @@ def load_client(spec: str) -> Client:
             raise UsageError(
                 MSG_NO_ATTRIBUTE.format(module=module_name, attribute=attribute)
             ) from None
-    if isinstance(target, Client):
-        return target
-    if not callable(target):
-        raise UsageError(MSG_NOT_A_CLIENT.format(spec=spec, kind=_kind(target)))
-    try:
-        built = target()
-    except Exception as exc:  # the factory is the app's code
-        raise UsageError(MSG_FACTORY_FAILED.format(spec=spec, error=_describe(exc))) from exc
-    if not isinstance(built, Client):
-        raise UsageError(MSG_FACTORY_RETURNED.format(spec=spec, kind=_kind(built)))
-    return built
+    return target
 
 
 def one_line(text: str) -> str:

@@ -389,9 +389,14 @@ def runs_cancel(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def runs_replay(args: argparse.Namespace, ctx: Context) -> int:
-    """``squidmesh runs replay RUN_ID [--allow-irreversible]``: print the new run."""
+    """``squidmesh runs replay RUN_ID [--allow-irreversible] [--actor A] [--reason R]``."""
     try:
-        run = ctx.client().replay_run(args.run_id, allow_irreversible=args.allow_irreversible)
+        run = ctx.client().replay_run(
+            args.run_id,
+            allow_irreversible=args.allow_irreversible,
+            actor=args.actor,
+            reason=args.reason,
+        )
     except UnsafeReplay as exc:
         steps = ", ".join(str(step.get("step")) for step in exc.steps)
         raise CommandFailed(MSG_UNSAFE_REPLAY.format(run_id=exc.run_id, steps=steps)) from exc

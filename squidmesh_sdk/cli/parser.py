@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 from squidmesh_sdk import __version__, errors
 from squidmesh_sdk.arguments import MAX_IDEMPOTENCY_KEY
-from squidmesh_sdk.cli import commands
+from squidmesh_sdk.cli import commands, inspector
 from squidmesh_sdk.cli import jobs as jobs_commands
 from squidmesh_sdk.cli import workflows as workflows_commands
 from squidmesh_sdk.cli.errors import UsageError
@@ -28,6 +28,7 @@ __all__ = [
     "idempotency_key",
     "job_id",
     "json_object",
+    "port",
     "positive_float",
     "positive_int",
     "queue_name",
@@ -67,6 +68,7 @@ JOB_ID_HELP = "the job's id (a number, as 'jobs list' prints it)"
 
 MSG_BAD_RUN_ID = "{value!r} is not a run id (a UUID)"
 MSG_BAD_JOB_ID = "{value!r} is not a job id (a number, as 'jobs list' prints it)"
+MSG_NOT_A_PORT = "{value!r} is not a port (1 to 65535)"
 MSG_BLANK_QUEUE = "a queue name cannot be blank"
 MSG_NOT_POSITIVE_INT = "{value!r} is not a positive integer"
 MSG_NOT_POSITIVE_NUMBER = "{value!r} is not a positive number"
@@ -123,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     _runs(sub, common)
     _jobs(sub, common)
     _workflows(sub, common)
+    _ui(sub, common)
     graph = _command(sub, common, "graph", commands.graph, "print a workflow's graph")
     graph.add_argument("workflow", metavar="WORKFLOW", help="a workflow registered with the app")
     graph.add_argument(
@@ -316,6 +319,8 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replay even after irreversible or non-compensatable steps completed",
     )
+    replay.add_argument("--actor", help="who replays (recorded in the audit trail)")
+    replay.add_argument("--reason", help="why (recorded in the audit trail)")
 
     start = _command(runs_sub, common, "start", commands.runs_start, "start a run", json_flag=True)
     start.add_argument("workflow", metavar="WORKFLOW", help="a workflow registered with the app")
@@ -483,6 +488,44 @@ def _workflows(sub: Any, common: argparse.ArgumentParser) -> None:
     show.add_argument("workflow", metavar="WORKFLOW", help="a workflow registered with the app")
 
 
+def _ui(sub: Any, common: argparse.ArgumentParser) -> None:
+    ui = _command(
+        sub,
+        common,
+        "ui",
+        inspector.ui,
+        "serve the web run inspector (needs the 'ui' extra)",
+    )
+    ui.add_argument(
+        "--host",
+        default=inspector.DEFAULT_HOST,
+        help=f"the address to bind (default: {inspector.DEFAULT_HOST}); any other than a "
+        f"loopback one needs --auth or ${inspector.TOKEN_ENV_VAR}",
+    )
+    ui.add_argument(
+        "--port", type=port, default=inspector.DEFAULT_PORT, help="default: %(default)s"
+    )
+    ui.add_argument(
+        "--auth",
+        metavar="MODULE:CALLABLE",
+        help="the host's authentication hook: called with each request, returns the actor "
+        f"(or None to refuse); alternatively set ${inspector.TOKEN_ENV_VAR} to a token",
+    )
+    ui.add_argument(
+        "--read-only", action="store_true", help="offer no actions, even to signed-in users"
+    )
+    ui.add_argument(
+        "--trace-url",
+        metavar="TEMPLATE",
+        help="link a run's trace id: a URL holding {trace_id}",
+    )
+    ui.add_argument(
+        "--redact",
+        metavar="PATTERNS",
+        help="hide the values of these keys everywhere, comma-separated (e.g. '*password*,iban')",
+    )
+
+
 # -- argument types ------------------------------------------------------------------------
 
 
@@ -498,6 +541,18 @@ def job_id(value: str) -> int:
         number = 0
     if number < 1:
         raise argparse.ArgumentTypeError(MSG_BAD_JOB_ID.format(value=value))
+    return number
+
+
+def port(value: str) -> int:
+    """A TCP port argument: 1 to 65535.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else.
+    """
+    number = positive_int(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError(MSG_NOT_A_PORT.format(value=value))
     return number
 
 

@@ -83,16 +83,28 @@ def cancel_run(
     return run
 
 
-def replay_run(runtime: Runtime, run_id: str, *, allow_irreversible: bool = False) -> Run:
+def replay_run(
+    runtime: Runtime,
+    run_id: str,
+    *,
+    allow_irreversible: bool = False,
+    actor: manual.Actor | None = None,
+    reason: str | None = None,
+) -> Run:
     """Start a new run with the payload and trigger of ``run_id``, linked to it.
 
+    A ``replayed`` audit event on the source run, in the same transaction, records who asked
+    (``actor``), why (``reason``, as the comment) and the new run's id.
+
     Raises:
+        InvalidResume: a malformed actor or reason; nothing changed.
         InvalidRunId, RunNotFound: no such run.
         InvalidWorkflow: the run's workflow is not registered with this runtime.
         UnsafeReplay: completed irreversible or non-compensatable steps block it, unless
             ``allow_irreversible`` is ``True``.
         DispatchFailed: the executor refused the first step; nothing was saved.
     """
+    details = manual.validate_cancellation(actor, reason)
     with runtime.database.read() as connection:
         source = run_store.get_run(connection, run_id)
     definition = runtime.definition(source.workflow)
@@ -112,6 +124,14 @@ def replay_run(runtime: Runtime, run_id: str, *, allow_irreversible: bool = Fals
         root.set_attribute(telemetry.RUN_ID, run.id)
         root.set_attribute(telemetry.TRIGGER, run.trigger)
         dispatcher.dispatch_run(runtime, tx, run)
+        audit.record_event(
+            tx,
+            source.id,
+            "replayed",
+            actor=details.get("actor"),
+            comment=details.get("reason"),
+            metadata={"replay_run_id": run.id, "allow_irreversible": allow_irreversible},
+        )
         tx.events.insert(0, RunCreated(run, replayed_from=source.id))
     return run
 

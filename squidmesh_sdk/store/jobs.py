@@ -434,12 +434,16 @@ def find_jobs(
     workflow: str | None = None,
     run_id: str | None = None,
     limit: int | None = None,
+    after: int | None = None,
 ) -> list[Job]:
     """Jobs in id order (oldest first), filtered by state, queue, workflow and run.
 
-    States are those of :data:`JOB_STATES`; ``now`` tells ``queued`` from ``delayed``.
+    States are those of :data:`JOB_STATES`; ``now`` tells ``queued`` from ``delayed``. Pass
+    the last id of a page as ``after`` for the next one (keyset paging on the primary key).
     """
     conditions = _filters(now, states=states, queue=queue, workflow=workflow, run_id=run_id)
+    if after is not None:
+        conditions.append(jobs.c.id > after)
     query = sa.select(jobs).where(*conditions).order_by(jobs.c.id).limit(limit)
     return [Job.from_row(row) for row in connection.execute(query).mappings()]
 

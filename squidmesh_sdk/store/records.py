@@ -41,6 +41,7 @@ AuditEventType = Literal[
     "approved",
     "rejected",
     "cancelled",
+    "replayed",
     "compensation_routed",
     "undo_routed",
     "route_taken",
@@ -190,7 +191,7 @@ class StepState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditEvent:
-    """An audit event: a pause, a manual decision, a cancellation, or a labelled recovery route.
+    """An audit event: a pause, a manual decision, a cancellation, a replay, or a labelled route.
 
     Attributes:
         type: What happened.

@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -253,14 +254,19 @@ def list_runs(
     status: str | None = None,
     limit: int = 50,
     after: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[Run]:
     """Runs, newest first, optionally only of one workflow and / or in one status.
 
     Pages through large tables with a cursor: pass the id of the last run of a page as
-    ``after`` to get the next page (runs listed after it, that is older ones).
+    ``after`` to get the next page (runs listed after it, that is older ones). ``since`` and
+    ``until`` keep the runs created (``inserted_at``) at or after ``since`` and before
+    ``until``; each is an aware datetime.
 
     Raises:
-        InvalidArgument: an unknown status, or a limit that is not a positive integer.
+        InvalidArgument: an unknown status, a limit that is not a positive integer, or a
+            ``since`` / ``until`` that is not an aware datetime.
         InvalidRunId, RunNotFound: ``after`` is not the id of a run.
     """
     if status is not None and status not in state_machine.STATES:
@@ -273,10 +279,17 @@ def list_runs(
     if workflow is not None and not isinstance(workflow, str):
         raise errors.InvalidArgument("workflow", f"workflow must be a name, got {workflow!r}")
     query = sa.select(runs).order_by(runs.c.inserted_at.desc(), runs.c.id.desc()).limit(limit)
+    for name, bound in (("since", since), ("until", until)):
+        if bound is not None and (not isinstance(bound, datetime) or bound.tzinfo is None):
+            raise errors.InvalidArgument(name, f"{name} must be an aware datetime, got {bound!r}")
     if workflow is not None:
         query = query.where(runs.c.workflow == workflow)
     if status is not None:
         query = query.where(runs.c.status == status)
+    if since is not None:
+        query = query.where(runs.c.inserted_at >= since)
+    if until is not None:
+        query = query.where(runs.c.inserted_at < until)
     if after is not None:
         cursor = _select_run(connection, after, for_update=False)
         position = sa.tuple_(

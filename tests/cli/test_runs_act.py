@@ -325,3 +325,14 @@ def test_replay_after_an_irreversible_step(cli: Cli, client: Client) -> None:
     assert data["replayed_from_run_id"] == run.id
     assert data["status"] == "pending"
     assert len(client.list_runs()) == 2
+
+
+def test_replay_records_who_and_why(cli: Cli, client: Client) -> None:
+    run = client.start_run("failing")
+    drain(client)
+    result = cli("runs", "replay", run.id, "--actor", "ops@example.com", "--reason", "fixed")
+    assert result.code == 0
+    (replay,) = [r for r in client.list_runs() if r.id != run.id]
+    (event,) = client.inspect_run(run.id, include_history=True).events or ()
+    assert (event.type, event.actor, event.comment) == ("replayed", "ops@example.com", "fixed")
+    assert event.metadata == {"replay_run_id": replay.id, "allow_irreversible": False}

@@ -21,6 +21,7 @@ DOCS = (
     "docs/observability.md",
     "docs/cli.md",
     "docs/executors.md",
+    "docs/inspector.md",
 )
 SAMPLE_SOURCES = {path: path.read_text() for path in sorted((ROOT / "samples").rglob("*.py"))}
 

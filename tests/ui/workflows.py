@@ -1,0 +1,68 @@
+"""The application the inspector tests look at: samples plus a few workflows of our own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from samples import daily_digest, dependency_recovery, manual_approval, saga_checkout
+from squidmesh_sdk import COMPLETE, Retry, StepContext, Workflow, manual
+
+# Paused at a `pause` step until unblocked.
+holding = Workflow("holding", triggers=[manual("hold")])
+hold = holding.pause("hold", output="hold")
+released = holding.log("released", message="released")
+holding.chain(hold, released, COMPLETE)
+
+
+# Fails twice, then succeeds: three attempts on the timeline, two retry delays.
+flaky = Workflow("flaky", triggers=[manual("go")])
+
+
+@flaky.step(retry=Retry(max_attempts=3, backoff=Retry.fixed(30.0)))
+def call_partner(ctx: StepContext) -> dict[str, Any]:
+    if ctx.attempt < 3:
+        raise ConnectionError(f"partner unreachable (attempt {ctx.attempt})")
+    return {"partner": "ok"}
+
+
+flaky.chain(call_partner, COMPLETE)
+
+# One irreversible step: a replay needs the override.
+transfer = Workflow("transfer", triggers=[manual("transfer")])
+
+
+@transfer.step(irreversible=True)
+def send_money() -> dict[str, bool]:
+    return {"sent": True}
+
+
+transfer.chain(send_money, COMPLETE)
+
+# Two approvals wait at once (parallel branches): each decision names its step.
+two_approvals = Workflow("two_approvals", triggers=[manual("go")])
+
+
+@two_approvals.step
+def prepare() -> dict[str, bool]:
+    return {"prepared": True}
+
+
+legal = two_approvals.approval("legal", after=[prepare], output="legal")
+finance = two_approvals.approval("finance", after=[prepare], output="finance")
+
+
+@two_approvals.step(after=[legal, finance])
+def publish(legal: dict[str, Any], finance: dict[str, Any]) -> dict[str, str]:
+    return {"published": f"{legal['decision']}+{finance['decision']}"}
+
+
+WORKFLOWS = (
+    manual_approval.workflow,
+    saga_checkout.workflow,
+    dependency_recovery.workflow,
+    daily_digest.workflow,
+    holding,
+    flaky,
+    transfer,
+    two_approvals,
+)
