@@ -57,7 +57,7 @@ def _never_called(log: BuiltinStep) -> None:
     bare("o", amount="x")  # type: ignore[arg-type]
     bare("o", nope=1)  # type: ignore[call-arg]
     configured()  # type: ignore[call-arg]
-    wf.transition(log, on="done", to=log)  # type: ignore[arg-type]
+    wf.transition(log, on=3, to=log)  # type: ignore[arg-type]
     wf.log("x", message="m", level="loud")  # type: ignore[arg-type]
     wf.wait("w", duration="5s")  # type: ignore[arg-type]
     wf.wait("w", duration=1, transaction=True)  # type: ignore[call-arg]

@@ -27,12 +27,15 @@ def test_transition_graph_routes_and_entry() -> None:
     assert definition.shape == "transition"
     assert definition.entry_steps == ("load_invoice",)
     assert definition.initial_step == "load_invoice"
-    assert definition.route("load_invoice", "ok") == "check_gateway_status"
-    assert definition.route("notify_customer", "ok") == COMPLETE_TARGET
-    assert definition.route("load_invoice", "error") is None
-    edge = definition.route_edge("check_gateway_status", "error")
-    assert edge is not None
+    assert [e.target for e in definition.routes_from("load_invoice", "ok")] == [
+        "check_gateway_status"
+    ]
+    assert [e.target for e in definition.routes_from("notify_customer", "ok")] == [COMPLETE_TARGET]
+    assert definition.routes_from("load_invoice", "error") == ()
+    (edge,) = definition.routes_from("check_gateway_status", "error")
     assert (edge.target, edge.recovery) == ("issue_gateway_credit", "compensation")
+    assert definition.single_path
+    assert definition.has_choices
     retry = definition.step("check_gateway_status").retry
     assert retry == RetryPolicy(max_attempts=5, backoff="fixed", min_delay=1.0, max_delay=1.0)
     assert definition.step("notify_customer").recovery.replay == "manual_review_required"

@@ -16,8 +16,10 @@ EXPECTED = [
     "Attempt",
     "AuditEvent",
     "Backoff",
+    "Branch",
     "BuiltinStep",
     "Client",
+    "Condition",
     "CronStart",
     "Database",
     "DatabaseExecutor",
@@ -74,6 +76,7 @@ EXPECTED = [
     "manual",
     "now",
     "today",
+    "when",
 ]
 
 

@@ -31,6 +31,7 @@ def test_sample_shapes_match_the_reference() -> None:
         "saga_checkout": "transition",
         "retry_verification": "transition",
         "cancellable_wait": "transition",
+        "order_pipeline": "mixed",
     }
     digest = compile(load("daily_digest"))
     assert list(digest.triggers) == ["manual_digest", "daily_digest"]

@@ -142,7 +142,8 @@ def test_a_run_in_a_seven_day_wait_is_cancelled_at_once(make_env: MakeEnv) -> No
         ("hold", "failed"),
     ]
     hold = done.step_run("hold")
-    assert hold is not None and hold.last_error is not None
+    assert hold is not None
+    assert hold.last_error is not None
     assert hold.last_error["message"] == "run cancelled while the step waited"
     assert [e.reason for e in env.events.of_type(StepSkipped)] == ["run_cancelled"]
 
