@@ -121,7 +121,38 @@ def _gated_saga() -> Workflow:
     return wf
 
 
-WORKFLOWS = (_five_steps(), _gated(), _delayed(), _one_step(), _gated_saga())
+class TimerPayload(BaseModel):
+    delay: float
+
+
+def _timers() -> Workflow:
+    """A computed wait, then an approval that times out onto a route."""
+    wf = Workflow("timers", triggers=[manual("go", payload=TimerPayload)])
+    hold = wf.wait("hold", duration_from="delay")
+    gate = wf.approval("gate", timeout=1.5)
+    late = wf.log("late", message="nobody decided in time")
+    wf.chain(hold, gate, COMPLETE)
+    wf.transition(gate, on="timeout", to=late)
+    return wf
+
+
+def _deadline() -> Workflow:
+    """An approval nobody decides, in a run that has 1.5 seconds."""
+    wf = Workflow("deadline", triggers=[manual("go")], deadline=1.5)
+    gate = wf.approval("gate")
+    wf.chain(gate, COMPLETE)
+    return wf
+
+
+WORKFLOWS = (
+    _five_steps(),
+    _gated(),
+    _delayed(),
+    _one_step(),
+    _gated_saga(),
+    _timers(),
+    _deadline(),
+)
 
 
 def make_client(url: str) -> Client:
