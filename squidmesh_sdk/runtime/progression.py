@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from squidmesh_sdk import error_records, errors
+from squidmesh_sdk import error_records, errors, telemetry
 from squidmesh_sdk.graph import COMPLETE_TARGET, StepKey, StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import compensation, dispatcher, inputs
 from squidmesh_sdk.runtime.core import Runtime
@@ -220,6 +220,7 @@ def follow(
     """
     if choice.why:
         audit.record_event(tx, run.id, "route_taken", step=key, metadata=choice.why)
+        telemetry.route_taken(key, choice.outcome, choice.why.get("target"))
     target = choice.edge.target if choice.edge is not None else None
     if not definition.single_path:
         activate = [target] if target is not None and target != COMPLETE_TARGET else []
