@@ -123,15 +123,17 @@ def _gated_saga() -> Workflow:
 
 class TimerPayload(BaseModel):
     delay: float
+    until: str
 
 
 def _timers() -> Workflow:
-    """A computed wait, then an approval that times out onto a route."""
+    """A computed wait, a wait until a datetime, then an approval that times out onto a route."""
     wf = Workflow("timers", triggers=[manual("go", payload=TimerPayload)])
     hold = wf.wait("hold", duration_from="delay")
+    hold_until = wf.wait("hold_until", until_from="until")
     gate = wf.approval("gate", timeout=1.5)
     late = wf.log("late", message="nobody decided in time")
-    wf.chain(hold, gate, COMPLETE)
+    wf.chain(hold, hold_until, gate, COMPLETE)
     wf.transition(gate, on="timeout", to=late)
     return wf
 

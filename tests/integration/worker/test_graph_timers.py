@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from squidmesh_sdk import COMPLETE, Client, DatabaseExecutor, Retry, Worker, Workflow, manual
@@ -21,10 +22,11 @@ def _jobs_left(client: Client, run_id: str) -> int:
         return len(job_store.list_jobs(connection, run_id=run_id))
 
 
-def test_a_computed_wait_and_an_approval_timeout_survive_a_killed_worker(
+def test_computed_waits_and_an_approval_timeout_survive_a_killed_worker(
     client: Client, database_url: str, spawn_worker: Spawn
 ) -> None:
-    run = client.start_run("timers", {"delay": 1.5})
+    until = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
+    run = client.start_run("timers", {"delay": 1.5, "until": until})
     doomed = spawn_worker(database_url)
     wait_until(
         lambda: client.explain_run(run.id).reason == "waiting_for_timer", what="the wait to start"
@@ -34,13 +36,20 @@ def test_a_computed_wait_and_an_approval_timeout_survive_a_killed_worker(
     doomed.wait(timeout=30)
     time.sleep(2.0)  # the wait's time passes with no worker up
     assert client.inspect_run(run.id).current_step == "hold"
+    restarted = spawn_worker(database_url)
+    wait_until(
+        lambda: client.inspect_run(run.id).current_step == "hold_until", what="the second wait"
+    )
+    restarted.send_signal(signal.SIGKILL)  # killed again, during the wait until a datetime
+    restarted.wait(timeout=30)
     spawn_worker(database_url)
-    # The timer fires late, the approval then waits 1.5 s, and nobody decides: timeout route.
+    # The timers fire late, the approval then waits 1.5 s, and nobody decides: timeout route.
     wait_until(settled(client, [run]), what="the timeout route to finish the run")
     done = client.inspect_run(run.id, include_history=True)
     assert done.status == "completed"
     assert {sr.step: sr.status for sr in done.step_runs or ()} == {
         "hold": "completed",
+        "hold_until": "completed",
         "gate": "failed",
         "late": "completed",
     }
