@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from squidmesh_sdk import error_records
+from opentelemetry import trace
+
+from squidmesh_sdk import error_records, telemetry
 from squidmesh_sdk.definition.conditions import resolve_path
 from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import dispatcher, inputs, progression
@@ -103,6 +105,7 @@ def wake(runtime: Runtime, tx: Transaction, run: Run, key: StepKey) -> Woken | N
     attempt = attempt_store.latest_attempt(tx.connection, step_run.id)
     if attempt is None or attempt.status != "running":
         return None
+    trace.get_current_span().set_attribute(telemetry.ATTEMPT, attempt.number)
     due_text = resume.get("until") if node.kind == "wait" else resume.get("timeout_at")
     if not isinstance(due_text, str) or datetime.fromisoformat(due_text) > tx.now:
         tx.events.append(StepSkipped(run, key.key, "not_due"))
