@@ -354,6 +354,7 @@ class WorkflowDefinition:
         cyclic_steps: Steps on a route loop: a route into one may start a new iteration.
         single_path: At most one step of a run is active at a time (one entry step, no
             ``after`` dependencies): the run's ``current_step`` names it.
+        ordered_steps: The steps by phase (graph order), declaration order within a phase.
         has_choices: Some step may not run in a run that completes (a condition, a branch
             label, an error or timeout route, an approval): steps not reached are then
             recorded ``skipped`` when the run completes.
@@ -382,6 +383,8 @@ class WorkflowDefinition:
     has_choices: bool = field(init=False, default=False)
     has_timers: bool = field(init=False, default=False)
     _routes: Mapping[str, tuple[Edge, ...]] = field(init=False, repr=False, compare=False)
+    _successors: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    ordered_steps: tuple[StepNode, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", MappingProxyType(dict(self.steps)))
@@ -393,6 +396,15 @@ class WorkflowDefinition:
         object.__setattr__(
             self, "_routes", MappingProxyType({k: tuple(v) for k, v in routes.items()})
         )
+        successors: dict[str, dict[str, None]] = {name: {} for name in self.steps}
+        for edge in self.edges:
+            if edge.source in successors and edge.target in self.steps:
+                successors[edge.source][edge.target] = None
+        object.__setattr__(
+            self, "_successors", MappingProxyType({k: tuple(v) for k, v in successors.items()})
+        )
+        ordered = sorted(self.steps.values(), key=lambda node: node.phase)  # stable
+        object.__setattr__(self, "ordered_steps", tuple(ordered))
         cyclic = frozenset(name for cycle in route_cycles(self.edges) for name in cycle)
         object.__setattr__(self, "cyclic_steps", cyclic)
         single = len(self.entry_steps) == 1 and not any(e.kind == "after" for e in self.edges)
@@ -449,8 +461,7 @@ class WorkflowDefinition:
 
     def successors(self, step: str) -> tuple[str, ...]:
         """Steps an edge of any kind leads to from ``step`` (``COMPLETE`` left out)."""
-        found = (e.target for e in self.edges if e.source == step and e.target in self.steps)
-        return tuple(dict.fromkeys(found))
+        return self._successors.get(step, ())
 
     def _body_dict(self) -> dict[str, Any]:
         # Keys appear only when used, so a graph that uses none of the newer features keeps

@@ -314,34 +314,28 @@ def settle(
         latest[target] = (key, "pending")
         started.append(key.key)
     skipped: list[str] = []
-    changed = True
-    while changed:
-        changed = False
-        active = {name for name, (_, status) in latest.items() if status in _ACTIVE}
-        live = _downstream(definition, active)
-        for node in definition.steps.values():
-            if node.name in latest:
-                continue
-            if node.depends_on:
-                deps = [latest.get(dep) for dep in node.depends_on]
-                if not all(dep is not None and dep[1] in _SETTLED for dep in deps):
-                    # A dependency still runs, or has yet to start or be skipped (this pass
-                    # skips it if nothing active leads to it; the next pass decides the join).
-                    continue
-                routed = any(dep is not None and dep[1] == "routed" for dep in deps)
-                if not routed and any(dep is not None and dep[1] == "completed" for dep in deps):
-                    latest[node.name] = (StepKey(node.name), "pending")
-                    started.append(node.name)
-                else:
-                    latest[node.name] = (StepKey(node.name), "skipped")
-                    skipped.append(node.name)
-                changed = True
-            elif node.name not in definition.entry_steps and node.name not in live:
+    # One pass in graph order decides every step: a step's fate depends on its dependencies
+    # (earlier in the order) and on what active steps can still reach, which only grows, with
+    # the steps this pass starts, toward later steps (a join never sits in a loop).
+    live = _downstream(definition, {n for n, (_, status) in latest.items() if status in _ACTIVE})
+    for node in definition.ordered_steps:
+        if node.name in latest:
+            continue
+        if node.depends_on:
+            deps = [latest.get(dep) for dep in node.depends_on]
+            if not all(dep is not None and dep[1] in _SETTLED for dep in deps):
+                continue  # a dependency still runs, or may still start
+            routed = any(dep is not None and dep[1] == "routed" for dep in deps)
+            if not routed and any(dep is not None and dep[1] == "completed" for dep in deps):
+                latest[node.name] = (StepKey(node.name), "pending")
+                started.append(node.name)
+                live |= _downstream(definition, {node.name})
+            else:
                 latest[node.name] = (StepKey(node.name), "skipped")
                 skipped.append(node.name)
-                changed = True
-            if changed:
-                break  # what is active (and so what may still start) changed: look again
+        elif node.name not in definition.entry_steps and node.name not in live:
+            latest[node.name] = (StepKey(node.name), "skipped")
+            skipped.append(node.name)
     if skipped:
         step_run_store.skip_steps(tx, run.id, skipped)
         audit.record_event(tx, run.id, "skipped", metadata={"steps": skipped})

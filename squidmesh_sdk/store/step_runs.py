@@ -219,17 +219,7 @@ def _insert_new(tx: Transaction, rows: list[dict[str, Any]]) -> list[str]:
 
 def progress_states(connection: Connection, run_id: str | uuid.UUID) -> list[ProgressState]:
     """Every step run of the run, as :class:`ProgressState`, in insertion order."""
-    rows = connection.execute(
-        sa.select(
-            step_runs.c.step,
-            step_runs.c.status,
-            step_runs.c.resume,
-            step_runs.c.recovery,
-            step_runs.c.manual,
-        )
-        .where(step_runs.c.run_id == as_uuid(run_id))
-        .order_by(step_runs.c.inserted_at, step_runs.c.id)
-    ).mappings()
+    rows = _PROGRESS_STATES.rows(connection, {"p_run_id": run_id})
     return [
         ProgressState(
             key=row["step"],
@@ -601,6 +591,19 @@ _BEGIN_STEP = Prepared(_begin_step_statement)
 _GET_STEP_RUN = Prepared(
     lambda _: sa.select(step_runs).where(
         step_runs.c.run_id == sa.bindparam("p_run_id"), step_runs.c.step == sa.bindparam("p_step")
+    )
+)
+_PROGRESS_STATES = Prepared(
+    lambda _: (
+        sa.select(
+            step_runs.c.step,
+            step_runs.c.status,
+            step_runs.c.resume,
+            step_runs.c.recovery,
+            step_runs.c.manual,
+        )
+        .where(step_runs.c.run_id == sa.bindparam("p_run_id"))
+        .order_by(step_runs.c.inserted_at, step_runs.c.id)
     )
 )
 _STEP_STATUSES = Prepared(

@@ -30,7 +30,7 @@ def _jobs_left(client: Client, run_id: str) -> int:
 def test_computed_waits_and_an_approval_timeout_survive_a_killed_worker(
     client: Client, database_url: str, spawn_worker: Spawn
 ) -> None:
-    until = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
+    until = (datetime.now(UTC) + timedelta(seconds=10)).isoformat()  # margin for slow starts
     run = client.start_run("timers", {"delay": 1.5, "until": until})
     doomed = spawn_worker(database_url)
     wait_until(
