@@ -192,3 +192,81 @@ def test_a_step_finishing_after_cancellation_records_its_result_and_stops(
     assert [(sr.step, sr.status) for sr in done.step_runs or ()] == [("first", "completed")]
     # Nothing was dispatched after the step: only its own (already performed) job is queued.
     assert [job for _, job in env.executor.pending] == [first_job]
+
+
+def _deliver_concurrently(env: WorkflowEnvironment, job: dict[str, Any], count: int) -> list[str]:
+    results: queue.Queue[str] = queue.Queue()
+    start = threading.Barrier(count)
+
+    def deliver() -> None:
+        start.wait()
+        try:
+            results.put(env.client.perform(job))
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertions below
+            results.put(f"error: {exc!r}")
+
+    threads = [threading.Thread(target=deliver) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return sorted(results.get(timeout=60) for _ in range(count))
+
+
+def test_eight_deliveries_of_a_map_step_start_its_elements_once(make_env: MakeEnv) -> None:
+    wf = Workflow("map_once", triggers=[manual("go")])
+
+    @wf.step
+    def plan() -> dict[str, Any]:
+        return {"items": [1, 2, 3]}
+
+    @wf.step(map_over="items")
+    def each(item: int) -> dict[str, Any]:
+        return {"item": item}
+
+    wf.chain(plan, each, COMPLETE)
+    env = make_env(wf, run_immediately=False)
+    run = env.start_run("map_once")
+    assert env.executor.run_next()  # plan
+    ((_, job),) = env.executor.pending
+    assert job["step"] == "each"
+    outcomes = _deliver_concurrently(env, job, 8)
+    assert outcomes == ["executed"] + ["skipped"] * 7
+    # Three element jobs were queued, once each (beside the job delivered by hand above).
+    assert sorted(j["step"] for _, j in env.executor.pending) == [
+        "each",
+        "each[0]",
+        "each[1]",
+        "each[2]",
+    ]
+    env.run_until_idle()
+    done = env.client.inspect_run(run.id, include_history=True)
+    assert done.status == "completed"
+    assert done.context["each"] == [{"item": 1}, {"item": 2}, {"item": 3}]
+
+
+def test_eight_deliveries_of_a_wait_timer_end_the_wait_once(make_env: MakeEnv) -> None:
+    calls: list[str] = []
+    wf = Workflow("timer_once", triggers=[manual("go")])
+    hold = wf.wait("hold", duration=60)
+
+    @wf.step
+    def after() -> dict[str, Any]:
+        calls.append("after")
+        return {"after": True}
+
+    wf.chain(hold, after, COMPLETE)
+    env = make_env(wf, run_immediately=False)
+    run = env.start_run("timer_once")
+    assert env.executor.run_next()  # the wait starts: its timer is queued
+    ((_, timer),) = env.executor.pending
+    env.clock.advance(60)
+    outcomes = _deliver_concurrently(env, timer, 8)
+    assert outcomes == ["executed"] + ["skipped"] * 7
+    env.run_until_idle()
+    done = env.client.inspect_run(run.id, include_history=True)
+    assert done.status == "completed"
+    assert calls == ["after"]
+    hold_run = done.step_run("hold")
+    assert hold_run is not None
+    assert [a.status for a in hold_run.attempts] == ["completed"]
