@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from squidmesh_sdk.graph import WorkflowDefinition
+from squidmesh_sdk.graph import StepKey, WorkflowDefinition
 from squidmesh_sdk.store.records import StepRun, StepState
 
 __all__ = ["step_states"]
@@ -15,17 +15,28 @@ def step_states(
 ) -> tuple[StepState, ...]:
     """Every declared step with its step run's state, or ``waiting`` when it has none.
 
-    Order: declaration order for transition workflows; dependency phase, then declaration
-    order, for dependency workflows. Step runs of steps the definition no longer declares come
-    last, so nothing recorded is hidden.
+    A step a loop ran again shows its newest iteration (``draft@2``), a map step its own step
+    run (its elements are in the run's ``step_runs``). Order: declaration order for graphs
+    without ``after=``; phase, then declaration order, for the others. Step runs of steps the
+    definition no longer declares come last, so nothing recorded is hidden.
     """
-    by_step = {step_run.step: step_run for step_run in step_runs}
+    by_step: dict[str, StepRun] = {}
+    newest: dict[str, int] = {}
+    for step_run in step_runs:
+        key = StepKey.parse(step_run.step)
+        if key.name in definition.steps:
+            if key.item is not None or key.iteration < newest.get(key.name, 0):
+                continue
+            newest[key.name] = key.iteration
+            by_step[key.name] = step_run
+        else:
+            by_step[step_run.step] = step_run
     nodes = list(definition.steps.values())
-    if definition.shape == "dependency":
+    if definition.shape != "transition":
         nodes.sort(key=lambda node: node.phase)  # stable: ties keep declaration order
     states = []
     for node in nodes:
-        step_run = by_step.pop(node.name, None)
+        step_run = by_step.pop(node.name) if node.name in by_step else None
         if step_run is None:
             states.append(
                 StepState(

@@ -529,3 +529,17 @@ def test_a_map_over_a_missing_list_fails_with_invalid_map(make_env: MakeEnv) -> 
     assert done.status == "failed"
     assert done.last_error is not None
     assert done.last_error["code"] == "invalid_map"
+
+
+def test_inspect_lists_each_declared_step_once_with_its_newest_iteration(
+    make_env: MakeEnv,
+) -> None:
+    env = make_env(review_loop())
+    run = env.start_run("review_loop")
+    env.client.reject_run(run.id, actor="editor")
+    waiting = env.client.inspect_run(run.id, include_history=True)
+    assert [(s.step, s.status) for s in waiting.steps or ()] == [
+        ("draft@2", "completed"),
+        ("review@2", "running"),
+        ("publish", "waiting"),
+    ]
