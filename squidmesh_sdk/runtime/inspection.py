@@ -36,8 +36,8 @@ def step_states(
         nodes.sort(key=lambda node: node.phase)  # stable: ties keep declaration order
     states = []
     for node in nodes:
-        step_run = by_step.pop(node.name) if node.name in by_step else None
-        if step_run is None:
+        found = by_step.pop(node.name) if node.name in by_step else None
+        if found is None:
             states.append(
                 StepState(
                     step=node.name,
@@ -53,7 +53,7 @@ def step_states(
                 )
             )
         else:
-            states.append(_from_step_run(step_run, node.depends_on))
+            states.append(_from_step_run(found, node.depends_on))
     states.extend(_from_step_run(step_run, ()) for step_run in by_step.values())
     return tuple(states)
 
