@@ -27,7 +27,7 @@ import uvicorn
 from squidmesh_sdk import Client, DatabaseExecutor, Worker
 from squidmesh_sdk.ui import create_app
 from tests.ui.conftest import ALICE_TOKEN, TOKENS
-from tests.ui.workflows import WORKFLOWS
+from tests.ui.workflows import WORKFLOWS, order_pipeline_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("SQUIDMESH_CHROMIUM", "/usr/bin/chromium")
@@ -188,6 +188,24 @@ def test_an_operator_approves_a_run_and_sees_it_complete(
         driver.get(f"{server}/jobs")
         screenshot(driver, artifacts, "07-jobs")
 
+        # One graph: a map, a branch to an approval beside parallel steps, a skipped step.
+        order = client.start_run("order_pipeline", order_pipeline_payload())
+        while client.inspect_run(order.id).status != "paused":
+            assert time.monotonic() < deadline + 60, "the order never reached its review"
+            time.sleep(0.1)
+        client.approve_run(order.id, actor="manager")
+        while not client.inspect_run(order.id).terminal:
+            assert time.monotonic() < deadline + 90, "the order never finished"
+            time.sleep(0.1)
+        driver.get(f"{server}/runs/{order.id}")
+        wait.until(ec.text_to_be_present_in_element((By.ID, "run-status"), "completed"))
+        skipped = driver.find_element(By.CSS_SELECTOR, 'g.node[data-step="cancel_order"]')
+        assert skipped.get_attribute("data-status") == "skipped"
+        shipped = driver.find_element(By.CSS_SELECTOR, 'g.node[data-step="ship"]')
+        assert shipped.get_attribute("data-status") == "completed"
+        assert "route_taken" in driver.find_element(By.ID, "audit").text
+        screenshot(driver, artifacts, "08-run-one-graph")
+
     run = client.inspect_run(waiting.id, include_history=True)
     assert run.status == "completed"
     approvals = [event for event in run.events or () if event.type == "approved"]
@@ -201,5 +219,6 @@ def test_an_operator_approves_a_run_and_sees_it_complete(
         "05-run-failed-with-compensation.png",
         "06-workflow.png",
         "07-jobs.png",
+        "08-run-one-graph.png",
     ]
     assert all((artifacts / name).stat().st_size > 10_000 for name in shots)

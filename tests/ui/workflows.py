@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from samples import daily_digest, dependency_recovery, manual_approval, saga_checkout
+from samples import (
+    daily_digest,
+    dependency_recovery,
+    manual_approval,
+    order_pipeline,
+    saga_checkout,
+)
 from squidmesh_sdk import COMPLETE, Retry, StepContext, Workflow, manual
 
 # Paused at a `pause` step until unblocked.
@@ -65,4 +71,16 @@ WORKFLOWS = (
     flaky,
     transfer,
     two_approvals,
+    order_pipeline.workflow,
 )
+
+
+def order_pipeline_payload() -> dict[str, Any]:
+    """A large order: it is mapped line by line and waits for the manager's review."""
+    return {
+        "order_id": "ord-7",
+        "lines": [
+            {"sku": "desk", "quantity": 2, "unit_cents": 45_000},
+            {"sku": "chair", "quantity": 4, "unit_cents": 12_500},
+        ],
+    }
