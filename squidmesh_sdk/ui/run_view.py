@@ -59,11 +59,18 @@ def node_states(run: Run, declared: Sequence[str]) -> dict[str, NodeState]:
             attempts = len(member.attempts or ())
             detail = f"{attempts} attempts" if attempts > 1 else None
         else:
-            counts: Counter[str] = Counter(str(member.status) for member in members)
+            # A map step: its own step run says how it stands, its elements are counted. A
+            # loop: every iteration is counted, and the liveliest one says how it stands.
+            elements = [member for member in members if member.step.endswith("]")]
+            counted = elements or members
+            counts: Counter[str] = Counter(str(member.status) for member in counted)
             unknown = [s for s in counts if s not in _GROUP_ORDER]
             status = unknown[0] if unknown else next(s for s in _GROUP_ORDER if counts[s])
+            own = next((member for member in members if member.step == name), None)
+            if elements and own is not None:
+                status = own.status
             parts = [f"{count} {state}" for state, count in sorted(counts.items())]
-            detail = f"{', '.join(parts)} (of {len(members)})"
+            detail = f"{', '.join(parts)} (of {len(counted)})"
         if is_current and run.status == "paused":
             status = "paused"
         states[name] = NodeState(status, detail, is_current)

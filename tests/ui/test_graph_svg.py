@@ -183,6 +183,24 @@ def test_iterations_and_map_elements_count_towards_their_declared_step() -> None
     assert node_states(done, ["load", "archive"])["archive"].status == "not reached"
 
 
+def test_a_map_step_counts_its_elements_and_shows_its_own_status() -> None:
+    run = run_of(
+        step_run("price", "completed", 0),
+        step_run("price[0]", "completed", 1),
+        step_run("price[1]", "completed", 2),
+        status="completed",
+    )
+    state = node_states(run, ["price"])["price"]
+    assert (state.status, state.detail) == ("completed", "2 completed (of 2)")
+    waiting = run_of(
+        step_run("price", "running", 0),
+        step_run("price[0]", "completed", 1),
+        step_run("price[1]", "pending", 2),
+    )
+    state = node_states(waiting, ["price"])["price"]
+    assert (state.status, state.detail) == ("running", "1 completed, 1 pending (of 2)")
+
+
 def test_taken_edges_follow_the_steps_reached_and_skip_skipped_ones() -> None:
     shape = definition(
         {"source": "a", "target": "b", "kind": "ok"},
