@@ -121,9 +121,13 @@ def advance_after_success(
 
     ``label`` is the branch the step returned (:class:`~squidmesh_sdk.Branch`), ``returned``
     its output before namespacing (what ``output.…`` conditions read). A finished run only
-    records the step; a cancelling run becomes cancelled (once no other step of it runs).
+    records the step, and a failed one queues its compensation (the step completed after the
+    run's rollback may have run); a cancelling run becomes cancelled (once no other step of it
+    runs).
     """
     if run.terminal:
+        if run.status == "failed":
+            return compensation.dispatch_if_available(runtime, tx, run, definition)
         return run
     context = inputs.merge_output(run.context, output)
     if run.status == "cancelling":

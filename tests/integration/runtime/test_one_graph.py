@@ -6,13 +6,23 @@ branch not taken), step-run keys of loop iterations, the route history and the r
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from squidmesh_sdk import COMPLETE, Branch, InvalidTransition, Retry, Workflow, manual, when
+from squidmesh_sdk import (
+    COMPLETE,
+    Branch,
+    InvalidTransition,
+    NonRetryableError,
+    Retry,
+    Workflow,
+    manual,
+    when,
+)
 from squidmesh_sdk.store.records import Run
 from squidmesh_sdk.testing import DEFAULT_START
 from tests.integration.runtime.conftest import MakeEnv
@@ -543,3 +553,41 @@ def test_inspect_lists_each_declared_step_once_with_its_newest_iteration(
         ("review@2", "running"),
         ("publish", "waiting"),
     ]
+
+
+def test_a_step_finishing_after_its_run_failed_is_compensated_too(make_env: MakeEnv) -> None:
+    undone: list[str] = []
+    release = threading.Event()
+    wf = Workflow("late_branch", triggers=[manual("go")])
+
+    @wf.step
+    def slow() -> dict[str, Any]:
+        assert release.wait(timeout=60), "the test never released the slow branch"
+        return {"slow": True}
+
+    @slow.compensate
+    def undo_slow() -> None:
+        undone.append("slow")
+
+    @wf.step
+    def broken() -> None:
+        raise NonRetryableError("broken branch")
+
+    env = make_env(wf, run_immediately=False)
+    run = env.start_run("late_branch")
+    jobs = {job["step"]: job for _, job in env.executor.pending}
+    late = threading.Thread(target=lambda: env.client.perform(jobs["slow"]))
+    late.start()
+    try:
+        assert env.client.perform(jobs["broken"]) == "executed"
+        assert env.client.inspect_run(run.id).status == "failed"
+    finally:
+        release.set()
+        late.join(timeout=60)
+    env.run_until_idle()  # the compensation queued when the late step completed
+    done = env.client.inspect_run(run.id, include_history=True)
+    assert done.status == "failed"
+    slow_run = done.step_run("slow")
+    assert slow_run is not None
+    assert slow_run.status == "completed"
+    assert undone == ["slow"]
