@@ -55,6 +55,7 @@ from squidmesh_sdk.errors import (
     InvalidResume,
     InvalidRunId,
     InvalidSchedule,
+    InvalidSignal,
     InvalidStep,
     InvalidTransition,
     InvalidTrigger,
@@ -81,7 +82,15 @@ from squidmesh_sdk.runtime.explanation import RunExplanation
 from squidmesh_sdk.runtime.retention import PurgeResult
 from squidmesh_sdk.runtime.runner import CronStart
 from squidmesh_sdk.store.database import Database
-from squidmesh_sdk.store.records import Attempt, AuditEvent, Run, StepRun, StepState
+from squidmesh_sdk.store.records import (
+    Attempt,
+    AuditEvent,
+    ChildRun,
+    Run,
+    Signal,
+    StepRun,
+    StepState,
+)
 
 __all__ = [
     "COMPLETE",
@@ -92,6 +101,7 @@ __all__ = [
     "Backoff",
     "Branch",
     "BuiltinStep",
+    "ChildRun",
     "Client",
     "Condition",
     "CronStart",
@@ -110,6 +120,7 @@ __all__ = [
     "InvalidResume",
     "InvalidRunId",
     "InvalidSchedule",
+    "InvalidSignal",
     "InvalidStep",
     "InvalidTransition",
     "InvalidTrigger",
@@ -128,6 +139,7 @@ __all__ = [
     "RunWaitTimeout",
     "SchemaNotReady",
     "SchemaTooNew",
+    "Signal",
     "SquidmeshError",
     "StaleRecord",
     "Step",

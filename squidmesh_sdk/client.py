@@ -21,7 +21,7 @@ from squidmesh_sdk.executors.inline import InlineExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.port.executor import Executor, ExecutorBinding
-from squidmesh_sdk.runtime import lifecycle, manual, retention, runner
+from squidmesh_sdk.runtime import lifecycle, manual, retention, runner, signals
 from squidmesh_sdk.runtime import watcher as run_watcher
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import LoggingObserver, Observer
@@ -32,7 +32,7 @@ from squidmesh_sdk.runtime.tracing import TelemetryObserver
 from squidmesh_sdk.store import migrations
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.database import Database
-from squidmesh_sdk.store.records import Run
+from squidmesh_sdk.store.records import Run, Signal
 
 __all__ = ["Client", "RunHandle"]
 
@@ -478,6 +478,41 @@ class Client:
             metadata=metadata,
             step=step,
         )
+
+    def signal(
+        self,
+        run_id: str,
+        name: str,
+        payload: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Signal:
+        """Send signal ``name`` to a run, for its ``signal`` step waiting for that name.
+
+        The payload is validated against the step's model, stored, and recorded in the run's
+        audit trail (``signal_received``, with the key). If a step waits for the signal, it
+        completes in the same transaction with the payload as its output and the run moves
+        on; otherwise the signal is kept until a step starts waiting for it (signals of one
+        name are consumed oldest first, one per wait). The same ``idempotency_key`` again
+        returns the signal it delivered (``duplicate=True``) and changes nothing.
+
+        Returns:
+            The signal: ``consumed`` (``step`` names the step run that took it) or ``pending``.
+
+        Raises:
+            InvalidArgument: ``name`` or ``idempotency_key`` is not a non-empty string.
+            InvalidRunId, RunNotFound: no such run.
+            InvalidSignal: the run is finished or cancelling, no step of its definition waits
+                for ``name``, or the key already delivered another signal (see its ``code``).
+            InvalidPayload: the payload does not fit the signal's model; nothing is stored.
+            DispatchFailed: the executor refused the run's next step; nothing changed.
+        """
+        body = (
+            payload.model_dump(mode="json", by_alias=True)
+            if isinstance(payload, BaseModel)
+            else payload
+        )
+        return signals.send(self._runtime, run_id, name, body, idempotency_key=idempotency_key)
 
     def perform(self, payload: Mapping[str, Any], *, redelivered: bool = False) -> str:
         """Execute one payload an executor delivered; the entry point of host jobs.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 from squidmesh_sdk.definition.conditions import Condition
@@ -273,6 +273,37 @@ class Workflow:
         """
         spec = StepSpec(
             name=name, kind="approval", output=output, timeout=timeout, after=as_refs(after)
+        )
+        return self._add_builtin(spec)
+
+    def signal(
+        self,
+        name: str,
+        *,
+        signal: str | None = None,
+        payload: type[Any] | None = None,
+        output: str | None = None,
+        timeout: Duration | None = None,
+        after: Sequence[StepRef] | None = None,
+    ) -> BuiltinStep:
+        """Declare a step that waits for a signal sent with ``Client.signal``.
+
+        The step waits for the signal called ``signal`` (default: the step's ``name``). A
+        signal sent before the run reaches the step is kept and consumed when it does; signals
+        of one name are consumed oldest first, one per wait. The signal's payload is
+        validated against ``payload`` (a pydantic model; without one the signal carries no
+        payload) when it is sent, and becomes the step's output, stored under ``output`` if
+        given (else merged into the context). With ``timeout``, a step still waiting then
+        takes its ``timeout`` route, or fails the run (``signal_timed_out``) when it has none.
+        """
+        spec = StepSpec(
+            name=name,
+            kind="signal",
+            signal=signal if signal is not None else name,
+            payload=payload,
+            output=output,
+            timeout=timeout,
+            after=as_refs(after),
         )
         return self._add_builtin(spec)
 

@@ -18,6 +18,10 @@ SquidmeshError                                                   squidmesh_error
 ├── RunWaitTimeout           wait_for_run's timeout ran out first (also a   run_wait_timeout
 │                            TimeoutError)
 ├── InvalidStep              the run is not at a step that accepts this action   invalid_step
+├── InvalidSignal            a signal the run cannot take (finished run,       invalid_signal
+│                            unknown name, key reused); the instance's code
+│                            says which: signal_run_finished, unknown_signal,
+│                            signal_key_conflict
 ├── InvalidResume            actor, comment or metadata of a manual action     invalid_resume
 │                            are malformed or not strict JSON
 ├── InvalidSchedule          a cron activation's schedule identity           invalid_schedule
@@ -76,6 +80,7 @@ from squidmesh_sdk.errors.requests import (
     InvalidPayload,
     InvalidResume,
     InvalidRunId,
+    InvalidSignal,
     InvalidStep,
     InvalidTransition,
     RunNotFound,
@@ -105,6 +110,7 @@ __all__ = [
     "InvalidResume",
     "InvalidRunId",
     "InvalidSchedule",
+    "InvalidSignal",
     "InvalidStep",
     "InvalidTransition",
     "InvalidTrigger",

@@ -1,5 +1,8 @@
 """Steps that wait: timers, pauses and approvals, their timeouts, and run deadlines.
 
+Signal and child steps wait too (:mod:`~squidmesh_sdk.runtime.signals`,
+:mod:`~squidmesh_sdk.runtime.children`); their timeouts are handled here like an approval's.
+
 A waiting step's step run stays ``running`` with ``resume`` saying what it waits for (``kind``)
 and until when; no body runs. Every timer is a job of the run's executor, due at the time: the
 job of a wait step completes it, the job of an approval or pause with a timeout takes its
@@ -114,9 +117,10 @@ def wake(runtime: Runtime, tx: Transaction, run: Run, key: StepKey) -> Woken | N
         tx.events.append(StepCompleted(run, key.key, attempt.number, tx.now - attempt.inserted_at))
         progression.advance_after_success(runtime, tx, run, definition, node, output, key=key.key)
         return "executed"
+    what = _TIMED_OUT.get(node.kind, "was not decided")
     error = error_records.error_record(
         "timeout",
-        f"{node.kind} {node.name!r} was not decided within {node.timeout:g}s",
+        f"{node.kind} {node.name!r} {what} within {node.timeout:g}s",
         code=f"{node.kind}_timed_out",
         retryable=False,
         step=node.name,
@@ -139,6 +143,10 @@ def wake(runtime: Runtime, tx: Transaction, run: Run, key: StepKey) -> Woken | N
         outcome="timeout",
     )
     return "executed"
+
+
+_TIMED_OUT = {"signal": "received no signal", "child": "saw no end of its child run"}
+"""How a timed-out step's error reads (a pause or an approval "was not decided")."""
 
 
 def deadline_reached(runtime: Runtime, tx: Transaction, run: Run) -> Woken:
