@@ -47,6 +47,7 @@ __all__ = [
     "runs_reject",
     "runs_replay",
     "runs_show",
+    "runs_signal",
     "runs_start",
     "runs_unblock",
     "worker",
@@ -375,6 +376,30 @@ def runs_unblock(args: argparse.Namespace, ctx: Context) -> int:
         step=args.step,
     )
     return _report(ctx, args, run, f"unblocked run {run.id}")
+
+
+def runs_signal(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh runs signal RUN_ID NAME [--json-payload JSON] [--idempotency-key K]``.
+
+    ``--json`` prints the signal (its status, the step that consumed it, ``duplicate``) and
+    the run as it is left.
+    """
+    client = ctx.client()
+    signal = client.signal(
+        args.run_id, args.name, args.json_payload, idempotency_key=args.idempotency_key
+    )
+    run = _finish_inline_work(ctx, client.inspect_run(args.run_id))
+    if args.json:
+        ctx.write(render.to_json({"signal": signal.to_dict(), "run": render.run_dict(run)}))
+        return EXIT_OK
+    if signal.duplicate:
+        done = f"signal {signal.name!r} was already delivered to run {run.id} with this key"
+    elif signal.status == "consumed":
+        done = f"signal {signal.name!r} delivered to run {run.id}, step {signal.step}"
+    else:
+        done = f"signal {signal.name!r} kept for run {run.id} until a step waits for it"
+    ctx.write(f"{done} ({_state(run)})")
+    return EXIT_OK
 
 
 def runs_cancel(args: argparse.Namespace, ctx: Context) -> int:

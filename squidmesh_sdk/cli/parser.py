@@ -298,6 +298,30 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
             help="the waiting step, when several wait at once (a name, or a key like review@2)",
         )
 
+    signal = _command(
+        runs_sub,
+        common,
+        "signal",
+        commands.runs_signal,
+        "send a signal to a run, for its signal step waiting for that name",
+        json_flag=True,
+    )
+    signal.add_argument("run_id", type=run_id, metavar="RUN_ID", help=RUN_ID_HELP)
+    signal.add_argument("name", metavar="NAME", help="the signal's name")
+    signal.add_argument(
+        "--json-payload",
+        type=json_object,
+        metavar="JSON",
+        help="the signal's payload, a JSON object (or @FILE, @- for stdin); default: none",
+    )
+    signal.add_argument(
+        "--idempotency-key",
+        type=idempotency_key,
+        metavar="KEY",
+        help="deliver at most one signal with this key to the run: again, it prints the "
+        "signal the key delivered",
+    )
+
     cancel = _command(
         runs_sub, common, "cancel", commands.runs_cancel, "cancel a run", json_flag=True
     )

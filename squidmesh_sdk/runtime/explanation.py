@@ -290,8 +290,7 @@ def _waiting(
     result: _Result,
     evidence: dict[str, Any],
 ) -> RunExplanation | None:
-    """A running run that waits for a timer, a signal or a child run, or has an approval
-    waiting beside its branches."""
+    """A running run that waits: for a timer, a signal, a child run, or a person beside it."""
     timers = _waits(run, "wait")
     signals = _waits(run, "signal")
     children = _waits(run, "child")

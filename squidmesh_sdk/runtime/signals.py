@@ -78,7 +78,10 @@ def send(
         runtime.transaction() as tx,
     ):
         run = run_store.lock_run(tx.connection, run_id)
-        if run.terminal or run.status == "cancelling":
+        held = None
+        if idempotency_key is not None:
+            held = signal_store.find_by_key(tx.connection, run.id, idempotency_key)
+        if held is None and (run.terminal or run.status == "cancelling"):
             raise errors.InvalidSignal(
                 run.id, name, f"the run is {run.status}", code="signal_run_finished"
             )
@@ -100,18 +103,18 @@ def send(
                 code="unknown_signal",
             )
         validated = node.contract.validate({} if payload is None else payload)
-        if idempotency_key is not None:
-            held = signal_store.find_by_key(tx.connection, run.id, idempotency_key)
-            if held is not None:
-                if held.name != name or held.payload != validated:
-                    raise errors.InvalidSignal(
-                        run.id,
-                        name,
-                        f"idempotency key {idempotency_key!r} already delivered signal "
-                        f"{held.name!r} with another payload ({held.id})",
-                        code="signal_key_conflict",
-                    )
-                return _duplicate(held)
+        if held is not None:
+            # A retried delivery: the same signal again is the one delivered, whatever the
+            # run did since (finished, even); another signal under the key is a mistake.
+            if held.name != name or held.payload != validated:
+                raise errors.InvalidSignal(
+                    run.id,
+                    name,
+                    f"idempotency key {idempotency_key!r} already delivered signal "
+                    f"{held.name!r} with another payload ({held.id})",
+                    code="signal_key_conflict",
+                )
+            return _duplicate(held)
         signal = signal_store.insert_signal(
             tx, run.id, name, validated, idempotency_key=idempotency_key
         )
