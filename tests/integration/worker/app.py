@@ -121,7 +121,42 @@ def _gated_saga() -> Workflow:
     return wf
 
 
-WORKFLOWS = (_five_steps(), _gated(), _delayed(), _one_step(), _gated_saga())
+class Payment(BaseModel):
+    amount: int
+
+
+def _gated_signal() -> Workflow:
+    """A gated step, then a wait for signal ``paid``, then a step that reads its payload."""
+    wf = Workflow("gated_signal", triggers=[manual("go", payload=GatePayload)])
+
+    @wf.step
+    def blocked(gate: str, started: str) -> dict[str, Any]:
+        Path(started).touch()
+        deadline = time.monotonic() + 120
+        while not Path(gate).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the test never opened the gate")
+            time.sleep(0.02)
+        return {"blocked": "passed"}
+
+    paid = wf.signal("paid", payload=Payment, output="payment")
+
+    @wf.step
+    def receipt(payment: dict[str, Any]) -> dict[str, Any]:
+        return {"receipt": payment["amount"]}
+
+    wf.chain(blocked, paid, receipt, COMPLETE)
+    return wf
+
+
+WORKFLOWS = (
+    _five_steps(),
+    _gated(),
+    _delayed(),
+    _one_step(),
+    _gated_saga(),
+    _gated_signal(),
+)
 
 
 def make_client(url: str) -> Client:
