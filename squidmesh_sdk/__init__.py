@@ -65,6 +65,7 @@ from squidmesh_sdk.errors import (
     NonRetryableError,
     OutcomeNotStored,
     RetryAfter,
+    RetryRefused,
     RunNotFound,
     RunWaitTimeout,
     SchemaNotReady,
@@ -75,6 +76,7 @@ from squidmesh_sdk.errors import (
     StepOutputError,
     StepTimeout,
     UnsafeReplay,
+    UnsafeRetry,
 )
 from squidmesh_sdk.executors import DatabaseExecutor, Executor, InlineExecutor, Worker
 from squidmesh_sdk.graph import WorkflowDefinition
@@ -132,6 +134,7 @@ __all__ = [
     "PurgeResult",
     "Retry",
     "RetryAfter",
+    "RetryRefused",
     "Run",
     "RunExplanation",
     "RunHandle",
@@ -154,6 +157,7 @@ __all__ = [
     "TransitionSpec",
     "TriggerSpec",
     "UnsafeReplay",
+    "UnsafeRetry",
     "Worker",
     "Workflow",
     "WorkflowDefinition",

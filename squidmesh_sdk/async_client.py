@@ -307,6 +307,25 @@ class AsyncClient:
             self._client.approve_run, run_id, actor=actor, comment=comment, metadata=metadata
         )
 
+    async def retry_run(
+        self,
+        run_id: str,
+        *,
+        from_step: str | None = None,
+        allow_irreversible: bool = False,
+        actor: str | Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> Run:
+        """:meth:`Client.retry_run <squidmesh_sdk.Client.retry_run>`."""
+        return await self._run(
+            self._client.retry_run,
+            run_id,
+            from_step=from_step,
+            allow_irreversible=allow_irreversible,
+            actor=actor,
+            reason=reason,
+        )
+
     async def signal(
         self,
         run_id: str,

@@ -21,7 +21,7 @@ from squidmesh_sdk.executors.inline import InlineExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.port.executor import Executor, ExecutorBinding
-from squidmesh_sdk.runtime import lifecycle, manual, retention, runner, signals
+from squidmesh_sdk.runtime import lifecycle, manual, resume, retention, runner, signals
 from squidmesh_sdk.runtime import watcher as run_watcher
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import LoggingObserver, Observer
@@ -387,6 +387,46 @@ class Client:
         return lifecycle.replay_run(
             self._runtime,
             run_id,
+            allow_irreversible=allow_irreversible,
+            actor=actor,
+            reason=reason,
+        )
+
+    def retry_run(
+        self,
+        run_id: str,
+        *,
+        from_step: str | None = None,
+        allow_irreversible: bool = False,
+        actor: str | Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> Run:
+        """Resume a ``failed`` run from its failed step, keeping its completed steps' outputs.
+
+        The failed step runs again as a new step run (``charge@2``; the failed one keeps its
+        attempts), with a fresh retry budget, and the run goes on from there. ``from_step``
+        resumes from an earlier step the run reached instead (in a workflow with several
+        paths: one of the steps that failed); the steps after it run again. Recorded in the
+        run's audit trail (``retried``, with ``actor``, ``reason`` as its comment and the
+        steps it resumed from) in the same transaction. Unlike :meth:`replay_run` no new run
+        is made. The run's deadline, if it has one, still counts from its start.
+
+        Raises:
+            InvalidResume: a malformed actor or reason; nothing changed.
+            InvalidRunId, RunNotFound: no such run.
+            InvalidTransition: the run is not ``failed``.
+            RetryRefused: its compensation has started (``code`` ``compensation_started``):
+                the rollback undid what it would build on; replay it instead.
+            InvalidStep: ``from_step`` is not a step it can resume from.
+            UnsafeRetry: irreversible or non-compensatable steps that completed at or after
+                that step would run again (listed); pass ``allow_irreversible=True`` after
+                checking it is safe.
+            DispatchFailed: the executor refused the step; nothing changed.
+        """
+        return resume.retry_run(
+            self._runtime,
+            run_id,
+            from_step=from_step,
             allow_irreversible=allow_irreversible,
             actor=actor,
             reason=reason,

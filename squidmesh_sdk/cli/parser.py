@@ -346,6 +346,28 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
     replay.add_argument("--actor", help="who replays (recorded in the audit trail)")
     replay.add_argument("--reason", help="why (recorded in the audit trail)")
 
+    retry = _command(
+        runs_sub,
+        common,
+        "retry",
+        commands.runs_retry,
+        "resume a failed run from its failed step, keeping what completed",
+        json_flag=True,
+    )
+    retry.add_argument("run_id", type=run_id, metavar="RUN_ID", help=RUN_ID_HELP)
+    retry.add_argument(
+        "--from-step",
+        metavar="STEP",
+        help="resume from this step the run reached instead (the steps after it run again)",
+    )
+    retry.add_argument(
+        "--allow-irreversible",
+        action="store_true",
+        help="retry even if irreversible or non-compensatable steps would run again",
+    )
+    retry.add_argument("--actor", help="who retries (recorded in the audit trail)")
+    retry.add_argument("--reason", help="why (recorded in the audit trail)")
+
     start = _command(runs_sub, common, "start", commands.runs_start, "start a run", json_flag=True)
     start.add_argument("workflow", metavar="WORKFLOW", help="a workflow registered with the app")
     start.add_argument("--trigger", help="the trigger to start through (default: the first)")

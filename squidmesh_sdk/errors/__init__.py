@@ -13,6 +13,9 @@ SquidmeshError                                                   squidmesh_error
 ├── RunNotFound              no run has that id                                 run_not_found
 ├── InvalidTransition        the state machine forbids this status change  invalid_transition
 ├── UnsafeReplay             replay would repeat irreversible steps             unsafe_replay
+│   └── UnsafeRetry          retry_run would run them again                      unsafe_retry
+├── RetryRefused             a failed run retry_run cannot resume             retry_refused
+│                            (code compensation_started)
 ├── IdempotencyConflict      an idempotency key already started a run     idempotency_conflict
 │                            from another trigger or payload
 ├── RunWaitTimeout           wait_for_run's timeout ran out first (also a   run_wait_timeout
@@ -83,8 +86,10 @@ from squidmesh_sdk.errors.requests import (
     InvalidSignal,
     InvalidStep,
     InvalidTransition,
+    RetryRefused,
     RunNotFound,
     UnsafeReplay,
+    UnsafeRetry,
 )
 from squidmesh_sdk.errors.schedules import InvalidSchedule, MissingScheduleIdempotencyKey
 from squidmesh_sdk.errors.steps import (
@@ -120,6 +125,7 @@ __all__ = [
     "NonRetryableError",
     "OutcomeNotStored",
     "RetryAfter",
+    "RetryRefused",
     "RunNotFound",
     "RunWaitTimeout",
     "SchemaNotReady",
@@ -131,6 +137,7 @@ __all__ = [
     "StepSignal",
     "StepTimeout",
     "UnsafeReplay",
+    "UnsafeRetry",
 ]
 
 # Public under one name, whatever module declares them: ``squidmesh_sdk.errors.RunNotFound`` in

@@ -198,6 +198,47 @@ class InvalidSignal(SquidmeshError):
         super().__init__(f"run {run_id} cannot take signal {name!r}: {reason}")
 
 
+class UnsafeRetry(UnsafeReplay):
+    """Retrying this failed run would run irreversible or non-compensatable steps again.
+
+    A kind of :class:`UnsafeReplay`: code that handles one handles the other.
+
+    Attributes:
+        run_id: The run that was to be retried.
+        steps: The completed steps that would run again, each with its recovery policy.
+    """
+
+    code = "unsafe_retry"
+
+    def __init__(self, run_id: str, steps: Sequence[Mapping[str, Any]]) -> None:
+        super().__init__(run_id, steps)
+        names = ", ".join(str(step.get("step")) for step in self.steps)
+        self.args = (
+            f"retry of run {run_id} would run irreversible or non-compensatable steps again "
+            f"({names}); pass allow_irreversible=True",
+        )
+
+
+class RetryRefused(SquidmeshError):
+    """A failed run that cannot be resumed from its failed step; nothing changed.
+
+    ``code`` says why: ``compensation_started`` (its rollback has begun or finished: replay
+    the run instead).
+
+    Attributes:
+        run_id: The run.
+        reason: Why it is refused.
+    """
+
+    code = "retry_refused"
+
+    def __init__(self, run_id: str, reason: str, *, code: str) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        self.code = code
+        super().__init__(f"run {run_id} cannot be retried: {reason}")
+
+
 class InvalidStep(SquidmeshError):
     """The run's current step does not accept this action.
 

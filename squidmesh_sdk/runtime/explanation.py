@@ -146,6 +146,8 @@ def explain(
         return result("waiting_for_retry", step, details, ("wait_for_retry", "cancel_run"))
     if run.status == "failed":
         replay, actions = _replay(run, replayable)
+        if definition is not None and not _compensation_started(run):
+            actions = ("retry_run", *actions)
         failed = current or _latest_failed(run)
         latest = _latest(failed) if failed else None
         code = (run.last_error or {}).get("code")
@@ -423,6 +425,15 @@ def _replay(
         }
         return {"replay": replay}, ()
     return {"replay": {"allowed": True}}, ("replay_run",)
+
+
+def _compensation_started(run: Run) -> bool:
+    """Whether the failed run's rollback has begun: ``retry_run`` refuses it then."""
+    for step_run in run.step_runs or ():
+        state = (step_run.recovery or {}).get("compensation")
+        if isinstance(state, Mapping) and state.get("status") in ("running", "completed", "failed"):
+            return True
+    return False
 
 
 def _latest(step_run: StepRun) -> Attempt | None:

@@ -256,6 +256,8 @@ class Run:
         updated_at: When it last changed.
         parent_run_id: The run whose ``child`` step started this one, if any.
         parent_step: The step run key of that ``child`` step.
+        operator_retries: How many times an operator resumed the failed run
+            (``retry_run``).
         step_runs: Step runs with their attempts, oldest first, when loaded with history.
         events: Audit events, oldest first, when loaded with history.
         steps: Every declared step's state, in graph order, when loaded with history through a
@@ -281,6 +283,7 @@ class Run:
     idempotency_key: str | None = None
     parent_run_id: str | None = None
     parent_step: str | None = None
+    operator_retries: int = 0
     step_runs: tuple[StepRun, ...] | None = None
     events: tuple[AuditEvent, ...] | None = None
     steps: tuple[StepState, ...] | None = None
@@ -295,7 +298,10 @@ class Run:
 
     @property
     def terminal(self) -> bool:
-        """Whether the run can no longer change: completed, failed or cancelled."""
+        """Whether the run is finished: completed, failed or cancelled.
+
+        Nothing changes it any more, except an operator's ``retry_run`` of a failed run.
+        """
         return self.status in ("completed", "failed", "cancelled")
 
     def step_run(self, step: str) -> StepRun | None:
@@ -323,6 +329,7 @@ class Run:
             idempotency_key=row["start_key"],
             parent_run_id=str(parent) if parent is not None else None,
             parent_step=row.get("parent_step"),
+            operator_retries=row.get("operator_retries") or 0,
             inserted_at=row["inserted_at"],
             updated_at=row["updated_at"],
         )

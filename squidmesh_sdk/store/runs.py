@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from squidmesh_sdk import error_records, errors, state_machine
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import audit, prepared
 from squidmesh_sdk.store import signals as signal_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
@@ -161,6 +161,7 @@ def create_run(
         "trace_context": dict(trace_context) if trace_context is not None else None,
         "parent_run_id": parse_run_id(parent_run_id) if parent_run_id else None,
         "parent_step": parent_step,
+        "operator_retries": None,
         "inserted_at": tx.now,
         "updated_at": tx.now,
     }
@@ -441,6 +442,16 @@ def cancel_run(tx: Transaction, run_id: object) -> tuple[Run, RunStatus]:
     return run, from_status
 
 
+def count_operator_retry(tx: Transaction, run: Run) -> Run:
+    """Count one more operator retry of the locked ``run`` (:attr:`Run.operator_retries`)."""
+    count = run.operator_retries + 1
+    prepared.flush(tx.connection)
+    tx.connection.execute(
+        runs.update().where(runs.c.id == parse_run_id(run.id)).values(operator_retries=count)
+    )
+    return dataclasses.replace(run, operator_retries=count)
+
+
 def running_steps(connection: Connection, run_id: str) -> list[str]:
     """The run's step runs with a body in flight: ``running`` and not waiting."""
     states = step_run_store.progress_states(connection, run_id)
@@ -526,6 +537,7 @@ def replay_run(
         "trace_context": dict(trace_context) if trace_context is not None else None,
         "parent_run_id": None,
         "parent_step": None,
+        "operator_retries": None,
         "inserted_at": tx.now,
         "updated_at": tx.now,
     }

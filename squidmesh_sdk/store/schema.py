@@ -79,6 +79,9 @@ runs = sa.Table(
     # parent leaves its children naming a run that is gone).
     sa.Column("parent_run_id", sa.Uuid, nullable=True),
     sa.Column("parent_step", NAME, nullable=True),
+    # How many times an operator resumed the failed run from a failed step (retry_run,
+    # migration 8; NULL: never): its later steps then get new step-run keys where needed.
+    sa.Column("operator_retries", sa.Integer, nullable=True),
     # W3C trace context of the run, so spans from every process join one trace.
     sa.Column("trace_context", JSONColumn(), nullable=True),
     sa.Column("inserted_at", UTCDateTime, nullable=False),

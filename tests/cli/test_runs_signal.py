@@ -8,7 +8,7 @@ import pytest
 
 from squidmesh_sdk import Client
 from squidmesh_sdk.cli import EXIT_FAILURE
-from tests.cli.app import events_client
+from tests.cli.app import OUTAGE, events_client
 from tests.cli.conftest import use_app
 from tests.cli.support import Cli, assert_one_error_line, drain, stable_json
 
@@ -66,3 +66,26 @@ def test_signal_refusals_are_one_error_line(cli: Cli, events: Client) -> None:
     unknown = cli("runs", "signal", run_id, "shipped")
     assert_one_error_line(unknown, EXIT_FAILURE, "cannot take signal 'shipped'")
     assert events.inspect_run(run_id, include_history=True).signals == ()
+
+
+# -- retry ---------------------------------------------------------------------------------
+
+
+def test_retry_a_failed_run(cli: Cli, events: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(OUTAGE, "on", True)
+    run = events.start_run("flaky", {})
+    drain(events)
+    assert events.inspect_run(run.id).status == "failed"
+    assert f"squidmesh runs retry {run.id}" in cli("runs", "explain", run.id).out
+    monkeypatch.setitem(OUTAGE, "on", False)
+    result = cli("runs", "retry", run.id, "--actor", "ops", "--reason", "partner back")
+    assert (result.code, result.err) == (0, "")
+    assert result.out.startswith(f"retrying run {run.id} from step call_partner@2 (status ")
+    drain(events)
+    done = events.inspect_run(run.id, include_history=True)
+    assert done.status == "completed"
+    assert [(e.type, e.actor, e.comment) for e in done.events or () if e.type == "retried"] == [
+        ("retried", "ops", "partner back")
+    ]
+    again = cli("runs", "retry", run.id)
+    assert_one_error_line(again, EXIT_FAILURE, "the run is completed")

@@ -1,6 +1,7 @@
 -- squidmesh schema version 8 (postgresql): signals and child runs. A signal sent to a run is kept
 -- until a signal step of the run consumes it (oldest first); one signal per run and idempotency
--- key. A child run names the run and step that started it.
+-- key. A child run names the run and step that started it. A failed run resumed by an operator
+-- (retry_run) counts it.
 -- Frozen: later changes go in new numbered migrations.
 
 CREATE TABLE squidmesh_signals (
@@ -24,5 +25,7 @@ CREATE UNIQUE INDEX ix_squidmesh_signals_run_id_idempotency_key ON squidmesh_sig
 ALTER TABLE squidmesh_runs ADD COLUMN parent_run_id UUID;
 
 ALTER TABLE squidmesh_runs ADD COLUMN parent_step VARCHAR(200);
+
+ALTER TABLE squidmesh_runs ADD COLUMN operator_retries INTEGER;
 
 CREATE INDEX ix_squidmesh_runs_parent_run_id ON squidmesh_runs (parent_run_id);
