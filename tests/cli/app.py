@@ -100,7 +100,7 @@ paid = awaiting.signal("paid", payload=Paid, output="payment")
 awaiting.chain(paid, COMPLETE)
 
 OUTAGE = {"on": True}
-"""While ``on``, ``flaky``'s ``call_partner`` step fails: ``runs retry`` is tested by turning it off."""
+"""While ``on``, ``flaky``'s ``call_partner`` fails: tests of ``runs retry`` turn it off."""
 
 flaky = Workflow("flaky", triggers=[manual("go")])
 

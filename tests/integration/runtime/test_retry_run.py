@@ -99,7 +99,13 @@ def test_a_run_retried_twice_numbers_its_step_runs(make_env: MakeEnv) -> None:
     env.client.retry_run(run.id)
     done = env.client.inspect_run(run.id, include_history=True)
     assert done.status == "completed"
-    assert [sr.step for sr in done.step_runs or ()] == ["prepare", "charge", "ship", "ship@2", "ship@3"]
+    assert [sr.step for sr in done.step_runs or ()] == [
+        "prepare",
+        "charge",
+        "ship",
+        "ship@2",
+        "ship@3",
+    ]
 
 
 def test_retry_from_an_earlier_step_runs_what_follows_again(make_env: MakeEnv) -> None:
