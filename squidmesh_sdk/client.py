@@ -21,7 +21,15 @@ from squidmesh_sdk.executors.inline import InlineExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.port.executor import Executor, ExecutorBinding
-from squidmesh_sdk.runtime import lifecycle, manual, resume, retention, runner, signals
+from squidmesh_sdk.runtime import (
+    children,
+    lifecycle,
+    manual,
+    resume,
+    retention,
+    runner,
+    signals,
+)
 from squidmesh_sdk.runtime import watcher as run_watcher
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import LoggingObserver, Observer
@@ -108,6 +116,7 @@ class Client:
             ),
             stale_step_timeout=stale_step_timeout,
             versions=versions,
+            before_commit=children.before_commit,
         )
         self._runtime.executor.bind(
             ExecutorBinding(

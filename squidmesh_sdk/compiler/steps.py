@@ -149,6 +149,53 @@ def check_signals(nodes: dict[str, StepNode], issues: Issues) -> None:
             )
 
 
+def _child_options(spec: StepSpec, issues: Issues) -> dict[str, Any]:
+    name = spec.name
+    if not isinstance(spec.workflow, str) or not NAME.match(spec.workflow):
+        issues.add(
+            "invalid_child_workflow",
+            f"child step {name!r}: workflow must be a workflow or its name, got {spec.workflow!r}",
+            step=name,
+        )
+    if spec.trigger_name is not None and (
+        not isinstance(spec.trigger_name, str) or not NAME.match(spec.trigger_name)
+    ):
+        issues.add(
+            "invalid_child_workflow",
+            f"child step {name!r}: trigger must be a trigger name, got {spec.trigger_name!r}",
+            step=name,
+        )
+    mapping = spec.payload_from if spec.payload_from is not None else {}
+    fields: dict[str, str] = {}
+    if not isinstance(mapping, dict):
+        issues.add(
+            "invalid_child_payload",
+            f"child step {name!r}: payload_from must be a mapping of payload field to run-state "
+            f"key, got {mapping!r}",
+            step=name,
+        )
+        mapping = {}
+    for field, path in mapping.items():
+        if (
+            not isinstance(field, str)
+            or not field
+            or not isinstance(path, str)
+            or not all(NAME.match(part) for part in path.split("."))
+        ):
+            issues.add(
+                "invalid_child_payload",
+                f"child step {name!r}: payload_from maps a payload field to a run-state key "
+                f"such as 'order.id', got {field!r}: {path!r}",
+                step=name,
+            )
+        else:
+            fields[field] = path
+    options: dict[str, Any] = {"workflow": spec.workflow, "payload_from": fields}
+    if spec.trigger_name is not None:
+        options["trigger"] = spec.trigger_name
+    return options
+
+
 def _signal_contract(spec: StepSpec, issues: Issues) -> PayloadContract | None:
     """The payload contract of a signal step's signal (its name was checked already)."""
     model = spec.payload
@@ -239,6 +286,14 @@ def _check_builtin(spec: StepSpec, issues: Issues) -> dict[str, Any]:
                 step=name,
             )
         options = {"signal": spec.signal}
+    elif kind == "child":
+        options = _child_options(spec, issues)
+    if kind != "child" and (spec.workflow is not None or spec.payload_from is not None):
+        issues.add(
+            "invalid_child_workflow",
+            f"{kind} step {name!r} takes no workflow or payload_from",
+            step=name,
+        )
     if kind != "signal" and spec.payload is not None:
         issues.add(
             "invalid_signal_payload", f"{kind} step {name!r} takes no payload model", step=name

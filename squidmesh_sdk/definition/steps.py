@@ -77,6 +77,8 @@ class StepSpec:
         workflow: The workflow a ``"child"`` step starts a run of.
         payload_from: A ``"child"`` step's payload: child payload field to the run-state key
             (dotted) its value is read from.
+        trigger_name: The trigger a ``"child"`` step starts its child through (``None``: the
+            child workflow's first).
     """
 
     name: str
@@ -103,6 +105,7 @@ class StepSpec:
     payload: type[Any] | None = None
     workflow: str | None = None
     payload_from: Mapping[str, str] | None = None
+    trigger_name: str | None = None
 
 
 class DeclaringWorkflow(Protocol):

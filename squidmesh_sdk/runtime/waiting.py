@@ -19,7 +19,7 @@ from typing import Any, Literal
 from squidmesh_sdk import error_records
 from squidmesh_sdk.definition.conditions import resolve_path
 from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, StepNode, WorkflowDefinition
-from squidmesh_sdk.runtime import dispatcher, inputs, progression
+from squidmesh_sdk.runtime import children, dispatcher, inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import StepCompleted, StepFailed, StepSkipped
 from squidmesh_sdk.runtime.failures import RetryDecision
@@ -106,6 +106,10 @@ def wake(runtime: Runtime, tx: Transaction, run: Run, key: StepKey) -> Woken | N
     attempt = attempt_store.latest_attempt(tx.connection, step_run.id)
     if attempt is None or attempt.status != "running":
         return None
+    if node.kind == "child" and children.finish_wait(
+        runtime, tx, run, definition, node, step_run, attempt
+    ):
+        return "executed"
     due_text = resume.get("until") if node.kind == "wait" else resume.get("timeout_at")
     if not isinstance(due_text, str) or datetime.fromisoformat(due_text) > tx.now:
         tx.events.append(StepSkipped(run, key.key, "not_due"))
@@ -117,6 +121,8 @@ def wake(runtime: Runtime, tx: Transaction, run: Run, key: StepKey) -> Woken | N
         tx.events.append(StepCompleted(run, key.key, attempt.number, tx.now - attempt.inserted_at))
         progression.advance_after_success(runtime, tx, run, definition, node, output, key=key.key)
         return "executed"
+    if node.kind == "child":
+        children.cancel_child(runtime, tx, step_run, f"step {key.key} of its parent timed out")
     what = _TIMED_OUT.get(node.kind, "was not decided")
     error = error_records.error_record(
         "timeout",
