@@ -34,7 +34,7 @@ from typing import Any
 
 from squidmesh_sdk import error_records, errors, telemetry
 from squidmesh_sdk.definition.conditions import resolve_path
-from squidmesh_sdk.graph import StepKey, StepNode, WorkflowDefinition
+from squidmesh_sdk.graph import StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import dispatcher, inputs, lifecycle, progression
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import RunCreated, RunTransitioned, StepCompleted, StepFailed

@@ -125,7 +125,8 @@ def test_a_failed_child_routes_the_parent(make_env: MakeEnv) -> None:
 
 def test_a_child_failure_without_error_route_fails_the_parent(make_env: MakeEnv) -> None:
     wf = Workflow("plain_parent", triggers=[manual("go", payload=Order)])
-    ship = wf.child("ship", workflow="shipping", payload_from={"order": "order_id", "to": "address"})
+    fields = {"order": "order_id", "to": "address"}
+    ship = wf.child("ship", workflow="shipping", payload_from=fields)
     wf.chain(ship, COMPLETE)
     env = make_env(wf, shipping())
     parent = env.start_run("plain_parent", {"order_id": "o-3", "address": "nowhere"})
