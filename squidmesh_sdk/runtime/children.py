@@ -226,7 +226,16 @@ def _wake_parent(runtime: Runtime, tx: Transaction, child: Run) -> None:
     parent = run_store.get_run(tx.connection, child.parent_run_id)
     if parent.terminal:
         return  # cancelled (or failed) meanwhile: nothing waits for the child any more
-    dispatcher.dispatch_steps(runtime, tx, parent, [child.parent_step])
+    # In the parent's trace (linked to the child's), as the parent's other work is.
+    with telemetry.span(
+        f"child {child.workflow} {child.status}",
+        parent=parent.trace_context,
+        links=telemetry.link_to(child.trace_context),
+        attributes=telemetry.run_attributes(
+            parent.workflow, parent.id, **{"squidmesh.child_run_id": child.id}
+        ),
+    ):
+        dispatcher.dispatch_steps(runtime, tx, parent, [child.parent_step])
 
 
 def _payload(node: StepNode, run: Run) -> dict[str, Any] | str:
