@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from samples import daily_digest, dependency_recovery, manual_approval, saga_checkout
 from pydantic import BaseModel
 
+from samples import daily_digest, dependency_recovery, manual_approval, saga_checkout
 from squidmesh_sdk import COMPLETE, NonRetryableError, Retry, StepContext, Workflow, manual
 
 # Paused at a `pause` step until unblocked.

@@ -149,6 +149,41 @@ def _gated_signal() -> Workflow:
     return wf
 
 
+def _gated_child() -> Workflow:
+    """A child whose one step is gated (the test decides when it may finish)."""
+    wf = Workflow("gated_child", triggers=[manual("go", payload=GatePayload)])
+
+    @wf.step
+    def blocked(gate: str, started: str) -> dict[str, Any]:
+        Path(started).touch()
+        deadline = time.monotonic() + 120
+        while not Path(gate).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the test never opened the gate")
+            time.sleep(0.02)
+        return {"child_result": "done"}
+
+    wf.chain(blocked, COMPLETE)
+    return wf
+
+
+def _child_parent() -> Workflow:
+    wf = Workflow("child_parent", triggers=[manual("go", payload=GatePayload)])
+    sub = wf.child(
+        "sub",
+        workflow="gated_child",
+        payload_from={"gate": "gate", "started": "started"},
+        output="sub",
+    )
+
+    @wf.step
+    def report(sub: dict[str, Any]) -> dict[str, Any]:
+        return {"reported": sub["child_result"]}
+
+    wf.chain(sub, report, COMPLETE)
+    return wf
+
+
 WORKFLOWS = (
     _five_steps(),
     _gated(),
@@ -156,6 +191,8 @@ WORKFLOWS = (
     _one_step(),
     _gated_saga(),
     _gated_signal(),
+    _gated_child(),
+    _child_parent(),
 )
 
 
