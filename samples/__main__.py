@@ -112,7 +112,7 @@ def _report(client: Client, run: Run, say: Callable[[str], None]) -> None:
     say(f"context: {json.dumps(dict(run.context), sort_keys=True)}")
     say("step history:")
     for step_run in run.step_runs or ():
-        attempts = ", ".join(f"{a.number}:{a.status}" for a in step_run.attempts or ())
+        attempts = ", ".join(f"{a.number}:{a.status}" for a in step_run.attempts or ()) or "-"
         say(f"  {step_run.step:<28} {step_run.status:<10} attempts {attempts}")
         compensation = (step_run.recovery or {}).get("compensation")
         if isinstance(compensation, dict) and compensation.get("status") != "available":
@@ -120,7 +120,10 @@ def _report(client: Client, run: Run, say: Callable[[str], None]) -> None:
             say(f"  {'':<28} compensation {compensation.get('status')}: {outcome}")
     for event in run.events or ():
         actor = f" by {event.actor}" if event.actor else ""
-        say(f"audit: {event.type} at {event.step}{actor}")
+        if event.type == "skipped":  # a branch not taken: the steps it left out
+            say(f"audit: skipped {', '.join((event.metadata or {}).get('steps', []))}")
+        else:
+            say(f"audit: {event.type} at {event.step}{actor}")
     if run.workflow == "local_ledger_checkout":
         say(f"ledger rows written: {ledger_entries(client, run.id)}")
 

@@ -61,6 +61,7 @@ __all__ = [
     "generated_carrier",
     "meter",
     "redacting_messages",
+    "route_taken",
     "set_redact_messages",
     "span",
     "tracer",
@@ -270,6 +271,20 @@ def fail(target: Span, exc: BaseException | str, message: str | None = None) -> 
         event[EXCEPTION_MESSAGE] = description = message
     target.add_event("exception", event)
     target.set_status(Status(StatusCode.ERROR, description))
+
+
+def route_taken(step: str, outcome: str, target: object) -> None:
+    """Add a ``squidmesh.route_taken`` event to the current span: which route a step took.
+
+    Recorded when there was a choice (a condition, a branch label, an error or timeout route);
+    the span is the delivery's ``process`` span, or the operator action's.
+    """
+    current = trace.get_current_span()
+    if current.is_recording():
+        current.add_event(
+            "squidmesh.route_taken",
+            {STEP: step, "squidmesh.outcome": outcome, "squidmesh.target": str(target)},
+        )
 
 
 def run_attributes(workflow: str, run_id: str, **more: Any) -> dict[str, Any]:

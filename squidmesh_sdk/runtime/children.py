@@ -37,8 +37,7 @@ from squidmesh_sdk.definition.conditions import resolve_path
 from squidmesh_sdk.graph import StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import dispatcher, inputs, lifecycle, progression
 from squidmesh_sdk.runtime.core import Runtime
-from squidmesh_sdk.runtime.events import RunCreated, RunTransitioned, StepCompleted, StepFailed
-from squidmesh_sdk.runtime.failures import RetryDecision
+from squidmesh_sdk.runtime.events import RunCreated, RunTransitioned, StepCompleted
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import audit
 from squidmesh_sdk.store import runs as run_store
@@ -156,20 +155,7 @@ def finish_wait(
         details={"child_run_id": child.id, "workflow": child.workflow, "status": child.status},
         cause=dict(child.last_error) if child.last_error else None,
     )
-    _fail_open(tx, run, step_run, attempt, error)
-    failed = step_run_store.get_step_run(tx.connection, run.id, step_run.step)
-    assert failed is not None  # noqa: S101 - failed just above
-    progression.advance_after_failure(
-        runtime,
-        tx,
-        run,
-        definition,
-        node,
-        failed,
-        attempt.number,
-        error,
-        RetryDecision(retry=False),
-    )
+    progression.fail_open_step(runtime, tx, run, definition, node, step_run, attempt, error)
     return True
 
 
@@ -311,19 +297,4 @@ def _fail(
         step=node.name,
         details=dict(details) if details else None,
     )
-    _fail_open(tx, run, step_run, attempt, error)
-    failed = step_run_store.get_step_run(tx.connection, run.id, step_run.step)
-    assert failed is not None  # noqa: S101 - failed just above
-    progression.advance_after_failure(
-        runtime, tx, run, definition, node, failed, attempt.number, error, RetryDecision(False)
-    )
-
-
-def _fail_open(
-    tx: Transaction, run: Run, step_run: StepRun, attempt: Attempt, error: Mapping[str, Any]
-) -> None:
-    attempt_store.fail_attempt(tx, attempt.id, error)
-    step_run_store.fail_step(tx, step_run.id, error)
-    tx.events.append(
-        StepFailed(run, step_run.step, attempt.number, tx.now - attempt.inserted_at, error)
-    )
+    progression.fail_open_step(runtime, tx, run, definition, node, step_run, attempt, error)

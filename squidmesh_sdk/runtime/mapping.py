@@ -20,8 +20,7 @@ from squidmesh_sdk.definition.conditions import resolve_path
 from squidmesh_sdk.graph import StepKey, StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import dispatcher, inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
-from squidmesh_sdk.runtime.events import StepCompleted, StepFailed
-from squidmesh_sdk.runtime.failures import RetryDecision
+from squidmesh_sdk.runtime.events import StepCompleted
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
@@ -51,7 +50,7 @@ def start(
             retryable=False,
             step=node.name,
         )
-        _fail(runtime, tx, run, definition, node, step_run, attempt, error)
+        progression.fail_open_step(runtime, tx, run, definition, node, step_run, attempt, error)
         return "executed"
     if not items:
         _complete(runtime, tx, run, definition, node, step_run, attempt, [])
@@ -141,7 +140,7 @@ def element_failed(
         details={"item": key.item},
         cause={k: v for k, v in error.items() if k != "traceback"},
     )
-    return _fail(runtime, tx, run, definition, node, parent, attempt, failure)
+    return progression.fail_open_step(runtime, tx, run, definition, node, parent, attempt, failure)
 
 
 def _complete(
@@ -162,32 +161,4 @@ def _complete(
     )
     return progression.advance_after_success(
         runtime, tx, run, definition, node, output, key=step_run.step
-    )
-
-
-def _fail(
-    runtime: Runtime,
-    tx: Transaction,
-    run: Run,
-    definition: WorkflowDefinition,
-    node: StepNode,
-    step_run: StepRun,
-    attempt: Attempt,
-    error: Mapping[str, Any],
-) -> Run:
-    attempt_store.fail_attempt(tx, attempt.id, error)
-    failed = step_run_store.fail_step(tx, step_run.id, error)
-    tx.events.append(
-        StepFailed(run, step_run.step, attempt.number, tx.now - attempt.inserted_at, error)
-    )
-    return progression.advance_after_failure(
-        runtime,
-        tx,
-        run,
-        definition,
-        node,
-        failed,
-        attempt.number,
-        error,
-        RetryDecision(retry=False),
     )

@@ -23,24 +23,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from squidmesh_sdk import error_records, errors
+from squidmesh_sdk import error_records, errors, telemetry
 from squidmesh_sdk.graph import COMPLETE_TARGET, StepKey, StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import compensation, dispatcher, inputs
 from squidmesh_sdk.runtime.core import Runtime
-from squidmesh_sdk.runtime.events import RetryScheduled, RunTransitioned
+from squidmesh_sdk.runtime.events import RetryScheduled, RunTransitioned, StepFailed
 from squidmesh_sdk.runtime.failures import RetryDecision
 from squidmesh_sdk.runtime.routes import RouteChoice, choose_route
+from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import audit
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
-from squidmesh_sdk.store.records import Run, RunStatus, StepRun
+from squidmesh_sdk.store.records import Attempt, Run, RunStatus, StepRun
 from squidmesh_sdk.store.runs import UNSET
 
 __all__ = [
     "advance_after_failure",
     "advance_after_success",
+    "close_open_step",
+    "fail_open_step",
     "fail_run",
     "finish_cancelling",
     "follow",
@@ -203,6 +206,41 @@ def advance_after_failure(
     return follow(runtime, tx, run, definition, choice, key=key, context=None)
 
 
+def close_open_step(
+    tx: Transaction, run: Run, step_run: StepRun, attempt: Attempt, error: Mapping[str, Any]
+) -> StepRun:
+    """Fail a step run and its open attempt with ``error`` (no body of it is running)."""
+    attempt_store.fail_attempt(tx, attempt.id, error)
+    failed = step_run_store.fail_step(tx, step_run.id, error)
+    duration = tx.now - attempt.inserted_at
+    tx.events.append(StepFailed(run, step_run.step, attempt.number, duration, error))
+    return failed
+
+
+def fail_open_step(
+    runtime: Runtime,
+    tx: Transaction,
+    run: Run,
+    definition: WorkflowDefinition,
+    node: StepNode,
+    step_run: StepRun,
+    attempt: Attempt,
+    error: Mapping[str, Any],
+    *,
+    outcome: str = "error",
+) -> Run:
+    """Fail a waiting or map step for good and move on: its ``outcome`` route, or the run fails.
+
+    For failures the runtime decides (a timeout, a wait that cannot be read, a failed map
+    element), which no retry policy covers.
+    """
+    failed = close_open_step(tx, run, step_run, attempt, error)
+    decision = RetryDecision(retry=False)
+    return advance_after_failure(
+        runtime, tx, run, definition, node, failed, attempt.number, error, decision, outcome=outcome
+    )
+
+
 def follow(
     runtime: Runtime,
     tx: Transaction,
@@ -220,6 +258,7 @@ def follow(
     """
     if choice.why:
         audit.record_event(tx, run.id, "route_taken", step=key, metadata=choice.why)
+        telemetry.route_taken(key, choice.outcome, choice.why.get("target"))
     target = choice.edge.target if choice.edge is not None else None
     if not definition.single_path:
         activate = [target] if target is not None and target != COMPLETE_TARGET else []

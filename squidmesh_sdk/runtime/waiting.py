@@ -16,13 +16,14 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from squidmesh_sdk import error_records
+from opentelemetry import trace
+
+from squidmesh_sdk import error_records, telemetry
 from squidmesh_sdk.definition.conditions import resolve_path
 from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import children, dispatcher, inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
-from squidmesh_sdk.runtime.events import StepCompleted, StepFailed, StepSkipped
-from squidmesh_sdk.runtime.failures import RetryDecision
+from squidmesh_sdk.runtime.events import StepCompleted, StepSkipped
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import audit
 from squidmesh_sdk.store import step_runs as step_run_store
@@ -57,18 +58,7 @@ def begin(
             error = error_records.error_record(
                 "invalid_wait", due, code="invalid_wait", retryable=False, step=node.name
             )
-            _fail_open(tx, run, step_run, attempt, error)
-            progression.advance_after_failure(
-                runtime,
-                tx,
-                run,
-                definition,
-                node,
-                step_run,
-                attempt.number,
-                error,
-                RetryDecision(retry=False),
-            )
+            progression.fail_open_step(runtime, tx, run, definition, node, step_run, attempt, error)
             return "failed"
         if due <= tx.now:
             return "completed"
@@ -106,6 +96,7 @@ def wake(runtime: Runtime, tx: Transaction, run: Run, key: StepKey) -> Woken | N
     attempt = attempt_store.latest_attempt(tx.connection, step_run.id)
     if attempt is None or attempt.status != "running":
         return None
+    trace.get_current_span().set_attribute(telemetry.ATTEMPT, attempt.number)
     if node.kind == "child" and children.finish_wait(
         runtime, tx, run, definition, node, step_run, attempt
     ):
@@ -132,21 +123,9 @@ def wake(runtime: Runtime, tx: Transaction, run: Run, key: StepKey) -> Woken | N
         step=node.name,
         details={"timeout": node.timeout, "timeout_at": due_text},
     )
-    _fail_open(tx, run, step_run, attempt, error)
     audit.record_event(tx, run.id, "timed_out", step=key.key, metadata={"timeout": node.timeout})
-    failed = step_run_store.get_step_run(tx.connection, run.id, key.key)
-    assert failed is not None  # noqa: S101 - failed just above
-    progression.advance_after_failure(
-        runtime,
-        tx,
-        run,
-        definition,
-        node,
-        failed,
-        attempt.number,
-        error,
-        RetryDecision(retry=False),
-        outcome="timeout",
+    progression.fail_open_step(
+        runtime, tx, run, definition, node, step_run, attempt, error, outcome="timeout"
     )
     return "executed"
 
@@ -177,7 +156,7 @@ def deadline_reached(runtime: Runtime, tx: Transaction, run: Run) -> Woken:
             step_run = step_run_store.get_step_run(tx.connection, run.id, state.key)
             attempt = attempt_store.latest_attempt(tx.connection, step_run.id) if step_run else None
             if step_run is not None and attempt is not None and attempt.status == "running":
-                _fail_open(tx, run, step_run, attempt, error)
+                progression.close_open_step(tx, run, step_run, attempt, error)
     audit.record_event(tx, run.id, "deadline_exceeded", metadata={"deadline": deadline})
     progression.fail_run(runtime, tx, run, error, current_step=run.current_step)
     return "executed"
@@ -220,13 +199,3 @@ def _set_timer(runtime: Runtime, tx: Transaction, run: Run, key: str, due: datet
     # A refusal (DispatchFailed) rolls the claim's transaction back: the delivery is retried.
     delay = max((due - tx.now).total_seconds(), 0.0)
     dispatcher.dispatch_steps(runtime, tx, run, [key], schedule_in=delay)
-
-
-def _fail_open(
-    tx: Transaction, run: Run, step_run: StepRun, attempt: Attempt, error: Mapping[str, Any]
-) -> None:
-    attempt_store.fail_attempt(tx, attempt.id, error)
-    step_run_store.fail_step(tx, step_run.id, error)
-    tx.events.append(
-        StepFailed(run, step_run.step, attempt.number, tx.now - attempt.inserted_at, error)
-    )

@@ -178,16 +178,7 @@ def schedule_steps(
                 "updated_at": tx.now,
             }
         )
-    if not rows:
-        return []
-    statement = (
-        upsert(tx.connection.dialect.name, step_runs)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=[step_runs.c.run_id, step_runs.c.step])
-        .returning(step_runs.c.step)
-    )
-    inserted = set(tx.connection.scalars(statement))
-    return [row["step"] for row in rows if row["step"] in inserted]
+    return _insert_new(tx, rows)
 
 
 def skip_steps(tx: Transaction, run_id: str | uuid.UUID, steps: Sequence[str]) -> list[str]:
@@ -209,6 +200,13 @@ def skip_steps(tx: Transaction, run_id: str | uuid.UUID, steps: Sequence[str]) -
         }
         for step in dict.fromkeys(steps)
     ]
+    return _insert_new(tx, rows)
+
+
+def _insert_new(tx: Transaction, rows: list[dict[str, Any]]) -> list[str]:
+    """Insert the step runs whose (run, step) has no row yet; return the steps inserted."""
+    if not rows:
+        return []
     statement = (
         upsert(tx.connection.dialect.name, step_runs)
         .values(rows)

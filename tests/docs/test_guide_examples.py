@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from samples.guide import (
+    authoring_branches,
     authoring_checkout,
     authoring_dependencies,
     authoring_inputs,
@@ -36,6 +37,38 @@ from squidmesh_sdk import (
 from squidmesh_sdk.testing import WorkflowEnvironment
 
 ROOT = Path(__file__).parents[2]
+
+
+def test_the_branching_examples_take_their_routes() -> None:
+    with WorkflowEnvironment([authoring_branches.refunds, authoring_branches.articles]) as env:
+        small = env.start_run("refunds", {"amount_cents": 900, "customer_tier": "gold"})
+        done = env.client.inspect_run(small.id, include_history=True)
+        assert done.status == "completed"
+        assert {sr.step: sr.status for sr in done.step_runs or ()} == {
+            "assess": "completed",
+            "pay_refund": "completed",
+            "review": "skipped",
+            "escalate": "skipped",
+        }
+        new_customer = env.start_run("refunds", {"amount_cents": 900, "customer_tier": "new"})
+        assert env.client.inspect_run(new_customer.id).current_step == "review"
+        env.advance(8 * 3600 + 1)
+        timed_out = env.client.inspect_run(new_customer.id, include_history=True)
+        assert timed_out.status == "completed"
+        assert [sr.step for sr in timed_out.step_runs or ()][:3] == ["assess", "review", "escalate"]
+        article = env.start_run("articles", {"title": "Graphs"})
+        env.client.reject_run(article.id, actor="editor")
+        env.client.approve_run(article.id, actor="editor")
+        published = env.client.inspect_run(article.id, include_history=True)
+        assert published.status == "completed"
+        assert published.context["revision"] == 2
+        assert [sr.step for sr in published.step_runs or ()] == [
+            "write_draft",
+            "editor_review",
+            "write_draft@2",
+            "editor_review@2",
+            "publish",
+        ]
 
 
 def test_the_authoring_examples_compile() -> None:

@@ -97,7 +97,7 @@ def test_a_celery_run_with_a_retry_an_approval_and_a_replay_through_the_collecto
         return from_otlp(receiver.resource_spans())
 
     def complete() -> bool:
-        # The original run's 7 deliveries and the replay's 4, both approval actions' spans.
+        # The original run's 8 deliveries (a wait is two), the replay's 4, both actions' spans.
         names = [s.name for s in arrived()]
         processes = sum(name.startswith("process ") for name in names)
         return processes >= 11 and {"approve traced", "replay traced"} <= set(names)

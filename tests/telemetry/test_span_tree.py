@@ -449,3 +449,29 @@ def test_a_cron_activation_links_the_run_to_the_send_that_queued_it(
     }
     assert trace.root.attributes["squidmesh.trigger"] == "tick"
     assert trace.root.links == ((send.trace_id, send.span_id),)
+
+
+def test_a_branch_taken_and_a_timeout_are_events_on_the_spans_that_decided_them(
+    telemetry: Telemetry,
+) -> None:
+    from samples.guide import authoring_branches
+
+    with WorkflowEnvironment([authoring_branches.refunds], start=START) as env:
+        run = env.start_run("refunds", {"amount_cents": 900, "customer_tier": "new"})
+        env.advance(8 * 3600 + 1)
+        assert env.client.inspect_run(run.id).status == "completed"
+    tree = run_trace(telemetry.spans(), run.id)
+    assess = tree.one("process assess")
+    (chosen,) = [e for e in assess.events if e.name == "squidmesh.route_taken"]
+    assert chosen.attributes == {
+        "squidmesh.step": "assess",
+        "squidmesh.outcome": "ok",
+        "squidmesh.target": "review",
+    }
+    timeouts = [
+        e
+        for span in tree.named("process review")
+        for e in span.events
+        if e.name == "squidmesh.route_taken"
+    ]
+    assert [e.attributes["squidmesh.outcome"] for e in timeouts] == ["timeout"]

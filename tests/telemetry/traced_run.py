@@ -18,7 +18,8 @@ PROCESSES = [
     ("process charge", 1),
     ("process charge", 2),
     ("process approval", 1),
-    ("process settle", 1),
+    ("process settle", 1),  # the wait starts: its timer is queued
+    ("process settle", 1),  # the timer's delivery ends it
     ("process note", 1),
     ("process ship", 1),
 ]

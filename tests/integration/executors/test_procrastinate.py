@@ -98,8 +98,9 @@ def in_process_worker(client: Client) -> Iterator[None]:
 @pytest.mark.usefixtures("in_process_worker")
 def test_runs_with_fan_out_retry_delays_and_waits_complete(client: Client) -> None:
     run_mixed_workload(client)
-    # One job per step attempt (a retry is a job of its own), each performed once.
-    steps = 8 + 5 * 5 + 4  # fan_out: flaky twice; delayed: flaky twice, the wait, done
+    # One job per step attempt (a retry is a job of its own), each performed once; a wait step
+    # is two jobs: the one that starts it and its timer.
+    steps = 9 + 5 * 5 + 5  # fan_out: flaky twice, a wait; delayed: flaky twice, a wait, done
     assert _jobs(client) == {"succeeded": steps}
 
 

@@ -184,6 +184,31 @@ def _child_parent() -> Workflow:
     return wf
 
 
+class TimerPayload(BaseModel):
+    delay: float
+    until: str
+
+
+def _timers() -> Workflow:
+    """A computed wait, a wait until a datetime, then an approval that times out onto a route."""
+    wf = Workflow("timers", triggers=[manual("go", payload=TimerPayload)])
+    hold = wf.wait("hold", duration_from="delay")
+    hold_until = wf.wait("hold_until", until_from="until")
+    gate = wf.approval("gate", timeout=1.5)
+    late = wf.log("late", message="nobody decided in time")
+    wf.chain(hold, hold_until, gate, COMPLETE)
+    wf.transition(gate, on="timeout", to=late)
+    return wf
+
+
+def _deadline() -> Workflow:
+    """An approval nobody decides, in a run that has 1.5 seconds."""
+    wf = Workflow("deadline", triggers=[manual("go")], deadline=1.5)
+    gate = wf.approval("gate")
+    wf.chain(gate, COMPLETE)
+    return wf
+
+
 WORKFLOWS = (
     _five_steps(),
     _gated(),
@@ -193,6 +218,8 @@ WORKFLOWS = (
     _gated_signal(),
     _gated_child(),
     _child_parent(),
+    _timers(),
+    _deadline(),
 )
 
 
