@@ -55,6 +55,7 @@ from squidmesh_sdk.errors import (
     InvalidResume,
     InvalidRunId,
     InvalidSchedule,
+    InvalidSignal,
     InvalidStep,
     InvalidTransition,
     InvalidTrigger,
@@ -64,6 +65,7 @@ from squidmesh_sdk.errors import (
     NonRetryableError,
     OutcomeNotStored,
     RetryAfter,
+    RetryRefused,
     RunNotFound,
     RunWaitTimeout,
     SchemaNotReady,
@@ -74,6 +76,7 @@ from squidmesh_sdk.errors import (
     StepOutputError,
     StepTimeout,
     UnsafeReplay,
+    UnsafeRetry,
 )
 from squidmesh_sdk.executors import DatabaseExecutor, Executor, InlineExecutor, Worker
 from squidmesh_sdk.graph import WorkflowDefinition
@@ -81,7 +84,15 @@ from squidmesh_sdk.runtime.explanation import RunExplanation
 from squidmesh_sdk.runtime.retention import PurgeResult
 from squidmesh_sdk.runtime.runner import CronStart
 from squidmesh_sdk.store.database import Database
-from squidmesh_sdk.store.records import Attempt, AuditEvent, Run, StepRun, StepState
+from squidmesh_sdk.store.records import (
+    Attempt,
+    AuditEvent,
+    ChildRun,
+    Run,
+    Signal,
+    StepRun,
+    StepState,
+)
 
 __all__ = [
     "COMPLETE",
@@ -92,6 +103,7 @@ __all__ = [
     "Backoff",
     "Branch",
     "BuiltinStep",
+    "ChildRun",
     "Client",
     "Condition",
     "CronStart",
@@ -110,6 +122,7 @@ __all__ = [
     "InvalidResume",
     "InvalidRunId",
     "InvalidSchedule",
+    "InvalidSignal",
     "InvalidStep",
     "InvalidTransition",
     "InvalidTrigger",
@@ -121,6 +134,7 @@ __all__ = [
     "PurgeResult",
     "Retry",
     "RetryAfter",
+    "RetryRefused",
     "Run",
     "RunExplanation",
     "RunHandle",
@@ -128,6 +142,7 @@ __all__ = [
     "RunWaitTimeout",
     "SchemaNotReady",
     "SchemaTooNew",
+    "Signal",
     "SquidmeshError",
     "StaleRecord",
     "Step",
@@ -142,6 +157,7 @@ __all__ = [
     "TransitionSpec",
     "TriggerSpec",
     "UnsafeReplay",
+    "UnsafeRetry",
     "Worker",
     "Workflow",
     "WorkflowDefinition",

@@ -46,7 +46,7 @@ from squidmesh_sdk.runtime.retention import DEFAULT_BATCH_SIZE, PurgeResult
 from squidmesh_sdk.runtime.runner import CronStart
 from squidmesh_sdk.runtime.watcher import WaitPlan
 from squidmesh_sdk.store.database import Database
-from squidmesh_sdk.store.records import Run, parse_run_id
+from squidmesh_sdk.store.records import Run, Signal, parse_run_id
 
 __all__ = ["DEFAULT_MAX_THREADS", "AsyncClient", "AsyncRunHandle"]
 
@@ -305,6 +305,38 @@ class AsyncClient:
         """:meth:`Client.approve_run <squidmesh_sdk.Client.approve_run>`."""
         return await self._run(
             self._client.approve_run, run_id, actor=actor, comment=comment, metadata=metadata
+        )
+
+    async def retry_run(
+        self,
+        run_id: str,
+        *,
+        from_step: str | None = None,
+        allow_irreversible: bool = False,
+        actor: str | Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> Run:
+        """:meth:`Client.retry_run <squidmesh_sdk.Client.retry_run>`."""
+        return await self._run(
+            self._client.retry_run,
+            run_id,
+            from_step=from_step,
+            allow_irreversible=allow_irreversible,
+            actor=actor,
+            reason=reason,
+        )
+
+    async def signal(
+        self,
+        run_id: str,
+        name: str,
+        payload: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Signal:
+        """:meth:`Client.signal <squidmesh_sdk.Client.signal>`."""
+        return await self._run(
+            self._client.signal, run_id, name, payload, idempotency_key=idempotency_key
         )
 
     async def reject_run(

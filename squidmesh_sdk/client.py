@@ -21,7 +21,15 @@ from squidmesh_sdk.executors.inline import InlineExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.port.executor import Executor, ExecutorBinding
-from squidmesh_sdk.runtime import lifecycle, manual, retention, runner
+from squidmesh_sdk.runtime import (
+    children,
+    lifecycle,
+    manual,
+    resume,
+    retention,
+    runner,
+    signals,
+)
 from squidmesh_sdk.runtime import watcher as run_watcher
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import LoggingObserver, Observer
@@ -32,7 +40,7 @@ from squidmesh_sdk.runtime.tracing import TelemetryObserver
 from squidmesh_sdk.store import migrations
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.database import Database
-from squidmesh_sdk.store.records import Run
+from squidmesh_sdk.store.records import Run, Signal
 
 __all__ = ["Client", "RunHandle"]
 
@@ -108,6 +116,7 @@ class Client:
             ),
             stale_step_timeout=stale_step_timeout,
             versions=versions,
+            before_commit=children.before_commit,
         )
         self._runtime.executor.bind(
             ExecutorBinding(
@@ -392,6 +401,46 @@ class Client:
             reason=reason,
         )
 
+    def retry_run(
+        self,
+        run_id: str,
+        *,
+        from_step: str | None = None,
+        allow_irreversible: bool = False,
+        actor: str | Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> Run:
+        """Resume a ``failed`` run from its failed step, keeping its completed steps' outputs.
+
+        The failed step runs again as a new step run (``charge@2``; the failed one keeps its
+        attempts), with a fresh retry budget, and the run goes on from there. ``from_step``
+        resumes from an earlier step the run reached instead (in a workflow with several
+        paths: one of the steps that failed); the steps after it run again. Recorded in the
+        run's audit trail (``retried``, with ``actor``, ``reason`` as its comment and the
+        steps it resumed from) in the same transaction. Unlike :meth:`replay_run` no new run
+        is made. The run's deadline, if it has one, still counts from its start.
+
+        Raises:
+            InvalidResume: a malformed actor or reason; nothing changed.
+            InvalidRunId, RunNotFound: no such run.
+            InvalidTransition: the run is not ``failed``.
+            RetryRefused: its compensation has started (``code`` ``compensation_started``):
+                the rollback undid what it would build on; replay it instead.
+            InvalidStep: ``from_step`` is not a step it can resume from.
+            UnsafeRetry: irreversible or non-compensatable steps that completed at or after
+                that step would run again (listed); pass ``allow_irreversible=True`` after
+                checking it is safe.
+            DispatchFailed: the executor refused the step; nothing changed.
+        """
+        return resume.retry_run(
+            self._runtime,
+            run_id,
+            from_step=from_step,
+            allow_irreversible=allow_irreversible,
+            actor=actor,
+            reason=reason,
+        )
+
     def unblock_run(
         self,
         run_id: str,
@@ -478,6 +527,41 @@ class Client:
             metadata=metadata,
             step=step,
         )
+
+    def signal(
+        self,
+        run_id: str,
+        name: str,
+        payload: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Signal:
+        """Send signal ``name`` to a run, for its ``signal`` step waiting for that name.
+
+        The payload is validated against the step's model, stored, and recorded in the run's
+        audit trail (``signal_received``, with the key). If a step waits for the signal, it
+        completes in the same transaction with the payload as its output and the run moves
+        on; otherwise the signal is kept until a step starts waiting for it (signals of one
+        name are consumed oldest first, one per wait). The same ``idempotency_key`` again
+        returns the signal it delivered (``duplicate=True``) and changes nothing.
+
+        Returns:
+            The signal: ``consumed`` (``step`` names the step run that took it) or ``pending``.
+
+        Raises:
+            InvalidArgument: ``name`` or ``idempotency_key`` is not a non-empty string.
+            InvalidRunId, RunNotFound: no such run.
+            InvalidSignal: the run is finished or cancelling, no step of its definition waits
+                for ``name``, or the key already delivered another signal (see its ``code``).
+            InvalidPayload: the payload does not fit the signal's model; nothing is stored.
+            DispatchFailed: the executor refused the run's next step; nothing changed.
+        """
+        body = (
+            payload.model_dump(mode="json", by_alias=True)
+            if isinstance(payload, BaseModel)
+            else payload
+        )
+        return signals.send(self._runtime, run_id, name, body, idempotency_key=idempotency_key)
 
     def perform(self, payload: Mapping[str, Any], *, redelivered: bool = False) -> str:
         """Execute one payload an executor delivered; the entry point of host jobs.

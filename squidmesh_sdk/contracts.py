@@ -27,15 +27,19 @@ class PayloadContract:
     """The payload rules of one trigger.
 
     Args:
-        trigger: Trigger name, used in error messages.
+        trigger: Trigger (or signal) name, used in error messages.
         model: The pydantic model; ``None`` accepts only an empty payload.
+        subject: What carries the payload, for error messages (``"trigger"``, ``"signal"``).
     """
 
-    __slots__ = ("_keys", "model", "trigger")
+    __slots__ = ("_keys", "model", "subject", "trigger")
 
-    def __init__(self, trigger: str, model: type[BaseModel] | None) -> None:
+    def __init__(
+        self, trigger: str, model: type[BaseModel] | None, *, subject: str = "trigger"
+    ) -> None:
         self.trigger = trigger
         self.model = model
+        self.subject = subject
         keys: set[str] = set()
         for name, info in (model.model_fields if model else {}).items():
             keys.add(name)
@@ -62,13 +66,17 @@ class PayloadContract:
         """
         if not isinstance(payload, Mapping):
             raise errors.InvalidPayload(
-                self.trigger, reason=f"expected a mapping, got {type(payload).__name__}"
+                self.trigger,
+                reason=f"expected a mapping, got {type(payload).__name__}",
+                subject=self.subject,
             )
         self._check_strict(payload)
         unknown = [str(key) for key in payload if key not in self._keys]
         if self.model is None:
             if unknown:
-                raise errors.InvalidPayload(self.trigger, unknown_fields=unknown)
+                raise errors.InvalidPayload(
+                    self.trigger, unknown_fields=unknown, subject=self.subject
+                )
             return {}
         known = {key: value for key, value in payload.items() if key in self._keys}
         missing: list[str] = []
@@ -83,14 +91,20 @@ class PayloadContract:
                 else:
                     invalid.setdefault(field, error["msg"])
             raise errors.InvalidPayload(
-                self.trigger, missing_fields=missing, unknown_fields=unknown, invalid_fields=invalid
+                self.trigger,
+                missing_fields=missing,
+                unknown_fields=unknown,
+                invalid_fields=invalid,
+                subject=self.subject,
             ) from None
         if unknown:
-            raise errors.InvalidPayload(self.trigger, unknown_fields=unknown)
+            raise errors.InvalidPayload(self.trigger, unknown_fields=unknown, subject=self.subject)
         try:
             dumped = instance.model_dump(mode="json", by_alias=True)
         except (PydanticSerializationError, ValueError) as exc:
-            raise errors.InvalidPayload(self.trigger, reason=f"not JSON ({exc})") from None
+            raise errors.InvalidPayload(
+                self.trigger, reason=f"not JSON ({exc})", subject=self.subject
+            ) from None
         self._check_strict(dumped)
         return dumped
 
@@ -98,7 +112,9 @@ class PayloadContract:
         problem = strict_json.find_problem(payload, root="")
         if problem is not None:
             raise errors.InvalidPayload(
-                self.trigger, invalid_fields={problem.path: f"not strict JSON: {problem.reason}"}
+                self.trigger,
+                invalid_fields={problem.path: f"not strict JSON: {problem.reason}"},
+                subject=self.subject,
             )
 
     def describe(self) -> dict[str, Any]:

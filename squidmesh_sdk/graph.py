@@ -40,8 +40,9 @@ Shape = Literal["transition", "dependency", "mixed"]
 EdgeKind = Literal["ok", "error", "timeout", "branch", "after"]
 RouteOutcome = Literal["ok", "error", "timeout", "branch"]
 
-WAITING_KINDS = frozenset({"wait", "pause", "approval"})
-"""Built-in steps that hold their step run open until a person or a timer ends it."""
+WAITING_KINDS = frozenset({"wait", "pause", "approval", "signal", "child"})
+"""Built-in steps that hold their step run open until a person, a timer, a signal or a child
+run ends it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +186,8 @@ class StepNode:
 
     Attributes:
         name: Step name.
-        kind: ``"function"``, ``"log"``, ``"wait"``, ``"pause"`` or ``"approval"``.
+        kind: ``"function"``, ``"log"``, ``"wait"``, ``"pause"``, ``"approval"``,
+            ``"signal"`` or ``"child"``.
         description: Human description.
         depends_on: Dependencies (dependency workflows), in declaration order.
         phase: 0 for roots, else 1 + the largest phase among dependencies.
@@ -195,12 +197,14 @@ class StepNode:
         transaction: Whether the body runs inside a host-database transaction.
         recovery: Replay and compensation policy.
         options: Built-in options (``message``, ``level``, ``duration``, ``duration_from``,
-            ``until_from``), JSON-safe.
+            ``until_from``; ``signal`` and ``payload`` of a signal step; ``workflow`` and
+            ``payload_from`` of a child step), JSON-safe.
         map_over: Run-state key of the list a map step runs over, or ``None``.
         map_as: The parameter receiving a map element.
         max_parallel: Most elements of a map step running at once (``None``: all).
         body: The function to call (``"function"`` steps).
         compensation: The saga callback, if declared.
+        contract: The payload contract of a signal step's signal.
     """
 
     name: str
@@ -219,6 +223,7 @@ class StepNode:
     max_parallel: int | None = None
     body: StepBody | None = field(default=None, compare=False, repr=False)
     compensation: StepBody | None = field(default=None, compare=False, repr=False)
+    contract: PayloadContract | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_manual(self) -> bool:
@@ -227,7 +232,7 @@ class StepNode:
 
     @property
     def is_waiting(self) -> bool:
-        """Whether the step holds its step run open until a person or a timer ends it."""
+        """Whether the step holds its step run open until something outside its run ends it."""
         return self.kind in WAITING_KINDS
 
     @property
@@ -414,7 +419,7 @@ class WorkflowDefinition:
         ) or any(node.kind == "approval" for node in self.steps.values())
         object.__setattr__(self, "has_choices", choices)
         timers = self.deadline is not None or any(
-            node.kind == "wait" or (node.is_manual and node.timeout is not None)
+            node.kind == "wait" or (node.is_waiting and node.timeout is not None)
             for node in self.steps.values()
         )
         object.__setattr__(self, "has_timers", timers)
@@ -621,6 +626,10 @@ def _mermaid_node(node: StepNode, node_id: str) -> str:
         return f'{node_id}{{{{"{label}"}}}}'
     if node.kind == "approval":
         return f'{node_id}{{"{label}"}}'
+    if node.kind == "signal":
+        return f'{node_id}>"{label}"]'
+    if node.kind == "child":
+        return f'{node_id}[["{label}"]]'
     return f'{node_id}["{label}"]'
 
 
@@ -630,12 +639,16 @@ def _mermaid_label_lines(node: StepNode) -> list[str]:
         lines = [f"{node.name} (wait {_wait_text(node.options)})"]
     elif node.kind == "function":
         lines = [node.name]
+    elif node.kind == "signal":
+        lines = [f"{node.name} (signal {node.options.get('signal')})"]
+    elif node.kind == "child":
+        lines = [f"{node.name} (child {node.options.get('workflow')})"]
     else:
         lines = [f"{node.name} ({node.kind})"]
     if node.map_over is not None:
         limit = f", {node.max_parallel} at a time" if node.max_parallel else ""
         lines.append(f"map over {node.map_over}{limit}")
-    if node.is_manual and node.timeout is not None:
+    if node.is_waiting and node.timeout is not None:
         lines.append(f"timeout {node.timeout:g}s")
     if node.retry is not None and node.retry.max_attempts > 1:
         lines.append(f"retry: {node.retry.max_attempts} attempts")

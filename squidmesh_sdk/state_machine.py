@@ -6,6 +6,7 @@ pending ──> running ──> completed
    │          │ └── retrying ──> failed | cancelling
    │          └──> failed | cancelling ──> cancelled | failed
    └──> failed | cancelled
+failed ──> running   (only retry_run: an operator resumes it from its failed step)
 ```
 
 There is no ``pending -> completed`` (a run completes by running its steps) and no
@@ -53,7 +54,7 @@ ALLOWED: Mapping[RunStatus, frozenset[RunStatus]] = {
     "retrying": frozenset({"running", "failed", "cancelling"}),
     "paused": frozenset({"running", "failed", "completed", "cancelled"}),
     "cancelling": frozenset({"cancelled", "failed"}),
-    "failed": frozenset(),
+    "failed": frozenset({"running"}),
     "completed": frozenset(),
     "cancelled": frozenset(),
 }

@@ -16,7 +16,7 @@ from squidmesh_sdk.cli import logs, render, waiting
 from squidmesh_sdk.cli.app import app_spec, load_client
 from squidmesh_sdk.cli.errors import EXIT_OK, CommandFailed, UsageError
 from squidmesh_sdk.client import Client
-from squidmesh_sdk.errors import UnsafeReplay
+from squidmesh_sdk.errors import UnsafeReplay, UnsafeRetry
 from squidmesh_sdk.executors.database import DatabaseExecutor
 from squidmesh_sdk.executors.inline import InlineExecutor
 from squidmesh_sdk.executors.worker import Worker
@@ -33,6 +33,7 @@ __all__ = [
     "MSG_UNKNOWN_TRIGGER",
     "MSG_UNKNOWN_WORKFLOW",
     "MSG_UNSAFE_REPLAY",
+    "MSG_UNSAFE_RETRY",
     "MSG_UNSUPPORTED_DIALECT",
     "MSG_WAITING_INLINE",
     "MSG_WORKER_NEEDS_DATABASE_EXECUTOR",
@@ -46,7 +47,9 @@ __all__ = [
     "runs_purge",
     "runs_reject",
     "runs_replay",
+    "runs_retry",
     "runs_show",
+    "runs_signal",
     "runs_start",
     "runs_unblock",
     "worker",
@@ -60,6 +63,10 @@ MSG_WORKER_NEEDS_DATABASE_EXECUTOR = (
 )
 MSG_UNSAFE_REPLAY = (
     "replaying run {run_id} would repeat irreversible or non-compensatable steps ({steps}); "
+    "check that it is safe, then pass --allow-irreversible"
+)
+MSG_UNSAFE_RETRY = (
+    "retrying run {run_id} would run irreversible or non-compensatable steps again ({steps}); "
     "check that it is safe, then pass --allow-irreversible"
 )
 MSG_WAITING_INLINE = (
@@ -377,6 +384,30 @@ def runs_unblock(args: argparse.Namespace, ctx: Context) -> int:
     return _report(ctx, args, run, f"unblocked run {run.id}")
 
 
+def runs_signal(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh runs signal RUN_ID NAME [--json-payload JSON] [--idempotency-key K]``.
+
+    ``--json`` prints the signal (its status, the step that consumed it, ``duplicate``) and
+    the run as it is left.
+    """
+    client = ctx.client()
+    signal = client.signal(
+        args.run_id, args.name, args.json_payload, idempotency_key=args.idempotency_key
+    )
+    run = _finish_inline_work(ctx, client.inspect_run(args.run_id))
+    if args.json:
+        ctx.write(render.to_json({"signal": signal.to_dict(), "run": render.run_dict(run)}))
+        return EXIT_OK
+    if signal.duplicate:
+        done = f"signal {signal.name!r} was already delivered to run {run.id} with this key"
+    elif signal.status == "consumed":
+        done = f"signal {signal.name!r} delivered to run {run.id}, step {signal.step}"
+    else:
+        done = f"signal {signal.name!r} kept for run {run.id} until a step waits for it"
+    ctx.write(f"{done} ({_state(run)})")
+    return EXIT_OK
+
+
 def runs_cancel(args: argparse.Namespace, ctx: Context) -> int:
     """``squidmesh runs cancel RUN_ID [--actor A] [--reason TEXT]``.
 
@@ -401,6 +432,22 @@ def runs_replay(args: argparse.Namespace, ctx: Context) -> int:
         steps = ", ".join(str(step.get("step")) for step in exc.steps)
         raise CommandFailed(MSG_UNSAFE_REPLAY.format(run_id=exc.run_id, steps=steps)) from exc
     return _report(ctx, args, run, f"replayed run {args.run_id} as run {run.id}")
+
+
+def runs_retry(args: argparse.Namespace, ctx: Context) -> int:
+    """``squidmesh runs retry RUN_ID [--from-step S] [--allow-irreversible] [--actor A] ...``."""
+    try:
+        run = ctx.client().retry_run(
+            args.run_id,
+            from_step=args.from_step,
+            allow_irreversible=args.allow_irreversible,
+            actor=args.actor,
+            reason=args.reason,
+        )
+    except UnsafeRetry as exc:
+        steps = ", ".join(str(step.get("step")) for step in exc.steps)
+        raise CommandFailed(MSG_UNSAFE_RETRY.format(run_id=exc.run_id, steps=steps)) from exc
+    return _report(ctx, args, run, f"retrying run {run.id} from step {run.current_step or '-'}")
 
 
 def runs_purge(args: argparse.Namespace, ctx: Context) -> int:

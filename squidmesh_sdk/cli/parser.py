@@ -298,6 +298,30 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
             help="the waiting step, when several wait at once (a name, or a key like review@2)",
         )
 
+    signal = _command(
+        runs_sub,
+        common,
+        "signal",
+        commands.runs_signal,
+        "send a signal to a run, for its signal step waiting for that name",
+        json_flag=True,
+    )
+    signal.add_argument("run_id", type=run_id, metavar="RUN_ID", help=RUN_ID_HELP)
+    signal.add_argument("name", metavar="NAME", help="the signal's name")
+    signal.add_argument(
+        "--json-payload",
+        type=json_object,
+        metavar="JSON",
+        help="the signal's payload, a JSON object (or @FILE, @- for stdin); default: none",
+    )
+    signal.add_argument(
+        "--idempotency-key",
+        type=idempotency_key,
+        metavar="KEY",
+        help="deliver at most one signal with this key to the run: again, it prints the "
+        "signal the key delivered",
+    )
+
     cancel = _command(
         runs_sub, common, "cancel", commands.runs_cancel, "cancel a run", json_flag=True
     )
@@ -321,6 +345,28 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     replay.add_argument("--actor", help="who replays (recorded in the audit trail)")
     replay.add_argument("--reason", help="why (recorded in the audit trail)")
+
+    retry = _command(
+        runs_sub,
+        common,
+        "retry",
+        commands.runs_retry,
+        "resume a failed run from its failed step, keeping what completed",
+        json_flag=True,
+    )
+    retry.add_argument("run_id", type=run_id, metavar="RUN_ID", help=RUN_ID_HELP)
+    retry.add_argument(
+        "--from-step",
+        metavar="STEP",
+        help="resume from this step the run reached instead (the steps after it run again)",
+    )
+    retry.add_argument(
+        "--allow-irreversible",
+        action="store_true",
+        help="retry even if irreversible or non-compensatable steps would run again",
+    )
+    retry.add_argument("--actor", help="who retries (recorded in the audit trail)")
+    retry.add_argument("--reason", help="why (recorded in the audit trail)")
 
     start = _command(runs_sub, common, "start", commands.runs_start, "start a run", json_flag=True)
     start.add_argument("workflow", metavar="WORKFLOW", help="a workflow registered with the app")

@@ -33,7 +33,7 @@ __all__ = [
     "to_json",
 ]
 
-_HISTORY = ("step_runs", "events", "steps")
+_HISTORY = ("step_runs", "events", "steps", "signals", "children")
 
 
 def to_json(value: Any) -> str:
@@ -89,6 +89,8 @@ def run_dict(run: Run, *, history: bool = False) -> dict[str, Any]:
         data["step_runs"] = _plain(run.step_runs or ())
         data["events"] = _plain(run.events or ())
         data["steps"] = _plain(run.steps) if run.steps is not None else None
+        data["signals"] = _plain(run.signals or ())
+        data["children"] = _plain(run.children or ())
     return data
 
 
@@ -159,6 +161,8 @@ _ACTION_COMMANDS: Mapping[str, str] = {
     "unblock_run": "squidmesh runs unblock {run_id}",
     "cancel_run": "squidmesh runs cancel {run_id}",
     "replay_run": "squidmesh runs replay {run_id}",
+    "retry_run": "squidmesh runs retry {run_id}",
+    "signal_run": "squidmesh runs signal {run_id} SIGNAL --json-payload JSON",
     "deploy_version": "deploy the workflow version the run is pinned to beside the current one",
 }
 
@@ -188,6 +192,8 @@ def run_text(run: Run) -> str:
         pairs.append(("replay of", run.replayed_from_run_id))
     if run.idempotency_key is not None:
         pairs.append(("idempotency key", run.idempotency_key))
+    if run.parent_run_id:
+        pairs.append(("parent run", f"{run.parent_run_id} (step {run.parent_step})"))
     pairs += [
         ("inserted at", human_time(run.inserted_at)),
         ("updated at", human_time(run.updated_at)),
@@ -226,6 +232,19 @@ def run_text(run: Run) -> str:
                 compensations,
             )
         )
+
+    signals = [
+        (signal.inserted_at, signal.name, signal.status, signal.step, signal.idempotency_key)
+        for signal in run.signals or ()
+    ]
+    if signals:
+        sections.append(table(("RECEIVED_AT", "SIGNAL", "STATUS", "STEP", "KEY"), signals))
+    children = [
+        (child.child_run_id, child.workflow, child.status, child.parent_step)
+        for child in run.children or ()
+    ]
+    if children:
+        sections.append(table(("CHILD_RUN", "WORKFLOW", "STATUS", "STEP"), children))
 
     events = [
         (event.at, event.type, event.step, _actor(event.actor), event.comment)

@@ -16,7 +16,7 @@ from squidmesh_sdk import errors
 from squidmesh_sdk.compiler.edges import compile_edges
 from squidmesh_sdk.compiler.inputs import check_inputs
 from squidmesh_sdk.compiler.issues import NAME, VERSION, Issues
-from squidmesh_sdk.compiler.steps import check_step_names, compile_step, seconds
+from squidmesh_sdk.compiler.steps import check_signals, check_step_names, compile_step, seconds
 from squidmesh_sdk.compiler.triggers import compile_triggers
 from squidmesh_sdk.definition.steps import StepSpec
 from squidmesh_sdk.definition.workflow import Workflow
@@ -50,6 +50,7 @@ def compile(workflow: Workflow) -> WorkflowDefinition:
         node = compile_step(spec, issues)
         if node is not None:
             nodes.setdefault(spec.name, node)
+    check_signals(nodes, issues)
     # Duplicates were reported above; graph checks look at the first spec of each name so one
     # mistake is not reported again as a second entry step or a duplicate route.
     unique: dict[str, StepSpec] = {}

@@ -219,10 +219,12 @@ def _check_route(
                 "steps can take a labelled route",
                 step=source,
             )
-        if outcome == "timeout" and (spec.kind not in ("pause", "approval") or not spec.timeout):
+        timed = ("pause", "approval", "signal", "child")
+        if outcome == "timeout" and (spec.kind not in timed or not spec.timeout):
             issues.add(
                 "timeout_route_without_timeout",
-                f"{route}: only a pause or approval declared with timeout= can time out",
+                f"{route}: only a pause, approval, signal or child step declared with timeout= "
+                "can time out",
                 step=source,
             )
     return len(issues.items) == start
@@ -305,11 +307,11 @@ def _check_loops(
     for cycle in route_cycles(tuple(edges)):
         members = sorted(cycle, key=list(specs).index)
         loop = " -> ".join(members)
-        if not any(specs[name].kind in ("wait", "pause", "approval") for name in members):
+        if not any(specs[name].kind in ("wait", "pause", "approval", "signal") for name in members):
             issues.add(
                 "loop_without_wait",
-                f"route loop {loop} has no wait, pause or approval step: it could spin without "
-                "end; put one in the loop",
+                f"route loop {loop} has no wait, pause, approval or signal step: it could spin "
+                "without end; put one in the loop",
                 step=members[0],
             )
         for name in members:

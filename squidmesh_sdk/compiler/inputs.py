@@ -162,6 +162,11 @@ def declared_outputs(node: StepNode) -> Outputs:
         return APPROVAL_RECORD_KEYS
     if node.kind in _NO_OUTPUT_KINDS:
         return frozenset()
+    if node.kind == "child":
+        return None  # the child's final context: its workflow is compiled on its own
+    if node.kind == "signal":  # runtime/signals.py: the payload, merged
+        model = node.contract.model if node.contract is not None else None
+        return _model_keys(model) if model is not None else frozenset()
     if node.body is None:
         return None  # a kind this module does not know: assume nothing
     return return_keys(node.body.fn)

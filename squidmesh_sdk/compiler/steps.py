@@ -8,8 +8,10 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
+from pydantic import BaseModel
+
 from squidmesh_sdk.compiler.issues import NAME, Issues
-from squidmesh_sdk.contracts import StepBody, build_step_body
+from squidmesh_sdk.contracts import PayloadContract, StepBody, build_step_body
 from squidmesh_sdk.definition.steps import BUILTIN_KINDS, LogLevel, StepSpec
 from squidmesh_sdk.definition.workflow import Workflow
 from squidmesh_sdk.graph import (
@@ -56,6 +58,7 @@ def compile_step(spec: StepSpec, issues: Issues) -> StepNode | None:
     name = spec.name
     body: StepBody | None = None
     compensation: StepBody | None = None
+    contract: PayloadContract | None = None
     options: dict[str, Any] = {}
     if spec.kind == "function":
         if not callable(spec.fn):
@@ -67,6 +70,10 @@ def compile_step(spec: StepSpec, issues: Issues) -> StepNode | None:
                 issues.add("invalid_step_body", f"step {name!r}: body {problem}", step=name)
     elif spec.kind in BUILTIN_KINDS:
         options = _check_builtin(spec, issues)
+        if spec.kind == "signal":
+            contract = _signal_contract(spec, issues)
+            if contract is not None:
+                options["payload"] = contract.describe()
     else:
         issues.add("invalid_step_kind", f"step {name!r} has unknown kind {spec.kind!r}", step=name)
     retry = _compile_retry(spec, issues)
@@ -121,7 +128,86 @@ def compile_step(spec: StepSpec, issues: Issues) -> StepNode | None:
         max_parallel=spec.max_parallel,
         body=body,
         compensation=compensation,
+        contract=contract,
     )
+
+
+def check_signals(nodes: dict[str, StepNode], issues: Issues) -> None:
+    """Steps that wait for one signal must agree on its payload model."""
+    models: dict[str, tuple[str, object]] = {}
+    for node in nodes.values():
+        if node.kind != "signal" or node.contract is None:
+            continue
+        name = str(node.options.get("signal"))
+        first = models.setdefault(name, (node.name, node.contract.model))
+        if first[1] is not node.contract.model:
+            issues.add(
+                "conflicting_signal_payload",
+                f"signal steps {first[0]!r} and {node.name!r} wait for signal {name!r} with "
+                "different payload models: a signal is validated once, when it is sent",
+                step=node.name,
+            )
+
+
+def _child_options(spec: StepSpec, issues: Issues) -> dict[str, Any]:
+    name = spec.name
+    if not isinstance(spec.workflow, str) or not NAME.match(spec.workflow):
+        issues.add(
+            "invalid_child_workflow",
+            f"child step {name!r}: workflow must be a workflow or its name, got {spec.workflow!r}",
+            step=name,
+        )
+    if spec.trigger_name is not None and (
+        not isinstance(spec.trigger_name, str) or not NAME.match(spec.trigger_name)
+    ):
+        issues.add(
+            "invalid_child_workflow",
+            f"child step {name!r}: trigger must be a trigger name, got {spec.trigger_name!r}",
+            step=name,
+        )
+    mapping = spec.payload_from if spec.payload_from is not None else {}
+    fields: dict[str, str] = {}
+    if not isinstance(mapping, dict):
+        issues.add(
+            "invalid_child_payload",
+            f"child step {name!r}: payload_from must be a mapping of payload field to run-state "
+            f"key, got {mapping!r}",
+            step=name,
+        )
+        mapping = {}
+    for field, path in mapping.items():
+        if (
+            not isinstance(field, str)
+            or not field
+            or not isinstance(path, str)
+            or not all(NAME.match(part) for part in path.split("."))
+        ):
+            issues.add(
+                "invalid_child_payload",
+                f"child step {name!r}: payload_from maps a payload field to a run-state key "
+                f"such as 'order.id', got {field!r}: {path!r}",
+                step=name,
+            )
+        else:
+            fields[field] = path
+    options: dict[str, Any] = {"workflow": spec.workflow, "payload_from": fields}
+    if spec.trigger_name is not None:
+        options["trigger"] = spec.trigger_name
+    return options
+
+
+def _signal_contract(spec: StepSpec, issues: Issues) -> PayloadContract | None:
+    """The payload contract of a signal step's signal (its name was checked already)."""
+    model = spec.payload
+    if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
+        issues.add(
+            "invalid_signal_payload",
+            f"signal step {spec.name!r}: payload must be a pydantic BaseModel subclass or None, "
+            f"got {model!r}",
+            step=spec.name,
+        )
+        return None
+    return PayloadContract(str(spec.signal), model, subject="signal")
 
 
 def _check_map(spec: StepSpec, body: StepBody | None, issues: Issues) -> None:
@@ -192,6 +278,26 @@ def _check_builtin(spec: StepSpec, issues: Issues) -> dict[str, Any]:
         options = {"message": spec.message, "level": level}
     elif kind == "wait":
         options = _wait_options(spec, issues)
+    elif kind == "signal":
+        if not isinstance(spec.signal, str) or not NAME.match(spec.signal):
+            issues.add(
+                "invalid_signal_name",
+                f"signal step {name!r}: the signal name {spec.signal!r} must match {NAME.pattern}",
+                step=name,
+            )
+        options = {"signal": spec.signal}
+    elif kind == "child":
+        options = _child_options(spec, issues)
+    if kind != "child" and (spec.workflow is not None or spec.payload_from is not None):
+        issues.add(
+            "invalid_child_workflow",
+            f"{kind} step {name!r} takes no workflow or payload_from",
+            step=name,
+        )
+    if kind != "signal" and spec.payload is not None:
+        issues.add(
+            "invalid_signal_payload", f"{kind} step {name!r} takes no payload model", step=name
+        )
     return options
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar
 
@@ -34,10 +34,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 C = TypeVar("C", bound=Callable[..., Any])
 
-StepKind = Literal["function", "log", "wait", "pause", "approval"]
+StepKind = Literal["function", "log", "wait", "pause", "approval", "signal", "child"]
 """``"function"`` runs user code; the others are built-in steps with no body."""
 
-BUILTIN_KINDS: frozenset[str] = frozenset({"log", "wait", "pause", "approval"})
+BUILTIN_KINDS: frozenset[str] = frozenset({"log", "wait", "pause", "approval", "signal", "child"})
 """Step kinds that have no body."""
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -71,6 +71,14 @@ class StepSpec:
         map_over: Run the body once per element of the list at this run-state key.
         map_as: The parameter that receives the element (default ``"item"``).
         max_parallel: Most elements of a map step running at once (``None``: all).
+        signal: The signal name a ``"signal"`` step waits for.
+        payload: The pydantic model a ``"signal"`` step validates its signal's payload with
+            (``None``: the signal carries no payload).
+        workflow: The workflow a ``"child"`` step starts a run of.
+        payload_from: A ``"child"`` step's payload: child payload field to the run-state key
+            (dotted) its value is read from.
+        trigger_name: The trigger a ``"child"`` step starts its child through (``None``: the
+            child workflow's first).
     """
 
     name: str
@@ -93,6 +101,11 @@ class StepSpec:
     map_over: str | None = None
     map_as: str = "item"
     max_parallel: int | None = None
+    signal: str | None = None
+    payload: type[Any] | None = None
+    workflow: str | None = None
+    payload_from: Mapping[str, str] | None = None
+    trigger_name: str | None = None
 
 
 class DeclaringWorkflow(Protocol):
@@ -181,7 +194,7 @@ class Step(StepHandle, Generic[P, R]):
 
 
 class BuiltinStep(StepHandle):
-    """A built-in step (log, wait, pause, approval): it has no body to call."""
+    """A built-in step (log, wait, pause, approval, signal, child): it has no body to call."""
 
     __slots__ = ()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 from squidmesh_sdk.definition.conditions import Condition
@@ -273,6 +273,74 @@ class Workflow:
         """
         spec = StepSpec(
             name=name, kind="approval", output=output, timeout=timeout, after=as_refs(after)
+        )
+        return self._add_builtin(spec)
+
+    def signal(
+        self,
+        name: str,
+        *,
+        signal: str | None = None,
+        payload: type[Any] | None = None,
+        output: str | None = None,
+        timeout: Duration | None = None,
+        after: Sequence[StepRef] | None = None,
+    ) -> BuiltinStep:
+        """Declare a step that waits for a signal sent with ``Client.signal``.
+
+        The step waits for the signal called ``signal`` (default: the step's ``name``). A
+        signal sent before the run reaches the step is kept and consumed when it does; signals
+        of one name are consumed oldest first, one per wait. The signal's payload is
+        validated against ``payload`` (a pydantic model; without one the signal carries no
+        payload) when it is sent, and becomes the step's output, stored under ``output`` if
+        given (else merged into the context). With ``timeout``, a step still waiting then
+        takes its ``timeout`` route, or fails the run (``signal_timed_out``) when it has none.
+        """
+        spec = StepSpec(
+            name=name,
+            kind="signal",
+            signal=signal if signal is not None else name,
+            payload=payload,
+            output=output,
+            timeout=timeout,
+            after=as_refs(after),
+        )
+        return self._add_builtin(spec)
+
+    def child(
+        self,
+        name: str,
+        *,
+        workflow: str | Workflow,
+        payload_from: Mapping[str, str] | None = None,
+        trigger: str | None = None,
+        output: str | None = None,
+        timeout: Duration | None = None,
+        after: Sequence[StepRef] | None = None,
+    ) -> BuiltinStep:
+        """Declare a step that starts a run of another workflow and waits for it to finish.
+
+        The child run's payload is built when the step starts: each ``payload_from`` entry
+        maps a field of the child's payload to the run-state key (dotted) its value is read
+        from. The child is started through ``trigger`` (default: its workflow's first). One
+        child is started per step run, however often the step's job is delivered. When the
+        child completes, the step completes with the child's final context as its output
+        (stored under ``output`` if given, else merged); when it fails or is cancelled, the
+        step fails (``child_failed`` / ``child_cancelled``) and takes its ``error`` route, or
+        fails the run. With ``timeout``, a child still running then is cancelled and the step
+        takes its ``timeout`` route (or fails the run, ``child_timed_out``). Cancelling the
+        run cancels its running children. The process that starts the child must hold the
+        child's workflow; the child's own steps run on any worker that holds it.
+        """
+        spec = StepSpec(
+            name=name,
+            kind="child",
+            workflow=workflow if isinstance(workflow, str) else workflow.name,
+            payload_from=dict(payload_from) if payload_from is not None else {},
+            trigger_name=trigger,
+            output=output,
+            timeout=timeout,
+            after=as_refs(after),
         )
         return self._add_builtin(spec)
 

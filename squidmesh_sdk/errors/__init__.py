@@ -13,11 +13,18 @@ SquidmeshError                                                   squidmesh_error
 ├── RunNotFound              no run has that id                                 run_not_found
 ├── InvalidTransition        the state machine forbids this status change  invalid_transition
 ├── UnsafeReplay             replay would repeat irreversible steps             unsafe_replay
+│   └── UnsafeRetry          retry_run would run them again                      unsafe_retry
+├── RetryRefused             a failed run retry_run cannot resume             retry_refused
+│                            (code compensation_started)
 ├── IdempotencyConflict      an idempotency key already started a run     idempotency_conflict
 │                            from another trigger or payload
 ├── RunWaitTimeout           wait_for_run's timeout ran out first (also a   run_wait_timeout
 │                            TimeoutError)
 ├── InvalidStep              the run is not at a step that accepts this action   invalid_step
+├── InvalidSignal            a signal the run cannot take (finished run,       invalid_signal
+│                            unknown name, key reused); the instance's code
+│                            says which: signal_run_finished, unknown_signal,
+│                            signal_key_conflict
 ├── InvalidResume            actor, comment or metadata of a manual action     invalid_resume
 │                            are malformed or not strict JSON
 ├── InvalidSchedule          a cron activation's schedule identity           invalid_schedule
@@ -76,10 +83,13 @@ from squidmesh_sdk.errors.requests import (
     InvalidPayload,
     InvalidResume,
     InvalidRunId,
+    InvalidSignal,
     InvalidStep,
     InvalidTransition,
+    RetryRefused,
     RunNotFound,
     UnsafeReplay,
+    UnsafeRetry,
 )
 from squidmesh_sdk.errors.schedules import InvalidSchedule, MissingScheduleIdempotencyKey
 from squidmesh_sdk.errors.steps import (
@@ -105,6 +115,7 @@ __all__ = [
     "InvalidResume",
     "InvalidRunId",
     "InvalidSchedule",
+    "InvalidSignal",
     "InvalidStep",
     "InvalidTransition",
     "InvalidTrigger",
@@ -114,6 +125,7 @@ __all__ = [
     "NonRetryableError",
     "OutcomeNotStored",
     "RetryAfter",
+    "RetryRefused",
     "RunNotFound",
     "RunWaitTimeout",
     "SchemaNotReady",
@@ -125,6 +137,7 @@ __all__ = [
     "StepSignal",
     "StepTimeout",
     "UnsafeReplay",
+    "UnsafeRetry",
 ]
 
 # Public under one name, whatever module declares them: ``squidmesh_sdk.errors.RunNotFound`` in

@@ -40,12 +40,12 @@ class InvalidArgument(SquidmeshError, ValueError):
 
 
 class InvalidPayload(SquidmeshError, ValueError):
-    """A trigger payload was not a mapping, or broke the trigger's payload contract.
+    """A trigger (or signal) payload was not a mapping, or broke its payload contract.
 
     All problems are reported together; nothing is persisted when this is raised.
 
     Attributes:
-        trigger: The trigger whose contract was applied.
+        trigger: The trigger (or signal) whose contract was applied.
         missing_fields: Required fields that were absent, sorted.
         unknown_fields: Keys the contract does not declare, sorted.
         invalid_fields: Field name to a description of why its value was rejected.
@@ -61,6 +61,7 @@ class InvalidPayload(SquidmeshError, ValueError):
         unknown_fields: Sequence[str] = (),
         invalid_fields: Mapping[str, str] | None = None,
         reason: str | None = None,
+        subject: str = "trigger",
     ) -> None:
         self.trigger = trigger
         self.missing_fields = tuple(sorted(missing_fields))
@@ -78,7 +79,7 @@ class InvalidPayload(SquidmeshError, ValueError):
                 "invalid fields: "
                 + "; ".join(f"{name} ({why})" for name, why in self.invalid_fields.items())
             )
-        super().__init__(f"invalid payload for trigger {trigger!r}: " + "; ".join(parts))
+        super().__init__(f"invalid payload for {subject} {trigger!r}: " + "; ".join(parts))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the problems as a JSON-safe mapping with only the non-empty keys."""
@@ -171,6 +172,71 @@ class UnsafeReplay(SquidmeshError):
             f"replay of run {run_id} requires explicit approval after irreversible or "
             f"non-compensatable steps ({names}); pass allow_irreversible=True"
         )
+
+
+class InvalidSignal(SquidmeshError):
+    """A signal the run cannot take; nothing was stored.
+
+    ``code`` says why: ``signal_run_finished`` (the run is completed, failed, cancelled or
+    cancelling), ``unknown_signal`` (no step of the run's pinned definition waits for a
+    signal of that name) or ``signal_key_conflict`` (the idempotency key already delivered
+    another signal: another name or payload).
+
+    Attributes:
+        run_id: The run.
+        name: The signal's name.
+        reason: Why it is refused.
+    """
+
+    code = "invalid_signal"
+
+    def __init__(self, run_id: str, name: str, reason: str, *, code: str) -> None:
+        self.run_id = run_id
+        self.name = name
+        self.reason = reason
+        self.code = code
+        super().__init__(f"run {run_id} cannot take signal {name!r}: {reason}")
+
+
+class UnsafeRetry(UnsafeReplay):
+    """Retrying this failed run would run irreversible or non-compensatable steps again.
+
+    A kind of :class:`UnsafeReplay`: code that handles one handles the other.
+
+    Attributes:
+        run_id: The run that was to be retried.
+        steps: The completed steps that would run again, each with its recovery policy.
+    """
+
+    code = "unsafe_retry"
+
+    def __init__(self, run_id: str, steps: Sequence[Mapping[str, Any]]) -> None:
+        super().__init__(run_id, steps)
+        names = ", ".join(str(step.get("step")) for step in self.steps)
+        self.args = (
+            f"retry of run {run_id} would run irreversible or non-compensatable steps again "
+            f"({names}); pass allow_irreversible=True",
+        )
+
+
+class RetryRefused(SquidmeshError):
+    """A failed run that cannot be resumed from its failed step; nothing changed.
+
+    ``code`` says why: ``compensation_started`` (its rollback has begun or finished: replay
+    the run instead).
+
+    Attributes:
+        run_id: The run.
+        reason: Why it is refused.
+    """
+
+    code = "retry_refused"
+
+    def __init__(self, run_id: str, reason: str, *, code: str) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        self.code = code
+        super().__init__(f"run {run_id} cannot be retried: {reason}")
 
 
 class InvalidStep(SquidmeshError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -36,6 +36,9 @@ class Runtime:
         observers: Receive events after each commit.
         stale_step_timeout: Seconds after which a delivery may take over a step still marked
             running (its worker presumed dead); ``None`` never takes over.
+        before_commit: Called with each write transaction just before it commits (after its
+            body succeeded): the client passes the hook that links child runs to their
+            parents (:func:`squidmesh_sdk.runtime.children.before_commit`).
     """
 
     database: Database
@@ -45,6 +48,7 @@ class Runtime:
     observers: tuple[Observer, ...] = ()
     stale_step_timeout: float | None = None
     versions: Mapping[str, Mapping[str, WorkflowDefinition]] = field(default_factory=dict)
+    before_commit: Callable[[Runtime, Transaction], None] | None = None
     _schema_checked: bool = field(default=False, init=False)
 
     @property
@@ -99,6 +103,8 @@ class Runtime:
         with use_clock(self.clock), self.database.transaction(self.clock.now()) as tx:
             tx.after_commit(lambda: self.emit(tx.events))
             yield tx
+            if self.before_commit is not None:
+                self.before_commit(self, tx)
 
     def check_schema(self) -> None:
         """Fail clearly, once, unless the database is at this library's schema version.

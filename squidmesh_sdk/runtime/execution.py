@@ -29,7 +29,7 @@ from squidmesh_sdk.definition.outcomes import Branch
 from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, StepNode, WorkflowDefinition
 from squidmesh_sdk.port.continuation import current_continuation
 from squidmesh_sdk.port.delivery import Delivery
-from squidmesh_sdk.runtime import inputs, mapping, progression, waiting
+from squidmesh_sdk.runtime import children, inputs, mapping, progression, signals, waiting
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import (
     RunEvent,
@@ -416,6 +416,15 @@ def _begin(
     if node.kind == "log":
         _log(tx, claim)
         _apply(runtime, tx, claim, _Outcome(output={}))
+        return "executed"
+    if node.kind == "child":
+        waits = children.begin(runtime, tx, run, definition, node, step_run, attempt)
+        return "waiting" if waits else "executed"
+    if node.kind == "signal":
+        received = signals.begin(runtime, tx, run, node, step_run, attempt)
+        if received is None:
+            return "waiting"
+        _apply(runtime, tx, claim, _Outcome(output=received))
         return "executed"
     if node.is_waiting:
         started = waiting.begin(runtime, tx, run, definition, node, step_run, attempt)

@@ -146,6 +146,8 @@ def explain(
         return result("waiting_for_retry", step, details, ("wait_for_retry", "cancel_run"))
     if run.status == "failed":
         replay, actions = _replay(run, replayable)
+        if definition is not None and not _compensation_started(run):
+            actions = ("retry_run", *actions)
         failed = current or _latest_failed(run)
         latest = _latest(failed) if failed else None
         code = (run.last_error or {}).get("code")
@@ -182,6 +184,10 @@ _FAILURE_REASONS = {
     "approval_rejected": "approval_rejected",
     "approval_timed_out": "timed_out",
     "pause_timed_out": "timed_out",
+    "signal_timed_out": "timed_out",
+    "child_timed_out": "timed_out",
+    "child_failed": "child_failed",
+    "child_cancelled": "child_failed",
     "unknown_branch": "unknown_branch",
 }
 """Failures explained by what ended the run rather than by a step's attempts."""
@@ -286,30 +292,57 @@ def _waiting(
     result: _Result,
     evidence: dict[str, Any],
 ) -> RunExplanation | None:
-    """A running run that waits for a timer, or has an approval waiting beside its branches."""
-    timers = [
-        sr
-        for sr in run.step_runs or ()
-        if sr.status == "running" and (sr.resume or {}).get("kind") == "wait"
-    ]
+    """A running run that waits: for a timer, a signal, a child run, or a person beside it."""
+    timers = _waits(run, "wait")
+    signals = _waits(run, "signal")
+    children = _waits(run, "child")
     manual = _manual_waits(run)
+    waits = timers + signals + children + manual
     busy = [
-        sr
-        for sr in run.step_runs or ()
-        if sr.status in ("pending", "running") and sr not in timers and sr not in manual
+        sr for sr in run.step_runs or () if sr.status in ("pending", "running") and sr not in waits
     ]
-    if busy or not (timers or manual):
+    if busy or not (timers or signals or children or manual):
         if manual:
             evidence["waiting_steps"] = [sr.step for sr in manual]
         return None
+    details: dict[str, Any]
+    if signals:
+        waiting = current if current in signals else signals[0]
+        assert waiting is not None  # noqa: S101
+        resume = waiting.resume or {}
+        details = {"signal": resume.get("signal")}
+        if resume.get("timeout_at") is not None:
+            name = StepKey.parse(waiting.step).name
+            details["timeout_at"] = resume["timeout_at"]
+            details["timeout_target"] = _route_target(definition, name, "timeout") or "fail_run"
+        if len(signals) > 1:
+            details["waiting_steps"] = [sr.step for sr in signals]
+        return result("waiting_for_signal", waiting.step, details, ("signal_run", "cancel_run"))
+    if children:
+        waiting = current if current in children else children[0]
+        assert waiting is not None  # noqa: S101
+        resume = waiting.resume or {}
+        details = {"child_run_id": resume.get("child_run_id"), "workflow": resume.get("workflow")}
+        if resume.get("timeout_at") is not None:
+            details["timeout_at"] = resume["timeout_at"]
+        return result("waiting_for_child", waiting.step, details, ("wait_for_child", "cancel_run"))
     if timers:
         timer = current if current in timers else timers[0]
         assert timer is not None  # noqa: S101
-        details: dict[str, Any] = {"until": (timer.resume or {}).get("until")}
+        details = {"until": (timer.resume or {}).get("until")}
         if len(timers) > 1:
             details["waiting_steps"] = [sr.step for sr in timers]
         return result("waiting_for_timer", timer.step, details, ("wait_for_timer", "cancel_run"))
     return None
+
+
+def _waits(run: Run, kind: str) -> list[StepRun]:
+    """The run's step runs waiting, with ``resume`` of this kind."""
+    return [
+        sr
+        for sr in run.step_runs or ()
+        if sr.status == "running" and (sr.resume or {}).get("kind") == kind
+    ]
 
 
 def _in_progress(
@@ -392,6 +425,15 @@ def _replay(
         }
         return {"replay": replay}, ()
     return {"replay": {"allowed": True}}, ("replay_run",)
+
+
+def _compensation_started(run: Run) -> bool:
+    """Whether the failed run's rollback has begun: ``retry_run`` refuses it then."""
+    for step_run in run.step_runs or ():
+        state = (step_run.recovery or {}).get("compensation")
+        if isinstance(state, Mapping) and state.get("status") in ("running", "completed", "failed"):
+            return True
+    return False
 
 
 def _latest(step_run: StepRun) -> Attempt | None:

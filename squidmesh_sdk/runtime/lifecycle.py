@@ -16,9 +16,10 @@ from squidmesh_sdk.store import audit
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run
 
-__all__ = ["cancel_run", "explain_run", "inspect_run", "replay_run"]
+__all__ = ["cancel_locked", "cancel_run", "explain_run", "inspect_run", "replay_run"]
 
 
 def cancel_run(
@@ -52,34 +53,54 @@ def cancel_run(
         runtime.transaction() as tx,
     ):
         before = run_store.lock_run(tx.connection, run_id)
-        run, from_status = run_store.cancel_run(tx, run_id)
-        if from_status == "paused" and before.current_step is not None:
-            step_run = step_run_store.get_step_run(tx.connection, run.id, before.current_step)
-            latest = attempt_store.latest_attempt(tx.connection, step_run.id) if step_run else None
-            if step_run is not None and latest is not None and latest.status == "failed":
-                duration = tx.now - latest.inserted_at
-                error = run_store.PAUSE_CANCELLATION_ERROR
-                tx.events.append(StepFailed(run, step_run.step, latest.number, duration, error))
-        if from_status in ("running", "retrying"):
-            cancelling = dataclasses.replace(run, status="cancelling")
-            tx.events.append(RunTransitioned(cancelling, from_status, "cancelling"))
-            if run.status == "cancelled":
-                tx.events.append(RunTransitioned(run, "cancelling", "cancelled"))
-        else:
-            tx.events.append(RunTransitioned(run, from_status, run.status))
-        if run.status == "cancelled":
-            job_store.discard_queued(tx, run.id)
-        elif run.status == "cancelling":
-            job_store.release_to_any_worker(tx, run.id)
-        audit.record_event(
-            tx,
-            run.id,
-            "cancelled",
-            step=before.current_step,
-            actor=details.get("actor"),
-            comment=details.get("reason"),
-            metadata={"status": run.status},
+        return cancel_locked(
+            runtime, tx, before, actor=details.get("actor"), reason=details.get("reason")
         )
+
+
+def cancel_locked(
+    runtime: Runtime,
+    tx: Transaction,
+    before: Run,
+    *,
+    actor: manual.Actor | None,
+    reason: str | None,
+) -> Run:
+    """:func:`cancel_run` inside ``tx``, which holds the run's lock (``before``: as locked).
+
+    Also how a parent's cancellation cancels its children (:mod:`.children`).
+
+    Raises:
+        InvalidTransition: the run is finished or already cancelling.
+    """
+    run, from_status = run_store.cancel_run(tx, before.id)
+    if from_status == "paused" and before.current_step is not None:
+        step_run = step_run_store.get_step_run(tx.connection, run.id, before.current_step)
+        latest = attempt_store.latest_attempt(tx.connection, step_run.id) if step_run else None
+        if step_run is not None and latest is not None and latest.status == "failed":
+            duration = tx.now - latest.inserted_at
+            error = run_store.PAUSE_CANCELLATION_ERROR
+            tx.events.append(StepFailed(run, step_run.step, latest.number, duration, error))
+    if from_status in ("running", "retrying"):
+        cancelling = dataclasses.replace(run, status="cancelling")
+        tx.events.append(RunTransitioned(cancelling, from_status, "cancelling"))
+        if run.status == "cancelled":
+            tx.events.append(RunTransitioned(run, "cancelling", "cancelled"))
+    else:
+        tx.events.append(RunTransitioned(run, from_status, run.status))
+    if run.status == "cancelled":
+        job_store.discard_queued(tx, run.id)
+    elif run.status == "cancelling":
+        job_store.release_to_any_worker(tx, run.id)
+    audit.record_event(
+        tx,
+        run.id,
+        "cancelled",
+        step=before.current_step,
+        actor=actor,
+        comment=reason,
+        metadata={"status": run.status},
+    )
     return run
 
 

@@ -467,7 +467,8 @@ def _complete(
 
 def _next_key(tx: Transaction, run: Run, definition: WorkflowDefinition, target: str) -> str:
     """The key of ``target``'s next step run: a new iteration when a loop comes back to it."""
-    if target not in definition.cyclic_steps:
+    if target not in definition.cyclic_steps and not run.operator_retries:
+        # A step of a retried run may have run before the failure: only those pay the read.
         return target
     newest = step_run_store.newest_iteration(tx.connection, run.id, target)
     return StepKey(target, newest + 1).key if newest else target

@@ -1,5 +1,8 @@
 """Steps that wait: timers, pauses and approvals, their timeouts, and run deadlines.
 
+Signal and child steps wait too (:mod:`~squidmesh_sdk.runtime.signals`,
+:mod:`~squidmesh_sdk.runtime.children`); their timeouts are handled here like an approval's.
+
 A waiting step's step run stays ``running`` with ``resume`` saying what it waits for (``kind``)
 and until when; no body runs. Every timer is a job of the run's executor, due at the time: the
 job of a wait step completes it, the job of an approval or pause with a timeout takes its
@@ -18,7 +21,7 @@ from opentelemetry import trace
 from squidmesh_sdk import error_records, telemetry
 from squidmesh_sdk.definition.conditions import resolve_path
 from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, StepNode, WorkflowDefinition
-from squidmesh_sdk.runtime import dispatcher, inputs, progression
+from squidmesh_sdk.runtime import children, dispatcher, inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import StepCompleted, StepSkipped
 from squidmesh_sdk.store import attempts as attempt_store
@@ -94,6 +97,10 @@ def wake(runtime: Runtime, tx: Transaction, run: Run, key: StepKey) -> Woken | N
     if attempt is None or attempt.status != "running":
         return None
     trace.get_current_span().set_attribute(telemetry.ATTEMPT, attempt.number)
+    if node.kind == "child" and children.finish_wait(
+        runtime, tx, run, definition, node, step_run, attempt
+    ):
+        return "executed"
     due_text = resume.get("until") if node.kind == "wait" else resume.get("timeout_at")
     if not isinstance(due_text, str) or datetime.fromisoformat(due_text) > tx.now:
         tx.events.append(StepSkipped(run, key.key, "not_due"))
@@ -105,9 +112,12 @@ def wake(runtime: Runtime, tx: Transaction, run: Run, key: StepKey) -> Woken | N
         tx.events.append(StepCompleted(run, key.key, attempt.number, tx.now - attempt.inserted_at))
         progression.advance_after_success(runtime, tx, run, definition, node, output, key=key.key)
         return "executed"
+    if node.kind == "child":
+        children.cancel_child(runtime, tx, step_run, f"step {key.key} of its parent timed out")
+    what = _TIMED_OUT.get(node.kind, "was not decided")
     error = error_records.error_record(
         "timeout",
-        f"{node.kind} {node.name!r} was not decided within {node.timeout:g}s",
+        f"{node.kind} {node.name!r} {what} within {node.timeout:g}s",
         code=f"{node.kind}_timed_out",
         retryable=False,
         step=node.name,
@@ -118,6 +128,10 @@ def wake(runtime: Runtime, tx: Transaction, run: Run, key: StepKey) -> Woken | N
         runtime, tx, run, definition, node, step_run, attempt, error, outcome="timeout"
     )
     return "executed"
+
+
+_TIMED_OUT = {"signal": "received no signal", "child": "saw no end of its child run"}
+"""How a timed-out step's error reads (a pause or an approval "was not decided")."""
 
 
 def deadline_reached(runtime: Runtime, tx: Transaction, run: Run) -> Woken:

@@ -20,8 +20,10 @@ __all__ = [
     "AttemptStatus",
     "AuditEvent",
     "AuditEventType",
+    "ChildRun",
     "Run",
     "RunStatus",
+    "Signal",
     "StepRun",
     "StepRunStatus",
     "StepState",
@@ -48,6 +50,10 @@ AuditEventType = Literal[
     "skipped",
     "timed_out",
     "deadline_exceeded",
+    "signal_received",
+    "signal_consumed",
+    "child_started",
+    "retried",
 ]
 
 
@@ -248,10 +254,16 @@ class Run:
             without one (a cron run's schedule identity is in :attr:`schedule`).
         inserted_at: When it was created.
         updated_at: When it last changed.
+        parent_run_id: The run whose ``child`` step started this one, if any.
+        parent_step: The step run key of that ``child`` step.
+        operator_retries: How many times an operator resumed the failed run
+            (``retry_run``).
         step_runs: Step runs with their attempts, oldest first, when loaded with history.
         events: Audit events, oldest first, when loaded with history.
         steps: Every declared step's state, in graph order, when loaded with history through a
             client that knows the workflow.
+        signals: Signals sent to the run, oldest first, when loaded with history.
+        children: Runs its ``child`` steps started, oldest first, when loaded with history.
     """
 
     id: str
@@ -269,9 +281,14 @@ class Run:
     inserted_at: datetime
     updated_at: datetime
     idempotency_key: str | None = None
+    parent_run_id: str | None = None
+    parent_step: str | None = None
+    operator_retries: int = 0
     step_runs: tuple[StepRun, ...] | None = None
     events: tuple[AuditEvent, ...] | None = None
     steps: tuple[StepState, ...] | None = None
+    signals: tuple[Signal, ...] | None = None
+    children: tuple[ChildRun, ...] | None = None
 
     @property
     def schedule(self) -> Mapping[str, Any] | None:
@@ -281,7 +298,10 @@ class Run:
 
     @property
     def terminal(self) -> bool:
-        """Whether the run can no longer change: completed, failed or cancelled."""
+        """Whether the run is finished: completed, failed or cancelled.
+
+        Nothing changes it any more, except an operator's ``retry_run`` of a failed run.
+        """
         return self.status in ("completed", "failed", "cancelled")
 
     def step_run(self, step: str) -> StepRun | None:
@@ -292,6 +312,7 @@ class Run:
     def from_row(cls, row: Mapping[Any, Any]) -> Run:
         """Build from a ``squidmesh_runs`` row."""
         replayed = row["replayed_from_run_id"]
+        parent = row.get("parent_run_id")
         return cls(
             id=str(row["id"]),
             workflow=row["workflow"],
@@ -306,6 +327,95 @@ class Run:
             definition_version=row["definition_version"],
             trace_context=row["trace_context"],
             idempotency_key=row["start_key"],
+            parent_run_id=str(parent) if parent is not None else None,
+            parent_step=row.get("parent_step"),
+            operator_retries=row.get("operator_retries") or 0,
             inserted_at=row["inserted_at"],
             updated_at=row["updated_at"],
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Signal:
+    """A signal sent to a run (:meth:`~squidmesh_sdk.Client.signal`).
+
+    Attributes:
+        id: Signal id.
+        run_id: The run it was sent to.
+        name: The signal's name, as a ``signal`` step waits for it.
+        payload: Its validated payload (strict JSON), or ``None``.
+        idempotency_key: The key it was sent with: the same key again is this signal.
+        status: ``pending`` (buffered until a step waits for it) or ``consumed``.
+        step: The step run key that consumed it, once consumed.
+        inserted_at: When it was received.
+        consumed_at: When a step consumed it.
+        duplicate: Set on the record :meth:`~squidmesh_sdk.Client.signal` returns when the
+            idempotency key had already delivered this signal (nothing new was stored).
+    """
+
+    id: str
+    run_id: str
+    name: str
+    payload: Any
+    idempotency_key: str | None
+    status: Literal["pending", "consumed"]
+    step: str | None
+    inserted_at: datetime
+    consumed_at: datetime | None
+    duplicate: bool = False
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Signal:
+        """Build from a ``squidmesh_signals`` row."""
+        return cls(
+            id=str(row["id"]),
+            run_id=str(row["run_id"]),
+            name=row["name"],
+            payload=row["payload"],
+            idempotency_key=row["idempotency_key"],
+            status=row["status"],
+            step=row["step"],
+            inserted_at=row["inserted_at"],
+            consumed_at=row["consumed_at"],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {
+            "id": self.id,
+            "run_id": self.run_id,
+            "name": self.name,
+            "payload": self.payload,
+            "idempotency_key": self.idempotency_key,
+            "status": self.status,
+            "step": self.step,
+            "inserted_at": self.inserted_at.isoformat(),
+            "consumed_at": self.consumed_at.isoformat() if self.consumed_at else None,
+            "duplicate": self.duplicate,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildRun:
+    """A run a ``child`` step started, as its parent lists it.
+
+    Attributes:
+        child_run_id: The child run.
+        workflow: Its workflow.
+        status: Its status when read.
+        parent_step: The parent's step run key that started it.
+    """
+
+    child_run_id: str
+    workflow: str
+    status: RunStatus
+    parent_step: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {
+            "child_run_id": self.child_run_id,
+            "workflow": self.workflow,
+            "status": self.status,
+            "parent_step": self.parent_step,
+        }

@@ -20,12 +20,20 @@ from sqlalchemy.engine import Connection
 from squidmesh_sdk import error_records, errors, state_machine
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import audit, prepared
+from squidmesh_sdk.store import signals as signal_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import new_id
 from squidmesh_sdk.store.prepared import Prepared
-from squidmesh_sdk.store.records import SCHEDULE_KEY, Run, RunStatus, StepRun, parse_run_id
+from squidmesh_sdk.store.records import (
+    SCHEDULE_KEY,
+    ChildRun,
+    Run,
+    RunStatus,
+    StepRun,
+    parse_run_id,
+)
 from squidmesh_sdk.store.schema import runs
 from squidmesh_sdk.store.types import UTCDateTime
 
@@ -114,6 +122,8 @@ def create_run(
     start_key: str | None = None,
     start_request: str | None = None,
     trace_context: Mapping[str, Any] | None = None,
+    parent_run_id: str | None = None,
+    parent_step: str | None = None,
 ) -> Run:
     """Validate ``payload`` against the trigger's contract and insert a ``pending`` run.
 
@@ -149,6 +159,9 @@ def create_run(
         "start_key": start_key,
         "start_request": start_request,
         "trace_context": dict(trace_context) if trace_context is not None else None,
+        "parent_run_id": parse_run_id(parent_run_id) if parent_run_id else None,
+        "parent_step": parent_step,
+        "operator_retries": None,
         "inserted_at": tx.now,
         "updated_at": tx.now,
     }
@@ -429,6 +442,16 @@ def cancel_run(tx: Transaction, run_id: object) -> tuple[Run, RunStatus]:
     return run, from_status
 
 
+def count_operator_retry(tx: Transaction, run: Run) -> Run:
+    """Count one more operator retry of the locked ``run`` (:attr:`Run.operator_retries`)."""
+    count = run.operator_retries + 1
+    prepared.flush(tx.connection)
+    tx.connection.execute(
+        runs.update().where(runs.c.id == parse_run_id(run.id)).values(operator_retries=count)
+    )
+    return dataclasses.replace(run, operator_retries=count)
+
+
 def running_steps(connection: Connection, run_id: str) -> list[str]:
     """The run's step runs with a body in flight: ``running`` and not waiting."""
     states = step_run_store.progress_states(connection, run_id)
@@ -512,6 +535,9 @@ def replay_run(
         "start_key": None,
         "start_request": None,
         "trace_context": dict(trace_context) if trace_context is not None else None,
+        "parent_run_id": None,
+        "parent_step": None,
+        "operator_retries": None,
         "inserted_at": tx.now,
         "updated_at": tx.now,
     }
@@ -581,7 +607,31 @@ _WRITE_RUN = Prepared(
 def _with_history(connection: Connection, run: Run) -> Run:
     step_runs = tuple(step_run_store.list_step_runs(connection, run.id, with_attempts=True))
     events = tuple(audit.list_events(connection, run.id))
-    return dataclasses.replace(run, step_runs=step_runs, events=events)
+    return dataclasses.replace(
+        run,
+        step_runs=step_runs,
+        events=events,
+        signals=tuple(signal_store.list_signals(connection, run.id)),
+        children=tuple(list_children(connection, run.id)),
+    )
+
+
+def list_children(connection: Connection, run_id: str) -> list[ChildRun]:
+    """The runs ``child`` steps of run ``run_id`` started, oldest first."""
+    rows = connection.execute(
+        sa.select(runs.c.id, runs.c.workflow, runs.c.status, runs.c.parent_step)
+        .where(runs.c.parent_run_id == parse_run_id(run_id))
+        .order_by(runs.c.inserted_at, runs.c.id)
+    ).mappings()
+    return [
+        ChildRun(
+            child_run_id=str(row["id"]),
+            workflow=row["workflow"],
+            status=row["status"],
+            parent_step=row["parent_step"],
+        )
+        for row in rows
+    ]
 
 
 def _fail_waiting_step(tx: Transaction, run: Run, key: str, error: Mapping[str, Any]) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "outbox",
     "run_events",
     "runs",
+    "signals",
     "step_runs",
 ]
 
@@ -72,6 +73,15 @@ runs = sa.Table(
     # (workflow, start_key), whatever the trigger; kept apart from cron's schedule identity.
     sa.Column("start_key", sa.String(200), nullable=True),
     sa.Column("start_request", sa.String(80), nullable=True),
+    # A child run (started by a ``child`` step, migration 8): the run and step run key that
+    # started it. The parent's children are the runs that name it. No foreign key: SQLite can
+    # only add one inline, without its ON DELETE rule, so the link is an indexed id (a purged
+    # parent leaves its children naming a run that is gone).
+    sa.Column("parent_run_id", sa.Uuid, nullable=True),
+    sa.Column("parent_step", NAME, nullable=True),
+    # How many times an operator resumed the failed run from a failed step (retry_run,
+    # migration 8; NULL: never): its later steps then get new step-run keys where needed.
+    sa.Column("operator_retries", sa.Integer, nullable=True),
     # W3C trace context of the run, so spans from every process join one trace.
     sa.Column("trace_context", JSONColumn(), nullable=True),
     sa.Column("inserted_at", UTCDateTime, nullable=False),
@@ -85,6 +95,7 @@ runs = sa.Table(
     sa.UniqueConstraint("workflow", "trigger", "idempotency_key"),
     # A unique index rather than a constraint: SQLite cannot add a constraint to a table.
     sa.Index(None, "workflow", "start_key", unique=True),
+    sa.Index(None, "parent_run_id"),
 )
 
 step_runs = sa.Table(
@@ -145,6 +156,30 @@ run_events = sa.Table(
     sa.Column("metadata", JSONColumn(), nullable=True),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Index(None, "run_id", "at"),
+)
+
+# Signals sent to runs (migration 8): ``pending`` until a signal step of the run consumes it,
+# oldest first, then ``consumed`` with the step run key that did. One signal per run and
+# idempotency key (NULL keys never collide).
+signals = sa.Table(
+    "squidmesh_signals",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column(
+        "run_id",
+        sa.Uuid,
+        sa.ForeignKey("squidmesh_runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("name", NAME, nullable=False),
+    sa.Column("payload", JSONColumn(), nullable=True),
+    sa.Column("idempotency_key", sa.String(200), nullable=True),
+    sa.Column("status", STATUS, nullable=False),
+    sa.Column("step", NAME, nullable=True),
+    sa.Column("inserted_at", UTCDateTime, nullable=False),
+    sa.Column("consumed_at", UTCDateTime, nullable=True),
+    sa.Index(None, "run_id", "name", "status"),
+    sa.Index(None, "run_id", "idempotency_key", unique=True),
 )
 
 # The built-in database queue (``DatabaseExecutor`` + ``Worker``). A job row is written in the

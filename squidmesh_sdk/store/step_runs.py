@@ -56,7 +56,7 @@ __all__ = [
 ScheduledStep = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
 """``(step, input)`` or ``(step, input, recovery)``."""
 
-WAITING_KINDS = frozenset({"wait", "pause", "approval", "map"})
+WAITING_KINDS = frozenset({"wait", "pause", "approval", "map", "signal", "child"})
 """``resume["kind"]`` of a step run that is open because it waits (no body of its own is
 running): for a timer, a person, or (``map``) the elements of a map step."""
 

@@ -9,10 +9,12 @@ the run's audit trail.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from squidmesh_sdk import errors
 from squidmesh_sdk.client import Client
 from squidmesh_sdk.store.records import Run
 from squidmesh_sdk.ui.config import Actor
@@ -61,6 +63,29 @@ def _text(form: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
+def _signal(client: Client, run_id: str, form: Mapping[str, str]) -> Run:
+    """Send the signal the form names (default: the one the run waits for), then the run.
+
+    The payload field holds a JSON object; text that is not one is refused with
+    :class:`~squidmesh_sdk.errors.InvalidArgument`, and nothing is sent.
+    """
+    name = _text(form, "signal")
+    if name is None:
+        waiting = client.explain_run(run_id).details.get("signal")
+        name = waiting if isinstance(waiting, str) else ""
+    text = _text(form, "payload")
+    payload = None
+    if text is not None:
+        try:
+            payload = json.loads(text)
+        except ValueError as exc:
+            raise errors.InvalidArgument("payload", f"must be a JSON object ({exc})") from None
+        if not isinstance(payload, dict):
+            raise errors.InvalidArgument("payload", "must be a JSON object")
+    client.signal(run_id, name, payload, idempotency_key=_text(form, "idempotency_key"))
+    return client.inspect_run(run_id)
+
+
 COMMENT = Field(name="comment", label="Comment", placeholder="optional, kept in the audit trail")
 REASON = Field(name="reason", label="Reason", placeholder="optional, kept in the audit trail")
 
@@ -98,6 +123,48 @@ RUN_ACTIONS: dict[str, RunAction] = {
             per_step=True,
             perform=lambda client, run_id, actor, form: client.unblock_run(
                 run_id, actor=actor, comment=_text(form, "comment"), step=_text(form, "step")
+            ),
+        ),
+        RunAction(
+            name="signal_run",
+            label="Send signal",
+            done="signalled",
+            style="primary",
+            fields=(
+                Field(name="signal", label="Signal", placeholder="the one the run waits for"),
+                Field(name="payload", label="Payload", placeholder='JSON, e.g. {"amount": 10}'),
+                Field(
+                    name="idempotency_key",
+                    label="Idempotency key",
+                    placeholder="optional: the same key is one signal",
+                ),
+            ),
+            perform=lambda client, run_id, actor, form: _signal(client, run_id, form),
+        ),
+        RunAction(
+            name="retry_run",
+            label="Retry from the failed step",
+            done="retried",
+            style="primary",
+            fields=(
+                REASON,
+                Field(
+                    name="from_step",
+                    label="From step",
+                    placeholder="optional: an earlier step the run reached",
+                ),
+                Field(
+                    name="allow_irreversible",
+                    label="even if irreversible or non-compensatable steps run again",
+                    kind="checkbox",
+                ),
+            ),
+            perform=lambda client, run_id, actor, form: client.retry_run(
+                run_id,
+                actor=actor,
+                reason=_text(form, "reason"),
+                from_step=_text(form, "from_step"),
+                allow_irreversible=form.get("allow_irreversible") == "on",
             ),
         ),
         RunAction(

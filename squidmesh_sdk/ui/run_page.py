@@ -72,7 +72,7 @@ async def run_status(page: Page) -> Response:
 
 
 async def run_action(page: Page) -> Response:
-    """``POST /runs/{run_id}/actions/{name}``: approve, reject, unblock, cancel or replay."""
+    """``POST /runs/{run_id}/actions/{name}``: one of :data:`RUN_ACTIONS`."""
     run_id = page.request.path_params["run_id"]
     name = page.request.path_params["name"]
     action = RUN_ACTIONS.get(name)
@@ -193,7 +193,7 @@ def _trace(page: Page, found: Run) -> dict[str, str] | None:
 
 
 def _links(found: Run) -> list[tuple[str, str]]:
-    """Other runs this one names in its ``*_run_id`` attributes (replayed from, parent...)."""
+    """Runs this one names (``*_run_id``: replayed from, parent...), then its children."""
     links = []
     for field in dataclasses.fields(found):
         name = field.name
@@ -201,4 +201,8 @@ def _links(found: Run) -> list[tuple[str, str]]:
             value = getattr(found, name)
             if isinstance(value, str) and value:
                 links.append((present.humanize(name.removesuffix("_id")), value))
+    links.extend(
+        (f"child run ({child.workflow}, {child.status})", child.child_run_id)
+        for child in found.children or ()
+    )
     return links

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from pydantic import BaseModel
+
 from samples import cancellable_wait, manual_approval, saga_checkout
 from squidmesh_sdk import (
     COMPLETE,
@@ -86,3 +88,40 @@ not_a_client = 42
 def saga_client() -> Client:
     """An app whose runs retry, fail and compensate: what a worker's console shows."""
     return Client(os.environ[DB_ENV_VAR], [saga_checkout.workflow], executor=DatabaseExecutor())
+
+
+# Waits for a signal with a payload (runs signal), and fails until told not to (runs retry).
+class Paid(BaseModel):
+    amount: int
+
+
+awaiting = Workflow("awaiting", triggers=[manual("go")])
+paid = awaiting.signal("paid", payload=Paid, output="payment")
+awaiting.chain(paid, COMPLETE)
+
+OUTAGE = {"on": True}
+"""While ``on``, ``flaky``'s ``call_partner`` fails: tests of ``runs retry`` turn it off."""
+
+flaky = Workflow("flaky", triggers=[manual("go")])
+
+
+@flaky.step
+def prepare() -> dict[str, bool]:
+    return {"prepared": True}
+
+
+@flaky.step
+def call_partner(prepared: bool) -> dict[str, bool]:
+    if OUTAGE["on"]:
+        raise NonRetryableError("partner down")
+    return {"called": prepared}
+
+
+flaky.chain(prepare, call_partner, COMPLETE)
+
+
+def events_client() -> Client:
+    """The test app plus the workflows of signals and retries."""
+    return Client(
+        os.environ[DB_ENV_VAR], (*WORKFLOWS, awaiting, flaky), executor=DatabaseExecutor()
+    )

@@ -23,6 +23,9 @@ RUN_KEYS = {
     "id",
     "idempotency_key",
     "inserted_at",
+    "operator_retries",
+    "parent_run_id",
+    "parent_step",
     "last_error",
     "payload",
     "replayed_from_run_id",
@@ -203,7 +206,7 @@ def test_show_json_has_the_whole_history(cli: Cli, client: Client) -> None:
     assert cli("runs", "approve", run_id, "--actor", "alice", "--comment", "ok").code == 0
     drain(client)
     data = stable_json(cli("runs", "show", run_id, "--json").out)
-    assert set(data) == RUN_KEYS | {"step_runs", "events", "steps"}
+    assert set(data) == RUN_KEYS | {"step_runs", "events", "steps", "signals", "children"}
     assert data["status"] == "completed"
     assert [(s["step"], s["status"]) for s in data["steps"]] == [
         ("wait_for_approval", "completed"),
@@ -378,9 +381,12 @@ def test_explain_a_failed_run(cli: Cli, client: Client) -> None:
     data = stable_json(cli("runs", "explain", run.id, "--json").out)
     assert (data["reason"], data["step"]) == ("step_failed", "explode")
     assert data["details"]["last_error"]["message"] == "boom"
-    assert data["next_actions"] == ["replay_run"]
+    assert data["next_actions"] == ["retry_run", "replay_run"]
     lines = cli("runs", "explain", run.id).out.splitlines()
-    assert lines[-1] == f"next     squidmesh runs replay {run.id}"
+    assert lines[-2:] == [
+        f"next     squidmesh runs retry {run.id}",
+        f"         squidmesh runs replay {run.id}",
+    ]
 
 
 def test_explain_errors(cli: Cli, client: Client) -> None:

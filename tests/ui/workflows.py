@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from samples import (
     daily_digest,
     dependency_recovery,
@@ -11,7 +13,7 @@ from samples import (
     order_pipeline,
     saga_checkout,
 )
-from squidmesh_sdk import COMPLETE, Retry, StepContext, Workflow, manual
+from squidmesh_sdk import COMPLETE, NonRetryableError, Retry, StepContext, Workflow, manual
 
 # Paused at a `pause` step until unblocked.
 holding = Workflow("holding", triggers=[manual("hold")])
@@ -62,6 +64,32 @@ def publish(legal: dict[str, Any], finance: dict[str, Any]) -> dict[str, str]:
     return {"published": f"{legal['decision']}+{finance['decision']}"}
 
 
+# Waits for signal `paid` (a payload with an amount): the Send signal button.
+class Paid(BaseModel):
+    amount: int
+
+
+awaiting = Workflow("awaiting", triggers=[manual("go")])
+awaiting.chain(awaiting.signal("paid", payload=Paid, output="payment"), COMPLETE)
+
+# Fails while OUTAGE is on: the Retry button.
+OUTAGE = {"on": True}
+fragile = Workflow("fragile", triggers=[manual("go")])
+
+
+@fragile.step
+def reach_partner() -> dict[str, bool]:
+    if OUTAGE["on"]:
+        raise NonRetryableError("partner down")
+    return {"reached": True}
+
+
+fragile.chain(reach_partner, COMPLETE)
+
+# A parent whose child step runs `awaiting`: links both ways.
+parent = Workflow("parent", triggers=[manual("go")])
+parent.chain(parent.child("sub", workflow=awaiting, output="sub"), COMPLETE)
+
 WORKFLOWS = (
     manual_approval.workflow,
     saga_checkout.workflow,
@@ -71,6 +99,9 @@ WORKFLOWS = (
     flaky,
     transfer,
     two_approvals,
+    awaiting,
+    fragile,
+    parent,
     order_pipeline.workflow,
 )
 

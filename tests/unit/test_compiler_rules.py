@@ -613,7 +613,51 @@ def lambda_step() -> Workflow:
     return wf
 
 
+def bad_signal_name() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.signal("paid", signal="not a name"), COMPLETE)
+    return wf
+
+
+def signal_payload_not_a_model() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.signal("paid", payload=dict), COMPLETE)
+    return wf
+
+
+def conflicting_signal_payload() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.signal("a", signal="s", payload=KeyedInt), wf.signal("b", signal="s"), COMPLETE)
+    return wf
+
+
+def bad_child_workflow() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.child("ship", workflow="no such name!"), COMPLETE)
+    return wf
+
+
+def bad_child_payload_path() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.child("ship", workflow="shipping", payload_from={"to": "a..b"}), COMPLETE)
+    return wf
+
+
+def timeout_route_on_signal_without_timeout() -> Workflow:
+    wf = _wf()
+    paid = wf.signal("paid")
+    wf.chain(paid, COMPLETE)
+    wf.transition(paid, on="timeout", to=COMPLETE)
+    return wf
+
+
 RULES: list[tuple[Callable[[], Workflow], list[str]]] = [
+    (bad_signal_name, ["invalid_signal_name"]),
+    (signal_payload_not_a_model, ["invalid_signal_payload"]),
+    (conflicting_signal_payload, ["conflicting_signal_payload"]),
+    (bad_child_workflow, ["invalid_child_workflow"]),
+    (bad_child_payload_path, ["invalid_child_payload"]),
+    (timeout_route_on_signal_without_timeout, ["timeout_route_without_timeout"]),
     (loop_without_complete, ["no_path_to_complete"]),
     (loop_without_wait, ["loop_without_wait"]),
     (join_in_loop, ["join_in_loop"]),
@@ -693,6 +737,23 @@ RULES: list[tuple[Callable[[], Workflow], list[str]]] = [
 @pytest.mark.parametrize(("build", "codes"), RULES, ids=[build.__name__ for build, _ in RULES])
 def test_rule_reports_exactly_its_issue(build: Callable[[], Workflow], codes: list[str]) -> None:
     assert _codes(build()) == codes
+
+
+def test_signal_and_child_steps_time_out_onto_a_timeout_route() -> None:
+    wf = _wf()
+    paid = wf.signal("paid", timeout=60)
+    ship = wf.child("ship", workflow="shipping", timeout=60, output="shipment")
+    late = wf.log("late", message="too late")
+    wf.chain(paid, ship, COMPLETE)
+    wf.transition(paid, on="timeout", to=late)
+    wf.transition(ship, on="timeout", to=late)
+    definition = compile(wf)
+    assert definition.has_timers
+    assert definition.step("paid").options == {"signal": "paid", "payload": {}}
+    assert definition.step("ship").options == {"workflow": "shipping", "payload_from": {}}
+    mermaid = definition.to_mermaid()
+    assert 'paid>"paid (signal paid)<br/>timeout 60s"]' in mermaid
+    assert 'ship[["ship (child shipping)<br/>timeout 60s"]]' in mermaid
 
 
 def test_issues_name_the_step_they_belong_to() -> None:

@@ -18,6 +18,7 @@ EXPECTED = [
     "Backoff",
     "Branch",
     "BuiltinStep",
+    "ChildRun",
     "Client",
     "Condition",
     "CronStart",
@@ -36,6 +37,7 @@ EXPECTED = [
     "InvalidResume",
     "InvalidRunId",
     "InvalidSchedule",
+    "InvalidSignal",
     "InvalidStep",
     "InvalidTransition",
     "InvalidTrigger",
@@ -47,6 +49,7 @@ EXPECTED = [
     "PurgeResult",
     "Retry",
     "RetryAfter",
+    "RetryRefused",
     "Run",
     "RunExplanation",
     "RunHandle",
@@ -54,6 +57,7 @@ EXPECTED = [
     "RunWaitTimeout",
     "SchemaNotReady",
     "SchemaTooNew",
+    "Signal",
     "SquidmeshError",
     "StaleRecord",
     "Step",
@@ -68,6 +72,7 @@ EXPECTED = [
     "TransitionSpec",
     "TriggerSpec",
     "UnsafeReplay",
+    "UnsafeRetry",
     "Worker",
     "Workflow",
     "WorkflowDefinition",
@@ -119,7 +124,7 @@ def test_public_methods_are_documented() -> None:
 def test_every_error_shares_one_root() -> None:
     errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
     exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
-    assert len(exceptions) == 29
+    assert len(exceptions) == 32
     assert all(issubclass(e, squidmesh_sdk.SquidmeshError) for e in exceptions)
 
 

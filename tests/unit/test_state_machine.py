@@ -20,7 +20,7 @@ EXPECTED: dict[str, set[str]] = {
     "retrying": {"running", "failed", "cancelling"},
     "paused": {"running", "failed", "completed", "cancelled"},
     "cancelling": {"cancelled", "failed"},
-    "failed": set(),
+    "failed": {"running"},  # only retry_run, an operator's resume
     "completed": set(),
     "cancelled": set(),
 }

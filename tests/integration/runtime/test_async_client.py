@@ -94,7 +94,15 @@ nightly = Workflow(
 )
 nightly.chain(nightly.log("note", message="ran"), COMPLETE)
 
-WORKFLOWS = [orders, approvals, pausing, irreversible, failing, nightly]
+
+class Ping(BaseModel):
+    value: int
+
+
+pinged = Workflow("pinged", triggers=[manual("go")])
+pinged.chain(pinged.signal("ping", payload=Ping, output="ping"), COMPLETE)
+
+WORKFLOWS = [orders, approvals, pausing, irreversible, failing, nightly, pinged]
 
 
 def test_every_operation_of_the_client_as_a_coroutine(database_url: str) -> None:
@@ -137,6 +145,16 @@ def test_every_operation_of_the_client_as_a_coroutine(database_url: str) -> None
                 await client.replay_run(sent.id)
             replay = await client.replay_run(sent.id, allow_irreversible=True)
             assert replay.replayed_from_run_id == sent.id
+
+            waiting = await client.start_run(pinged)
+            signal = await client.signal(waiting.id, "ping", Ping(value=3), idempotency_key="k")
+            assert (signal.status, signal.step) == ("consumed", "ping")
+            assert (await client.inspect_run(waiting.id)).context == {"ping": {"value": 3}}
+            broken = await client.start_run(failing)
+            assert (await client.inspect_run(broken.id)).status == "failed"
+            retried = await client.retry_run(broken.id, actor="ops", reason="again")
+            assert retried.current_step == "explode@2"
+            assert (await client.inspect_run(broken.id)).status == "failed"
 
             cron_start = await client.start_cron_trigger("nightly", "tick", {"signal_id": "w-1"})
             assert isinstance(cron_start, CronStart)

@@ -114,7 +114,7 @@ def test_retrying_exhausted_and_failed(make_env: MakeEnv) -> None:
     exhausted = _explain(env, run.id)
     assert (exhausted.reason, exhausted.step) == ("retry_exhausted", "second")
     assert (exhausted.details["max_attempts"], exhausted.details["latest_attempt_number"]) == (2, 2)
-    assert exhausted.next_actions == ("replay_run",)
+    assert exhausted.next_actions == ("retry_run", "replay_run")
     once = make_env(chain(fails=1))
     failed = _explain(once, once.start_run("chain").id)
     assert (failed.reason, failed.step) == ("step_failed", "second")

@@ -121,6 +121,69 @@ def _gated_saga() -> Workflow:
     return wf
 
 
+class Payment(BaseModel):
+    amount: int
+
+
+def _gated_signal() -> Workflow:
+    """A gated step, then a wait for signal ``paid``, then a step that reads its payload."""
+    wf = Workflow("gated_signal", triggers=[manual("go", payload=GatePayload)])
+
+    @wf.step
+    def blocked(gate: str, started: str) -> dict[str, Any]:
+        Path(started).touch()
+        deadline = time.monotonic() + 120
+        while not Path(gate).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the test never opened the gate")
+            time.sleep(0.02)
+        return {"blocked": "passed"}
+
+    paid = wf.signal("paid", payload=Payment, output="payment")
+
+    @wf.step
+    def receipt(payment: dict[str, Any]) -> dict[str, Any]:
+        return {"receipt": payment["amount"]}
+
+    wf.chain(blocked, paid, receipt, COMPLETE)
+    return wf
+
+
+def _gated_child() -> Workflow:
+    """A child whose one step is gated (the test decides when it may finish)."""
+    wf = Workflow("gated_child", triggers=[manual("go", payload=GatePayload)])
+
+    @wf.step
+    def blocked(gate: str, started: str) -> dict[str, Any]:
+        Path(started).touch()
+        deadline = time.monotonic() + 120
+        while not Path(gate).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the test never opened the gate")
+            time.sleep(0.02)
+        return {"child_result": "done"}
+
+    wf.chain(blocked, COMPLETE)
+    return wf
+
+
+def _child_parent() -> Workflow:
+    wf = Workflow("child_parent", triggers=[manual("go", payload=GatePayload)])
+    sub = wf.child(
+        "sub",
+        workflow="gated_child",
+        payload_from={"gate": "gate", "started": "started"},
+        output="sub",
+    )
+
+    @wf.step
+    def report(sub: dict[str, Any]) -> dict[str, Any]:
+        return {"reported": sub["child_result"]}
+
+    wf.chain(sub, report, COMPLETE)
+    return wf
+
+
 class TimerPayload(BaseModel):
     delay: float
     until: str
@@ -152,6 +215,9 @@ WORKFLOWS = (
     _delayed(),
     _one_step(),
     _gated_saga(),
+    _gated_signal(),
+    _gated_child(),
+    _child_parent(),
     _timers(),
     _deadline(),
 )
