@@ -174,7 +174,7 @@ def create_run(
 def lock_run(connection: Connection, run_id: object) -> Run:
     """Read the run and lock its row until the transaction ends.
 
-    ``FOR UPDATE`` on PostgreSQL; SQLite's write transactions are already exclusive.
+    ``FOR NO KEY UPDATE`` on PostgreSQL; SQLite's write transactions are already exclusive.
 
     Raises:
         InvalidRunId: ``run_id`` is not a UUID.
@@ -560,8 +560,12 @@ def _select_run(connection: Connection, run_id: object, *, for_update: bool) -> 
 
 
 _SELECT_RUN = Prepared(lambda _: sa.select(runs).where(runs.c.id == sa.bindparam("run_id")))
+# FOR NO KEY UPDATE: exclusive between run locks, but not against the key-share locks that
+# inserting a row referencing the run takes (a child's job for its parent, a step run).
 _LOCK_RUN = Prepared(
-    lambda _: sa.select(runs).where(runs.c.id == sa.bindparam("run_id")).with_for_update()
+    lambda _: (
+        sa.select(runs).where(runs.c.id == sa.bindparam("run_id")).with_for_update(key_share=True)
+    )
 )
 _RELOCK_RUN = Prepared(
     lambda _: (
@@ -569,7 +573,7 @@ _RELOCK_RUN = Prepared(
             runs.c.status, runs.c.context, runs.c.current_step, runs.c.last_error, runs.c.updated_at
         )
         .where(runs.c.id == sa.bindparam("run_id"))
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
 )
 _SELECT_BY_START_KEY = Prepared(
