@@ -140,7 +140,7 @@ class DatabaseExecutor(QueueRouting):
             # to the server with the insert (in one round trip).
             for queue in immediate:
                 _NOTIFY.send(tx.connection, {"channel": NOTIFY_CHANNEL, "queue": queue})
-        ids = job_store.enqueue(tx, new)
+        ids = self._enqueue(tx, new, chosen, offer)
         if chosen is not None and offer is not None:
             offer.pending = (new[chosen], ids[chosen], tx)
             tx.after_commit(partial(_hand_over, offer, new[chosen], ids[chosen], tx))
@@ -150,6 +150,30 @@ class DatabaseExecutor(QueueRouting):
             {"job_id": job_id, "queue": job.queue, "schedule_in": job.delay}
             for job_id, job in zip(ids, new, strict=True)
         ]
+
+    @staticmethod
+    def _enqueue(
+        tx: Transaction,
+        new: list[job_store.NewJob],
+        chosen: int | None,
+        offer: Continuation | None,
+    ) -> list[int]:
+        """Insert ``new``; the continuation (``new[chosen]``) rewrites the delivered job's row.
+
+        The delivered job is finished by this transaction anyway (its delivery settles it with
+        the outcome), so its row becomes the continuation job instead of being deleted while
+        another is inserted: one statement instead of two, and no index entries to add and
+        remove. If the delivered job's lease was lost meanwhile (a rescue requeued it), the
+        row is left alone and the continuation is inserted as usual.
+        """
+        if chosen is None or offer is None or offer.job_id is None or offer.reused_by is not None:
+            return job_store.enqueue(tx, new)
+        if not job_store.reuse(tx, offer.job_id, new[chosen]):
+            return job_store.enqueue(tx, new)
+        offer.reused_by = tx
+        others = [job for index, job in enumerate(new) if index != chosen]
+        ids = iter(job_store.enqueue(tx, others) if others else [])
+        return [offer.job_id if index == chosen else next(ids) for index in range(len(new))]
 
     def _wake(self) -> None:
         with self._lock:

@@ -38,7 +38,7 @@ from squidmesh_sdk.executors.purge import PeriodicPurge
 from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.executors.step_threads import step_threads
 from squidmesh_sdk.port import payloads
-from squidmesh_sdk.port.continuation import continuation
+from squidmesh_sdk.port.continuation import continuation, current_continuation
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import execution, runner, schedules
 from squidmesh_sdk.runtime.core import RuntimeOwner
@@ -392,7 +392,10 @@ class Worker:
                     self._release(current)
                 return
             accepting = self._accepting
-            with continuation(self.name, self.lease, self.queues, accepting) as offer:
+            # A step job's row may become its continuation (its delivery settles it in the
+            # outcome's transaction, which queues the next step).
+            reusable = current.id if current.kind == "step" else None
+            with continuation(self.name, self.lease, self.queues, accepting, reusable) as offer:
                 self._deliver(current, claim)
             current, claim = offer.job, offer.claim
             if current is not None:
@@ -422,9 +425,17 @@ class Worker:
             )
             runner.perform(runtime, job.payload, delivery=delivery)
         except Exception as exc:  # noqa: BLE001 - a failed delivery is retried, never fatal
+            if _handed_on(job):
+                # A committed outcome made the job's row the next job (performed next): the
+                # job itself is done, and its row is not this delivery's to release.
+                logger.warning(
+                    "job delivery raised after its outcome was recorded",
+                    extra={"worker": self.name, "job_id": job.id, "error": str(exc)[:200]},
+                )
+                return
             self._failed(job, exc)
             return
-        if not delivery.settled:
+        if not delivery.settled and not _handed_on(job):
             self._finish_job(lambda tx: job_store.complete(tx, job.id, worker=self.name))
 
     def _may_take_over(self, job: Job) -> bool:
@@ -434,6 +445,9 @@ class Worker:
 
     def _settler(self, job: Job) -> Callable[[Any], None]:
         def settle(tx: Any) -> None:
+            offer = current_continuation()
+            if offer is not None and offer.reused_in(tx):
+                return  # the row is the next job now: this transaction finished the job
             job_store.finish(tx, job.id, worker=self.name)
 
         return settle
@@ -514,3 +528,9 @@ class Worker:
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, handle)
         return previous
+
+
+def _handed_on(job: Job) -> bool:
+    """Whether a committed transaction of this delivery made ``job``'s row the next job."""
+    offer = current_continuation()
+    return offer is not None and offer.job is not None and offer.job.id == job.id
