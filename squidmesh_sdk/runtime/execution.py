@@ -378,15 +378,11 @@ def _begin(
     ``ahead``: the current span is not this delivery's, so the attempt is not set on it.
     """
     step = key.key
-    # The step run and its first attempt are inserted in one round trip on PostgreSQL: the
-    # attempt only if the step run is new (it has the id chosen here), otherwise below.
-    fresh_id = str(new_id())
-    begun = step_run_store.begin_step_later(
-        tx, run.id, step, step_input, node.recovery.to_dict(), fresh_id
+    # The step run and its first attempt are inserted together (one statement on PostgreSQL):
+    # the attempt only if the step run is new (it has the id chosen here), otherwise below.
+    step_run, action, attempt = step_run_store.begin_step_with_attempt(
+        tx, run.id, step, step_input, node.recovery.to_dict(), str(new_id())
     )
-    first_attempt = attempt_store.begin_first_attempt_later(tx, fresh_id)
-    step_run, action = begun()
-    attempt = first_attempt()
     if action == "skip" and simple:
         return None  # nothing was written: a step run that exists keeps its attempts
     if action == "skip" and step_run.status == "completed":
@@ -590,12 +586,11 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
                 if element.item is not None
                 else inputs.namespaced(node, outcome.output)
             )
-            # Whatever the run's state, the attempt and step run complete: on PostgreSQL the
-            # three statements make one round trip (the run's lock is still taken first).
-            relocked = run_store.relock_run_later(tx.connection, claim.run)
-            attempt_store.mark_completed(tx, claim.attempt.id)
-            step_run_store.mark_completed(tx, claim.step_run.id, output)
-            run = relocked()
+            # Whatever the run's state, the attempt and step run complete: on PostgreSQL in
+            # one statement with the run's lock (still taken first).
+            run = run_store.relock_and_complete(
+                tx, claim.run, claim.attempt.id, claim.step_run.id, output
+            )
             key = claim.step_run.step
             tx.events.append(StepCompleted(run, key, claim.attempt.number, duration))
             if element.item is not None:
