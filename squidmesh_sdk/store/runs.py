@@ -216,7 +216,8 @@ def relock_and_complete(
     :func:`~squidmesh_sdk.store.step_runs.mark_completed`), the run's lock taken first. On
     PostgreSQL the three are one statement: the run is locked by the ``WITH`` the query reads
     first, and the two updates run as the query asks for their row counts, after the lock.
-    On SQLite (whose write transactions are exclusive) they are three.
+    On SQLite (whose write transactions are exclusive) the attempt's update returns the run,
+    and the step run's follows: two statements.
 
     Raises:
         RunNotFound: the run is gone.
@@ -224,10 +225,18 @@ def relock_and_complete(
             back: the step's result is discarded).
     """
     if tx.connection.dialect.name != "postgresql":
-        relocked = relock_run(tx.connection, run)
-        attempt_store.mark_completed(tx, attempt_id)
+        # The attempt's update returns the run (SQLite's write transaction already excludes
+        # every other writer: nothing to lock). No row: the attempt is not running, or gone.
+        row = _COMPLETE_ATTEMPT_READ_RUN.first(
+            tx.connection, {"run_id": run.id, "p_attempt_id": attempt_id, "p_now": tx.now}
+        )
+        if row is None or row["status"] is None:
+            relock_run(tx.connection, run)  # raises RunNotFound if the run is gone
+        if row is None:
+            attempt_store.complete_attempt(tx, attempt_id)  # raises StaleRecord, with the status
+        assert row is not None  # noqa: S101 - one of the two raised otherwise
         step_run_store.mark_completed(tx, step_run_id, output)
-        return relocked
+        return _refreshed(run, row)
     row = _RELOCK_AND_COMPLETE.first(
         tx.connection,
         {
@@ -636,6 +645,38 @@ def _relock_and_complete_statement(_dialect: str) -> Any:
 
 
 _RELOCK_AND_COMPLETE = Prepared(_relock_and_complete_statement)
+
+
+def _complete_attempt_read_run_statement(_dialect: str) -> Any:
+    # SQLite only: RETURNING may hold scalar subqueries over other tables.
+    def current(column: sa.Column[Any]) -> Any:
+        return (
+            sa.select(column)
+            .where(runs.c.id == sa.bindparam("run_id"))
+            .scalar_subquery()
+            .label(column.key)
+        )
+
+    return (
+        attempts.update()
+        .where(attempts.c.id == sa.bindparam("p_attempt_id"), attempts.c.status == "running")
+        .values(status="completed", error=sa.null(), updated_at=sa.bindparam("p_now"))
+        .returning(
+            *(
+                current(column)
+                for column in (
+                    runs.c.status,
+                    runs.c.context,
+                    runs.c.current_step,
+                    runs.c.last_error,
+                    runs.c.updated_at,
+                )
+            )
+        )
+    )
+
+
+_COMPLETE_ATTEMPT_READ_RUN = Prepared(_complete_attempt_read_run_statement)
 _SELECT_BY_START_KEY = Prepared(
     lambda _: sa.select(runs).where(
         runs.c.workflow == sa.bindparam("workflow"), runs.c.start_key == sa.bindparam("key")
