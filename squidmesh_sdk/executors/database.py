@@ -168,12 +168,25 @@ class DatabaseExecutor(QueueRouting):
         """
         if chosen is None or offer is None or offer.job_id is None or offer.reused_by is not None:
             return job_store.enqueue(tx, new)
-        if not job_store.reuse(tx, offer.job_id, new[chosen]):
-            return job_store.enqueue(tx, new)
-        offer.reused_by = tx
+        continuation = new[chosen]
         others = [job for index, job in enumerate(new) if index != chosen]
-        ids = iter(job_store.enqueue(tx, others) if others else [])
-        return [offer.job_id if index == chosen else next(ids) for index in range(len(new))]
+        inserted = iter(job_store.enqueue(tx, others) if others else [])
+        ids = [offer.job_id if index == chosen else next(inserted) for index in range(len(new))]
+
+        def lost() -> None:
+            # The rewrite touched nothing: insert the continuation after all. The delivered
+            # job is not this worker's any more, so its settlement (skipped) had nothing to do.
+            (job_id,) = job_store.enqueue(tx, [continuation])
+            ids[chosen] = job_id
+            if offer.pending is not None and offer.pending[2] is tx:
+                offer.pending = (continuation, job_id, tx)
+
+        # On PostgreSQL the rewrite travels with the transaction's next statement, so the ids
+        # returned assume it worked; if it did not, the hand-over still gets the inserted job
+        # (only the dispatch metadata, telemetry, names the delivered job's id then).
+        offer.reused_by = tx
+        job_store.reuse_later(tx, offer.job_id, continuation, lost)
+        return ids
 
     def _wake(self) -> None:
         with self._lock:
@@ -190,6 +203,8 @@ _NOTIFY = Prepared(
 def _hand_over(offer: Continuation, new: job_store.NewJob, job_id: int, tx: Transaction) -> None:
     if offer.settled:
         return
+    if offer.pending is not None and offer.pending[2] is tx:
+        job_id = offer.pending[1]  # the inserted job, if rewriting the delivered one failed
     offer.job = job_store.Job(
         id=job_id,
         queue=new.queue,

@@ -599,7 +599,9 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
                 )
                 prepared.flush(tx.connection)
                 return finished
-            advanced = progression.advance_after_success(
+            # Not flushed here: relock_and_complete found a stale attempt or step run already,
+            # and the run's write (and its next job) travel with the next step's claim.
+            return progression.advance_after_success(
                 runtime,
                 tx,
                 run,
@@ -610,8 +612,6 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
                 label=outcome.label,
                 returned=outcome.output,
             )
-            prepared.flush(tx.connection)  # a stale step run or attempt is found here at last
-            return advanced
         exc = outcome.exception
         telemetry.fail(trace.get_current_span(), exc)
         error = describe_error(exc, step=node.name)

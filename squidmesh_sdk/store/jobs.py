@@ -15,7 +15,7 @@ The operator's reads and repairs (``squidmesh jobs``) are here too: :func:`find_
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +54,7 @@ __all__ = [
     "requeue_failed",
     "rescue_expired",
     "reuse",
+    "reuse_later",
 ]
 
 JOB_STATES = ("queued", "delayed", "running", "failed")
@@ -167,8 +168,12 @@ def reuse(tx: Transaction, job_id: int, job: NewJob) -> bool:
     delivery count, no rescue, no error). ``False``, and nothing written, when the worker no
     longer holds the lease (a rescue requeued the job).
     """
+    return _REUSE.execute(tx.connection, _reuse_params(tx, job_id, job)) == 1
+
+
+def _reuse_params(tx: Transaction, job_id: int, job: NewJob) -> dict[str, Any]:
     assert job.leased_to is not None  # noqa: S101 - only a continuation reuses a row
-    params = {
+    return {
         "p_id": job_id,
         "p_worker": job.leased_to,
         "queue": job.queue,
@@ -181,7 +186,24 @@ def reuse(tx: Transaction, job_id: int, job: NewJob) -> bool:
         "locked_until": tx.now + timedelta(seconds=job.lease),
         "p_now": tx.now,
     }
-    return _REUSE.execute(tx.connection, params) == 1
+
+
+def reuse_later(tx: Transaction, job_id: int, job: NewJob, lost: Callable[[], None]) -> None:
+    """:func:`reuse`, assuming the lease holds; ``lost`` is called if it did not.
+
+    On PostgreSQL the update goes to the server with the transaction's next statement, and
+    ``lost`` runs then (it may write: the pipeline is closed by that time); on SQLite at once.
+    """
+
+    def check(count: int) -> None:
+        if count != 1:
+            lost()
+
+    assert job.leased_to is not None  # noqa: S101 - only a continuation reuses a row
+    if tx.connection.dialect.name != "postgresql":
+        check(1 if reuse(tx, job_id, job) else 0)
+        return
+    _REUSE.send(tx.connection, _reuse_params(tx, job_id, job), check)
 
 
 def claim(
