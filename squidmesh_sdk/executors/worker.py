@@ -43,6 +43,7 @@ from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import execution, runner, schedules
 from squidmesh_sdk.runtime.core import RuntimeOwner
 from squidmesh_sdk.runtime.failures import describe_error
+from squidmesh_sdk.runtime.group_commit import GroupCommit, grouping
 from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.database import Transaction
@@ -84,6 +85,11 @@ class Worker:
             default) never purges. However many workers have it, one at a time purges, at most
             once per ``purge_interval``.
         purge_interval: Seconds between two periodic purges, across all workers.
+        group_commit: Write the outcomes of steps that finish at the same time in one
+            transaction, each in a savepoint of its own (see
+            :mod:`~squidmesh_sdk.runtime.group_commit`); only with ``concurrency`` above 1.
+            A lone outcome never waits for others. ``False`` gives every outcome a
+            transaction of its own.
 
     Raises:
         InvalidArgument: the client does not use a :class:`DatabaseExecutor`, or a bad
@@ -105,6 +111,7 @@ class Worker:
         cron_catch_up: CatchUp = "latest",
         purge_after: timedelta | None = None,
         purge_interval: float = 300.0,
+        group_commit: bool = True,
     ) -> None:
         executor = client.runtime.executor
         if not isinstance(executor, DatabaseExecutor):
@@ -152,6 +159,12 @@ class Worker:
         self._inflight_lock = threading.Lock()
         self._futures: set[concurrent.futures.Future[None]] = set()
         self._thread: threading.Thread | None = None
+        self.group_commit = (
+            GroupCommit(self.runtime, max_group=concurrency)
+            if group_commit and concurrency > 1
+            else None
+        )
+        """Where delivery threads write their outcomes together (``None``: one by one)."""
         self.scheduler = CronScheduler(self.runtime, catch_up=cron_catch_up) if cron else None
         self.purge_after = purge_after
         self.purge_interval = purge_interval
@@ -383,6 +396,10 @@ class Worker:
 
         ``claim``: the job's step, already claimed by the transaction that leased the job.
         """
+        with grouping(self.group_commit):
+            self._deliver_all(job, token, claim)
+
+    def _deliver_all(self, job: Job, token: object, claim: object | None) -> None:
         current: Job | None = job
         while current is not None:
             if self._stopping.is_set() and claim is None:

@@ -29,7 +29,7 @@ from squidmesh_sdk.definition.outcomes import Branch
 from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, StepNode, WorkflowDefinition
 from squidmesh_sdk.port.continuation import current_continuation
 from squidmesh_sdk.port.delivery import Delivery
-from squidmesh_sdk.runtime import inputs, mapping, progression, waiting
+from squidmesh_sdk.runtime import group_commit, inputs, mapping, progression, waiting
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import (
     RunEvent,
@@ -237,10 +237,23 @@ def _refused(claim: _Claim, exc: StatementError) -> _Outcome:
 def _apply_and_settle(
     runtime: Runtime, claim: _Claim, result: _Outcome, delivery: Delivery
 ) -> None:
+    group = group_commit.current()
+    if group is not None:
+        # Written with other threads' outcomes, in a savepoint of a shared transaction.
+        group.write(
+            lambda tx: _settle_outcome(runtime, tx, claim, result, delivery), order=claim.run.id
+        )
+        return
     with runtime.transaction() as tx:
-        run = _apply(runtime, tx, claim, result)
-        delivery.settle_in(tx)
-        _claim_ahead(runtime, tx, run)
+        _settle_outcome(runtime, tx, claim, result, delivery)
+
+
+def _settle_outcome(
+    runtime: Runtime, tx: Transaction, claim: _Claim, result: _Outcome, delivery: Delivery
+) -> None:
+    run = _apply(runtime, tx, claim, result)
+    delivery.settle_in(tx)
+    _claim_ahead(runtime, tx, run)
 
 
 def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
