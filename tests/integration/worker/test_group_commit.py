@@ -122,7 +122,7 @@ def test_a_worker_with_threads_groups_outcomes_and_records_every_attempt(
     client: Client,
 ) -> None:
     runs = [client.start_run("five_steps") for _ in range(12)]
-    worker = Worker(client, concurrency=4, poll_interval=0.05)
+    worker = Worker(client, concurrency=4, poll_interval=0.05, group_commit=True)
     assert worker.group_commit is not None
     with worker:
         wait_until(settled(client, runs), what="the runs to finish")
@@ -132,5 +132,8 @@ def test_a_worker_with_threads_groups_outcomes_and_records_every_attempt(
     with client.database.read() as connection:
         assert job_store.list_jobs(connection) == []
     assert worker.group_commit.outcomes == 12 * 5
-    assert Worker(client, concurrency=1).group_commit is None
+    assert Worker(client, concurrency=1, group_commit=True).group_commit is None
     assert Worker(client, concurrency=4, group_commit=False).group_commit is None
+    # By default only SQLite groups (one writer at a time).
+    grouped = Worker(client, concurrency=4).group_commit is not None
+    assert grouped == (client.database.dialect == "sqlite")
