@@ -239,7 +239,7 @@ def _apply_and_settle(
 ) -> None:
     group = group_commit.current()
     if group is not None:
-        # Written with other threads' outcomes, in a savepoint of a shared transaction.
+        # Written in one transaction with the outcomes other threads have waiting.
         group.write(
             lambda tx: _settle_outcome(runtime, tx, claim, result, delivery), order=claim.run.id
         )
