@@ -8,6 +8,7 @@ line on stdin (the start signal, so that process start-up is not timed), then ru
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from benchmarks.workflows import POLL_INTERVAL, make_client
@@ -24,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     client = make_client(url)
     try:
-        worker = Worker(client, concurrency=concurrency, poll_interval=POLL_INTERVAL)
+        # SQUIDMESH_BENCH_GROUP_COMMIT=0: compare with one transaction per outcome.
+        grouped = os.environ.get("SQUIDMESH_BENCH_GROUP_COMMIT", "1") != "0"
+        worker = Worker(
+            client, concurrency=concurrency, poll_interval=POLL_INTERVAL, group_commit=grouped
+        )
         print("ready", flush=True)
         sys.stdin.readline()
         worker.run(install_signal_handlers=True)

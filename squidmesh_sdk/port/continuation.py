@@ -33,6 +33,13 @@ class Continuation:
     queues: frozenset[str]
     accepting: Callable[[], bool] = lambda: True
     """Whether the worker still takes work (a stopping worker does not)."""
+    job_id: int | None = None
+    """The job being delivered, when its row may become the continuation's: a step job, which
+    its delivery settles in the transaction that records the outcome (and queues what follows).
+    Rewriting that row saves a delete and an insert per step."""
+    reused_by: Transaction | None = None
+    """The transaction that rewrote the delivered job's row into the continuation job: the
+    delivery's own settlement must not delete it then."""
     reserved: bool = False
     pending: tuple[job_store.NewJob, int, Transaction] | None = None
     """The job inserted for this worker, its id, and the transaction that inserted it (a
@@ -58,6 +65,10 @@ class Continuation:
             return None
         return new.step
 
+    def reused_in(self, tx: Transaction) -> bool:
+        """Whether ``tx`` rewrote the delivered job's row into the continuation job."""
+        return self.reused_by is not None and self.reused_by is tx
+
     def settle_pending(self, tx: Transaction) -> None:
         """End the pending job in ``tx``: its step needed no execution (done, or nothing to do)."""
         assert self.pending is not None  # noqa: S101 - only after step_to_claim named a step
@@ -75,10 +86,20 @@ def current_continuation() -> Continuation | None:
 
 @contextmanager
 def continuation(
-    worker: str, lease: float, queues: Iterable[str], accepting: Callable[[], bool]
+    worker: str,
+    lease: float,
+    queues: Iterable[str],
+    accepting: Callable[[], bool],
+    job_id: int | None = None,
 ) -> Iterator[Continuation]:
-    """Offer to take one continuation job while the ``with`` block runs (one delivery)."""
-    offer = Continuation(worker=worker, lease=lease, queues=frozenset(queues), accepting=accepting)
+    """Offer to take one continuation job while the ``with`` block runs (one delivery).
+
+    ``job_id``: the delivered job, whose row the continuation may reuse (see
+    :attr:`Continuation.job_id`).
+    """
+    offer = Continuation(
+        worker=worker, lease=lease, queues=frozenset(queues), accepting=accepting, job_id=job_id
+    )
     token = _continuation.set(offer)
     try:
         yield offer

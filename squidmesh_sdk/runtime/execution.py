@@ -29,7 +29,15 @@ from squidmesh_sdk.definition.outcomes import Branch
 from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, StepNode, WorkflowDefinition
 from squidmesh_sdk.port.continuation import current_continuation
 from squidmesh_sdk.port.delivery import Delivery
-from squidmesh_sdk.runtime import children, inputs, mapping, progression, signals, waiting
+from squidmesh_sdk.runtime import (
+    children,
+    group_commit,
+    inputs,
+    mapping,
+    progression,
+    signals,
+    waiting,
+)
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import (
     RunEvent,
@@ -237,10 +245,23 @@ def _refused(claim: _Claim, exc: StatementError) -> _Outcome:
 def _apply_and_settle(
     runtime: Runtime, claim: _Claim, result: _Outcome, delivery: Delivery
 ) -> None:
+    group = group_commit.current()
+    if group is not None:
+        # Written in one transaction with the outcomes other threads have waiting.
+        group.write(
+            lambda tx: _settle_outcome(runtime, tx, claim, result, delivery), order=claim.run.id
+        )
+        return
     with runtime.transaction() as tx:
-        run = _apply(runtime, tx, claim, result)
-        delivery.settle_in(tx)
-        _claim_ahead(runtime, tx, run)
+        _settle_outcome(runtime, tx, claim, result, delivery)
+
+
+def _settle_outcome(
+    runtime: Runtime, tx: Transaction, claim: _Claim, result: _Outcome, delivery: Delivery
+) -> None:
+    run = _apply(runtime, tx, claim, result)
+    delivery.settle_in(tx)
+    _claim_ahead(runtime, tx, run)
 
 
 def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
@@ -378,15 +399,11 @@ def _begin(
     ``ahead``: the current span is not this delivery's, so the attempt is not set on it.
     """
     step = key.key
-    # The step run and its first attempt are inserted in one round trip on PostgreSQL: the
-    # attempt only if the step run is new (it has the id chosen here), otherwise below.
-    fresh_id = str(new_id())
-    begun = step_run_store.begin_step_later(
-        tx, run.id, step, step_input, node.recovery.to_dict(), fresh_id
+    # The step run and its first attempt are inserted together (one statement on PostgreSQL):
+    # the attempt only if the step run is new (it has the id chosen here), otherwise below.
+    step_run, action, attempt = step_run_store.begin_step_with_attempt(
+        tx, run.id, step, step_input, node.recovery.to_dict(), str(new_id())
     )
-    first_attempt = attempt_store.begin_first_attempt_later(tx, fresh_id)
-    step_run, action = begun()
-    attempt = first_attempt()
     if action == "skip" and simple:
         return None  # nothing was written: a step run that exists keeps its attempts
     if action == "skip" and step_run.status == "completed":
@@ -599,12 +616,11 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
                 if element.item is not None
                 else inputs.namespaced(node, outcome.output)
             )
-            # Whatever the run's state, the attempt and step run complete: on PostgreSQL the
-            # three statements make one round trip (the run's lock is still taken first).
-            relocked = run_store.relock_run_later(tx.connection, claim.run)
-            attempt_store.mark_completed(tx, claim.attempt.id)
-            step_run_store.mark_completed(tx, claim.step_run.id, output)
-            run = relocked()
+            # Whatever the run's state, the attempt and step run complete: on PostgreSQL in
+            # one statement with the run's lock (still taken first).
+            run = run_store.relock_and_complete(
+                tx, claim.run, claim.attempt.id, claim.step_run.id, output
+            )
             key = claim.step_run.step
             tx.events.append(StepCompleted(run, key, claim.attempt.number, duration))
             if element.item is not None:
@@ -613,7 +629,9 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
                 )
                 prepared.flush(tx.connection)
                 return finished
-            advanced = progression.advance_after_success(
+            # Not flushed here: relock_and_complete found a stale attempt or step run already,
+            # and the run's write (and its next job) travel with the next step's claim.
+            return progression.advance_after_success(
                 runtime,
                 tx,
                 run,
@@ -624,8 +642,6 @@ def _apply(runtime: Runtime, tx: Transaction, claim: _Claim, outcome: _Outcome) 
                 label=outcome.label,
                 returned=outcome.output,
             )
-            prepared.flush(tx.connection)  # a stale step run or attempt is found here at last
-            return advanced
         exc = outcome.exception
         telemetry.fail(trace.get_current_span(), exc)
         error = describe_error(exc, step=node.name)

@@ -15,7 +15,7 @@ The operator's reads and repairs (``squidmesh jobs``) are here too: :func:`find_
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,6 +53,8 @@ __all__ = [
     "release_to_any_worker",
     "requeue_failed",
     "rescue_expired",
+    "reuse",
+    "reuse_later",
 ]
 
 JOB_STATES = ("queued", "delayed", "running", "failed")
@@ -156,6 +158,52 @@ def enqueue(tx: Transaction, new_jobs: Sequence[NewJob]) -> list[int]:
         row["run_id"] = as_uuid(row["run_id"]) if row["run_id"] is not None else None
     statement = jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True)
     return list(tx.connection.execute(statement, rows).scalars())
+
+
+def reuse(tx: Transaction, job_id: int, job: NewJob) -> bool:
+    """Rewrite job ``job_id``, leased to ``job.leased_to``, into ``job`` (leased the same way).
+
+    For the transaction that finishes job ``job_id`` and queues ``job`` for the same worker:
+    the row is the new job from then on, as if it had been deleted and ``job`` inserted (fresh
+    delivery count, no rescue, no error). ``False``, and nothing written, when the worker no
+    longer holds the lease (a rescue requeued the job).
+    """
+    return _REUSE.execute(tx.connection, _reuse_params(tx, job_id, job)) == 1
+
+
+def _reuse_params(tx: Transaction, job_id: int, job: NewJob) -> dict[str, Any]:
+    assert job.leased_to is not None  # noqa: S101 - only a continuation reuses a row
+    return {
+        "p_id": job_id,
+        "p_worker": job.leased_to,
+        "queue": job.queue,
+        "kind": job.kind,
+        "payload": dict(job.payload),
+        "run_id": job.run_id,
+        "step": job.step,
+        "workflow": job.workflow,
+        "definition_version": job.definition_version,
+        "locked_until": tx.now + timedelta(seconds=job.lease),
+        "p_now": tx.now,
+    }
+
+
+def reuse_later(tx: Transaction, job_id: int, job: NewJob, lost: Callable[[], None]) -> None:
+    """:func:`reuse`, assuming the lease holds; ``lost`` is called if it did not.
+
+    On PostgreSQL the update goes to the server with the transaction's next statement, and
+    ``lost`` runs then (it may write: the pipeline is closed by that time); on SQLite at once.
+    """
+
+    def check(count: int) -> None:
+        if count != 1:
+            lost()
+
+    assert job.leased_to is not None  # noqa: S101 - only a continuation reuses a row
+    if tx.connection.dialect.name != "postgresql":
+        check(1 if reuse(tx, job_id, job) else 0)
+        return
+    _REUSE.send(tx.connection, _reuse_params(tx, job_id, job), check)
 
 
 def claim(
@@ -538,6 +586,40 @@ _INSERT = Prepared(
         jobs.insert()
         .values({column.key: sa.bindparam(column.key) for column in jobs.c if column.key != "id"})
         .returning(jobs.c.id)
+    )
+)
+_REUSE = Prepared(
+    lambda _: (
+        jobs.update()
+        .where(
+            jobs.c.id == sa.bindparam("p_id"),
+            jobs.c.locked_by == sa.bindparam("p_worker"),
+            jobs.c.status == "running",
+        )
+        .values(
+            {
+                **{
+                    name: sa.bindparam(name)
+                    for name in (
+                        "queue",
+                        "kind",
+                        "payload",
+                        "run_id",
+                        "step",
+                        "workflow",
+                        "definition_version",
+                        "locked_until",
+                    )
+                },
+                "status": "running",
+                "run_at": sa.bindparam("p_now"),
+                "deliveries": 1,
+                "rescues": 0,
+                "last_error": sa.null(),
+                "inserted_at": sa.bindparam("p_now"),
+                "updated_at": sa.bindparam("p_now"),
+            }
+        )
     )
 )
 _COMPLETE = Prepared(

@@ -201,13 +201,17 @@ def _run(
         assert raw is not None  # noqa: S101 - a connection in a transaction has its DBAPI connection
         cursor = fairy.info[_CURSOR] = raw.cursor()
     _execute(connection, cursor, sql, params)
-    if _PIPELINE in fairy.info:
-        flush(connection)
+    # The earlier statements' checks run once this one's rows are read: a check may execute
+    # statements of its own, on this same cursor.
+    checks = _sync(connection) if _PIPELINE in fairy.info else None
     try:
         rows = list(cursor.fetchall()) if fetch else []
-        return rows, cursor.rowcount
+        rowcount = cursor.rowcount
     except connection.dialect.loaded_dbapi.Error as exc:
         raise _translate(connection, exc, cursor, sql, params) from exc
+    if checks:
+        _run_checks(checks)
+    return rows, rowcount
 
 
 def _execute(connection: Connection, cursor: Any, sql: str, params: dict[str, Any]) -> None:
@@ -281,16 +285,28 @@ def flush(connection: Connection) -> None:
     """
     if connection.invalidated or connection.closed:
         return  # its driver connection, pipeline included, is gone
-    pipeline = connection.info.pop(_PIPELINE, None)
+    _run_checks(_sync(connection))
+
+
+_Checks = list[tuple[Any, Callable[[int], None] | None]]
+
+
+def _sync(connection: Connection) -> _Checks:
+    """Close the connection's pipeline, sending what it holds; its statements' checks."""
+    pipeline: _Pipeline | None = connection.info.pop(_PIPELINE, None)
     if pipeline is None:
-        return
+        return []
     try:
         pipeline.context.__exit__(None, None, None)
     except connection.dialect.loaded_dbapi.Error as exc:
         for cursor, _ in pipeline.checks:
             cursor.close()
         raise _translate(connection, exc, pipeline.checks[-1][0], "(pipeline)", {}) from exc
-    for cursor, check in pipeline.checks:
+    return pipeline.checks
+
+
+def _run_checks(checks: _Checks) -> None:
+    for cursor, check in checks:
         if check is _FETCHED_LATER:
             continue  # its caller fetches the rows, then closes it
         count = cursor.rowcount

@@ -34,7 +34,7 @@ from squidmesh_sdk.store.records import (
     StepRun,
     parse_run_id,
 )
-from squidmesh_sdk.store.schema import runs
+from squidmesh_sdk.store.schema import attempts, runs, step_runs
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
@@ -213,6 +213,60 @@ def relock_run_later(connection: Connection, run: Run) -> Callable[[], Run]:
         return _refreshed(run, rows[0])
 
     return relocked
+
+
+def relock_and_complete(
+    tx: Transaction,
+    run: Run,
+    attempt_id: str | uuid.UUID,
+    step_run_id: str | uuid.UUID,
+    output: Mapping[str, Any],
+) -> Run:
+    """Lock ``run`` again (as :func:`relock_run`) and complete its running attempt and step run.
+
+    The outcome of a step that succeeded, whatever the run's state: the attempt and the step
+    run complete (:func:`~squidmesh_sdk.store.attempts.mark_completed`,
+    :func:`~squidmesh_sdk.store.step_runs.mark_completed`), the run's lock taken first. On
+    PostgreSQL the three are one statement: the run is locked by the ``WITH`` the query reads
+    first, and the two updates run as the query asks for their row counts, after the lock.
+    On SQLite (whose write transactions are exclusive) the attempt's update returns the run,
+    and the step run's follows: two statements.
+
+    Raises:
+        RunNotFound: the run is gone.
+        StaleRecord: the attempt or the step run is not running (this transaction then rolls
+            back: the step's result is discarded).
+    """
+    if tx.connection.dialect.name != "postgresql":
+        # The attempt's update returns the run (SQLite's write transaction already excludes
+        # every other writer: nothing to lock). No row: the attempt is not running, or gone.
+        row = _COMPLETE_ATTEMPT_READ_RUN.first(
+            tx.connection, {"run_id": run.id, "p_attempt_id": attempt_id, "p_now": tx.now}
+        )
+        if row is None or row["status"] is None:
+            relock_run(tx.connection, run)  # raises RunNotFound if the run is gone
+        if row is None:
+            attempt_store.complete_attempt(tx, attempt_id)  # raises StaleRecord, with the status
+        assert row is not None  # noqa: S101 - one of the two raised otherwise
+        step_run_store.mark_completed(tx, step_run_id, output)
+        return _refreshed(run, row)
+    row = _RELOCK_AND_COMPLETE.first(
+        tx.connection,
+        {
+            "run_id": run.id,
+            "p_attempt_id": attempt_id,
+            "p_step_run_id": step_run_id,
+            "p_output": dict(output),
+            "p_now": tx.now,
+        },
+    )
+    if row is None:
+        raise errors.RunNotFound(run.id)
+    if not row.pop("attempts_done"):
+        attempt_store.complete_attempt(tx, attempt_id)  # raises StaleRecord, with the status
+    if not row.pop("steps_done"):
+        step_run_store.complete_step(tx, step_run_id, output)  # raises StaleRecord
+    return _refreshed(run, row)
 
 
 def _refreshed(run: Run, row: Mapping[str, Any]) -> Run:
@@ -576,6 +630,83 @@ _RELOCK_RUN = Prepared(
         .with_for_update(key_share=True)
     )
 )
+
+
+def _relock_and_complete_statement(_dialect: str) -> Any:
+    # PostgreSQL only (data-modifying WITH). The main query reads ``locked`` first, which locks
+    # the run row; the two counts are sub-plans evaluated for that row, so the updates run
+    # after the run's lock is held (the lock order of every other writer).
+    locked = (
+        sa.select(
+            runs.c.status, runs.c.context, runs.c.current_step, runs.c.last_error, runs.c.updated_at
+        )
+        .where(runs.c.id == sa.bindparam("run_id"))
+        .with_for_update(key_share=True)
+        .cte("locked")
+    )
+    now = sa.bindparam("p_now", type_=UTCDateTime)
+    attempt_done = (
+        attempts.update()
+        .where(attempts.c.id == sa.bindparam("p_attempt_id"), attempts.c.status == "running")
+        .values(status="completed", error=sa.null(), updated_at=now)
+        .returning(attempts.c.id)
+        .cte("attempt_done")
+    )
+    step_done = (
+        step_runs.update()
+        .where(step_runs.c.id == sa.bindparam("p_step_run_id"), step_runs.c.status == "running")
+        .values(
+            status="completed",
+            output=sa.bindparam("p_output", type_=step_runs.c.output.type),
+            last_error=sa.null(),
+            resume=sa.null(),
+            manual=sa.null(),
+            updated_at=now,
+        )
+        .returning(step_runs.c.id)
+        .cte("step_done")
+    )
+    count = sa.func.count()
+    return sa.select(
+        *locked.c,
+        sa.select(count).select_from(attempt_done).scalar_subquery().label("attempts_done"),
+        sa.select(count).select_from(step_done).scalar_subquery().label("steps_done"),
+    ).select_from(locked)
+
+
+_RELOCK_AND_COMPLETE = Prepared(_relock_and_complete_statement)
+
+
+def _complete_attempt_read_run_statement(_dialect: str) -> Any:
+    # SQLite only: RETURNING may hold scalar subqueries over other tables.
+    def current(column: sa.Column[Any]) -> Any:
+        return (
+            sa.select(column)
+            .where(runs.c.id == sa.bindparam("run_id"))
+            .scalar_subquery()
+            .label(column.key)
+        )
+
+    return (
+        attempts.update()
+        .where(attempts.c.id == sa.bindparam("p_attempt_id"), attempts.c.status == "running")
+        .values(status="completed", error=sa.null(), updated_at=sa.bindparam("p_now"))
+        .returning(
+            *(
+                current(column)
+                for column in (
+                    runs.c.status,
+                    runs.c.context,
+                    runs.c.current_step,
+                    runs.c.last_error,
+                    runs.c.updated_at,
+                )
+            )
+        )
+    )
+
+
+_COMPLETE_ATTEMPT_READ_RUN = Prepared(_complete_attempt_read_run_statement)
 _SELECT_BY_START_KEY = Prepared(
     lambda _: sa.select(runs).where(
         runs.c.workflow == sa.bindparam("workflow"), runs.c.start_key == sa.bindparam("key")

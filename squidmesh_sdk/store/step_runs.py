@@ -22,6 +22,7 @@ from squidmesh_sdk.store.ids import as_uuid, new_id
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import Attempt, StepRun, StepRunStatus
 from squidmesh_sdk.store.schema import attempts, step_runs
+from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
     "WAITING_KINDS",
@@ -29,6 +30,7 @@ __all__ = [
     "ScheduledStep",
     "begin_step",
     "begin_step_later",
+    "begin_step_with_attempt",
     "complete_manual_step",
     "complete_step",
     "completed_outputs",
@@ -131,6 +133,49 @@ def begin_step_later(
         return existing, "skip"
 
     return begun
+
+
+def begin_step_with_attempt(
+    tx: Transaction,
+    run_id: str | uuid.UUID,
+    step: str,
+    input: Mapping[str, Any],
+    recovery: Mapping[str, Any] | None,
+    step_run_id: str | uuid.UUID,
+) -> tuple[StepRun, Literal["execute", "skip"], Attempt | None]:
+    """:func:`begin_step`, and attempt 1 if the step run was inserted (it got ``step_run_id``).
+
+    The attempt is ``None`` when no row was inserted: a scheduled (``pending``) or ``failed``
+    step run that was claimed keeps its id and gets its next attempt from the caller, and one
+    that is ``running`` or ``completed`` is returned with ``"skip"``. On PostgreSQL both
+    inserts are one statement (the attempt's insert reads the step run's from a ``WITH``); on
+    SQLite, two.
+    """
+    params = {
+        "p_id": step_run_id,
+        "p_run_id": run_id,  # prepared statements take ids as text too
+        "p_step": step,
+        "p_input": dict(input),
+        "p_recovery": dict(recovery) if recovery is not None else None,
+        "p_now": tx.now,
+        "p_attempt_id": new_id(),
+    }
+    if tx.connection.dialect.name != "postgresql":
+        begun = _BEGIN_STEP.rows(tx.connection, params)
+        attempt_rows = _BEGIN_FIRST_ATTEMPT.rows(tx.connection, params) if begun else []
+        first = {f"a_{key}": value for row in attempt_rows for key, value in row.items()}
+        rows = [{**begun[0], **first}] if begun else []
+    else:
+        rows = _BEGIN_STEP_WITH_ATTEMPT.rows(tx.connection, params)
+    if not rows:
+        existing = get_step_run(tx.connection, run_id, step)
+        assert existing is not None  # noqa: S101 - the conflict proves the row exists
+        return existing, "skip", None
+    row = rows[0]
+    attempt = None
+    if row.get("a_id") is not None:
+        attempt = Attempt.from_row({key: row[f"a_{key}"] for key in _ATTEMPT_KEYS})
+    return StepRun.from_row(row), "execute", attempt
 
 
 def schedule_step(
@@ -588,6 +633,61 @@ def _begin_step_statement(dialect: str) -> Any:
 
 
 _BEGIN_STEP = Prepared(_begin_step_statement)
+_ATTEMPT_KEYS = tuple(column.key for column in attempts.c)
+
+
+def _first_attempt_values(step_run_id: Any) -> Any:
+    now = sa.bindparam("p_now", type_=UTCDateTime)
+    return sa.select(
+        sa.bindparam("p_attempt_id", type_=sa.Uuid),
+        step_run_id,
+        sa.literal(1),
+        sa.literal("running"),
+        now,
+        now,
+    )
+
+
+_FIRST_ATTEMPT_COLUMNS = [
+    "id",
+    "step_run_id",
+    "attempt_number",
+    "status",
+    "inserted_at",
+    "updated_at",
+]
+
+
+def _begin_first_attempt_statement(_dialect: str) -> Any:
+    # SQLite: attempt 1 of the step run just inserted with id p_id (a fresh id finds a row only
+    # if it was inserted just now).
+    step_run_id = sa.bindparam("p_id", type_=sa.Uuid)
+    values = _first_attempt_values(step_run_id).where(
+        sa.exists().where(step_runs.c.id == step_run_id)
+    )
+    return attempts.insert().from_select(_FIRST_ATTEMPT_COLUMNS, values).returning(*attempts.c)
+
+
+def _begin_step_with_attempt_statement(dialect: str) -> Any:
+    # PostgreSQL: one statement. The attempt's INSERT reads the step run's RETURNING row, so it
+    # exists only if the step run was inserted with the fresh id (not a claimed pending row).
+    begun = _begin_step_statement(dialect).cte("begun")
+    values = _first_attempt_values(begun.c.id).where(
+        begun.c.id == sa.bindparam("p_id", type_=sa.Uuid)
+    )
+    first = (
+        attempts.insert()
+        .from_select(_FIRST_ATTEMPT_COLUMNS, values)
+        .returning(*attempts.c)
+        .cte("first_attempt")
+    )
+    return sa.select(
+        *begun.c, *(first.c[key].label(f"a_{key}") for key in _ATTEMPT_KEYS)
+    ).select_from(begun.outerjoin(first, sa.true()))
+
+
+_BEGIN_FIRST_ATTEMPT = Prepared(_begin_first_attempt_statement)
+_BEGIN_STEP_WITH_ATTEMPT = Prepared(_begin_step_with_attempt_statement)
 _GET_STEP_RUN = Prepared(
     lambda _: sa.select(step_runs).where(
         step_runs.c.run_id == sa.bindparam("p_run_id"), step_runs.c.step == sa.bindparam("p_step")

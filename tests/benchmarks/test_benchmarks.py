@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from benchmarks import sizes
+from benchmarks import sizes, stored
 from benchmarks.cli import main
 from benchmarks.targets import open_target
 from tests import pg
@@ -79,6 +79,31 @@ def test_quick_size_table_has_a_line_per_workflow(capsys: pytest.CaptureFixture[
         ["5", "tiny"],
         ["5", "10,000"],
     ]
+
+
+def test_quick_stored_runs_table_compares_empty_and_full_tables(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert stored.main(["--db", "sqlite", "--quick", "--repeat", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split() == ["stored", "runs", "ms/step", "steps/s", "rounds", "(ms/step)"]
+    assert [line.split()[0] for line in lines[3:5]] == ["0", "1,000"]
+    assert lines[5].startswith("cost per step with 1,000 stored runs: ")
+
+
+def test_stored_runs_are_finished_copies_with_their_history(tmp_path: Path) -> None:
+    from benchmarks.squidmesh import CompletionObserver
+    from benchmarks.workflows import make_client
+
+    observer = CompletionObserver()
+    with make_client(f"sqlite+pysqlite:///{tmp_path}/s.db", [observer]) as client:
+        client.migrate()
+        stored._store_finished_runs(client, observer, 20)
+        runs = client.list_runs(limit=100)
+        assert len(runs) == 21
+        assert {run.status for run in runs} == {"completed"}
+        copy = client.inspect_run(runs[-1].id, include_history=True)
+        assert [len(sr.attempts or ()) for sr in copy.step_runs or ()] == [1] * 5
 
 
 def test_bad_arguments_exit_with_2(capsys: pytest.CaptureFixture[str]) -> None:

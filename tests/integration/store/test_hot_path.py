@@ -19,6 +19,7 @@ from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.ids import new_id
 from squidmesh_sdk.store.prepared import Prepared
+from squidmesh_sdk.store.records import Run
 from squidmesh_sdk.store.schema import runs
 from tests.integration.store.support import T0, at, finish_step, move, new_run, read, write
 
@@ -241,3 +242,146 @@ def test_a_first_attempt_sent_ahead_is_inserted_only_for_a_new_step_run(db: Data
     # Claimed again (another id): the step run exists already, so no attempt is inserted.
     assert write(db, lambda tx: claim(tx, str(new_id()))) == ("skip", None)
     assert [a.number for a in read(db, lambda c: attempt_store.list_attempts(c, fresh))] == [1]
+
+
+def test_a_step_run_begins_with_its_first_attempt_only_when_inserted(db: Database) -> None:
+    run = new_run(db)
+
+    def claim(tx: Transaction, step: str) -> tuple[str, str, str, object]:
+        fresh = str(new_id())
+        step_run, action, attempt = step_run_store.begin_step_with_attempt(
+            tx, run.id, step, {"in": 1}, None, fresh
+        )
+        first = (attempt.step_run_id, attempt.number, attempt.status) if attempt else None
+        return action, step_run.status, "fresh" if step_run.id == fresh else "kept", first
+
+    # A new step run: inserted running with attempt 1, both under the id chosen here.
+    action, status, which, first = write(db, lambda tx: claim(tx, "reserve"))
+    assert (action, status, which) == ("execute", "running", "fresh")
+    assert first is not None
+    assert first[1:] == (1, "running")
+    # Running already: nothing is written.
+    assert write(db, lambda tx: claim(tx, "reserve"))[:3] == ("skip", "running", "kept")
+    # A scheduled (pending) step run is claimed, keeping its id: its attempt is the caller's.
+    write(db, lambda tx: step_run_store.schedule_steps(tx, run.id, [("charge", {"in": 0})]))
+    assert write(db, lambda tx: claim(tx, "charge")) == ("execute", "running", "kept", None)
+    step_run = read(db, lambda c: step_run_store.get_step_run(c, run.id, "charge"))
+    assert step_run is not None
+    assert read(db, lambda c: attempt_store.list_attempts(c, step_run.id)) == []
+
+
+def _running_step(db: Database) -> tuple[Run, str, str]:
+    run = new_run(db)
+
+    def claim(tx: Transaction) -> tuple[str, str]:
+        step_run, _ = step_run_store.begin_step(tx, run.id, "reserve", {"in": 1})
+        return step_run.id, attempt_store.begin_attempt(tx, step_run.id).id
+
+    step_run_id, attempt_id = write(db, claim)
+    return run, step_run_id, attempt_id
+
+
+def test_relock_and_complete_locks_the_run_and_completes_attempt_and_step_run(
+    db: Database,
+) -> None:
+    run, step_run_id, attempt_id = _running_step(db)
+    move(db, run.id, "running", now=at(1), context={"seen": 1})
+    relocked = write(
+        db,
+        lambda tx: run_store.relock_and_complete(tx, run, attempt_id, step_run_id, {"out": 2}),
+        at(2),
+    )
+    # The run as it is now (not as the caller read it), the outcome written.
+    assert (relocked.status, relocked.context, relocked.updated_at) == (
+        "running",
+        {"seen": 1},
+        at(1),
+    )
+    step_run = read(db, lambda c: step_run_store.get_step_run(c, run.id, "reserve"))
+    assert step_run is not None
+    assert (step_run.status, step_run.output, step_run.updated_at) == (
+        "completed",
+        {"out": 2},
+        at(2),
+    )
+    [attempt] = read(db, lambda c: attempt_store.list_attempts(c, step_run_id))
+    assert (attempt.status, attempt.updated_at) == ("completed", at(2))
+    # Again: both are stale now, and the transaction writes nothing.
+    with pytest.raises(StaleRecord, match="attempt"):
+        write(db, lambda tx: run_store.relock_and_complete(tx, run, attempt_id, step_run_id, {}))
+
+
+def test_relock_and_complete_of_a_finished_step_run_is_stale(db: Database) -> None:
+    run, step_run_id, attempt_id = _running_step(db)
+    # Only the step run was finished (by a takeover, say): the outcome is stale all the same.
+    write(db, lambda tx: step_run_store.fail_step(tx, step_run_id, {"message": "taken"}))
+    with pytest.raises(StaleRecord, match="step_run"):
+        write(db, lambda tx: run_store.relock_and_complete(tx, run, attempt_id, step_run_id, {}))
+    [attempt] = read(db, lambda c: attempt_store.list_attempts(c, step_run_id))
+    assert attempt.status == "running"  # rolled back with the rest
+
+
+def test_relock_and_complete_of_a_deleted_run_raises_run_not_found(db: Database) -> None:
+    run, step_run_id, attempt_id = _running_step(db)
+    write(
+        db, lambda tx: tx.connection.execute(sa.delete(runs).where(runs.c.id == uuid.UUID(run.id)))
+    )
+    with pytest.raises(RunNotFound):
+        write(db, lambda tx: run_store.relock_and_complete(tx, run, attempt_id, step_run_id, {}))
+
+
+def test_relock_and_complete_takes_the_run_lock_before_touching_the_attempt(
+    db: Database,
+) -> None:
+    """PostgreSQL (one statement there): waiting for the run's lock, it has written nothing.
+
+    Another transaction holds the run's lock and takes the step over meanwhile (abandons the
+    attempt, fails the step run): it never waits for the outcome's statement (no deadlock),
+    and the outcome, once it gets the lock, finds its attempt stale.
+    """
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite's write transactions are exclusive: no lock order to check")
+    run, step_run_id, attempt_id = _running_step(db)
+    outcome: list[BaseException | Run] = []
+
+    def complete() -> None:
+        try:
+            outcome.append(
+                write(
+                    db,
+                    lambda tx: run_store.relock_and_complete(
+                        tx, run, attempt_id, step_run_id, {"out": 1}
+                    ),
+                )
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported to the test's thread
+            outcome.append(exc)
+
+    with db.engine.connect() as watcher, db.engine.connect() as other, other.begin():
+        other.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+        other.execute(sa.select(runs.c.id).where(runs.c.id == uuid.UUID(run.id)).with_for_update())
+        thread = threading.Thread(target=complete)
+        thread.start()
+        # Wait until the outcome's statement waits for the run's lock.
+        for _ in range(500):
+            waiting = watcher.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND query LIKE '%attempt_done%'"
+                )
+            )
+            watcher.rollback()  # a new snapshot of pg_stat_activity each time
+            if waiting:
+                break
+            threading.Event().wait(0.01)
+        assert waiting == 1
+        # These would wait for (and deadlock with) the outcome if it had updated them already.
+        abandoned = {"message": "taken over"}
+        attempt_store.abandon_attempt(Transaction(other, at(1)), attempt_id, abandoned)
+        step_run_store.fail_step(Transaction(other, at(1)), step_run_id, abandoned)
+    thread.join(10)
+    assert not thread.is_alive()
+    [result] = outcome
+    assert isinstance(result, StaleRecord)
+    [attempt] = read(db, lambda c: attempt_store.list_attempts(c, step_run_id))
+    assert attempt.status == "abandoned"
