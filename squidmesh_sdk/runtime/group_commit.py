@@ -136,6 +136,11 @@ class GroupCommit:
                         tx = Transaction(shared.connection, shared.now)
                         try:
                             entry.context.run(_in_clock, self.runtime, entry.write, tx)
+                            # What the runtime adds before any commit (a finished child's job
+                            # for its parent) reads this outcome's events, not the shared ones.
+                            hook = self.runtime.before_commit
+                            if hook is not None:
+                                entry.context.run(hook, self.runtime, tx)
                             # Its pipelined statements too: a failure is this outcome's.
                             prepared.flush(shared.connection)
                         except Exception as exc:
