@@ -330,6 +330,7 @@ def test_relock_and_complete_of_a_deleted_run_raises_run_not_found(db: Database)
         write(db, lambda tx: run_store.relock_and_complete(tx, run, attempt_id, step_run_id, {}))
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_relock_and_complete_takes_the_run_lock_before_touching_the_attempt(
     db: Database,
 ) -> None:
@@ -339,8 +340,7 @@ def test_relock_and_complete_takes_the_run_lock_before_touching_the_attempt(
     attempt, fails the step run): it never waits for the outcome's statement (no deadlock),
     and the outcome, once it gets the lock, finds its attempt stale.
     """
-    if db.dialect != "postgresql":
-        pytest.skip("SQLite's write transactions are exclusive: no lock order to check")
+    # PostgreSQL only: SQLite's write transactions are exclusive, so it has no lock order.
     run, step_run_id, attempt_id = _running_step(db)
     outcome: list[BaseException | Run] = []
 
