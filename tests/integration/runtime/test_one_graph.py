@@ -591,3 +591,44 @@ def test_a_step_finishing_after_its_run_failed_is_compensated_too(make_env: Make
     assert slow_run is not None
     assert slow_run.status == "completed"
     assert undone == ["slow"]
+
+
+def test_a_map_cancelled_while_an_element_runs_is_cancelling_then_cancelled(
+    make_env: MakeEnv,
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    wf = Workflow("map_cancel", triggers=[manual("go", payload=Lines)])
+
+    @wf.step(map_over="lines", map_as="line", max_parallel=1)
+    def slow(line: int) -> dict[str, Any]:
+        started.set()
+        assert release.wait(timeout=60), "the test never released the element"
+        return {"line": line}
+
+    env = make_env(wf, run_immediately=False)
+    run = env.start_run("map_cancel", {"lines": [0, 1, 2]})
+    assert env.executor.run_next()  # the map step starts: element 0 is queued
+    ((_, element),) = env.executor.pending
+    busy = threading.Thread(target=lambda: env.client.perform(element))
+    busy.start()
+    try:
+        assert started.wait(timeout=30), "element 0 never started"
+        cancelling = env.client.cancel_run(run.id)
+        assert cancelling.status == "cancelling"
+        explanation = env.client.explain_run(run.id)
+        assert explanation.reason == "cancelling"
+        assert explanation.details["running_steps"] == ["slow[0]"]
+    finally:
+        release.set()
+        busy.join(timeout=60)
+    env.run_until_idle()
+    done = env.client.inspect_run(run.id, include_history=True)
+    assert done.status == "cancelled"
+    # The map step itself was closed by the cancel; no element after the running one started.
+    assert {sr.step: sr.status for sr in done.step_runs or ()} == {
+        "slow": "failed",
+        "slow[0]": "completed",
+        "slow[1]": "pending",
+        "slow[2]": "pending",
+    }
+    assert env.client.explain_run(run.id).reason == "cancelled"
