@@ -225,8 +225,21 @@ def span(
     (:func:`active`): the span it gets is the invalid, non-recording one.
     """
     parent_context = context_of(parent)
-    if parent_context is None and not active():
-        yield trace.INVALID_SPAN
+    if isinstance(trace.get_tracer_provider(), _NO_OP_PROVIDERS):
+        if parent_context is None and not trace.get_current_span().get_span_context().is_valid:
+            yield trace.INVALID_SPAN
+            return
+        # What the no-op tracer does (the parent's context becomes current, so work queued
+        # inside still carries the run's trace), without its layers: a step makes several
+        # spans, and those layers cost more than some of its statements.
+        current = trace.INVALID_SPAN if new_trace else trace.get_current_span(parent_context)
+        if not isinstance(current, trace.NonRecordingSpan):
+            current = trace.NonRecordingSpan(current.get_span_context())
+        token = otel_context.attach(trace.set_span_in_context(current))
+        try:
+            yield current
+        finally:
+            otel_context.detach(token)
         return
     if new_trace:
         caller = trace.get_current_span().get_span_context()
