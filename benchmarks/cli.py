@@ -37,8 +37,10 @@ class Plan:
     runs: int
     fan_out_runs: int
     threads: tuple[int, ...]
-    processes: tuple[int, ...]
-    process_threads: int = 2
+    processes: tuple[tuple[int, int], ...]
+    """(worker processes, threads each) of every row 3: a few processes of a few threads, and
+    one process per core with the threads that keep a process busy (its steps mostly wait on
+    the database)."""
     fan_out_threads: int = 4
     counted_threads: int = 4
 
@@ -46,13 +48,17 @@ class Plan:
     def full(cls) -> Plan:
         """The default: 100 latency runs, 500 runs per throughput row, 1 to 8 threads."""
         return cls(
-            latency_runs=100, runs=500, fan_out_runs=100, threads=(1, 2, 4, 8), processes=(2, 4)
+            latency_runs=100,
+            runs=500,
+            fan_out_runs=100,
+            threads=(1, 2, 4, 8),
+            processes=((2, 2), (4, 2), (2, 8)),
         )
 
     @classmethod
     def quick(cls) -> Plan:
         """A few runs at fewer concurrency levels: checks that everything works, in seconds."""
-        return cls(latency_runs=5, runs=10, fan_out_runs=3, threads=(1, 4), processes=(2,))
+        return cls(latency_runs=5, runs=10, fan_out_runs=3, threads=(1, 4), processes=((2, 2),))
 
 
 Measurement = tuple[str, Callable[[Target], Result]]
@@ -70,11 +76,9 @@ def _measurements(plan: Plan) -> list[Measurement]:
         counted = n == plan.counted_threads
         return lambda target: squidmesh.throughput_threads(target, plan.runs, n, count=counted)
 
-    def processes(n: int) -> Callable[[Target], Result]:
-        """Row 3 with ``n`` processes."""
-        return lambda target: squidmesh.throughput_processes(
-            target, plan.runs, n, plan.process_threads
-        )
+    def processes(n: int, threads: int) -> Callable[[Target], Result]:
+        """Row 3 with ``n`` processes of ``threads`` threads."""
+        return lambda target: squidmesh.throughput_processes(target, plan.runs, n, threads)
 
     def fan_out(target: Target) -> Result:
         """Row 4."""
@@ -93,7 +97,7 @@ def _measurements(plan: Plan) -> list[Measurement]:
     return [
         ("latency", latency),
         *((f"threads-{n}", threads(n)) for n in plan.threads),
-        *((f"processes-{n}", processes(n)) for n in plan.processes),
+        *((f"processes-{n}x{t}", processes(n, t)) for n, t in plan.processes),
         ("fan-out", fan_out),
         *((f"raw-{n}", raw_limit(n)) for n in plan.threads),
         ("tracing-off", tracing(False)),
