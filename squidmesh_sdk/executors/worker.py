@@ -40,7 +40,7 @@ from squidmesh_sdk.executors.step_threads import step_threads
 from squidmesh_sdk.port import payloads
 from squidmesh_sdk.port.continuation import continuation, current_continuation
 from squidmesh_sdk.port.delivery import Delivery
-from squidmesh_sdk.runtime import execution, runner, schedules
+from squidmesh_sdk.runtime import claiming, runner, schedules
 from squidmesh_sdk.runtime.core import RuntimeOwner
 from squidmesh_sdk.runtime.failures import describe_error
 from squidmesh_sdk.runtime.group_commit import GroupCommit, grouping
@@ -394,7 +394,7 @@ class Worker:
             return None
         if not isinstance(step_job, payloads.StepJob):
             return None
-        return execution.claim_step(self.runtime, tx, step_job.run_id, step_job.step)
+        return claiming.claim_step(self.runtime, tx, step_job.run_id, step_job.step)
 
     def _deliver_chain(self, job: Job, token: object, claim: object | None = None) -> None:
         """Perform ``job``, then each continuation it hands over, until there is none.

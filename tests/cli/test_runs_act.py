@@ -11,7 +11,7 @@ import pytest
 from squidmesh_sdk import Client
 from squidmesh_sdk.cli import EXIT_FAILURE, EXIT_USAGE
 from squidmesh_sdk.cli.commands import MSG_UNKNOWN_TRIGGER, MSG_UNKNOWN_WORKFLOW, MSG_UNSAFE_REPLAY
-from squidmesh_sdk.runtime import execution
+from squidmesh_sdk.runtime import claiming
 from squidmesh_sdk.store import jobs as job_store
 from tests.cli.support import Cli, assert_one_error_line, drain, stable_json
 
@@ -290,7 +290,7 @@ def test_cancel_a_run_with_a_step_running_stops_it_when_the_step_ends(
 ) -> None:
     run = client.start_run("transfer")
     with client.runtime.transaction() as tx:  # a worker claimed the step; its body runs
-        assert execution.claim_step(client.runtime, tx, run.id, "send_money") is not None
+        assert claiming.claim_step(client.runtime, tx, run.id, "send_money") is not None
     result = cli("runs", "cancel", run.id)
     assert result.out == (
         f"cancelling run {run.id}; it stops when its running step ends (status cancelling)\n"

@@ -13,7 +13,7 @@ import pytest
 from samples import manual_approval
 from squidmesh_sdk import COMPLETE, InvalidTransition, Retry, StepContext, Workflow, manual
 from squidmesh_sdk.port.delivery import Delivery
-from squidmesh_sdk.runtime import execution
+from squidmesh_sdk.runtime import claiming, execution
 from squidmesh_sdk.runtime.events import RunTransitioned, StepFailed, StepSkipped
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.records import Run
@@ -247,7 +247,7 @@ def _claimed_and_abandoned(env: WorkflowEnvironment, run_id: str, step: str) -> 
     """Claim ``step`` as a worker would, then never run it: the worker died."""
     runtime = env.client.runtime
     with runtime.transaction() as tx:
-        assert execution.claim_step(runtime, tx, run_id, step) is not None
+        assert claiming.claim_step(runtime, tx, run_id, step) is not None
 
 
 def test_a_cancelling_run_whose_worker_died_is_finished_without_running_steps(
@@ -357,7 +357,7 @@ def test_a_cancelling_dependency_run_is_cancelled_when_its_last_branch_ends(
     claims = {}
     for step in ("left", "right"):
         with runtime.transaction() as tx:
-            claims[step] = execution.claim_step(runtime, tx, run.id, step)
+            claims[step] = claiming.claim_step(runtime, tx, run.id, step)
     assert env.client.cancel_run(run.id).status == "cancelling"
     left_done = execution.execute_step(
         runtime, run.id, "left", delivery=Delivery(claim=claims["left"])

@@ -10,7 +10,7 @@ import pytest
 
 from squidmesh_sdk import COMPLETE, Workflow, manual
 from squidmesh_sdk.port.delivery import Delivery
-from squidmesh_sdk.runtime import execution
+from squidmesh_sdk.runtime import claiming, execution
 from squidmesh_sdk.runtime.events import StepStarted
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.testing import WorkflowEnvironment
@@ -31,7 +31,7 @@ def _workflow() -> Workflow:
 def _claim(env: WorkflowEnvironment, run_id: str, step: str) -> object | None:
     runtime = env.client.runtime
     with runtime.transaction() as tx:
-        return execution.claim_step(runtime, tx, run_id, step)
+        return claiming.claim_step(runtime, tx, run_id, step)
 
 
 def test_a_claimed_step_is_performed_without_being_claimed_again(make_env: MakeEnv) -> None:

@@ -557,11 +557,12 @@ def test_inspect_lists_each_declared_step_once_with_its_newest_iteration(
 
 def test_a_step_finishing_after_its_run_failed_is_compensated_too(make_env: MakeEnv) -> None:
     undone: list[str] = []
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
     wf = Workflow("late_branch", triggers=[manual("go")])
 
     @wf.step
     def slow() -> dict[str, Any]:
+        started.set()
         assert release.wait(timeout=60), "the test never released the slow branch"
         return {"slow": True}
 
@@ -579,6 +580,8 @@ def test_a_step_finishing_after_its_run_failed_is_compensated_too(make_env: Make
     late = threading.Thread(target=lambda: env.client.perform(jobs["slow"]))
     late.start()
     try:
+        # The slow branch is running (claimed, its body started) when the other one fails.
+        assert started.wait(timeout=30), "the slow branch never started"
         assert env.client.perform(jobs["broken"]) == "executed"
         assert env.client.inspect_run(run.id).status == "failed"
     finally:

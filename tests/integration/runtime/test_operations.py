@@ -15,7 +15,7 @@ from squidmesh_sdk import (
     manual,
 )
 from squidmesh_sdk.port.delivery import Delivery
-from squidmesh_sdk.runtime import execution
+from squidmesh_sdk.runtime import claiming, execution
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from tests.integration.runtime.conftest import MakeEnv
@@ -64,7 +64,7 @@ def test_cancel_a_run_with_a_step_in_flight_waits_for_that_step(make_env: MakeEn
     env = make_env(chain(), run_immediately=False)
     run = env.start_run("chain")
     with env.client.runtime.transaction() as tx:  # a worker claimed reserve; its body runs
-        assert execution.claim_step(env.client.runtime, tx, run.id, "reserve") is not None
+        assert claiming.claim_step(env.client.runtime, tx, run.id, "reserve") is not None
     assert env.client.cancel_run(run.id).status == "cancelling"
     with pytest.raises(InvalidTransition) as raised:
         env.client.cancel_run(run.id)
