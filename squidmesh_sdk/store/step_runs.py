@@ -249,17 +249,29 @@ def skip_steps(tx: Transaction, run_id: str | uuid.UUID, steps: Sequence[str]) -
 
 
 def _insert_new(tx: Transaction, rows: list[dict[str, Any]]) -> list[str]:
-    """Insert the step runs whose (run, step) has no row yet; return the steps inserted."""
-    if not rows:
-        return []
-    statement = (
-        upsert(tx.connection.dialect.name, step_runs)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=[step_runs.c.run_id, step_runs.c.step])
-        .returning(step_runs.c.step)
-    )
-    inserted = set(tx.connection.scalars(statement))
-    return [str(row["step"]) for row in rows if row["step"] in inserted]
+    """Insert the step runs whose (run, step) has no row yet; return the steps inserted.
+
+    One prepared statement per row (a fan-out's rows differ in number, and a multi-row
+    ``INSERT`` built each time cost more than the database's work): on PostgreSQL they all
+    travel in one round trip.
+    """
+    connection = tx.connection
+    pending = [
+        _INSERT_NEW.rows_later(
+            connection,
+            {
+                "p_id": row["id"],
+                "p_run_id": row["run_id"],
+                "p_step": row["step"],
+                "p_status": row["status"],
+                "p_input": row["input"],
+                "p_recovery": row.get("recovery"),
+                "p_now": row["inserted_at"],
+            },
+        )
+        for row in rows
+    ]
+    return [str(row["step"]) for row, fetch in zip(rows, pending, strict=True) if fetch()]
 
 
 def progress_states(connection: Connection, run_id: str | uuid.UUID) -> list[ProgressState]:
@@ -686,6 +698,21 @@ def _begin_step_with_attempt_statement(dialect: str) -> Any:
     ).select_from(begun.outerjoin(first, sa.true()))
 
 
+_INSERT_NEW = Prepared(
+    lambda dialect: upsert(dialect, step_runs)
+    .values(
+        id=sa.bindparam("p_id"),
+        run_id=sa.bindparam("p_run_id"),
+        step=sa.bindparam("p_step"),
+        status=sa.bindparam("p_status"),
+        input=sa.bindparam("p_input"),
+        recovery=sa.bindparam("p_recovery"),
+        inserted_at=sa.bindparam("p_now"),
+        updated_at=sa.bindparam("p_now"),
+    )
+    .on_conflict_do_nothing(index_elements=[step_runs.c.run_id, step_runs.c.step])
+    .returning(step_runs.c.step)
+)
 _BEGIN_FIRST_ATTEMPT = Prepared(_begin_first_attempt_statement)
 _BEGIN_STEP_WITH_ATTEMPT = Prepared(_begin_step_with_attempt_statement)
 _GET_STEP_RUN = Prepared(
