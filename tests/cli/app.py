@@ -120,8 +120,22 @@ def call_partner(prepared: bool) -> dict[str, bool]:
 flaky.chain(prepare, call_partner, COMPLETE)
 
 
+fanned = Workflow("fanned", triggers=[manual("go")])
+"""Two entry steps, both scheduled when a run starts: cancelled before a worker runs them."""
+
+
+@fanned.step
+def left() -> dict[str, bool]:
+    return {"left": True}
+
+
+@fanned.step
+def right() -> dict[str, bool]:
+    return {"right": True}
+
+
 def events_client() -> Client:
-    """The test app plus the workflows of signals and retries."""
+    """The test app plus the workflows of signals, retries and closing."""
     return Client(
-        os.environ[DB_ENV_VAR], (*WORKFLOWS, awaiting, flaky), executor=DatabaseExecutor()
+        os.environ[DB_ENV_VAR], (*WORKFLOWS, awaiting, flaky, fanned), executor=DatabaseExecutor()
     )
