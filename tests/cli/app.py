@@ -78,6 +78,13 @@ def broken_factory() -> Client:
     raise RuntimeError("no database configured\nset DATABASE_URL")
 
 
+def parent_without_child() -> Client:
+    """A client holding a workflow whose child step starts one it is not given."""
+    parent = Workflow("parent", triggers=[manual("go")])
+    parent.chain(parent.child("ship", workflow="shipping"), COMPLETE)
+    return Client(os.environ[DB_ENV_VAR], [parent])
+
+
 def wrong_factory() -> object:
     return "not a client"
 

@@ -254,3 +254,33 @@ def test_cancelling_a_parent_follows_the_childs_policy(
             if e.type.startswith("child_") and e.type != "child_started"
         ],
     ) == expected[policy]
+
+
+def test_a_failing_parent_cancels_its_children_down_the_tree(make_env: MakeEnv) -> None:
+    relay = Workflow("relay", triggers=[manual("go", payload=Order)])
+    forward = relay.child(
+        "forward", workflow="shipping", payload_from={"order": "order_id", "to": "address"}
+    )
+    relay.chain(forward, COMPLETE)
+    top = Workflow("top", triggers=[manual("go", payload=Order)], deadline=60)
+    down = top.child(
+        "down", workflow="relay", payload_from={"order_id": "order_id", "address": "address"}
+    )
+    top.chain(down, COMPLETE)
+    env = make_env(top, relay, shipping())
+    parent = env.start_run("top", {"order_id": "o-4", "address": "Main St"})
+    (middle,) = env.client.inspect_run(parent.id, include_history=True).children or ()
+    (bottom,) = env.client.inspect_run(middle.child_run_id, include_history=True).children or ()
+    env.advance(60)  # the top run's deadline fails it
+    failed = env.client.inspect_run(parent.id)
+    assert failed.last_error is not None
+    assert failed.last_error["code"] == "deadline_exceeded"
+    assert env.client.explain_run(parent.id).reason == "deadline_exceeded"
+    for link, actor, reason in (
+        (middle, parent.id, "its parent run failed"),
+        (bottom, middle.child_run_id, "its parent run was cancelled"),
+    ):
+        child = env.client.inspect_run(link.child_run_id, include_history=True)
+        assert child.status == "cancelled"
+        (event,) = [e for e in child.events or () if e.type == "cancelled"]
+        assert (event.actor, event.comment) == ({"parent_run_id": actor}, reason)
