@@ -482,18 +482,19 @@ def _closed(run: Run, cancellation: Mapping[str, Any] | None) -> dict[str, Any]:
     ]
     if closed:
         details["closed_steps"] = sorted(closed, key=_step_order)
-    children = [
-        {
-            "child_run_id": (event.metadata or {}).get("child_run_id"),
-            "workflow": (event.metadata or {}).get("workflow"),
-            "step": event.step,
-            "closed": "cancelled" if event.type == "child_cancelled" else "abandoned",
-        }
-        for event in run.events or ()
-        if event.type in ("child_cancelled", "child_abandoned")
-    ]
+    # By child: a run retried and failed again records an abandoned child once per failure.
+    children: dict[Any, dict[str, Any]] = {}
+    for event in run.events or ():
+        if event.type in ("child_cancelled", "child_abandoned"):
+            child_id = (event.metadata or {}).get("child_run_id")
+            children[child_id] = {
+                "child_run_id": child_id,
+                "workflow": (event.metadata or {}).get("workflow"),
+                "step": event.step,
+                "closed": "cancelled" if event.type == "child_cancelled" else "abandoned",
+            }
     if children:
-        details["closed_children"] = children
+        details["closed_children"] = list(children.values())
     actor = (cancellation or {}).get("actor")
     if isinstance(actor, Mapping) and isinstance(actor.get("parent_run_id"), str):
         details["cancelled_by_parent"] = actor["parent_run_id"]

@@ -225,6 +225,13 @@ def test_a_parent_that_fails_leaves_an_abandoned_child_running(make_env: MakeEnv
     assert left.metadata is not None
     assert (left.step, left.metadata["child_status"]) == ("ship", "running")
     assert env.client.explain_run(parent.id).details["closed_children"][0]["closed"] == "abandoned"
+    # Retried and failed again: abandoned again (two events), explained once.
+    env.client.retry_run(parent.id, from_step="charge")
+    env.run_until_idle()
+    again = env.client.inspect_run(parent.id, include_history=True)
+    assert again.status == "failed"
+    assert [e.type for e in again.events or ()].count("child_abandoned") == 2
+    assert len(env.client.explain_run(parent.id).details["closed_children"]) == 1
     # The child goes on on its own; its end wakes no one.
     env.client.signal(link.child_run_id, "picked_up")
     assert env.client.inspect_run(link.child_run_id).status == "completed"
