@@ -22,7 +22,7 @@ from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.port.executor import Executor, ExecutorBinding
 from squidmesh_sdk.runtime import (
-    children,
+    finishing,
     lifecycle,
     manual,
     resume,
@@ -99,6 +99,7 @@ class Client:
                     f"{definition.version!r}; give each version of a workflow its own version=",
                 )
             held[definition.version] = definition
+        _check_children(versions)
         # The last version listed is the current one: new runs start on it.
         definitions = {name: list(held.values())[-1] for name, held in versions.items()}
         self._owns_database = not isinstance(database, Database)
@@ -116,7 +117,7 @@ class Client:
             ),
             stale_step_timeout=stale_step_timeout,
             versions=versions,
-            before_commit=children.before_commit,
+            before_commit=finishing.before_commit,
         )
         self._runtime.executor.bind(
             ExecutorBinding(
@@ -713,3 +714,26 @@ class RunHandle:
     def inspect(self, *, include_history: bool = False) -> Run:
         """The run as it is now: :meth:`Client.inspect_run`."""
         return self.client.inspect_run(self.run.id, include_history=include_history)
+
+
+def _check_children(versions: Mapping[str, Mapping[str, WorkflowDefinition]]) -> None:
+    """Refuse workflows whose ``child`` steps start a workflow the client is not given.
+
+    Any worker built from this client may deliver the child step, and it starts the child on
+    the child workflow's current definition: one that lacks it could only fail the delivery
+    until its job is dead-lettered. Refused here instead, where the fix is one line.
+
+    Raises:
+        InvalidArgument: a held version of a workflow has a child step naming one not held.
+    """
+    for name, held in versions.items():
+        for definition in held.values():
+            for node in definition.steps.values():
+                wanted = node.options.get("workflow") if node.kind == "child" else None
+                if isinstance(wanted, str) and wanted not in versions:
+                    raise errors.InvalidArgument(
+                        "workflows",
+                        f"workflow {name!r} (version {definition.version!r}): child step "
+                        f"{node.name!r} starts workflow {wanted!r}, which is not in workflows=; "
+                        "give the client both (a worker delivering the step starts the child)",
+                    )

@@ -16,7 +16,7 @@ from typing import Any
 from squidmesh_sdk.runtime.explanation import RunExplanation
 from squidmesh_sdk.runtime.retention import PurgeResult
 from squidmesh_sdk.state_machine import TERMINAL
-from squidmesh_sdk.store.records import Run
+from squidmesh_sdk.store.records import AuditEvent, Run
 
 __all__ = [
     "compact",
@@ -247,12 +247,24 @@ def run_text(run: Run) -> str:
         sections.append(table(("CHILD_RUN", "WORKFLOW", "STATUS", "STEP"), children))
 
     events = [
-        (event.at, event.type, event.step, _actor(event.actor), event.comment)
+        (event.at, event.type, event.step, _actor(event.actor), event.comment or _note(event))
         for event in run.events or ()
     ]
     if events:
         sections.append(table(("AT", "EVENT", "STEP", "ACTOR", "COMMENT"), events))
     return "\n".join(sections)
+
+
+def _note(event: AuditEvent) -> str | None:
+    """What a run's end closed, for the events the runtime records without a comment."""
+    metadata = event.metadata or {}
+    if event.type == "steps_closed":
+        return f"{metadata.get('status')}, not run: {', '.join(metadata.get('steps') or ())}"
+    if event.type == "child_cancelled":
+        return f"child run {metadata.get('child_run_id')} {metadata.get('child_status')}"
+    if event.type == "child_abandoned":
+        return f"child run {metadata.get('child_run_id')} left running (on_parent_close)"
+    return None
 
 
 def error_text(error: Mapping[str, Any] | None) -> str | None:

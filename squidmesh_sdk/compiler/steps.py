@@ -68,6 +68,12 @@ def compile_step(spec: StepSpec, issues: Issues) -> StepNode | None:
             body, problems = build_step_body(name, spec.fn)
             for problem in problems:
                 issues.add("invalid_step_body", f"step {name!r}: body {problem}", step=name)
+        if spec.on_parent_close != "cancel":
+            issues.add(
+                "invalid_parent_close",
+                f"step {name!r} starts no child: it takes no on_parent_close",
+                step=name,
+            )
     elif spec.kind in BUILTIN_KINDS:
         options = _check_builtin(spec, issues)
         if spec.kind == "signal":
@@ -149,6 +155,9 @@ def check_signals(nodes: dict[str, StepNode], issues: Issues) -> None:
             )
 
 
+_PARENT_CLOSE = ("cancel", "abandon")
+
+
 def _child_options(spec: StepSpec, issues: Issues) -> dict[str, Any]:
     name = spec.name
     if not isinstance(spec.workflow, str) or not NAME.match(spec.workflow):
@@ -193,6 +202,17 @@ def _child_options(spec: StepSpec, issues: Issues) -> dict[str, Any]:
     options: dict[str, Any] = {"workflow": spec.workflow, "payload_from": fields}
     if spec.trigger_name is not None:
         options["trigger"] = spec.trigger_name
+    if spec.on_parent_close not in _PARENT_CLOSE:
+        issues.add(
+            "invalid_parent_close",
+            f"child step {name!r}: on_parent_close must be one of "
+            f"{', '.join(map(repr, _PARENT_CLOSE))}, got {spec.on_parent_close!r}",
+            step=name,
+        )
+    elif spec.on_parent_close != "cancel":
+        # Only when not the default: workflows declared before the option keep their
+        # fingerprint (and so their derived version).
+        options["on_parent_close"] = spec.on_parent_close
     return options
 
 
@@ -292,6 +312,12 @@ def _check_builtin(spec: StepSpec, issues: Issues) -> dict[str, Any]:
         issues.add(
             "invalid_child_workflow",
             f"{kind} step {name!r} takes no workflow or payload_from",
+            step=name,
+        )
+    if kind != "child" and spec.on_parent_close != "cancel":
+        issues.add(
+            "invalid_parent_close",
+            f"{kind} step {name!r} starts no child: it takes no on_parent_close",
             step=name,
         )
     if kind != "signal" and spec.payload is not None:

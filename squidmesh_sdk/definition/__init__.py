@@ -12,6 +12,7 @@ from squidmesh_sdk.definition.outcomes import COMPLETE, Branch, Complete, Outcom
 from squidmesh_sdk.definition.steps import (
     BuiltinStep,
     LogLevel,
+    ParentClosePolicy,
     Step,
     StepHandle,
     StepKind,
@@ -33,6 +34,7 @@ __all__ = [
     "Duration",
     "LogLevel",
     "Outcome",
+    "ParentClosePolicy",
     "RecoveryLabel",
     "Retry",
     "Step",

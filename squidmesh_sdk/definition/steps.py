@@ -22,6 +22,7 @@ __all__ = [
     "BuiltinStep",
     "DeclaringWorkflow",
     "LogLevel",
+    "ParentClosePolicy",
     "Step",
     "StepHandle",
     "StepKind",
@@ -42,6 +43,9 @@ BUILTIN_KINDS: frozenset[str] = frozenset({"log", "wait", "pause", "approval", "
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 """Level of a built-in ``log`` step."""
+
+ParentClosePolicy = Literal["cancel", "abandon"]
+"""What a ``child`` step's unfinished child run gets when its parent run finishes."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +83,9 @@ class StepSpec:
             (dotted) its value is read from.
         trigger_name: The trigger a ``"child"`` step starts its child through (``None``: the
             child workflow's first).
+        on_parent_close: What a ``"child"`` step's child run that is still unfinished when its
+            parent run finishes (fails, is cancelled) gets: ``"cancel"`` (the default) or
+            ``"abandon"`` (it runs on, on its own).
     """
 
     name: str
@@ -106,6 +113,7 @@ class StepSpec:
     workflow: str | None = None
     payload_from: Mapping[str, str] | None = None
     trigger_name: str | None = None
+    on_parent_close: ParentClosePolicy = "cancel"
 
 
 class DeclaringWorkflow(Protocol):

@@ -12,6 +12,7 @@ from squidmesh_sdk.definition.outcomes import Complete, Outcome, RecoveryLabel
 from squidmesh_sdk.definition.steps import (
     BuiltinStep,
     LogLevel,
+    ParentClosePolicy,
     Step,
     StepHandle,
     StepRef,
@@ -317,6 +318,7 @@ class Workflow:
         output: str | None = None,
         timeout: Duration | None = None,
         after: Sequence[StepRef] | None = None,
+        on_parent_close: ParentClosePolicy = "cancel",
     ) -> BuiltinStep:
         """Declare a step that starts a run of another workflow and waits for it to finish.
 
@@ -328,9 +330,15 @@ class Workflow:
         (stored under ``output`` if given, else merged); when it fails or is cancelled, the
         step fails (``child_failed`` / ``child_cancelled``) and takes its ``error`` route, or
         fails the run. With ``timeout``, a child still running then is cancelled and the step
-        takes its ``timeout`` route (or fails the run, ``child_timed_out``). Cancelling the
-        run cancels its running children. The process that starts the child must hold the
-        child's workflow; the child's own steps run on any worker that holds it.
+        takes its ``timeout`` route (or fails the run, ``child_timed_out``).
+
+        ``on_parent_close``: when the run finishes (fails, or is cancelled) while the child is
+        still unfinished, the child is cancelled (``"cancel"``, the default: nothing is left
+        running for a parent that is gone) or left to run on its own (``"abandon"``: its end
+        then reaches no one). Both are recorded in the two runs' audit trails.
+
+        Every client that holds this workflow must hold the child's workflow too (any of its
+        workers may start the child): a client given one without the other refuses to start.
         """
         spec = StepSpec(
             name=name,
@@ -341,6 +349,7 @@ class Workflow:
             output=output,
             timeout=timeout,
             after=as_refs(after),
+            on_parent_close=on_parent_close,
         )
         return self._add_builtin(spec)
 

@@ -16,8 +16,16 @@ first leaves the job queued; a duplicate delivery finds the step settled and doe
 Not locking the parent in the child's transaction also keeps lock order one way (parent, then
 child: cancelling a parent cancels its children), so the two never deadlock.
 
-**Cancelling.** A parent that is cancelled cancels its running children in the same
-transaction (and theirs, down the tree); a child step that times out cancels its child.
+**Parent close.** A parent that finishes while a child it started is unfinished (it is
+cancelled, or it fails: a deadline, another branch failing) closes that child in the same
+transaction, by the child step's ``on_parent_close``: ``"cancel"`` (the default, as Temporal's
+parent-close policy) cancels it, and theirs down the tree; ``"abandon"`` leaves it running. The
+parent's audit trail records ``child_cancelled`` or ``child_abandoned``, the child's a
+``cancelled`` event whose actor is the parent. The policy is read from the parent's
+``child_started`` event, so closing needs no workflow definition (a worker that holds another
+version finishes a cancellation all the same). A completed parent has nothing to close: a child
+step settles only once its child has finished, or cancels it when it times out. A child step
+that times out cancels its child whatever the policy.
 
 **Compensation.** A child step has no compensate callback: when the parent fails after a child
 completed, the parent's rollback does not undo the child, and the child's own compensation
@@ -45,7 +53,7 @@ from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Attempt, Run, StepRun
 
-__all__ = ["before_commit", "begin", "cancel_child", "child_key", "finish_wait"]
+__all__ = ["begin", "cancel_child", "child_key", "finish_wait", "run_transitioned"]
 
 _MAX_KEY = 200
 
@@ -101,7 +109,13 @@ def begin(
             run.id,
             "child_started",
             step=step_run.step,
-            metadata={"child_run_id": child.id, "workflow": workflow, "idempotency_key": key},
+            metadata={
+                "child_run_id": child.id,
+                "workflow": workflow,
+                "idempotency_key": key,
+                # Read back when the parent finishes first (see the module's "Parent close").
+                "on_parent_close": node.options.get("on_parent_close", "cancel"),
+            },
         )
     resume: dict[str, Any] = {
         "kind": "child",
@@ -172,37 +186,69 @@ def cancel_child(runtime: Runtime, tx: Transaction, step_run: StepRun, reason: s
     )
 
 
-def before_commit(runtime: Runtime, tx: Transaction) -> None:
-    """Link finished runs to their parents, and cancellations to their children.
+def run_transitioned(runtime: Runtime, tx: Transaction, event: RunTransitioned) -> None:
+    """Link a run's status change to its parent and its children, in its transaction.
 
-    Called by :meth:`Runtime.transaction` before each commit, with the transaction's events:
-    a child that finished queues a job for its parent's waiting step; a run cancelled (or
-    cancelling) cancels its children still running. Each cancelled child adds events, so the
-    cascade goes down the tree. Only runs with a parent, and cancellations, cost a query.
+    Called for each status change in a transaction about to commit (see
+    :mod:`.finishing`): a child that finished queues a job for its parent's waiting step; a
+    run that is cancelled (or cancelling) or failed closes its unfinished children by their
+    step's ``on_parent_close``. Each child cancelled adds events, so the cascade goes down the
+    tree. Only runs with a parent, and cancellations and failures, cost a query.
     """
-    seen = 0
-    while seen < len(tx.events):
-        event = tx.events[seen]
-        seen += 1
-        if not isinstance(event, RunTransitioned) or event.from_status == event.to_status:
+    finished = event.to_status in ("completed", "failed", "cancelled")
+    if finished and event.run.parent_run_id and event.run.parent_step:
+        _wake_parent(runtime, tx, event.run)
+    # From ``cancelling`` the children were closed when the cancellation began.
+    closing = event.to_status in ("cancelling", "cancelled", "failed")
+    if closing and event.from_status != "cancelling":
+        _close_children(runtime, tx, event.run, event.to_status)
+
+
+def _close_children(runtime: Runtime, tx: Transaction, parent: Run, status: str) -> None:
+    """Cancel (or abandon, by their step's policy) the unfinished children of ``parent``."""
+    unfinished = [
+        child
+        for child in run_store.list_children(tx.connection, parent.id)
+        if child.status not in ("completed", "failed", "cancelled", "cancelling")
+    ]
+    if not unfinished:
+        return
+    policies = _policies(tx, parent.id)
+    cancelled = status in ("cancelling", "cancelled")
+    reason = "its parent run was cancelled" if cancelled else "its parent run failed"
+    for child in unfinished:
+        metadata: dict[str, Any] = {
+            "child_run_id": child.child_run_id,
+            "workflow": child.workflow,
+            "parent_status": status,
+        }
+        if policies.get(child.child_run_id, "cancel") == "abandon":
+            metadata["child_status"] = child.status
+            audit.record_event(
+                tx, parent.id, "child_abandoned", step=child.parent_step, metadata=metadata
+            )
             continue
-        finished = event.to_status in ("completed", "failed", "cancelled")
-        if finished and event.run.parent_run_id and event.run.parent_step:
-            _wake_parent(runtime, tx, event.run)
-        if event.to_status in ("cancelling", "cancelled") and event.from_status != "cancelling":
-            for child in run_store.list_children(tx.connection, event.run.id):
-                if child.status in ("completed", "failed", "cancelled", "cancelling"):
-                    continue
-                locked = run_store.lock_run(tx.connection, child.child_run_id)
-                if locked.terminal or locked.status == "cancelling":
-                    continue
-                lifecycle.cancel_locked(
-                    runtime,
-                    tx,
-                    locked,
-                    actor={"parent_run_id": event.run.id},
-                    reason="its parent run was cancelled",
-                )
+        locked = run_store.lock_run(tx.connection, child.child_run_id)
+        if locked.terminal or locked.status == "cancelling":
+            continue  # it finished (or began cancelling) since it was listed
+        closed = lifecycle.cancel_locked(
+            runtime, tx, locked, actor={"parent_run_id": parent.id}, reason=reason
+        )
+        metadata["child_status"] = closed.status
+        audit.record_event(
+            tx, parent.id, "child_cancelled", step=child.parent_step, metadata=metadata
+        )
+
+
+def _policies(tx: Transaction, parent_run_id: str) -> dict[str, str]:
+    """Child run id to its step's ``on_parent_close``, from the parent's ``child_started``."""
+    policies: dict[str, str] = {}
+    for event in audit.list_events(tx.connection, parent_run_id):
+        metadata = event.metadata or {}
+        if event.type == "child_started" and isinstance(metadata.get("child_run_id"), str):
+            # Children started before the option existed were cancelled: the default.
+            policies[metadata["child_run_id"]] = str(metadata.get("on_parent_close", "cancel"))
+    return policies
 
 
 def _wake_parent(runtime: Runtime, tx: Transaction, child: Run) -> None:

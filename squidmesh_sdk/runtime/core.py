@@ -37,8 +37,9 @@ class Runtime:
         stale_step_timeout: Seconds after which a delivery may take over a step still marked
             running (its worker presumed dead); ``None`` never takes over.
         before_commit: Called with each write transaction just before it commits (after its
-            body succeeded): the client passes the hook that links child runs to their
-            parents (:func:`squidmesh_sdk.runtime.children.before_commit`).
+            body succeeded): the client passes the hook that adds what runs' status changes
+            imply, closing what a finished run left open and linking child runs to their
+            parents (:func:`squidmesh_sdk.runtime.finishing.before_commit`).
     """
 
     database: Database

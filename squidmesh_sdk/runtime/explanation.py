@@ -105,6 +105,8 @@ def explain(
     if definition is not None and definition.deadline is not None and not run.terminal:
         deadline_at = run.inserted_at + timedelta(seconds=definition.deadline)
         extra["deadline_at"] = deadline_at.isoformat()
+    if run.terminal:
+        extra.update(_closed(run, cancellation))
     result = _Result(run.status, evidence, extra)
     replayable = definition or current_definition
 
@@ -460,6 +462,48 @@ def _run_evidence(run: Run) -> dict[str, Any]:
     if run.schedule is not None:
         evidence["schedule"] = dict(run.schedule)
     return evidence
+
+
+_CLOSED_CODES = frozenset({"run_cancelled", "run_failed"})
+"""``last_error`` codes of step runs a run closed when it finished before they started."""
+
+
+def _closed(run: Run, cancellation: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What the run's end closed: steps it never started, children it cancelled or left.
+
+    And, for a child its parent's end cancelled, that parent.
+    """
+    details: dict[str, Any] = {}
+    closed = [
+        sr.step
+        for sr in run.step_runs or ()
+        if sr.status in ("cancelled", "skipped")
+        and (sr.last_error or {}).get("code") in _CLOSED_CODES
+    ]
+    if closed:
+        details["closed_steps"] = sorted(closed, key=_step_order)
+    # By child: a run retried and failed again records an abandoned child once per failure.
+    children: dict[Any, dict[str, Any]] = {}
+    for event in run.events or ():
+        if event.type in ("child_cancelled", "child_abandoned"):
+            child_id = (event.metadata or {}).get("child_run_id")
+            children[child_id] = {
+                "child_run_id": child_id,
+                "workflow": (event.metadata or {}).get("workflow"),
+                "step": event.step,
+                "closed": "cancelled" if event.type == "child_cancelled" else "abandoned",
+            }
+    if children:
+        details["closed_children"] = list(children.values())
+    actor = (cancellation or {}).get("actor")
+    if isinstance(actor, Mapping) and isinstance(actor.get("parent_run_id"), str):
+        details["cancelled_by_parent"] = actor["parent_run_id"]
+    return details
+
+
+def _step_order(key: str) -> tuple[str, int, int]:
+    parsed = StepKey.parse(key)
+    return (parsed.name, parsed.iteration, -1 if parsed.item is None else parsed.item)
 
 
 def _cancellation_evidence(run: Run) -> dict[str, Any] | None:

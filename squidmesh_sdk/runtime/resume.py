@@ -10,7 +10,8 @@ fresh retry budget, and the run goes on from there as if the step had just been 
   completed run again, each as a new iteration.
 * **Several paths**: the failed step runs (or ``from_step``, one of them) start again through
   :func:`~squidmesh_sdk.runtime.progression.settle`; branches that completed stay completed,
-  and steps that were scheduled when the run failed are queued again.
+  and steps that were scheduled when the run failed (closed ``skipped`` by the failure) are
+  reopened and queued again.
 
 Refused when the run is not ``failed``, when its compensation has started (the rollback has
 undone completed steps: going on would build on effects that are gone; replay it instead), and,
@@ -26,7 +27,7 @@ from typing import Any
 
 from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, WorkflowDefinition
-from squidmesh_sdk.runtime import dispatcher, manual, progression
+from squidmesh_sdk.runtime import dispatcher, finishing, manual, progression
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.store import audit
 from squidmesh_sdk.store import runs as run_store
@@ -71,6 +72,8 @@ def retry_run(
         if run.status != "failed":
             raise errors.InvalidTransition(run.status, "running", run_id=run.id)
         definition = runtime.definition_of(run)
+        # The steps the failure closed before they started go on as they were scheduled.
+        reopened = step_run_store.reopen_closed(tx, run.id, finishing.CLOSED_BY_FAILURE["code"])
         step_runs = step_run_store.list_step_runs(tx.connection, run.id)
         started = [
             sr.step
@@ -102,6 +105,7 @@ def retry_run(
                 "allow_irreversible": allow_irreversible,
                 "retry": run.operator_retries,
                 "last_error": dict(run.last_error) if run.last_error else None,
+                **({"reopened_steps": reopened} if reopened else {}),
             },
         )
         _restore_timers(runtime, tx, run, definition, step_runs)
@@ -212,7 +216,11 @@ def _restore_timers(
     definition: WorkflowDefinition,
     step_runs: list[StepRun],
 ) -> None:
-    """Queue again the timers the failure discarded: the deadline, open waits' timeouts."""
+    """Queue again what the failure discarded: the deadline, open waits' timeouts.
+
+    A waiting child step whose child finished meanwhile (the failure cancelled it, or it ended
+    on its own) is queued now: that end woke no one while the run was failed.
+    """
     if definition.deadline is not None:
         due = run.inserted_at + timedelta(seconds=definition.deadline)
         dispatcher.dispatch_steps(runtime, tx, run, [DEADLINE_STEP], schedule_in=_delay(due, tx))
@@ -221,7 +229,10 @@ def _restore_timers(
         if sr.status != "running" or not isinstance(resume.get("kind"), str):
             continue
         due_text = resume.get("until") or resume.get("timeout_at")
-        if isinstance(due_text, str):
+        child_id = resume.get("child_run_id") if resume["kind"] == "child" else None
+        if isinstance(child_id, str) and run_store.get_run(tx.connection, child_id).terminal:
+            dispatcher.dispatch_steps(runtime, tx, run, [sr.step])
+        elif isinstance(due_text, str):
             due = datetime.fromisoformat(due_text)
             dispatcher.dispatch_steps(runtime, tx, run, [sr.step], schedule_in=_delay(due, tx))
 

@@ -34,9 +34,11 @@ __all__ = [
 SCHEDULE_KEY = "schedule"
 """Context key reserved for a cron run's schedule metadata; step outputs cannot replace it."""
 
-StepRunStatus = Literal["pending", "running", "completed", "failed", "skipped"]
+StepRunStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]
 AttemptStatus = Literal["running", "completed", "failed", "abandoned"]
-StepStateStatus = Literal["waiting", "pending", "running", "completed", "failed", "skipped"]
+StepStateStatus = Literal[
+    "waiting", "pending", "running", "completed", "failed", "skipped", "cancelled"
+]
 AuditEventType = Literal[
     "paused",
     "resumed",
@@ -54,6 +56,9 @@ AuditEventType = Literal[
     "signal_consumed",
     "child_started",
     "retried",
+    "steps_closed",
+    "child_cancelled",
+    "child_abandoned",
 ]
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "begin_step",
     "begin_step_later",
     "begin_step_with_attempt",
+    "close_pending",
     "complete_manual_step",
     "complete_step",
     "completed_outputs",
@@ -48,6 +49,7 @@ __all__ = [
     "persist_waiting",
     "progress_states",
     "record_failure_recovery",
+    "reopen_closed",
     "schedule_step",
     "schedule_steps",
     "skip_steps",
@@ -272,6 +274,53 @@ def _insert_new(tx: Transaction, rows: list[dict[str, Any]]) -> list[str]:
         for row in rows
     ]
     return [str(row["step"]) for row, fetch in zip(rows, pending, strict=True) if fetch()]
+
+
+def close_pending(
+    tx: Transaction,
+    run_id: str | uuid.UUID,
+    status: Literal["cancelled", "skipped"],
+    error: Mapping[str, Any],
+) -> list[str]:
+    """Close the run's ``pending`` step runs (its run finished first); return their keys.
+
+    ``error`` (its ``code`` names what closed them) is kept as their ``last_error``, so an
+    element that never ran says why; :func:`reopen_closed` finds them by it.
+    """
+    rows = tx.connection.execute(
+        step_runs.update()
+        .where(step_runs.c.run_id == as_uuid(run_id), step_runs.c.status == "pending")
+        .values(status=status, last_error=dict(error), updated_at=tx.now)
+        .returning(step_runs.c.step)
+    )
+    return sorted(rows.scalars(), key=_key_order)
+
+
+def reopen_closed(tx: Transaction, run_id: str | uuid.UUID, code: str) -> list[str]:
+    """Put back to ``pending`` the step runs :func:`close_pending` closed with ``code``.
+
+    ``retry_run`` resumes a failed run with the steps its failure closed, as they were.
+    """
+    rows = tx.connection.execute(
+        sa.select(step_runs.c.id, step_runs.c.step, step_runs.c.last_error).where(
+            step_runs.c.run_id == as_uuid(run_id), step_runs.c.status == "skipped"
+        )
+    ).all()
+    closed = [row for row in rows if (row.last_error or {}).get("code") == code]
+    if not closed:
+        return []
+    tx.connection.execute(
+        step_runs.update()
+        .where(step_runs.c.id.in_([row.id for row in closed]))
+        .values(status="pending", last_error=None, updated_at=tx.now)
+    )
+    return sorted((str(row.step) for row in closed), key=_key_order)
+
+
+def _key_order(key: str) -> tuple[str, int, int]:
+    """Step keys in a readable order: by name, iteration, then element index (not as text)."""
+    parsed = StepKey.parse(key)
+    return (parsed.name, parsed.iteration, -1 if parsed.item is None else parsed.item)
 
 
 def progress_states(connection: Connection, run_id: str | uuid.UUID) -> list[ProgressState]:

@@ -29,8 +29,9 @@ __all__ = [
 
 # Which status a group of step runs (a map's elements, a loop's iterations) is shown with:
 # the first one present in this order; any other status outranks them all.
-_GROUP_ORDER = ("running", "failed", "pending", "completed", "skipped")
-_NOT_REACHED: frozenset[str] = frozenset({"skipped"})
+_GROUP_ORDER = ("running", "failed", "pending", "completed", "cancelled", "skipped")
+# Step runs the run never started: a branch not taken, or closed when the run finished first.
+_NOT_REACHED: frozenset[str] = frozenset({"skipped", "cancelled"})
 
 
 def grouped(step_runs: Sequence[StepRun]) -> dict[str, list[StepRun]]:
@@ -80,7 +81,8 @@ def node_states(run: Run, declared: Sequence[str]) -> dict[str, NodeState]:
 def taken_edges(run: Run, definition: Mapping[str, Any]) -> frozenset[tuple[str, str]]:
     """The edges the run went along: both ends reached, the target after the source began.
 
-    A step is reached once it has a step run that is not ``skipped``. The edge to the
+    A step is reached once it has a step run that is not ``skipped`` or ``cancelled`` (closed
+    before it started). The edge to the
     completion marker is taken by a completed run from a reached step no other taken edge
     leaves.
     """

@@ -78,6 +78,13 @@ def broken_factory() -> Client:
     raise RuntimeError("no database configured\nset DATABASE_URL")
 
 
+def parent_without_child() -> Client:
+    """A client holding a workflow whose child step starts one it is not given."""
+    parent = Workflow("parent", triggers=[manual("go")])
+    parent.chain(parent.child("ship", workflow="shipping"), COMPLETE)
+    return Client(os.environ[DB_ENV_VAR], [parent])
+
+
 def wrong_factory() -> object:
     return "not a client"
 
@@ -120,8 +127,22 @@ def call_partner(prepared: bool) -> dict[str, bool]:
 flaky.chain(prepare, call_partner, COMPLETE)
 
 
+fanned = Workflow("fanned", triggers=[manual("go")])
+"""Two entry steps, both scheduled when a run starts: cancelled before a worker runs them."""
+
+
+@fanned.step
+def left() -> dict[str, bool]:
+    return {"left": True}
+
+
+@fanned.step
+def right() -> dict[str, bool]:
+    return {"right": True}
+
+
 def events_client() -> Client:
-    """The test app plus the workflows of signals and retries."""
+    """The test app plus the workflows of signals, retries and closing."""
     return Client(
-        os.environ[DB_ENV_VAR], (*WORKFLOWS, awaiting, flaky), executor=DatabaseExecutor()
+        os.environ[DB_ENV_VAR], (*WORKFLOWS, awaiting, flaky, fanned), executor=DatabaseExecutor()
     )

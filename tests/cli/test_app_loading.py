@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -139,3 +141,34 @@ def test_one_line_flattens_listed_problems() -> None:
     text = "workflow 'w' has 2 problems:\n- [a] first\n- [b] second"
     assert one_line(text) == "workflow 'w' has 2 problems: [a] first; [b] second"
     assert one_line("") == ""
+
+
+def test_a_worker_whose_app_lacks_a_child_workflow_refuses_to_start(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Such a worker could only fail the child step until its job was dead-lettered, with no
+    # word on the run: the real process stops at once instead, saying what to fix.
+    root = Path(__file__).parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        DB_ENV_VAR: database_url,
+        APP_ENV_VAR: "tests.cli.app:parent_without_child",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "squidmesh_sdk.cli", "worker"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == EXIT_USAGE
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(
+        "squidmesh: error: app factory 'tests.cli.app:parent_without_child' raised "
+        "InvalidArgument: workflow 'parent' (version 'fp-"
+    )
+    assert "child step 'ship' starts workflow 'shipping', which is not in workflows=" in line

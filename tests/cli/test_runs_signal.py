@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -89,3 +90,26 @@ def test_retry_a_failed_run(cli: Cli, events: Client, monkeypatch: pytest.Monkey
     ]
     again = cli("runs", "retry", run.id)
     assert_one_error_line(again, EXIT_FAILURE, "the run is completed")
+
+
+def test_show_and_explain_say_which_steps_a_cancel_closed(cli: Cli, events: Client) -> None:
+    run = events.start_run("fanned", {})  # left and right scheduled; no worker ran them
+    cancelled = cli("runs", "cancel", run.id)
+    assert cancelled.out == f"cancelled run {run.id} (status cancelled)\n"
+    shown = cli("runs", "show", run.id)
+    assert shown.code == 0
+    assert "left   cancelled" in shown.out
+    assert "right  cancelled" in shown.out
+    assert "steps_closed" in shown.out
+    assert "cancelled, not run: left, right" in shown.out
+    explained = cli("runs", "explain", run.id, "--json")
+    details = json.loads(explained.out)["details"]
+    assert details["closed_steps"] == ["left", "right"]
+    drain(events)  # their jobs were discarded with the cancel: nothing runs
+    assert {
+        sr.step: sr.status
+        for sr in events.inspect_run(run.id, include_history=True).step_runs or ()
+    } == {
+        "left": "cancelled",
+        "right": "cancelled",
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field, field_validator
@@ -643,6 +644,17 @@ def bad_child_payload_path() -> Workflow:
     return wf
 
 
+def bad_parent_close_policy() -> Workflow:
+    wf = _wf()
+    policy: Any = "terminate"  # not a policy: the compiler, not only the type checker, refuses
+    wf.chain(wf.child("ship", workflow="shipping", on_parent_close=policy), COMPLETE)
+    return wf
+
+
+def parent_close_policy_on_a_log_step() -> Workflow:
+    return _only_spec(StepSpec(name="note", kind="log", message="hi", on_parent_close="abandon"))
+
+
 def timeout_route_on_signal_without_timeout() -> Workflow:
     wf = _wf()
     paid = wf.signal("paid")
@@ -657,6 +669,8 @@ RULES: list[tuple[Callable[[], Workflow], list[str]]] = [
     (conflicting_signal_payload, ["conflicting_signal_payload"]),
     (bad_child_workflow, ["invalid_child_workflow"]),
     (bad_child_payload_path, ["invalid_child_payload"]),
+    (bad_parent_close_policy, ["invalid_parent_close"]),
+    (parent_close_policy_on_a_log_step, ["invalid_parent_close"]),
     (timeout_route_on_signal_without_timeout, ["timeout_route_without_timeout"]),
     (loop_without_complete, ["no_path_to_complete"]),
     (loop_without_wait, ["loop_without_wait"]),
@@ -933,3 +947,20 @@ def test_duplicate_names_keep_declaration_order_for_the_rest() -> None:
     wf.log("a", message="again")
     wf.chain(a, b, COMPLETE)
     assert _codes(wf) == ["duplicate_step"]
+
+
+def test_on_parent_close_is_in_the_definition_only_when_not_the_default() -> None:
+    def parent(**options: Any) -> Workflow:
+        wf = _wf("parent")
+        wf.chain(wf.child("ship", workflow="shipping", **options), COMPLETE)
+        return wf
+
+    plain = compile(parent())
+    assert "on_parent_close" not in plain.steps["ship"].options
+    # Declared before the option existed or with the default: the same fingerprint (and so
+    # the same derived version, which runs already started are pinned to).
+    assert compile(parent(on_parent_close="cancel")).fingerprint == plain.fingerprint
+    abandoning = compile(parent(on_parent_close="abandon"))
+    assert abandoning.steps["ship"].options["on_parent_close"] == "abandon"
+    assert abandoning.to_dict()["steps"][0]["options"]["on_parent_close"] == "abandon"
+    assert abandoning.fingerprint != plain.fingerprint

@@ -11,12 +11,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 
 from squidmesh_sdk import (
     COMPLETE,
     Client,
     DatabaseExecutor,
+    InvalidArgument,
     NonRetryableError,
     Workflow,
     manual,
@@ -209,3 +211,19 @@ def test_eight_concurrent_redeliveries_of_the_parents_step_start_one_child(
             children = run_store.list_children(connection, parent.id)
         assert len(children) == 1
         assert len(client.list_runs(workflow="shipping")) == 1
+
+
+def test_a_client_given_a_parent_without_its_child_workflow_refuses_to_start(
+    database_url: str,
+) -> None:
+    # Any worker built from such a client could deliver the child step and only fail it, until
+    # its job was dead-lettered with no word of why: refused where the fix is one line.
+    with pytest.raises(InvalidArgument, match=r"child step 'ship' starts workflow 'shipping'"):
+        Client(database_url, [orders()])
+    # A version kept for runs already started counts too, even if the current one has no child.
+    current = Workflow("orders", triggers=[manual("order", payload=Order)], version="2")
+    current.chain(current.log("note", message="no shipping any more"), COMPLETE)
+    with pytest.raises(InvalidArgument, match=r"workflow 'orders' \(version '[^']+'\)"):
+        Client(database_url, [orders(), current])
+    with Client(database_url, [orders(), shipping()]) as client:
+        assert set(client.workflows) == {"orders", "shipping"}

@@ -580,7 +580,7 @@ def test_a_step_finishing_after_its_run_failed_is_compensated_too(make_env: Make
     late = threading.Thread(target=lambda: env.client.perform(jobs["slow"]))
     late.start()
     try:
-        # The slow branch is running (claimed, its body started) when the other one fails.
+        # Its body must be running when the run fails: a step only queued then is not run.
         assert started.wait(timeout=30), "the slow branch never started"
         assert env.client.perform(jobs["broken"]) == "executed"
         assert env.client.inspect_run(run.id).status == "failed"
@@ -596,7 +596,7 @@ def test_a_step_finishing_after_its_run_failed_is_compensated_too(make_env: Make
     assert undone == ["slow"]
 
 
-def test_a_map_cancelled_while_an_element_runs_is_cancelling_then_cancelled(
+def test_a_map_cancelled_while_an_element_runs_is_cancelling_then_cancelled_and_closed(
     make_env: MakeEnv,
 ) -> None:
     started, release = threading.Event(), threading.Event()
@@ -627,11 +627,24 @@ def test_a_map_cancelled_while_an_element_runs_is_cancelling_then_cancelled(
     env.run_until_idle()
     done = env.client.inspect_run(run.id, include_history=True)
     assert done.status == "cancelled"
-    # The map step itself was closed by the cancel; no element after the running one started.
+    # The map step itself was closed by the cancel; no element after the running one started,
+    # and the ones never dispatched were closed by the transaction that finished the cancel.
     assert {sr.step: sr.status for sr in done.step_runs or ()} == {
         "slow": "failed",
         "slow[0]": "completed",
-        "slow[1]": "pending",
-        "slow[2]": "pending",
+        "slow[1]": "cancelled",
+        "slow[2]": "cancelled",
     }
-    assert env.client.explain_run(run.id).reason == "cancelled"
+    closed = done.step_run("slow[1]")
+    assert closed is not None
+    assert closed.last_error is not None
+    assert closed.last_error["code"] == "run_cancelled"
+    (event,) = [e for e in done.events or () if e.type == "steps_closed"]
+    assert event.metadata == {
+        "steps": ["slow[1]", "slow[2]"],
+        "status": "cancelled",
+        "run_status": "cancelled",
+    }
+    explanation = env.client.explain_run(run.id)
+    assert explanation.reason == "cancelled"
+    assert explanation.details["closed_steps"] == ["slow[1]", "slow[2]"]

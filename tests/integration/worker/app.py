@@ -184,6 +184,17 @@ def _child_parent() -> Workflow:
     return wf
 
 
+def _child_deadline() -> Workflow:
+    """A parent with 1.5 seconds whose gated child outlives it: the deadline fails the parent,
+    whose end cancels the child (its body in flight: ``cancelling`` until the gate opens)."""
+    wf = Workflow("child_deadline", triggers=[manual("go", payload=GatePayload)], deadline=1.5)
+    sub = wf.child(
+        "sub", workflow="gated_child", payload_from={"gate": "gate", "started": "started"}
+    )
+    wf.chain(sub, COMPLETE)
+    return wf
+
+
 class TimerPayload(BaseModel):
     delay: float
     until: str
@@ -218,6 +229,7 @@ WORKFLOWS = (
     _gated_signal(),
     _gated_child(),
     _child_parent(),
+    _child_deadline(),
     _timers(),
     _deadline(),
 )
