@@ -748,19 +748,21 @@ def _begin_step_with_attempt_statement(dialect: str) -> Any:
 
 
 _INSERT_NEW = Prepared(
-    lambda dialect: upsert(dialect, step_runs)
-    .values(
-        id=sa.bindparam("p_id"),
-        run_id=sa.bindparam("p_run_id"),
-        step=sa.bindparam("p_step"),
-        status=sa.bindparam("p_status"),
-        input=sa.bindparam("p_input"),
-        recovery=sa.bindparam("p_recovery"),
-        inserted_at=sa.bindparam("p_now"),
-        updated_at=sa.bindparam("p_now"),
+    lambda dialect: (
+        upsert(dialect, step_runs)
+        .values(
+            id=sa.bindparam("p_id"),
+            run_id=sa.bindparam("p_run_id"),
+            step=sa.bindparam("p_step"),
+            status=sa.bindparam("p_status"),
+            input=sa.bindparam("p_input"),
+            recovery=sa.bindparam("p_recovery"),
+            inserted_at=sa.bindparam("p_now"),
+            updated_at=sa.bindparam("p_now"),
+        )
+        .on_conflict_do_nothing(index_elements=[step_runs.c.run_id, step_runs.c.step])
+        .returning(step_runs.c.step)
     )
-    .on_conflict_do_nothing(index_elements=[step_runs.c.run_id, step_runs.c.step])
-    .returning(step_runs.c.step)
 )
 _BEGIN_FIRST_ATTEMPT = Prepared(_begin_first_attempt_statement)
 _BEGIN_STEP_WITH_ATTEMPT = Prepared(_begin_step_with_attempt_statement)
