@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar
 
 from squidmesh_sdk.definition.conditions import Condition
+from squidmesh_sdk.definition.flow import ConcurrencyLimit
 from squidmesh_sdk.definition.options import Duration, Retry
 from squidmesh_sdk.definition.outcomes import Complete, Outcome, RecoveryLabel
 
@@ -79,6 +80,7 @@ class StepSpec:
             (dotted) its value is read from.
         trigger_name: The trigger a ``"child"`` step starts its child through (``None``: the
             child workflow's first).
+        concurrency: A per-key limit on the step's running jobs (``None``: the workflow's).
     """
 
     name: str
@@ -106,6 +108,7 @@ class StepSpec:
     workflow: str | None = None
     payload_from: Mapping[str, str] | None = None
     trigger_name: str | None = None
+    concurrency: ConcurrencyLimit | None = None
 
 
 class DeclaringWorkflow(Protocol):
