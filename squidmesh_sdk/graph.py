@@ -372,6 +372,8 @@ class WorkflowDefinition:
         has_timers: Runs may leave timer jobs behind when they finish (a deadline, a wait, an
             approval or pause timeout): a run's finishing transaction deletes them from the
             database queue.
+        has_concurrency: Some step of its runs has a concurrency limit (its own or the
+            workflow's).
         version: What runs started on this definition are pinned to: the declared version,
             or ``fp-`` and the first 16 hex digits of the fingerprint.
     """
@@ -395,6 +397,7 @@ class WorkflowDefinition:
     single_path: bool = field(init=False, default=True)
     has_choices: bool = field(init=False, default=False)
     has_timers: bool = field(init=False, default=False)
+    has_concurrency: bool = field(init=False, default=False)
     _routes: Mapping[str, tuple[Edge, ...]] = field(init=False, repr=False, compare=False)
     _successors: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
     ordered_steps: tuple[StepNode, ...] = field(init=False, repr=False, compare=False)
@@ -431,6 +434,10 @@ class WorkflowDefinition:
             for node in self.steps.values()
         )
         object.__setattr__(self, "has_timers", timers)
+        limited = self.concurrency is not None or any(
+            node.concurrency is not None for node in self.steps.values()
+        )
+        object.__setattr__(self, "has_concurrency", limited)
         canonical = json.dumps(_without_descriptions(self._body_dict()), sort_keys=True)
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         object.__setattr__(self, "fingerprint", f"sha256:{digest}")
@@ -501,13 +508,6 @@ class WorkflowDefinition:
         if node is not None and node.concurrency is not None:
             return node.concurrency
         return self.concurrency
-
-    @property
-    def has_concurrency(self) -> bool:
-        """Whether some step of its runs has a concurrency limit."""
-        return self.concurrency is not None or any(
-            node.concurrency is not None for node in self.steps.values()
-        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form with a stable key and list order, plus the fingerprint."""

@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -63,21 +64,21 @@ class QueueLimits:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> QueueLimits:
+    def from_row(cls, row: Mapping[Any, Any]) -> QueueLimits:
         """Build from a ``squidmesh_queue_limits`` row."""
         count, period = row["rate_count"], row["rate_period"]
         rate = (
-            RateLimit(int(count), per=timedelta(seconds=float(period)))  # type: ignore[arg-type]
+            RateLimit(int(count), per=timedelta(seconds=float(period)))
             if count is not None and period is not None
             else None
         )
         return cls(
             queue=str(row["queue"]),
-            concurrency=row["concurrency"],  # type: ignore[arg-type]
+            concurrency=row["concurrency"],
             rate=rate,
-            tokens=row["tokens"],  # type: ignore[arg-type]
-            refilled_at=row["refilled_at"],  # type: ignore[arg-type]
-            updated_at=row["updated_at"],  # type: ignore[arg-type]
+            tokens=row["tokens"],
+            refilled_at=row["refilled_at"],
+            updated_at=row["updated_at"],
         )
 
     def tokens_at(self, now: datetime) -> float:
@@ -97,7 +98,9 @@ class QueueLimits:
         return now + timedelta(seconds=(1 - tokens) * per_token)
 
 
-def refill(rate: RateLimit, tokens: float | None, refilled_at: datetime | None, now: datetime) -> float:
+def refill(
+    rate: RateLimit, tokens: float | None, refilled_at: datetime | None, now: datetime
+) -> float:
     """The bucket's tokens at ``now``: what was left, plus what accrued since, capped at ``count``.
 
     A bucket never written (``tokens`` ``None``) is full. A clock that went back accrues
@@ -130,7 +133,12 @@ def set_limits(
     if concurrency is None and rate is None:
         clear_limits(tx, queue)
         return QueueLimits(
-            queue=queue, concurrency=None, rate=None, tokens=None, refilled_at=None, updated_at=tx.now
+            queue=queue,
+            concurrency=None,
+            rate=None,
+            tokens=None,
+            refilled_at=None,
+            updated_at=tx.now,
         )
     keep_bucket = current is not None and current.rate == rate
     values = {

@@ -23,10 +23,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from squidmesh_sdk.store import flow
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid
 from squidmesh_sdk.store.prepared import Prepared
-from squidmesh_sdk.store import flow
 from squidmesh_sdk.store.schema import jobs, queue_limits
 
 __all__ = [
@@ -234,8 +234,9 @@ def claim(
     lease: float,
     holds: Mapping[str, Iterable[str]] | None = None,
 ) -> list[Job]:
-    """Lease up to ``limit`` due jobs of ``queues`` to ``worker``: highest priority first,
-    then oldest.
+    """Lease up to ``limit`` due jobs of ``queues`` to ``worker``, highest priority first.
+
+    Within a priority, the oldest ``run_at`` first, then the oldest job.
 
     ``holds`` (workflow name to the versions of it the worker holds) restricts the claim to
     jobs the worker can run: a job for a workflow, or a version of it, that the worker lacks
@@ -284,7 +285,7 @@ def _claim_batch(
     skip: Sequence[int],
     full_keys: Sequence[str] = (),
     full_queues: Sequence[str] = (),
-) -> list[Mapping[str, Any]]:
+) -> list[Mapping[Any, Any]]:
     due = (
         sa.select(jobs.c.id)
         .where(jobs.c.status == "queued", jobs.c.queue.in_(list(queues)), jobs.c.run_at <= tx.now)
