@@ -41,7 +41,14 @@ def record(log: str, event: str, ctx: StepContext, customer: str) -> None:
     if not log:
         return
     line = json.dumps(
-        {"event": event, "key": customer, "run": ctx.run_id, "step": ctx.step, "t": time.time_ns()}
+        {
+            "event": event,
+            "key": customer,
+            "run": ctx.run_id,
+            "step": ctx.step,
+            "attempt": ctx.attempt,
+            "t": time.time_ns(),
+        }
     )
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -108,6 +115,18 @@ def read_log(log: Path) -> list[dict[str, Any]]:
     if not log.exists():
         return []
     return [json.loads(line) for line in log.read_text().splitlines() if line]
+
+
+def ended_at(events: list[dict[str, Any]], moment: int) -> list[dict[str, Any]]:
+    """``events``, with an end at ``moment`` for each attempt that started and never ended
+    (its worker was killed then)."""
+    ends = {(e["run"], e["step"], e["attempt"]) for e in events if e["event"] == "end"}
+    unfinished = [
+        {**e, "event": "end", "t": moment}
+        for e in events
+        if e["event"] == "start" and (e["run"], e["step"], e["attempt"]) not in ends
+    ]
+    return events + unfinished
 
 
 def max_overlap(events: list[dict[str, Any]]) -> dict[str, int]:
