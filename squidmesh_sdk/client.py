@@ -208,7 +208,7 @@ class Client:
                 order number...): non-empty text of at most 200 characters.
             priority: The priority of the run's jobs, -1000..1000, higher first (``None``: the
                 workflow's, 0 unless declared). Honoured by the database queue and
-                Procrastinate; see docs/worker.md, "Flow control".
+                Procrastinate; see docs/workers.md, "Flow control".
 
         Raises:
             InvalidArgument: the workflow or trigger is not an object or a name, the key is

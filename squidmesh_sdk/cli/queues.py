@@ -3,7 +3,7 @@
 - ``queues list`` (also ``queues show``) prints every queue with limits: its concurrency and
   rate limits, how many of its jobs run now and how many claims its rate bucket allows now.
 - ``queues limit NAME [--concurrency N] [--rate COUNT/PERIOD]`` sets (replaces) a queue's
-  limits; workers enforce them from their next claim (see docs/worker.md, "Flow control").
+  limits; workers enforce them from their next claim (see docs/workers.md, "Flow control").
 - ``queues clear NAME`` removes them.
 """
 

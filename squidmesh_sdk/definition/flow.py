@@ -2,7 +2,7 @@
 
 These are plain values; the compiler checks what a workflow declares
 (:class:`ConcurrencyLimit`), the client what an operator sets (:class:`RateLimit`). The built-in
-database queue enforces them when a worker claims jobs (see docs/worker.md, "Flow control").
+database queue enforces them when a worker claims jobs (see docs/workers.md, "Flow control").
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ class FlowControlUnsupported(DispatchFailed):
     """The executor cannot enforce a workflow's ``concurrency=`` limit.
 
     Only the built-in database queue enforces per-key concurrency limits (the inline executor
-    accepts them, see docs/worker.md, "Flow control"). Raised by ``start_run`` before anything
+    accepts them, see docs/workers.md, "Flow control"). Raised by ``start_run`` before anything
     is written.
 
     Attributes:

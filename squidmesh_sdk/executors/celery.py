@@ -85,7 +85,7 @@ class CeleryExecutor(QueueRouting):
             Without it no priority is sent. The scale is the broker's: RabbitMQ queues
             declared with ``x-max-priority`` run higher numbers first (0..255), the Redis
             transport runs *lower* numbers first (``priority_steps``, 0..9 by default), so no
-            mapping fits both; see docs/worker.md, "Flow control".
+            mapping fits both; see docs/workers.md, "Flow control".
         relay_lease: Seconds after which a message a relay took but neither published nor
             postponed (the relay died) is published again.
         redeliver_after: Seconds after which a message that was published but whose
