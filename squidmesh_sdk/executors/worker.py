@@ -297,7 +297,7 @@ class Worker:
                         next_rescue = time.monotonic() + max(self.lease / 2, 0.05)
                     if time.monotonic() >= next_limits:
                         self._read_limits()
-                        next_limits = time.monotonic() + self.poll_interval
+                        next_limits = time.monotonic() + max(self.poll_interval, 1.0)
                     if self.scheduler is not None and self.scheduler.tick():
                         self._wake.set()
                     claimed = self._claim(pool)
@@ -325,7 +325,7 @@ class Worker:
         """Note which of this worker's queues have limits, for continuations to respect.
 
         Claims read the limits themselves, exactly; a continuation skips the claim, so it
-        goes by this view, at most ``poll_interval`` old (see :meth:`Continuation.may_continue_with
+        goes by this view, read once a second (or every ``poll_interval``, if longer) (see :meth:`Continuation.may_continue_with
         <squidmesh_sdk.port.continuation.Continuation.may_continue_with>`).
         """
         with self.runtime.database.read() as connection:
