@@ -325,8 +325,9 @@ class Worker:
         """Note which of this worker's queues have limits, for continuations to respect.
 
         Claims read the limits themselves, exactly; a continuation skips the claim, so it
-        goes by this view, read once a second (or every ``poll_interval``, if longer) (see :meth:`Continuation.may_continue_with
-        <squidmesh_sdk.port.continuation.Continuation.may_continue_with>`).
+        goes by this view, read once a second (or every ``poll_interval``, if longer); see
+        :meth:`Continuation.may_continue_with
+        <squidmesh_sdk.port.continuation.Continuation.may_continue_with>`.
         """
         with self.runtime.database.read() as connection:
             found = flow_store.list_limits(connection, self.queues)
