@@ -219,5 +219,5 @@ def test_a_run_held_by_a_queue_limit_shows_why_on_its_page(database_url: str) ->
         assert page.status_code == 200
         text = text_of(page.text)
         assert "waiting for queue limit" in text.lower()
-        assert '&#34;concurrency&#34;: 1' in page.text
+        assert "&#34;concurrency&#34;: 1" in page.text
         browser.close()
