@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks import raw, squidmesh, traced
+from benchmarks import flow, raw, squidmesh, traced
 from benchmarks.report import render_json, render_table, summarize
 from benchmarks.results import Result, median_result
 from benchmarks.targets import Target, cpu_count, open_target
@@ -94,6 +94,15 @@ def _measurements(plan: Plan) -> list[Measurement]:
             target, plan.runs, plan.counted_threads, traced=on
         )
 
+    def key_limit(target: Target) -> Result:
+        """Row 8, per-key limit."""
+        return flow.keyed(target, plan.runs, plan.counted_threads)
+
+    def rate_limit(target: Target) -> Result:
+        """Row 8, rate limit: a fifth of the runs' steps per second (a few seconds' work)."""
+        rate = max(10, plan.runs // 5)
+        return flow.rate_limited(target, plan.runs, plan.counted_threads, rate)
+
     return [
         ("latency", latency),
         *((f"threads-{n}", threads(n)) for n in plan.threads),
@@ -102,6 +111,8 @@ def _measurements(plan: Plan) -> list[Measurement]:
         *((f"raw-{n}", raw_limit(n)) for n in plan.threads),
         ("tracing-off", tracing(False)),
         ("tracing-on", tracing(True)),
+        ("flow-keyed", key_limit),
+        ("flow-rate", rate_limit),
     ]
 
 

@@ -81,7 +81,7 @@ def summarize(db: str, results: Sequence[Result]) -> Summary:
     ours = _best(results, (2, 3))
     raw = _best(results, (6,))
     ratio = ours.steps_per_s / raw.steps_per_s if ours and raw and raw.steps_per_s else None
-    counted = next((result for result in results if result.commits is not None), None)
+    counted = next((r for r in results if r.row == 2 and r.commits is not None), None)
     latency = next((result for result in results if result.row == 1), None)
     checks = []
     checks.append(
@@ -164,8 +164,9 @@ def _cells(result: Result, *, counts_only: bool = False) -> list[str]:
         _number(result.runs_per_s, 1) if rates else "-",
         _number(result.p50_ms, 1),
         _number(result.p99_ms, 1),
-        "-",
-        "-",
+        # Row 8 counts its own statements and commits (row 5 shows row 2's).
+        _number(result.statements_per_step, 2) if result.row == 8 else "-",
+        _number(result.commits_per_step, 2) if result.row == 8 else "-",
     ]
 
 

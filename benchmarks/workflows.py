@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from squidmesh_sdk import COMPLETE, Client, DatabaseExecutor, Workflow, manual
+from pydantic import BaseModel
+
+from squidmesh_sdk import COMPLETE, Client, ConcurrencyLimit, DatabaseExecutor, Workflow, manual
 from squidmesh_sdk.runtime.events import Observer
 
 __all__ = [
     "FAN_OUT",
     "FAN_OUT_STEPS",
     "FAN_OUT_WIDTH",
+    "KEYED",
     "LINEAR",
     "LINEAR_STEPS",
     "WORKFLOWS",
@@ -31,6 +34,9 @@ FAN_OUT = "bench_fan_out"
 """A root, ten branches ``after=[root]`` and a join ``after=[every branch]``."""
 FAN_OUT_WIDTH = 10
 FAN_OUT_STEPS = FAN_OUT_WIDTH + 2
+
+KEYED = "bench_keyed"
+"""The linear workflow with a per-key concurrency limit on ``payload.key`` (row 8)."""
 
 POLL_INTERVAL = 0.05
 """Seconds between a worker's looks at an empty queue (in-process workers are also woken)."""
@@ -48,7 +54,13 @@ def _returning(key: str, output_bytes: int = 0) -> Callable[[], dict[str, Any]]:
     return body
 
 
-def linear(steps: int = LINEAR_STEPS, *, name: str = LINEAR, output_bytes: int = 0) -> Workflow:
+def linear(
+    steps: int = LINEAR_STEPS,
+    *,
+    name: str = LINEAR,
+    output_bytes: int = 0,
+    concurrency: ConcurrencyLimit | None = None,
+) -> Workflow:
     """A linear workflow: ``steps`` steps chained to ``COMPLETE``.
 
     Args:
@@ -56,8 +68,12 @@ def linear(steps: int = LINEAR_STEPS, *, name: str = LINEAR, output_bytes: int =
         name: The workflow's name.
         output_bytes: When not 0, each step returns a string of this many bytes (the run's
             state grows by that much per step).
+        concurrency: A per-key limit on the run's steps (its key is in the payload then).
     """
-    wf = Workflow(name, triggers=[manual("go")])
+    if concurrency is None:
+        wf = Workflow(name, triggers=[manual("go")])
+    else:
+        wf = Workflow(name, triggers=[manual("go", payload=KeyPayload)], concurrency=concurrency)
     handles = [
         wf.step(name=f"step_{index}")(_returning(f"step_{index}", output_bytes))
         for index in range(1, steps + 1)
@@ -78,7 +94,17 @@ def fan_out(width: int = FAN_OUT_WIDTH) -> Workflow:
     return wf
 
 
-WORKFLOWS = (linear(), fan_out())
+class KeyPayload(BaseModel):
+    """The payload of the keyed benchmark runs."""
+
+    key: str
+
+
+WORKFLOWS = (
+    linear(),
+    fan_out(),
+    linear(name=KEYED, concurrency=ConcurrencyLimit("payload.key", limit=2)),
+)
 
 
 def make_client(url: str, observers: Iterable[Observer] = ()) -> Client:

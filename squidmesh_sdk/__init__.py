@@ -28,7 +28,9 @@ from squidmesh_sdk.definition import (
     Backoff,
     Branch,
     BuiltinStep,
+    ConcurrencyLimit,
     Condition,
+    RateLimit,
     Retry,
     Step,
     StepContext,
@@ -48,8 +50,10 @@ from squidmesh_sdk.errors import (
     DefinitionUnavailable,
     DispatchFailed,
     ExecutorNotReady,
+    FlowControlUnsupported,
     IdempotencyConflict,
     InvalidArgument,
+    InvalidConcurrencyKey,
     InvalidExecutorPayload,
     InvalidPayload,
     InvalidResume,
@@ -84,6 +88,7 @@ from squidmesh_sdk.runtime.explanation import RunExplanation
 from squidmesh_sdk.runtime.retention import PurgeResult
 from squidmesh_sdk.runtime.runner import CronStart
 from squidmesh_sdk.store.database import Database
+from squidmesh_sdk.store.flow import QueueLimits
 from squidmesh_sdk.store.records import (
     Attempt,
     AuditEvent,
@@ -105,6 +110,7 @@ __all__ = [
     "BuiltinStep",
     "ChildRun",
     "Client",
+    "ConcurrencyLimit",
     "Condition",
     "CronStart",
     "Database",
@@ -114,9 +120,11 @@ __all__ = [
     "DispatchFailed",
     "Executor",
     "ExecutorNotReady",
+    "FlowControlUnsupported",
     "IdempotencyConflict",
     "InlineExecutor",
     "InvalidArgument",
+    "InvalidConcurrencyKey",
     "InvalidExecutorPayload",
     "InvalidPayload",
     "InvalidResume",
@@ -132,6 +140,8 @@ __all__ = [
     "NonRetryableError",
     "OutcomeNotStored",
     "PurgeResult",
+    "QueueLimits",
+    "RateLimit",
     "Retry",
     "RetryAfter",
     "RetryRefused",

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from squidmesh_sdk import errors
+from squidmesh_sdk.definition.flow import RateLimit, priority_problem
 from squidmesh_sdk.definition.workflow import Workflow
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.store.database import Database
@@ -22,6 +23,8 @@ __all__ = [
     "MAX_IDEMPOTENCY_KEY",
     "check_client",
     "idempotency_key",
+    "priority",
+    "queue_limits",
     "trigger_name",
     "wait_timeout",
     "workflow_name",
@@ -59,6 +62,46 @@ def idempotency_key(key: object) -> str:
             f"characters without NUL, got {_short(key)}",
         )
     return key
+
+
+def priority(value: object) -> int:
+    """A run's priority: an integer within -1000..1000."""
+    problem = priority_problem(value)
+    if problem is not None:
+        raise errors.InvalidArgument("priority", problem)
+    assert isinstance(value, int)  # noqa: S101 - priority_problem checked it
+    return value
+
+
+def queue_limits(
+    queue: object, concurrency: object, rate_limit: object
+) -> tuple[str, int | None, RateLimit | None]:
+    """The arguments of ``set_queue_limits``: a queue name, a concurrency >= 1, a rate."""
+    if not isinstance(queue, str) or not queue or len(queue) > 100 or "\x00" in queue:
+        raise errors.InvalidArgument(
+            "queue", f"a queue name is non-empty text of at most 100 characters, got {queue!r}"
+        )
+    if concurrency is not None and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+    ):
+        raise errors.InvalidArgument(
+            "concurrency", f"concurrency must be an integer of at least 1, got {concurrency!r}"
+        )
+    if rate_limit is not None:
+        if not isinstance(rate_limit, RateLimit):
+            raise errors.InvalidArgument(
+                "rate_limit", f"rate_limit takes a RateLimit(count, per=...), got {rate_limit!r}"
+            )
+        count, per = rate_limit.count, rate_limit.per
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise errors.InvalidArgument(
+                "rate_limit", f"a rate limit's count must be an integer >= 1, got {count!r}"
+            )
+        if not isinstance(per, timedelta) or per <= timedelta(0):
+            raise errors.InvalidArgument(
+                "rate_limit", f"a rate limit's period must be a positive timedelta, got {per!r}"
+            )
+    return queue, concurrency, rate_limit
 
 
 def wait_timeout(timeout: object) -> float | None:

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine
 from squidmesh_sdk import arguments, errors
 from squidmesh_sdk.client import Client, RunHandle, WorkflowRef
 from squidmesh_sdk.clock import Clock
+from squidmesh_sdk.definition.flow import RateLimit
 from squidmesh_sdk.definition.workflow import Workflow
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.port.executor import Executor
@@ -46,6 +47,7 @@ from squidmesh_sdk.runtime.retention import DEFAULT_BATCH_SIZE, PurgeResult
 from squidmesh_sdk.runtime.runner import CronStart
 from squidmesh_sdk.runtime.watcher import WaitPlan
 from squidmesh_sdk.store.database import Database
+from squidmesh_sdk.store.flow import QueueLimits
 from squidmesh_sdk.store.records import Run, Signal, parse_run_id
 
 __all__ = ["DEFAULT_MAX_THREADS", "AsyncClient", "AsyncRunHandle"]
@@ -176,6 +178,7 @@ class AsyncClient:
         *,
         trigger: str | None = None,
         idempotency_key: str | None = None,
+        priority: int | None = None,
     ) -> Run:
         """:meth:`Client.start_run <squidmesh_sdk.Client.start_run>`."""
         return await self._run(
@@ -184,6 +187,7 @@ class AsyncClient:
             payload,
             trigger=trigger,
             idempotency_key=idempotency_key,
+            priority=priority,
         )
 
     async def start(
@@ -193,6 +197,7 @@ class AsyncClient:
         *,
         trigger: str | None = None,
         idempotency_key: str | None = None,
+        priority: int | None = None,
     ) -> AsyncRunHandle:
         """:meth:`Client.start <squidmesh_sdk.Client.start>`, with an :class:`AsyncRunHandle`."""
         handle: RunHandle = await self._run(
@@ -201,6 +206,7 @@ class AsyncClient:
             payload,
             trigger=trigger,
             idempotency_key=idempotency_key,
+            priority=priority,
         )
         return AsyncRunHandle(run=handle.run, created=handle.created, client=self)
 
@@ -383,6 +389,26 @@ class AsyncClient:
             dry_run=dry_run,
             batch_size=batch_size,
         )
+
+    async def set_queue_limits(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        rate_limit: RateLimit | None = None,
+    ) -> QueueLimits:
+        """:meth:`Client.set_queue_limits <squidmesh_sdk.Client.set_queue_limits>`."""
+        return await self._run(
+            self._client.set_queue_limits, queue, concurrency=concurrency, rate_limit=rate_limit
+        )
+
+    async def clear_queue_limits(self, queue: str) -> bool:
+        """:meth:`Client.clear_queue_limits <squidmesh_sdk.Client.clear_queue_limits>`."""
+        return await self._run(self._client.clear_queue_limits, queue)
+
+    async def queue_limits(self) -> list[QueueLimits]:
+        """:meth:`Client.queue_limits <squidmesh_sdk.Client.queue_limits>`."""
+        return await self._run(self._client.queue_limits)
 
     async def close(self) -> None:
         """Wait for operations under way, stop the pool, and close the client if it is ours.

@@ -16,7 +16,9 @@ from sqlalchemy.engine import Engine
 from squidmesh_sdk import arguments, errors
 from squidmesh_sdk.clock import Clock, SystemClock
 from squidmesh_sdk.compiler import compile as compile_workflow
+from squidmesh_sdk.definition.flow import RateLimit
 from squidmesh_sdk.definition.workflow import Workflow
+from squidmesh_sdk.executors.database import DatabaseExecutor
 from squidmesh_sdk.executors.inline import InlineExecutor
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.port.delivery import Delivery
@@ -37,9 +39,11 @@ from squidmesh_sdk.runtime.explanation import RunExplanation
 from squidmesh_sdk.runtime.retention import PurgeResult
 from squidmesh_sdk.runtime.runner import CronStart
 from squidmesh_sdk.runtime.tracing import TelemetryObserver
+from squidmesh_sdk.store import flow as flow_store
 from squidmesh_sdk.store import migrations
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.database import Database
+from squidmesh_sdk.store.flow import QueueLimits
 from squidmesh_sdk.store.records import Run, Signal
 
 __all__ = ["Client", "RunHandle"]
@@ -183,6 +187,7 @@ class Client:
         *,
         trigger: str | None = None,
         idempotency_key: str | None = None,
+        priority: int | None = None,
     ) -> Run:
         """Start a run: validate the payload, persist a ``pending`` run and dispatch its first work.
 
@@ -202,18 +207,28 @@ class Client:
             trigger: The trigger to start through; the workflow's first trigger by default.
             idempotency_key: Makes retries of this call start one run (a request id, an
                 order number...): non-empty text of at most 200 characters.
+            priority: The priority of the run's jobs, -1000..1000, higher first (``None``: the
+                workflow's, 0 unless declared). Honoured by the database queue and
+                Procrastinate; see docs/workers.md, "Flow control".
 
         Raises:
-            InvalidArgument: the workflow or trigger is not an object or a name, or the key is
-                not a non-empty string of at most 200 characters.
+            InvalidArgument: the workflow or trigger is not an object or a name, the key is
+                not a non-empty string of at most 200 characters, or the priority is not an
+                integer within -1000..1000.
             InvalidWorkflow: the workflow is not registered with this client.
             InvalidTrigger: the workflow has no such trigger.
             InvalidPayload: the payload breaks the trigger's contract (every problem listed).
             IdempotencyConflict: the key already started a run of this workflow from another
                 trigger or payload; nothing is started.
-            DispatchFailed: the executor refused the first step.
+            DispatchFailed: the executor refused the first step; in particular
+                :class:`~squidmesh_sdk.errors.InvalidConcurrencyKey` (the payload has no value
+                at the workflow's concurrency key) and
+                :class:`~squidmesh_sdk.errors.FlowControlUnsupported` (the executor cannot
+                enforce the workflow's concurrency limit). Nothing is written.
         """
-        return self.start(workflow, payload, trigger=trigger, idempotency_key=idempotency_key).run
+        return self.start(
+            workflow, payload, trigger=trigger, idempotency_key=idempotency_key, priority=priority
+        ).run
 
     def start(
         self,
@@ -222,6 +237,7 @@ class Client:
         *,
         trigger: str | None = None,
         idempotency_key: str | None = None,
+        priority: int | None = None,
     ) -> RunHandle:
         """:meth:`start_run`, returning a :class:`RunHandle`: the run, and whether it is new.
 
@@ -234,14 +250,15 @@ class Client:
         name = arguments.workflow_name(workflow)
         trigger_name = None if trigger is None else arguments.trigger_name(trigger)
         key = None if idempotency_key is None else arguments.idempotency_key(idempotency_key)
+        chosen = None if priority is None else arguments.priority(priority)
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", by_alias=True)
         body = {} if payload is None else payload
         if key is None:
-            run = runner.start_run(self._runtime, name, body, trigger=trigger_name)
+            run = runner.start_run(self._runtime, name, body, trigger=trigger_name, priority=chosen)
             return RunHandle(run=run, created=True, client=self)
         run, created = runner.start_run_once(
-            self._runtime, name, body, trigger=trigger_name, key=key
+            self._runtime, name, body, trigger=trigger_name, key=key, priority=chosen
         )
         return RunHandle(run=run, created=created, client=self)
 
@@ -621,6 +638,60 @@ class Client:
             arguments.trigger_name(trigger),
             signal_payload,
         )
+
+    def set_queue_limits(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        rate_limit: RateLimit | None = None,
+    ) -> QueueLimits:
+        """Limit a queue of the database queue; workers enforce it from their next claim.
+
+        ``concurrency``: at most this many of the queue's jobs run at once, over every
+        worker. ``rate_limit``: at most ``count`` of its jobs start per period (a token bucket
+        holding ``count`` tokens: an idle queue may start ``count`` at once). The limits
+        replace any set before; both ``None`` clears them (as :meth:`clear_queue_limits`).
+        A rate that changes starts with a full bucket.
+
+        Raises:
+            InvalidArgument: a bad queue name, concurrency below 1 or a malformed rate, or
+                this client's executor is not the database queue (only its workers' claims
+                enforce queue limits).
+            SchemaNotReady: the database is not at this library's schema version.
+        """
+        name, concurrency, rate_limit = arguments.queue_limits(queue, concurrency, rate_limit)
+        self._require_database_queue()
+        self._runtime.check_schema()
+        with self._runtime.transaction() as tx:
+            return flow_store.set_limits(tx, name, concurrency=concurrency, rate=rate_limit)
+
+    def clear_queue_limits(self, queue: str) -> bool:
+        """Remove every limit of ``queue``; ``False`` if it had none.
+
+        Raises:
+            InvalidArgument: as :meth:`set_queue_limits`.
+        """
+        name, _, _ = arguments.queue_limits(queue, None, None)
+        self._require_database_queue()
+        self._runtime.check_schema()
+        with self._runtime.transaction() as tx:
+            return flow_store.clear_limits(tx, name)
+
+    def queue_limits(self) -> list[QueueLimits]:
+        """The limits of every queue that has some, by queue name."""
+        self._runtime.check_schema()
+        with self._runtime.database.read() as connection:
+            return flow_store.list_limits(connection)
+
+    def _require_database_queue(self) -> None:
+        executor = self._runtime.executor
+        if not isinstance(executor, DatabaseExecutor):
+            raise errors.InvalidArgument(
+                "queue",
+                "queue limits apply to the built-in database queue, whose workers enforce them "
+                f"when they claim jobs; this client's executor is {type(executor).__name__}",
+            )
 
     def purge_runs(
         self,

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from squidmesh_sdk import errors
 from squidmesh_sdk.contracts import PayloadContract, StepBody
 from squidmesh_sdk.definition.conditions import Condition
+from squidmesh_sdk.definition.flow import ConcurrencyLimit
 
 __all__ = [
     "COMPLETE_TARGET",
@@ -202,6 +203,7 @@ class StepNode:
         map_over: Run-state key of the list a map step runs over, or ``None``.
         map_as: The parameter receiving a map element.
         max_parallel: Most elements of a map step running at once (``None``: all).
+        concurrency: The step's own per-key concurrency limit (``None``: the workflow's).
         body: The function to call (``"function"`` steps).
         compensation: The saga callback, if declared.
         contract: The payload contract of a signal step's signal.
@@ -221,6 +223,7 @@ class StepNode:
     map_over: str | None = None
     map_as: str = "item"
     max_parallel: int | None = None
+    concurrency: ConcurrencyLimit | None = None
     body: StepBody | None = field(default=None, compare=False, repr=False)
     compensation: StepBody | None = field(default=None, compare=False, repr=False)
     contract: PayloadContract | None = field(default=None, compare=False, repr=False)
@@ -356,6 +359,9 @@ class WorkflowDefinition:
             the code inside step bodies does.
         declared_version: The ``version=`` the workflow was declared with, if any.
         deadline: Longest seconds a run may take from its start, or ``None``.
+        priority: The default priority of its runs' jobs (higher first).
+        concurrency: The per-key concurrency limit of every step of its runs, unless a step
+            declares its own; ``None``: no limit.
         cyclic_steps: Steps on a route loop: a route into one may start a new iteration.
         single_path: At most one step of a run is active at a time (one entry step, no
             ``after`` dependencies): the run's ``current_step`` names it.
@@ -366,6 +372,8 @@ class WorkflowDefinition:
         has_timers: Runs may leave timer jobs behind when they finish (a deadline, a wait, an
             approval or pause timeout): a run's finishing transaction deletes them from the
             database queue.
+        has_concurrency: Some step of its runs has a concurrency limit (its own or the
+            workflow's).
         version: What runs started on this definition are pinned to: the declared version,
             or ``fp-`` and the first 16 hex digits of the fingerprint.
     """
@@ -381,12 +389,15 @@ class WorkflowDefinition:
     default_trigger: str
     declared_version: str | None = None
     deadline: float | None = None
+    priority: int = 0
+    concurrency: ConcurrencyLimit | None = None
     fingerprint: str = field(init=False, default="")
     version: str = field(init=False, default="")
     cyclic_steps: frozenset[str] = field(init=False, default=frozenset())
     single_path: bool = field(init=False, default=True)
     has_choices: bool = field(init=False, default=False)
     has_timers: bool = field(init=False, default=False)
+    has_concurrency: bool = field(init=False, default=False)
     _routes: Mapping[str, tuple[Edge, ...]] = field(init=False, repr=False, compare=False)
     _successors: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
     ordered_steps: tuple[StepNode, ...] = field(init=False, repr=False, compare=False)
@@ -423,6 +434,10 @@ class WorkflowDefinition:
             for node in self.steps.values()
         )
         object.__setattr__(self, "has_timers", timers)
+        limited = self.concurrency is not None or any(
+            node.concurrency is not None for node in self.steps.values()
+        )
+        object.__setattr__(self, "has_concurrency", limited)
         canonical = json.dumps(_without_descriptions(self._body_dict()), sort_keys=True)
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         object.__setattr__(self, "fingerprint", f"sha256:{digest}")
@@ -487,9 +502,28 @@ class WorkflowDefinition:
             "edges": [edge.to_dict() for edge in self.edges],
         }
 
+    def concurrency_of(self, step: str) -> ConcurrencyLimit | None:
+        """The concurrency limit of step ``step`` (a name): its own, else the workflow's."""
+        node = self.steps.get(step)
+        if node is not None and node.concurrency is not None:
+            return node.concurrency
+        return self.concurrency
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form with a stable key and list order, plus the fingerprint."""
-        return {**self._body_dict(), "version": self.version, "fingerprint": self.fingerprint}
+        data = {**self._body_dict(), "version": self.version, "fingerprint": self.fingerprint}
+        # Flow control is exported but kept out of the fingerprint: it is an operational knob,
+        # and changing a limit or a priority must not make a new version (runs pinned to the
+        # old one would need a worker still holding it).
+        if self.priority:
+            data["priority"] = self.priority
+        if self.concurrency is not None:
+            data["concurrency"] = self.concurrency.to_dict()
+        for step in data["steps"]:
+            node = self.steps.get(step["name"])
+            if node is not None and node.concurrency is not None:
+                step["concurrency"] = node.concurrency.to_dict()
+        return data
 
     def to_json(self, *, indent: int | None = 2) -> str:
         """The :meth:`to_dict` form as JSON text."""

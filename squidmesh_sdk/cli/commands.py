@@ -304,9 +304,9 @@ def runs_explain(args: argparse.Namespace, ctx: Context) -> int:
 def runs_start(args: argparse.Namespace, ctx: Context) -> int:
     """``squidmesh runs start WORKFLOW [--trigger T] [--payload JSON] [options]``.
 
-    Options: ``--idempotency-key K``, ``--wait [--timeout S]``. With ``--wait`` the exit code
-    is the run's outcome (see :mod:`squidmesh_sdk.cli.waiting`). ``--json`` prints the run
-    with ``"created"``: ``false`` when the key had started it.
+    Options: ``--idempotency-key K``, ``--priority N``, ``--wait [--timeout S]``. With
+    ``--wait`` the exit code is the run's outcome (see :mod:`squidmesh_sdk.cli.waiting`).
+    ``--json`` prints the run with ``"created"``: ``false`` when the key had started it.
     """
     if args.timeout is not None and not args.wait:
         raise UsageError(MSG_TIMEOUT_NEEDS_WAIT)
@@ -325,6 +325,7 @@ def runs_start(args: argparse.Namespace, ctx: Context) -> int:
         args.payload or {},
         trigger=args.trigger,
         idempotency_key=args.idempotency_key,
+        priority=args.priority,
     )
     run = handle.run
     if handle.created:

@@ -25,11 +25,14 @@ from typing import Any
 from squidmesh_sdk.cli import render
 from squidmesh_sdk.cli.commands import Context
 from squidmesh_sdk.cli.errors import EXIT_OK, CommandFailed, UsageError
+from squidmesh_sdk.cli.queues import limits_dict
 from squidmesh_sdk.client import Client
 from squidmesh_sdk.errors import RunNotFound
 from squidmesh_sdk.executors.database import DatabaseExecutor
 from squidmesh_sdk.state_machine import TERMINAL
+from squidmesh_sdk.store import flow as flow_store
 from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store.flow import QueueLimits
 from squidmesh_sdk.store.jobs import Job
 from squidmesh_sdk.store.records import Run
 
@@ -189,6 +192,7 @@ def jobs_stats(args: argparse.Namespace, ctx: Context) -> int:
     now = client.clock.now()
     with client.database.read() as connection:
         stats = {s.queue: s for s in job_store.queue_stats(connection, now)}
+        limits = {found.queue: found for found in flow_store.list_limits(connection)}
     executor = client.executor
     assert isinstance(executor, DatabaseExecutor)  # noqa: S101 - checked by _queue_client
     if executor.queue not in stats:  # the app's queue, even when it is empty
@@ -205,6 +209,9 @@ def jobs_stats(args: argparse.Namespace, ctx: Context) -> int:
                         {
                             **dataclasses.asdict(s),
                             "oldest_due_seconds": _age(s.oldest_due_at, now),
+                            "limits": limits_dict(limits[s.queue], now, None)
+                            if s.queue in limits
+                            else None,
                         }
                         for s in ordered
                     ],
@@ -214,7 +221,7 @@ def jobs_stats(args: argparse.Namespace, ctx: Context) -> int:
         return EXIT_OK
     ctx.write(
         render.table(
-            ("QUEUE", "QUEUED", "DELAYED", "RUNNING", "FAILED", "OLDEST_DUE_FOR"),
+            ("QUEUE", "QUEUED", "DELAYED", "RUNNING", "FAILED", "OLDEST_DUE_FOR", "LIMITS"),
             (
                 (
                     s.queue,
@@ -223,6 +230,7 @@ def jobs_stats(args: argparse.Namespace, ctx: Context) -> int:
                     s.running,
                     s.failed,
                     render.duration(_age(s.oldest_due_at, now)),
+                    _limits_text(limits.get(s.queue)),
                 )
                 for s in ordered
             ),
@@ -242,6 +250,17 @@ def job_dict(job: Job, now: datetime) -> dict[str, Any]:
     data = {field.name: getattr(job, field.name) for field in dataclasses.fields(job)}
     data["state"] = job_store.job_state(job, now)
     return data
+
+
+def _limits_text(limits: QueueLimits | None) -> str:
+    if limits is None:
+        return "-"
+    parts = []
+    if limits.concurrency is not None:
+        parts.append(f"concurrency {limits.concurrency}")
+    if limits.rate is not None:
+        parts.append(f"rate {limits.rate.describe()}")
+    return ", ".join(parts)
 
 
 def _queue_client(ctx: Context) -> Client:

@@ -15,8 +15,10 @@ from squidmesh_sdk import __version__, errors
 from squidmesh_sdk.arguments import MAX_IDEMPOTENCY_KEY
 from squidmesh_sdk.cli import commands, inspector
 from squidmesh_sdk.cli import jobs as jobs_commands
+from squidmesh_sdk.cli import queues as queues_commands
 from squidmesh_sdk.cli import workflows as workflows_commands
 from squidmesh_sdk.cli.errors import UsageError
+from squidmesh_sdk.definition.flow import RateLimit, priority_problem
 from squidmesh_sdk.runtime.retention import DEFAULT_BATCH_SIZE, FINISHED
 from squidmesh_sdk.state_machine import STATES
 from squidmesh_sdk.store.jobs import JOB_STATES
@@ -31,7 +33,9 @@ __all__ = [
     "port",
     "positive_float",
     "positive_int",
+    "priority",
     "queue_name",
+    "rate_limit",
     "run_id",
 ]
 
@@ -70,6 +74,11 @@ MSG_BAD_RUN_ID = "{value!r} is not a run id (a UUID)"
 MSG_BAD_JOB_ID = "{value!r} is not a job id (a number, as 'jobs list' prints it)"
 MSG_NOT_A_PORT = "{value!r} is not a port (1 to 65535)"
 MSG_BLANK_QUEUE = "a queue name cannot be blank"
+MSG_BAD_PRIORITY = "{value!r} is not a priority (an integer from -1000 to 1000)"
+MSG_BAD_RATE = (
+    "{value!r} is not a rate: COUNT/PERIOD with a period in seconds, minutes or hours "
+    "(100/1m, 5/s, 10/30s, 1000/1h)"
+)
 MSG_NOT_POSITIVE_INT = "{value!r} is not a positive integer"
 MSG_NOT_POSITIVE_NUMBER = "{value!r} is not a positive number"
 MSG_BAD_JSON = "not valid JSON ({error})"
@@ -124,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     _worker(sub, common)
     _runs(sub, common)
     _jobs(sub, common)
+    _queues(sub, common)
     _workflows(sub, common)
     _ui(sub, common)
     graph = _command(sub, common, "graph", commands.graph, "print a workflow's graph")
@@ -385,6 +395,12 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
         "the key started (same trigger and payload) instead of starting another",
     )
     start.add_argument(
+        "--priority",
+        type=priority,
+        metavar="N",
+        help="the run's priority, -1000..1000, higher first (default: the workflow's)",
+    )
+    start.add_argument(
         "--wait",
         action="store_true",
         help="wait for the run to finish; exit 0 completed, 3 failed, 4 cancelled",
@@ -504,6 +520,54 @@ def _jobs(sub: Any, common: argparse.ArgumentParser) -> None:
         "per queue: jobs in each state and how long the oldest due job has waited",
         json_flag=True,
     )
+
+
+def _queues(sub: Any, common: argparse.ArgumentParser) -> None:
+    queues = sub.add_parser(
+        "queues",
+        help="limits on the database queue's queues: concurrency and rate",
+        description="Limits on queues of the database queue (squidmesh_queue_limits).",
+    )
+    queues_sub = queues.add_subparsers(dest="queues_command", metavar="ACTION", required=True)
+    for name in ("list", "show"):
+        _command(
+            queues_sub,
+            common,
+            name,
+            queues_commands.queues_list,
+            "list the queues with limits, their running jobs and rate buckets",
+            json_flag=True,
+        )
+    limit = _command(
+        queues_sub,
+        common,
+        "limit",
+        queues_commands.queues_limit,
+        "set (replace) a queue's limits; workers apply them from their next claim",
+        json_flag=True,
+    )
+    limit.add_argument("queue", type=queue_name, metavar="NAME", help="the queue")
+    limit.add_argument(
+        "--concurrency",
+        type=positive_int,
+        metavar="N",
+        help="at most N of the queue's jobs running at once, over every worker",
+    )
+    limit.add_argument(
+        "--rate",
+        type=rate_limit,
+        metavar="COUNT/PERIOD",
+        help="at most COUNT jobs started per PERIOD: 100/1m, 5/s, 10/30s, 1000/1h",
+    )
+    clear = _command(
+        queues_sub,
+        common,
+        "clear",
+        queues_commands.queues_clear,
+        "remove every limit of a queue",
+        json_flag=True,
+    )
+    clear.add_argument("queue", type=queue_name, metavar="NAME", help="the queue")
 
 
 def _workflows(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -666,6 +730,41 @@ def positive_float(value: str) -> float:
     if not 0 < number < float("inf"):
         raise argparse.ArgumentTypeError(MSG_NOT_POSITIVE_NUMBER.format(value=value))
     return number
+
+
+def priority(value: str) -> int:
+    """A run priority argument: an integer within -1000..1000.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else.
+    """
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(MSG_BAD_PRIORITY.format(value=value)) from None
+    problem = priority_problem(number)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return number
+
+
+_RATE = re.compile(r"(\d+)/(\d*)([smh])")
+_RATE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours"}
+
+
+def rate_limit(value: str) -> RateLimit:
+    """A rate limit argument: ``COUNT/PERIOD``, such as ``100/1m``, ``5/s`` or ``10/30s``.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else, or a zero count or period.
+    """
+    match = _RATE.fullmatch(value.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(MSG_BAD_RATE.format(value=value))
+    count, amount = int(match.group(1)), int(match.group(2) or 1)
+    if count == 0 or amount == 0:
+        raise argparse.ArgumentTypeError(MSG_BAD_RATE.format(value=value))
+    return RateLimit(count, per=timedelta(**{_RATE_UNITS[match.group(3)]: amount}))
 
 
 _DURATION = re.compile(r"(\d+)([dhm])")

@@ -18,6 +18,7 @@ from squidmesh_sdk.compiler.inputs import check_inputs
 from squidmesh_sdk.compiler.issues import NAME, VERSION, Issues
 from squidmesh_sdk.compiler.steps import check_signals, check_step_names, compile_step, seconds
 from squidmesh_sdk.compiler.triggers import compile_triggers
+from squidmesh_sdk.definition.flow import concurrency_limit_problems, priority_problem
 from squidmesh_sdk.definition.steps import StepSpec
 from squidmesh_sdk.definition.workflow import Workflow
 from squidmesh_sdk.graph import COMPLETE_TARGET, StepNode, WorkflowDefinition
@@ -42,6 +43,11 @@ def compile(workflow: Workflow) -> WorkflowDefinition:
             f"workflow version {workflow.version!r} must match {VERSION.pattern}",
         )
     deadline = _deadline(workflow, issues)
+    priority = _priority(workflow, issues)
+    concurrency = getattr(workflow, "concurrency", None)
+    if concurrency is not None:
+        for problem in concurrency_limit_problems(concurrency):
+            issues.add("invalid_concurrency", f"workflow {problem}")
     triggers = compile_triggers(workflow.triggers, issues)
     specs = [handle.spec for handle in workflow.steps]
     names = check_step_names(workflow, specs, issues)
@@ -84,7 +90,18 @@ def compile(workflow: Workflow) -> WorkflowDefinition:
         default_trigger=next(iter(triggers)),
         declared_version=workflow.version,
         deadline=deadline,
+        priority=priority,
+        concurrency=concurrency,
     )
+
+
+def _priority(workflow: Workflow, issues: Issues) -> int:
+    declared = getattr(workflow, "priority", 0)
+    problem = priority_problem(declared)
+    if problem is None:
+        return int(declared)
+    issues.add("invalid_priority", f"workflow {problem}")
+    return 0
 
 
 def _deadline(workflow: Workflow, issues: Issues) -> float | None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from squidmesh_sdk.compiler.issues import NAME, Issues
 from squidmesh_sdk.contracts import PayloadContract, StepBody, build_step_body
+from squidmesh_sdk.definition.flow import concurrency_limit_problems
 from squidmesh_sdk.definition.steps import BUILTIN_KINDS, LogLevel, StepSpec
 from squidmesh_sdk.definition.workflow import Workflow
 from squidmesh_sdk.graph import (
@@ -113,6 +114,9 @@ def compile_step(spec: StepSpec, issues: Issues) -> StepNode | None:
                 )
         else:
             issues.add("invalid_compensate", f"step {name!r}: compensate must be callable", name)
+    if spec.concurrency is not None:
+        for problem in concurrency_limit_problems(spec.concurrency):
+            issues.add("invalid_concurrency", f"step {name!r}: {problem}", step=name)
     if len(issues.items) > start:
         return None
     return StepNode(
@@ -132,6 +136,7 @@ def compile_step(spec: StepSpec, issues: Issues) -> StepNode | None:
         map_over=spec.map_over,
         map_as=spec.map_as,
         max_parallel=spec.max_parallel,
+        concurrency=spec.concurrency,
         body=body,
         compensation=compensation,
         contract=contract,

@@ -7,6 +7,7 @@ declared here into an immutable :class:`~squidmesh_sdk.graph.WorkflowDefinition`
 from squidmesh_sdk.definition.conditions import Condition, when
 from squidmesh_sdk.definition.context import StepContext
 from squidmesh_sdk.definition.defaults import now, today
+from squidmesh_sdk.definition.flow import ConcurrencyLimit, RateLimit
 from squidmesh_sdk.definition.options import Backoff, Duration, Retry
 from squidmesh_sdk.definition.outcomes import COMPLETE, Branch, Complete, Outcome, RecoveryLabel
 from squidmesh_sdk.definition.steps import (
@@ -29,12 +30,14 @@ __all__ = [
     "Branch",
     "BuiltinStep",
     "Complete",
+    "ConcurrencyLimit",
     "Condition",
     "CronIdempotency",
     "Duration",
     "LogLevel",
     "Outcome",
     "ParentClosePolicy",
+    "RateLimit",
     "RecoveryLabel",
     "Retry",
     "Step",

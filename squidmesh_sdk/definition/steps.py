@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar
 
 from squidmesh_sdk.definition.conditions import Condition
+from squidmesh_sdk.definition.flow import ConcurrencyLimit
 from squidmesh_sdk.definition.options import Duration, Retry
 from squidmesh_sdk.definition.outcomes import Complete, Outcome, RecoveryLabel
 
@@ -86,6 +87,7 @@ class StepSpec:
         on_parent_close: What a ``"child"`` step's child run that is still unfinished when its
             parent run finishes (fails, is cancelled) gets: ``"cancel"`` (the default) or
             ``"abandon"`` (it runs on, on its own).
+        concurrency: A per-key limit on the step's running jobs (``None``: the workflow's).
     """
 
     name: str
@@ -114,6 +116,7 @@ class StepSpec:
     payload_from: Mapping[str, str] | None = None
     trigger_name: str | None = None
     on_parent_close: ParentClosePolicy = "cancel"
+    concurrency: ConcurrencyLimit | None = None
 
 
 class DeclaringWorkflow(Protocol):

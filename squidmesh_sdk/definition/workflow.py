@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 from squidmesh_sdk.definition.conditions import Condition
+from squidmesh_sdk.definition.flow import ConcurrencyLimit
 from squidmesh_sdk.definition.options import Duration, Retry
 from squidmesh_sdk.definition.outcomes import Complete, Outcome, RecoveryLabel
 from squidmesh_sdk.definition.steps import (
@@ -66,6 +67,8 @@ class Workflow:
         description: str | None = None,
         version: str | None = None,
         deadline: Duration | None = None,
+        priority: int = 0,
+        concurrency: ConcurrencyLimit | None = None,
     ) -> None:
         if isinstance(triggers, TriggerSpec):
             raise TypeError(f"triggers= takes a list, got {triggers!r}; write triggers=[...]")
@@ -73,6 +76,8 @@ class Workflow:
         self.description = description
         self.version = version
         self.deadline = deadline
+        self.priority = priority
+        self.concurrency = concurrency
         self._triggers: tuple[TriggerSpec, ...] = tuple(triggers)
         self._steps: list[StepHandle] = []
         self._transitions: list[TransitionSpec] = []
@@ -118,6 +123,7 @@ class Workflow:
         map_over: str | None = None,
         map_as: str = "item",
         max_parallel: int | None = None,
+        concurrency: ConcurrencyLimit | None = None,
     ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
     def step(
@@ -137,6 +143,7 @@ class Workflow:
         map_over: str | None = None,
         map_as: str = "item",
         max_parallel: int | None = None,
+        concurrency: ConcurrencyLimit | None = None,
     ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
         """Declare a function as a step; usable bare (``@wf.step``) or with options.
 
@@ -165,6 +172,8 @@ class Workflow:
                 element order]}``; it fails (after the element's retries) if one element fails.
             map_as: The parameter that receives the element.
             max_parallel: Most elements running at once (``None``: all of them).
+            concurrency: A per-key limit on this step's running jobs, replacing the
+                workflow's ``concurrency=`` for it (database queue only).
         """
         refs = as_refs(after)
 
@@ -186,6 +195,7 @@ class Workflow:
                 map_over=map_over,
                 map_as=map_as,
                 max_parallel=max_parallel,
+                concurrency=concurrency,
             )
             handle = Step(self, spec, body)
             self._steps.append(handle)

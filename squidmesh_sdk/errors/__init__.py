@@ -35,6 +35,9 @@ SquidmeshError                                                   squidmesh_error
 │                                      missing_schedule_idempotency_key
 ├── StaleRecord              a step run or attempt is no longer running          stale_record
 ├── DispatchFailed           the executor refused work; nothing committed     dispatch_failed
+│   ├── InvalidConcurrencyKey  a step's concurrency key has no value  invalid_concurrency_key
+│   └── FlowControlUnsupported the executor cannot enforce concurrency=
+│                                                              flow_control_unsupported
 ├── InvalidExecutorPayload   perform() got something no executor made  invalid_executor_payload
 ├── ExecutorNotReady         the executor's engine is not set up           executor_not_ready
 ├── SchemaNotReady           the database is not migrated to this version    schema_not_ready
@@ -72,6 +75,8 @@ from squidmesh_sdk.errors.definitions import (
 from squidmesh_sdk.errors.infrastructure import (
     DispatchFailed,
     ExecutorNotReady,
+    FlowControlUnsupported,
+    InvalidConcurrencyKey,
     InvalidExecutorPayload,
     SchemaNotReady,
     SchemaTooNew,
@@ -108,8 +113,10 @@ __all__ = [
     "DefinitionUnavailable",
     "DispatchFailed",
     "ExecutorNotReady",
+    "FlowControlUnsupported",
     "IdempotencyConflict",
     "InvalidArgument",
+    "InvalidConcurrencyKey",
     "InvalidExecutorPayload",
     "InvalidPayload",
     "InvalidResume",

@@ -7,6 +7,8 @@ from squidmesh_sdk.errors.base import SquidmeshError
 __all__ = [
     "DispatchFailed",
     "ExecutorNotReady",
+    "FlowControlUnsupported",
+    "InvalidConcurrencyKey",
     "InvalidExecutorPayload",
     "SchemaNotReady",
     "SchemaTooNew",
@@ -47,6 +49,54 @@ class DispatchFailed(SquidmeshError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"dispatch failed: {reason}")
+
+
+class InvalidConcurrencyKey(DispatchFailed):
+    """A step's concurrency key has no usable value when its job is queued.
+
+    The key's path is missing from the payload or context, or its value is not a string,
+    number or boolean. Raised by ``start_run`` (nothing is written); a later step's job fails
+    its run with this code in the transaction that would have queued it.
+
+    Attributes:
+        workflow: The workflow.
+        step: The step whose job was being queued.
+        key: The declared key path (``payload.customer_id``).
+    """
+
+    code = "invalid_concurrency_key"
+
+    def __init__(self, workflow: str, step: str, key: str) -> None:
+        self.workflow = workflow
+        self.step = step
+        self.key = key
+        super().__init__(
+            f"step {step!r} of workflow {workflow!r} is limited per {key!r}, but the run has "
+            f"no string, number or boolean at {key!r}"
+        )
+
+
+class FlowControlUnsupported(DispatchFailed):
+    """The executor cannot enforce a workflow's ``concurrency=`` limit.
+
+    Only the built-in database queue enforces per-key concurrency limits (the inline executor
+    accepts them, see docs/workers.md, "Flow control"). Raised by ``start_run`` before anything
+    is written.
+
+    Attributes:
+        workflow: The workflow that declares the limit.
+        executor: The executor's class name.
+    """
+
+    code = "flow_control_unsupported"
+
+    def __init__(self, workflow: str, executor: str) -> None:
+        self.workflow = workflow
+        self.executor = executor
+        super().__init__(
+            f"workflow {workflow!r} declares a concurrency limit, which {executor} cannot "
+            "enforce: use the database queue (DatabaseExecutor), or remove concurrency="
+        )
 
 
 class InvalidExecutorPayload(SquidmeshError, ValueError):

@@ -60,6 +60,8 @@ TASK_NAME = "squidmesh.perform"
 
 _MESSAGE_ID = "message_id"
 """The payload key of a message's own id (the outbox row's id can be reused on SQLite)."""
+_PRIORITY = "broker_priority"
+"""The payload key of a message's Celery priority (``CeleryExecutor(priority=...)``)."""
 _MAX_RETRY_DELAY = 60.0
 _NOT_HELD_RETRY_DELAY = 2.0
 """A task for a workflow or version this worker lacks goes back at once, without backoff: a
@@ -78,6 +80,12 @@ class CeleryExecutor(QueueRouting):
         queue_for: Optional per-workflow routing: workflow name to queue name (``None`` keeps
             the default).
         relay_interval: Seconds between two passes of the background relay.
+        priority: Maps a run's priority (-1000..1000, higher first) to the Celery message
+            ``priority`` of its step and compensation tasks (``None`` from it: none sent).
+            Without it no priority is sent. The scale is the broker's: RabbitMQ queues
+            declared with ``x-max-priority`` run higher numbers first (0..255), the Redis
+            transport runs *lower* numbers first (``priority_steps``, 0..9 by default), so no
+            mapping fits both; see docs/workers.md, "Flow control".
         relay_lease: Seconds after which a message a relay took but neither published nor
             postponed (the relay died) is published again.
         redeliver_after: Seconds after which a message that was published but whose
@@ -112,8 +120,10 @@ class CeleryExecutor(QueueRouting):
         publish_on_commit: bool = True,
         cron: bool = True,
         cron_catch_up: CatchUp = "latest",
+        priority: Callable[[int], int | None] | None = None,
     ) -> None:
         super().__init__(queue=queue, queue_for=queue_for)
+        self._priority = priority
         if not relay_interval > 0:
             raise ValueError(f"relay_interval must be > 0 seconds, got {relay_interval!r}")
         if not relay_lease > 0:
@@ -209,16 +219,32 @@ class CeleryExecutor(QueueRouting):
         queue = self.queue_of(run.workflow)
         messages = [
             outbox_store.NewMessage(
-                queue, payloads.step_payload(run.id, step), run_id=run.id, delay=schedule_in
+                queue,
+                self._prioritised(payloads.step_payload(run.id, step), run),
+                run_id=run.id,
+                delay=schedule_in,
             )
             for step in steps
         ]
         return self._add(tx, messages)
 
+    def _prioritised(self, payload: dict[str, Any], run: Run) -> dict[str, Any]:
+        """``payload``, with the broker priority of the run's messages if there is one.
+
+        Kept in the outbox row's payload (its JSON column) so that the relay, which publishes
+        it later and maybe from another process, sends it with the message.
+        """
+        if self._priority is None:
+            return payload
+        mapped = self._priority(run.priority)
+        return payload if mapped is None else {**payload, _PRIORITY: int(mapped)}
+
     def enqueue_compensation(self, tx: Transaction, run: Run) -> DispatchMetadata:
         """Write a compensation message to the outbox in ``tx``."""
         message = outbox_store.NewMessage(
-            self.queue_of(run.workflow), payloads.compensation_payload(run.id), run_id=run.id
+            self.queue_of(run.workflow),
+            self._prioritised(payloads.compensation_payload(run.id), run),
+            run_id=run.id,
         )
         return self._add(tx, [message])[0]
 
@@ -282,11 +308,16 @@ class CeleryExecutor(QueueRouting):
     def _publish(self, message: outbox_store.Message) -> None:
         # One try: a broker that is down costs a caller one connection attempt, and the
         # relay retries the message with backoff.
+        options: dict[str, Any] = {}
+        priority = message.payload.get(_PRIORITY)
+        if isinstance(priority, int):
+            options["priority"] = priority
         self.task.apply_async(
             args=(dict(message.payload),),
             kwargs={"outbox_id": message.id},
             queue=message.destination,
             retry=False,
+            **options,
         )
 
     def _perform(

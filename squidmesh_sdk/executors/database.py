@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from squidmesh_sdk.executors.routing import QueueRouting
-from squidmesh_sdk.port import payloads
+from squidmesh_sdk.port import flow, payloads
 from squidmesh_sdk.port.continuation import Continuation, current_continuation
 from squidmesh_sdk.port.executor import DispatchMetadata, ExecutorBinding
 from squidmesh_sdk.store import jobs as job_store
@@ -44,6 +44,8 @@ class DatabaseExecutor(QueueRouting):
 
     writes_through_sqlalchemy = True
     """Its job inserts are prepared statements that join the pipeline: no flush first."""
+    accepts_concurrency_limits = True
+    """Workers' claims enforce per-key concurrency limits (and queue limits)."""
 
     def __init__(
         self, *, queue: str = "default", queue_for: Callable[[str], str | None] | None = None
@@ -78,19 +80,24 @@ class DatabaseExecutor(QueueRouting):
     ) -> Sequence[DispatchMetadata]:
         """Insert one job per step in ``tx``: all of them commit, or none."""
         queue = self.queue_of(run.workflow)
-        new = [
-            job_store.NewJob(
-                kind="step",
-                payload=payloads.step_payload(run.id, step),
-                queue=queue,
-                run_id=run.id,
-                step=step,
-                workflow=run.workflow,
-                definition_version=run.definition_version,
-                delay=schedule_in,
+        new = []
+        for step in steps:
+            limit = flow.concurrency_of(step)
+            new.append(
+                job_store.NewJob(
+                    kind="step",
+                    payload=payloads.step_payload(run.id, step),
+                    queue=queue,
+                    run_id=run.id,
+                    step=step,
+                    workflow=run.workflow,
+                    definition_version=run.definition_version,
+                    delay=schedule_in,
+                    priority=run.priority,
+                    concurrency_key=limit.key if limit is not None else None,
+                    concurrency_limit=limit.limit if limit is not None else None,
+                )
             )
-            for step in steps
-        ]
         return self._insert(tx, new)
 
     def enqueue_compensation(self, tx: Transaction, run: Run) -> DispatchMetadata:
@@ -102,6 +109,7 @@ class DatabaseExecutor(QueueRouting):
             run_id=run.id,
             workflow=run.workflow,
             definition_version=run.definition_version,
+            priority=run.priority,
         )
         return self._insert(tx, [job])[0]
 
@@ -129,7 +137,7 @@ class DatabaseExecutor(QueueRouting):
         chosen: int | None = None
         if offer is not None and not offer.reserved and offer.accepting():
             for index, job in enumerate(new):
-                if not job.delay and job.queue in offer.queues:
+                if not job.delay and offer.may_continue_with(job.queue, job.concurrency_key):
                     offer.reserved = True
                     chosen = index
                     new[index] = replace(job, leased_to=offer.worker, lease=offer.lease)
@@ -214,6 +222,9 @@ def _hand_over(offer: Continuation, new: job_store.NewJob, job_id: int, tx: Tran
         step=new.step,
         workflow=new.workflow,
         definition_version=new.definition_version,
+        priority=new.priority,
+        concurrency_key=new.concurrency_key,
+        concurrency_limit=new.concurrency_limit,
         status="running",
         run_at=tx.now,
         deliveries=1,

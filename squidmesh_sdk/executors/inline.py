@@ -36,6 +36,10 @@ class InlineExecutor:
     """
 
     writes_through_sqlalchemy = True
+    accepts_concurrency_limits = True
+    """Workflows with ``concurrency=`` run, but their limits are not enforced: each caller
+    runs its own run's steps in its own thread, one at a time (see docs/workers.md, "Flow
+    control"). Refusing them would make such workflows untestable in-process."""
     """Never touches ``tx.connection``: no pipeline flush first."""
 
     def __init__(self, *, run_immediately: bool = True) -> None:

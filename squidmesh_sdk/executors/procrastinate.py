@@ -29,6 +29,7 @@ from procrastinate import jobs as procrastinate_jobs
 from procrastinate.manager import JobManager
 
 from squidmesh_sdk import errors
+from squidmesh_sdk.definition.flow import MAX_PRIORITY
 from squidmesh_sdk.executors.routing import QueueRouting
 from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.port import payloads
@@ -57,7 +58,9 @@ _MAX_RETRY_DELAY = 60
 _NOT_HELD_RETRY_DELAY = 2
 """A job for a workflow or version this worker lacks goes back at once, without backoff: a
 worker that holds it may be idle (Procrastinate cannot route jobs by what a worker holds)."""
-_HOUSEKEEPING_PRIORITY = 100  # Procrastinate runs higher priorities first
+# Procrastinate runs higher priorities first: above every run's priority (at most
+# MAX_PRIORITY), so that no backlog of step jobs delays recovery.
+_HOUSEKEEPING_PRIORITY = MAX_PRIORITY + 1
 
 
 class _CappedBackoff(procrastinate.BaseRetryStrategy):
@@ -93,7 +96,8 @@ class ProcrastinateExecutor(QueueRouting):
             yourself.
         housekeeping_queue: The queue of the housekeeping task (default: ``queue``). Some
             worker must listen on it, or stalled jobs and cron windows wait. It runs ahead of
-            step jobs (priority 100) so that a backlog does not delay recovery.
+            step jobs (priority 1001, above any run's) so that a backlog does not delay
+            recovery.
         cron: Schedule the client's cron triggers in the housekeeping task (each window
             starts one run, however many workers run it).
         cron_catch_up: Windows missed while no worker ran: ``"latest"`` (the default) starts
@@ -184,12 +188,15 @@ class ProcrastinateExecutor(QueueRouting):
             [payloads.step_payload(run.id, step) for step in steps],
             queue=queue,
             schedule_in=schedule_in,
+            priority=run.priority,
         )
 
     def enqueue_compensation(self, tx: Transaction, run: Run) -> DispatchMetadata:
         """Insert a compensation job in ``tx``."""
         payload = payloads.compensation_payload(run.id)
-        return self._defer(tx, [payload], queue=self.queue_of(run.workflow))[0]
+        return self._defer(tx, [payload], queue=self.queue_of(run.workflow), priority=run.priority)[
+            0
+        ]
 
     def enqueue_cron(
         self,
@@ -215,6 +222,7 @@ class ProcrastinateExecutor(QueueRouting):
         *,
         queue: str,
         schedule_in: float | None = None,
+        priority: int = procrastinate_jobs.DEFAULT_PRIORITY,
     ) -> list[DispatchMetadata]:
         connection = tx.connection.connection.dbapi_connection
         self._check_schema(connection)
@@ -232,7 +240,8 @@ class ProcrastinateExecutor(QueueRouting):
                 task_name=TASK_NAME,
                 task_kwargs={"payload": payload},
                 scheduled_at=scheduled_at,
-                priority=procrastinate_jobs.DEFAULT_PRIORITY,
+                # The run's priority as is: Procrastinate also runs higher priorities first.
+                priority=priority,
             )
             for payload in job_payloads
         ]

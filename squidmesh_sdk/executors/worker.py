@@ -45,6 +45,7 @@ from squidmesh_sdk.runtime.core import RuntimeOwner
 from squidmesh_sdk.runtime.failures import describe_error
 from squidmesh_sdk.runtime.group_commit import GroupCommit, grouping
 from squidmesh_sdk.runtime.schedules import CatchUp
+from squidmesh_sdk.store import flow as flow_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.jobs import Job
@@ -152,6 +153,8 @@ class Worker:
         self.max_deliveries = max_deliveries
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = threading.Event()
+        # Queues of this worker with limits, and those with a rate limit (see _read_limits).
+        self._limited: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
         self._stopping = threading.Event()
         self._signal_received: int | None = None
         self._stopped = threading.Event()
@@ -283,6 +286,7 @@ class Worker:
         if listener is not None:
             listener.start()
         next_rescue = 0.0
+        next_limits = 0.0
         backoff = 0.0
         try:
             while not self._stop_requested():
@@ -291,6 +295,9 @@ class Worker:
                     if time.monotonic() >= next_rescue:
                         self._rescue()
                         next_rescue = time.monotonic() + max(self.lease / 2, 0.05)
+                    if time.monotonic() >= next_limits:
+                        self._read_limits()
+                        next_limits = time.monotonic() + max(self.poll_interval, 1.0)
                     if self.scheduler is not None and self.scheduler.tick():
                         self._wake.set()
                     claimed = self._claim(pool)
@@ -313,6 +320,21 @@ class Worker:
             if listener is not None:
                 listener.join()
             logger.info("worker stopped", extra={"worker": self.name})
+
+    def _read_limits(self) -> None:
+        """Note which of this worker's queues have limits, for continuations to respect.
+
+        Claims read the limits themselves, exactly; a continuation skips the claim, so it
+        goes by this view, read once a second (or every ``poll_interval``, if longer); see
+        :meth:`Continuation.may_continue_with
+        <squidmesh_sdk.port.continuation.Continuation.may_continue_with>`.
+        """
+        with self.runtime.database.read() as connection:
+            found = flow_store.list_limits(connection, self.queues)
+        self._limited = (
+            frozenset(limits.queue for limits in found),
+            frozenset(limits.queue for limits in found if limits.rate is not None),
+        )
 
     def _idle(self, seconds: float) -> None:
         """Wait until woken, up to ``seconds``, in slices short enough to notice a signal."""
@@ -417,7 +439,17 @@ class Worker:
             # A step job's row may become its continuation (its delivery settles it in the
             # outcome's transaction, which queues the next step).
             reusable = current.id if current.kind == "step" else None
-            with continuation(self.name, self.lease, self.queues, accepting, reusable) as offer:
+            limited, rate_limited = self._limited
+            with continuation(
+                self.name,
+                self.lease,
+                self.queues,
+                accepting,
+                reusable,
+                delivered=current,
+                limited_queues=limited,
+                rate_limited_queues=rate_limited,
+            ) as offer:
                 self._deliver(current, claim)
             current, claim = offer.job, offer.claim
             if current is not None:

@@ -50,6 +50,32 @@ class Continuation:
     """The runtime finished the pending job in the same transaction: nothing to hand over."""
     job: job_store.Job | None = None
     """The job to perform next, once the transaction that inserted it committed."""
+    queue: str | None = None
+    """The queue of the job being delivered."""
+    concurrency_key: str | None = None
+    """The concurrency key of the job being delivered."""
+    limited_queues: frozenset[str] = frozenset()
+    """Queues with operator limits (as the worker last read them)."""
+    rate_limited_queues: frozenset[str] = frozenset()
+    """Queues with a rate limit (as the worker last read them)."""
+
+    def may_continue_with(self, queue: str, concurrency_key: str | None) -> bool:
+        """Whether a job of ``queue`` with ``concurrency_key`` may skip the claim.
+
+        A continuation is leased without a claim, so it must not change what the claim
+        counts: it stays in the delivered job's queue (whose running count it keeps, since
+        the delivered job ends in the same transaction), with no key or the delivered job's
+        key (same reason), and the queue has no rate limit (a claim spends a token, a
+        continuation would not). A job of another queue continues only if that queue has no
+        limits and the job no key. Anything else goes through the queue and a claim.
+        """
+        if queue not in self.queues:
+            return False
+        if queue == self.queue:
+            return (
+                concurrency_key is None or concurrency_key == self.concurrency_key
+            ) and queue not in self.rate_limited_queues
+        return concurrency_key is None and queue not in self.limited_queues
 
     def step_to_claim(self, tx: Transaction, run_id: str) -> str | None:
         """The step of ``run_id`` that ``tx`` queued for this worker, if it may be claimed now.
@@ -91,14 +117,28 @@ def continuation(
     queues: Iterable[str],
     accepting: Callable[[], bool],
     job_id: int | None = None,
+    *,
+    delivered: job_store.Job | None = None,
+    limited_queues: frozenset[str] = frozenset(),
+    rate_limited_queues: frozenset[str] = frozenset(),
 ) -> Iterator[Continuation]:
     """Offer to take one continuation job while the ``with`` block runs (one delivery).
 
     ``job_id``: the delivered job, whose row the continuation may reuse (see
-    :attr:`Continuation.job_id`).
+    :attr:`Continuation.job_id`). ``delivered``, ``limited_queues`` and
+    ``rate_limited_queues`` decide which jobs may continue (see
+    :meth:`Continuation.may_continue_with`); without ``delivered``, any job of ``queues``.
     """
     offer = Continuation(
-        worker=worker, lease=lease, queues=frozenset(queues), accepting=accepting, job_id=job_id
+        worker=worker,
+        lease=lease,
+        queues=frozenset(queues),
+        accepting=accepting,
+        job_id=job_id,
+        queue=delivered.queue if delivered is not None else None,
+        concurrency_key=delivered.concurrency_key if delivered is not None else None,
+        limited_queues=limited_queues,
+        rate_limited_queues=rate_limited_queues,
     )
     token = _continuation.set(offer)
     try:

@@ -17,8 +17,9 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
 from sqlalchemy.exc import SQLAlchemyError
 
 from squidmesh_sdk import errors, telemetry
+from squidmesh_sdk.definition.flow import concurrency_value
 from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, WorkflowDefinition
-from squidmesh_sdk.port import payloads
+from squidmesh_sdk.port import flow, payloads
 from squidmesh_sdk.port.executor import Executor
 from squidmesh_sdk.runtime import inputs
 from squidmesh_sdk.runtime.core import Runtime
@@ -44,6 +45,12 @@ def dispatch_run(runtime: Runtime, tx: Transaction, run: Run) -> None:
         DispatchFailed: the executor refused.
     """
     definition = runtime.definition_of(run)
+    if definition.has_concurrency and not getattr(
+        runtime.executor, "accepts_concurrency_limits", False
+    ):
+        # Refused before the first job: a run that could start would fail at its first
+        # limited step, or run it unlimited.
+        raise errors.FlowControlUnsupported(run.workflow, type(runtime.executor).__name__)
     if definition.single_path:
         assert run.current_step is not None  # noqa: S101 - single-path runs start at their entry
         dispatch_steps(runtime, tx, run, [run.current_step])
@@ -72,6 +79,8 @@ def dispatch_steps(
         DispatchFailed: the executor refused (the caller's transaction decides what survives).
     """
     steps = list(dict.fromkeys(steps))
+    # Before anything is written for the steps: a key with no value refuses them all.
+    limits = _concurrency(runtime.definition_of(run), run, steps)
     if schedule_pending:
         definition = runtime.definition_of(run)
         steps = step_run_store.schedule_steps(
@@ -83,7 +92,7 @@ def dispatch_steps(
     _before_executor(tx, executor)
     name = f"send {steps[0]}" if len(steps) == 1 else f"send {run.workflow}"
     try:
-        with _sending(name, run, steps, schedule_in) as send_span:
+        with _sending(name, run, steps, schedule_in) as send_span, flow.queueing(limits):
             if len(steps) == 1:
                 metadata = [
                     _call(lambda: executor.enqueue_step(tx, run, steps[0], schedule_in=schedule_in))
@@ -153,6 +162,34 @@ def _describe(send_span: Span, metadata: Sequence[Mapping[str, Any]]) -> None:
     job_id = first.get("message_id", first.get("job_id", first.get("outbox_id")))
     if len(metadata) == 1 and job_id is not None:
         send_span.set_attribute(telemetry.MESSAGING_MESSAGE_ID, str(job_id))
+
+
+def _concurrency(
+    definition: WorkflowDefinition, run: Run, steps: Sequence[str]
+) -> dict[str, flow.StepConcurrency] | None:
+    """Each step job's concurrency key and limit, read from the run as it is now.
+
+    Raises:
+        InvalidConcurrencyKey: a limited step's key has no usable value in the run.
+    """
+    if not definition.has_concurrency:
+        return None  # the common case: no lookup per step
+    scope = {"payload": run.payload, "context": run.context}
+    found: dict[str, flow.StepConcurrency] = {}
+    for step in steps:
+        if step == DEADLINE_STEP:
+            continue  # a timer that fails the run; it runs no step body to limit
+        name = StepKey.parse(step).name
+        limit = definition.concurrency_of(name)
+        if limit is None:
+            continue
+        ok, value = concurrency_value(limit, scope)
+        if not ok:
+            raise errors.InvalidConcurrencyKey(run.workflow, name, limit.key)
+        found[step] = flow.StepConcurrency(
+            key=f"{limit.scope or definition.name}:{limit.key}={value}", limit=limit.limit
+        )
+    return found
 
 
 def _scheduled(

@@ -9,6 +9,7 @@ from typing import Any
 
 from squidmesh_sdk import errors
 from squidmesh_sdk.graph import COMPLETE_TARGET, StepKey, WorkflowDefinition
+from squidmesh_sdk.runtime.holds import HOLD_ACTIONS, Hold
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.records import Attempt, Run, StepRun
 
@@ -76,12 +77,14 @@ def explain(
     stale_step_timeout: float | None,
     unavailable: errors.DefinitionUnavailable | None = None,
     current_definition: WorkflowDefinition | None = None,
+    hold: Hold | None = None,
 ) -> RunExplanation:
     """Diagnose ``run``, loaded with history.
 
     ``definition`` is the version the run is pinned to, ``None`` when unavailable here
     (``unavailable`` says why when this client holds other versions);
     ``current_definition`` is the version new runs start on, which a replay would use.
+    ``hold``: a limit of the database queue keeps a due step job of the run queued.
     """
     assert run.step_runs is not None  # noqa: S101 - callers load the history
     evidence: dict[str, Any] = {"run": _run_evidence(run)}
@@ -137,6 +140,9 @@ def explain(
         waiting = _waiting(run, current, definition, result, evidence)
         if waiting is not None:
             return waiting
+    if hold is not None and run.status in ("running", "pending", "retrying"):
+        # Its step is due but a limit keeps it queued: that, not the step, is what it waits on.
+        return result(hold.reason, hold.step, hold.details, HOLD_ACTIONS[hold.reason])
     if run.status == "retrying":
         retrying = current or _latest_failed(run)
         step = retrying.step if retrying else run.current_step
@@ -191,6 +197,7 @@ _FAILURE_REASONS = {
     "child_failed": "child_failed",
     "child_cancelled": "child_failed",
     "unknown_branch": "unknown_branch",
+    "invalid_concurrency_key": "invalid_concurrency_key",
 }
 """Failures explained by what ended the run rather than by a step's attempts."""
 

@@ -6,7 +6,7 @@ import dataclasses
 
 from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.graph import WorkflowDefinition
-from squidmesh_sdk.runtime import dispatcher, manual
+from squidmesh_sdk.runtime import dispatcher, holds, manual
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import RunCreated, RunTransitioned, StepFailed
 from squidmesh_sdk.runtime.explanation import RunExplanation, explain
@@ -180,12 +180,17 @@ def explain_run(runtime: Runtime, run_id: str) -> RunExplanation:
     """
     run = inspect_run(runtime, run_id, include_history=True)
     definition, unavailable = _pinned_definition(runtime, run)
+    hold = None
+    if run.status in ("running", "pending", "retrying"):
+        with runtime.database.read() as connection:
+            hold = holds.find_hold(connection, run.id, runtime.clock.now())
     return explain(
         run,
         definition,
         stale_step_timeout=runtime.stale_step_timeout,
         unavailable=unavailable,
         current_definition=runtime.workflows.get(run.workflow),
+        hold=hold,
     )
 
 

@@ -43,12 +43,13 @@ def start_run(
     start_request: str | None = None,
     delivery: Delivery | None = None,
     links: Sequence[Link] = (),
+    priority: int | None = None,
 ) -> Run:
     """Create a run and dispatch its first work in one transaction.
 
     ``idempotency_key`` is a cron activation's schedule identity, ``start_key`` and
     ``start_request`` a caller's idempotency key and the fingerprint of its request (see
-    :func:`start_run_once`).
+    :func:`start_run_once`). ``priority`` overrides the workflow's (already checked).
 
     Raises:
         InvalidWorkflow: the workflow is not registered.
@@ -74,6 +75,7 @@ def start_run(
             idempotency_key=idempotency_key,
             start_key=start_key,
             start_request=start_request,
+            priority=priority,
             # Untraced here: a generated context still makes the run one trace in traced workers.
             trace_context=telemetry.carrier_of(root) or telemetry.generated_carrier(),
         )
@@ -93,6 +95,7 @@ def start_run_once(
     *,
     key: str,
     trigger: str | None = None,
+    priority: int | None = None,
 ) -> tuple[Run, bool]:
     """Start a run of ``workflow`` with idempotency key ``key``, unless one was started with it.
 
@@ -119,7 +122,13 @@ def start_run_once(
     if found is None:
         try:
             run = start_run(
-                runtime, workflow, payload, trigger=node.name, start_key=key, start_request=request
+                runtime,
+                workflow,
+                payload,
+                trigger=node.name,
+                start_key=key,
+                start_request=request,
+                priority=priority,
             )
         except IntegrityError:
             # Another start with this key committed first: it holds the key.

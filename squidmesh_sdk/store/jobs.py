@@ -23,10 +23,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from squidmesh_sdk.store import flow
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid
 from squidmesh_sdk.store.prepared import Prepared
-from squidmesh_sdk.store.schema import jobs
+from squidmesh_sdk.store.schema import jobs, queue_limits
 
 __all__ = [
     "JOB_STATES",
@@ -34,6 +35,7 @@ __all__ = [
     "NewJob",
     "QueueStats",
     "claim",
+    "claim_order",
     "complete",
     "count_by_status",
     "count_jobs",
@@ -79,6 +81,11 @@ class NewJob:
     leased_to: str | None = None
     """Insert it already leased to this worker, which will perform it next (a continuation)."""
     lease: float = 0.0
+    priority: int = 0
+    """Claims take higher priorities first (the run's priority)."""
+    concurrency_key: str | None = None
+    """At most ``concurrency_limit`` running jobs share this key (``None``: no such limit)."""
+    concurrency_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,6 +109,9 @@ class Job:
     last_error: Mapping[str, Any] | None
     inserted_at: datetime | None = None
     updated_at: datetime | None = None
+    priority: int = 0
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Job:
@@ -124,6 +134,9 @@ class Job:
             last_error=row["last_error"],
             inserted_at=row.get("inserted_at"),
             updated_at=row.get("updated_at"),
+            priority=row.get("priority") or 0,
+            concurrency_key=row.get("concurrency_key"),
+            concurrency_limit=row.get("concurrency_limit"),
         )
 
 
@@ -147,6 +160,9 @@ def enqueue(tx: Transaction, new_jobs: Sequence[NewJob]) -> list[int]:
             "last_error": None,
             "inserted_at": tx.now,
             "updated_at": tx.now,
+            "priority": job.priority,
+            "concurrency_key": job.concurrency_key,
+            "concurrency_limit": job.concurrency_limit,
         }
         for job in new_jobs
     ]
@@ -184,6 +200,9 @@ def _reuse_params(tx: Transaction, job_id: int, job: NewJob) -> dict[str, Any]:
         "workflow": job.workflow,
         "definition_version": job.definition_version,
         "locked_until": tx.now + timedelta(seconds=job.lease),
+        "priority": job.priority,
+        "concurrency_key": job.concurrency_key,
+        "concurrency_limit": job.concurrency_limit,
         "p_now": tx.now,
     }
 
@@ -215,7 +234,9 @@ def claim(
     lease: float,
     holds: Mapping[str, Iterable[str]] | None = None,
 ) -> list[Job]:
-    """Lease up to ``limit`` due jobs of ``queues`` to ``worker``, oldest first.
+    """Lease up to ``limit`` due jobs of ``queues`` to ``worker``, highest priority first.
+
+    Within a priority, the oldest ``run_at`` first, then the oldest job.
 
     ``holds`` (workflow name to the versions of it the worker holds) restricts the claim to
     jobs the worker can run: a job for a workflow, or a version of it, that the worker lacks
@@ -224,17 +245,71 @@ def claim(
 
     On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets many workers claim at once without blocking
     each other or taking the same job; SQLite's write lock serialises claims.
+
+    **Flow control.** The claim statement also reports, per job, whether its queue has limits
+    (a probe of ``squidmesh_queue_limits``, usually empty, inside the same statement). When no
+    claimed job has a concurrency key and no queue has limits, that one statement is the whole
+    claim. Otherwise the claim locks the queues' limit rows, then the keys (sorted; see
+    :mod:`squidmesh_sdk.store.flow`), counts running jobs with a fresh snapshot, keeps the jobs
+    that fit in claim order and puts the others back as they were (queued, same ``run_at`` and
+    delivery count), then claims again past them, so that a full key or queue does not hold
+    back other eligible jobs.
     """
+    rows = _claim_batch(tx, worker, queues, limit, lease, holds, skip=())
+    claimed = [Job.from_row(row) for row in rows]
+    if any(job.concurrency_key is not None for job in claimed) or any(
+        row["queue_limited"] for row in rows
+    ):
+        claimed = _claim_limited(tx, claimed, worker, queues, limit, lease, holds)
+    return sorted(claimed, key=claim_order)
+
+
+def claim_order(job: Job) -> tuple[int, datetime, int]:
+    """The order claims take jobs in: priority (higher first), ``run_at``, id."""
+    return (-job.priority, job.run_at, job.id)
+
+
+# Passes of a limited claim past jobs that did not fit. Each pass skips the keys and queues
+# found full, so a few suffice; a claim that still has room afterwards comes back at once.
+_LIMITED_PASSES = 4
+
+
+def _claim_batch(
+    tx: Transaction,
+    worker: str,
+    queues: Sequence[str],
+    limit: int,
+    lease: float,
+    holds: Mapping[str, Iterable[str]] | None,
+    *,
+    skip: Sequence[int],
+    full_keys: Sequence[str] = (),
+    full_queues: Sequence[str] = (),
+) -> list[Mapping[Any, Any]]:
     due = (
         sa.select(jobs.c.id)
         .where(jobs.c.status == "queued", jobs.c.queue.in_(list(queues)), jobs.c.run_at <= tx.now)
-        .order_by(jobs.c.run_at, jobs.c.id)
+        .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id)
         .limit(limit)
     )
     if holds is not None:
         due = due.where(_runnable(holds))
+    if skip:
+        due = due.where(jobs.c.id.not_in(list(skip)))
+    if full_keys:
+        due = due.where(
+            sa.or_(jobs.c.concurrency_key.is_(None), jobs.c.concurrency_key.not_in(full_keys))
+        )
+    if full_queues:
+        due = due.where(jobs.c.queue.not_in(list(full_queues)))
     if tx.connection.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
+    limited = (
+        sa.exists()
+        .where(queue_limits.c.queue == jobs.c.queue)
+        .correlate(jobs)
+        .label("queue_limited")
+    )
     statement = (
         jobs.update()
         .where(jobs.c.id.in_(due.scalar_subquery()))
@@ -245,10 +320,158 @@ def claim(
             deliveries=jobs.c.deliveries + 1,
             updated_at=tx.now,
         )
-        .returning(*jobs.c)
+        .returning(*jobs.c, limited)
     )
-    claimed = [Job.from_row(row) for row in tx.connection.execute(statement).mappings()]
-    return sorted(claimed, key=lambda job: (job.run_at, job.id))
+    return list(tx.connection.execute(statement).mappings())
+
+
+def _claim_limited(
+    tx: Transaction,
+    claimed: list[Job],
+    worker: str,
+    queues: Sequence[str],
+    limit: int,
+    lease: float,
+    holds: Mapping[str, Iterable[str]] | None,
+) -> list[Job]:
+    """Keep the claimed jobs that fit their key's and queue's limits; claim more past the rest.
+
+    Lock order, the same in every claim: the queues' limit rows (by name), then the keys of the
+    first batch (sorted, waiting); keys met in later passes are only tried (see
+    :func:`flow.try_lock_key`). Counts are read after the locks, each statement with a fresh
+    snapshot (READ COMMITTED), so they include what any claim that held the locks before
+    committed. A count read after one of this claim's own statements includes the leases that
+    statement just took, which are subtracted: the jobs kept are then charged one by one.
+    """
+    limits = flow.lock_queue_limits(tx, sorted(set(queues)))
+    first_keys = {job.concurrency_key for job in claimed if job.concurrency_key is not None}
+    flow.lock_keys(tx, first_keys)
+    locked: set[str] = set(first_keys)
+    busy: set[str] = set()  # keys another claim is locking now: this one leaves them
+    key_limits: dict[str, int] = {}
+    running_keys: dict[str, int] = {}
+    counted_queues = [q for q, lim in limits.items() if lim.concurrency is not None]
+    found_queues = flow.running_per_queue(tx.connection, counted_queues)
+    running_queues = {queue: found_queues.get(queue, 0) for queue in counted_queues}
+    for job in claimed:
+        if job.queue in running_queues:
+            running_queues[job.queue] -= 1
+    tokens = {q: lim.tokens_at(tx.now) for q, lim in limits.items() if lim.rate is not None}
+    start_tokens = dict(tokens)
+    kept: list[Job] = []
+    put_back: list[Job] = []
+    batch, requested = claimed, limit
+    for _ in range(_LIMITED_PASSES):
+        batch_keys = {job.concurrency_key for job in batch if job.concurrency_key is not None}
+        for key in sorted(batch_keys - locked - busy):
+            if flow.try_lock_key(tx, key):
+                locked.add(key)
+            else:
+                busy.add(key)
+        fresh = sorted(batch_keys - running_keys.keys() - busy)
+        found = flow.running_per_key(tx.connection, fresh)
+        for key in fresh:
+            mine = sum(job.concurrency_key == key for job in batch)
+            running_keys[key] = found.get(key, 0) - mine
+        for job in sorted(batch, key=claim_order):
+            if job.concurrency_key is not None:
+                key_limits[job.concurrency_key] = job.concurrency_limit or 1
+            if _fits(job, limits, running_keys, running_queues, tokens, busy):
+                kept.append(job)
+                _charge(job, running_keys, running_queues, tokens)
+            else:
+                put_back.append(job)
+        room = limit - len(kept)
+        if room <= 0 or len(batch) < requested:
+            break  # full, or nothing more of the queues is eligible
+        full_keys = sorted(
+            busy | {key for key, count in running_keys.items() if count >= key_limits[key]}
+        )
+        full_queues = sorted(
+            queue
+            for queue, lim in limits.items()
+            if (lim.concurrency is not None and running_queues.get(queue, 0) >= lim.concurrency)
+            or tokens.get(queue, float("inf")) < 1
+        )
+        if set(full_queues) >= set(queues):
+            break
+        requested = room
+        rows = _claim_batch(
+            tx,
+            worker,
+            queues,
+            room,
+            lease,
+            holds,
+            skip=[job.id for job in put_back],
+            full_keys=full_keys,
+            full_queues=full_queues,
+        )
+        batch = [Job.from_row(row) for row in rows]
+        if not batch:
+            break
+    for queue, left in tokens.items():
+        if left != start_tokens[queue]:
+            flow.spend(tx, queue, left)
+    if put_back:
+        _put_back(tx, put_back)
+    return kept
+
+
+def _fits(
+    job: Job,
+    limits: Mapping[str, flow.QueueLimits],
+    running_keys: Mapping[str, int],
+    running_queues: Mapping[str, int],
+    tokens: Mapping[str, float],
+    busy: set[str],
+) -> bool:
+    key = job.concurrency_key
+    if key is not None and (
+        key in busy or running_keys.get(key, 0) >= (job.concurrency_limit or 1)
+    ):
+        return False
+    queue_limit = limits.get(job.queue)
+    if queue_limit is None:
+        return True
+    if queue_limit.concurrency is not None and (
+        running_queues.get(job.queue, 0) >= queue_limit.concurrency
+    ):
+        return False
+    return queue_limit.rate is None or tokens.get(job.queue, 0.0) >= 1
+
+
+def _charge(
+    job: Job,
+    running_keys: dict[str, int],
+    running_queues: dict[str, int],
+    tokens: dict[str, float],
+) -> None:
+    if job.concurrency_key is not None:
+        running_keys[job.concurrency_key] = running_keys.get(job.concurrency_key, 0) + 1
+    if job.queue in running_queues:
+        running_queues[job.queue] += 1
+    if job.queue in tokens:
+        tokens[job.queue] -= 1
+
+
+def _put_back(tx: Transaction, put_back: Sequence[Job]) -> None:
+    """Undo this claim's lease of jobs that did not fit: queued again, as they were.
+
+    Their row locks stay with this transaction until it commits, so no other claim saw them
+    leased; ``updated_at`` is the one column that keeps this claim's time.
+    """
+    tx.connection.execute(
+        jobs.update()
+        .where(jobs.c.id == sa.bindparam("p_id"), jobs.c.status == "running")
+        .values(
+            status="queued",
+            locked_by=None,
+            locked_until=None,
+            deliveries=sa.bindparam("p_deliveries"),
+        ),
+        [{"p_id": job.id, "p_deliveries": job.deliveries - 1} for job in put_back],
+    )
 
 
 def _runnable(holds: Mapping[str, Iterable[str]]) -> sa.ColumnElement[bool]:
@@ -609,6 +832,9 @@ _REUSE = Prepared(
                         "workflow",
                         "definition_version",
                         "locked_until",
+                        "priority",
+                        "concurrency_key",
+                        "concurrency_limit",
                     )
                 },
                 "status": "running",

@@ -263,6 +263,7 @@ class Run:
         parent_step: The step run key of that ``child`` step.
         operator_retries: How many times an operator resumed the failed run
             (``retry_run``).
+        priority: The priority its jobs are queued with (higher first).
         step_runs: Step runs with their attempts, oldest first, when loaded with history.
         events: Audit events, oldest first, when loaded with history.
         steps: Every declared step's state, in graph order, when loaded with history through a
@@ -289,6 +290,7 @@ class Run:
     parent_run_id: str | None = None
     parent_step: str | None = None
     operator_retries: int = 0
+    priority: int = 0
     step_runs: tuple[StepRun, ...] | None = None
     events: tuple[AuditEvent, ...] | None = None
     steps: tuple[StepState, ...] | None = None
@@ -335,6 +337,7 @@ class Run:
             parent_run_id=str(parent) if parent is not None else None,
             parent_step=row.get("parent_step"),
             operator_retries=row.get("operator_retries") or 0,
+            priority=row.get("priority") or 0,
             inserted_at=row["inserted_at"],
             updated_at=row["updated_at"],
         )

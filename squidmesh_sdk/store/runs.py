@@ -124,13 +124,15 @@ def create_run(
     trace_context: Mapping[str, Any] | None = None,
     parent_run_id: str | None = None,
     parent_step: str | None = None,
+    priority: int | None = None,
 ) -> Run:
     """Validate ``payload`` against the trigger's contract and insert a ``pending`` run.
 
     ``trigger`` defaults to the workflow's first declared trigger. Nothing is dispatched.
     ``idempotency_key`` is a cron activation's schedule identity (one run per workflow,
     trigger and key); ``start_key`` the key a caller started the run with (one run per workflow
-    and key), ``start_request`` the fingerprint of that request.
+    and key), ``start_request`` the fingerprint of that request. ``priority`` overrides the
+    workflow's (checked by the caller).
 
     Raises:
         InvalidTrigger: the workflow has no such trigger.
@@ -162,6 +164,7 @@ def create_run(
         "parent_run_id": parse_run_id(parent_run_id) if parent_run_id else None,
         "parent_step": parent_step,
         "operator_retries": None,
+        "priority": definition.priority if priority is None else priority,
         "inserted_at": tx.now,
         "updated_at": tx.now,
     }
@@ -592,6 +595,7 @@ def replay_run(
         "parent_run_id": None,
         "parent_step": None,
         "operator_retries": None,
+        "priority": source.priority,
         "inserted_at": tx.now,
         "updated_at": tx.now,
     }

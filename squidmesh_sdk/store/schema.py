@@ -18,6 +18,7 @@ __all__ = [
     "metadata",
     "migrations",
     "outbox",
+    "queue_limits",
     "run_events",
     "runs",
     "signals",
@@ -82,6 +83,9 @@ runs = sa.Table(
     # How many times an operator resumed the failed run from a failed step (retry_run,
     # migration 8; NULL: never): its later steps then get new step-run keys where needed.
     sa.Column("operator_retries", sa.Integer, nullable=True),
+    # Flow control (migration 9): the priority every job of the run is queued with (higher
+    # first), from the workflow or the start call.
+    sa.Column("priority", sa.Integer, nullable=False, server_default=sa.text("0")),
     # W3C trace context of the run, so spans from every process join one trace.
     sa.Column("trace_context", JSONColumn(), nullable=True),
     sa.Column("inserted_at", UTCDateTime, nullable=False),
@@ -220,14 +224,12 @@ jobs = sa.Table(
     sa.Column("last_error", JSONColumn(), nullable=True),
     sa.Column("inserted_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
-    sa.Index(
-        "ix_squidmesh_jobs_claim",
-        "queue",
-        "run_at",
-        "id",
-        sqlite_where=sa.text("status = 'queued'"),
-        postgresql_where=sa.text("status = 'queued'"),
-    ),
+    # Flow control (migration 9): claims take higher priorities first; a job with a
+    # concurrency key is claimed only while fewer than ``concurrency_limit`` running jobs share
+    # the key (scope, path and value, as text).
+    sa.Column("priority", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("concurrency_key", sa.String(500), nullable=True),
+    sa.Column("concurrency_limit", sa.Integer, nullable=True),
     sa.Index(
         "ix_squidmesh_jobs_leases",
         "locked_until",
@@ -235,6 +237,40 @@ jobs = sa.Table(
         postgresql_where=sa.text("status = 'running'"),
     ),
     sa.Index(None, "run_id"),
+    # The limited claim counts the running jobs of a key; unkeyed jobs (the common case) are
+    # left out of the index, so it costs them nothing.
+    sa.Index(
+        "ix_squidmesh_jobs_running_keys",
+        "concurrency_key",
+        sqlite_where=sa.text("status = 'running' AND concurrency_key IS NOT NULL"),
+        postgresql_where=sa.text("status = 'running' AND concurrency_key IS NOT NULL"),
+    ),
+)
+# The claim's scan (migration 9 added ``priority``): due jobs of a queue in claim order,
+# priority DESC, run_at, id, so that a claim of N jobs reads N index entries.
+sa.Index(
+    "ix_squidmesh_jobs_claim",
+    jobs.c.queue,
+    jobs.c.priority.desc(),
+    jobs.c.run_at,
+    jobs.c.id,
+    sqlite_where=sa.text("status = 'queued'"),
+    postgresql_where=sa.text("status = 'queued'"),
+)
+
+# Operators' limits on a queue of the database queue (migration 9), enforced by the claim: at
+# most ``concurrency`` running jobs, at most ``rate_count`` claims per ``rate_period`` seconds
+# (a token bucket: ``tokens`` left at ``refilled_at``, written by the claims that spend them).
+queue_limits = sa.Table(
+    "squidmesh_queue_limits",
+    metadata,
+    sa.Column("queue", sa.String(100), primary_key=True),
+    sa.Column("concurrency", sa.Integer, nullable=True),
+    sa.Column("rate_count", sa.Integer, nullable=True),
+    sa.Column("rate_period", sa.Float, nullable=True),
+    sa.Column("tokens", sa.Float, nullable=True),
+    sa.Column("refilled_at", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
 # Where each cron trigger's scheduling has got to. Workers advance ``last_start`` with a

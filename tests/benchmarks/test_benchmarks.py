@@ -27,14 +27,16 @@ ROWS = (
     "raw limit: driver, 2 txns/step",
     "tracing off",
     "tracing on (SDK, discarding exporter)",
+    "flow: key limit 2, 8 keys",
+    "flow: queue rate limit 10/s",
 )
 
 
 def _check_table(output: str) -> None:
     lines = output.splitlines()
     numbered = [line.split()[0] for line in lines if line[:1].isdigit()]
-    # --quick: 1 and 4 threads; row 7 is tracing off and on
-    assert numbered == ["1", "2", "2", "3", "4", "5", "6", "6", "7", "7"]
+    # --quick: 1 and 4 threads; row 7 is tracing off and on; row 8 a key and a rate limit
+    assert numbered == ["1", "2", "2", "3", "4", "5", "6", "6", "7", "7", "8", "8"]
     for row in ROWS:
         assert row in output
     assert "1 worker x 4 threads" in output
@@ -61,13 +63,13 @@ def test_quick_benchmark_json_has_every_row_and_the_ratio(
 ) -> None:
     assert main(["--db", "sqlite", "--quick", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert [row["row"] for row in document["rows"]] == [1, 2, 2, 3, 4, 6, 6, 7, 7]
+    assert [row["row"] for row in document["rows"]] == [1, 2, 2, 3, 4, 6, 6, 7, 7, 8, 8]
     assert document["ratio"] > 0
     assert document["ours_best"]["row"] in (2, 3)
     assert document["raw_best"]["row"] == 6
     assert document["targets"][0]["marker"] == "n/a"  # the PostgreSQL ratio target
     counted = [row for row in document["rows"] if row["commits"] is not None]
-    assert [row["concurrency"] for row in counted] == [4]
+    assert [(row["row"], row["concurrency"]) for row in counted] == [(2, 4), (8, 4)]
 
 
 def test_quick_size_table_has_a_line_per_workflow(capsys: pytest.CaptureFixture[str]) -> None:

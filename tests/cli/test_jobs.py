@@ -21,6 +21,8 @@ OWNER = "host-a:4242:worker"
 BOOM = {"message": "connection reset by peer", "type": "builtins.ConnectionError"}
 
 JOB_KEYS = {
+    "concurrency_key",
+    "concurrency_limit",
     "definition_version",
     "deliveries",
     "id",
@@ -30,6 +32,7 @@ JOB_KEYS = {
     "locked_by",
     "locked_until",
     "payload",
+    "priority",
     "queue",
     "rescues",
     "run_at",
@@ -435,8 +438,8 @@ def test_a_dead_letter_retried_with_the_cli_lets_its_run_complete(
 def test_stats_per_queue(cli: Cli, client: Client) -> None:
     empty = cli("jobs", "stats")
     assert empty.out.splitlines() == [
-        "QUEUE    QUEUED  DELAYED  RUNNING  FAILED  OLDEST_DUE_FOR",
-        "default  0       0        0        0       -",
+        "QUEUE    QUEUED  DELAYED  RUNNING  FAILED  OLDEST_DUE_FOR  LIMITS",
+        "default  0       0        0        0       -               -",
     ]
     _every_state(client)
     client.start_run("shipping")  # a second due job
@@ -448,6 +451,7 @@ def test_stats_per_queue(cli: Cli, client: Client) -> None:
     assert set(queue) == {
         "delayed",
         "failed",
+        "limits",
         "oldest_due_at",
         "oldest_due_seconds",
         "queue",
@@ -461,3 +465,4 @@ def test_stats_per_queue(cli: Cli, client: Client) -> None:
         (datetime.fromisoformat(data["at"]) - oldest).total_seconds()
     )
     assert queue["oldest_due_seconds"] >= 0
+    assert queue["limits"] is None

@@ -26,6 +26,7 @@ RUN_KEYS = {
     "operator_retries",
     "parent_run_id",
     "parent_step",
+    "priority",
     "last_error",
     "payload",
     "replayed_from_run_id",

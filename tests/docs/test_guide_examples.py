@@ -20,6 +20,7 @@ from samples.guide import (
     authoring_triggers,
     cron_activate,
     cron_declare,
+    flow_control,
     runtime_testing,
     runtime_tour,
     runtime_versions,
@@ -177,3 +178,17 @@ def test_the_worker_example_serves_until_sigterm(tmp_path: Path) -> None:
             process.wait()
         assert process.stderr is not None
         process.stderr.close()
+
+
+def test_the_flow_control_guide_runs_both_syncs_to_completion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert flow_control.main(f"sqlite:///{tmp_path / 'flow.db'}") == ["completed", "completed"]
+    assert "RateLimit(count=100, per=datetime.timedelta(seconds=60))" in capsys.readouterr().out
+    definition = compile(flow_control.sync)
+    assert definition.concurrency_of("fetch") == flow_control.ConcurrencyLimit(
+        "payload.customer_id", limit=2
+    )
+    push = definition.concurrency_of("push")
+    assert push is not None
+    assert (push.key, push.scope) == ("context.account", "partner_api")

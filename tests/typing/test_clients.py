@@ -9,7 +9,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import assert_type
 
-from squidmesh_sdk import AsyncClient, AsyncRunHandle, Client, Run, RunHandle
+from squidmesh_sdk import (
+    AsyncClient,
+    AsyncRunHandle,
+    Client,
+    QueueLimits,
+    RateLimit,
+    Run,
+    RunHandle,
+)
 
 
 def started_and_waited(client: Client) -> None:
@@ -21,6 +29,12 @@ def started_and_waited(client: Client) -> None:
     assert_type(client.wait_for_run(handle.id, timeout=2.5, include_history=True), Run)
     client.wait_for_run(handle.id, timeout="5")  # type: ignore[arg-type]
     client.start_run("wf", idempotency_key=5)  # type: ignore[arg-type]
+    assert_type(client.start_run("wf", priority=10).priority, int)
+    client.start_run("wf", priority="high")  # type: ignore[arg-type]
+    limits = client.set_queue_limits("q", rate_limit=RateLimit(100, per=timedelta(minutes=1)))
+    assert_type(limits, QueueLimits)
+    assert_type(client.queue_limits(), list[QueueLimits])
+    client.set_queue_limits("q", rate_limit="100/1m")  # type: ignore[arg-type]
 
 
 async def awaited(client: AsyncClient) -> None:
@@ -31,4 +45,6 @@ async def awaited(client: AsyncClient) -> None:
     assert_type(await client.wait_for_run(handle.id), Run)
     assert_type(await client.list_runs(limit=5), list[Run])
     assert_type(client.client, Client)
+    assert_type(await client.start_run("wf", priority=-5), Run)
+    assert_type(await client.set_queue_limits("q", concurrency=2), QueueLimits)
     await client.wait_for_run(handle.id, timeout="5")  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from typing import Any, assert_type
 from squidmesh_sdk import (
     COMPLETE,
     BuiltinStep,
+    ConcurrencyLimit,
     Step,
     StepContext,
     Workflow,
@@ -37,6 +38,18 @@ def configured(order_id: str, ctx: StepContext) -> list[str]:
 @wf.step
 async def asynchronous(n: int) -> int:
     return n
+
+
+@wf.step(concurrency=ConcurrencyLimit("payload.order_id", limit=2))
+def limited(order_id: str) -> dict[str, str]:
+    return {"limited": order_id}
+
+
+def flow_control() -> None:
+    assert_type(limited("o-1"), dict[str, str])  # the decorated body keeps its signature
+    limit = ConcurrencyLimit("payload.order_id", limit=2)
+    Workflow("prioritised", triggers=[manual("go")], priority=5, concurrency=limit)
+    Workflow("wrong", triggers=[manual("go")], concurrency=limited)  # type: ignore[arg-type]
 
 
 @configured.compensate

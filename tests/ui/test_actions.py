@@ -203,3 +203,21 @@ def test_the_client_checks_the_new_arguments(env: WorkflowEnvironment) -> None:
     with pytest.raises(InvalidResume):
         env.client.replay_run(run.id, actor="  ")
     assert len(env.client.list_runs(workflow="holding")) == 1
+
+
+def test_a_run_held_by_a_queue_limit_shows_why_on_its_page(database_url: str) -> None:
+    with Client(database_url, WORKFLOWS, executor=DatabaseExecutor(), observers=()) as client:
+        client.set_queue_limits("default", concurrency=1)
+        client.start_run("holding")
+        held = client.start_run("holding")
+        with client.runtime.transaction() as tx:
+            claimed = job_store.claim(tx, worker="w-1", queues=("default",), limit=5, lease=300)
+        assert len(claimed) == 1
+        browser = Browser(create_app(client, token=TOKENS))
+        browser.sign_in()
+        page = browser.get(f"/runs/{held.id}")
+        assert page.status_code == 200
+        text = text_of(page.text)
+        assert "waiting for queue limit" in text.lower()
+        assert "&#34;concurrency&#34;: 1" in page.text
+        browser.close()

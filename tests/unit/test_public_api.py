@@ -20,6 +20,7 @@ EXPECTED = [
     "BuiltinStep",
     "ChildRun",
     "Client",
+    "ConcurrencyLimit",
     "Condition",
     "CronStart",
     "Database",
@@ -29,9 +30,11 @@ EXPECTED = [
     "DispatchFailed",
     "Executor",
     "ExecutorNotReady",
+    "FlowControlUnsupported",
     "IdempotencyConflict",
     "InlineExecutor",
     "InvalidArgument",
+    "InvalidConcurrencyKey",
     "InvalidExecutorPayload",
     "InvalidPayload",
     "InvalidResume",
@@ -47,6 +50,8 @@ EXPECTED = [
     "NonRetryableError",
     "OutcomeNotStored",
     "PurgeResult",
+    "QueueLimits",
+    "RateLimit",
     "Retry",
     "RetryAfter",
     "RetryRefused",
@@ -124,7 +129,7 @@ def test_public_methods_are_documented() -> None:
 def test_every_error_shares_one_root() -> None:
     errors = [getattr(squidmesh_sdk, n) for n in squidmesh_sdk.__all__]
     exceptions = [e for e in errors if inspect.isclass(e) and issubclass(e, BaseException)]
-    assert len(exceptions) == 32
+    assert len(exceptions) == 34
     assert all(issubclass(e, squidmesh_sdk.SquidmeshError) for e in exceptions)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -275,3 +276,31 @@ def test_a_process_without_a_relay_stops_publishing_after_commit_once_the_broker
     assert refusal is not None
     assert "Error" in refusal
     assert (untried, none) == (0, None), "not tried again from the caller for 5 s"
+
+
+def test_a_run_s_priority_goes_to_its_messages_through_the_host_s_mapping(
+    database_url: str, redis: RedisServer
+) -> None:
+    # The Redis transport runs lower numbers first: 0 for the highest squidmesh priorities.
+    def redis_priority(priority: int) -> int:
+        return 9 - min(9, max(0, (priority + 1000) * 10 // 2001))
+
+    with celery_client(database_url, redis.url, priority=redis_priority) as client:
+        client.start_run("one_step", priority=1000)
+        client.start_run("one_step")
+        with Redis.from_url(redis.url) as connection:
+            keys = [key.decode() for key in connection.keys(f"{QUEUE}*")]
+            published = [
+                json.loads(message)
+                for key in keys
+                if connection.type(key) == b"list"
+                for message in connection.lrange(key, 0, -1)
+            ]
+    assert sorted(message["properties"]["priority"] for message in published) == [0, 5]
+
+
+def test_without_a_mapping_no_priority_is_sent(client: Client, redis: RedisServer) -> None:
+    client.start_run("one_step", priority=1000)
+    with Redis.from_url(redis.url) as connection:
+        (message,) = [json.loads(m) for m in connection.lrange(QUEUE, 0, -1)]
+    assert message["properties"].get("priority") in (None, 0)

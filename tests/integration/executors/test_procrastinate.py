@@ -269,3 +269,19 @@ def test_one_executor_per_procrastinate_app(tmp_path: Path) -> None:
     ProcrastinateExecutor(app)
     with pytest.raises(ExecutorNotReady, match="one ProcrastinateExecutor per Procrastinate app"):
         ProcrastinateExecutor(app)
+
+
+@on_postgres
+def test_a_run_s_priority_is_its_procrastinate_jobs_priority(client: Client) -> None:
+    normal = client.start_run("one_step")
+    urgent = client.start_run("one_step", priority=500)
+    with client.database.read() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT args->'payload'->>'run_id', priority FROM procrastinate_jobs "
+                "WHERE task_name = :task"
+            ),
+            {"task": TASK_NAME},
+        ).all()
+    # Procrastinate also fetches higher priorities first: the value goes through as it is.
+    assert dict(rows) == {normal.id: 0, urgent.id: 500}

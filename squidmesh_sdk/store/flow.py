@@ -1,0 +1,267 @@
+"""Flow control for the database queue: queue limits, their token buckets, key locks and counts.
+
+An operator's limits on a queue are a row of ``squidmesh_queue_limits``: at most
+``concurrency`` running jobs, at most ``rate_count`` claims per ``rate_period`` seconds. The
+rate is a token bucket of ``rate_count`` tokens (the burst) refilled at ``rate_count /
+rate_period`` tokens a second; each claim spends one. Its state (``tokens`` left at
+``refilled_at``) is written by the claim transaction that spends it, under the row's lock.
+
+The claim (:func:`squidmesh_sdk.store.jobs.claim`) uses the rest of this module on its
+limited path: :func:`lock_queue_limits` then :func:`lock_keys` (always in that order, each
+sorted, so claims never deadlock), then :func:`running_per_key` / :func:`running_per_queue`,
+which read with a fresh snapshot once the locks are held.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from squidmesh_sdk.definition.flow import RateLimit
+from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.schema import jobs, queue_limits
+
+__all__ = [
+    "QueueLimits",
+    "clear_limits",
+    "key_lock_id",
+    "list_limits",
+    "lock_keys",
+    "lock_queue_limits",
+    "refill",
+    "running_per_key",
+    "running_per_queue",
+    "set_limits",
+    "spend",
+    "try_lock_key",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueLimits:
+    """An operator's limits on one queue, with the state of its rate bucket.
+
+    Attributes:
+        queue: The queue.
+        concurrency: Most running jobs of the queue at once (``None``: no limit).
+        rate: Most claims per period (``None``: no limit).
+        tokens: Claims the bucket allowed at ``refilled_at`` (see :func:`refill` for now).
+        refilled_at: When ``tokens`` was computed.
+        updated_at: When an operator last set the limits.
+    """
+
+    queue: str
+    concurrency: int | None
+    rate: RateLimit | None
+    tokens: float | None
+    refilled_at: datetime | None
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> QueueLimits:
+        """Build from a ``squidmesh_queue_limits`` row."""
+        count, period = row["rate_count"], row["rate_period"]
+        rate = (
+            RateLimit(int(count), per=timedelta(seconds=float(period)))
+            if count is not None and period is not None
+            else None
+        )
+        return cls(
+            queue=str(row["queue"]),
+            concurrency=row["concurrency"],
+            rate=rate,
+            tokens=row["tokens"],
+            refilled_at=row["refilled_at"],
+            updated_at=row["updated_at"],
+        )
+
+    def tokens_at(self, now: datetime) -> float:
+        """Claims the rate bucket allows at ``now`` (``inf`` without a rate limit)."""
+        if self.rate is None:
+            return float("inf")
+        return refill(self.rate, self.tokens, self.refilled_at, now)
+
+    def next_token_at(self, now: datetime) -> datetime:
+        """When the bucket next holds a whole token (``now`` if it does already)."""
+        if self.rate is None:
+            return now
+        tokens = self.tokens_at(now)
+        if tokens >= 1:
+            return now
+        per_token = self.rate.period_seconds / self.rate.count
+        return now + timedelta(seconds=(1 - tokens) * per_token)
+
+
+def refill(
+    rate: RateLimit, tokens: float | None, refilled_at: datetime | None, now: datetime
+) -> float:
+    """The bucket's tokens at ``now``: what was left, plus what accrued since, capped at ``count``.
+
+    A bucket never written (``tokens`` ``None``) is full. A clock that went back accrues
+    nothing rather than taking tokens away.
+    """
+    if tokens is None or refilled_at is None:
+        return float(rate.count)
+    elapsed = max((now - refilled_at).total_seconds(), 0.0)
+    return min(float(rate.count), tokens + elapsed * rate.count / rate.period_seconds)
+
+
+def spend(tx: Transaction, queue: str, tokens: float) -> None:
+    """Store the bucket of ``queue`` with ``tokens`` left now (under the claim's row lock)."""
+    tx.connection.execute(
+        queue_limits.update()
+        .where(queue_limits.c.queue == queue)
+        .values(tokens=tokens, refilled_at=tx.now)
+    )
+
+
+def set_limits(
+    tx: Transaction, queue: str, *, concurrency: int | None, rate: RateLimit | None
+) -> QueueLimits:
+    """Set (replace) the limits of ``queue``; both ``None`` clears them.
+
+    A rate that changes starts with a full bucket; an unchanged rate keeps its bucket, so
+    setting the same limits again does not grant a new burst.
+    """
+    current = _select(tx.connection, queue, for_update=True)
+    if concurrency is None and rate is None:
+        clear_limits(tx, queue)
+        return QueueLimits(
+            queue=queue,
+            concurrency=None,
+            rate=None,
+            tokens=None,
+            refilled_at=None,
+            updated_at=tx.now,
+        )
+    keep_bucket = current is not None and current.rate == rate
+    values = {
+        "concurrency": concurrency,
+        "rate_count": rate.count if rate is not None else None,
+        "rate_period": rate.period_seconds if rate is not None else None,
+        "tokens": current.tokens if keep_bucket and current is not None else None,
+        "refilled_at": current.refilled_at if keep_bucket and current is not None else None,
+        "updated_at": tx.now,
+    }
+    if current is None:
+        tx.connection.execute(queue_limits.insert().values(queue=queue, **values))
+    else:
+        tx.connection.execute(
+            queue_limits.update().where(queue_limits.c.queue == queue).values(**values)
+        )
+    found = _select(tx.connection, queue, for_update=False)
+    assert found is not None  # noqa: S101 - written just above, in this transaction
+    return found
+
+
+def clear_limits(tx: Transaction, queue: str) -> bool:
+    """Remove every limit of ``queue``; ``False`` if it had none."""
+    result = tx.connection.execute(queue_limits.delete().where(queue_limits.c.queue == queue))
+    return result.rowcount == 1
+
+
+def list_limits(connection: Connection, queues: Iterable[str] | None = None) -> list[QueueLimits]:
+    """The limits of every queue that has some (of ``queues`` only, if given), by name."""
+    query = sa.select(queue_limits).order_by(queue_limits.c.queue)
+    if queues is not None:
+        query = query.where(queue_limits.c.queue.in_(list(queues)))
+    return [QueueLimits.from_row(row) for row in connection.execute(query).mappings()]
+
+
+def lock_queue_limits(tx: Transaction, queues: Sequence[str]) -> dict[str, QueueLimits]:
+    """Read and lock the limits of ``queues``, in name order (the first lock of a limited claim).
+
+    ``FOR UPDATE`` on PostgreSQL: claims of the same limited queues take turns from here, and
+    each counts the running jobs after the previous one committed. SQLite's write lock
+    already serialises claims.
+    """
+    query = (
+        sa.select(queue_limits)
+        .where(queue_limits.c.queue.in_(list(queues)))
+        .order_by(queue_limits.c.queue)
+    )
+    if tx.connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    rows = tx.connection.execute(query).mappings()
+    return {row["queue"]: QueueLimits.from_row(row) for row in rows}
+
+
+def key_lock_id(key: str) -> int:
+    """The advisory lock id of a concurrency key: a signed 64-bit hash of it.
+
+    Two keys with the same hash only take turns needlessly; the count stays per key.
+    """
+    digest = hashlib.blake2b(f"squidmesh-concurrency:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_keys(tx: Transaction, keys: Iterable[str]) -> None:
+    """Take the transaction-scoped advisory locks of ``keys``, sorted (PostgreSQL only).
+
+    Held until the claim commits: another claim of the same key waits here, then counts the
+    jobs this one leased. Sorted lock ids and a single statement (its target list is evaluated
+    left to right) keep every claim's order the same, so two claims never wait on each other
+    in a cycle.
+    """
+    if tx.connection.dialect.name != "postgresql":
+        return
+    ids = sorted({key_lock_id(key) for key in keys})
+    if not ids:
+        return
+    columns = [
+        sa.func.pg_advisory_xact_lock(sa.bindparam(f"k{index}", value, type_=sa.BigInteger))
+        for index, value in enumerate(ids)
+    ]
+    tx.connection.execute(sa.select(*columns))
+
+
+def try_lock_key(tx: Transaction, key: str) -> bool:
+    """Take the advisory lock of ``key`` if it is free (PostgreSQL; SQLite: always ``True``).
+
+    For keys met after the first sorted batch: waiting for them could close a cycle with a
+    claim that holds them and waits for one of ours, so a claim skips a busy key instead.
+    """
+    if tx.connection.dialect.name != "postgresql":
+        return True
+    lock_id = sa.bindparam("k", key_lock_id(key), type_=sa.BigInteger)
+    return bool(tx.connection.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(lock_id))))
+
+
+def running_per_key(connection: Connection, keys: Iterable[str]) -> dict[str, int]:
+    """How many ``running`` jobs hold each of ``keys`` (leases not yet rescued count too)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = connection.execute(
+        sa.select(jobs.c.concurrency_key, sa.func.count())
+        .where(jobs.c.status == "running", jobs.c.concurrency_key.in_(wanted))
+        .group_by(jobs.c.concurrency_key)
+    )
+    return {str(key): int(count) for key, count in rows}
+
+
+def running_per_queue(connection: Connection, queues: Iterable[str]) -> dict[str, int]:
+    """How many ``running`` jobs each of ``queues`` has."""
+    wanted = sorted(set(queues))
+    if not wanted:
+        return {}
+    rows = connection.execute(
+        sa.select(jobs.c.queue, sa.func.count())
+        .where(jobs.c.status == "running", jobs.c.queue.in_(wanted))
+        .group_by(jobs.c.queue)
+    )
+    return {str(queue): int(count) for queue, count in rows}
+
+
+def _select(connection: Connection, queue: str, *, for_update: bool) -> QueueLimits | None:
+    query = sa.select(queue_limits).where(queue_limits.c.queue == queue)
+    if for_update and connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = connection.execute(query).mappings().first()
+    return QueueLimits.from_row(row) if row is not None else None

@@ -1,0 +1,247 @@
+"""The claim under flow control: priority order, per-key and queue limits, the rate bucket.
+
+In-process claims on SQLite and PostgreSQL (``job_store.claim`` as a worker calls it), with a
+fake clock so that rate limits are exact. What a user would see: which jobs a worker takes,
+and which stay queued, untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from squidmesh_sdk import (
+    Client,
+    ConcurrencyLimit,
+    DatabaseExecutor,
+    InvalidArgument,
+    RateLimit,
+    Workflow,
+    manual,
+)
+from squidmesh_sdk.store import flow as flow_store
+from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.testing import FakeClock
+from tests.integration.flow.app import FlowPayload, keyed_workflow, plain_workflow
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def client(database_url: str, clock: FakeClock) -> Iterator[Client]:
+    workflows = [keyed_workflow(limit=2), plain_workflow(), _one_per_customer()]
+    with Client(database_url, workflows, executor=DatabaseExecutor(), clock=clock) as instance:
+        yield instance
+
+
+def _one_per_customer() -> Workflow:
+    workflow = Workflow(
+        "one_per_customer",
+        triggers=[manual("go", payload=FlowPayload)],
+        concurrency=ConcurrencyLimit("payload.customer", limit=1),
+    )
+
+    @workflow.step
+    def only() -> dict[str, bool]:
+        return {"done": True}
+
+    return workflow
+
+
+def _claim(client: Client, limit: int, worker: str = "w") -> list[job_store.Job]:
+    with client.runtime.transaction() as tx:
+        return job_store.claim(tx, worker=worker, queues=["default"], limit=limit, lease=60)
+
+
+def _jobs(client: Client) -> dict[str, job_store.Job]:
+    with client.database.read() as connection:
+        return {job.run_id or "": job for job in job_store.list_jobs(connection)}
+
+
+def test_jobs_carry_their_run_s_priority_and_higher_priorities_are_claimed_first(
+    client: Client, clock: FakeClock
+) -> None:
+    low = client.start_run("plain", {"customer": "a"}, priority=-5)
+    clock.advance(1)
+    normal = client.start_run("plain", {"customer": "a"})
+    clock.advance(1)
+    high = client.start_run("plain", {"customer": "a"}, priority=7)
+    clock.advance(1)
+    also_high = client.start_run("plain", {"customer": "a"}, priority=7)
+    assert [run.priority for run in (low, normal, high)] == [-5, 0, 7]
+    assert client.inspect_run(high.id).priority == 7
+    order = [job.run_id for _ in range(4) for job in _claim(client, 1)]
+    # Higher first; within a priority, the oldest first.
+    assert order == [high.id, also_high.id, normal.id, low.id]
+
+
+def test_a_batch_claim_returns_jobs_in_claim_order(client: Client, clock: FakeClock) -> None:
+    runs = []
+    for priority in (0, 3, -1, 3):
+        runs.append(client.start_run("plain", {"customer": "a"}, priority=priority))
+        clock.advance(1)
+    claimed = _claim(client, 10)
+    assert [job.run_id for job in claimed] == [runs[1].id, runs[3].id, runs[0].id, runs[2].id]
+
+
+@pytest.mark.parametrize("priority", [1001, -1001, 1.5, True, "high"])
+def test_a_priority_out_of_bounds_or_not_an_integer_is_refused(
+    client: Client, priority: object
+) -> None:
+    with pytest.raises(InvalidArgument, match="priority must be"):
+        client.start_run("plain", {"customer": "a"}, priority=priority)  # type: ignore[arg-type]
+    assert client.list_runs() == []
+
+
+def test_no_more_than_the_limit_of_one_key_is_claimed_and_the_rest_stay_queued_untouched(
+    client: Client, clock: FakeClock
+) -> None:
+    runs = []
+    for _ in range(5):
+        runs.append(client.start_run("keyed", {"customer": "acme"}))
+        clock.advance(1)
+    before = _jobs(client)
+    claimed = _claim(client, 10)
+    assert [job.run_id for job in claimed] == [runs[0].id, runs[1].id]
+    assert {job.concurrency_key for job in claimed} == {'keyed:payload.customer="acme"'}
+    after = _jobs(client)
+    for run in runs[2:]:
+        job = after[run.id]
+        assert (job.status, job.locked_by, job.locked_until, job.deliveries, job.run_at) == (
+            "queued",
+            None,
+            None,
+            0,
+            before[run.id].run_at,
+        )
+    # Nothing more while both run; another claimer finds nothing either.
+    assert _claim(client, 10, worker="other") == []
+
+
+def test_a_full_key_does_not_hold_back_other_jobs_behind_it(
+    client: Client, clock: FakeClock
+) -> None:
+    held = []
+    for _ in range(6):
+        held.append(client.start_run("one_per_customer", {"customer": "big"}))
+        clock.advance(1)
+    small = client.start_run("one_per_customer", {"customer": "small"})
+    clock.advance(1)
+    plain = client.start_run("plain", {"customer": "x"})
+    # Limit 3: the first batch is three "big" jobs, of which one fits; the claim goes on past
+    # them to the jobs that fit.
+    claimed = _claim(client, 3)
+    assert [job.run_id for job in claimed] == [held[0].id, small.id, plain.id]
+
+
+def test_a_job_s_slot_frees_when_its_job_ends(client: Client, clock: FakeClock) -> None:
+    first = client.start_run("one_per_customer", {"customer": "big"})
+    clock.advance(1)
+    second = client.start_run("one_per_customer", {"customer": "big"})
+    (job,) = _claim(client, 10)
+    assert job.run_id == first.id
+    assert _claim(client, 10) == []
+    with client.runtime.transaction() as tx:
+        assert job_store.complete(tx, job.id, worker="w")
+    (job,) = _claim(client, 10)
+    assert job.run_id == second.id
+
+
+def test_a_queue_concurrency_limit_counts_running_jobs_of_every_worker(
+    client: Client, clock: FakeClock
+) -> None:
+    for _ in range(5):
+        client.start_run("plain", {"customer": "a"})
+        clock.advance(1)
+    client.set_queue_limits("default", concurrency=3)
+    assert len(_claim(client, 2, worker="a")) == 2
+    assert len(_claim(client, 2, worker="b")) == 1
+    assert _claim(client, 2, worker="c") == []
+    assert client.clear_queue_limits("default")
+    assert len(_claim(client, 5, worker="c")) == 2
+
+
+def test_a_rate_limit_spends_a_token_bucket_refilled_with_time(
+    client: Client, clock: FakeClock
+) -> None:
+    for _ in range(12):
+        client.start_run("plain", {"customer": "a"})
+    client.set_queue_limits("default", rate_limit=RateLimit(4, per=timedelta(minutes=1)))
+    assert len(_claim(client, 10)) == 4  # the burst: a full bucket
+    assert _claim(client, 10) == []
+    clock.advance(14.9)  # one token takes 15 s
+    assert _claim(client, 10) == []
+    clock.advance(0.2)
+    assert len(_claim(client, 10)) == 1
+    clock.advance(3600)  # an idle hour refills the bucket, no further than its size
+    assert len(_claim(client, 10)) == 4
+    (limits,) = client.queue_limits()
+    assert limits.rate == RateLimit(4, per=timedelta(minutes=1))
+    assert limits.tokens_at(clock.now()) == 0
+    assert limits.next_token_at(clock.now()) == clock.now() + timedelta(seconds=15)
+
+
+def test_setting_the_same_rate_again_grants_no_new_burst(client: Client, clock: FakeClock) -> None:
+    for _ in range(6):
+        client.start_run("plain", {"customer": "a"})
+    rate = RateLimit(2, per=timedelta(seconds=10))
+    client.set_queue_limits("default", rate_limit=rate)
+    assert len(_claim(client, 10)) == 2
+    client.set_queue_limits("default", rate_limit=rate)
+    assert _claim(client, 10) == []
+    client.set_queue_limits("default", rate_limit=RateLimit(3, per=timedelta(seconds=10)))
+    assert len(_claim(client, 10)) == 3  # a new rate starts with a full bucket
+
+
+def test_bucket_arithmetic() -> None:
+    rate = RateLimit(10, per=timedelta(seconds=1))
+    start = FakeClock().now()
+    assert flow_store.refill(rate, None, None, start) == 10
+    assert flow_store.refill(rate, 0.0, start, start + timedelta(seconds=0.5)) == pytest.approx(5)
+    assert flow_store.refill(rate, 9.0, start, start + timedelta(seconds=5)) == 10
+    # A clock that went back accrues nothing and takes nothing away.
+    assert flow_store.refill(rate, 3.0, start, start - timedelta(seconds=5)) == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"concurrency": 0}, "concurrency must be an integer of at least 1"),
+        ({"rate_limit": RateLimit(0, per=timedelta(seconds=1))}, "count must be an integer"),
+        ({"rate_limit": RateLimit(1, per=timedelta(0))}, "period must be a positive timedelta"),
+        ({"rate_limit": "100/1m"}, "rate_limit takes a RateLimit"),
+    ],
+)
+def test_malformed_queue_limits_are_refused(
+    client: Client, kwargs: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=problem):
+        client.set_queue_limits("default", **kwargs)  # type: ignore[arg-type]
+    assert client.queue_limits() == []
+
+
+def test_the_claim_index_is_scanned_in_claim_order_on_postgresql(
+    postgres_database_url: str,
+) -> None:
+    engine = sa.create_engine(postgres_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(
+                row[0]
+                for row in connection.exec_driver_sql(
+                    "EXPLAIN SELECT id FROM squidmesh_jobs WHERE status = 'queued' "
+                    "AND queue = 'default' AND run_at <= now() "
+                    "ORDER BY priority DESC, run_at, id LIMIT 10 FOR UPDATE SKIP LOCKED"
+                )
+            )
+    finally:
+        engine.dispose()
+    assert "ix_squidmesh_jobs_claim" in plan
+    assert "Sort" not in plan  # the index gives the order: no sort of every due job

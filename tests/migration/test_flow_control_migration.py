@@ -1,0 +1,104 @@
+"""Migration 9 (flow control) upgrades a version-8 database with work in its queue."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from squidmesh_sdk import COMPLETE, Client, DatabaseExecutor, Worker, Workflow, compile, manual
+from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store import migrations, schema
+from squidmesh_sdk.store.database import Database
+from tests.integration.worker.conftest import settled, wait_until
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def greeting() -> Workflow:
+    workflow = Workflow("greeting", triggers=[manual("start")])
+
+    @workflow.step
+    def hello() -> dict[str, str]:
+        return {"said": "hello"}
+
+    workflow.transition(hello, on="ok", to=COMPLETE)
+    return workflow
+
+
+def _migrate_to_version_8(database: Database) -> None:
+    with database.transaction(NOW) as tx:
+        schema.migrations.create(tx.connection)
+        for migration in migrations.MIGRATIONS[:8]:
+            for statement in migration.statements(database.dialect):
+                tx.connection.exec_driver_sql(statement)
+            tx.connection.execute(
+                schema.migrations.insert().values(
+                    version=migration.version, name=migration.name, applied_at=NOW
+                )
+            )
+
+
+def _insert(connection: sa.Connection, table: sa.Table, **values: object) -> None:
+    """Insert ``values`` into ``table``'s named columns only (the older schema lacks others)."""
+    older = sa.table(table.name, *(sa.column(name, table.c[name].type) for name in values))
+    connection.execute(sa.insert(older).values(**values))
+
+
+def test_queued_work_of_version_8_gets_priority_0_no_key_and_still_runs(
+    empty_database_url: str,
+) -> None:
+    definition = compile(greeting())
+    database = Database(empty_database_url)
+    run_id = uuid.uuid4()
+    try:
+        _migrate_to_version_8(database)
+        # What the previous release wrote, in its columns only: a run and its queued job.
+        with database.transaction(NOW) as tx:
+            columns = {c["name"] for c in sa.inspect(tx.connection).get_columns("squidmesh_jobs")}
+            assert "priority" not in columns
+            _insert(
+                tx.connection,
+                schema.runs,
+                id=run_id,
+                workflow="greeting",
+                trigger="start",
+                status="pending",
+                payload={},
+                context={},
+                current_step="hello",
+                definition_fingerprint=definition.fingerprint,
+                definition_version=definition.version,
+                inserted_at=NOW,
+                updated_at=NOW,
+            )
+            _insert(
+                tx.connection,
+                schema.jobs,
+                queue="default",
+                kind="step",
+                payload={"kind": "step", "run_id": str(run_id), "step": "hello"},
+                run_id=run_id,
+                step="hello",
+                workflow="greeting",
+                definition_version=definition.version,
+                status="queued",
+                run_at=NOW,
+                deliveries=0,
+                rescues=0,
+                inserted_at=NOW,
+                updated_at=NOW,
+            )
+        assert migrations.migrate(database, NOW) == [9]
+    finally:
+        database.dispose()
+    with Client(empty_database_url, [greeting()], executor=DatabaseExecutor()) as client:
+        assert client.inspect_run(str(run_id)).priority == 0
+        with client.database.read() as connection:
+            (job,) = job_store.list_jobs(connection)
+        assert (job.priority, job.concurrency_key, job.concurrency_limit) == (0, None, None)
+        assert client.queue_limits() == []
+        with Worker(client, poll_interval=0.05):
+            wait_until(settled(client, [client.inspect_run(str(run_id))]), what="the run")
+        assert client.inspect_run(str(run_id)).status == "completed"
