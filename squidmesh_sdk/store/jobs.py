@@ -28,6 +28,7 @@ from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.schema import jobs, queue_limits
+from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
     "JOB_STATES",
@@ -255,7 +256,7 @@ def claim(
     delivery count), then claims again past them, so that a full key or queue does not hold
     back other eligible jobs.
     """
-    rows = _claim_batch(tx, worker, queues, limit, lease, holds, skip=())
+    rows = _first_batch(tx, worker, queues, limit, lease, holds)
     claimed = [Job.from_row(row) for row in rows]
     if any(job.concurrency_key is not None for job in claimed) or any(
         row["queue_limited"] for row in rows
@@ -323,6 +324,100 @@ def _claim_batch(
         .returning(*jobs.c, limited)
     )
     return list(tx.connection.execute(statement).mappings())
+
+
+def _first_batch(
+    tx: Transaction,
+    worker: str,
+    queues: Sequence[str],
+    limit: int,
+    lease: float,
+    holds: Mapping[str, Iterable[str]] | None,
+) -> Sequence[Mapping[Any, Any]]:
+    """:func:`_claim_batch` with nothing to skip: the claim's first (usually only) statement.
+
+    Prepared once per set of queues and workflow versions held (a worker's are fixed), since
+    building and compiling the statement each time cost more than the database's work.
+    """
+    pairs = (
+        None
+        if holds is None
+        else tuple(
+            sorted((name, version) for name, versions in holds.items() for version in versions)
+        )
+    )
+    key = (tuple(queues), pairs)
+    statement = _FIRST_BATCHES.get(key)
+    if statement is None:
+        statement = Prepared(lambda dialect: _first_batch_statement(dialect, queues, pairs))
+        if len(_FIRST_BATCHES) >= _FIRST_BATCHES_KEPT:
+            _FIRST_BATCHES.clear()  # workers whose holds keep changing: start over
+        _FIRST_BATCHES[key] = statement
+    return statement.rows(
+        tx.connection,
+        {
+            "p_now": tx.now,
+            "p_limit": limit,
+            "p_worker": worker,
+            "p_locked_until": tx.now + timedelta(seconds=lease),
+        },
+    )
+
+
+_FIRST_BATCHES: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...] | None], Prepared] = {}
+_FIRST_BATCHES_KEPT = 64
+
+
+def _first_batch_statement(
+    dialect: str, queues: Sequence[str], pairs: tuple[tuple[str, str], ...] | None
+) -> Any:
+    # Lists are spelled out as ORs of equalities: a prepared statement has no expanding IN.
+    due = (
+        sa.select(jobs.c.id)
+        .where(
+            jobs.c.status == "queued",
+            sa.or_(*(jobs.c.queue == queue for queue in queues)),
+            jobs.c.run_at <= sa.bindparam("p_now", type_=UTCDateTime),
+        )
+        .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id)
+        .limit(sa.bindparam("p_limit", type_=sa.Integer))
+    )
+    if pairs is not None:
+        names = sorted({name for name, _ in pairs})
+        held = [
+            sa.and_(jobs.c.workflow == name, jobs.c.definition_version == version)
+            for name, version in pairs
+        ]
+        due = due.where(
+            sa.or_(
+                jobs.c.workflow.is_(None),
+                sa.and_(
+                    jobs.c.definition_version.is_(None),
+                    sa.or_(*(jobs.c.workflow == name for name in names)) if names else sa.false(),
+                ),
+                *held,
+            )
+        )
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    limited = (
+        sa.exists()
+        .where(queue_limits.c.queue == jobs.c.queue)
+        .correlate(jobs)
+        .label("queue_limited")
+    )
+    return (
+        jobs.update()
+        .where(jobs.c.id.in_(due.scalar_subquery()))
+        .values(
+            status="running",
+            locked_by=sa.bindparam("p_worker"),
+            locked_until=sa.bindparam("p_locked_until", type_=UTCDateTime),
+            deliveries=jobs.c.deliveries + 1,
+            updated_at=sa.bindparam("p_now", type_=UTCDateTime),
+        )
+        .returning(*jobs.c, limited)
+    )
 
 
 def _claim_limited(
