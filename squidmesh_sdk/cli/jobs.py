@@ -31,6 +31,7 @@ from squidmesh_sdk.errors import RunNotFound
 from squidmesh_sdk.executors.database import DatabaseExecutor
 from squidmesh_sdk.state_machine import TERMINAL
 from squidmesh_sdk.store import flow as flow_store
+from squidmesh_sdk.store import job_admin
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.flow import QueueLimits
 from squidmesh_sdk.store.jobs import Job
@@ -95,11 +96,11 @@ def jobs_list(args: argparse.Namespace, ctx: Context) -> int:
         "run_id": args.run,
     }
     with client.database.read() as connection:
-        found = job_store.find_jobs(connection, now=now, limit=args.limit, **filters)
+        found = job_admin.find_jobs(connection, now=now, limit=args.limit, **filters)
         total = (
             len(found)
             if len(found) < args.limit
-            else job_store.count_jobs(connection, now=now, **filters)
+            else job_admin.count_jobs(connection, now=now, **filters)
         )
     if args.json:
         ctx.write(render.to_json({"jobs": [job_dict(job, now) for job in found], "total": total}))
@@ -135,7 +136,7 @@ def jobs_retry(args: argparse.Namespace, ctx: Context) -> int:
     if job.status != "failed":
         raise CommandFailed(_not_failed(job, client, "retried"))
     with client.runtime.transaction() as tx:
-        retried = job_store.requeue_failed(tx, job.id)
+        retried = job_admin.requeue_failed(tx, job.id)
     if retried is None:  # another operator or process got there first
         current = _get(client, args.job_id)
         raise CommandFailed(_not_failed(current, client, "retried"))
@@ -166,7 +167,7 @@ def jobs_discard(args: argparse.Namespace, ctx: Context) -> int:
             MSG_RUN_WAITS.format(job_id=job.id, what=_what(job), run_id=run.id, status=run.status)
         )
     with client.runtime.transaction() as tx:
-        deleted = job_store.delete_failed(tx, job.id)
+        deleted = job_admin.delete_failed(tx, job.id)
     if not deleted:
         current = _get(client, args.job_id)
         raise CommandFailed(_not_failed(current, client, "discarded"))
@@ -191,12 +192,12 @@ def jobs_stats(args: argparse.Namespace, ctx: Context) -> int:
     client = _queue_client(ctx)
     now = client.clock.now()
     with client.database.read() as connection:
-        stats = {s.queue: s for s in job_store.queue_stats(connection, now)}
+        stats = {s.queue: s for s in job_admin.queue_stats(connection, now)}
         limits = {found.queue: found for found in flow_store.list_limits(connection)}
     executor = client.executor
     assert isinstance(executor, DatabaseExecutor)  # noqa: S101 - checked by _queue_client
     if executor.queue not in stats:  # the app's queue, even when it is empty
-        stats[executor.queue] = job_store.QueueStats(
+        stats[executor.queue] = job_admin.QueueStats(
             queue=executor.queue, queued=0, delayed=0, running=0, failed=0, oldest_due_at=None
         )
     ordered = [stats[name] for name in sorted(stats)]
@@ -248,7 +249,7 @@ def job_dict(job: Job, now: datetime) -> dict[str, Any]:
     One key per attribute of :class:`~squidmesh_sdk.store.jobs.Job`, plus ``state``.
     """
     data = {field.name: getattr(job, field.name) for field in dataclasses.fields(job)}
-    data["state"] = job_store.job_state(job, now)
+    data["state"] = job_admin.job_state(job, now)
     return data
 
 
@@ -318,7 +319,7 @@ def _consequence(job: Job, run: Run | None, stranded: bool) -> str:
 
 
 def _not_failed(job: Job, client: Client, action: str) -> str:
-    state = job_store.job_state(job, client.clock.now())
+    state = job_admin.job_state(job, client.clock.now())
     return MSG_NOT_FAILED.format(job_id=job.id, state=state, action=action)
 
 
@@ -335,7 +336,7 @@ def _row(job: Job, now: datetime) -> tuple[object, ...]:
     return (
         job.id,
         job.queue,
-        job_store.job_state(job, now),
+        job_admin.job_state(job, now),
         job.kind,
         job.workflow,
         job.step,
@@ -349,7 +350,7 @@ def _row(job: Job, now: datetime) -> tuple[object, ...]:
 
 
 def _job_text(job: Job, run: Run | None, now: datetime) -> str:
-    state = job_store.job_state(job, now)
+    state = job_admin.job_state(job, now)
     pairs: list[tuple[str, str]] = [
         ("job", str(job.id)),
         ("queue", job.queue),

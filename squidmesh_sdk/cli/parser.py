@@ -21,7 +21,7 @@ from squidmesh_sdk.cli.errors import UsageError
 from squidmesh_sdk.definition.flow import RateLimit, priority_problem
 from squidmesh_sdk.runtime.retention import DEFAULT_BATCH_SIZE, FINISHED
 from squidmesh_sdk.state_machine import STATES
-from squidmesh_sdk.store.jobs import JOB_STATES
+from squidmesh_sdk.store.job_admin import JOB_STATES
 from squidmesh_sdk.store.records import parse_run_id
 
 __all__ = [

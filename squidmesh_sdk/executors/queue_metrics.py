@@ -3,7 +3,7 @@
 ``squidmesh.queue.depth`` (jobs per queue and state) and ``squidmesh.queue.oldest_age``
 (seconds the oldest due job of a queue has waited) are observed whenever the host's metric
 reader collects, by a short read of ``squidmesh_jobs``
-(:func:`~squidmesh_sdk.store.jobs.queue_stats`) in the reader's thread: a worker's claims
+(:func:`~squidmesh_sdk.store.job_admin.queue_stats`) in the reader's thread: a worker's claims
 never wait for it.
 
 A :class:`~squidmesh_sdk.executors.worker.Worker` registers its queues while it runs
@@ -26,7 +26,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from squidmesh_sdk import telemetry
 from squidmesh_sdk.clock import Clock
-from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store import job_admin
 from squidmesh_sdk.store.database import Database
 
 __all__ = ["DEPTH", "OLDEST_AGE", "QUEUE", "STATE", "register", "unregister"]
@@ -66,7 +66,7 @@ class _Source:
 
 _lock = threading.Lock()
 _sources: dict[str, _Source] = {}  # by database URL: two clients of one database count once
-_cache: list[tuple[float, list[tuple[float, job_store.QueueStats]]]] = []
+_cache: list[tuple[float, list[tuple[float, job_admin.QueueStats]]]] = []
 
 
 def register(worker: _Registrant, database: Database, clock: Clock) -> None:
@@ -92,7 +92,7 @@ def _key(database: Database) -> str:
     return database.engine.url.render_as_string(hide_password=True)
 
 
-def _stats() -> list[tuple[float, job_store.QueueStats]]:
+def _stats() -> list[tuple[float, job_admin.QueueStats]]:
     """Each registered queue's wait and stats (an empty queue: zeros).
 
     Read at most every half second; a database whose read fails is logged and left out.
@@ -101,7 +101,7 @@ def _stats() -> list[tuple[float, job_store.QueueStats]]:
         if _cache and time.monotonic() - _cache[0][0] < _FRESH_SECONDS:
             return _cache[0][1]
         sources = [(key, source, source.queues()) for key, source in _sources.items()]
-    observed: list[tuple[float, job_store.QueueStats]] = []
+    observed: list[tuple[float, job_admin.QueueStats]] = []
     for key, source, queues in sources:
         try:
             observed.extend(_read(source, queues))
@@ -119,17 +119,17 @@ def _stats() -> list[tuple[float, job_store.QueueStats]]:
     return observed
 
 
-def _read(source: _Source, queues: set[str]) -> list[tuple[float, job_store.QueueStats]]:
+def _read(source: _Source, queues: set[str]) -> list[tuple[float, job_admin.QueueStats]]:
     now = source.clock.now()
     with source.database.read() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(
                 sa.select(sa.func.set_config("statement_timeout", str(READ_TIMEOUT_MS), True))
             )
-        found = {stats.queue: stats for stats in job_store.queue_stats(connection, now)}
+        found = {stats.queue: stats for stats in job_admin.queue_stats(connection, now)}
     observed = []
     for queue in sorted(queues):
-        stats = found.get(queue) or job_store.QueueStats(
+        stats = found.get(queue) or job_admin.QueueStats(
             queue=queue, queued=0, delayed=0, running=0, failed=0, oldest_due_at=None
         )
         age = (now - stats.oldest_due_at).total_seconds() if stats.oldest_due_at else 0.0
@@ -139,7 +139,7 @@ def _read(source: _Source, queues: set[str]) -> list[tuple[float, job_store.Queu
 
 def _depth(_options: CallbackOptions) -> Iterable[Observation]:
     for _age, stats in _stats():
-        for state in job_store.JOB_STATES:
+        for state in job_admin.JOB_STATES:
             yield Observation(getattr(stats, state), {QUEUE: stats.queue, STATE: state})
 
 

@@ -45,6 +45,7 @@ from squidmesh_sdk.runtime.core import RuntimeOwner
 from squidmesh_sdk.runtime.failures import describe_error
 from squidmesh_sdk.runtime.group_commit import GroupCommit, grouping
 from squidmesh_sdk.runtime.schedules import CatchUp
+from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import flow as flow_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.database import Transaction
@@ -362,7 +363,7 @@ class Worker:
             return 0
         runtime = self.runtime
         with runtime.transaction() as tx:
-            claimed = job_store.claim(
+            claimed = claim_store.claim(
                 tx,
                 worker=self.name,
                 queues=self.queues,

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import flow as flow_store
 from squidmesh_sdk.store import jobs as job_store
 
@@ -58,7 +59,7 @@ def find_hold(connection: Connection, run_id: str, now: datetime) -> Hold | None
     keys = sorted({job.concurrency_key for job in due if job.concurrency_key is not None})
     running_keys = flow_store.running_per_key(connection, keys)
     running_queues = flow_store.running_per_queue(connection, list(limits))
-    for job in sorted(due, key=job_store.claim_order):
+    for job in sorted(due, key=claim_store.claim_order):
         key, limit = job.concurrency_key, job.concurrency_limit
         if key is not None and limit is not None and running_keys.get(key, 0) >= limit:
             details = {

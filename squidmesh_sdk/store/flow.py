@@ -6,7 +6,7 @@ rate is a token bucket of ``rate_count`` tokens (the burst) refilled at ``rate_c
 rate_period`` tokens a second; each claim spends one. Its state (``tokens`` left at
 ``refilled_at``) is written by the claim transaction that spends it, under the row's lock.
 
-The claim (:func:`squidmesh_sdk.store.jobs.claim`) uses the rest of this module on its
+The claim (:func:`squidmesh_sdk.store.claims.claim`) uses the rest of this module on its
 limited path: :func:`lock_queue_limits` then :func:`lock_keys` (always in that order, each
 sorted, so claims never deadlock), then :func:`running_per_key` / :func:`running_per_queue`,
 which read with a fresh snapshot once the locks are held.

@@ -18,8 +18,10 @@ from starlette.responses import Response
 from squidmesh_sdk import errors
 from squidmesh_sdk.executors.database import DatabaseExecutor
 from squidmesh_sdk.state_machine import TERMINAL
+from squidmesh_sdk.store import job_admin
 from squidmesh_sdk.store import jobs as job_store
-from squidmesh_sdk.store.jobs import JOB_STATES, Job
+from squidmesh_sdk.store.job_admin import JOB_STATES
+from squidmesh_sdk.store.jobs import Job
 from squidmesh_sdk.store.records import Run
 from squidmesh_sdk.ui import present
 from squidmesh_sdk.ui.context import Page
@@ -67,11 +69,11 @@ def _act(page: Page, job_id: int, action: str, force: bool) -> tuple[str, int]:
     if job is None:
         return f"Job {job_id} no longer exists (a job is deleted once its work is done).", 404
     if job.status != "failed":
-        state = job_store.job_state(job, client.clock.now())
+        state = job_admin.job_state(job, client.clock.now())
         return f"Job {job_id} is {state}: only a failed job (a dead letter) can be {action}ed.", 409
     if action == "retry":
         with client.runtime.transaction() as tx:
-            retried = job_store.requeue_failed(tx, job_id)
+            retried = job_admin.requeue_failed(tx, job_id)
         if retried is None:
             return f"Job {job_id} is no longer failed: someone else got there first.", 409
         return "", 200
@@ -84,7 +86,7 @@ def _act(page: Page, job_id: int, action: str, force: bool) -> tuple[str, int]:
             409,
         )
     with client.runtime.transaction() as tx:
-        deleted = job_store.delete_failed(tx, job_id)
+        deleted = job_admin.delete_failed(tx, job_id)
     if not deleted:
         return f"Job {job_id} is no longer failed: someone else got there first.", 409
     return "", 200
@@ -148,8 +150,8 @@ def _load(page: Page, state: str, after: int | None) -> dict[str, Any]:
     now = page.now()
     limit = page.settings.page_size
     with page.client.database.read() as connection:
-        stats = job_store.queue_stats(connection, now)
-        found = job_store.find_jobs(
+        stats = job_admin.queue_stats(connection, now)
+        found = job_admin.find_jobs(
             connection, now=now, states=[state] if state else None, limit=limit + 1, after=after
         )
     more = len(found) > limit
@@ -157,7 +159,7 @@ def _load(page: Page, state: str, after: int | None) -> dict[str, Any]:
     return {
         "stats": stats,
         "jobs": [
-            {"job": job, "state": job_store.job_state(job, now), "payload": job.payload}
+            {"job": job, "state": job_admin.job_state(job, now), "payload": job.payload}
             for job in found
         ],
         "next_after": found[-1].id if more and found else None,

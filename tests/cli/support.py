@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from squidmesh_sdk import Client
+from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import migrations
 from squidmesh_sdk.store.database import Database
@@ -47,7 +48,7 @@ def drain(client: Client, *, queues: tuple[str, ...] = ("default",)) -> int:
     performed = 0
     while True:
         with client.runtime.transaction() as tx:
-            claimed = job_store.claim(tx, worker=WORKER, queues=queues, limit=10, lease=60)
+            claimed = claim_store.claim(tx, worker=WORKER, queues=queues, limit=10, lease=60)
         if not claimed:
             return performed
         for job in claimed:

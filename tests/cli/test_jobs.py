@@ -11,6 +11,7 @@ import pytest
 
 from squidmesh_sdk import Client, Worker
 from squidmesh_sdk.cli import EXIT_FAILURE, EXIT_USAGE
+from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.testing import FakeClock
 from tests.cli.conftest import use_app
@@ -56,7 +57,7 @@ def client(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clien
 def _lease_next(client: Client, worker: str = OWNER) -> job_store.Job:
     """Lease the oldest due job to ``worker``, as a worker's claim does."""
     with client.runtime.transaction() as tx:
-        (job,) = job_store.claim(tx, worker=worker, queues=("default",), limit=1, lease=300)
+        (job,) = claim_store.claim(tx, worker=worker, queues=("default",), limit=1, lease=300)
     return job
 
 

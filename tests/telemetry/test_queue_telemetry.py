@@ -13,6 +13,7 @@ import pytest
 from squidmesh_sdk import COMPLETE, Client, DatabaseExecutor, StepContext, Worker, Workflow, manual
 from squidmesh_sdk.clock import SystemClock
 from squidmesh_sdk.executors import queue_metrics
+from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.database import Database
 from tests.integration.worker.conftest import wait_until
@@ -59,10 +60,10 @@ def fill_queues(client: Client) -> None:
     database, now = client.runtime.database, client.runtime.clock.now()
     with database.transaction(now) as tx:  # leased to a worker of another process
         job_store.enqueue(tx, [job("default")])
-        job_store.claim(tx, worker="other", queues=["default"], limit=1, lease=3600)
+        claim_store.claim(tx, worker="other", queues=["default"], limit=1, lease=3600)
     with database.transaction(now) as tx:  # a dead letter
         job_store.enqueue(tx, [job("default")])
-        (failed,) = job_store.claim(tx, worker="other", queues=["default"], limit=1, lease=60)
+        (failed,) = claim_store.claim(tx, worker="other", queues=["default"], limit=1, lease=60)
         assert job_store.fail(tx, failed.id, worker="other", error={"type": "builtins.KeyError"})
     with database.transaction(now - timedelta(seconds=WAITED)) as tx:
         job_store.enqueue(tx, [job("default")])

@@ -8,6 +8,7 @@ from datetime import datetime
 import pytest
 
 from squidmesh_sdk import Client, DatabaseExecutor, InvalidArgument, InvalidResume
+from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.testing import WorkflowEnvironment
 from squidmesh_sdk.ui import create_app
@@ -142,7 +143,7 @@ def test_an_action_the_run_cannot_take_is_refused_with_the_reason(
 def _dead_letter(client: Client) -> job_store.Job:
     """Lease the oldest due job, then give up on it as a worker does after max_deliveries."""
     with client.runtime.transaction() as tx:
-        (job,) = job_store.claim(tx, worker="w-1", queues=("default",), limit=1, lease=300)
+        (job,) = claim_store.claim(tx, worker="w-1", queues=("default",), limit=1, lease=300)
     with client.runtime.transaction() as tx:
         assert job_store.fail(tx, job.id, worker="w-1", error={"message": "reset by peer"})
     return job
@@ -211,7 +212,7 @@ def test_a_run_held_by_a_queue_limit_shows_why_on_its_page(database_url: str) ->
         client.start_run("holding")
         held = client.start_run("holding")
         with client.runtime.transaction() as tx:
-            claimed = job_store.claim(tx, worker="w-1", queues=("default",), limit=5, lease=300)
+            claimed = claim_store.claim(tx, worker="w-1", queues=("default",), limit=5, lease=300)
         assert len(claimed) == 1
         browser = Browser(create_app(client, token=TOKENS))
         browser.sign_in()

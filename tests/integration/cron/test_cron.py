@@ -29,6 +29,7 @@ from squidmesh_sdk import (
 from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import runner
+from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.testing import FakeClock
 
@@ -81,7 +82,7 @@ def deliver_all(client: Client) -> list[str]:
     outcomes = []
     while True:
         with client.runtime.transaction() as tx:
-            jobs = job_store.claim(tx, worker="test", queues=["default"], limit=50, lease=30)
+            jobs = claim_store.claim(tx, worker="test", queues=["default"], limit=50, lease=30)
         if not jobs:
             return outcomes
         for job in jobs:

@@ -1,6 +1,6 @@
 """The claim under flow control: priority order, per-key and queue limits, the rate bucket.
 
-In-process claims on SQLite and PostgreSQL (``job_store.claim`` as a worker calls it), with a
+In-process claims on SQLite and PostgreSQL (``claim_store.claim`` as a worker calls it), with a
 fake clock so that rate limits are exact. What a user would see: which jobs a worker takes,
 and which stay queued, untouched.
 """
@@ -22,6 +22,7 @@ from squidmesh_sdk import (
     Workflow,
     manual,
 )
+from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import flow as flow_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.testing import FakeClock
@@ -56,7 +57,7 @@ def _one_per_customer() -> Workflow:
 
 def _claim(client: Client, limit: int, worker: str = "w") -> list[job_store.Job]:
     with client.runtime.transaction() as tx:
-        return job_store.claim(tx, worker=worker, queues=["default"], limit=limit, lease=60)
+        return claim_store.claim(tx, worker=worker, queues=["default"], limit=limit, lease=60)
 
 
 def _jobs(client: Client) -> dict[str, job_store.Job]:

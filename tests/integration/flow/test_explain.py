@@ -22,6 +22,7 @@ from squidmesh_sdk import (
     manual,
 )
 from squidmesh_sdk.port.executor import DispatchMetadata, ExecutorBinding
+from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import schema
 from squidmesh_sdk.store.database import Transaction
@@ -49,7 +50,7 @@ def client(database_url: str, clock: FakeClock) -> Iterator[Client]:
 
 def _claim(client: Client, limit: int = 10) -> list[job_store.Job]:
     with client.runtime.transaction() as tx:
-        return job_store.claim(tx, worker="w", queues=["default"], limit=limit, lease=60)
+        return claim_store.claim(tx, worker="w", queues=["default"], limit=limit, lease=60)
 
 
 def _count(client: Client, table: sa.Table) -> int:

@@ -23,6 +23,7 @@ from squidmesh_sdk import (
     Workflow,
     manual,
 )
+from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
 from tests.integration.runtime.conftest import MakeEnv
@@ -185,7 +186,7 @@ def test_eight_concurrent_redeliveries_of_the_parents_step_start_one_child(
     with Client(database_url, [orders(), shipping()], executor=DatabaseExecutor()) as client:
         parent = client.start_run("orders", {"order_id": "o-6", "address": "Main St"})
         with client.runtime.transaction() as tx:
-            (job,) = job_store.claim(tx, worker="t", queues=("default",), limit=1, lease=60)
+            (job,) = claim_store.claim(tx, worker="t", queues=("default",), limit=1, lease=60)
         client.perform(job.payload)  # place
         with client.database.read() as connection:
             (ship_job,) = [j for j in job_store.list_jobs(connection) if j.step == "ship"]

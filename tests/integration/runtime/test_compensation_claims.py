@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from squidmesh_sdk import COMPLETE, Client, DatabaseExecutor, StepContext, Workflow, manual
+from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.jobs import Job
 from squidmesh_sdk.testing import FakeClock
@@ -98,7 +99,7 @@ def _failed_run_and_its_compensation_job(client: Client) -> tuple[str, Job]:
     run = client.start_run("claimed_saga")
     while True:
         with client.runtime.transaction() as tx:
-            (job,) = job_store.claim(tx, worker=WORKER, queues=["default"], limit=1, lease=60)
+            (job,) = claim_store.claim(tx, worker=WORKER, queues=["default"], limit=1, lease=60)
         if job.kind == "compensation":
             assert client.inspect_run(run.id).status == "failed"
             return run.id, job
@@ -208,7 +209,7 @@ def test_a_failed_callback_is_not_run_again_by_a_duplicate(database_url: str) ->
         run = client.start_run(wf)
         for _ in range(3):
             with client.runtime.transaction() as tx:
-                (job,) = job_store.claim(tx, worker=WORKER, queues=["default"], limit=1, lease=60)
+                (job,) = claim_store.claim(tx, worker=WORKER, queues=["default"], limit=1, lease=60)
             client.perform(job.payload)
             with client.runtime.transaction() as tx:
                 job_store.complete(tx, job.id, worker=WORKER)

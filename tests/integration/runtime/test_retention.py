@@ -20,6 +20,7 @@ from squidmesh_sdk import (
     cron,
     manual,
 )
+from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import schema
 from squidmesh_sdk.testing import FakeClock
@@ -90,7 +91,7 @@ def drain(client: Client) -> None:
     """Perform every due job, as a worker would."""
     for _ in range(100):
         with client.runtime.transaction() as tx:
-            claimed = job_store.claim(tx, worker=WORKER, queues=("default",), limit=10, lease=60)
+            claimed = claim_store.claim(tx, worker=WORKER, queues=("default",), limit=10, lease=60)
         if not claimed:
             return
         for job in claimed:
@@ -267,7 +268,7 @@ def test_a_failed_run_whose_compensation_has_not_finished_is_kept(
     run = client.start_run("saga")
     for _ in range(2):  # charge, then ship fails and queues the refund
         with client.runtime.transaction() as tx:
-            (job,) = job_store.claim(tx, worker=WORKER, queues=("default",), limit=1, lease=60)
+            (job,) = claim_store.claim(tx, worker=WORKER, queues=("default",), limit=1, lease=60)
         client.perform(job.payload)
         with client.runtime.transaction() as tx:
             job_store.complete(tx, job.id, worker=WORKER)
@@ -278,7 +279,7 @@ def test_a_failed_run_whose_compensation_has_not_finished_is_kept(
     assert client.purge_runs(older_than=DAY).runs == 0
     # An engine executor's job lives in its broker, not in our tables: still kept.
     with client.runtime.transaction() as tx:
-        (refund_job,) = job_store.claim(tx, worker=WORKER, queues=("default",), limit=1, lease=60)
+        (refund_job,) = claim_store.claim(tx, worker=WORKER, queues=("default",), limit=1, lease=60)
         job_store.complete(tx, refund_job.id, worker=WORKER)
     assert refund_job.kind == "compensation"
     kept = client.purge_runs(older_than=DAY)

@@ -17,6 +17,7 @@ from squidmesh_sdk import Client, Worker
 from squidmesh_sdk.port.continuation import continuation
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import runner
+from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import schema
 
@@ -39,7 +40,7 @@ def test_the_next_step_s_job_is_the_delivered_job_s_row_rewritten(client: Client
     worker = Worker(client, concurrency=1, name="w")
     run = client.start_run("five_steps")
     with client.runtime.transaction() as tx:
-        (job,) = job_store.claim(tx, worker="w", queues=["default"], limit=1, lease=30)
+        (job,) = claim_store.claim(tx, worker="w", queues=["default"], limit=1, lease=30)
     # As if delivered before: the rewritten row must not inherit its count, rescue or error.
     with client.runtime.transaction() as tx:
         tx.connection.execute(
@@ -70,7 +71,7 @@ def test_a_job_whose_lease_was_lost_is_left_alone_and_the_next_job_inserted(
     worker = Worker(client, concurrency=1, name="w")
     client.start_run("five_steps")
     with client.runtime.transaction() as tx:
-        (job,) = job_store.claim(tx, worker="w", queues=["default"], limit=1, lease=30)
+        (job,) = claim_store.claim(tx, worker="w", queues=["default"], limit=1, lease=30)
     # The lease ran out while the step ran: a rescue queued the job again.
     with client.runtime.transaction() as tx:
         tx.connection.execute(

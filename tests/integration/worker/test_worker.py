@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from squidmesh_sdk import Client, InlineExecutor, Worker
+from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from tests.integration.worker.app import make_client
 from tests.integration.worker.conftest import attempts_by_step, settled, wait_until
@@ -141,7 +142,7 @@ def test_a_retried_outcome_transaction_claims_nothing_ahead(client: Client) -> N
 
     run = client.start_run("five_steps")
     with client.runtime.transaction() as tx:
-        (job,) = job_store.claim(tx, worker="w", queues=["default"], limit=1, lease=30)
+        (job,) = claim_store.claim(tx, worker="w", queues=["default"], limit=1, lease=30)
     with continuation("w", 30, ["default"], lambda: True) as offer:
         # What the failed first attempt left behind: a reservation and a job that never was.
         offer.reserved = True
