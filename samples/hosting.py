@@ -42,7 +42,7 @@ from squidmesh_sdk import (
     Workflow,
     manual,
 )
-from squidmesh_sdk.store import jobs
+from squidmesh_sdk.store import job_admin
 
 metadata = sa.MetaData()  # the app's own tables, in the same database as squidmesh's
 orders = sa.Table(
@@ -129,7 +129,7 @@ def worker_main() -> None:
 def queue_depth() -> dict[str, int]:
     """Jobs per status (queued, running, failed): what to graph and alert on."""
     with get_client().database.read() as connection:  # one read-only snapshot
-        return jobs.count_by_status(connection)
+        return job_admin.count_by_status(connection)
 
 
 def request(method: str, path: str, body: dict[str, Any] | None = None) -> tuple[str, Any]:

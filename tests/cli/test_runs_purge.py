@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from squidmesh_sdk import Client
 from squidmesh_sdk.cli import EXIT_USAGE
-from squidmesh_sdk.cli.parser import MSG_BAD_DURATION
+from squidmesh_sdk.cli.argument_types import MSG_BAD_DURATION
 from squidmesh_sdk.store import schema
 from tests.cli.support import Cli, assert_one_error_line, drain, stable_json
 
