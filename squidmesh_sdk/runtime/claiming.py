@@ -26,6 +26,7 @@ from squidmesh_sdk.runtime.events import StepFailed, StepSkipped, StepStarted
 from squidmesh_sdk.runtime.recording import Claim, Outcome, StepResult, record_result
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import runs as run_store
+from squidmesh_sdk.store import step_run_reads
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import new_id
@@ -130,7 +131,7 @@ def claim(
         if woken is not None:
             return woken
     if starts_map(node, key):
-        mapped = step_run_store.get_step_run(tx.connection, run.id, key.key)
+        mapped = step_run_reads.get_step_run(tx.connection, run.id, key.key)
         if mapped is not None and mapped.status == "running":
             tx.events.append(StepSkipped(run, step, "already_running"))
             return "skipped"
@@ -258,7 +259,7 @@ def _close_left_running(
     cancellation error when the run is being cancelled). A step that may still be running
     somewhere (no takeover reason) is left alone: its outcome closes it.
     """
-    step_run = step_run_store.get_step_run(tx.connection, run.id, step)
+    step_run = step_run_reads.get_step_run(tx.connection, run.id, step)
     if step_run is None or step_run.status != "running":
         return
     reason = _takeover_reason(runtime, tx, step_run, reclaim=reclaim)
@@ -291,7 +292,7 @@ def _step_input(
         return inputs.snapshot(node, inputs.state(run))
     # Steps of a graph with several paths run only once scheduled, with the snapshot taken
     # then (also on retry).
-    existing = step_run_store.get_step_run(tx.connection, run.id, key.key)
+    existing = step_run_reads.get_step_run(tx.connection, run.id, key.key)
     if existing is None or existing.status not in ("pending", "failed"):
         return None
     return dict(existing.input)

@@ -36,6 +36,7 @@ from squidmesh_sdk.runtime.events import CompensationFinished
 from squidmesh_sdk.runtime.failures import describe_error
 from squidmesh_sdk.runtime.invoke import call_body
 from squidmesh_sdk.store import runs as run_store
+from squidmesh_sdk.store import step_run_reads
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run, StepRun
@@ -92,7 +93,7 @@ def dispatch_if_available(
     Called in the transaction that failed the run. If the executor refuses, the run still
     fails, and ``last_error["details"]["compensation_dispatch"]`` says why no rollback was queued.
     """
-    completed = step_run_store.completed_step_runs_for_compensation(tx.connection, run.id)
+    completed = step_run_reads.completed_step_runs_for_compensation(tx.connection, run.id)
     if not pending_compensations(definition, completed):
         return run
     try:
@@ -204,7 +205,7 @@ def _claim_next(
     ``"busy"``: another delivery is running it (and may not be taken over); ``"done"``: every
     callback has finished.
     """
-    completed = step_run_store.completed_step_runs_for_compensation(tx.connection, run.id)
+    completed = step_run_reads.completed_step_runs_for_compensation(tx.connection, run.id)
     for step_run, node in pending_compensations(definition, completed):
         callback = node.compensation
         assert callback is not None  # noqa: S101 - filtered by pending_compensations
@@ -306,7 +307,7 @@ def _call(claim: _Claim) -> _Result:
 
 def _record_result(tx: Transaction, claim: _Claim, result: _Result) -> bool:
     """Record the callback's result; ``False`` (nothing written) if it was taken over."""
-    current = step_run_store.get_step_run(tx.connection, claim.run.id, claim.step_run.step)
+    current = step_run_reads.get_step_run(tx.connection, claim.run.id, claim.step_run.step)
     state = _state(current) if current is not None else {}
     if state.get("status") != "running" or state.get("attempt", 1) != claim.attempt:
         logger.warning(
@@ -330,7 +331,7 @@ def _record_result(tx: Transaction, claim: _Claim, result: _Result) -> bool:
 
 def _record_failures(tx: Transaction, run: Run, definition: WorkflowDefinition) -> None:
     """Once every callback finished, list the failed ones in the run's ``last_error``."""
-    completed = step_run_store.completed_step_runs_for_compensation(tx.connection, run.id)
+    completed = step_run_reads.completed_step_runs_for_compensation(tx.connection, run.id)
     failures = []
     for step_run, _ in compensatable(definition, completed):
         state = _state(step_run)
@@ -360,7 +361,7 @@ def _state(step_run: StepRun) -> Mapping[str, Any]:
 
 
 def _record(tx: Transaction, step_run: StepRun, compensation: Mapping[str, Any]) -> StepRun:
-    current = step_run_store.get_step_run(tx.connection, step_run.run_id, step_run.step)
+    current = step_run_reads.get_step_run(tx.connection, step_run.run_id, step_run.step)
     recovery = dict((current.recovery if current else step_run.recovery) or {})
     recovery["compensation"] = dict(compensation)
     return step_run_store.update_recovery(tx, step_run.id, recovery)

@@ -12,10 +12,9 @@ from squidmesh_sdk.runtime.events import RunCreated, RunTransitioned, StepFailed
 from squidmesh_sdk.runtime.explanation import RunExplanation, explain
 from squidmesh_sdk.runtime.inspection import step_states
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import audit, step_run_reads
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
-from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run
 
@@ -75,7 +74,7 @@ def cancel_locked(
     """
     run, from_status = run_store.cancel_run(tx, before.id)
     if from_status == "paused" and before.current_step is not None:
-        step_run = step_run_store.get_step_run(tx.connection, run.id, before.current_step)
+        step_run = step_run_reads.get_step_run(tx.connection, run.id, before.current_step)
         latest = attempt_store.latest_attempt(tx.connection, step_run.id) if step_run else None
         if step_run is not None and latest is not None and latest.status == "failed":
             duration = tx.now - latest.inserted_at

@@ -19,7 +19,7 @@ from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import StepCompleted
 from squidmesh_sdk.runtime.routes import choose_route
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import audit, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
@@ -201,12 +201,12 @@ def _waiting_step_run(tx: Transaction, run: Run, decision: Decision, step: str |
     """The pause or approval step run the decision is for."""
     waiting = [
         state.key
-        for state in step_run_store.progress_states(tx.connection, run.id)
+        for state in step_run_reads.progress_states(tx.connection, run.id)
         if state.waiting
     ]
     manual: list[StepRun] = []
     for key in waiting:
-        found = step_run_store.get_step_run(tx.connection, run.id, key)
+        found = step_run_reads.get_step_run(tx.connection, run.id, key)
         if found is not None and (found.resume or {}).get("kind") in ("pause", "approval"):
             manual.append(found)
     if step is not None:

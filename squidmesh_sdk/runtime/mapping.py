@@ -22,6 +22,7 @@ from squidmesh_sdk.runtime import dispatcher, inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import StepCompleted
 from squidmesh_sdk.store import attempts as attempt_store
+from squidmesh_sdk.store import step_run_reads
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Attempt, Run, StepRun
@@ -83,12 +84,12 @@ def element_finished(
         return run
     if run.status == "cancelling":
         return progression.step_ended_while_cancelling(tx, run)
-    parent = step_run_store.get_step_run(tx.connection, run.id, key.whole.key)
+    parent = step_run_reads.get_step_run(tx.connection, run.id, key.whole.key)
     resume = dict(parent.resume or {}) if parent is not None else {}
     if parent is None or parent.status != "running" or resume.get("kind") != "map":
         return run  # the map step already failed (another element) or the run moved on
     count = int(resume["count"])
-    elements = step_run_store.element_runs(tx.connection, run.id, key.whole.key)
+    elements = step_run_reads.element_runs(tx.connection, run.id, key.whole.key)
     completed = [sr for sr in elements if sr.status == "completed"]
     if len(completed) == count:
         attempt = attempt_store.latest_attempt(tx.connection, parent.id)
@@ -126,7 +127,7 @@ def element_failed(
         return run
     if run.status == "cancelling":
         return progression.step_ended_while_cancelling(tx, run)
-    parent = step_run_store.get_step_run(tx.connection, run.id, key.whole.key)
+    parent = step_run_reads.get_step_run(tx.connection, run.id, key.whole.key)
     if parent is None or parent.status != "running":
         return run
     attempt = attempt_store.latest_attempt(tx.connection, parent.id)

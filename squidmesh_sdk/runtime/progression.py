@@ -31,7 +31,7 @@ from squidmesh_sdk.runtime.events import RetryScheduled, RunTransitioned, StepFa
 from squidmesh_sdk.runtime.failures import RetryDecision
 from squidmesh_sdk.runtime.routes import RouteChoice, choose_route
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import audit, step_run_reads
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
@@ -367,7 +367,7 @@ def settle(
 def _latest_states(tx: Transaction, run: Run) -> dict[str, tuple[StepKey, str]]:
     """Each step's newest step run (elements of a map aside) and its progress status."""
     latest: dict[str, tuple[StepKey, str]] = {}
-    for state in step_run_store.progress_states(tx.connection, run.id):
+    for state in step_run_reads.progress_states(tx.connection, run.id):
         key = StepKey.parse(state.key)
         if key.item is not None:
             continue
@@ -470,7 +470,7 @@ def _next_key(tx: Transaction, run: Run, definition: WorkflowDefinition, target:
     if target not in definition.cyclic_steps and not run.operator_retries:
         # A step of a retried run may have run before the failure: only those pay the read.
         return target
-    newest = step_run_store.newest_iteration(tx.connection, run.id, target)
+    newest = step_run_reads.newest_iteration(tx.connection, run.id, target)
     return StepKey(target, newest + 1).key if newest else target
 
 

@@ -29,7 +29,7 @@ from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, WorkflowDefinition
 from squidmesh_sdk.runtime import dispatcher, finishing, manual, progression
 from squidmesh_sdk.runtime.core import Runtime
-from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import audit, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
@@ -74,7 +74,7 @@ def retry_run(
         definition = runtime.definition_of(run)
         # The steps the failure closed before they started go on as they were scheduled.
         reopened = step_run_store.reopen_closed(tx, run.id, finishing.CLOSED_BY_FAILURE["code"])
-        step_runs = step_run_store.list_step_runs(tx.connection, run.id)
+        step_runs = step_run_reads.list_step_runs(tx.connection, run.id)
         started = [
             sr.step
             for sr in step_runs
@@ -111,7 +111,7 @@ def retry_run(
         _restore_timers(runtime, tx, run, definition, step_runs)
         if definition.single_path:
             key = StepKey.parse(keys[0])
-            newest = step_run_store.newest_iteration(tx.connection, run.id, key.name)
+            newest = step_run_reads.newest_iteration(tx.connection, run.id, key.name)
             fresh = StepKey(key.name, newest + 1).key
             run = progression.write_run(
                 tx, run, status="running", current_step=fresh, last_error=None
@@ -148,7 +148,7 @@ def _single_path_key(
 def _failed_keys(tx: Transaction, run: Run, from_step: str | None) -> list[str]:
     """The newest step runs of a several-paths run that failed without taking a route."""
     failed: list[str] = []
-    for state in step_run_store.progress_states(tx.connection, run.id):
+    for state in step_run_reads.progress_states(tx.connection, run.id):
         key = StepKey.parse(state.key)
         if key.item is None and state.status == "failed" and not state.routed:
             failed.append(state.key)

@@ -26,9 +26,8 @@ from sqlalchemy.engine import Connection
 from squidmesh_sdk import errors
 from squidmesh_sdk.runtime.compensation import pending_compensations
 from squidmesh_sdk.runtime.core import Runtime
-from squidmesh_sdk.store import retention
+from squidmesh_sdk.store import retention, step_run_reads
 from squidmesh_sdk.store import runs as run_store
-from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.records import RunStatus
 from squidmesh_sdk.store.retention import FINISHED, TABLES, Candidate, Criteria
 
@@ -214,7 +213,7 @@ def _compensating(runtime: Runtime, connection: Connection, candidate: Candidate
     """Whether a failed run's rollback is still to run (or cannot be checked)."""
     if candidate.status != "failed":
         return False
-    completed = step_run_store.completed_step_runs_for_compensation(connection, candidate.id)
+    completed = step_run_reads.completed_step_runs_for_compensation(connection, candidate.id)
     if not completed:
         return False
     run = run_store.get_run(connection, candidate.id)

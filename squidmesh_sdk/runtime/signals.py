@@ -23,7 +23,7 @@ from squidmesh_sdk.runtime import dispatcher, progression
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import StepCompleted
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import audit, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import signals as signal_store
 from squidmesh_sdk.store import step_runs as step_run_store
@@ -196,10 +196,10 @@ def _waiting_for(definition: WorkflowDefinition, name: str) -> StepNode | None:
 def _waiting_step(tx: Transaction, run: Run, name: str) -> StepRun | None:
     """The oldest step run of ``run`` now waiting for signal ``name``."""
     found: list[StepRun] = []
-    for state in step_run_store.progress_states(tx.connection, run.id):
+    for state in step_run_reads.progress_states(tx.connection, run.id):
         if not state.waiting:
             continue
-        step_run = step_run_store.get_step_run(tx.connection, run.id, state.key)
+        step_run = step_run_reads.get_step_run(tx.connection, run.id, state.key)
         resume = (step_run.resume or {}) if step_run is not None else {}
         if step_run is not None and resume.get("kind") == "signal" and resume.get("signal") == name:
             found.append(step_run)

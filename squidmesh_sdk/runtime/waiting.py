@@ -25,7 +25,7 @@ from squidmesh_sdk.runtime import children, dispatcher, inputs, progression
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import StepCompleted, StepSkipped
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import audit, step_run_reads
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Attempt, Run, StepRun
@@ -89,7 +89,7 @@ def wake(runtime: Runtime, tx: Transaction, run: Run, key: StepKey) -> Woken | N
     node = definition.steps.get(key.name)
     if node is None or not node.is_waiting:
         return None
-    step_run = step_run_store.get_step_run(tx.connection, run.id, key.key)
+    step_run = step_run_reads.get_step_run(tx.connection, run.id, key.key)
     resume = (step_run.resume or {}) if step_run is not None else {}
     if step_run is None or step_run.status != "running" or resume.get("kind") != node.kind:
         return None
@@ -151,9 +151,9 @@ def deadline_reached(runtime: Runtime, tx: Transaction, run: Run) -> Woken:
         retryable=False,
         details={"deadline": deadline, "started_at": run.inserted_at.isoformat()},
     )
-    for state in step_run_store.progress_states(tx.connection, run.id):
+    for state in step_run_reads.progress_states(tx.connection, run.id):
         if state.waiting:
-            step_run = step_run_store.get_step_run(tx.connection, run.id, state.key)
+            step_run = step_run_reads.get_step_run(tx.connection, run.id, state.key)
             attempt = attempt_store.latest_attempt(tx.connection, step_run.id) if step_run else None
             if step_run is not None and attempt is not None and attempt.status == "running":
                 progression.close_open_step(tx, run, step_run, attempt, error)

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from squidmesh_sdk import error_records, errors, state_machine
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit, prepared
+from squidmesh_sdk.store import audit, prepared, step_run_reads
 from squidmesh_sdk.store import signals as signal_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
@@ -485,7 +485,7 @@ def cancel_run(tx: Transaction, run_id: object) -> tuple[Run, RunStatus]:
     from_status = run.status
     if from_status in ("pending", "paused", "running", "retrying"):
         error = PAUSE_CANCELLATION_ERROR if from_status == "paused" else WAIT_CANCELLATION_ERROR
-        for state in step_run_store.progress_states(tx.connection, run.id):
+        for state in step_run_reads.progress_states(tx.connection, run.id):
             if state.waiting:
                 _fail_waiting_step(tx, run, state.key, error)
     if from_status in ("pending", "paused"):
@@ -511,7 +511,7 @@ def count_operator_retry(tx: Transaction, run: Run) -> Run:
 
 def running_steps(connection: Connection, run_id: str) -> list[str]:
     """The run's step runs with a body in flight: ``running`` and not waiting."""
-    states = step_run_store.progress_states(connection, run_id)
+    states = step_run_reads.progress_states(connection, run_id)
     return [state.key for state in states if state.status == "running" and not state.waiting]
 
 
@@ -565,7 +565,7 @@ def replay_run(
     source = get_run(tx.connection, run_id)
     if allow_irreversible is not True:
         blockers = replay_blockers(
-            step_run_store.list_step_runs(tx.connection, source.id), definition
+            step_run_reads.list_step_runs(tx.connection, source.id), definition
         )
         if blockers:
             raise errors.UnsafeReplay(source.id, blockers)
@@ -744,7 +744,7 @@ _WRITE_RUN = Prepared(
 
 
 def _with_history(connection: Connection, run: Run) -> Run:
-    step_runs = tuple(step_run_store.list_step_runs(connection, run.id, with_attempts=True))
+    step_runs = tuple(step_run_reads.list_step_runs(connection, run.id, with_attempts=True))
     events = tuple(audit.list_events(connection, run.id))
     return dataclasses.replace(
         run,
@@ -774,7 +774,7 @@ def list_children(connection: Connection, run_id: str) -> list[ChildRun]:
 
 
 def _fail_waiting_step(tx: Transaction, run: Run, key: str, error: Mapping[str, Any]) -> None:
-    step_run = step_run_store.get_step_run(tx.connection, run.id, key)
+    step_run = step_run_reads.get_step_run(tx.connection, run.id, key)
     if step_run is None or step_run.status != "running":
         return
     latest = attempt_store.latest_attempt(tx.connection, step_run.id)

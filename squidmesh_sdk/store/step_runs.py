@@ -2,14 +2,14 @@
 
 Finishing writes (:func:`complete_step`, :func:`complete_manual_step`, :func:`fail_step`) only
 touch a ``running`` row; anything else raises :class:`~squidmesh_sdk.errors.StaleRecord`, so a
-delivery that lost a race cannot overwrite the winner's result.
+delivery that lost a race cannot overwrite the winner's result. The reads are
+:mod:`squidmesh_sdk.store.step_run_reads`.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -20,13 +20,12 @@ from squidmesh_sdk.graph import StepKey
 from squidmesh_sdk.store.database import Transaction, upsert
 from squidmesh_sdk.store.ids import as_uuid, new_id
 from squidmesh_sdk.store.prepared import Prepared
-from squidmesh_sdk.store.records import Attempt, StepRun, StepRunStatus
+from squidmesh_sdk.store.records import Attempt, StepRun
 from squidmesh_sdk.store.schema import attempts, step_runs
+from squidmesh_sdk.store.step_run_reads import get_step_run
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
-    "WAITING_KINDS",
-    "ProgressState",
     "ScheduledStep",
     "begin_step",
     "begin_step_later",
@@ -34,53 +33,22 @@ __all__ = [
     "close_pending",
     "complete_manual_step",
     "complete_step",
-    "completed_outputs",
-    "completed_step_runs_for_compensation",
-    "completed_steps",
     "delete_pending_steps",
-    "element_runs",
     "fail_step",
-    "get_step_run",
-    "list_step_runs",
     "mark_completed",
-    "newest_iteration",
     "persist_approval_resume",
     "persist_pause_resume",
     "persist_waiting",
-    "progress_states",
     "record_failure_recovery",
     "reopen_closed",
     "schedule_step",
     "schedule_steps",
     "skip_steps",
-    "step_statuses",
     "update_recovery",
 ]
 
 ScheduledStep = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
 """``(step, input)`` or ``(step, input, recovery)``."""
-
-WAITING_KINDS = frozenset({"wait", "pause", "approval", "map", "signal", "child"})
-"""``resume["kind"]`` of a step run that is open because it waits (no body of its own is
-running): for a timer, a person, or (``map``) the elements of a map step."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProgressState:
-    """What moving a run on needs to know of one step run.
-
-    Attributes:
-        key: The step run's key (the step name, or ``name@iteration`` / ``name[item]``).
-        status: Its status.
-        waiting: It is open because it waits for a timer or a person, not running a body.
-        routed: Settled without completing: it failed and its error (or timeout) route was
-            taken, or it is an approval that was rejected.
-    """
-
-    key: str
-    status: StepRunStatus
-    waiting: bool
-    routed: bool
 
 
 def begin_step(
@@ -323,47 +291,6 @@ def _key_order(key: str) -> tuple[str, int, int]:
     return (parsed.name, parsed.iteration, -1 if parsed.item is None else parsed.item)
 
 
-def progress_states(connection: Connection, run_id: str | uuid.UUID) -> list[ProgressState]:
-    """Every step run of the run, as :class:`ProgressState`, in insertion order."""
-    rows = _PROGRESS_STATES.rows(connection, {"p_run_id": run_id})
-    return [
-        ProgressState(
-            key=row["step"],
-            status=row["status"],
-            waiting=row["status"] == "running"
-            and (row["resume"] or {}).get("kind") in WAITING_KINDS,
-            routed=(row["status"] == "failed" and "failure" in (row["recovery"] or {}))
-            or (row["status"] == "completed" and (row["manual"] or {}).get("event") == "rejected"),
-        )
-        for row in rows
-    ]
-
-
-def element_runs(connection: Connection, run_id: str | uuid.UUID, key: str) -> list[StepRun]:
-    """The element step runs (``key[0]``, ``key[1]``...) of map step run ``key``."""
-    rows = connection.execute(
-        sa.select(step_runs).where(
-            step_runs.c.run_id == as_uuid(run_id),
-            step_runs.c.step.startswith(f"{key}[", autoescape=True),
-        )
-    ).mappings()
-    return [StepRun.from_row(row) for row in rows]
-
-
-def newest_iteration(connection: Connection, run_id: str | uuid.UUID, step: str) -> int:
-    """The highest loop iteration ``step`` has a step run for in the run (0: none yet)."""
-    keys = connection.scalars(
-        sa.select(step_runs.c.step).where(
-            step_runs.c.run_id == as_uuid(run_id),
-            sa.or_(
-                step_runs.c.step == step, step_runs.c.step.startswith(f"{step}@", autoescape=True)
-            ),
-        )
-    )
-    parsed = (StepKey.parse(key) for key in keys)
-    return max((key.iteration for key in parsed if key.name == step), default=0)
-
-
 def persist_waiting(
     tx: Transaction, step_run_id: str | uuid.UUID, resume: Mapping[str, Any]
 ) -> StepRun:
@@ -527,92 +454,6 @@ def update_recovery(
     return StepRun.from_row(row)
 
 
-def get_step_run(connection: Connection, run_id: str | uuid.UUID, step: str) -> StepRun | None:
-    """The step run of ``step`` in the run, if there is one."""
-    row = _GET_STEP_RUN.first(connection, {"p_run_id": run_id, "p_step": step})
-    return StepRun.from_row(row) if row else None
-
-
-def list_step_runs(
-    connection: Connection, run_id: str | uuid.UUID, *, with_attempts: bool = False
-) -> list[StepRun]:
-    """The run's step runs, in the order they were first scheduled or started."""
-    rows = list(
-        connection.execute(
-            sa.select(step_runs)
-            .where(step_runs.c.run_id == as_uuid(run_id))
-            .order_by(step_runs.c.inserted_at, step_runs.c.id)
-        ).mappings()
-    )
-    if not with_attempts:
-        return [StepRun.from_row(row) for row in rows]
-    by_step_run: dict[str, list[Attempt]] = {str(row["id"]): [] for row in rows}
-    attempt_rows = connection.execute(
-        sa.select(attempts)
-        .join(step_runs, step_runs.c.id == attempts.c.step_run_id)
-        .where(step_runs.c.run_id == as_uuid(run_id))
-        .order_by(attempts.c.step_run_id, attempts.c.attempt_number)
-    ).mappings()
-    for row in attempt_rows:
-        # On PostgreSQL (READ COMMITTED) this query may see a step run committed after the
-        # first one ran: its attempts are left out, like the step run itself.
-        bucket = by_step_run.get(str(row["step_run_id"]))
-        if bucket is not None:
-            bucket.append(Attempt.from_row(row))
-    return [StepRun.from_row(row, tuple(by_step_run[str(row["id"])])) for row in rows]
-
-
-def completed_steps(connection: Connection, run_id: str | uuid.UUID) -> list[str]:
-    """Names of the run's completed steps, in completion order."""
-    return [step_run.step for step_run in _completed(connection, run_id)]
-
-
-def completed_outputs(connection: Connection, run_id: str | uuid.UUID) -> list[Mapping[str, Any]]:
-    """Outputs of the run's completed steps, in completion order."""
-    return [step_run.output or {} for step_run in _completed(connection, run_id)]
-
-
-def completed_step_runs_for_compensation(
-    connection: Connection, run_id: str | uuid.UUID
-) -> list[StepRun]:
-    """Completed step runs, most recently completed first: the order a saga undoes them in."""
-    return _completed(connection, run_id, newest_first=True)
-
-
-def step_statuses(connection: Connection, run_id: str | uuid.UUID) -> dict[str, StepRunStatus]:
-    """Step name to the status of its step run, for the steps that have one."""
-    rows = _STEP_STATUSES.rows(connection, {"p_run_id": run_id})
-    return {row["step"]: row["status"] for row in rows}
-
-
-def _completed(
-    connection: Connection, run_id: str | uuid.UUID, *, newest_first: bool = False
-) -> list[StepRun]:
-    """Completed step runs in completion order.
-
-    Ordered by when their completed attempt finished, not by ``updated_at``: writing
-    compensation results touches ``updated_at`` and must not reorder a redelivered rollback.
-    """
-    finished = (
-        sa.select(attempts.c.step_run_id, sa.func.max(attempts.c.updated_at).label("completed_at"))
-        .where(attempts.c.status == "completed")
-        .group_by(attempts.c.step_run_id)
-        .subquery()
-    )
-    keys = [
-        sa.func.coalesce(finished.c.completed_at, step_runs.c.updated_at),
-        step_runs.c.inserted_at,
-        step_runs.c.id,
-    ]
-    rows = connection.execute(
-        sa.select(step_runs)
-        .outerjoin(finished, finished.c.step_run_id == step_runs.c.id)
-        .where(step_runs.c.run_id == as_uuid(run_id), step_runs.c.status == "completed")
-        .order_by(*(key.desc() for key in keys) if newest_first else keys)
-    ).mappings()
-    return [StepRun.from_row(row) for row in rows]
-
-
 def _get(connection: Connection, step_run_id: str | uuid.UUID) -> StepRun | None:
     row = (
         connection.execute(sa.select(step_runs).where(step_runs.c.id == as_uuid(step_run_id)))
@@ -766,29 +607,6 @@ _INSERT_NEW = Prepared(
 )
 _BEGIN_FIRST_ATTEMPT = Prepared(_begin_first_attempt_statement)
 _BEGIN_STEP_WITH_ATTEMPT = Prepared(_begin_step_with_attempt_statement)
-_GET_STEP_RUN = Prepared(
-    lambda _: sa.select(step_runs).where(
-        step_runs.c.run_id == sa.bindparam("p_run_id"), step_runs.c.step == sa.bindparam("p_step")
-    )
-)
-_PROGRESS_STATES = Prepared(
-    lambda _: (
-        sa.select(
-            step_runs.c.step,
-            step_runs.c.status,
-            step_runs.c.resume,
-            step_runs.c.recovery,
-            step_runs.c.manual,
-        )
-        .where(step_runs.c.run_id == sa.bindparam("p_run_id"))
-        .order_by(step_runs.c.inserted_at, step_runs.c.id)
-    )
-)
-_STEP_STATUSES = Prepared(
-    lambda _: sa.select(step_runs.c.step, step_runs.c.status).where(
-        step_runs.c.run_id == sa.bindparam("p_run_id")
-    )
-)
 
 
 def _finish_step_statement(_dialect: str) -> Any:

@@ -12,7 +12,7 @@ from squidmesh_sdk import COMPLETE, Workflow, manual
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import claiming, execution
 from squidmesh_sdk.runtime.events import StepStarted
-from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store import step_run_reads
 from squidmesh_sdk.testing import WorkflowEnvironment
 from tests.integration.runtime.conftest import MakeEnv
 
@@ -84,7 +84,7 @@ def test_a_step_that_does_not_simply_start_is_left_to_its_delivery(
     assert len(env.events.events) == before
     assert env.client.inspect_run(run.id).status == status
     with env.client.runtime.database.read() as connection:
-        step_run = step_run_store.get_step_run(connection, run.id, "first")
+        step_run = step_run_reads.get_step_run(connection, run.id, "first")
     expected = {"started": "running", "cancelling": "running", "finished": "completed"}
     assert (step_run.status if step_run else None) == expected.get(case)
 

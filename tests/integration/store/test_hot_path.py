@@ -15,6 +15,7 @@ from squidmesh_sdk import RunNotFound
 from squidmesh_sdk.errors import StaleRecord
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import runs as run_store
+from squidmesh_sdk.store import step_run_reads
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.ids import new_id
@@ -116,7 +117,7 @@ def test_quiet_completions_write_what_the_full_ones_do(db: Database) -> None:
         step_run_store.mark_completed(tx, step_run_id, {"out": 2})
 
     write(db, complete, at(1))
-    step_run = read(db, lambda c: step_run_store.get_step_run(c, run.id, "reserve"))
+    step_run = read(db, lambda c: step_run_reads.get_step_run(c, run.id, "reserve"))
     assert step_run is not None
     assert (step_run.status, step_run.output, step_run.updated_at) == (
         "completed",
@@ -265,7 +266,7 @@ def test_a_step_run_begins_with_its_first_attempt_only_when_inserted(db: Databas
     # A scheduled (pending) step run is claimed, keeping its id: its attempt is the caller's.
     write(db, lambda tx: step_run_store.schedule_steps(tx, run.id, [("charge", {"in": 0})]))
     assert write(db, lambda tx: claim(tx, "charge")) == ("execute", "running", "kept", None)
-    step_run = read(db, lambda c: step_run_store.get_step_run(c, run.id, "charge"))
+    step_run = read(db, lambda c: step_run_reads.get_step_run(c, run.id, "charge"))
     assert step_run is not None
     assert read(db, lambda c: attempt_store.list_attempts(c, step_run.id)) == []
 
@@ -297,7 +298,7 @@ def test_relock_and_complete_locks_the_run_and_completes_attempt_and_step_run(
         {"seen": 1},
         at(1),
     )
-    step_run = read(db, lambda c: step_run_store.get_step_run(c, run.id, "reserve"))
+    step_run = read(db, lambda c: step_run_reads.get_step_run(c, run.id, "reserve"))
     assert step_run is not None
     assert (step_run.status, step_run.output, step_run.updated_at) == (
         "completed",

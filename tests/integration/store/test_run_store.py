@@ -22,7 +22,7 @@ from squidmesh_sdk.clock import use_clock
 from squidmesh_sdk.error_records import error_record
 from squidmesh_sdk.state_machine import STATES
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import audit, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Database, Transaction
@@ -332,14 +332,14 @@ def test_cancelling_a_paused_run_fails_its_paused_step_and_running_attempt(db: D
     run_after, from_status = write(db, lambda tx: run_store.cancel_run(tx, run.id), at(3))
     assert (from_status, run_after.status) == ("paused", "cancelled")
 
-    charge = read(db, lambda c: step_run_store.get_step_run(c, run.id, "charge"))
+    charge = read(db, lambda c: step_run_reads.get_step_run(c, run.id, "charge"))
     assert charge is not None
     assert (charge.status, charge.resume) == ("failed", None)
     assert charge.last_error == run_store.PAUSE_CANCELLATION_ERROR
     attempt = read(db, lambda c: attempt_store.latest_attempt(c, charge_id))
     assert attempt is not None
     assert (attempt.status, attempt.error) == ("failed", run_store.PAUSE_CANCELLATION_ERROR)
-    statuses = read(db, lambda c: step_run_store.step_statuses(c, run.id))
+    statuses = read(db, lambda c: step_run_reads.step_statuses(c, run.id))
     assert statuses == {"reserve": "completed", "charge": "failed"}
 
 
@@ -396,7 +396,7 @@ def test_replay_creates_a_linked_pending_run_with_the_same_payload(db: Database)
     assert (replay.current_step, replay.last_error) == ("reserve", None)
     assert (replay.inserted_at, replay.trace_context) == (at(60), {"t": "1"})
     assert replay == _get(db, replay.id)
-    assert read(db, lambda c: step_run_store.list_step_runs(c, replay.id)) == []
+    assert read(db, lambda c: step_run_reads.list_step_runs(c, replay.id)) == []
     assert _get(db, source.id, include_history=True) == source_before
 
 

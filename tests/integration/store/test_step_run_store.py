@@ -13,6 +13,7 @@ import pytest
 from squidmesh_sdk import StaleRecord
 from squidmesh_sdk.error_records import error_record
 from squidmesh_sdk.store import attempts as attempt_store
+from squidmesh_sdk.store import step_run_reads
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.records import StepRun
@@ -32,7 +33,7 @@ def _schedule(db: Database, run_id: str, *items: Any) -> list[str]:
 
 
 def _stored(db: Database, run_id: str, step: str) -> StepRun:
-    step_run = read(db, lambda c: step_run_store.get_step_run(c, run_id, step))
+    step_run = read(db, lambda c: step_run_reads.get_step_run(c, run_id, step))
     assert step_run is not None
     return step_run
 
@@ -146,7 +147,7 @@ def test_concurrent_begin_step_executes_exactly_once(db: Database, scheduled_fir
     stored = _stored(db, run_id, "reserve")
     assert {step_run_id for _, step_run_id in results} == {stored.id}
     assert stored.status == "running"
-    assert len(read(db, lambda c: step_run_store.list_step_runs(c, run_id))) == 1
+    assert len(read(db, lambda c: step_run_reads.list_step_runs(c, run_id))) == 1
 
 
 # -- schedule_step(s) and delete_pending_steps ------------------------------------------------
@@ -178,7 +179,7 @@ def test_schedule_steps_returns_only_newly_inserted_steps(db: Database) -> None:
     assert _schedule(db, run_id, ("a", {"n": 1}), ("b", {"n": 2}, POLICY)) == ["a", "b"]
     assert _schedule(db, run_id, ("b", {"n": 9}), ("c", {"n": 3})) == ["c"]
     assert _schedule(db, run_id, ("a", {}), ("b", {}), ("c", {})) == []
-    stored = read(db, lambda c: step_run_store.list_step_runs(c, run_id))
+    stored = read(db, lambda c: step_run_reads.list_step_runs(c, run_id))
     assert [(sr.step, sr.status, sr.input, sr.recovery) for sr in stored] == [
         ("a", "pending", {"n": 1}, None),
         ("b", "pending", {"n": 2}, POLICY),
@@ -200,11 +201,11 @@ def test_delete_pending_steps_deletes_only_pending_rows(db: Database) -> None:
     _begin(db, run_id, "c", {})
     deleted = write(db, lambda tx: step_run_store.delete_pending_steps(tx, run_id, ["a", "b", "c"]))
     assert deleted == 1
-    assert read(db, lambda c: step_run_store.step_statuses(c, run_id)) == {
+    assert read(db, lambda c: step_run_reads.step_statuses(c, run_id)) == {
         "a": "running",
         "c": "running",
     }
-    assert read(db, lambda c: step_run_store.step_statuses(c, other_run)) == {"b": "pending"}
+    assert read(db, lambda c: step_run_reads.step_statuses(c, other_run)) == {"b": "pending"}
 
 
 # -- finishing writes -------------------------------------------------------------------------
@@ -231,12 +232,12 @@ def test_finishing_writes_need_a_running_row(
 ) -> None:
     run_id = new_run(db).id
     step_run_id = _row_in(db, run_id, status) if status else str(uuid.uuid4())
-    before = read(db, lambda c: step_run_store.list_step_runs(c, run_id))
+    before = read(db, lambda c: step_run_reads.list_step_runs(c, run_id))
     with pytest.raises(StaleRecord) as raised:
         write(db, lambda tx: FINISHERS[finisher](tx, step_run_id), at(9))
     assert (raised.value.record, raised.value.record_id) == ("step_run", step_run_id)
     assert raised.value.status == status
-    assert read(db, lambda c: step_run_store.list_step_runs(c, run_id)) == before
+    assert read(db, lambda c: step_run_reads.list_step_runs(c, run_id)) == before
 
 
 def test_complete_and_fail_step_record_their_result(db: Database) -> None:
@@ -258,7 +259,7 @@ def test_complete_and_fail_step_record_their_result(db: Database) -> None:
         None,
         error_record("step_error", "no"),
     )
-    assert [done, failed] == read(db, lambda c: step_run_store.list_step_runs(c, run_id))
+    assert [done, failed] == read(db, lambda c: step_run_reads.list_step_runs(c, run_id))
 
 
 def test_pause_resume_is_stored_and_cleared_by_a_manual_completion(db: Database) -> None:
@@ -375,13 +376,13 @@ def _complete_out_of_order(db: Database) -> str:
 
 def test_completed_steps_and_outputs_are_in_completion_order(db: Database) -> None:
     run_id = _complete_out_of_order(db)
-    assert read(db, lambda c: step_run_store.completed_steps(c, run_id)) == ["b", "a", "c"]
-    assert read(db, lambda c: step_run_store.completed_outputs(c, run_id)) == [
+    assert read(db, lambda c: step_run_reads.completed_steps(c, run_id)) == ["b", "a", "c"]
+    assert read(db, lambda c: step_run_reads.completed_outputs(c, run_id)) == [
         {"b": 1},
         {"a": 1},
         {"c": 1},
     ]
-    assert read(db, lambda c: step_run_store.step_statuses(c, run_id)) == {
+    assert read(db, lambda c: step_run_reads.step_statuses(c, run_id)) == {
         "a": "completed",
         "b": "completed",
         "c": "completed",
@@ -395,7 +396,7 @@ def test_compensation_order_is_newest_completion_first_and_survives_recovery_upd
     run_id = _complete_out_of_order(db)
 
     def order() -> list[str]:
-        runs = read(db, lambda c: step_run_store.completed_step_runs_for_compensation(c, run_id))
+        runs = read(db, lambda c: step_run_reads.completed_step_runs_for_compensation(c, run_id))
         return [step_run.step for step_run in runs]
 
     assert order() == ["c", "a", "b"]
@@ -408,7 +409,7 @@ def test_compensation_order_is_newest_completion_first_and_survives_recovery_upd
 
 def test_list_step_runs_orders_rows_and_attempts(db: Database) -> None:
     run_id = new_run(db).id
-    assert read(db, lambda c: step_run_store.step_statuses(c, run_id)) == {}
+    assert read(db, lambda c: step_run_reads.step_statuses(c, run_id)) == {}
     _schedule(db, run_id, ("c", {}), ("a", {}))
 
     def attempts_of_b(tx: Transaction) -> None:
@@ -420,14 +421,14 @@ def test_list_step_runs_orders_rows_and_attempts(db: Database) -> None:
     write(db, attempts_of_b, at(1))
     write(db, lambda tx: finish_step(tx, run_id, "a"), at(2))
 
-    plain = read(db, lambda c: step_run_store.list_step_runs(c, run_id))
+    plain = read(db, lambda c: step_run_reads.list_step_runs(c, run_id))
     assert [(sr.step, sr.attempts) for sr in plain] == [("c", None), ("a", None), ("b", None)]
-    loaded = read(db, lambda c: step_run_store.list_step_runs(c, run_id, with_attempts=True))
+    loaded = read(db, lambda c: step_run_reads.list_step_runs(c, run_id, with_attempts=True))
     assert [sr.step for sr in loaded] == ["c", "a", "b"]
     numbers = {sr.step: [a.number for a in sr.attempts or ()] for sr in loaded}
     assert numbers == {"c": [], "a": [1], "b": [1, 2, 3]}
     assert all(a.step_run_id == sr.id for sr in loaded for a in sr.attempts or ())
-    assert read(db, lambda c: step_run_store.list_step_runs(c, str(uuid.uuid4()))) == []
+    assert read(db, lambda c: step_run_reads.list_step_runs(c, str(uuid.uuid4()))) == []
 
 
 def test_schedule_steps_lists_a_step_given_twice_once(db: Database) -> None:
@@ -436,6 +437,6 @@ def test_schedule_steps_lists_a_step_given_twice_once(db: Database) -> None:
         db, lambda tx: step_run_store.schedule_steps(tx, run_id, [("a", {}), ("a", {"x": 1})])
     )
     assert inserted == ["a"]
-    step_run = read(db, lambda conn: step_run_store.get_step_run(conn, run_id, "a"))
+    step_run = read(db, lambda conn: step_run_reads.get_step_run(conn, run_id, "a"))
     assert step_run is not None
     assert step_run.input == {}
