@@ -40,8 +40,7 @@ from squidmesh_sdk.runtime.retention import PurgeResult
 from squidmesh_sdk.runtime.runner import CronStart
 from squidmesh_sdk.runtime.tracing import TelemetryObserver
 from squidmesh_sdk.store import flow as flow_store
-from squidmesh_sdk.store import migrations
-from squidmesh_sdk.store import runs as run_store
+from squidmesh_sdk.store import migrations, run_reads
 from squidmesh_sdk.store.database import Database
 from squidmesh_sdk.store.flow import QueueLimits
 from squidmesh_sdk.store.records import Run, Signal
@@ -345,7 +344,7 @@ class Client:
         self._runtime.check_schema()
         name = arguments.workflow_name(workflow) if workflow is not None else None
         with self._runtime.database.read() as connection:
-            return run_store.list_runs(
+            return run_reads.list_runs(
                 connection,
                 workflow=name,
                 status=status,

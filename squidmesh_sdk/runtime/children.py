@@ -47,7 +47,7 @@ from squidmesh_sdk.runtime import dispatcher, inputs, lifecycle, progression
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import RunCreated, RunTransitioned, StepCompleted
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit
+from squidmesh_sdk.store import audit, run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
@@ -91,7 +91,7 @@ def begin(
     child_definition = runtime.definition(workflow)
     trigger = child_definition.trigger(node.options.get("trigger"))
     key = child_key(run.id, step_run.step, attempt.number)
-    held = run_store.find_by_start_key(tx.connection, workflow, key)
+    held = run_reads.find_by_start_key(tx.connection, workflow, key)
     if held is not None:
         child = held[0]
     else:
@@ -145,7 +145,7 @@ def finish_wait(
     child_id = resume.get("child_run_id")
     if not isinstance(child_id, str):
         return False
-    child = run_store.get_run(tx.connection, child_id)
+    child = run_reads.get_run(tx.connection, child_id)
     if not child.terminal:
         return False
     if child.status == "completed":
@@ -208,7 +208,7 @@ def _close_children(runtime: Runtime, tx: Transaction, parent: Run, status: str)
     """Cancel (or abandon, by their step's policy) the unfinished children of ``parent``."""
     unfinished = [
         child
-        for child in run_store.list_children(tx.connection, parent.id)
+        for child in run_reads.list_children(tx.connection, parent.id)
         if child.status not in ("completed", "failed", "cancelled", "cancelling")
     ]
     if not unfinished:
@@ -255,7 +255,7 @@ def _wake_parent(runtime: Runtime, tx: Transaction, child: Run) -> None:
     """Queue the parent's waiting child step, in the child's finishing transaction."""
     assert child.parent_run_id is not None  # noqa: S101 - checked by the caller
     assert child.parent_step is not None  # noqa: S101
-    parent = run_store.get_run(tx.connection, child.parent_run_id)
+    parent = run_reads.get_run(tx.connection, child.parent_run_id)
     if parent.terminal:
         return  # cancelled (or failed) meanwhile: nothing waits for the child any more
     # In the parent's trace (linked to the child's), as the parent's other work is.

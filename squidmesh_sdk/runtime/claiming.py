@@ -25,8 +25,8 @@ from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import StepFailed, StepSkipped, StepStarted
 from squidmesh_sdk.runtime.recording import Claim, Outcome, StepResult, record_result
 from squidmesh_sdk.store import attempts as attempt_store
+from squidmesh_sdk.store import run_reads, step_run_reads
 from squidmesh_sdk.store import runs as run_store
-from squidmesh_sdk.store import step_run_reads
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import new_id
@@ -110,7 +110,7 @@ def claim(
         return "skipped"
     if run.status == "cancelling":
         _close_left_running(runtime, tx, run, step, reclaim=reclaim)
-        if run_store.running_steps(tx.connection, run.id):
+        if run_reads.running_steps(tx.connection, run.id):
             # A body is still in flight: its own outcome (or its takeover) finishes the cancel.
             tx.events.append(StepSkipped(run, step, "run_cancelling"))
             return "skipped"

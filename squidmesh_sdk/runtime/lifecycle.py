@@ -12,7 +12,7 @@ from squidmesh_sdk.runtime.events import RunCreated, RunTransitioned, StepFailed
 from squidmesh_sdk.runtime.explanation import RunExplanation, explain
 from squidmesh_sdk.runtime.inspection import step_states
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit, step_run_reads
+from squidmesh_sdk.store import audit, run_reads, step_run_reads
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.database import Transaction
@@ -46,7 +46,7 @@ def cancel_run(
     """
     details = manual.validate_cancellation(actor, reason)
     with runtime.database.read() as connection:
-        target = run_store.get_run(connection, run_id)
+        target = run_reads.get_run(connection, run_id)
     with (
         telemetry.action("cancel", target.workflow, target.id, target.trace_context),
         runtime.transaction() as tx,
@@ -126,7 +126,7 @@ def replay_run(
     """
     details = manual.validate_cancellation(actor, reason)
     with runtime.database.read() as connection:
-        source = run_store.get_run(connection, run_id)
+        source = run_reads.get_run(connection, run_id)
     definition = runtime.definition(source.workflow)
     attributes = {telemetry.WORKFLOW: source.workflow, "squidmesh.replayed_from": source.id}
     with (
@@ -164,7 +164,7 @@ def inspect_run(runtime: Runtime, run_id: str, *, include_history: bool = False)
     """
     runtime.check_schema()
     with runtime.database.read() as connection:
-        run = run_store.get_run(connection, run_id, include_history=include_history)
+        run = run_reads.get_run(connection, run_id, include_history=include_history)
     definition, _ = _pinned_definition(runtime, run)
     if not include_history or definition is None:
         return run

@@ -19,7 +19,7 @@ from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import StepCompleted
 from squidmesh_sdk.runtime.routes import choose_route
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit, step_run_reads
+from squidmesh_sdk.store import audit, run_reads, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
@@ -61,7 +61,7 @@ def resume_run(
     """
     details = _validate(decision, actor, comment, metadata)
     with runtime.database.read() as connection:
-        paused = run_store.get_run(connection, run_id)
+        paused = run_reads.get_run(connection, run_id)
     verb = {"resumed": "unblock", "approved": "approve", "rejected": "reject"}[decision]
     with (
         telemetry.action(verb, paused.workflow, paused.id, paused.trace_context),

@@ -31,7 +31,7 @@ from squidmesh_sdk.runtime.events import RetryScheduled, RunTransitioned, StepFa
 from squidmesh_sdk.runtime.failures import RetryDecision
 from squidmesh_sdk.runtime.routes import RouteChoice, choose_route
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit, step_run_reads
+from squidmesh_sdk.store import audit, run_reads, step_run_reads
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
@@ -95,7 +95,7 @@ def step_ended_while_cancelling(
     That other step's own outcome, or the delivery that takes it over from a dead worker,
     finishes the cancellation.
     """
-    if run_store.running_steps(tx.connection, run.id):
+    if run_reads.running_steps(tx.connection, run.id):
         return write_run(tx, run, context=context) if context is not None else run
     return finish_cancelling(tx, run, context=context)
 

@@ -29,7 +29,7 @@ from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, WorkflowDefinition
 from squidmesh_sdk.runtime import dispatcher, finishing, manual, progression
 from squidmesh_sdk.runtime.core import Runtime
-from squidmesh_sdk.store import audit, step_run_reads
+from squidmesh_sdk.store import audit, run_reads, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
@@ -63,7 +63,7 @@ def retry_run(
     details = manual.validate_cancellation(actor, reason)
     runtime.check_schema()
     with runtime.database.read() as connection:
-        found = run_store.get_run(connection, run_id)
+        found = run_reads.get_run(connection, run_id)
     with (
         telemetry.action("retry", found.workflow, found.id, found.trace_context),
         runtime.transaction() as tx,
@@ -230,7 +230,7 @@ def _restore_timers(
             continue
         due_text = resume.get("until") or resume.get("timeout_at")
         child_id = resume.get("child_run_id") if resume["kind"] == "child" else None
-        if isinstance(child_id, str) and run_store.get_run(tx.connection, child_id).terminal:
+        if isinstance(child_id, str) and run_reads.get_run(tx.connection, child_id).terminal:
             dispatcher.dispatch_steps(runtime, tx, run, [sr.step])
         elif isinstance(due_text, str):
             due = datetime.fromisoformat(due_text)

@@ -26,8 +26,7 @@ from sqlalchemy.engine import Connection
 from squidmesh_sdk import errors
 from squidmesh_sdk.runtime.compensation import pending_compensations
 from squidmesh_sdk.runtime.core import Runtime
-from squidmesh_sdk.store import retention, step_run_reads
-from squidmesh_sdk.store import runs as run_store
+from squidmesh_sdk.store import retention, run_reads, step_run_reads
 from squidmesh_sdk.store.records import RunStatus
 from squidmesh_sdk.store.retention import FINISHED, TABLES, Candidate, Criteria
 
@@ -216,7 +215,7 @@ def _compensating(runtime: Runtime, connection: Connection, candidate: Candidate
     completed = step_run_reads.completed_step_runs_for_compensation(connection, candidate.id)
     if not completed:
         return False
-    run = run_store.get_run(connection, candidate.id)
+    run = run_reads.get_run(connection, candidate.id)
     try:
         definition = runtime.definition_of(run)
     except (errors.InvalidWorkflow, errors.DefinitionUnavailable):

@@ -18,6 +18,7 @@ from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import compensation, dispatcher, execution, schedules
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import RunCreated
+from squidmesh_sdk.store import run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.records import SCHEDULE_KEY, Run
 
@@ -162,7 +163,7 @@ def request_fingerprint(trigger: str, payload: object) -> str:
 
 def _started_with(runtime: Runtime, workflow: str, key: str) -> tuple[Run, str | None] | None:
     with runtime.database.read() as connection:
-        return run_store.find_by_start_key(connection, workflow, key)
+        return run_reads.find_by_start_key(connection, workflow, key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +249,7 @@ def start_cron_trigger(
 
 def _holder(runtime: Runtime, workflow: str, trigger: str, key: str) -> Run | None:
     with runtime.database.read() as connection:
-        return run_store.find_by_idempotency_key(connection, workflow, trigger, key)
+        return run_reads.find_by_idempotency_key(connection, workflow, trigger, key)
 
 
 def _duplicate(

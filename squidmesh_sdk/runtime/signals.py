@@ -23,7 +23,7 @@ from squidmesh_sdk.runtime import dispatcher, progression
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import StepCompleted
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit, step_run_reads
+from squidmesh_sdk.store import audit, run_reads, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import signals as signal_store
 from squidmesh_sdk.store import step_runs as step_run_store
@@ -72,7 +72,7 @@ def send(
         )
     runtime.check_schema()
     with runtime.database.read() as connection:
-        found = run_store.get_run(connection, run_id)
+        found = run_reads.get_run(connection, run_id)
     with (
         telemetry.action("signal", found.workflow, found.id, found.trace_context),
         runtime.transaction() as tx,

@@ -1,8 +1,8 @@
-"""The run store: creating, reading, listing and moving runs through the state machine.
+"""The run store: creating runs, locking them and moving them through the state machine.
 
 Functions that change a run take a :class:`~squidmesh_sdk.store.database.Transaction` and
 expect the caller to commit; none of them dispatches work (that is the dispatcher's job, in the
-same transaction).
+same transaction). Reading and listing runs is :mod:`squidmesh_sdk.store.run_reads`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import dataclasses
 import enum
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,15 +19,13 @@ from sqlalchemy.engine import Connection
 from squidmesh_sdk import error_records, errors, state_machine
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit, prepared, step_run_reads
-from squidmesh_sdk.store import signals as signal_store
+from squidmesh_sdk.store import prepared, run_reads, step_run_reads
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import new_id
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import (
     SCHEDULE_KEY,
-    ChildRun,
     Run,
     RunStatus,
     StepRun,
@@ -46,16 +43,11 @@ __all__ = [
     "WATCHER_APPLICATION_NAME",
     "cancel_run",
     "create_run",
-    "find_by_idempotency_key",
-    "find_by_start_key",
-    "get_run",
-    "list_runs",
     "lock_run",
     "relock_run",
     "relock_run_later",
     "replay_blockers",
     "replay_run",
-    "running_steps",
     "schedule_next_step",
     "transition_run",
     "update_run",
@@ -142,7 +134,7 @@ def create_run(
     trigger_node = definition.trigger(trigger)
     validated = trigger_node.contract.validate(payload)
     if replayed_from_run_id is not None:
-        _select_run(tx.connection, replayed_from_run_id, for_update=False)
+        run_reads.select_run(tx.connection, replayed_from_run_id, for_update=False)
     values: dict[str, Any] = {
         "id": new_id(),
         "workflow": definition.name,
@@ -183,7 +175,7 @@ def lock_run(connection: Connection, run_id: object) -> Run:
         InvalidRunId: ``run_id`` is not a UUID.
         RunNotFound: no such run.
     """
-    return _select_run(connection, run_id, for_update=True)
+    return run_reads.select_run(connection, run_id, for_update=True)
 
 
 def relock_run(connection: Connection, run: Run) -> Run:
@@ -276,97 +268,6 @@ def _refreshed(run: Run, row: Mapping[str, Any]) -> Run:
     return dataclasses.replace(
         run, **{**row, "last_error": error_records.upgrade(row["last_error"])}
     )
-
-
-def get_run(connection: Connection, run_id: object, *, include_history: bool = False) -> Run:
-    """Read one run; with ``include_history`` also its step runs, attempts and audit events.
-
-    Raises:
-        InvalidRunId: ``run_id`` is not a UUID.
-        RunNotFound: no such run.
-    """
-    run = _select_run(connection, run_id, for_update=False)
-    if not include_history:
-        return run
-    return _with_history(connection, run)
-
-
-def find_by_idempotency_key(
-    connection: Connection, workflow: str, trigger: str, key: str
-) -> Run | None:
-    """The run of ``workflow`` started through ``trigger`` with schedule identity ``key``."""
-    row = (
-        connection.execute(
-            sa.select(runs).where(
-                runs.c.workflow == workflow,
-                runs.c.trigger == trigger,
-                runs.c.idempotency_key == key,
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return Run.from_row(row) if row is not None else None
-
-
-def find_by_start_key(
-    connection: Connection, workflow: str, key: str
-) -> tuple[Run, str | None] | None:
-    """The run of ``workflow`` started with idempotency key ``key``, and its request fingerprint."""
-    row = _SELECT_BY_START_KEY.first(connection, {"workflow": workflow, "key": key})
-    return (Run.from_row(row), row["start_request"]) if row is not None else None
-
-
-def list_runs(
-    connection: Connection,
-    *,
-    workflow: str | None = None,
-    status: str | None = None,
-    limit: int = 50,
-    after: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> list[Run]:
-    """Runs, newest first, optionally only of one workflow and / or in one status.
-
-    Pages through large tables with a cursor: pass the id of the last run of a page as
-    ``after`` to get the next page (runs listed after it, that is older ones). ``since`` and
-    ``until`` keep the runs created (``inserted_at``) at or after ``since`` and before
-    ``until``; each is an aware datetime.
-
-    Raises:
-        InvalidArgument: an unknown status, a limit that is not a positive integer, or a
-            ``since`` / ``until`` that is not an aware datetime.
-        InvalidRunId, RunNotFound: ``after`` is not the id of a run.
-    """
-    if status is not None and status not in state_machine.STATES:
-        expected = ", ".join(state_machine.STATES)
-        raise errors.InvalidArgument(
-            "status", f"unknown run status {status!r}; expected one of {expected}"
-        )
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise errors.InvalidArgument("limit", f"limit must be a positive integer, got {limit!r}")
-    if workflow is not None and not isinstance(workflow, str):
-        raise errors.InvalidArgument("workflow", f"workflow must be a name, got {workflow!r}")
-    query = sa.select(runs).order_by(runs.c.inserted_at.desc(), runs.c.id.desc()).limit(limit)
-    for name, bound in (("since", since), ("until", until)):
-        if bound is not None and (not isinstance(bound, datetime) or bound.tzinfo is None):
-            raise errors.InvalidArgument(name, f"{name} must be an aware datetime, got {bound!r}")
-    if workflow is not None:
-        query = query.where(runs.c.workflow == workflow)
-    if status is not None:
-        query = query.where(runs.c.status == status)
-    if since is not None:
-        query = query.where(runs.c.inserted_at >= since)
-    if until is not None:
-        query = query.where(runs.c.inserted_at < until)
-    if after is not None:
-        cursor = _select_run(connection, after, for_update=False)
-        position = sa.tuple_(
-            sa.literal(cursor.inserted_at, UTCDateTime()), sa.literal(uuid.UUID(cursor.id))
-        )
-        query = query.where(sa.tuple_(runs.c.inserted_at, runs.c.id) < position)
-    return [Run.from_row(row) for row in connection.execute(query).mappings()]
 
 
 def write_run(
@@ -492,7 +393,7 @@ def cancel_run(tx: Transaction, run_id: object) -> tuple[Run, RunStatus]:
         run = write_run(tx, run, status="cancelled", current_step=None)
     elif from_status in ("running", "retrying"):
         run = write_run(tx, run, status="cancelling", current_step=None)
-        if not running_steps(tx.connection, run.id):
+        if not run_reads.running_steps(tx.connection, run.id):
             run = write_run(tx, run, status="cancelled", last_error=None)
     else:
         raise errors.InvalidTransition(from_status, "cancelling", run_id=run.id)
@@ -507,12 +408,6 @@ def count_operator_retry(tx: Transaction, run: Run) -> Run:
         runs.update().where(runs.c.id == parse_run_id(run.id)).values(operator_retries=count)
     )
     return dataclasses.replace(run, operator_retries=count)
-
-
-def running_steps(connection: Connection, run_id: str) -> list[str]:
-    """The run's step runs with a body in flight: ``running`` and not waiting."""
-    states = step_run_reads.progress_states(connection, run_id)
-    return [state.key for state in states if state.status == "running" and not state.waiting]
 
 
 def replay_blockers(
@@ -562,7 +457,7 @@ def replay_run(
         UnsafeReplay: completed irreversible or non-compensatable steps, unless
             ``allow_irreversible`` is ``True``.
     """
-    source = get_run(tx.connection, run_id)
+    source = run_reads.get_run(tx.connection, run_id)
     if allow_irreversible is not True:
         blockers = replay_blockers(
             step_run_reads.list_step_runs(tx.connection, source.id), definition
@@ -609,22 +504,6 @@ def schedule_next_step(run_or_status: Run | str) -> bool:
     return state_machine.schedule_next_step(status)
 
 
-def _select_run(connection: Connection, run_id: object, *, for_update: bool) -> Run:
-    key = parse_run_id(run_id)
-    row = (_LOCK_RUN if for_update else _SELECT_RUN).first(connection, {"run_id": key})
-    if row is None:
-        raise errors.RunNotFound(str(key))
-    return Run.from_row(row)
-
-
-_SELECT_RUN = Prepared(lambda _: sa.select(runs).where(runs.c.id == sa.bindparam("run_id")))
-# FOR NO KEY UPDATE: exclusive between run locks, but not against the key-share locks that
-# inserting a row referencing the run takes (a child's job for its parent, a step run).
-_LOCK_RUN = Prepared(
-    lambda _: (
-        sa.select(runs).where(runs.c.id == sa.bindparam("run_id")).with_for_update(key_share=True)
-    )
-)
 _RELOCK_RUN = Prepared(
     lambda _: (
         sa.select(
@@ -711,11 +590,6 @@ def _complete_attempt_read_run_statement(_dialect: str) -> Any:
 
 
 _COMPLETE_ATTEMPT_READ_RUN = Prepared(_complete_attempt_read_run_statement)
-_SELECT_BY_START_KEY = Prepared(
-    lambda _: sa.select(runs).where(
-        runs.c.workflow == sa.bindparam("workflow"), runs.c.start_key == sa.bindparam("key")
-    )
-)
 _ACTIVITY = sa.table("pg_stat_activity", sa.column("application_name"), sa.column("datname"))
 _NOTIFY_RUN = Prepared(
     lambda _: sa.select(sa.func.pg_notify(sa.bindparam("channel"), sa.bindparam("payload"))).where(
@@ -741,36 +615,6 @@ _WRITE_RUN = Prepared(
         )
     )
 )
-
-
-def _with_history(connection: Connection, run: Run) -> Run:
-    step_runs = tuple(step_run_reads.list_step_runs(connection, run.id, with_attempts=True))
-    events = tuple(audit.list_events(connection, run.id))
-    return dataclasses.replace(
-        run,
-        step_runs=step_runs,
-        events=events,
-        signals=tuple(signal_store.list_signals(connection, run.id)),
-        children=tuple(list_children(connection, run.id)),
-    )
-
-
-def list_children(connection: Connection, run_id: str) -> list[ChildRun]:
-    """The runs ``child`` steps of run ``run_id`` started, oldest first."""
-    rows = connection.execute(
-        sa.select(runs.c.id, runs.c.workflow, runs.c.status, runs.c.parent_step)
-        .where(runs.c.parent_run_id == parse_run_id(run_id))
-        .order_by(runs.c.inserted_at, runs.c.id)
-    ).mappings()
-    return [
-        ChildRun(
-            child_run_id=str(row["id"]),
-            workflow=row["workflow"],
-            status=row["status"],
-            parent_step=row["parent_step"],
-        )
-        for row in rows
-    ]
 
 
 def _fail_waiting_step(tx: Transaction, run: Run, key: str, error: Mapping[str, Any]) -> None:

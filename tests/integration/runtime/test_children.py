@@ -25,7 +25,7 @@ from squidmesh_sdk import (
 )
 from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
-from squidmesh_sdk.store import runs as run_store
+from squidmesh_sdk.store import run_reads
 from tests.integration.runtime.conftest import MakeEnv
 
 
@@ -209,7 +209,7 @@ def test_eight_concurrent_redeliveries_of_the_parents_step_start_one_child(
         assert failures == []
         assert sorted(outcomes) == ["skipped"] * 7 + ["waiting"]
         with client.database.read() as connection:
-            children = run_store.list_children(connection, parent.id)
+            children = run_reads.list_children(connection, parent.id)
         assert len(children) == 1
         assert len(client.list_runs(workflow="shipping")) == 1
 

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from squidmesh_sdk import RunNotFound
 from squidmesh_sdk.errors import StaleRecord
 from squidmesh_sdk.store import attempts as attempt_store
+from squidmesh_sdk.store import run_reads, step_run_reads
 from squidmesh_sdk.store import runs as run_store
-from squidmesh_sdk.store import step_run_reads
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.ids import new_id
@@ -88,7 +88,7 @@ def test_relock_run_refreshes_what_a_run_can_change(db: Database) -> None:
     run = new_run(db, trace_context={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
     move(db, run.id, "running", now=at(1), context={"a": 1}, current_step="charge")
     relocked = write(db, lambda tx: run_store.relock_run(tx.connection, run), at(2))
-    assert relocked == read(db, lambda c: run_store.get_run(c, run.id))
+    assert relocked == read(db, lambda c: run_reads.get_run(c, run.id))
     assert (relocked.status, relocked.context, relocked.current_step) == (
         "running",
         {"a": 1},
@@ -195,7 +195,7 @@ def test_a_statement_sent_ahead_is_seen_by_every_later_statement(db: Database) -
         return core, relocked.status, relocked.current_step
 
     assert write(db, action) == ("running", "running", "charge")
-    assert read(db, lambda c: run_store.get_run(c, run.id)).status == "running"
+    assert read(db, lambda c: run_reads.get_run(c, run.id)).status == "running"
 
 
 def test_a_statement_sent_ahead_that_fails_rolls_the_transaction_back(db: Database) -> None:
@@ -207,7 +207,7 @@ def test_a_statement_sent_ahead_that_fails_rolls_the_transaction_back(db: Databa
 
     with pytest.raises(sa.exc.IntegrityError):
         write(db, action)
-    assert read(db, lambda c: run_store.get_run(c, run.id)).status == "pending"
+    assert read(db, lambda c: run_reads.get_run(c, run.id)).status == "pending"
 
 
 def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents_alone(

@@ -22,7 +22,7 @@ from squidmesh_sdk.clock import use_clock
 from squidmesh_sdk.error_records import error_record
 from squidmesh_sdk.state_machine import STATES
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit, step_run_reads
+from squidmesh_sdk.store import audit, run_reads, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Database, Transaction
@@ -43,11 +43,11 @@ from tests.integration.store.support import (
 
 
 def _get(db: Database, run_id: str, **options: Any) -> Run:
-    return read(db, lambda c: run_store.get_run(c, run_id, **options))
+    return read(db, lambda c: run_reads.get_run(c, run_id, **options))
 
 
 def _list(db: Database, **options: Any) -> list[str]:
-    return [run.id for run in read(db, lambda c: run_store.list_runs(c, **options))]
+    return [run.id for run in read(db, lambda c: run_reads.list_runs(c, **options))]
 
 
 # -- create_run -------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ def test_invalid_payload_lists_every_problem_and_writes_nothing(db: Database) ->
     assert raised.value.missing_fields == ("order_id",)
     assert raised.value.unknown_fields == ("coupon",)
     assert list(raised.value.invalid_fields) == ["amount_cents"]
-    assert [run.trigger for run in read(db, run_store.list_runs)] == ["refund"]
+    assert [run.trigger for run in read(db, run_reads.list_runs)] == ["refund"]
 
 
 # -- get_run ----------------------------------------------------------------------------------
