@@ -6,12 +6,10 @@ ran at the same time, so each test can fail both ways: a limit exceeded, or neve
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,11 +18,9 @@ import pytest
 from squidmesh_sdk import Client, RateLimit, Run
 from tests.integration.flow.app import ended_at, make_client, max_overlap, read_log
 from tests.integration.worker.conftest import settled, wait_until
+from tests.integration.worker.processes import Spawn, worker_processes
 
-ROOT = Path(__file__).parents[3]
 WORKERS = 4
-
-Spawn = Callable[..., subprocess.Popen[bytes]]
 
 
 @pytest.fixture
@@ -36,31 +32,10 @@ def client(database_url: str) -> Iterator[Client]:
 @pytest.fixture
 def spawn() -> Iterator[Spawn]:
     """Start flow-test worker processes; any still running at the end are killed."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(url: str, *, lease: float = 2.0, concurrency: int = 4) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.integration.flow.run_worker",
-                url,
-                str(lease),
-                str(concurrency),
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+    with worker_processes(
+        "tests.integration.flow.app", lease=2.0, concurrency=4, stderr=subprocess.DEVNULL
+    ) as start:
+        yield start
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,10 +14,9 @@ from sqlalchemy.exc import DBAPIError
 from squidmesh_sdk import Client, Run
 from squidmesh_sdk.store import schema
 from tests.integration.worker.app import make_client
+from tests.integration.worker.processes import Spawn, worker_processes
 
 ROOT = Path(__file__).parents[3]
-
-Spawn = Callable[..., subprocess.Popen[bytes]]
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float = 60.0, what: str = "") -> None:
@@ -81,30 +76,5 @@ def client(database_url: str) -> Iterator[Client]:
 @pytest.fixture
 def spawn_worker() -> Iterator[Spawn]:
     """Start worker processes; any still running at the end are killed."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def spawn(url: str, *, lease: float = 1.0, concurrency: int = 2) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.integration.worker.run_worker",
-                url,
-                str(lease),
-                str(concurrency),
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        started.append(process)
-        return process
-
-    yield spawn
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        if process.stderr is not None:
-            process.stderr.close()
+    with worker_processes("tests.integration.worker.app", lease=1.0, concurrency=2) as spawn:
+        yield spawn
