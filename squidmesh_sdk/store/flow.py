@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from squidmesh_sdk.definition.flow import RateLimit
-from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.database import Transaction, upsert
 from squidmesh_sdk.store.schema import jobs, queue_limits
 
 __all__ = [
@@ -150,7 +150,11 @@ def set_limits(
         "updated_at": tx.now,
     }
     if current is None:
-        tx.connection.execute(queue_limits.insert().values(queue=queue, **values))
+        # An upsert: two first settings of the same queue racing end with the later one's.
+        insert = upsert(tx.connection.dialect.name, queue_limits).values(queue=queue, **values)
+        tx.connection.execute(
+            insert.on_conflict_do_update(index_elements=[queue_limits.c.queue], set_=values)
+        )
     else:
         tx.connection.execute(
             queue_limits.update().where(queue_limits.c.queue == queue).values(**values)

@@ -7,6 +7,7 @@ and which stay queued, untouched.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -246,3 +247,28 @@ def test_the_claim_index_is_scanned_in_claim_order_on_postgresql(
         engine.dispose()
     assert "ix_squidmesh_jobs_claim" in plan
     assert "Sort" not in plan  # the index gives the order: no sort of every due job
+
+
+def test_first_limits_set_at_once_by_several_operators_end_with_one_of_them(
+    client: Client,
+) -> None:
+    # Nothing is stored for the queue yet: every caller inserts, and on PostgreSQL they race.
+    barrier = threading.Barrier(6)
+    failures: list[BaseException] = []
+
+    def set_limit(concurrency: int) -> None:
+        barrier.wait(timeout=30)
+        try:
+            client.set_queue_limits("fresh", concurrency=concurrency)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=set_limit, args=(n,)) for n in range(1, 7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    (limits,) = client.queue_limits()
+    assert limits.queue == "fresh"
+    assert limits.concurrency in range(1, 7)
