@@ -79,13 +79,7 @@ def job_id(value: str) -> int:
     Raises:
         argparse.ArgumentTypeError: anything else.
     """
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(MSG_BAD_JOB_ID.format(value=value))
-    return number
+    return _at_least_one(value, MSG_BAD_JOB_ID)
 
 
 def port(value: str) -> int:
@@ -142,12 +136,16 @@ def positive_int(value: str) -> int:
     Raises:
         argparse.ArgumentTypeError: anything else.
     """
+    return _at_least_one(value, MSG_NOT_POSITIVE_INT)
+
+
+def _at_least_one(value: str, message: str) -> int:
     try:
         number = int(value)
     except ValueError:
         number = 0
     if number < 1:
-        raise argparse.ArgumentTypeError(MSG_NOT_POSITIVE_INT.format(value=value))
+        raise argparse.ArgumentTypeError(message.format(value=value))
     return number
 
 

@@ -502,18 +502,23 @@ def _prefixed(values: Mapping[str, Any]) -> dict[str, Any]:
     return {f"p_{key}": value for key, value in values.items()}
 
 
+def _new_row(*, status: object) -> dict[str, Any]:
+    """A step run row's values as bind parameters (``p_id``, ``p_run_id``...), with ``status``."""
+    return {
+        "id": sa.bindparam("p_id"),
+        "run_id": sa.bindparam("p_run_id"),
+        "step": sa.bindparam("p_step"),
+        "status": status,
+        "input": sa.bindparam("p_input"),
+        "recovery": sa.bindparam("p_recovery"),
+        "inserted_at": sa.bindparam("p_now"),
+        "updated_at": sa.bindparam("p_now"),
+    }
+
+
 def _begin_step_statement(dialect: str) -> Any:
     table = step_runs
-    insert = upsert(dialect, table).values(
-        id=sa.bindparam("p_id"),
-        run_id=sa.bindparam("p_run_id"),
-        step=sa.bindparam("p_step"),
-        status="running",
-        input=sa.bindparam("p_input"),
-        recovery=sa.bindparam("p_recovery"),
-        inserted_at=sa.bindparam("p_now"),
-        updated_at=sa.bindparam("p_now"),
-    )
+    insert = upsert(dialect, table).values(_new_row(status="running"))
     pending = table.c.status == "pending"
     return insert.on_conflict_do_update(
         index_elements=[table.c.run_id, table.c.step],
@@ -591,16 +596,7 @@ def _begin_step_with_attempt_statement(dialect: str) -> Any:
 _INSERT_NEW = Prepared(
     lambda dialect: (
         upsert(dialect, step_runs)
-        .values(
-            id=sa.bindparam("p_id"),
-            run_id=sa.bindparam("p_run_id"),
-            step=sa.bindparam("p_step"),
-            status=sa.bindparam("p_status"),
-            input=sa.bindparam("p_input"),
-            recovery=sa.bindparam("p_recovery"),
-            inserted_at=sa.bindparam("p_now"),
-            updated_at=sa.bindparam("p_now"),
-        )
+        .values(_new_row(status=sa.bindparam("p_status")))
         .on_conflict_do_nothing(index_elements=[step_runs.c.run_id, step_runs.c.step])
         .returning(step_runs.c.step)
     )

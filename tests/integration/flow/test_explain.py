@@ -212,3 +212,23 @@ def test_the_inline_executor_accepts_limited_workflows_without_enforcing_them(
     with Client(database_url, [keyed_workflow()], executor=InlineExecutor()) as client:
         run = client.start_run("keyed", {"customer": "acme"})
         assert client.inspect_run(run.id).status == "completed"
+
+
+def test_cancelling_a_run_held_by_its_key_ends_it_and_takes_no_slot(client: Client) -> None:
+    first = client.start_run("keyed", {"customer": "acme"})
+    held = client.start_run("keyed", {"customer": "acme"})
+    third = client.start_run("keyed", {"customer": "acme"})
+    (job,) = _claim(client)
+    assert job.run_id == first.id
+    assert client.explain_run(held.id).reason == "waiting_for_concurrency_limit"
+    cancelled = client.cancel_run(held.id, actor="ops")
+    assert cancelled.status == "cancelled"
+    assert client.explain_run(held.id).reason != "waiting_for_concurrency_limit"
+    with client.database.read() as connection:
+        assert job_store.list_jobs(connection, run_id=held.id) == []
+    # The slot goes from the first run to the third: the cancelled run never takes it.
+    assert _claim(client) == []
+    with client.runtime.transaction() as tx:  # the first run's job ends: its slot frees
+        assert job_store.complete(tx, job.id, worker="w")
+    (following,) = _claim(client)
+    assert following.run_id == third.id
