@@ -56,7 +56,7 @@ def claim(
     delivery count), then claims again past them, so that a full key or queue does not hold
     back other eligible jobs.
     """
-    rows = _first_batch(tx, worker, queues, limit, lease, holds)
+    rows = _claim_batch(tx, worker, queues, limit, lease, holds)
     claimed = [Job.from_row(row) for row in rows]
     if any(job.concurrency_key is not None for job in claimed) or any(
         row["queue_limited"] for row in rows
@@ -83,97 +83,73 @@ def _claim_batch(
     lease: float,
     holds: Mapping[str, Iterable[str]] | None,
     *,
-    skip: Sequence[int],
+    skip: Sequence[int] = (),
     full_keys: Sequence[str] = (),
     full_queues: Sequence[str] = (),
-) -> list[Mapping[Any, Any]]:
-    due = (
-        sa.select(jobs.c.id)
-        .where(jobs.c.status == "queued", jobs.c.queue.in_(list(queues)), jobs.c.run_at <= tx.now)
-        .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id)
-        .limit(limit)
-    )
-    if holds is not None:
-        due = due.where(_runnable(holds))
-    if skip:
-        due = due.where(jobs.c.id.not_in(list(skip)))
-    if full_keys:
-        due = due.where(
-            sa.or_(jobs.c.concurrency_key.is_(None), jobs.c.concurrency_key.not_in(full_keys))
-        )
-    if full_queues:
-        due = due.where(jobs.c.queue.not_in(list(full_queues)))
-    if tx.connection.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    limited = (
-        sa.exists()
-        .where(queue_limits.c.queue == jobs.c.queue)
-        .correlate(jobs)
-        .label("queue_limited")
-    )
-    statement = (
-        jobs.update()
-        .where(jobs.c.id.in_(due.scalar_subquery()))
-        .values(
-            status="running",
-            locked_by=worker,
-            locked_until=tx.now + timedelta(seconds=lease),
-            deliveries=jobs.c.deliveries + 1,
-            updated_at=tx.now,
-        )
-        .returning(*jobs.c, limited)
-    )
-    return list(tx.connection.execute(statement).mappings())
-
-
-def _first_batch(
-    tx: Transaction,
-    worker: str,
-    queues: Sequence[str],
-    limit: int,
-    lease: float,
-    holds: Mapping[str, Iterable[str]] | None,
 ) -> Sequence[Mapping[Any, Any]]:
-    """:func:`_claim_batch` with nothing to skip: the claim's first (usually only) statement.
+    """Lease up to ``limit`` due jobs, skipping ``skip`` and jobs of full keys and queues.
 
-    Prepared once per set of queues and workflow versions held (a worker's are fixed), since
-    building and compiling the statement each time cost more than the database's work.
+    The first batch of a claim (nothing to skip, the usual and often only one) runs a
+    statement prepared once per set of queues and workflow versions held (a worker's are
+    fixed): building and compiling it each time cost more than the database's work.
     """
-    pairs = (
-        None
-        if holds is None
-        else tuple(
-            sorted((name, version) for name, versions in holds.items() for version in versions)
+    pairs = _held(holds)
+    params = {
+        "p_now": tx.now,
+        "p_limit": limit,
+        "p_worker": worker,
+        "p_locked_until": tx.now + timedelta(seconds=lease),
+    }
+    if skip or full_keys or full_queues:
+        statement = _batch_statement(
+            tx.connection.dialect.name,
+            queues,
+            pairs,
+            skip=skip,
+            full_keys=full_keys,
+            full_queues=full_queues,
         )
-    )
+        return list(tx.connection.execute(statement, params).mappings())
     key = (tuple(queues), pairs)
-    statement = _FIRST_BATCHES.get(key)
-    if statement is None:
-        statement = Prepared(lambda dialect: _first_batch_statement(dialect, queues, pairs))
+    prepared = _FIRST_BATCHES.get(key)
+    if prepared is None:
+        prepared = Prepared(lambda dialect: _batch_statement(dialect, queues, pairs))
         if len(_FIRST_BATCHES) >= _FIRST_BATCHES_KEPT:
             _FIRST_BATCHES.clear()  # workers whose holds keep changing: start over
-        _FIRST_BATCHES[key] = statement
-    return statement.rows(
-        tx.connection,
-        {
-            "p_now": tx.now,
-            "p_limit": limit,
-            "p_worker": worker,
-            "p_locked_until": tx.now + timedelta(seconds=lease),
-        },
-    )
+        _FIRST_BATCHES[key] = prepared
+    return prepared.rows(tx.connection, params)
 
 
 _FIRST_BATCHES: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...] | None], Prepared] = {}
-
-
 _FIRST_BATCHES_KEPT = 64
 
 
-def _first_batch_statement(
-    dialect: str, queues: Sequence[str], pairs: tuple[tuple[str, str], ...] | None
+def _held(holds: Mapping[str, Iterable[str]] | None) -> tuple[tuple[str, str], ...] | None:
+    """The (workflow, version) pairs a worker holds, sorted (``None``: it takes every job)."""
+    if holds is None:
+        return None
+    return tuple(
+        sorted((name, version) for name, versions in holds.items() for version in versions)
+    )
+
+
+def _batch_statement(
+    dialect: str,
+    queues: Sequence[str],
+    pairs: tuple[tuple[str, str], ...] | None,
+    *,
+    skip: Sequence[int] = (),
+    full_keys: Sequence[str] = (),
+    full_queues: Sequence[str] = (),
 ) -> Any:
-    # Lists are spelled out as ORs of equalities: a prepared statement has no expanding IN.
+    """The claim's ``UPDATE ... RETURNING``, its values bound at execution (``p_*``).
+
+    ``p_now``, ``p_limit``, ``p_worker`` and ``p_locked_until`` are given when it runs. A job
+    for a workflow, or a version of it, that the worker lacks (``pairs``) stays queued for a
+    worker that has it; jobs without a workflow (queued before versions were recorded) go to
+    anyone. Queues and versions are spelled out as ORs of equalities: a prepared statement has
+    no expanding ``IN``.
+    """
     due = (
         sa.select(jobs.c.id)
         .where(
@@ -186,10 +162,6 @@ def _first_batch_statement(
     )
     if pairs is not None:
         names = sorted({name for name, _ in pairs})
-        held = [
-            sa.and_(jobs.c.workflow == name, jobs.c.definition_version == version)
-            for name, version in pairs
-        ]
         due = due.where(
             sa.or_(
                 jobs.c.workflow.is_(None),
@@ -197,9 +169,20 @@ def _first_batch_statement(
                     jobs.c.definition_version.is_(None),
                     sa.or_(*(jobs.c.workflow == name for name in names)) if names else sa.false(),
                 ),
-                *held,
+                *(
+                    sa.and_(jobs.c.workflow == name, jobs.c.definition_version == version)
+                    for name, version in pairs
+                ),
             )
         )
+    if skip:
+        due = due.where(jobs.c.id.not_in(list(skip)))
+    if full_keys:
+        due = due.where(
+            sa.or_(jobs.c.concurrency_key.is_(None), jobs.c.concurrency_key.not_in(full_keys))
+        )
+    if full_queues:
+        due = due.where(jobs.c.queue.not_in(list(full_queues)))
     if dialect == "postgresql":
         due = due.with_for_update(skip_locked=True)
     limited = (
@@ -368,13 +351,4 @@ def _put_back(tx: Transaction, put_back: Sequence[Job]) -> None:
             deliveries=sa.bindparam("p_deliveries"),
         ),
         [{"p_id": job.id, "p_deliveries": job.deliveries - 1} for job in put_back],
-    )
-
-
-def _runnable(holds: Mapping[str, Iterable[str]]) -> sa.ColumnElement[bool]:
-    pairs = [(name, version) for name, versions in holds.items() for version in versions]
-    return sa.or_(
-        jobs.c.workflow.is_(None),
-        sa.and_(jobs.c.definition_version.is_(None), jobs.c.workflow.in_(list(holds))),
-        sa.tuple_(jobs.c.workflow, jobs.c.definition_version).in_(pairs),
     )
