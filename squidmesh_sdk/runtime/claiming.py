@@ -164,8 +164,7 @@ def begin(
     ``ahead``: the current span is not this delivery's, so the attempt is not set on it.
     """
     step = key.key
-    # The step run and its first attempt are inserted together (one statement on PostgreSQL):
-    # the attempt only if the step run is new (it has the id chosen here), otherwise below.
+    # The step run begins with its next attempt (one statement on PostgreSQL).
     step_run, action, attempt = step_run_store.begin_step_with_attempt(
         tx, run.id, step, step_input, node.recovery.to_dict(), str(new_id())
     )
@@ -189,7 +188,7 @@ def begin(
     if run.status in ("pending", "retrying"):
         current = key.whole.key if definition.single_path else None
         run = progression.write_run(tx, run, status="running", current_step=current)
-    if attempt is None or attempt.step_run_id != step_run.id:
+    if attempt is None:  # a step run taken over: begun again above, without an attempt
         attempt = attempt_store.begin_attempt(tx, step_run.id)
     if not (ahead or simple):
         trace.get_current_span().set_attribute(telemetry.ATTEMPT, attempt.number)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,14 +14,12 @@ from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid, new_id
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import Attempt
-from squidmesh_sdk.store.schema import attempts, step_runs
-from squidmesh_sdk.store.types import UTCDateTime
+from squidmesh_sdk.store.schema import attempts
 
 __all__ = [
     "abandon_attempt",
     "attempt_count",
     "begin_attempt",
-    "begin_first_attempt_later",
     "complete_attempt",
     "fail_attempt",
     "failed_attempt_count",
@@ -53,27 +51,6 @@ def begin_attempt(tx: Transaction, step_run_id: str | uuid.UUID) -> Attempt:
     )
     assert row is not None  # noqa: S101 - INSERT ... RETURNING returns the row
     return Attempt.from_row(row)
-
-
-def begin_first_attempt_later(
-    tx: Transaction, step_run_id: str | uuid.UUID
-) -> Callable[[], Attempt | None]:
-    """Insert attempt 1 of step run ``step_run_id``, if this transaction has inserted it.
-
-    For a claim sent ahead of knowing whether the step run was inserted (an id its caller
-    chose): the attempt is inserted only if a step run with that id exists, so a fresh id
-    finds a step run only when it was inserted just now, and then it has no attempt yet.
-    The returned function gives the attempt, or ``None`` when there was no such step run.
-    """
-    fetch = _BEGIN_FIRST_ATTEMPT.rows_later(
-        tx.connection, {"p_id": new_id(), "p_step_run_id": step_run_id, "p_now": tx.now}
-    )
-
-    def begun() -> Attempt | None:
-        rows = fetch()
-        return Attempt.from_row(rows[0]) if rows else None
-
-    return begun
 
 
 def complete_attempt(tx: Transaction, attempt_id: str | uuid.UUID) -> Attempt:
@@ -193,23 +170,6 @@ def _begin_attempt_statement(_dialect: str) -> Any:
 _BEGIN_ATTEMPT = Prepared(_begin_attempt_statement)
 
 
-def _begin_first_attempt_statement(_dialect: str) -> Any:
-    step_run_id = sa.bindparam("p_step_run_id", type_=sa.Uuid)
-    now = sa.bindparam("p_now", type_=UTCDateTime)
-    inserted = sa.exists().where(step_runs.c.id == step_run_id)
-    values = sa.select(
-        sa.bindparam("p_id", type_=sa.Uuid),
-        step_run_id,
-        sa.literal(1),
-        sa.literal("running"),
-        now,
-        now,
-    ).where(inserted)
-    columns = ["id", "step_run_id", "attempt_number", "status", "inserted_at"]  # error: NULL
-    return attempts.insert().from_select([*columns, "updated_at"], values).returning(*attempts.c)
-
-
-_BEGIN_FIRST_ATTEMPT = Prepared(_begin_first_attempt_statement)
 _FINISH = Prepared(
     lambda _: (
         attempts.update()

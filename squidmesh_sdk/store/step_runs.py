@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from squidmesh_sdk import errors
 from squidmesh_sdk.graph import StepKey
+from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store.database import Transaction, upsert
 from squidmesh_sdk.store.ids import as_uuid, new_id
 from squidmesh_sdk.store.prepared import Prepared
@@ -113,13 +114,14 @@ def begin_step_with_attempt(
     recovery: Mapping[str, Any] | None,
     step_run_id: str | uuid.UUID,
 ) -> tuple[StepRun, Literal["execute", "skip"], Attempt | None]:
-    """:func:`begin_step`, and attempt 1 if the step run was inserted (it got ``step_run_id``).
+    """:func:`begin_step`, and the step run's next attempt, when it begins.
 
-    The attempt is ``None`` when no row was inserted: a scheduled (``pending``) or ``failed``
-    step run that was claimed keeps its id and gets its next attempt from the caller, and one
-    that is ``running`` or ``completed`` is returned with ``"skip"``. On PostgreSQL both
-    inserts are one statement (the attempt's insert reads the step run's from a ``WITH``); on
-    SQLite, two.
+    A step run inserted gets the id ``step_run_id`` and attempt 1; a scheduled (``pending``)
+    or ``failed`` one that is claimed keeps its id and gets its next attempt (callers hold the
+    run's lock, as for :func:`~squidmesh_sdk.store.attempts.begin_attempt`). One that is
+    ``running`` or ``completed`` is returned with ``"skip"`` and no attempt. On PostgreSQL
+    both writes are one statement (the attempt's insert reads the step run's from a
+    ``WITH``); on SQLite, two.
     """
     params = {
         "p_id": step_run_id,
@@ -128,24 +130,21 @@ def begin_step_with_attempt(
         "p_input": dict(input),
         "p_recovery": dict(recovery) if recovery is not None else None,
         "p_now": tx.now,
-        "p_attempt_id": new_id(),
     }
     if tx.connection.dialect.name != "postgresql":
-        begun = _BEGIN_STEP.rows(tx.connection, params)
-        attempt_rows = _BEGIN_FIRST_ATTEMPT.rows(tx.connection, params) if begun else []
-        first = {f"a_{key}": value for row in attempt_rows for key, value in row.items()}
-        rows = [{**begun[0], **first}] if begun else []
+        rows = _BEGIN_STEP.rows(tx.connection, params)
+        if rows:
+            step_run = StepRun.from_row(rows[0])
+            return step_run, "execute", attempt_store.begin_attempt(tx, step_run.id)
     else:
-        rows = _BEGIN_STEP_WITH_ATTEMPT.rows(tx.connection, params)
-    if not rows:
-        existing = get_step_run(tx.connection, run_id, step)
-        assert existing is not None  # noqa: S101 - the conflict proves the row exists
-        return existing, "skip", None
-    row = rows[0]
-    attempt = None
-    if row.get("a_id") is not None:
-        attempt = Attempt.from_row({key: row[f"a_{key}"] for key in _ATTEMPT_KEYS})
-    return StepRun.from_row(row), "execute", attempt
+        rows = _BEGIN_STEP_WITH_ATTEMPT.rows(tx.connection, {**params, "p_attempt_id": new_id()})
+        if rows:
+            row = rows[0]
+            attempt = Attempt.from_row({key: row[f"a_{key}"] for key in _ATTEMPT_KEYS})
+            return StepRun.from_row(row), "execute", attempt
+    existing = get_step_run(tx.connection, run_id, step)
+    assert existing is not None  # noqa: S101 - the conflict proves the row exists
+    return existing, "skip", None
 
 
 def schedule_step(
@@ -543,19 +542,25 @@ _BEGIN_STEP = Prepared(_begin_step_statement)
 _ATTEMPT_KEYS = tuple(column.key for column in attempts.c)
 
 
-def _first_attempt_values(step_run_id: Any) -> Any:
+def _next_attempt_values(step_run_id: Any) -> Any:
+    """``INSERT ... SELECT`` values of the next ``running`` attempt of ``step_run_id``."""
     now = sa.bindparam("p_now", type_=UTCDateTime)
+    number = (
+        sa.select(sa.func.coalesce(sa.func.max(attempts.c.attempt_number), 0) + 1)
+        .where(attempts.c.step_run_id == step_run_id)
+        .scalar_subquery()
+    )
     return sa.select(
         sa.bindparam("p_attempt_id", type_=sa.Uuid),
         step_run_id,
-        sa.literal(1),
+        number,
         sa.literal("running"),
         now,
         now,
     )
 
 
-_FIRST_ATTEMPT_COLUMNS = [
+_NEXT_ATTEMPT_COLUMNS = [
     "id",
     "step_run_id",
     "attempt_number",
@@ -565,32 +570,19 @@ _FIRST_ATTEMPT_COLUMNS = [
 ]
 
 
-def _begin_first_attempt_statement(_dialect: str) -> Any:
-    # SQLite: attempt 1 of the step run just inserted with id p_id (a fresh id finds a row only
-    # if it was inserted just now).
-    step_run_id = sa.bindparam("p_id", type_=sa.Uuid)
-    values = _first_attempt_values(step_run_id).where(
-        sa.exists().where(step_runs.c.id == step_run_id)
-    )
-    return attempts.insert().from_select(_FIRST_ATTEMPT_COLUMNS, values).returning(*attempts.c)
-
-
 def _begin_step_with_attempt_statement(dialect: str) -> Any:
     # PostgreSQL: one statement. The attempt's INSERT reads the step run's RETURNING row, so it
-    # exists only if the step run was inserted with the fresh id (not a claimed pending row).
+    # exists only if the step run began (inserted, or a pending or failed row claimed).
     begun = _begin_step_statement(dialect).cte("begun")
-    values = _first_attempt_values(begun.c.id).where(
-        begun.c.id == sa.bindparam("p_id", type_=sa.Uuid)
-    )
-    first = (
+    attempt = (
         attempts.insert()
-        .from_select(_FIRST_ATTEMPT_COLUMNS, values)
+        .from_select(_NEXT_ATTEMPT_COLUMNS, _next_attempt_values(begun.c.id).select_from(begun))
         .returning(*attempts.c)
-        .cte("first_attempt")
+        .cte("attempt")
     )
     return sa.select(
-        *begun.c, *(first.c[key].label(f"a_{key}") for key in _ATTEMPT_KEYS)
-    ).select_from(begun.outerjoin(first, sa.true()))
+        *begun.c, *(attempt.c[key].label(f"a_{key}") for key in _ATTEMPT_KEYS)
+    ).select_from(begun.join(attempt, sa.true()))
 
 
 _INSERT_NEW = Prepared(
@@ -601,7 +593,6 @@ _INSERT_NEW = Prepared(
         .returning(step_runs.c.step)
     )
 )
-_BEGIN_FIRST_ATTEMPT = Prepared(_begin_first_attempt_statement)
 _BEGIN_STEP_WITH_ATTEMPT = Prepared(_begin_step_with_attempt_statement)
 
 

@@ -228,24 +228,7 @@ def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents_alone(
     new_run(db)
 
 
-def test_a_first_attempt_sent_ahead_is_inserted_only_for_a_new_step_run(db: Database) -> None:
-    run = new_run(db)
-
-    def claim(tx: Transaction, step_run_id: str) -> tuple[str, object]:
-        begun = step_run_store.begin_step_later(tx, run.id, "reserve", {}, None, step_run_id)
-        first = attempt_store.begin_first_attempt_later(tx, step_run_id)
-        _, action = begun()
-        attempt = first()
-        return action, (attempt.step_run_id, attempt.number) if attempt else None
-
-    fresh = str(new_id())
-    assert write(db, lambda tx: claim(tx, fresh)) == ("execute", (fresh, 1))
-    # Claimed again (another id): the step run exists already, so no attempt is inserted.
-    assert write(db, lambda tx: claim(tx, str(new_id()))) == ("skip", None)
-    assert [a.number for a in read(db, lambda c: attempt_store.list_attempts(c, fresh))] == [1]
-
-
-def test_a_step_run_begins_with_its_first_attempt_only_when_inserted(db: Database) -> None:
+def test_a_step_run_begins_with_its_next_attempt(db: Database) -> None:
     run = new_run(db)
 
     def claim(tx: Transaction, step: str) -> tuple[str, str, str, object]:
@@ -263,12 +246,28 @@ def test_a_step_run_begins_with_its_first_attempt_only_when_inserted(db: Databas
     assert first[1:] == (1, "running")
     # Running already: nothing is written.
     assert write(db, lambda tx: claim(tx, "reserve"))[:3] == ("skip", "running", "kept")
-    # A scheduled (pending) step run is claimed, keeping its id: its attempt is the caller's.
+    # A scheduled (pending) step run is claimed, keeping its id, with attempt 1.
     write(db, lambda tx: step_run_store.schedule_steps(tx, run.id, [("charge", {"in": 0})]))
-    assert write(db, lambda tx: claim(tx, "charge")) == ("execute", "running", "kept", None)
     step_run = read(db, lambda c: step_run_reads.get_step_run(c, run.id, "charge"))
     assert step_run is not None
-    assert read(db, lambda c: attempt_store.list_attempts(c, step_run.id)) == []
+    assert write(db, lambda tx: claim(tx, "charge")) == (
+        "execute",
+        "running",
+        "kept",
+        (step_run.id, 1, "running"),
+    )
+    # A failed step run claimed again (a retry) keeps its id and gets the next attempt.
+    attempt_id = read(db, lambda c: attempt_store.list_attempts(c, step_run.id))[0].id
+    write(db, lambda tx: attempt_store.fail_attempt(tx, attempt_id, {"message": "boom"}))
+    write(db, lambda tx: step_run_store.fail_step(tx, step_run.id, {"message": "boom"}))
+    assert write(db, lambda tx: claim(tx, "charge")) == (
+        "execute",
+        "running",
+        "kept",
+        (step_run.id, 2, "running"),
+    )
+    numbers = read(db, lambda c: [a.number for a in attempt_store.list_attempts(c, step_run.id)])
+    assert numbers == [1, 2]
 
 
 def _running_step(db: Database) -> tuple[Run, str, str]:
