@@ -48,6 +48,12 @@ class Continuation:
     """The runtime's claim of the pending job's step, made in the same transaction."""
     settled: bool = False
     """The runtime finished the pending job in the same transaction: nothing to hand over."""
+    decided_in: Transaction | None = None
+    """The transaction that set :attr:`claim`, :attr:`settled` or :attr:`leased`: a transaction
+    that rolled back and was written again (a group commit) leaves them to its successor."""
+    leased: tuple[job_store.Job, Transaction] | None = None
+    """A queued job of the delivered job's run, leased to this worker by the transaction that
+    handed over nothing else (:meth:`lease_next_of_run`)."""
     job: job_store.Job | None = None
     """The job to perform next, once the transaction that inserted it committed."""
     queue: str | None = None
@@ -77,6 +83,44 @@ class Continuation:
             ) and queue not in self.rate_limited_queues
         return concurrency_key is None and queue not in self.limited_queues
 
+    def begin_in(self, tx: Transaction) -> None:
+        """Forget what a transaction other than ``tx`` decided: it rolled back."""
+        if self.decided_in is not None and self.decided_in is not tx:
+            self.claim, self.settled, self.leased, self.decided_in = None, False, None, None
+
+    def lease_next_of_run(self, tx: Transaction, run_id: str) -> str | None:
+        """Lease the run's next queued step job in ``tx``, to perform next; its step, or ``None``.
+
+        For a transaction that handed this worker nothing else (a fan-out's branch finished
+        while its siblings wait): the sibling goes to this worker rather than waiting for a
+        claim. Only a job :meth:`may_continue_with` allows in the delivered job's queue (a
+        rate-limited queue spends a token per claim: none), and only while the worker takes
+        work.
+        """
+        if self.pending is not None and self.pending[2] is tx:
+            return None
+        if self.job_id is None or self.queue is None or not self.accepting():
+            return None
+        if not self.may_continue_with(self.queue, self.concurrency_key):
+            return None
+        job = job_store.lease_next_of_run(
+            tx,
+            run_id,
+            worker=self.worker,
+            lease=self.lease,
+            queue=self.queue,
+            concurrency_key=self.concurrency_key,
+        )
+        if job is None:
+            return None
+        self.leased, self.decided_in = (job, tx), tx
+        tx.after_commit(lambda: self._hand_over_leased(tx))
+        return job.step
+
+    def _hand_over_leased(self, tx: Transaction) -> None:
+        if self.leased is not None and self.leased[1] is tx and not self.settled:
+            self.job = self.leased[0]
+
     def step_to_claim(self, tx: Transaction, run_id: str) -> str | None:
         """The step of ``run_id`` that ``tx`` queued for this worker, if it may be claimed now.
 
@@ -96,10 +140,17 @@ class Continuation:
         return self.reused_by is not None and self.reused_by is tx
 
     def settle_pending(self, tx: Transaction) -> None:
-        """End the pending job in ``tx``: its step needed no execution (done, or nothing to do)."""
-        assert self.pending is not None  # noqa: S101 - only after step_to_claim named a step
-        job_store.complete(tx, self.pending[1], worker=self.worker)
-        self.settled = True
+        """End the job handed over in ``tx``: its step needed no execution (done, or nothing to do).
+
+        The job inserted for this worker, or the one leased by :meth:`lease_next_of_run`.
+        """
+        if self.leased is not None and self.leased[1] is tx:
+            job_id = self.leased[0].id
+        else:
+            assert self.pending is not None  # noqa: S101 - only after step_to_claim named a step
+            job_id = self.pending[1]
+        job_store.complete(tx, job_id, worker=self.worker)
+        self.settled, self.decided_in = True, tx
 
 
 _continuation: ContextVar[Continuation | None] = ContextVar("squidmesh_continuation", default=None)

@@ -30,7 +30,7 @@ from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import new_id
-from squidmesh_sdk.store.records import Run, StepRun
+from squidmesh_sdk.store.records import Attempt, Run, StepRun
 
 __all__ = ["ahead", "begin", "claim", "claim_step", "starts_map"]
 
@@ -56,14 +56,23 @@ def claim_step(runtime: Runtime, tx: Transaction, run_id: str, step: str) -> obj
             return None
         if node.is_builtin or starts_map(node, key):
             return None
-        step_input = _step_input(tx, run, definition, node, key)
+        if not _runs_once_scheduled(definition, key):
+            step_input = _current_input(run, definition, node, key)
+            if step_input is None:
+                return None
     except Exception:  # noqa: BLE001 - nothing written yet: the delivery decides, and reports
-        return None
-    if step_input is None:
         return None
     # From here on only what the delivery itself would do once it found the step startable.
     mark = len(tx.events)
-    found = begin(runtime, tx, run, definition, node, key, step_input, reclaim=False, simple=True)
+    if _runs_once_scheduled(definition, key):
+        started = step_run_store.start_scheduled(tx, run.id, key.key, node.recovery.to_dict())
+        if started is None:
+            return None
+        found = begin(runtime, tx, run, definition, node, key, None, reclaim=False, begun=started)
+    else:
+        found = begin(
+            runtime, tx, run, definition, node, key, step_input, reclaim=False, simple=True
+        )
     return ahead(tx, found, mark) if isinstance(found, Claim) else None
 
 
@@ -135,11 +144,31 @@ def claim(
         if mapped is not None and mapped.status == "running":
             tx.events.append(StepSkipped(run, step, "already_running"))
             return "skipped"
-    step_input = _step_input(tx, run, definition, node, key)
-    if step_input is None:
-        tx.events.append(StepSkipped(run, step, "not_current"))
-        return "skipped"
-    found = begin(runtime, tx, run, definition, node, key, step_input, reclaim=reclaim, ahead=ahead)
+    if _runs_once_scheduled(definition, key):
+        started = step_run_store.start_scheduled(tx, run.id, key.key, node.recovery.to_dict())
+        if started is None:
+            tx.events.append(StepSkipped(run, step, "not_current"))
+            return "skipped"
+        found = begin(
+            runtime,
+            tx,
+            run,
+            definition,
+            node,
+            key,
+            None,
+            reclaim=reclaim,
+            ahead=ahead,
+            begun=started,
+        )
+    else:
+        step_input = _current_input(run, definition, node, key)
+        if step_input is None:
+            tx.events.append(StepSkipped(run, step, "not_current"))
+            return "skipped"
+        found = begin(
+            runtime, tx, run, definition, node, key, step_input, reclaim=reclaim, ahead=ahead
+        )
     assert found is not None  # noqa: S101 - only a simple claim ends without an outcome
     return found
 
@@ -151,23 +180,34 @@ def begin(
     definition: WorkflowDefinition,
     node: StepNode,
     key: StepKey,
-    step_input: dict[str, Any],
+    step_input: dict[str, Any] | None,
     *,
     reclaim: bool,
     simple: bool = False,
     ahead: bool = False,
+    begun: tuple[StepRun, Attempt] | None = None,
 ) -> Claim | Outcome | None:
     """Start the step run and its attempt; with ``simple``, ``None`` unless it just starts.
 
     ``simple`` returns before writing anything when the step run is already running or
     completed (the delivery then decides); it is always a claim ahead of the delivery.
     ``ahead``: the current span is not this delivery's, so the attempt is not set on it.
+    ``begun``: the step run and attempt, already started (a scheduled step run claimed by
+    :func:`~squidmesh_sdk.store.step_runs.start_scheduled`); else ``step_input`` is given.
     """
     step = key.key
-    # The step run begins with its next attempt (one statement on PostgreSQL).
-    step_run, action, attempt = step_run_store.begin_step_with_attempt(
-        tx, run.id, step, step_input, node.recovery.to_dict(), str(new_id())
-    )
+    attempt: Attempt | None
+    if begun is not None:
+        step_run, attempt = begun
+        action = "execute"
+        snapshot: Mapping[str, Any] = step_run.input
+    else:
+        assert step_input is not None  # noqa: S101 - one of the two is given
+        snapshot = step_input
+        # The step run begins with its next attempt (one statement on PostgreSQL).
+        step_run, action, attempt = step_run_store.begin_step_with_attempt(
+            tx, run.id, step, snapshot, node.recovery.to_dict(), str(new_id())
+        )
     if action == "skip" and simple:
         return None  # nothing was written: a step run that exists keeps its attempts
     if action == "skip" and step_run.status == "completed":
@@ -182,9 +222,7 @@ def begin(
             tx.events.append(StepSkipped(run, step, "already_running"))
             return "skipped"
         _abandon(tx, step_run, reason)
-        step_run, _ = step_run_store.begin_step(
-            tx, run.id, step, step_input, node.recovery.to_dict()
-        )
+        step_run, _ = step_run_store.begin_step(tx, run.id, step, snapshot, node.recovery.to_dict())
     if run.status in ("pending", "retrying"):
         current = key.whole.key if definition.single_path else None
         run = progression.write_run(tx, run, status="running", current_step=current)
@@ -281,20 +319,22 @@ def _abandon(tx: Transaction, step_run: StepRun, reason: Mapping[str, Any]) -> N
     step_run_store.fail_step(tx, step_run.id, reason)
 
 
-def _step_input(
-    tx: Transaction, run: Run, definition: WorkflowDefinition, node: StepNode, key: StepKey
+def _runs_once_scheduled(definition: WorkflowDefinition, key: StepKey) -> bool:
+    """Whether ``key`` runs only once scheduled, with the input snapshot taken then.
+
+    So are the steps of a graph with several paths and a map's elements (also on retry): they
+    start from their ``pending`` (or ``failed``) step run, and are not current without one.
+    """
+    return not definition.single_path or key.item is not None
+
+
+def _current_input(
+    run: Run, definition: WorkflowDefinition, node: StepNode, key: StepKey
 ) -> dict[str, Any] | None:
-    """The input to claim the step with, or ``None`` when this delivery is not current."""
-    if definition.single_path and key.item is None:
-        if run.current_step != key.key:
-            return None
-        return inputs.snapshot(node, inputs.state(run))
-    # Steps of a graph with several paths run only once scheduled, with the snapshot taken
-    # then (also on retry).
-    existing = step_run_reads.get_step_run(tx.connection, run.id, key.key)
-    if existing is None or existing.status not in ("pending", "failed"):
+    """The input of a single-path step, or ``None`` when this delivery is not current."""
+    if run.current_step != key.key:
         return None
-    return dict(existing.input)
+    return inputs.snapshot(node, inputs.state(run))
 
 
 def _log(tx: Transaction, claim: Claim) -> None:

@@ -178,12 +178,19 @@ def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
     """Claim the step this transaction handed to the same worker, in this transaction.
 
     The worker performs that job next; claiming its step now saves the step a transaction of
-    its own. Only for the same run's next step; anything else keeps the ordinary path.
-    ``run`` is the run as this transaction left it, still locked: it is not read again.
+    its own. Only for a step of the same run: the next step this transaction queued, or, when
+    it queued none, a step of a graph with several paths already queued (a fan-out's branch
+    waiting for a worker). ``run`` is the run as this transaction left it, still locked: it
+    is not read again.
     """
     offer = current_continuation()
-    step = offer.step_to_claim(tx, run.id) if offer is not None else None
-    if offer is None or step is None:
+    if offer is None:
+        return
+    offer.begin_in(tx)
+    step = offer.step_to_claim(tx, run.id)
+    if step is None and run.status == "running" and not runtime.definition_of(run).single_path:
+        step = offer.lease_next_of_run(tx, run.id)
+    if step is None:
         return
     key = StepKey.parse(step)
     node = runtime.definition_of(run).steps.get(key.name)
@@ -194,7 +201,7 @@ def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
     mark = len(tx.events)
     found = claiming.claim(runtime, tx, run.id, step, reclaim=False, locked=run, ahead=True)
     if isinstance(found, Claim):
-        offer.claim = claiming.ahead(tx, found, mark)
+        offer.claim, offer.decided_in = claiming.ahead(tx, found, mark), tx
     else:
         # Done already (a built-in step) or nothing to do: the job ends with this transaction.
         offer.settle_pending(tx)

@@ -37,6 +37,7 @@ __all__ = [
     "fail",
     "finish",
     "get_job",
+    "lease_next_of_run",
     "list_jobs",
     "other_live_delivery",
     "release",
@@ -153,6 +154,38 @@ def enqueue(tx: Transaction, new_jobs: Sequence[NewJob]) -> list[int]:
     # building and compiling a multi-row INSERT for each fan-out's number of rows.
     pending = [_INSERT.rows_later(tx.connection, row) for row in rows]
     return [fetch()[0]["id"] for fetch in pending]
+
+
+def lease_next_of_run(
+    tx: Transaction,
+    run_id: str,
+    *,
+    worker: str,
+    lease: float,
+    queue: str,
+    concurrency_key: str | None,
+) -> Job | None:
+    """Lease to ``worker`` the next due step job of run ``run_id`` in ``queue``, if any.
+
+    For a worker that just finished a step of the run and has nothing to continue with: the
+    run's other queued steps (a fan-out's branches) go to it instead of waiting for a claim.
+    Only jobs a claim would hand over as they are qualify: not rescued, no delivery error,
+    with no concurrency key or ``concurrency_key`` (the finished job's: the key's
+    running count is unchanged). Claim order within the run (priority, ``run_at``, id); on
+    PostgreSQL ``FOR UPDATE SKIP LOCKED``, as a claim.
+    """
+    row = _LEASE_NEXT_OF_RUN.first(
+        tx.connection,
+        {
+            "p_run_id": run_id,
+            "p_queue": queue,
+            "p_key": concurrency_key,
+            "p_worker": worker,
+            "p_now": tx.now,
+            "p_locked_until": tx.now + timedelta(seconds=lease),
+        },
+    )
+    return Job.from_row(row) if row is not None else None
 
 
 def reuse(tx: Transaction, job_id: int, job: NewJob) -> bool:
@@ -415,6 +448,42 @@ _REUSE = Prepared(
         )
     )
 )
+
+
+def _lease_next_of_run_statement(dialect: str) -> Any:
+    key = sa.bindparam("p_key", type_=jobs.c.concurrency_key.type)
+    due = (
+        sa.select(jobs.c.id)
+        .where(
+            jobs.c.run_id == sa.bindparam("p_run_id", type_=jobs.c.run_id.type),
+            jobs.c.status == "queued",
+            jobs.c.kind == "step",
+            jobs.c.queue == sa.bindparam("p_queue"),
+            jobs.c.run_at <= sa.bindparam("p_now", type_=jobs.c.run_at.type),
+            jobs.c.rescues == 0,
+            jobs.c.last_error.is_(None),
+            sa.or_(jobs.c.concurrency_key.is_(None), jobs.c.concurrency_key == key),
+        )
+        .order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id)
+        .limit(1)
+    )
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    return (
+        jobs.update()
+        .where(jobs.c.id == due.scalar_subquery())
+        .values(
+            status="running",
+            deliveries=jobs.c.deliveries + 1,
+            locked_by=sa.bindparam("p_worker"),
+            locked_until=sa.bindparam("p_locked_until", type_=jobs.c.locked_until.type),
+            updated_at=sa.bindparam("p_now", type_=jobs.c.updated_at.type),
+        )
+        .returning(*jobs.c)
+    )
+
+
+_LEASE_NEXT_OF_RUN = Prepared(_lease_next_of_run_statement)
 _COMPLETE = Prepared(
     lambda _: jobs.delete().where(
         jobs.c.id == sa.bindparam("p_id"),

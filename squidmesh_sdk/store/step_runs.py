@@ -45,6 +45,7 @@ __all__ = [
     "schedule_step",
     "schedule_steps",
     "skip_steps",
+    "start_scheduled",
     "update_recovery",
 ]
 
@@ -145,6 +146,39 @@ def begin_step_with_attempt(
     existing = get_step_run(tx.connection, run_id, step)
     assert existing is not None  # noqa: S101 - the conflict proves the row exists
     return existing, "skip", None
+
+
+def start_scheduled(
+    tx: Transaction,
+    run_id: str | uuid.UUID,
+    step: str,
+    recovery: Mapping[str, Any] | None,
+) -> tuple[StepRun, Attempt] | None:
+    """Claim ``step``'s ``pending`` or ``failed`` step run, keeping its input; its next attempt.
+
+    What :func:`begin_step_with_attempt` does to such a row, for a caller that runs only steps
+    already scheduled (a graph with several paths, a map's elements): it needs no read of the
+    row first. ``None`` when there is no such row (none, or one running or completed), and
+    nothing was written. On PostgreSQL one statement; on SQLite, two.
+    """
+    params = {
+        "p_run_id": run_id,
+        "p_step": step,
+        "p_recovery": dict(recovery) if recovery is not None else None,
+        "p_now": tx.now,
+    }
+    if tx.connection.dialect.name != "postgresql":
+        rows = _START_SCHEDULED.rows(tx.connection, params)
+        if not rows:
+            return None
+        step_run = StepRun.from_row(rows[0])
+        return step_run, attempt_store.begin_attempt(tx, step_run.id)
+    rows = _START_SCHEDULED_WITH_ATTEMPT.rows(tx.connection, {**params, "p_attempt_id": new_id()})
+    if not rows:
+        return None
+    row = rows[0]
+    attempt = Attempt.from_row({key: row[f"a_{key}"] for key in _ATTEMPT_KEYS})
+    return StepRun.from_row(row), attempt
 
 
 def schedule_step(
@@ -515,30 +549,61 @@ def _new_row(*, status: object) -> dict[str, Any]:
     }
 
 
+def _claimed_values(input: Any, recovery: Any, now: Any) -> dict[str, Any]:
+    """A ``pending`` or ``failed`` step run claimed: ``input``, ``recovery`` and ``now`` given.
+
+    A scheduled (``pending``) row keeps its input snapshot and its recovery, if it has one; a
+    retried (``failed``) row takes the ones given.
+    """
+    pending = step_runs.c.status == "pending"
+    return {
+        "status": "running",
+        "input": sa.case((pending, step_runs.c.input), else_=input),
+        "recovery": sa.case(
+            (pending, sa.func.coalesce(step_runs.c.recovery, recovery)), else_=recovery
+        ),
+        "output": sa.null(),
+        "last_error": sa.null(),
+        "resume": sa.null(),
+        "manual": sa.null(),
+        "updated_at": now,
+    }
+
+
+_CLAIMABLE = sa.or_(step_runs.c.status == "pending", step_runs.c.status == "failed")
+
+
 def _begin_step_statement(dialect: str) -> Any:
-    table = step_runs
-    insert = upsert(dialect, table).values(_new_row(status="running"))
-    pending = table.c.status == "pending"
+    insert = upsert(dialect, step_runs).values(_new_row(status="running"))
+    excluded = insert.excluded
     return insert.on_conflict_do_update(
-        index_elements=[table.c.run_id, table.c.step],
-        set_={
-            "status": "running",
-            "input": sa.case((pending, table.c.input), else_=insert.excluded.input),
-            "recovery": sa.case(
-                (pending, sa.func.coalesce(table.c.recovery, insert.excluded.recovery)),
-                else_=insert.excluded.recovery,
-            ),
-            "output": sa.null(),
-            "last_error": sa.null(),
-            "resume": sa.null(),
-            "manual": sa.null(),
-            "updated_at": insert.excluded.updated_at,
-        },
-        where=sa.or_(table.c.status == "pending", table.c.status == "failed"),
-    ).returning(*table.c)
+        index_elements=[step_runs.c.run_id, step_runs.c.step],
+        set_=_claimed_values(excluded.input, excluded.recovery, excluded.updated_at),
+        where=_CLAIMABLE,
+    ).returning(*step_runs.c)
+
+
+def _start_scheduled_statement(_dialect: str) -> Any:
+    return (
+        step_runs.update()
+        .where(
+            step_runs.c.run_id == sa.bindparam("p_run_id"),
+            step_runs.c.step == sa.bindparam("p_step"),
+            _CLAIMABLE,
+        )
+        .values(
+            _claimed_values(
+                step_runs.c.input,
+                sa.bindparam("p_recovery", type_=step_runs.c.recovery.type),
+                sa.bindparam("p_now", type_=UTCDateTime),
+            )
+        )
+        .returning(*step_runs.c)
+    )
 
 
 _BEGIN_STEP = Prepared(_begin_step_statement)
+_START_SCHEDULED = Prepared(_start_scheduled_statement)
 _ATTEMPT_KEYS = tuple(column.key for column in attempts.c)
 
 
@@ -570,10 +635,10 @@ _NEXT_ATTEMPT_COLUMNS = [
 ]
 
 
-def _begin_step_with_attempt_statement(dialect: str) -> Any:
+def _with_next_attempt(claim: Any) -> Any:
     # PostgreSQL: one statement. The attempt's INSERT reads the step run's RETURNING row, so it
     # exists only if the step run began (inserted, or a pending or failed row claimed).
-    begun = _begin_step_statement(dialect).cte("begun")
+    begun = claim.cte("begun")
     attempt = (
         attempts.insert()
         .from_select(_NEXT_ATTEMPT_COLUMNS, _next_attempt_values(begun.c.id).select_from(begun))
@@ -593,7 +658,12 @@ _INSERT_NEW = Prepared(
         .returning(step_runs.c.step)
     )
 )
-_BEGIN_STEP_WITH_ATTEMPT = Prepared(_begin_step_with_attempt_statement)
+_BEGIN_STEP_WITH_ATTEMPT = Prepared(
+    lambda dialect: _with_next_attempt(_begin_step_statement(dialect))
+)
+_START_SCHEDULED_WITH_ATTEMPT = Prepared(
+    lambda dialect: _with_next_attempt(_start_scheduled_statement(dialect))
+)
 
 
 def _finish_step_statement(_dialect: str) -> Any:
