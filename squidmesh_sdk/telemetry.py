@@ -43,6 +43,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry.environment_variables import OTEL_PYTHON_TRACER_PROVIDER
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -128,12 +129,25 @@ def active() -> bool:
     current belongs to a trace. Spans are then skipped altogether: even a no-op span costs
     more per step than the database work of some statements.
     """
-    if not isinstance(trace.get_tracer_provider(), _NO_OP_PROVIDERS):
+    if not _no_tracer_provider():
         return True
     return trace.get_current_span().get_span_context().is_valid
 
 
 _NO_OP_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+_PROVIDER_FROM_ENVIRONMENT = OTEL_PYTHON_TRACER_PROVIDER in os.environ
+
+
+def _no_tracer_provider() -> bool:
+    """Whether no tracer provider is installed: every span would be a no-op.
+
+    Until one is installed, ``trace.get_tracer_provider()`` looks the environment up at every
+    call (for a provider named there), a few of which every step makes; the module global it
+    reads first tells the same without it, unless the environment names a provider.
+    """
+    if getattr(trace, "_TRACER_PROVIDER", ...) is None and not _PROVIDER_FROM_ENVIRONMENT:
+        return True
+    return isinstance(trace.get_tracer_provider(), _NO_OP_PROVIDERS)
 
 
 def nanoseconds(moment: datetime) -> int:
@@ -225,7 +239,7 @@ def span(
     (:func:`active`): the span it gets is the invalid, non-recording one.
     """
     parent_context = context_of(parent)
-    if isinstance(trace.get_tracer_provider(), _NO_OP_PROVIDERS):
+    if _no_tracer_provider():
         if parent_context is None and not trace.get_current_span().get_span_context().is_valid:
             yield trace.INVALID_SPAN
             return

@@ -374,10 +374,7 @@ class Worker:
             # Each step starts in this transaction too: one commit fewer per claimed job.
             ahead = {job.id: self._claim_step(tx, job) for job in claimed}
         for job in claimed:
-            lag = max((tx.now - job.run_at).total_seconds(), 0.0)
-            _schedule_to_start.record(
-                lag, {"squidmesh.queue": job.queue, "squidmesh.kind": job.kind}
-            )
+            _record_lag(tx, job)
             token = object()
             with self._inflight_lock:
                 self._inflight[token] = job.id
@@ -385,6 +382,22 @@ class Worker:
             future.add_done_callback(self._on_done(token))
             self._futures.add(future)
         return len(claimed)
+
+    def _claim_next(self, tx: Transaction) -> tuple[Job, object | None] | None:
+        """A delivering thread's next job, claimed in ``tx`` (the delivery's last transaction).
+
+        The claim :meth:`_claim` makes for a free thread, for one job, made before the thread
+        is free (see :meth:`Continuation.take_next_job
+        <squidmesh_sdk.port.continuation.Continuation.take_next_job>`).
+        """
+        claimed = claim_store.claim(
+            tx, worker=self.name, queues=self.queues, limit=1, lease=self.lease, holds=self._holds
+        )
+        if not claimed:
+            return None
+        (job,) = claimed
+        _record_lag(tx, job)
+        return job, self._claim_step(tx, job)
 
     def _on_done(self, token: object) -> Callable[[concurrent.futures.Future[None]], None]:
         def done(future: concurrent.futures.Future[None]) -> None:
@@ -450,6 +463,7 @@ class Worker:
                 delivered=current,
                 limited_queues=limited,
                 rate_limited_queues=rate_limited,
+                claim_next=self._claim_next,
             ) as offer:
                 self._deliver(current, claim)
             current, claim = offer.job, offer.claim
@@ -589,3 +603,9 @@ def _handed_on(job: Job) -> bool:
     """Whether a committed transaction of this delivery made ``job``'s row the next job."""
     offer = current_continuation()
     return offer is not None and offer.job is not None and offer.job.id == job.id
+
+
+def _record_lag(tx: Transaction, job: Job) -> None:
+    """Record how long ``job`` waited, from due to claimed (the schedule-to-start metric)."""
+    lag = max((tx.now - job.run_at).total_seconds(), 0.0)
+    _schedule_to_start.record(lag, {"squidmesh.queue": job.queue, "squidmesh.kind": job.kind})

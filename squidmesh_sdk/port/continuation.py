@@ -52,8 +52,11 @@ class Continuation:
     """The transaction that set :attr:`claim`, :attr:`settled` or :attr:`leased`: a transaction
     that rolled back and was written again (a group commit) leaves them to its successor."""
     leased: tuple[job_store.Job, Transaction] | None = None
-    """A queued job of the delivered job's run, leased to this worker by the transaction that
-    handed over nothing else (:meth:`lease_next_of_run`)."""
+    """A queued job leased to this worker by the transaction that handed over nothing else
+    (:meth:`lease_next_of_run`, :meth:`take_next_job`)."""
+    claim_next: Callable[[Transaction], tuple[job_store.Job, object | None] | None] | None = None
+    """The worker's claim of its next job in a given transaction, with its step claimed ahead
+    when it simply starts (see :meth:`take_next_job`)."""
     job: job_store.Job | None = None
     """The job to perform next, once the transaction that inserted it committed."""
     queue: str | None = None
@@ -97,9 +100,7 @@ class Continuation:
         rate-limited queue spends a token per claim: none), and only while the worker takes
         work.
         """
-        if self.pending is not None and self.pending[2] is tx:
-            return None
-        if self.job_id is None or self.queue is None or not self.accepting():
+        if self.reserved or self.job_id is None or self.queue is None or not self.accepting():
             return None
         if not self.may_continue_with(self.queue, self.concurrency_key):
             return None
@@ -113,9 +114,31 @@ class Continuation:
         )
         if job is None:
             return None
+        self._lease(tx, job)
+        return job.step
+
+    def take_next_job(self, tx: Transaction) -> None:
+        """Claim this worker's next job in ``tx``, which handed it nothing, to perform next.
+
+        The claim the worker would make once this delivery ends (the same statement: the
+        worker's queues and held versions, priorities, flow control), made in the transaction
+        that ends it instead of a transaction of its own; the job's step is claimed ahead too
+        when it simply starts. Nothing when the worker stops taking work, or the queues have
+        nothing due.
+        """
+        if self.claim_next is None or self.reserved or not self.accepting():
+            return
+        taken = self.claim_next(tx)
+        if taken is None:
+            return
+        job, claim = taken
+        self._lease(tx, job)
+        self.claim = claim
+
+    def _lease(self, tx: Transaction, job: job_store.Job) -> None:
+        self.reserved = True  # nothing else this transaction queues is handed over
         self.leased, self.decided_in = (job, tx), tx
         tx.after_commit(lambda: self._hand_over_leased(tx))
-        return job.step
 
     def _hand_over_leased(self, tx: Transaction) -> None:
         if self.leased is not None and self.leased[1] is tx and not self.settled:
@@ -172,6 +195,7 @@ def continuation(
     delivered: job_store.Job | None = None,
     limited_queues: frozenset[str] = frozenset(),
     rate_limited_queues: frozenset[str] = frozenset(),
+    claim_next: Callable[[Transaction], tuple[job_store.Job, object | None] | None] | None = None,
 ) -> Iterator[Continuation]:
     """Offer to take one continuation job while the ``with`` block runs (one delivery).
 
@@ -179,8 +203,10 @@ def continuation(
     :attr:`Continuation.job_id`). ``delivered``, ``limited_queues`` and
     ``rate_limited_queues`` decide which jobs may continue (see
     :meth:`Continuation.may_continue_with`); without ``delivered``, any job of ``queues``.
+    ``claim_next``: see :attr:`Continuation.claim_next`.
     """
     offer = Continuation(
+        claim_next=claim_next,
         worker=worker,
         lease=lease,
         queues=frozenset(queues),

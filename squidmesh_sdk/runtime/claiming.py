@@ -46,9 +46,17 @@ def claim_step(runtime: Runtime, tx: Transaction, run_id: str, step: str) -> obj
     cancelling, the step is a built-in or manual one, not current, already running...),
     ``None`` is returned before anything is written or reported, so the delivery does exactly
     what it would have done.
+
+    The run's lock is not waited for (``None`` when another transaction holds it): ``tx``
+    holds job rows, flow-control locks, maybe another run's lock, and a transaction holding
+    the run could be waiting for one of those. The delivery claims the step then, holding
+    nothing else.
     """
     try:
-        run = run_store.lock_run(tx.connection, run_id)
+        locked = run_reads.lock_run_unless_locked(tx.connection, run_id)
+        if locked is None:
+            return None
+        run = locked
         definition = runtime.definition_of(run)
         key = StepKey.parse(step)
         node = definition.steps.get(key.name)

@@ -178,10 +178,11 @@ def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
     """Claim the step this transaction handed to the same worker, in this transaction.
 
     The worker performs that job next; claiming its step now saves the step a transaction of
-    its own. Only for a step of the same run: the next step this transaction queued, or, when
-    it queued none, a step of a graph with several paths already queued (a fan-out's branch
-    waiting for a worker). ``run`` is the run as this transaction left it, still locked: it
-    is not read again.
+    its own. A step of the same run: the next step this transaction queued, or, when it
+    queued none, a step of a graph with several paths already queued (a fan-out's branch
+    waiting for a worker). Failing those, the worker's next job is claimed here (see
+    :meth:`~squidmesh_sdk.port.continuation.Continuation.take_next_job`). ``run`` is the run
+    as this transaction left it, still locked: it is not read again.
     """
     offer = current_continuation()
     if offer is None:
@@ -191,6 +192,9 @@ def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
     if step is None and run.status == "running" and not runtime.definition_of(run).single_path:
         step = offer.lease_next_of_run(tx, run.id)
     if step is None:
+        # Nothing of this run for the worker: its next job, claimed here rather than in a
+        # transaction of its own once this delivery ends.
+        offer.take_next_job(tx)
         return
     key = StepKey.parse(step)
     node = runtime.definition_of(run).steps.get(key.name)

@@ -27,6 +27,7 @@ __all__ = [
     "get_run",
     "list_children",
     "list_runs",
+    "lock_run_unless_locked",
     "running_steps",
     "select_run",
 ]
@@ -173,6 +174,21 @@ def select_run(connection: Connection, run_id: object, *, for_update: bool) -> R
     return Run.from_row(row)
 
 
+def lock_run_unless_locked(connection: Connection, run_id: object) -> Run | None:
+    """Read the run and lock it, as :func:`select_run` does, unless another transaction holds it.
+
+    ``None`` then (or when there is no such run), at once: for a transaction that holds
+    another run's lock already, which must never wait for a second one (two such
+    transactions could wait for each other). SQLite's write transactions are exclusive: the
+    run is never held by another.
+
+    Raises:
+        InvalidRunId: ``run_id`` is not a UUID.
+    """
+    row = _LOCK_RUN_UNLESS_LOCKED.first(connection, {"run_id": parse_run_id(run_id)})
+    return Run.from_row(row) if row is not None else None
+
+
 _SELECT_RUN = Prepared(lambda _: sa.select(runs).where(runs.c.id == sa.bindparam("run_id")))
 
 
@@ -181,6 +197,15 @@ _SELECT_RUN = Prepared(lambda _: sa.select(runs).where(runs.c.id == sa.bindparam
 _LOCK_RUN = Prepared(
     lambda _: (
         sa.select(runs).where(runs.c.id == sa.bindparam("run_id")).with_for_update(key_share=True)
+    )
+)
+
+
+_LOCK_RUN_UNLESS_LOCKED = Prepared(
+    lambda _: (
+        sa.select(runs)
+        .where(runs.c.id == sa.bindparam("run_id"))
+        .with_for_update(key_share=True, skip_locked=True)
     )
 )
 
