@@ -1,0 +1,142 @@
+"""A delivery that hands its worker nothing claims the worker's next job in its transaction.
+
+When a step's outcome queues nothing for its worker (the run completed, or waits), the worker
+thread is about to be free and would claim its next job in a transaction of its own. That
+claim (the same statement, with priorities and flow control) is made in the outcome's
+transaction instead, along with the claimed job's step: a worker draining a queue of short
+runs commits once per step. Claims never wait for a run's lock: a transaction holding another
+run's lock must not, and the delivery claims the step itself when it could not.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from squidmesh_sdk import Client, Worker
+from squidmesh_sdk.port.continuation import continuation
+from squidmesh_sdk.port.delivery import Delivery
+from squidmesh_sdk.runtime import claiming, runner
+from squidmesh_sdk.runtime.recording import Claim
+from squidmesh_sdk.store import claims as claim_store
+from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store import schema
+from squidmesh_sdk.store.database import Transaction
+
+
+def _jobs(client: Client) -> list[job_store.Job]:
+    with client.database.read() as connection:
+        return job_store.list_jobs(connection)
+
+
+def _last_step_job(client: Client, worker: Worker) -> tuple[job_store.Job, object | None]:
+    """Perform steps 1 to 4 of the first queued ``five_steps`` run; step 5's job and claim."""
+    with client.runtime.transaction() as tx:
+        (job,) = claim_store.claim(tx, worker=worker.name, queues=["default"], limit=1, lease=30)
+    claim: object | None = None
+    while job.step != "step_5":
+        with continuation(worker.name, 30, ["default"], lambda: True, job.id) as offer:
+            delivery = Delivery(settle=worker._settler(job), claim=claim)
+            runner.perform(client.runtime, job.payload, delivery=delivery)
+        assert offer.job is not None
+        job, claim = offer.job, offer.claim
+    return job, claim
+
+
+def test_the_last_step_s_transaction_claims_the_worker_s_next_job_and_its_step(
+    client: Client,
+) -> None:
+    worker = Worker(client, concurrency=1, name="w")
+    first = client.start_run("five_steps")
+    second = client.start_run("five_steps")
+    job, claim = _last_step_job(client, worker)
+    with continuation(
+        "w", 30, ["default"], lambda: True, job.id, claim_next=worker._claim_next
+    ) as offer:
+        delivery = Delivery(settle=worker._settler(job), claim=claim)
+        assert runner.perform(client.runtime, job.payload, delivery=delivery) == "executed"
+    # Committed together: the first run completed, the second run's job leased to the same
+    # worker and its first step started (attempt 1), ready for the worker to run its body.
+    assert client.inspect_run(first.id).status == "completed"
+    (leased,) = _jobs(client)
+    assert (leased.run_id, leased.step, leased.status, leased.locked_by) == (
+        second.id,
+        "step_1",
+        "running",
+        "w",
+    )
+    assert offer.job is not None
+    assert offer.job.id == leased.id
+    assert isinstance(offer.claim, Claim)
+    assert (offer.claim.run.id, offer.claim.step_run.step) == (second.id, "step_1")
+    run = client.inspect_run(second.id, include_history=True)
+    (step_run,) = run.step_runs or ()
+    assert (step_run.step, step_run.status) == ("step_1", "running")
+    assert [a.number for a in step_run.attempts or ()] == [1]
+    # The worker performs it with that claim: the second run goes on from there.
+    with continuation("w", 30, ["default"], lambda: True, leased.id) as following:
+        delivery = Delivery(settle=worker._settler(leased), claim=offer.claim)
+        assert runner.perform(client.runtime, leased.payload, delivery=delivery) == "executed"
+    assert following.job is not None
+    assert following.job.step == "step_2"
+
+
+def test_a_worker_that_stops_taking_work_claims_nothing_more(client: Client) -> None:
+    worker = Worker(client, concurrency=1, name="w")
+    client.start_run("five_steps")
+    second = client.start_run("five_steps")
+    job, claim = _last_step_job(client, worker)
+    with continuation(
+        "w", 30, ["default"], lambda: False, job.id, claim_next=worker._claim_next
+    ) as offer:
+        delivery = Delivery(settle=worker._settler(job), claim=claim)
+        runner.perform(client.runtime, job.payload, delivery=delivery)
+    assert offer.job is None
+    (queued,) = _jobs(client)
+    assert (queued.run_id, queued.status, queued.locked_by) == (second.id, "queued", None)
+
+
+def test_a_claim_does_not_wait_for_a_run_another_transaction_holds(
+    client: Client, database_url: str
+) -> None:
+    if client.database.dialect != "postgresql":
+        pytest.skip("SQLite has no row locks: its write transactions are exclusive")
+    run = client.start_run("five_steps")
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold_the_run() -> None:
+        with client.database.engine.begin() as connection:
+            connection.execute(
+                sa.select(schema.runs.c.id)
+                .where(schema.runs.c.id == sa.literal(run.id, sa.Uuid))
+                .with_for_update()
+            )
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_run)
+    holder.start()
+    try:
+        assert holding.wait(10)
+
+        def claim(tx: Transaction) -> tuple[object | None, float]:
+            tx.connection.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+            started = time.monotonic()
+            claimed = claiming.claim_step(client.runtime, tx, run.id, "step_1")
+            return claimed, time.monotonic() - started
+
+        with client.runtime.transaction() as tx:
+            claimed, waited = claim(tx)
+        # At once, and the transaction is still usable (it committed).
+        assert claimed is None
+        assert waited < 5
+    finally:
+        release.set()
+        holder.join()
+    # The delivery then claims the step itself, holding nothing else.
+    with client.runtime.transaction() as tx:
+        assert isinstance(claiming.claim_step(client.runtime, tx, run.id, "step_1"), Claim)
