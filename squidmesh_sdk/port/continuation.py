@@ -48,9 +48,6 @@ class Continuation:
     """The runtime's claim of the pending job's step, made in the same transaction."""
     settled: bool = False
     """The runtime finished the pending job in the same transaction: nothing to hand over."""
-    decided_in: Transaction | None = None
-    """The transaction that set :attr:`claim`, :attr:`settled` or :attr:`leased`: a transaction
-    that rolled back and was written again (a group commit) leaves them to its successor."""
     leased: tuple[job_store.Job, Transaction] | None = None
     """A queued job leased to this worker by the transaction that handed over nothing else
     (:meth:`lease_next_of_run`, :meth:`take_next_job`)."""
@@ -85,11 +82,6 @@ class Continuation:
                 concurrency_key is None or concurrency_key == self.concurrency_key
             ) and queue not in self.rate_limited_queues
         return concurrency_key is None and queue not in self.limited_queues
-
-    def begin_in(self, tx: Transaction) -> None:
-        """Forget what a transaction other than ``tx`` decided: it rolled back."""
-        if self.decided_in is not None and self.decided_in is not tx:
-            self.claim, self.settled, self.leased, self.decided_in = None, False, None, None
 
     def lease_next_of_run(self, tx: Transaction, run_id: str) -> str | None:
         """Lease the run's next queued step job in ``tx``, to perform next; its step, or ``None``.
@@ -136,8 +128,11 @@ class Continuation:
         self.claim = claim
 
     def _lease(self, tx: Transaction, job: job_store.Job) -> None:
-        self.reserved = True  # nothing else this transaction queues is handed over
-        self.leased, self.decided_in = (job, tx), tx
+        # Nothing else is handed over, by this transaction or (if it rolls back, as a group
+        # commit's may) by the one that writes the outcome again: that one leaves the job
+        # queued, since what this one leased is handed over only if it commits.
+        self.reserved = True
+        self.leased = (job, tx)
         tx.after_commit(lambda: self._hand_over_leased(tx))
 
     def _hand_over_leased(self, tx: Transaction) -> None:
@@ -173,7 +168,7 @@ class Continuation:
             assert self.pending is not None  # noqa: S101 - only after step_to_claim named a step
             job_id = self.pending[1]
         job_store.complete(tx, job_id, worker=self.worker)
-        self.settled, self.decided_in = True, tx
+        self.settled = True
 
 
 _continuation: ContextVar[Continuation | None] = ContextVar("squidmesh_continuation", default=None)

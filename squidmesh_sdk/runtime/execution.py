@@ -187,7 +187,6 @@ def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
     offer = current_continuation()
     if offer is None:
         return
-    offer.begin_in(tx)
     step = offer.step_to_claim(tx, run.id)
     if step is None and run.status == "running" and not runtime.definition_of(run).single_path:
         step = offer.lease_next_of_run(tx, run.id)
@@ -205,7 +204,7 @@ def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
     mark = len(tx.events)
     found = claiming.claim(runtime, tx, run.id, step, reclaim=False, locked=run, ahead=True)
     if isinstance(found, Claim):
-        offer.claim, offer.decided_in = claiming.ahead(tx, found, mark), tx
+        offer.claim = claiming.ahead(tx, found, mark)
     else:
         # Done already (a built-in step) or nothing to do: the job ends with this transaction.
         offer.settle_pending(tx)
