@@ -396,7 +396,7 @@ class Worker:
         if not claimed:
             return None
         (job,) = claimed
-        _record_lag(tx, job)
+        tx.after_commit(lambda: _record_lag(tx, job))
         return job, self._claim_step(tx, job)
 
     def _on_done(self, token: object) -> Callable[[concurrent.futures.Future[None]], None]:

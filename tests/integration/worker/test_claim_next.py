@@ -25,6 +25,7 @@ from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import schema
 from squidmesh_sdk.store.database import Transaction
+from tests.integration.worker.app import make_client
 
 
 def _jobs(client: Client) -> list[job_store.Job]:
@@ -99,11 +100,16 @@ def test_a_worker_that_stops_taking_work_claims_nothing_more(client: Client) -> 
     assert (queued.run_id, queued.status, queued.locked_by) == (second.id, "queued", None)
 
 
+@pytest.mark.postgres
 def test_a_claim_does_not_wait_for_a_run_another_transaction_holds(
-    client: Client, database_url: str
+    postgres_database_url: str,
 ) -> None:
-    if client.database.dialect != "postgresql":
-        pytest.skip("SQLite has no row locks: its write transactions are exclusive")
+    # PostgreSQL alone: SQLite has no row locks (its write transactions are exclusive).
+    with make_client(postgres_database_url) as client:
+        _claim_while_the_run_is_held(client)
+
+
+def _claim_while_the_run_is_held(client: Client) -> None:
     run = client.start_run("five_steps")
     holding = threading.Event()
     release = threading.Event()
