@@ -64,15 +64,15 @@ def claim_step(runtime: Runtime, tx: Transaction, run_id: str, step: str) -> obj
             return None
         if node.is_builtin or starts_map(node, key):
             return None
-        if not _runs_once_scheduled(definition, key):
-            step_input = _current_input(run, definition, node, key)
-            if step_input is None:
-                return None
+        scheduled = _runs_once_scheduled(definition, key)
+        step_input = None if scheduled else _current_input(run, definition, node, key)
+        if not scheduled and step_input is None:
+            return None
     except Exception:  # noqa: BLE001 - nothing written yet: the delivery decides, and reports
         return None
     # From here on only what the delivery itself would do once it found the step startable.
     mark = len(tx.events)
-    if _runs_once_scheduled(definition, key):
+    if scheduled:
         started = step_run_store.start_scheduled(tx, run.id, key.key, node.recovery.to_dict())
         if started is None:
             return None

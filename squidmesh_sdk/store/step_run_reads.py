@@ -204,8 +204,8 @@ _PROGRESS_STATES = Prepared(
         sa.select(
             step_runs.c.step,
             step_runs.c.status,
-            # Only the statuses whose progress they decide need their JSON (a settle reads
-            # every step run of the run, and decoding them all was most of its cost).
+            # Only the statuses whose progress they decide need their JSON: a settle reads
+            # every step run of the run, and would decode three JSON columns of each.
             _when_status("running", step_runs.c.resume),
             _when_status("failed", step_runs.c.recovery),
             _when_status("completed", step_runs.c.manual),
