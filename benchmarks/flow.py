@@ -13,14 +13,13 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 from benchmarks.results import Result
-from benchmarks.squidmesh import CompletionObserver, StatementCounter
+from benchmarks.squidmesh import CompletionObserver, StatementCounter, drain, start_runs
 from benchmarks.targets import Target
-from benchmarks.workflows import KEYED, LINEAR, LINEAR_STEPS, POLL_INTERVAL, make_client
-from squidmesh_sdk import RateLimit, Worker
+from benchmarks.workflows import KEYED, LINEAR, LINEAR_STEPS, make_client
+from squidmesh_sdk import RateLimit
 
 __all__ = ["KEYS", "KEY_LIMIT", "keyed", "rate_limited"]
 
@@ -37,15 +36,7 @@ def keyed(target: Target, runs: int, threads: int) -> Result:
             client.start_run(KEYED, {"key": f"k{index % KEYS}"})
         observer.expect(runs)
         counter = StatementCounter(client.database.engine)
-        worker = Worker(client, concurrency=threads, poll_interval=POLL_INTERVAL)
-        with counter.counting():
-            started = time.perf_counter()
-            worker.start()
-            try:
-                observer.wait_all()
-            finally:
-                elapsed = time.perf_counter() - started
-        worker.stop()
+        elapsed = drain(client, observer, threads, counter)
     return Result(
         row=8,
         name=f"flow: key limit {KEY_LIMIT}, {KEYS} keys",
@@ -65,17 +56,9 @@ def rate_limited(target: Target, runs: int, threads: int, rate: int) -> Result:
     with make_client(target.fresh(), [observer]) as client:
         client.migrate()
         client.set_queue_limits("default", rate_limit=RateLimit(rate, per=timedelta(seconds=1)))
-        for _ in range(runs):
-            client.start_run(LINEAR)
+        start_runs(client, LINEAR, runs)
         observer.expect(runs)
-        worker = Worker(client, concurrency=threads, poll_interval=POLL_INTERVAL)
-        started = time.perf_counter()
-        worker.start()
-        try:
-            observer.wait_all()
-        finally:
-            elapsed = time.perf_counter() - started
-        worker.stop()
+        elapsed = drain(client, observer, threads)
     return Result(
         row=8,
         name=f"flow: queue rate limit {rate}/s",

@@ -37,7 +37,14 @@ from benchmarks.workflows import (
 from squidmesh_sdk import Client, Worker
 from squidmesh_sdk.runtime.events import RunEvent, RunTransitioned
 
-__all__ = ["StatementCounter", "fan_out", "latency", "throughput_processes", "throughput_threads"]
+__all__ = [
+    "StatementCounter",
+    "drain",
+    "fan_out",
+    "latency",
+    "throughput_processes",
+    "throughput_threads",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 600.0
@@ -196,19 +203,33 @@ def _threads(
         start_runs(client, workflow, runs)
         observer.expect(runs)
         counter = StatementCounter(client.database.engine) if count else None
-        worker = Worker(client, concurrency=threads, poll_interval=POLL_INTERVAL)
-        # The window closes before the worker stops: its shutdown is not counted.
-        with counter.counting() if counter is not None else _nothing():
-            started = time.perf_counter()
-            worker.start()
-            try:
-                observer.wait_all()
-            except BaseException:
-                worker.stop()
-                raise
-            elapsed = time.perf_counter() - started
-        worker.stop()
+        elapsed = drain(client, observer, threads, counter)
     return elapsed, counter
+
+
+def drain(
+    client: Client,
+    observer: CompletionObserver,
+    threads: int,
+    counter: StatementCounter | None = None,
+) -> float:
+    """Seconds one in-process worker of ``threads`` threads takes to finish the expected runs.
+
+    ``observer`` expects the runs already queued. With ``counter``, its statements and commits
+    are counted meanwhile; the window closes before the worker stops, so its shutdown is not.
+    """
+    worker = Worker(client, concurrency=threads, poll_interval=POLL_INTERVAL)
+    with counter.counting() if counter is not None else _nothing():
+        started = time.perf_counter()
+        worker.start()
+        try:
+            observer.wait_all()
+        except BaseException:
+            worker.stop()
+            raise
+        elapsed = time.perf_counter() - started
+    worker.stop()
+    return elapsed
 
 
 @contextmanager

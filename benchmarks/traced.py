@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 
 from benchmarks.results import Result
-from benchmarks.squidmesh import CompletionObserver, start_runs
+from benchmarks.squidmesh import CompletionObserver, drain, start_runs
 from benchmarks.targets import Target
-from benchmarks.workflows import LINEAR, LINEAR_STEPS, POLL_INTERVAL, make_client
-from squidmesh_sdk import Worker
+from benchmarks.workflows import LINEAR, LINEAR_STEPS, make_client
 
 __all__ = ["main", "tracing_cost"]
 
@@ -48,15 +46,7 @@ def _measure(url: str, runs: int, threads: int) -> float:
         client.migrate()
         start_runs(client, LINEAR, runs)
         observer.expect(runs)
-        worker = Worker(client, concurrency=threads, poll_interval=POLL_INTERVAL)
-        started = time.perf_counter()
-        worker.start()
-        try:
-            observer.wait_all()
-        finally:
-            elapsed = time.perf_counter() - started
-            worker.stop()
-    return elapsed
+        return drain(client, observer, threads)
 
 
 def tracing_cost(target: Target, runs: int, threads: int, *, traced: bool) -> Result:

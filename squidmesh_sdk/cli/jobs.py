@@ -24,8 +24,8 @@ from typing import Any
 
 from squidmesh_sdk.cli import render
 from squidmesh_sdk.cli.commands import Context
-from squidmesh_sdk.cli.errors import EXIT_OK, CommandFailed, UsageError
-from squidmesh_sdk.cli.queues import limits_dict
+from squidmesh_sdk.cli.errors import EXIT_OK, CommandFailed
+from squidmesh_sdk.cli.queues import database_queue_client, limits_dict
 from squidmesh_sdk.client import Client
 from squidmesh_sdk.errors import RunNotFound
 from squidmesh_sdk.executors.database import DatabaseExecutor
@@ -87,7 +87,7 @@ _HEADERS = (
 
 def jobs_list(args: argparse.Namespace, ctx: Context) -> int:
     """``squidmesh jobs list``: jobs oldest first, filtered; a table or JSON."""
-    client = _queue_client(ctx)
+    client = database_queue_client(ctx, MSG_JOBS_NEED_DATABASE_EXECUTOR)
     now = client.clock.now()
     filters: dict[str, Any] = {
         "states": args.states,
@@ -116,7 +116,7 @@ def jobs_list(args: argparse.Namespace, ctx: Context) -> int:
 
 def jobs_show(args: argparse.Namespace, ctx: Context) -> int:
     """``squidmesh jobs show JOB_ID``: every field of one job, and what can be done with it."""
-    client = _queue_client(ctx)
+    client = database_queue_client(ctx, MSG_JOBS_NEED_DATABASE_EXECUTOR)
     now = client.clock.now()
     job = _get(client, args.job_id)
     run = _run_of(client, job)
@@ -131,7 +131,7 @@ def jobs_show(args: argparse.Namespace, ctx: Context) -> int:
 
 def jobs_retry(args: argparse.Namespace, ctx: Context) -> int:
     """``squidmesh jobs retry JOB_ID``: a dead letter back to its queue, due now."""
-    client = _queue_client(ctx)
+    client = database_queue_client(ctx, MSG_JOBS_NEED_DATABASE_EXECUTOR)
     job = _get(client, args.job_id)
     if job.status != "failed":
         raise CommandFailed(_not_failed(job, client, "retried"))
@@ -153,7 +153,7 @@ def jobs_retry(args: argparse.Namespace, ctx: Context) -> int:
 
 def jobs_discard(args: argparse.Namespace, ctx: Context) -> int:
     """``squidmesh jobs discard JOB_ID [--force]``: delete a dead letter."""
-    client = _queue_client(ctx)
+    client = database_queue_client(ctx, MSG_JOBS_NEED_DATABASE_EXECUTOR)
     job = _get(client, args.job_id)
     if job.status != "failed":
         raise CommandFailed(_not_failed(job, client, "discarded"))
@@ -189,13 +189,13 @@ def jobs_discard(args: argparse.Namespace, ctx: Context) -> int:
 
 def jobs_stats(args: argparse.Namespace, ctx: Context) -> int:
     """``squidmesh jobs stats``: per queue, jobs in each state and the oldest due job's wait."""
-    client = _queue_client(ctx)
+    client = database_queue_client(ctx, MSG_JOBS_NEED_DATABASE_EXECUTOR)
     now = client.clock.now()
     with client.database.read() as connection:
         stats = {s.queue: s for s in job_admin.queue_stats(connection, now)}
         limits = {found.queue: found for found in flow_store.list_limits(connection)}
     executor = client.executor
-    assert isinstance(executor, DatabaseExecutor)  # noqa: S101 - checked by _queue_client
+    assert isinstance(executor, DatabaseExecutor)  # noqa: S101 - checked by database_queue_client
     if executor.queue not in stats:  # the app's queue, even when it is empty
         stats[executor.queue] = job_admin.QueueStats(
             queue=executor.queue, queued=0, delayed=0, running=0, failed=0, oldest_due_at=None
@@ -262,15 +262,6 @@ def _limits_text(limits: QueueLimits | None) -> str:
     if limits.rate is not None:
         parts.append(f"rate {limits.rate.describe()}")
     return ", ".join(parts)
-
-
-def _queue_client(ctx: Context) -> Client:
-    client = ctx.client()
-    if not isinstance(client.executor, DatabaseExecutor):
-        raise UsageError(
-            MSG_JOBS_NEED_DATABASE_EXECUTOR.format(executor=type(client.executor).__name__)
-        )
-    return client
 
 
 def _get(client: Client, job_id: int) -> Job:

@@ -23,6 +23,7 @@ from squidmesh_sdk.store.flow import QueueLimits
 
 __all__ = [
     "MSG_QUEUES_NEED_DATABASE_EXECUTOR",
+    "database_queue_client",
     "limits_dict",
     "queues_clear",
     "queues_limit",
@@ -38,7 +39,7 @@ MSG_NOTHING_TO_SET = "give --concurrency and/or --rate (to remove the limits: 'q
 
 def queues_list(args: argparse.Namespace, ctx: Context) -> int:
     """``squidmesh queues list``: every queue with limits, and where it stands now."""
-    client = _queue_client(ctx)
+    client = database_queue_client(ctx)
     now = client.clock.now()
     with client.database.read() as connection:
         found = flow_store.list_limits(connection)
@@ -75,7 +76,7 @@ def queues_limit(args: argparse.Namespace, ctx: Context) -> int:
     """``squidmesh queues limit NAME [--concurrency N] [--rate COUNT/PERIOD]``."""
     if args.concurrency is None and args.rate is None:
         raise UsageError(MSG_NOTHING_TO_SET)
-    client = _queue_client(ctx)
+    client = database_queue_client(ctx)
     limits = client.set_queue_limits(args.queue, concurrency=args.concurrency, rate_limit=args.rate)
     now = client.clock.now()
     if args.json:
@@ -87,7 +88,7 @@ def queues_limit(args: argparse.Namespace, ctx: Context) -> int:
 
 def queues_clear(args: argparse.Namespace, ctx: Context) -> int:
     """``squidmesh queues clear NAME``: remove every limit of a queue."""
-    client = _queue_client(ctx)
+    client = database_queue_client(ctx)
     cleared = client.clear_queue_limits(args.queue)
     if args.json:
         ctx.write(render.to_json({"queue": args.queue, "cleared": cleared}))
@@ -127,10 +128,12 @@ def _describe(limits: QueueLimits) -> str:
     return ", ".join(parts)
 
 
-def _queue_client(ctx: Context) -> Client:
+def database_queue_client(ctx: Context, message: str = MSG_QUEUES_NEED_DATABASE_EXECUTOR) -> Client:
+    """The app's client, refused with ``message`` unless it queues work in the database.
+
+    The ``queues`` and ``jobs`` commands read the database queue's tables.
+    """
     client = ctx.client()
     if not isinstance(client.executor, DatabaseExecutor):
-        raise UsageError(
-            MSG_QUEUES_NEED_DATABASE_EXECUTOR.format(executor=type(client.executor).__name__)
-        )
+        raise UsageError(message.format(executor=type(client.executor).__name__))
     return client

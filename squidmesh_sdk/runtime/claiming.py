@@ -28,6 +28,7 @@ from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import run_reads, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store import step_starts as step_start_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import new_id
 from squidmesh_sdk.store.records import Attempt, Run, StepRun
@@ -73,7 +74,7 @@ def claim_step(runtime: Runtime, tx: Transaction, run_id: str, step: str) -> obj
     # From here on only what the delivery itself would do once it found the step startable.
     mark = len(tx.events)
     if scheduled:
-        started = step_run_store.start_scheduled(tx, run.id, key.key, node.recovery.to_dict())
+        started = step_start_store.start_scheduled(tx, run.id, key.key, node.recovery.to_dict())
         if started is None:
             return None
         found = begin(runtime, tx, run, definition, node, key, None, reclaim=False, begun=started)
@@ -153,7 +154,7 @@ def claim(
             tx.events.append(StepSkipped(run, step, "already_running"))
             return "skipped"
     if _runs_once_scheduled(definition, key):
-        started = step_run_store.start_scheduled(tx, run.id, key.key, node.recovery.to_dict())
+        started = step_start_store.start_scheduled(tx, run.id, key.key, node.recovery.to_dict())
         if started is None:
             tx.events.append(StepSkipped(run, step, "not_current"))
             return "skipped"
@@ -201,7 +202,7 @@ def begin(
     completed (the delivery then decides); it is always a claim ahead of the delivery.
     ``ahead``: the current span is not this delivery's, so the attempt is not set on it.
     ``begun``: the step run and attempt, already started (a scheduled step run claimed by
-    :func:`~squidmesh_sdk.store.step_runs.start_scheduled`); else ``step_input`` is given.
+    :func:`~squidmesh_sdk.store.step_starts.start_scheduled`); else ``step_input`` is given.
     """
     step = key.key
     attempt: Attempt | None
@@ -213,7 +214,7 @@ def begin(
         assert step_input is not None  # noqa: S101 - one of the two is given
         snapshot = step_input
         # The step run begins with its next attempt (one statement on PostgreSQL).
-        step_run, action, attempt = step_run_store.begin_step_with_attempt(
+        step_run, action, attempt = step_start_store.begin_step_with_attempt(
             tx, run.id, step, snapshot, node.recovery.to_dict(), str(new_id())
         )
     if action == "skip" and simple:
@@ -230,7 +231,9 @@ def begin(
             tx.events.append(StepSkipped(run, step, "already_running"))
             return "skipped"
         _abandon(tx, step_run, reason)
-        step_run, _ = step_run_store.begin_step(tx, run.id, step, snapshot, node.recovery.to_dict())
+        step_run, _ = step_start_store.begin_step(
+            tx, run.id, step, snapshot, node.recovery.to_dict()
+        )
     if run.status in ("pending", "retrying"):
         current = key.whole.key if definition.single_path else None
         run = progression.write_run(tx, run, status="running", current_step=current)

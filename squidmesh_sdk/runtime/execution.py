@@ -187,8 +187,9 @@ def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
     offer = current_continuation()
     if offer is None:
         return
+    definition = runtime.definition_of(run)
     step = offer.step_to_claim(tx, run.id)
-    if step is None and run.status == "running" and not runtime.definition_of(run).single_path:
+    if step is None and run.status == "running" and not definition.single_path:
         step = offer.lease_next_of_run(tx, run.id)
     if step is None:
         # Nothing of this run for the worker: its next job, claimed here rather than in a
@@ -196,7 +197,7 @@ def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
         offer.take_next_job(tx)
         return
     key = StepKey.parse(step)
-    node = runtime.definition_of(run).steps.get(key.name)
+    node = definition.steps.get(key.name)
     if node is None or node.is_builtin or claiming.starts_map(node, key):
         # A built-in step is done by its claim: left to its own delivery, it gets its own
         # ``process`` span, and its transitions (``running -> paused``) are events on it.

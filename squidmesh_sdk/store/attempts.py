@@ -15,6 +15,7 @@ from squidmesh_sdk.store.ids import as_uuid, new_id
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import Attempt
 from squidmesh_sdk.store.schema import attempts
+from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
     "abandon_attempt",
@@ -26,6 +27,7 @@ __all__ = [
     "latest_attempt",
     "list_attempts",
     "mark_completed",
+    "next_attempt",
     "next_attempt_number",
 ]
 
@@ -146,28 +148,30 @@ def _finish(
     return Attempt.from_row(row)
 
 
-def _begin_attempt_statement(_dialect: str) -> Any:
+def next_attempt(attempt_id: Any, step_run_id: Any) -> sa.Insert:
+    """``INSERT`` of step run ``step_run_id``'s next ``running`` attempt, ``attempt_id``.
+
+    Both are SQL expressions (bind parameters, or the column of a ``WITH`` that just began the
+    step run); ``p_now`` stamps it. The number is computed in the statement: callers hold the
+    run's lock, and the unique ``(step_run_id, attempt_number)`` constraint rejects any writer
+    that does not. Returns the attempt's row.
+    """
+    now = sa.bindparam("p_now", type_=UTCDateTime)
     number = (
         sa.select(sa.func.coalesce(sa.func.max(attempts.c.attempt_number), 0) + 1)
-        .where(attempts.c.step_run_id == sa.bindparam("p_step_run_id"))
+        .where(attempts.c.step_run_id == step_run_id)
         .scalar_subquery()
     )
-    return (
-        attempts.insert()
-        .values(
-            id=sa.bindparam("p_id"),
-            step_run_id=sa.bindparam("p_step_run_id"),
-            attempt_number=number,
-            status="running",
-            error=sa.null(),
-            inserted_at=sa.bindparam("p_now"),
-            updated_at=sa.bindparam("p_now"),
-        )
-        .returning(*attempts.c)
+    values = sa.select(attempt_id, step_run_id, number, sa.literal("running"), now, now)
+    columns = ["id", "step_run_id", "attempt_number", "status", "inserted_at", "updated_at"]
+    return attempts.insert().from_select(columns, values).returning(*attempts.c)
+
+
+_BEGIN_ATTEMPT = Prepared(
+    lambda _: next_attempt(
+        sa.bindparam("p_id", type_=sa.Uuid), sa.bindparam("p_step_run_id", type_=sa.Uuid)
     )
-
-
-_BEGIN_ATTEMPT = Prepared(_begin_attempt_statement)
+)
 
 
 _FINISH = Prepared(

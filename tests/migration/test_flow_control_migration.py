@@ -3,41 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from squidmesh_sdk import COMPLETE, Client, DatabaseExecutor, Worker, Workflow, compile, manual
+from squidmesh_sdk import Client, DatabaseExecutor, Worker, compile
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import migrations, schema
 from squidmesh_sdk.store.database import Database
 from tests.integration.worker.conftest import settled, wait_until
-
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def greeting() -> Workflow:
-    workflow = Workflow("greeting", triggers=[manual("start")])
-
-    @workflow.step
-    def hello() -> dict[str, str]:
-        return {"said": "hello"}
-
-    workflow.transition(hello, on="ok", to=COMPLETE)
-    return workflow
-
-
-def _migrate_to_version_8(database: Database) -> None:
-    with database.transaction(NOW) as tx:
-        schema.migrations.create(tx.connection)
-        for migration in migrations.MIGRATIONS[:8]:
-            for statement in migration.statements(database.dialect):
-                tx.connection.exec_driver_sql(statement)
-            tx.connection.execute(
-                schema.migrations.insert().values(
-                    version=migration.version, name=migration.name, applied_at=NOW
-                )
-            )
+from tests.migration.support import NOW, greeting, migrate_to_version
 
 
 def _insert(connection: sa.Connection, table: sa.Table, **values: object) -> None:
@@ -53,7 +27,7 @@ def test_queued_work_of_version_8_gets_priority_0_no_key_and_still_runs(
     database = Database(empty_database_url)
     run_id = uuid.uuid4()
     try:
-        _migrate_to_version_8(database)
+        migrate_to_version(database, 8)
         # What the previous release wrote, in its columns only: a run and its queued job.
         with database.transaction(NOW) as tx:
             columns = {c["name"] for c in sa.inspect(tx.connection).get_columns("squidmesh_jobs")}

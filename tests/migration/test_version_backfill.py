@@ -3,41 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from squidmesh_sdk import COMPLETE, Client, DatabaseExecutor, Worker, Workflow, compile, manual
+from squidmesh_sdk import Client, DatabaseExecutor, Worker, compile
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import migrations, schema
 from squidmesh_sdk.store.database import Database
 from tests.integration.worker.conftest import settled, wait_until
-
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def greeting() -> Workflow:
-    workflow = Workflow("greeting", triggers=[manual("start")])
-
-    @workflow.step
-    def hello() -> dict[str, str]:
-        return {"said": "hello"}
-
-    workflow.transition(hello, on="ok", to=COMPLETE)
-    return workflow
-
-
-def _migrate_to_version_4(database: Database) -> None:
-    with database.transaction(NOW) as tx:
-        schema.migrations.create(tx.connection)
-        for migration in migrations.MIGRATIONS[:4]:
-            for statement in migration.statements(database.dialect):
-                tx.connection.exec_driver_sql(statement)
-            tx.connection.execute(
-                schema.migrations.insert().values(
-                    version=migration.version, name=migration.name, applied_at=NOW
-                )
-            )
+from tests.migration.support import NOW, greeting, migrate_to_version
 
 
 def test_runs_and_jobs_from_before_versions_are_pinned_and_still_run(
@@ -47,7 +21,7 @@ def test_runs_and_jobs_from_before_versions_are_pinned_and_still_run(
     database = Database(empty_database_url)
     run_id = uuid.uuid4()
     try:
-        _migrate_to_version_4(database)
+        migrate_to_version(database, 4)
         # What a release without versions wrote: a run and its queued first job.
         with database.transaction(NOW) as tx:
             tx.connection.execute(

@@ -20,6 +20,7 @@ from squidmesh_sdk import (
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store import step_starts as step_start_store
 from squidmesh_sdk.testing import WorkflowEnvironment
 from tests.integration.runtime.conftest import MakeEnv
 
@@ -132,7 +133,7 @@ def test_a_completed_step_whose_run_was_not_advanced_is_reconciled(make_env: Mak
     # A crash after the step's result was recorded but before the run moved on: write the
     # result through the lower-level stores only.
     with env.client.runtime.transaction() as tx:
-        step_run, action = step_run_store.begin_step(tx, run.id, "first", {})
+        step_run, action = step_start_store.begin_step(tx, run.id, "first", {})
         assert action == "execute"
         attempt = attempt_store.begin_attempt(tx, step_run.id)
         attempt_store.complete_attempt(tx, attempt.id)

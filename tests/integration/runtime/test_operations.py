@@ -17,7 +17,7 @@ from squidmesh_sdk import (
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import claiming, execution
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store import step_starts as step_start_store
 from tests.integration.runtime.conftest import MakeEnv
 
 
@@ -170,7 +170,7 @@ def test_a_step_left_running_is_taken_over_after_the_stale_timeout(make_env: Mak
     ((_, job),) = env.executor.pending
     # A worker claimed the step and died: the step run stays running with an open attempt.
     with env.client.runtime.transaction() as tx:
-        step_run, _ = step_run_store.begin_step(tx, run.id, "work", {})
+        step_run, _ = step_start_store.begin_step(tx, run.id, "work", {})
         attempt_store.begin_attempt(tx, step_run.id)
     assert env.client.perform(job) == "skipped"
     env.clock.advance(299)
@@ -202,7 +202,7 @@ def test_a_queue_that_knows_the_worker_died_reclaims_at_once(make_env: MakeEnv) 
     env = make_env(wf, run_immediately=False)
     run = env.start_run("reclaimed")
     with env.client.runtime.transaction() as tx:
-        step_run, _ = step_run_store.begin_step(tx, run.id, "work", {})
+        step_run, _ = step_start_store.begin_step(tx, run.id, "work", {})
         attempt_store.begin_attempt(tx, step_run.id)
     delivery = Delivery(reclaim=True)
     assert (

@@ -14,6 +14,7 @@ from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store import step_starts as step_start_store
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.records import Run, StepRun
 
@@ -130,7 +131,7 @@ def finish_step(
     fail: bool = False,
 ) -> StepRun:
     """Claim ``step``, run one attempt and complete it (or fail it with ``fail``)."""
-    step_run, decision = step_run_store.begin_step(tx, run_id, step, {"in": step}, recovery)
+    step_run, decision = step_start_store.begin_step(tx, run_id, step, {"in": step}, recovery)
     assert decision == "execute"
     attempt = attempt_store.begin_attempt(tx, step_run.id)
     if fail:

@@ -11,7 +11,7 @@ import pytest
 from squidmesh_sdk import StaleRecord
 from squidmesh_sdk.error_records import error_record
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store import step_starts as step_start_store
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.records import Attempt
 from tests.integration.store.support import at, new_run, read, write
@@ -21,7 +21,7 @@ ERROR = error_record("step_error", "declined", retryable=True)
 
 def _step_run(db: Database, step: str = "charge", run_id: str | None = None) -> str:
     run_id = run_id or new_run(db).id
-    return write(db, lambda tx: step_run_store.begin_step(tx, run_id, step, {}))[0].id
+    return write(db, lambda tx: step_start_store.begin_step(tx, run_id, step, {}))[0].id
 
 
 def _begin(db: Database, step_run_id: str, seconds: float = 0) -> Attempt:

@@ -17,6 +17,7 @@ from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import run_reads, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store import step_starts as step_start_store
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.ids import new_id
 from squidmesh_sdk.store.prepared import Prepared
@@ -107,7 +108,7 @@ def test_quiet_completions_write_what_the_full_ones_do(db: Database) -> None:
     run = new_run(db)
 
     def claim(tx: Transaction) -> tuple[str, str]:
-        step_run, _ = step_run_store.begin_step(tx, run.id, "reserve", {"in": 1})
+        step_run, _ = step_start_store.begin_step(tx, run.id, "reserve", {"in": 1})
         return step_run.id, attempt_store.begin_attempt(tx, step_run.id).id
 
     step_run_id, attempt_id = write(db, claim)
@@ -233,7 +234,7 @@ def test_a_step_run_begins_with_its_next_attempt(db: Database) -> None:
 
     def claim(tx: Transaction, step: str) -> tuple[str, str, str, object]:
         fresh = str(new_id())
-        step_run, action, attempt = step_run_store.begin_step_with_attempt(
+        step_run, action, attempt = step_start_store.begin_step_with_attempt(
             tx, run.id, step, {"in": 1}, None, fresh
         )
         first = (attempt.step_run_id, attempt.number, attempt.status) if attempt else None
@@ -274,7 +275,7 @@ def _running_step(db: Database) -> tuple[Run, str, str]:
     run = new_run(db)
 
     def claim(tx: Transaction) -> tuple[str, str]:
-        step_run, _ = step_run_store.begin_step(tx, run.id, "reserve", {"in": 1})
+        step_run, _ = step_start_store.begin_step(tx, run.id, "reserve", {"in": 1})
         return step_run.id, attempt_store.begin_attempt(tx, step_run.id).id
 
     step_run_id, attempt_id = write(db, claim)

@@ -25,6 +25,7 @@ from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import audit, run_reads, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store import step_starts as step_start_store
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.records import Run
 from squidmesh_sdk.testing import FakeClock
@@ -144,7 +145,7 @@ def test_get_run_with_history_loads_step_runs_attempts_and_events(db: Database) 
 
     def history(tx: Transaction) -> None:
         finish_step(tx, run.id, "reserve", {"reservation": "r-1"})
-        charge, _ = step_run_store.begin_step(tx, run.id, "charge", {"order_id": "o-1"})
+        charge, _ = step_start_store.begin_step(tx, run.id, "charge", {"order_id": "o-1"})
         first = attempt_store.begin_attempt(tx, charge.id)
         attempt_store.fail_attempt(tx, first.id, error_record("step_error", "declined"))
         attempt_store.begin_attempt(tx, charge.id)
@@ -303,7 +304,7 @@ def test_cancel_run_moves_as_far_as_the_status_allows(
 ) -> None:
     run = new_run(db)
     if step_running:
-        write(db, lambda tx: step_run_store.begin_step(tx, run.id, "reserve", {}))
+        write(db, lambda tx: step_start_store.begin_step(tx, run.id, "reserve", {}))
     boom = error_records.error_record("step_error", "boom")
     fields = {"last_error": boom} if path[-1:] == ("retrying",) else {}
     before = move(db, run.id, *path, **fields) if path else run
@@ -322,7 +323,7 @@ def test_cancelling_a_paused_run_fails_its_paused_step_and_running_attempt(db: D
     def pause(tx: Transaction) -> str:
         finish_step(tx, run.id, "reserve")
         run_store.transition_run(tx, run.id, "running", current_step="charge")
-        step_run, _ = step_run_store.begin_step(tx, run.id, "charge", {})
+        step_run, _ = step_start_store.begin_step(tx, run.id, "charge", {})
         attempt_store.begin_attempt(tx, step_run.id)
         step_run_store.persist_pause_resume(tx, step_run.id, {}, "ship")
         run_store.transition_run(tx, run.id, "paused")

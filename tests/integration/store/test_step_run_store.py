@@ -15,6 +15,7 @@ from squidmesh_sdk.error_records import error_record
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import step_run_reads
 from squidmesh_sdk.store import step_runs as step_run_store
+from squidmesh_sdk.store import step_starts as step_start_store
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.records import StepRun
 from tests.integration.store.support import T0, at, finish_step, new_run, read, write
@@ -25,7 +26,7 @@ POLICY = {"irreversible": False, "compensatable": True}
 def _begin(
     db: Database, run_id: str, step: str, input: dict[str, Any], **options: Any
 ) -> tuple[StepRun, str]:
-    return write(db, lambda tx: step_run_store.begin_step(tx, run_id, step, input, **options))
+    return write(db, lambda tx: step_start_store.begin_step(tx, run_id, step, input, **options))
 
 
 def _schedule(db: Database, run_id: str, *items: Any) -> list[str]:
@@ -75,7 +76,7 @@ def test_claiming_a_pending_row_keeps_its_input_snapshot(db: Database) -> None:
 
     claimed, decision = write(
         db,
-        lambda tx: step_run_store.begin_step(tx, run_id, "reserve", {"new": 1}, {"x": 1}),
+        lambda tx: step_start_store.begin_step(tx, run_id, "reserve", {"new": 1}, {"x": 1}),
         at(1),
     )
     assert decision == "execute"
@@ -93,7 +94,9 @@ def test_claiming_a_failed_row_takes_the_new_input_and_clears_the_failure(db: Da
     assert (failed.status, failed.last_error) == ("failed", error_record("step_error", "boom"))
 
     retried, decision = write(
-        db, lambda tx: step_run_store.begin_step(tx, run_id, "charge", {"retry": 2}, POLICY), at(5)
+        db,
+        lambda tx: step_start_store.begin_step(tx, run_id, "charge", {"retry": 2}, POLICY),
+        at(5),
     )
     assert decision == "execute"
     assert retried.id == failed.id
@@ -126,7 +129,7 @@ def test_concurrent_begin_step_executes_exactly_once(db: Database, scheduled_fir
         try:
             barrier.wait(timeout=30)
             with db.transaction(T0) as tx:
-                step_run, decision = step_run_store.begin_step(
+                step_run, decision = step_start_store.begin_step(
                     tx, run_id, "reserve", {"caller": number}
                 )
             with lock:
@@ -413,7 +416,7 @@ def test_list_step_runs_orders_rows_and_attempts(db: Database) -> None:
     _schedule(db, run_id, ("c", {}), ("a", {}))
 
     def attempts_of_b(tx: Transaction) -> None:
-        b, _ = step_run_store.begin_step(tx, run_id, "b", {})
+        b, _ = step_start_store.begin_step(tx, run_id, "b", {})
         for _ in range(3):
             attempt = attempt_store.begin_attempt(tx, b.id)
             attempt_store.fail_attempt(tx, attempt.id, error_record("step_error", "x"))

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from squidmesh_sdk import Client, Worker
-from squidmesh_sdk.port.continuation import continuation
+from squidmesh_sdk.port.continuation import Continuation, continuation
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import claiming, runner
 from squidmesh_sdk.runtime.recording import Claim
@@ -26,6 +27,7 @@ from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import schema
 from squidmesh_sdk.store.database import Transaction
 from tests.integration.worker.app import make_client
+from tests.integration.worker.conftest import attempts_by_step
 
 
 def _jobs(client: Client) -> list[job_store.Job]:
@@ -47,18 +49,33 @@ def _last_step_job(client: Client, worker: Worker) -> tuple[job_store.Job, objec
     return job, claim
 
 
+def _finish_first_run(client: Client, worker: Worker, *, accepting: bool = True) -> Continuation:
+    """Perform the first queued run's last step as ``worker`` does; the delivery's offer.
+
+    Steps 1 to 4 are performed first (:func:`_last_step_job`); step 5's delivery may claim
+    the worker's next job (``accepting``: whether the worker still takes work).
+    """
+    job, claim = _last_step_job(client, worker)
+    with continuation(
+        worker.name,
+        30,
+        ["default"],
+        lambda: accepting,
+        job.id,
+        claim_next=worker._claim_next,
+    ) as offer:
+        delivery = Delivery(settle=worker._settler(job), claim=claim)
+        assert runner.perform(client.runtime, job.payload, delivery=delivery) == "executed"
+    return offer
+
+
 def test_the_last_step_s_transaction_claims_the_worker_s_next_job_and_its_step(
     client: Client,
 ) -> None:
     worker = Worker(client, concurrency=1, name="w")
     first = client.start_run("five_steps")
     second = client.start_run("five_steps")
-    job, claim = _last_step_job(client, worker)
-    with continuation(
-        "w", 30, ["default"], lambda: True, job.id, claim_next=worker._claim_next
-    ) as offer:
-        delivery = Delivery(settle=worker._settler(job), claim=claim)
-        assert runner.perform(client.runtime, job.payload, delivery=delivery) == "executed"
+    offer = _finish_first_run(client, worker)
     # Committed together: the first run completed, the second run's job leased to the same
     # worker and its first step started (attempt 1), ready for the worker to run its body.
     assert client.inspect_run(first.id).status == "completed"
@@ -85,16 +102,70 @@ def test_the_last_step_s_transaction_claims_the_worker_s_next_job_and_its_step(
     assert following.job.step == "step_2"
 
 
+def _second_run_claimed_by_a_worker_that_dies(client: Client) -> tuple[str, Worker]:
+    """Run two ``five_steps`` runs on worker "w" until the second's step 1 is claimed ahead.
+
+    The last step of the first run claims the second run's job for "w" and starts its step
+    1 (attempt 1); "w" then dies before running it (nothing performs that job). Returns the
+    second run's id and another worker, "w2".
+    """
+    worker = Worker(client, concurrency=1, name="w")
+    client.start_run("five_steps")
+    second = client.start_run("five_steps")
+    offer = _finish_first_run(client, worker)
+    assert isinstance(offer.claim, Claim)
+    explained = client.explain_run(second.id)
+    assert (explained.status, explained.reason, explained.step) == (
+        "running",
+        "step_running",
+        "step_1",
+    )
+    return second.id, Worker(client, concurrency=1, name="w2")
+
+
+def _rescue_and_deliver(client: Client, worker: Worker) -> None:
+    """Let the dead worker's lease run out, rescue its job, and deliver it as ``worker``."""
+    with client.runtime.transaction() as tx:
+        tx.connection.execute(
+            sa.update(schema.jobs).values(locked_until=tx.now - timedelta(seconds=1))
+        )
+    with client.runtime.transaction() as tx:
+        (rescued,) = job_store.rescue_expired(tx)
+    with client.runtime.transaction() as tx:
+        (job,) = claim_store.claim(tx, worker=worker.name, queues=["default"], limit=1, lease=30)
+    assert (job.id, job.rescues) == (rescued.id, 1)
+    worker._deliver(job)
+
+
+def test_a_worker_dying_with_its_next_job_claimed_loses_nothing(client: Client) -> None:
+    run_id, other = _second_run_claimed_by_a_worker_that_dies(client)
+    _rescue_and_deliver(client, other)
+    # Taken over: attempt 1 (started by the dead worker's claim) abandoned, attempt 2 ran.
+    statuses = attempts_by_step(client, run_id)
+    assert statuses["step_1"] == ["abandoned", "completed"]
+    assert client.explain_run(run_id).step == "step_2"
+
+
+def test_a_run_cancelled_while_its_claimed_step_waits_for_a_dead_worker_is_cancelled(
+    client: Client,
+) -> None:
+    run_id, other = _second_run_claimed_by_a_worker_that_dies(client)
+    assert client.cancel_run(run_id).status == "cancelling"
+    explained = client.explain_run(run_id)
+    assert (explained.reason, explained.details["running_steps"]) == ("cancelling", ["step_1"])
+    # The dead worker's job comes back once its lease expires, and its delivery ends the run.
+    _rescue_and_deliver(client, other)
+    run = client.inspect_run(run_id)
+    assert run.status == "cancelled"
+    assert attempts_by_step(client, run_id) == {"step_1": ["abandoned"]}
+    assert _jobs(client) == []
+
+
 def test_a_worker_that_stops_taking_work_claims_nothing_more(client: Client) -> None:
     worker = Worker(client, concurrency=1, name="w")
     client.start_run("five_steps")
     second = client.start_run("five_steps")
-    job, claim = _last_step_job(client, worker)
-    with continuation(
-        "w", 30, ["default"], lambda: False, job.id, claim_next=worker._claim_next
-    ) as offer:
-        delivery = Delivery(settle=worker._settler(job), claim=claim)
-        runner.perform(client.runtime, job.payload, delivery=delivery)
+    offer = _finish_first_run(client, worker, accepting=False)
     assert offer.job is None
     (queued,) = _jobs(client)
     assert (queued.run_id, queued.status, queued.locked_by) == (second.id, "queued", None)
