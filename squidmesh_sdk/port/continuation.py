@@ -21,7 +21,16 @@ from dataclasses import dataclass
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.database import Transaction
 
-__all__ = ["Continuation", "continuation", "current_continuation"]
+__all__ = ["Continuation", "NextJobNotClaimed", "continuation", "current_continuation"]
+
+
+class NextJobNotClaimed(Exception):
+    """Claiming the worker's next job failed in an outcome's transaction.
+
+    That transaction is lost (on PostgreSQL a failed statement aborts it) and must be written
+    again, without the claim: the outcome must not fail for a job that is not its own. The
+    cause is the claim's exception. Never seen outside the runtime.
+    """
 
 
 @dataclass(slots=True)
@@ -117,10 +126,19 @@ class Continuation:
         that ends it instead of a transaction of its own; the job's step is claimed ahead too
         when it simply starts. Nothing when the worker stops taking work, or the queues have
         nothing due.
+
+        Raises:
+            NextJobNotClaimed: the claim failed; ``tx`` must be rolled back and the outcome
+                written again (this offer claims nothing more).
         """
         if self.claim_next is None or self.reserved or not self.accepting():
             return
-        taken = self.claim_next(tx)
+        try:
+            taken = self.claim_next(tx)
+        except Exception as exc:
+            # Not again for this delivery: its worker claims the job once the thread is free.
+            self.claim_next = None
+            raise NextJobNotClaimed from exc
         if taken is None:
             return
         job, claim = taken

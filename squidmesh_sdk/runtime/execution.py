@@ -24,7 +24,7 @@ from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.definition.context import StepContext, StepLogger
 from squidmesh_sdk.definition.outcomes import Branch
 from squidmesh_sdk.graph import StepKey, StepNode
-from squidmesh_sdk.port.continuation import current_continuation
+from squidmesh_sdk.port.continuation import NextJobNotClaimed, current_continuation
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import claiming, group_commit, inputs
 from squidmesh_sdk.runtime.core import Runtime
@@ -212,12 +212,22 @@ def _claim_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
 
 
 def _with_reconnects(write: Callable[[], None]) -> None:
-    """Run ``write``, retrying while the database connection is lost (about a minute)."""
+    """Run ``write``, retrying while the database connection is lost (about a minute).
+
+    An outcome whose transaction failed to claim the worker's next job is written again at
+    once, without that claim.
+    """
     delay = 0.05
     deadline = time.monotonic() + RECONNECT_WINDOW
     while True:
         try:
             write()
+        except NextJobNotClaimed as exc:
+            logger.warning(
+                "claiming the worker's next job with a step outcome failed; the outcome is "
+                "written without it",
+                exc_info=exc.__cause__,
+            )
         except (OperationalError, InterfaceError) as exc:
             if time.monotonic() + delay > deadline:
                 raise

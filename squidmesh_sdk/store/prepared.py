@@ -29,10 +29,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 
+from squidmesh_sdk.store import fusion
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = ["Prepared", "discard", "flush"]
@@ -52,6 +54,10 @@ class _Compiled:
     columns: tuple[str, ...] | None
     converters: tuple[tuple[str, Processor], ...]
     """Result columns whose non-NULL values need converting."""
+    tables: frozenset[str]
+    """Every table the statement reads or writes."""
+    parts: fusion.Parts | None
+    """The statement taken apart for fusing (PostgreSQL), or ``None`` if it cannot be."""
 
     def convert(self, raw_rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
         columns = self.columns
@@ -97,9 +103,8 @@ class Prepared:
         Id columns come back as canonical UUID strings.
         """
         compiled = self._compile(connection.dialect)
-        columns = compiled.columns
-        raw_rows, _ = _run(
-            connection, compiled.sql, compiled.parameters(params), fetch=columns is not None
+        raw_rows, _ = _run_held(
+            connection, compiled, compiled.parameters(params), fetch=compiled.columns is not None
         )
         return compiled.convert(raw_rows)
 
@@ -113,7 +118,7 @@ class Prepared:
         compiled = self._compile(connection.dialect)
         # Rows a statement returns are still fetched: SQLite finishes a statement only then.
         fetch = compiled.columns is not None
-        _, rowcount = _run(connection, compiled.sql, compiled.parameters(params), fetch=fetch)
+        _, rowcount = _run_held(connection, compiled, compiled.parameters(params), fetch=fetch)
         return rowcount
 
     def rows_later(
@@ -128,6 +133,7 @@ class Prepared:
         if connection.dialect.name != "postgresql":
             rows = self.rows(connection, params)
             return lambda: rows
+        _release(connection)
         cursor = _pipelined(connection, _FETCHED_LATER)
         _execute(connection, cursor, compiled.sql, compiled.parameters(params))
 
@@ -151,8 +157,11 @@ class Prepared:
     ) -> None:
         """Execute a statement without result rows whose outcome the caller needs only later.
 
-        On PostgreSQL the statement joins a pipeline: it goes to the server with the next
-        statement that needs a result, or with :func:`flush`, saving a round trip each.
+        On PostgreSQL the statement is held back, and goes to the server with the next
+        statement that needs a result, or with :func:`flush`, saving a round trip each; held
+        statements on different tables are fused with each other and with that next
+        statement into one (:mod:`~squidmesh_sdk.store.fusion`), saving the server and the
+        driver a statement each.
         :class:`~squidmesh_sdk.store.database.Database` flushes before every statement
         SQLAlchemy executes (``Connection.execute`` and the like, not ``exec_driver_sql``),
         before the transaction commits, and the dispatcher before handing work to an
@@ -166,8 +175,13 @@ class Prepared:
             if check is not None:
                 check(count)
             return
+        values = compiled.parameters(params)
+        if compiled.parts is not None:
+            connection.info.setdefault(_HELD, []).append(_Held(compiled, values, check))
+            return
+        _release(connection)
         cursor = _pipelined(connection, check)
-        _execute(connection, cursor, compiled.sql, compiled.parameters(params))
+        _execute(connection, cursor, compiled.sql, values)
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
@@ -177,6 +191,151 @@ class Prepared:
             compiled = _compile(self._build(dialect.name), dialect)
             self._compiled[dialect.name] = compiled
             return compiled
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A statement :meth:`Prepared.send` held back: its values, already converted, and check."""
+
+    compiled: _Compiled
+    values: dict[str, Any]
+    check: Callable[[int], None] | None
+
+
+_MOST_FUSED = 8
+"""Statements fused into one at most (a longer statement is planned again for every count)."""
+
+
+def _groups(statements: Sequence[_Held]) -> list[list[_Held]]:
+    """``statements`` in order, cut where one cannot be fused with those before it.
+
+    Fused statements see the database as it was before all of them (not each other's writes),
+    so a group's statements touch pairwise different tables; their ``WITH`` queries need
+    different names too.
+    """
+    groups: list[list[_Held]] = []
+    group: list[_Held] = []
+    tables: set[str] = set()
+    names: set[str] = set()
+    for statement in statements:
+        parts = statement.compiled.parts
+        if group and (
+            parts is None
+            or len(group) == _MOST_FUSED
+            or not tables.isdisjoint(statement.compiled.tables)
+            or not names.isdisjoint(parts.names)
+        ):
+            groups.append(group)
+            group, tables, names = [], set(), set()
+        group.append(statement)
+        tables |= statement.compiled.tables
+        if parts is not None:
+            names |= parts.names
+    groups.append(group)
+    return groups
+
+
+@dataclass(frozen=True, slots=True)
+class _Fused:
+    """The statement fusing a group, and the names its parameters take, statement by statement."""
+
+    sql: str
+    names: tuple[tuple[str, ...], ...]
+
+    def parameters(self, group: Sequence[_Held]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for names, statement in zip(self.names, group, strict=True):
+            values.update(zip(names, statement.values.values(), strict=True))
+        return values
+
+
+_fused: dict[tuple[int, ...], _Fused] = {}
+"""Fused statements by the identities of the statements in them (and a final 1 when the last
+one's rows are returned)."""
+
+
+def _fuse(group: Sequence[_Held], *, rows_of_last: bool) -> _Fused:
+    key = (*(id(statement.compiled) for statement in group), int(rows_of_last))
+    fused = _fused.get(key)
+    if fused is None:
+        parts = [statement.compiled.parts for statement in group]
+        assert all(parts)  # noqa: S101 - only statements taken apart are grouped with others
+        fused = _fused[key] = _Fused(
+            sql=fusion.fuse(cast(list[fusion.Parts], parts), rows_of_last=rows_of_last),
+            # A statement's values always come in the same order (its constants, then its
+            # variables), so the renamed names are listed once.
+            names=tuple(
+                tuple(fusion.renamed(index, name) for name in statement.values)
+                for index, statement in enumerate(group)
+            ),
+        )
+    return fused
+
+
+@dataclass(frozen=True, slots=True)
+class _FusedChecks:
+    """The checks of the statements of a fused one, given its row of counts."""
+
+    checks: tuple[Callable[[int], None] | None, ...]
+
+    def run(self, counts: Sequence[Any]) -> None:
+        for check, count in zip(self.checks, counts, strict=False):
+            if check is not None:
+                check(int(count))
+
+
+def _release(connection: Connection) -> None:
+    """Put the statements :meth:`Prepared.send` held back into the pipeline, fused by group."""
+    held: list[_Held] | None = connection.info.pop(_HELD, None)
+    if held:
+        for group in _groups(held):
+            _send_group(connection, group)
+
+
+def _send_group(connection: Connection, group: Sequence[_Held]) -> None:
+    if len(group) == 1:
+        statement = group[0]
+        cursor = _pipelined(connection, statement.check)
+        _execute(connection, cursor, statement.compiled.sql, statement.values)
+        return
+    fused = _fuse(group, rows_of_last=False)
+    cursor = _pipelined(connection, _FusedChecks(tuple(statement.check for statement in group)))
+    _execute(connection, cursor, fused.sql, fused.parameters(group))
+
+
+def _run_held(
+    connection: Connection, compiled: _Compiled, values: dict[str, Any], *, fetch: bool
+) -> tuple[list[Sequence[Any]], int]:
+    """:func:`_run` a statement after the ones held back, fused with them when it can be."""
+    held: list[_Held] | None = connection.info.pop(_HELD, None)
+    if not held:
+        return _run(connection, compiled.sql, values, fetch=fetch)
+    *earlier, group = _groups([*held, _Held(compiled, values, None)])
+    for statements in earlier:
+        _send_group(connection, statements)
+    return _run_group(connection, group, fetch=fetch)
+
+
+def _run_group(
+    connection: Connection, group: Sequence[_Held], *, fetch: bool
+) -> tuple[list[Sequence[Any]], int]:
+    """Run ``group`` now, as one statement.
+
+    The checks of all but its last statement run; the last one's rows (when ``fetch``) and
+    count are returned.
+    """
+    last = group[-1]
+    if len(group) == 1:
+        return _run(connection, last.compiled.sql, last.values, fetch=fetch)
+    rows_of_last = fetch and last.compiled.columns is not None
+    fused = _fuse(group, rows_of_last=rows_of_last)
+    raw_rows, _ = _run(connection, fused.sql, fused.parameters(group), fetch=True)
+    counts = raw_rows[0][: len(group)]
+    _FusedChecks(tuple(statement.check for statement in group[:-1])).run(counts)
+    count = int(counts[-1])
+    if not (rows_of_last and count):
+        return [], count
+    return [row[len(group) :] for row in raw_rows], count
 
 
 def _run(
@@ -253,10 +412,14 @@ class _Pipeline:
     """A PostgreSQL pipeline open on a connection, and the checks of the statements in it."""
 
     context: Any
-    checks: list[tuple[Any, Callable[[int], None] | None]] = field(default_factory=list)
+    checks: _Checks = field(default_factory=list)
 
 
-def _pipelined(connection: Connection, check: Callable[[int], None] | None) -> Any:
+_Check = Callable[[int], None] | _FusedChecks | None
+_Checks = list[tuple[Any, _Check]]
+
+
+def _pipelined(connection: Connection, check: _Check) -> Any:
     """A new cursor in the connection's pipeline (opened if need be), its check registered.
 
     Each statement gets a cursor of its own: its results are read once the pipeline synced.
@@ -285,10 +448,19 @@ def flush(connection: Connection) -> None:
     """
     if connection.invalidated or connection.closed:
         return  # its driver connection, pipeline included, is gone
+    held: list[_Held] | None = connection.info.pop(_HELD, None)
+    if held:
+        *earlier, group = _groups(held)
+        if not earlier and _PIPELINE not in connection.info:
+            # One statement to send, and nothing else waits: a pipeline would only add to it.
+            last = group[-1]
+            _, count = _run_group(connection, group, fetch=last.compiled.columns is not None)
+            if last.check is not None:
+                last.check(count)
+            return
+        for statements in (*earlier, group):
+            _send_group(connection, statements)
     _run_checks(_sync(connection))
-
-
-_Checks = list[tuple[Any, Callable[[int], None] | None]]
 
 
 def _sync(connection: Connection) -> _Checks:
@@ -309,6 +481,11 @@ def _run_checks(checks: _Checks) -> None:
     for cursor, check in checks:
         if check is _FETCHED_LATER:
             continue  # its caller fetches the rows, then closes it
+        if isinstance(check, _FusedChecks):
+            counts = cursor.fetchone()
+            cursor.close()
+            check.run(counts)
+            continue
         count = cursor.rowcount
         cursor.close()
         if check is not None:
@@ -319,6 +496,7 @@ def discard(connection: Connection) -> None:
     """Close the connection's pipeline, if any, ignoring what it held (a rollback follows)."""
     if connection.invalidated or connection.closed:
         return  # its driver connection, pipeline included, is gone
+    connection.info.pop(_HELD, None)
     pipeline = connection.info.pop(_PIPELINE, None)
     if pipeline is None:
         return
@@ -335,6 +513,8 @@ def _FETCHED_LATER(_count: int) -> None:  # noqa: N802 - a marker, not a check
 
 _PIPELINE = "squidmesh_pipeline"
 """Where a connection's open pipeline is kept (its ``info`` dict)."""
+_HELD = "squidmesh_held"
+"""Where a connection's statements held back by :meth:`Prepared.send` wait (its ``info``)."""
 _CURSOR = "squidmesh_cursor"
 """Where a driver connection's reusable cursor is kept (its ``info`` dict)."""
 
@@ -366,12 +546,19 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
         process = _result_processor(column.type, dialect)
         if process is not None:
             converters.append((column.key, process))
+    sql = str(compiled)
     return _Compiled(
-        sql=str(compiled),
+        sql=sql,
         constants=constants,
         variables=tuple(variables),
         columns=tuple(column.key for column in columns) if columns else None,
         converters=tuple(converters),
+        tables=frozenset(
+            element.name
+            for element in visitors.iterate(statement)
+            if isinstance(element, sa.TableClause)
+        ),
+        parts=fusion.split(sql) if dialect.name == "postgresql" else None,
     )
 
 

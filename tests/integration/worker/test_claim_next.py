@@ -102,6 +102,41 @@ def test_the_last_step_s_transaction_claims_the_worker_s_next_job_and_its_step(
     assert following.job.step == "step_2"
 
 
+def test_a_next_job_claim_that_fails_costs_the_outcome_nothing(
+    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = Worker(client, concurrency=1, name="w")
+    first = client.start_run("five_steps")
+    second = client.start_run("five_steps")
+    job, claim = _last_step_job(client, worker)
+    attempts: list[str] = []
+
+    def failing_claim(tx: Transaction, **_: object) -> list[job_store.Job]:
+        attempts.append(tx.connection.dialect.name)
+        # A statement that fails: on PostgreSQL it aborts the outcome's transaction too.
+        tx.connection.execute(sa.text("SELECT 1 / 0"))
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(claim_store, "claim", failing_claim)
+    with continuation(
+        "w", 30, ["default"], lambda: True, job.id, claim_next=worker._claim_next
+    ) as offer:
+        delivery = Delivery(settle=worker._settler(job), claim=claim)
+        assert runner.perform(client.runtime, job.payload, delivery=delivery) == "executed"
+
+    # The step succeeded and its run completed, written again without the claim (tried once).
+    assert len(attempts) == 1
+    run = client.inspect_run(first.id, include_history=True)
+    assert run.status == "completed"
+    last = [step_run for step_run in run.step_runs or () if step_run.step == "step_5"]
+    assert [(a.number, a.status) for a in last[0].attempts or ()] == [(1, "completed")]
+    assert "claiming the worker's next job with a step outcome failed" in caplog.text
+    # The second run's job still waits in the queue for the worker's loop.
+    assert offer.job is None
+    (queued,) = _jobs(client)
+    assert (queued.run_id, queued.status, queued.locked_by) == (second.id, "queued", None)
+
+
 def _second_run_claimed_by_a_worker_that_dies(client: Client) -> tuple[str, Worker]:
     """Run two ``five_steps`` runs on worker "w" until the second's step 1 is claimed ahead.
 

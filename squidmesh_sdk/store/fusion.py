@@ -1,0 +1,148 @@
+"""Several PostgreSQL statements written as one, with data-modifying ``WITH`` queries.
+
+A chained step's transaction writes the run, rewrites its job, and starts the next step run
+with its attempt: three statements on three tables, none of which needs another's result.
+Sent as one statement they cost the server one parse, plan and executor start instead of
+three, and the driver one call (its Python was the largest part of a step on PostgreSQL).
+
+Each statement becomes a ``WITH`` query of the fused one, its own ``WITH`` queries hoisted
+beside it, its parameters renamed so that the statements' names cannot meet. The fused
+statement returns one row: how many rows each statement touched (or returned), then the last
+statement's returned columns. When that statement returns no row, the row still comes (a
+``LEFT JOIN``), with its columns null, so the counts always arrive.
+
+The statements of a fused one see the database as it was before the fused statement, not each
+other's writes, and the order of their writes is not defined: only statements that touch
+different tables may be fused (:mod:`~squidmesh_sdk.store.prepared` decides which).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Parts", "fuse", "renamed", "split"]
+
+_PARAMETER = re.compile(r"%\((\w+)\)s")
+_WITH = re.compile(r"WITH\s+", re.IGNORECASE)
+_QUERY_NAME = re.compile(r"\s*(\w+)\s+AS\s*\(", re.IGNORECASE)
+_COMMA = re.compile(r"\s*,")
+_DML = re.compile(r"(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+_QUERY = re.compile(r"(SELECT|INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+_UNSAFE = ("'", "$", "--", "/*", ";")
+"""Text that could hide a parenthesis or a parameter from the scan: literals, comments."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """A statement taken apart: its ``WITH`` queries and the statement that follows them."""
+
+    queries: tuple[str, ...]
+    """``name AS (...)``, each as written."""
+    names: frozenset[str]
+    main: str
+    returns_rows: bool
+    """Whether ``main`` returns rows (a ``SELECT``, or a write with ``RETURNING``)."""
+
+
+def split(sql: str) -> Parts | None:
+    """``sql`` taken apart, or ``None`` when it cannot be fused.
+
+    Only statements made of identifiers, operators, parentheses and ``%(name)s`` parameters
+    are taken apart (any string literal, dollar quote or comment refuses), so counting
+    parentheses finds where each ``WITH`` query ends. ``WITH RECURSIVE`` and ``MATERIALIZED``
+    queries refuse too, and statements other than ``SELECT``, ``INSERT``, ``UPDATE`` and
+    ``DELETE``.
+    """
+    if any(token in sql for token in _UNSAFE):
+        return None
+    text = sql.strip()
+    queries: list[str] = []
+    names: list[str] = []
+    position = 0
+    opening = _WITH.match(text)
+    if opening is not None:
+        position = opening.end()
+        while True:
+            query = _QUERY_NAME.match(text, position)
+            if query is None:
+                return None
+            end = _closing(text, query.end())
+            if end is None:
+                return None
+            queries.append(text[query.start(1) : end])
+            names.append(query[1])
+            comma = _COMMA.match(text, end)
+            if comma is None:
+                position = end
+                break
+            position = comma.end()
+    main = text[position:].strip()
+    if (
+        _QUERY.match(main) is None  # only these can be WITH queries (not SAVEPOINT, say)
+        or len(set(names)) != len(names)
+        or _closing(f"{main})", 0) != len(main) + 1
+    ):
+        return None
+    writes = _DML.match(main) is not None
+    return Parts(
+        queries=tuple(queries),
+        names=frozenset(names),
+        main=main,
+        returns_rows=not writes or _RETURNING.search(main) is not None,
+    )
+
+
+def _closing(text: str, start: int) -> int | None:
+    """The index after the parenthesis closing the one opened just before ``start``."""
+    depth = 1
+    for index in range(start, len(text)):
+        char = text[index]
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    return None
+
+
+def fuse(statements: Sequence[Parts], *, rows_of_last: bool) -> str:
+    """One statement doing what ``statements`` do, in one ``WITH``.
+
+    Its row holds a count per statement (``squidmesh_count_<i>``: rows touched, or rows
+    returned for a ``SELECT``), then, with ``rows_of_last``, the columns the last statement
+    returns: one row per row it returns, or a single row of nulls when it returns none.
+    Each statement's parameters are renamed (see :func:`renamed`).
+    """
+    queries: list[str] = []
+    counts: list[str] = []
+    for index, parts in enumerate(statements):
+        queries.extend(_renamed(query, index) for query in parts.queries)
+        main = _renamed(parts.main, index)
+        if not parts.returns_rows:
+            main = f"{main} RETURNING 1"
+        queries.append(f"{_fused_name(index)} AS ({main})")
+        # Names and statements of our own (no value is ever written into the SQL).
+        counted = f"(SELECT count(*) FROM {_fused_name(index)})"  # noqa: S608
+        counts.append(f"{counted} AS squidmesh_count_{index}")
+    sql = f"WITH {', '.join(queries)} SELECT {', '.join(counts)}"
+    if rows_of_last:
+        last = _fused_name(len(statements) - 1)
+        sql += f", {last}.* FROM (SELECT 1) AS squidmesh_one LEFT JOIN {last} ON true"
+    return sql
+
+
+def renamed(index: int, name: str) -> str:
+    """The name of parameter ``name`` of the ``index``-th statement in a fused statement."""
+    return f"f{index}_{name}"
+
+
+def _renamed(sql: str, index: int) -> str:
+    return _PARAMETER.sub(lambda match: f"%({renamed(index, match[1])})s", sql)
+
+
+def _fused_name(index: int) -> str:
+    return f"squidmesh_fused_{index}"

@@ -1,0 +1,226 @@
+"""Statements sent ahead and fused into one on PostgreSQL: what each statement does and
+reports is what it would do alone (on SQLite every statement runs at once: the same results).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from squidmesh_sdk.store import fusion, run_reads
+from squidmesh_sdk.store.database import Database, Transaction
+from squidmesh_sdk.store.prepared import Prepared
+from squidmesh_sdk.store.schema import queue_limits, runs
+from tests.integration.store.support import T0, new_run, read, write
+
+_SET_STATUS = Prepared(
+    lambda _: (
+        runs.update()
+        .where(runs.c.id == sa.bindparam("run_id"))
+        .values(status=sa.bindparam("status"), updated_at=sa.bindparam("at"))
+    )
+)
+_STEP_IF_RUNNING = Prepared(
+    lambda _: (
+        runs.update()
+        .where(runs.c.id == sa.bindparam("run_id"), runs.c.status == "running")
+        .values(current_step=sa.bindparam("step"))
+    )
+)
+_ADD_LIMIT = Prepared(
+    lambda _: queue_limits.insert().values(
+        queue=sa.bindparam("queue"),
+        concurrency=sa.bindparam("concurrency"),
+        updated_at=sa.bindparam("at"),
+    )
+)
+_SET_LIMIT = Prepared(
+    lambda _: (
+        queue_limits.update()
+        .where(queue_limits.c.queue == sa.bindparam("queue"))
+        .values(concurrency=sa.bindparam("concurrency"))
+        .returning(queue_limits.c.queue, queue_limits.c.concurrency, queue_limits.c.updated_at)
+    )
+)
+
+
+@contextmanager
+def _statements(db: Database) -> Iterator[list[str]]:
+    """The statements the database receives meanwhile."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+
+
+def _limit(db: Database, queue: str) -> int | None:
+    def action(connection: sa.Connection) -> int | None:
+        return connection.scalar(
+            sa.select(queue_limits.c.concurrency).where(queue_limits.c.queue == queue)
+        )
+
+    return read(db, action)
+
+
+def test_statements_on_different_tables_are_one_statement_with_each_ones_results(
+    db: Database,
+) -> None:
+    run = new_run(db)
+    write(db, lambda tx: _ADD_LIMIT.send(tx.connection, {"queue": "q", "concurrency": 1, "at": T0}))
+    counts: list[tuple[str, int]] = []
+
+    def action(tx: Transaction) -> list[dict[str, Any]]:
+        params = {"run_id": run.id, "status": "running", "at": T0}
+        _SET_STATUS.send(tx.connection, params, lambda n: counts.append(("run", n)))
+        missing = {**params, "run_id": "00000000-0000-7000-8000-000000000000"}
+        _SET_STATUS.send(tx.connection, missing, lambda n: counts.append(("missing", n)))
+        return _SET_LIMIT.rows(tx.connection, {"queue": "q", "concurrency": 3})
+
+    with _statements(db) as seen:
+        rows = write(db, action)
+
+    assert rows == [{"queue": "q", "concurrency": 3, "updated_at": T0}]
+    assert counts == [("run", 1), ("missing", 0)]
+    assert read(db, lambda c: run_reads.get_run(c, run.id)).status == "running"
+    assert _limit(db, "q") == 3
+    if db.dialect == "postgresql":
+        # Two statements on the runs table cannot be fused (neither sees the other's write):
+        # the first goes alone, the second with the update of the limits.
+        assert len(seen) == 2
+        assert "squidmesh_fused_1" in seen[1]
+
+
+def test_a_statement_on_a_table_another_wrote_sees_that_write(db: Database) -> None:
+    run = new_run(db)
+    counts: list[int] = []
+
+    def action(tx: Transaction) -> None:
+        _SET_STATUS.send(tx.connection, {"run_id": run.id, "status": "running", "at": T0})
+        _STEP_IF_RUNNING.send(tx.connection, {"run_id": run.id, "step": "charge"}, counts.append)
+
+    write(db, action)
+
+    assert counts == [1]
+    assert read(db, lambda c: run_reads.get_run(c, run.id)).current_step == "charge"
+
+
+def test_the_counts_arrive_when_the_last_statement_returns_no_row(db: Database) -> None:
+    run = new_run(db)
+    counts: list[int] = []
+
+    def action(tx: Transaction) -> list[dict[str, Any]]:
+        params = {"run_id": run.id, "status": "running", "at": T0}
+        _SET_STATUS.send(tx.connection, params, counts.append)
+        return _SET_LIMIT.rows(tx.connection, {"queue": "nowhere", "concurrency": 3})
+
+    with _statements(db) as seen:
+        assert write(db, action) == []
+    assert counts == [1]
+    assert read(db, lambda c: run_reads.get_run(c, run.id)).status == "running"
+    if db.dialect == "postgresql":
+        assert len(seen) == 1
+
+
+def test_a_check_that_raises_rolls_every_fused_statement_back(db: Database) -> None:
+    run = new_run(db)
+
+    def refuse(count: int) -> None:
+        raise LookupError(f"{count} rows")
+
+    def action(tx: Transaction) -> None:
+        params = {"run_id": run.id, "status": "running", "at": T0}
+        _SET_STATUS.send(tx.connection, params, refuse)
+        _ADD_LIMIT.send(tx.connection, {"queue": "q", "concurrency": 1, "at": T0})
+
+    with pytest.raises(LookupError, match="1 rows"):
+        write(db, action)
+    assert read(db, lambda c: run_reads.get_run(c, run.id)).status == "pending"
+    assert _limit(db, "q") is None
+
+
+def test_a_fused_statement_that_fails_writes_nothing(db: Database) -> None:
+    run = new_run(db)
+
+    def action(tx: Transaction) -> None:
+        _SET_STATUS.send(tx.connection, {"run_id": run.id, "status": "running", "at": T0})
+        _ADD_LIMIT.send(tx.connection, {"queue": "q", "concurrency": 1, "at": None})  # NOT NULL
+
+    with pytest.raises(sa.exc.IntegrityError):
+        write(db, action)
+    assert read(db, lambda c: run_reads.get_run(c, run.id)).status == "pending"
+    assert _limit(db, "q") is None
+
+
+def test_statements_held_by_a_transaction_that_fails_are_never_sent(db: Database) -> None:
+    run = new_run(db)
+
+    def action(tx: Transaction) -> None:
+        _SET_STATUS.send(tx.connection, {"run_id": run.id, "status": "running", "at": T0})
+        raise RuntimeError("the caller gives up")
+
+    with pytest.raises(RuntimeError):
+        write(db, action)
+    # The thread's next transaction, on the connection it keeps, does not send them either.
+    write(db, lambda tx: _ADD_LIMIT.send(tx.connection, {"queue": "q", "concurrency": 1, "at": T0}))
+    assert read(db, lambda c: run_reads.get_run(c, run.id)).status == "pending"
+    assert _limit(db, "q") == 1
+
+
+def test_a_core_statement_sees_what_was_held_before_it(db: Database) -> None:
+    run = new_run(db)
+
+    def action(tx: Transaction) -> tuple[object, object]:
+        _SET_STATUS.send(tx.connection, {"run_id": run.id, "status": "running", "at": T0})
+        _ADD_LIMIT.send(tx.connection, {"queue": "q", "concurrency": 1, "at": T0})
+        status = tx.connection.scalar(
+            sa.select(runs.c.status).where(runs.c.id == uuid.UUID(run.id))
+        )
+        limit = tx.connection.scalar(
+            sa.select(queue_limits.c.concurrency).where(queue_limits.c.queue == "q")
+        )
+        return status, limit
+
+    assert tuple(write(db, action)) == ("running", 1)
+
+
+def test_split_refuses_what_a_scan_of_parentheses_could_misread() -> None:
+    assert fusion.split("UPDATE t SET a = %(a)s WHERE id = %(id)s") is not None
+    assert fusion.split("UPDATE t SET a = 'x(' WHERE id = %(id)s") is None
+    assert fusion.split("UPDATE t SET a = 1 -- (\n WHERE id = %(id)s") is None
+    assert fusion.split("WITH RECURSIVE r AS (SELECT 1) SELECT * FROM r") is None
+    assert fusion.split("WITH r AS MATERIALIZED (SELECT 1) SELECT * FROM r") is None
+    assert fusion.split("WITH r AS (SELECT 1), r AS (SELECT 2) SELECT * FROM r") is None
+    assert fusion.split("SELECT (1") is None
+    assert fusion.split("SAVEPOINT here") is None
+    assert fusion.split("WITH r AS (SELECT 1) VALUES (1)") is None
+
+
+def test_split_hoists_with_queries_and_fuse_renames_parameters() -> None:
+    parts = fusion.split(
+        "WITH done AS (UPDATE a SET x = %(x)s RETURNING a.id) SELECT count(*) FROM done"
+    )
+    assert parts is not None
+    assert parts.queries == ("done AS (UPDATE a SET x = %(x)s RETURNING a.id)",)
+    assert parts.main == "SELECT count(*) FROM done"
+    other = fusion.split("DELETE FROM b WHERE id = %(x)s")
+    assert other is not None
+    assert not other.returns_rows
+    assert fusion.fuse([parts, other], rows_of_last=False) == (
+        "WITH done AS (UPDATE a SET x = %(f0_x)s RETURNING a.id), "
+        "squidmesh_fused_0 AS (SELECT count(*) FROM done), "
+        "squidmesh_fused_1 AS (DELETE FROM b WHERE id = %(f1_x)s RETURNING 1) "
+        "SELECT (SELECT count(*) FROM squidmesh_fused_0) AS squidmesh_count_0, "
+        "(SELECT count(*) FROM squidmesh_fused_1) AS squidmesh_count_1"
+    )
+    assert fusion.renamed(1, "x") == "f1_x"
