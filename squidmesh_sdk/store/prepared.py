@@ -44,7 +44,7 @@ Processor = Callable[[Any], Any]
 _CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # compared and hashed by identity
 class _Compiled:
     sql: str
     constants: Mapping[str, Any]
@@ -249,17 +249,20 @@ class _Fused:
         return values
 
 
-_fused: dict[tuple[int, ...], _Fused] = {}
-"""Fused statements by the identities of the statements in them (and a final 1 when the last
-one's rows are returned)."""
+_fused: dict[tuple[_Compiled | bool, ...], _Fused] = {}
+"""Fused statements by the statements in them (compared by identity; the key keeps them alive,
+so no other statement can take one's place), and whether the last one's rows are returned."""
+_FUSED_KEPT = 256
 
 
 def _fuse(group: Sequence[_Held], *, rows_of_last: bool) -> _Fused:
-    key = (*(id(statement.compiled) for statement in group), int(rows_of_last))
+    key: tuple[_Compiled | bool, ...] = (*(item.compiled for item in group), rows_of_last)
     fused = _fused.get(key)
     if fused is None:
         parts = [statement.compiled.parts for statement in group]
         assert all(parts)  # noqa: S101 - only statements taken apart are grouped with others
+        if len(_fused) >= _FUSED_KEPT:
+            _fused.clear()  # statements prepared for a while only (claims): start over
         fused = _fused[key] = _Fused(
             sql=fusion.fuse(cast(list[fusion.Parts], parts), rows_of_last=rows_of_last),
             # A statement's values always come in the same order (its constants, then its
