@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store import prepared
 from squidmesh_sdk.store.database import Transaction
 
 __all__ = ["Continuation", "NextJobNotClaimed", "continuation", "current_continuation"]
@@ -135,6 +136,8 @@ class Continuation:
             return
         try:
             taken = self.claim_next(tx)
+            # What the claim still holds back fails here, not at the outcome's commit.
+            prepared.flush(tx.connection)
         except Exception as exc:
             # Not again for this delivery: its worker claims the job once the thread is free.
             self.claim_next = None

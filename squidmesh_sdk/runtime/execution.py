@@ -225,7 +225,7 @@ def _with_reconnects(write: Callable[[], None]) -> None:
         except NextJobNotClaimed as exc:
             logger.warning(
                 "claiming the worker's next job with a step outcome failed; the outcome is "
-                "written without it",
+                "written again without it (a failure of the outcome's own shows again then)",
                 exc_info=exc.__cause__,
             )
         except (OperationalError, InterfaceError) as exc:

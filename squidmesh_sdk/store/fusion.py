@@ -31,6 +31,8 @@ _COMMA = re.compile(r"\s*,")
 _DML = re.compile(r"(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 _QUERY = re.compile(r"(SELECT|INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+_ORDER_BY = re.compile(r"\bORDER\s+BY\b", re.IGNORECASE)
+_LOCKING = re.compile(r"\bFOR\s+(NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b", re.IGNORECASE)
 _UNSAFE = ("'", "$", "--", "/*", ";")
 """Text that could hide a parenthesis or a parameter from the scan: literals, comments."""
 
@@ -54,9 +56,11 @@ def split(sql: str) -> Parts | None:
     are taken apart (any string literal, dollar quote or comment refuses), so counting
     parentheses finds where each ``WITH`` query ends. ``WITH RECURSIVE`` and ``MATERIALIZED``
     queries refuse too, and statements other than ``SELECT``, ``INSERT``, ``UPDATE`` and
-    ``DELETE``.
+    ``DELETE``. So do statements that lock rows (``FOR UPDATE`` and the like: fused, they would
+    take their locks in no set order with the others' writes, where the code that sent them
+    chose an order) and statements whose rows come in an order (``ORDER BY``).
     """
-    if any(token in sql for token in _UNSAFE):
+    if any(token in sql for token in _UNSAFE) or _LOCKING.search(sql) is not None:
         return None
     text = sql.strip()
     queries: list[str] = []
@@ -84,6 +88,8 @@ def split(sql: str) -> Parts | None:
         _QUERY.match(main) is None  # only these can be WITH queries (not SAVEPOINT, say)
         or len(set(names)) != len(names)
         or _closing(f"{main})", 0) != len(main) + 1
+        # A fused statement returns the last one's rows through a join, in no set order.
+        or _at_top_level(main, _ORDER_BY)
     ):
         return None
     writes = _DML.match(main) is not None
@@ -91,7 +97,15 @@ def split(sql: str) -> Parts | None:
         queries=tuple(queries),
         names=frozenset(names),
         main=main,
-        returns_rows=not writes or _RETURNING.search(main) is not None,
+        returns_rows=not writes or _at_top_level(main, _RETURNING),
+    )
+
+
+def _at_top_level(sql: str, pattern: re.Pattern[str]) -> bool:
+    """Whether ``pattern`` occurs in ``sql`` outside every parenthesis."""
+    return any(
+        sql.count("(", 0, match.start()) == sql.count(")", 0, match.start())
+        for match in pattern.finditer(sql)
     )
 
 

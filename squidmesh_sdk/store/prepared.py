@@ -449,21 +449,23 @@ def flush(connection: Connection) -> None:
 
     Nothing to do when nothing waits (and always on SQLite).
     """
-    if connection.invalidated or connection.closed:
-        return  # its driver connection, pipeline included, is gone
-    held: list[_Held] | None = connection.info.pop(_HELD, None)
-    if held:
-        *earlier, group = _groups(held)
-        if not earlier and _PIPELINE not in connection.info:
-            # One statement to send, and nothing else waits: a pipeline would only add to it.
-            last = group[-1]
-            _, count = _run_group(connection, group, fetch=last.compiled.columns is not None)
-            if last.check is not None:
-                last.check(count)
-            return
-        for statements in (*earlier, group):
-            _send_group(connection, statements)
-    _run_checks(_sync(connection))
+    # Until nothing waits: a check may send statements of its own.
+    while not (connection.invalidated or connection.closed) and (
+        _HELD in connection.info or _PIPELINE in connection.info
+    ):
+        held: list[_Held] | None = connection.info.pop(_HELD, None)
+        if held:
+            *earlier, group = _groups(held)
+            if not earlier and _PIPELINE not in connection.info:
+                # One statement to send, and nothing else waits: a pipeline would only add.
+                last = group[-1]
+                _, count = _run_group(connection, group, fetch=last.compiled.columns is not None)
+                if last.check is not None:
+                    last.check(count)
+                continue
+            for statements in (*earlier, group):
+                _send_group(connection, statements)
+        _run_checks(_sync(connection))
 
 
 def _sync(connection: Connection) -> _Checks:

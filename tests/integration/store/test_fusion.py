@@ -194,6 +194,46 @@ def test_a_core_statement_sees_what_was_held_before_it(db: Database) -> None:
     assert tuple(write(db, action)) == ("running", 1)
 
 
+def test_a_statement_a_check_sends_is_sent_before_the_commit(db: Database) -> None:
+    run = new_run(db)
+
+    def then_add_limit(tx: Transaction) -> Any:
+        def check(count: int) -> None:
+            assert count == 1
+            _ADD_LIMIT.send(tx.connection, {"queue": "q", "concurrency": 2, "at": T0})
+
+        return check
+
+    def action(tx: Transaction) -> None:
+        params = {"run_id": run.id, "status": "running", "at": T0}
+        _SET_STATUS.send(tx.connection, params, then_add_limit(tx))
+
+    write(db, action)
+    assert _limit(db, "q") == 2
+    # Nothing is left over for the thread's next transaction either.
+    write(db, lambda tx: _SET_STATUS.send(tx.connection, {**_params(run.id), "status": "paused"}))
+    assert read(db, lambda c: run_reads.get_run(c, run.id)).status == "paused"
+    assert _limit(db, "q") == 2
+
+
+def _params(run_id: str) -> dict[str, Any]:
+    return {"run_id": run_id, "status": "running", "at": T0}
+
+
+def test_split_refuses_statements_that_lock_rows_or_order_theirs() -> None:
+    assert fusion.split("SELECT a FROM t WHERE id = %(id)s FOR UPDATE") is None
+    assert fusion.split("SELECT a FROM t FOR NO KEY UPDATE SKIP LOCKED") is None
+    assert fusion.split("SELECT a FROM t ORDER BY a") is None
+    # An ORDER BY inside a subquery orders nothing the fused statement returns.
+    inner = fusion.split("UPDATE t SET a = 1 WHERE id IN (SELECT id FROM t ORDER BY id LIMIT 1)")
+    assert inner is not None
+    assert not inner.returns_rows
+    # A column named "returning" inside a subquery is no RETURNING clause.
+    parts = fusion.split("UPDATE t SET a = (SELECT b.returning FROM b LIMIT 1)")
+    assert parts is not None
+    assert not parts.returns_rows
+
+
 def test_split_refuses_what_a_scan_of_parentheses_could_misread() -> None:
     assert fusion.split("UPDATE t SET a = %(a)s WHERE id = %(id)s") is not None
     assert fusion.split("UPDATE t SET a = 'x(' WHERE id = %(id)s") is None

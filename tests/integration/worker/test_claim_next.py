@@ -26,6 +26,7 @@ from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import schema
 from squidmesh_sdk.store.database import Transaction
+from squidmesh_sdk.store.prepared import Prepared
 from tests.integration.worker.app import make_client
 from tests.integration.worker.conftest import attempts_by_step
 
@@ -102,8 +103,18 @@ def test_the_last_step_s_transaction_claims_the_worker_s_next_job_and_its_step(
     assert following.job.step == "step_2"
 
 
+_NULL_STATUS = Prepared(
+    lambda _: (
+        schema.runs.update()
+        .where(schema.runs.c.id == sa.bindparam("run_id"))
+        .values(status=sa.bindparam("status"))
+    )
+)
+
+
+@pytest.mark.parametrize("when", ["at_once", "when_sent"])
 def test_a_next_job_claim_that_fails_costs_the_outcome_nothing(
-    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, when: str
 ) -> None:
     worker = Worker(client, concurrency=1, name="w")
     first = client.start_run("five_steps")
@@ -113,7 +124,12 @@ def test_a_next_job_claim_that_fails_costs_the_outcome_nothing(
 
     def failing_claim(tx: Transaction, **_: object) -> list[job_store.Job]:
         attempts.append(tx.connection.dialect.name)
-        # A statement that fails: on PostgreSQL it aborts the outcome's transaction too.
+        if when == "when_sent":
+            # A write the claim sends ahead (on PostgreSQL held back until a later statement
+            # or the commit) that the database refuses (NOT NULL).
+            _NULL_STATUS.send(tx.connection, {"run_id": second.id, "status": None})
+            return []
+        # A statement that fails at once: on PostgreSQL it aborts the transaction too.
         tx.connection.execute(sa.text("SELECT 1 / 0"))
         raise AssertionError("unreachable")
 
