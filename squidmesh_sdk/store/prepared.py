@@ -203,7 +203,8 @@ class _Held:
 
 
 _MOST_FUSED = 8
-"""Statements fused into one at most (a longer statement is planned again for every count)."""
+"""Statements fused into one at most: every combination is one more statement for the server
+to prepare and plan, and for this module to keep."""
 
 
 def _groups(statements: Sequence[_Held]) -> list[list[_Held]]:
@@ -211,7 +212,7 @@ def _groups(statements: Sequence[_Held]) -> list[list[_Held]]:
 
     Fused statements see the database as it was before all of them (not each other's writes),
     so a group's statements touch pairwise different tables; their ``WITH`` queries need
-    different names too.
+    different names too. A statement that cannot be fused is a group of its own.
     """
     groups: list[list[_Held]] = []
     group: list[_Held] = []
@@ -221,6 +222,7 @@ def _groups(statements: Sequence[_Held]) -> list[list[_Held]]:
         parts = statement.compiled.parts
         if group and (
             parts is None
+            or group[-1].compiled.parts is None
             or len(group) == _MOST_FUSED
             or not tables.isdisjoint(statement.compiled.tables)
             or not names.isdisjoint(parts.names)

@@ -64,6 +64,11 @@ def _statements(db: Database) -> Iterator[list[str]]:
         sa.event.remove(db.engine, "before_cursor_execute", record)
 
 
+def _params(run_id: str) -> dict[str, Any]:
+    """Parameters of ``_SET_STATUS`` making the run ``running``."""
+    return {"run_id": run_id, "status": "running", "at": T0}
+
+
 def _limit(db: Database, queue: str) -> int | None:
     def action(connection: sa.Connection) -> int | None:
         return connection.scalar(
@@ -81,7 +86,7 @@ def test_statements_on_different_tables_are_one_statement_with_each_ones_results
     counts: list[tuple[str, int]] = []
 
     def action(tx: Transaction) -> list[dict[str, Any]]:
-        params = {"run_id": run.id, "status": "running", "at": T0}
+        params = _params(run.id)
         _SET_STATUS.send(tx.connection, params, lambda n: counts.append(("run", n)))
         missing = {**params, "run_id": "00000000-0000-7000-8000-000000000000"}
         _SET_STATUS.send(tx.connection, missing, lambda n: counts.append(("missing", n)))
@@ -106,7 +111,7 @@ def test_a_statement_on_a_table_another_wrote_sees_that_write(db: Database) -> N
     counts: list[int] = []
 
     def action(tx: Transaction) -> None:
-        _SET_STATUS.send(tx.connection, {"run_id": run.id, "status": "running", "at": T0})
+        _SET_STATUS.send(tx.connection, _params(run.id))
         _STEP_IF_RUNNING.send(tx.connection, {"run_id": run.id, "step": "charge"}, counts.append)
 
     write(db, action)
@@ -120,7 +125,7 @@ def test_the_counts_arrive_when_the_last_statement_returns_no_row(db: Database) 
     counts: list[int] = []
 
     def action(tx: Transaction) -> list[dict[str, Any]]:
-        params = {"run_id": run.id, "status": "running", "at": T0}
+        params = _params(run.id)
         _SET_STATUS.send(tx.connection, params, counts.append)
         return _SET_LIMIT.rows(tx.connection, {"queue": "nowhere", "concurrency": 3})
 
@@ -132,31 +137,25 @@ def test_the_counts_arrive_when_the_last_statement_returns_no_row(db: Database) 
         assert len(seen) == 1
 
 
-def test_a_check_that_raises_rolls_every_fused_statement_back(db: Database) -> None:
-    run = new_run(db)
-
-    def refuse(count: int) -> None:
-        raise LookupError(f"{count} rows")
-
-    def action(tx: Transaction) -> None:
-        params = {"run_id": run.id, "status": "running", "at": T0}
-        _SET_STATUS.send(tx.connection, params, refuse)
-        _ADD_LIMIT.send(tx.connection, {"queue": "q", "concurrency": 1, "at": T0})
-
-    with pytest.raises(LookupError, match="1 rows"):
-        write(db, action)
-    assert read(db, lambda c: run_reads.get_run(c, run.id)).status == "pending"
-    assert _limit(db, "q") is None
+def _refuse(count: int) -> None:
+    raise LookupError(f"{count} rows")
 
 
-def test_a_fused_statement_that_fails_writes_nothing(db: Database) -> None:
+@pytest.mark.parametrize(
+    ("check", "limit_at", "error"),
+    [(_refuse, T0, LookupError), (None, None, sa.exc.IntegrityError)],  # None: NOT NULL
+    ids=["a_check_raises", "the_database_refuses_one"],
+)
+def test_a_fused_statement_that_fails_writes_nothing(
+    db: Database, check: Any, limit_at: object, error: type[Exception]
+) -> None:
     run = new_run(db)
 
     def action(tx: Transaction) -> None:
-        _SET_STATUS.send(tx.connection, {"run_id": run.id, "status": "running", "at": T0})
-        _ADD_LIMIT.send(tx.connection, {"queue": "q", "concurrency": 1, "at": None})  # NOT NULL
+        _SET_STATUS.send(tx.connection, _params(run.id), check)
+        _ADD_LIMIT.send(tx.connection, {"queue": "q", "concurrency": 1, "at": limit_at})
 
-    with pytest.raises(sa.exc.IntegrityError):
+    with pytest.raises(error):
         write(db, action)
     assert read(db, lambda c: run_reads.get_run(c, run.id)).status == "pending"
     assert _limit(db, "q") is None
@@ -166,7 +165,7 @@ def test_statements_held_by_a_transaction_that_fails_are_never_sent(db: Database
     run = new_run(db)
 
     def action(tx: Transaction) -> None:
-        _SET_STATUS.send(tx.connection, {"run_id": run.id, "status": "running", "at": T0})
+        _SET_STATUS.send(tx.connection, _params(run.id))
         raise RuntimeError("the caller gives up")
 
     with pytest.raises(RuntimeError):
@@ -181,7 +180,7 @@ def test_a_core_statement_sees_what_was_held_before_it(db: Database) -> None:
     run = new_run(db)
 
     def action(tx: Transaction) -> tuple[object, object]:
-        _SET_STATUS.send(tx.connection, {"run_id": run.id, "status": "running", "at": T0})
+        _SET_STATUS.send(tx.connection, _params(run.id))
         _ADD_LIMIT.send(tx.connection, {"queue": "q", "concurrency": 1, "at": T0})
         status = tx.connection.scalar(
             sa.select(runs.c.status).where(runs.c.id == uuid.UUID(run.id))
@@ -205,7 +204,7 @@ def test_a_statement_a_check_sends_is_sent_before_the_commit(db: Database) -> No
         return check
 
     def action(tx: Transaction) -> None:
-        params = {"run_id": run.id, "status": "running", "at": T0}
+        params = _params(run.id)
         _SET_STATUS.send(tx.connection, params, then_add_limit(tx))
 
     write(db, action)
@@ -214,10 +213,6 @@ def test_a_statement_a_check_sends_is_sent_before_the_commit(db: Database) -> No
     write(db, lambda tx: _SET_STATUS.send(tx.connection, {**_params(run.id), "status": "paused"}))
     assert read(db, lambda c: run_reads.get_run(c, run.id)).status == "paused"
     assert _limit(db, "q") == 2
-
-
-def _params(run_id: str) -> dict[str, Any]:
-    return {"run_id": run_id, "status": "running", "at": T0}
 
 
 def test_split_refuses_statements_that_lock_rows_or_order_theirs() -> None:
