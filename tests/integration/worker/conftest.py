@@ -45,6 +45,16 @@ def settled(client: Client, runs: list[Run]) -> Callable[[], bool]:
     return check
 
 
+def workers_up(client: Client) -> None:
+    """Wait until a worker has run a one-step run: the workers just spawned are up.
+
+    A test whose run has a deadline starts it only then, since the deadline counts from the
+    run's start and a process takes a while to start on a busy machine.
+    """
+    run = client.start_run("one_step")
+    wait_until(settled(client, [run]), what="a worker to be up")
+
+
 def settled_or_restarting(client: Client, runs: list[Run]) -> bool:
     """Like ``settled(client, runs)()``, but ``False`` while the database is unreachable."""
     try:

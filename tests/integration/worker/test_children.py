@@ -8,7 +8,13 @@ from pathlib import Path
 
 from squidmesh_sdk import Client
 from squidmesh_sdk.store import jobs as job_store
-from tests.integration.worker.conftest import Spawn, attempts_by_step, settled, wait_until
+from tests.integration.worker.conftest import (
+    Spawn,
+    attempts_by_step,
+    settled,
+    wait_until,
+    workers_up,
+)
 
 
 def test_a_parent_goes_on_after_its_child_survives_a_killed_worker(
@@ -38,9 +44,10 @@ def test_a_parent_failing_on_its_deadline_cancels_its_child_across_workers(
     client: Client, database_url: str, spawn_worker: Spawn, tmp_path: Path
 ) -> None:
     gate, started = tmp_path / "gate", tmp_path / "started"
+    spawn_worker(database_url, lease=1.0)
+    spawn_worker(database_url, lease=1.0)
+    workers_up(client)
     parent = client.start_run("child_deadline", {"gate": str(gate), "started": str(started)})
-    spawn_worker(database_url, lease=1.0)
-    spawn_worker(database_url, lease=1.0)
     wait_until(started.exists, what="the child's step to start")
     (link,) = client.inspect_run(parent.id, include_history=True).children or ()
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from squidmesh_sdk import COMPLETE, Client, DatabaseExecutor, Retry, Worker, Workflow, manual
 from squidmesh_sdk.store import jobs as job_store
-from tests.integration.worker.conftest import Spawn, settled, wait_until
+from tests.integration.worker.conftest import Spawn, settled, wait_until, workers_up
 
 
 def _where(client: Client, run_id: str) -> tuple[str, str | None]:
@@ -65,8 +65,9 @@ def test_computed_waits_and_an_approval_timeout_survive_a_killed_worker(
 def test_a_deadline_passed_while_no_worker_ran_fails_the_run_once(
     client: Client, database_url: str, spawn_worker: Spawn
 ) -> None:
-    run = client.start_run("deadline")
     doomed = spawn_worker(database_url)
+    workers_up(client)
+    run = client.start_run("deadline")
     wait_until(lambda: client.inspect_run(run.id).status == "paused", what="the approval")
     assert client.explain_run(run.id).details["deadline_at"]
     doomed.send_signal(signal.SIGKILL)
