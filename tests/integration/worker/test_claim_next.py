@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from squidmesh_sdk import Client, Worker
 from squidmesh_sdk.port.continuation import Continuation, continuation
 from squidmesh_sdk.port.delivery import Delivery
-from squidmesh_sdk.runtime import claiming, runner
+from squidmesh_sdk.runtime import claiming, execution, runner
 from squidmesh_sdk.runtime.recording import Claim
 from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
@@ -209,6 +209,81 @@ def test_a_run_cancelled_while_its_claimed_step_waits_for_a_dead_worker_is_cance
     run = client.inspect_run(run_id)
     assert run.status == "cancelled"
     assert attempts_by_step(client, run_id) == {"step_1": ["abandoned"]}
+    assert _jobs(client) == []
+
+
+class _Died(BaseException):
+    """The worker's process ending where it is raised (nothing catches it on the way out)."""
+
+
+def _run_whose_worker_dies_after_a_failed_next_job_claim(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, Worker]:
+    """A one-run queue: step 5's outcome fails to claim the next job, then "w" dies.
+
+    The outcome's transaction rolled back with the failed claim; "w" dies before writing it
+    again. Returns the run's id and another worker, "w2".
+    """
+    worker = Worker(client, concurrency=1, name="w")
+    run = client.start_run("five_steps")
+    job, claim = _last_step_job(client, worker)
+
+    def failing_claim(tx: Transaction, **_: object) -> list[job_store.Job]:
+        tx.connection.execute(sa.text("SELECT 1 / 0"))
+        raise AssertionError("unreachable")
+
+    writes: list[int] = []
+    apply_and_settle = execution._apply_and_settle
+
+    def dies_before_writing_again(*args: object) -> None:
+        writes.append(1)
+        if len(writes) > 1:
+            raise _Died
+        apply_and_settle(*args)
+
+    monkeypatch.setattr(claim_store, "claim", failing_claim)
+    monkeypatch.setattr(execution, "_apply_and_settle", dies_before_writing_again)
+    delivery = Delivery(settle=worker._settler(job), claim=claim)
+    with (
+        continuation("w", 30, ["default"], lambda: True, job.id, claim_next=worker._claim_next),
+        pytest.raises(_Died),
+    ):
+        runner.perform(client.runtime, job.payload, delivery=delivery)
+    monkeypatch.undo()
+    assert len(writes) == 2
+    # Nothing of the outcome was written: step 5 is still running, as its claim left it.
+    explained = client.explain_run(run.id)
+    assert (explained.status, explained.reason, explained.step) == (
+        "running",
+        "step_running",
+        "step_5",
+    )
+    (leased,) = _jobs(client)
+    assert (leased.step, leased.locked_by) == ("step_5", "w")
+    return run.id, Worker(client, concurrency=1, name="w2")
+
+
+def test_a_worker_dying_after_a_failed_next_job_claim_loses_nothing(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id, other = _run_whose_worker_dies_after_a_failed_next_job_claim(client, monkeypatch)
+    _rescue_and_deliver(client, other)
+    # Taken over: step 5 runs again in attempt 2 and the run completes.
+    assert attempts_by_step(client, run_id)["step_5"] == ["abandoned", "completed"]
+    assert client.inspect_run(run_id).status == "completed"
+    assert _jobs(client) == []
+
+
+def test_a_run_cancelled_after_its_worker_died_on_a_failed_next_job_claim_is_cancelled(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id, other = _run_whose_worker_dies_after_a_failed_next_job_claim(client, monkeypatch)
+    assert client.cancel_run(run_id).status == "cancelling"
+    explained = client.explain_run(run_id)
+    assert (explained.reason, explained.details["running_steps"]) == ("cancelling", ["step_5"])
+    _rescue_and_deliver(client, other)
+    assert client.inspect_run(run_id).status == "cancelled"
+    assert attempts_by_step(client, run_id)["step_5"] == ["abandoned"]
     assert _jobs(client) == []
 
 
