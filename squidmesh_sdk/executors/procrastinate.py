@@ -40,7 +40,6 @@ from squidmesh_sdk.port.executor import (
     ExecutorBinding,
 )
 from squidmesh_sdk.runtime.schedules import CatchUp
-from squidmesh_sdk.store import prepared
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run
 
@@ -225,9 +224,6 @@ class ProcrastinateExecutor(QueueRouting):
         schedule_in: float | None = None,
         priority: int = procrastinate_jobs.DEFAULT_PRIORITY,
     ) -> list[DispatchMetadata]:
-        # Procrastinate writes on the driver connection: what the transaction still holds back
-        # goes first (the dispatcher sends it too, but a cron activation comes from elsewhere).
-        prepared.flush(tx.connection)
         connection = tx.connection.connection.dbapi_connection
         self._check_schema(connection)
         scheduled_at = None

@@ -25,7 +25,7 @@ from squidmesh_sdk.executors.periodic import PeriodicThread
 from squidmesh_sdk.graph import TriggerNode
 from squidmesh_sdk.port import payloads
 from squidmesh_sdk.port.executor import RuntimeView
-from squidmesh_sdk.runtime import schedules
+from squidmesh_sdk.runtime import dispatcher, schedules
 from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store import cron_schedules
 from squidmesh_sdk.store.database import Transaction
@@ -145,4 +145,5 @@ def _enqueue_traced(
     ) as send_span:
         carrier = telemetry.carrier_of(send_span)
         with payloads.carrying({"send": carrier} if carrier else None):
+            dispatcher.before_executor(tx, runtime.executor)
             runtime.executor.enqueue_cron(tx, workflow, trigger, signal=signal)

@@ -29,7 +29,7 @@ from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run
 
-__all__ = ["dispatch_compensation", "dispatch_run", "dispatch_steps"]
+__all__ = ["before_executor", "dispatch_compensation", "dispatch_run", "dispatch_steps"]
 
 T = TypeVar("T")
 
@@ -89,7 +89,7 @@ def dispatch_steps(
     if not steps:
         return []
     executor = runtime.executor
-    _before_executor(tx, executor)
+    before_executor(tx, executor)
     name = f"send {steps[0]}" if len(steps) == 1 else f"send {run.workflow}"
     try:
         with _sending(name, run, steps, schedule_in) as send_span, flow.queueing(limits):
@@ -117,7 +117,7 @@ def dispatch_compensation(runtime: Runtime, tx: Transaction, run: Run) -> None:
     Raises:
         DispatchFailed: the executor refused.
     """
-    _before_executor(tx, runtime.executor)
+    before_executor(tx, runtime.executor)
     with _sending(f"send compensation {run.workflow}", run, (), None) as send_span:
         metadata = _call(lambda: runtime.executor.enqueue_compensation(tx, run))
         _describe(send_span, [metadata])
@@ -200,8 +200,8 @@ def _scheduled(
     return step, snapshot, node.recovery.to_dict()
 
 
-def _before_executor(tx: Transaction, executor: Executor) -> None:
-    """Send statements still in the connection's pipeline, unless the executor says it need not.
+def before_executor(tx: Transaction, executor: Executor) -> None:
+    """Send statements held back or in the pipeline, unless the executor says it need not.
 
     An executor that uses the driver's connection directly would confuse a pipeline; one that
     only runs SQLAlchemy statements (which send pending ones first) or does not touch the

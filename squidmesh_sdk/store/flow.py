@@ -113,11 +113,23 @@ def refill(
 
 
 def spend(tx: Transaction, queue: str, tokens: float) -> None:
-    """Store the bucket of ``queue`` with ``tokens`` left now (under the claim's row lock)."""
+    """Store the bucket of ``queue`` with ``tokens`` left now (under the claim's row lock).
+
+    The bucket's time never goes back: a transaction stamped before the bucket's last write
+    (one that waited for the row's lock, or claims at the end of a longer transaction) was
+    credited nothing since that write (see :func:`refill`), and writing its older time would
+    credit that interval again to the next claim.
+    """
     tx.connection.execute(
         queue_limits.update()
         .where(queue_limits.c.queue == queue)
-        .values(tokens=tokens, refilled_at=tx.now)
+        .values(
+            tokens=tokens,
+            refilled_at=sa.case(
+                (queue_limits.c.refilled_at > tx.now, queue_limits.c.refilled_at),
+                else_=tx.now,
+            ),
+        )
     )
 
 

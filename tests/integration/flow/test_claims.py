@@ -189,6 +189,28 @@ def test_a_rate_limit_spends_a_token_bucket_refilled_with_time(
     assert limits.next_token_at(clock.now()) == clock.now() + timedelta(seconds=15)
 
 
+def test_a_claim_stamped_before_the_bucket_s_last_write_credits_no_time_twice(
+    client: Client, clock: FakeClock
+) -> None:
+    # A claim made late in a transaction stamped earlier (one that waited for the limits'
+    # lock, or a worker's next-job claim at the end of a step's outcome) sees the bucket as
+    # of its last write and must not wind its time back.
+    for _ in range(12):
+        client.start_run("plain", {"customer": "a"})
+    client.set_queue_limits("default", rate_limit=RateLimit(4, per=timedelta(minutes=1)))
+    start = clock.now()
+    assert len(_claim(client, 2)) == 2  # 2 tokens left
+    clock.advance(30)  # 2 more accrue: 4 (the cap); this claim leaves 3
+    assert len(_claim(client, 1)) == 1
+    with client.database.transaction(start + timedelta(seconds=15)) as tx:
+        stale = claim_store.claim(tx, worker="w", queues=["default"], limit=1, lease=60)
+    assert len(stale) == 1  # 2 tokens left, as of the last write (30 s)
+    # Nothing accrued since the last write: the 15 s before it were credited once already.
+    assert len(_claim(client, 10)) == 2
+    (limits,) = client.queue_limits()
+    assert limits.tokens_at(clock.now()) == 0
+
+
 def test_setting_the_same_rate_again_grants_no_new_burst(client: Client, clock: FakeClock) -> None:
     for _ in range(6):
         client.start_run("plain", {"customer": "a"})

@@ -1,0 +1,199 @@
+"""A hot-path statement compiled for one dialect, with the conversions of its values.
+
+:class:`~squidmesh_sdk.store.prepared.Prepared` compiles its statement once per dialect into a
+:class:`Compiled`: the SQL, how each parameter is converted for the driver, which result
+columns need converting back, the tables it touches and (on PostgreSQL) its parts for fusing
+(:mod:`~squidmesh_sdk.store.fusion`). The column types convert values both ways (JSON, aware
+datetimes) with the processors SQLAlchemy gives those types for the dialect.
+
+Ids and times, the values every hot statement carries, get converters of their own, because
+SQLAlchemy's went through ``uuid.UUID`` and a regular expression for each value (a fifth of a
+step's time in a profile): ids are taken as canonical strings or ``uuid.UUID`` and always come
+back as canonical strings (``"0190e3a4-..."``), which is what every record holds; SQLite times
+are written and parsed in the same text format SQLAlchemy uses.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.types import TypeEngine
+
+from squidmesh_sdk.store import fusion
+from squidmesh_sdk.store.types import UTCDateTime
+
+__all__ = ["Compiled", "compile_statement"]
+
+Processor = Callable[[Any], Any]
+
+_CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # compared and hashed by identity
+class Compiled:
+    """A statement compiled for one dialect (see the module)."""
+
+    sql: str
+    constants: Mapping[str, Any]
+    """Values written into the statement (``.values(status="running")``), already converted."""
+    variables: tuple[tuple[str, str, Processor | None], ...]
+    """``(name in the SQL, key in the caller's parameters, converter)`` of every other value."""
+    columns: tuple[str, ...] | None
+    converters: tuple[tuple[str, Processor], ...]
+    """Result columns whose non-NULL values need converting."""
+    tables: frozenset[str]
+    """Every table the statement reads or writes."""
+    parts: fusion.Parts | None
+    """The statement taken apart for fusing (PostgreSQL), or ``None`` if it cannot be."""
+
+    def convert(self, raw_rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        """The driver's rows as dicts of converted values (none for a statement without)."""
+        columns = self.columns
+        if columns is None:
+            return []
+        converters = self.converters
+        rows = []
+        for raw in raw_rows:
+            row = dict(zip(columns, raw, strict=True))
+            for name, process in converters:
+                value = row[name]
+                if value is not None:
+                    row[name] = process(value)
+            rows.append(row)
+        return rows
+
+    def parameters(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The driver's parameters for the caller's: constants, then converted variables.
+
+        Always in the same order for one statement (fused statements rely on it).
+        """
+        values = dict(self.constants)
+        for name, key, process in self.variables:
+            value = params[key]
+            values[name] = process(value) if process is not None else value
+        return values
+
+
+def compile_statement(statement: ClauseElement, dialect: Dialect) -> Compiled:
+    """``statement`` compiled for ``dialect``."""
+    # Named parameters let one dict serve every placeholder: pysqlite's default is positional
+    # ("qmark"), so SQLite statements are compiled for its "named" style; psycopg's default
+    # "pyformat" is already named.
+    target = sqlite.dialect(paramstyle="named") if dialect.name == "sqlite" else dialect
+    compiled = cast(SQLCompiler, statement.compile(dialect=target))
+    constants: dict[str, Any] = {}
+    variables: list[tuple[str, str, Processor | None]] = []
+    seen: set[str] = set()
+    for bind, name in compiled.bind_names.items():
+        if name in seen:
+            continue
+        seen.add(name)
+        if bind.expanding:
+            raise ValueError(f"prepared statements cannot expand IN parameters ({name})")
+        process = _bind_processor(bind.type, dialect)
+        if bind.required:
+            variables.append((name, bind.key, process))
+        else:  # a value given when the statement was built
+            value = bind.effective_value
+            constants[name] = process(value) if process is not None else value
+    columns = list(getattr(statement, "exported_columns", ()))
+    converters = []
+    for column in columns:
+        process = _result_processor(column.type, dialect)
+        if process is not None:
+            converters.append((column.key, process))
+    sql = str(compiled)
+    return Compiled(
+        sql=sql,
+        constants=constants,
+        variables=tuple(variables),
+        columns=tuple(column.key for column in columns) if columns else None,
+        converters=tuple(converters),
+        tables=frozenset(
+            element.name
+            for element in visitors.iterate(statement)
+            if isinstance(element, sa.TableClause)
+        ),
+        parts=fusion.split(sql) if dialect.name == "postgresql" else None,
+    )
+
+
+def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | None:
+    if isinstance(type_, sa.Uuid):
+        return _id_to_hex if dialect.name == "sqlite" else _id_to_native
+    if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
+        return _time_to_sqlite
+    return type_.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | None:
+    if isinstance(type_, sa.Uuid):
+        return _hex_to_id if dialect.name == "sqlite" else str
+    if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
+        return _time_from_sqlite
+    return type_.dialect_impl(dialect).result_processor(dialect, None)
+
+
+def _id_to_hex(value: object) -> str | None:
+    """An id as SQLite stores it (SQLAlchemy's ``Uuid``: 32 hex digits)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and _CANONICAL_ID.fullmatch(value):
+        return value.replace("-", "")
+    return _as_uuid(value).hex
+
+
+def _id_to_native(value: object) -> object:
+    """An id for PostgreSQL's ``uuid`` (the statement casts text to it)."""
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str) and _CANONICAL_ID.fullmatch(value):
+        return value
+    return _as_uuid(value)
+
+
+def _as_uuid(value: object) -> uuid.UUID:
+    # Anything but a canonical string: parsed, so a malformed id fails as it always did.
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(cast(str, value))
+
+
+def _hex_to_id(value: str) -> str:
+    value = value.lower()
+    return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+
+
+def _time_to_sqlite(value: datetime | None) -> str | None:
+    """Naive UTC text, ``YYYY-MM-DD HH:MM:SS.ffffff``, SQLAlchemy's format (it sorts by time)."""
+    global _last_time
+    if value is None:
+        return None
+    last = _last_time
+    if last[0] is value:  # a transaction stamps most of its values with the same object
+        return last[1]
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: squidmesh stores aware UTC datetimes")
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    text = utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+    # One assignment, so a thread never sees one value with another's text; the tuple keeps
+    # the datetime alive, so no other object can take its identity meanwhile.
+    _last_time = (value, text)
+    return text
+
+
+_last_time: tuple[object, str] = (None, "")
+
+
+def _time_from_sqlite(value: object) -> datetime:
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(cast(str, value))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
