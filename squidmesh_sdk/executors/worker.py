@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -164,6 +165,11 @@ class Worker:
         # thread that takes a continuation moves on to another job under the same token).
         self._inflight: dict[object, int] = {}
         self._inflight_lock = threading.Lock()
+        # Threads whose delivery ended on a next-job claim that found nothing due, and threads
+        # that were busy when the loop, woken, could not claim for lack of a free thread since
+        # their last such claim began (see _on_done). Guarded by _inflight_lock.
+        self._found_nothing: set[object] = set()
+        self._owe_a_claim: set[object] = set()
         self._futures: set[concurrent.futures.Future[None]] = set()
         self._thread: threading.Thread | None = None
         if group_commit is None:
@@ -358,9 +364,11 @@ class Worker:
             return self.concurrency - len(self._inflight)
 
     def _claim(self, pool: concurrent.futures.ThreadPoolExecutor) -> int:
-        free = self._free_slots()
-        if free <= 0:
-            return 0
+        with self._inflight_lock:
+            free = self.concurrency - len(self._inflight)
+            if free <= 0:
+                self._owe_a_claim.update(self._inflight)
+                return 0
         runtime = self.runtime
         with runtime.transaction() as tx:
             claimed = claim_store.claim(
@@ -383,13 +391,15 @@ class Worker:
             self._futures.add(future)
         return len(claimed)
 
-    def _claim_next(self, tx: Transaction) -> tuple[Job, object | None] | None:
+    def _claim_next(self, token: object, tx: Transaction) -> tuple[Job, object | None] | None:
         """A delivering thread's next job, claimed in ``tx`` (the delivery's last transaction).
 
         The claim :meth:`_claim` makes for a free thread, for one job, made before the thread
         is free (see :meth:`Continuation.take_next_job
-        <squidmesh_sdk.port.continuation.Continuation.take_next_job>`).
+        <squidmesh_sdk.port.continuation.Continuation.take_next_job>`). ``token``: the thread's.
         """
+        with self._inflight_lock:
+            self._owe_a_claim.discard(token)  # this claim sees every job a wake announced
         claimed = claim_store.claim(
             tx, worker=self.name, queues=self.queues, limit=1, lease=self.lease, holds=self._holds
         )
@@ -403,8 +413,19 @@ class Worker:
         def done(future: concurrent.futures.Future[None]) -> None:
             with self._inflight_lock:
                 self._inflight.pop(token, None)
+                # A delivery whose last transaction claimed the thread's next job and found
+                # nothing saw the queues empty then; a job queued since wakes the loop (an
+                # in-process or NOTIFY wake, or the poll), so claiming again now would find
+                # nothing, unless that wake came while every thread was busy.
+                quiet = token in self._found_nothing and token not in self._owe_a_claim
+                self._found_nothing.discard(token)
+                if quiet:
+                    self._owe_a_claim.discard(token)
+                else:
+                    self._owe_a_claim.clear()  # the claim the loop makes now covers them all
             self._futures.discard(future)
-            self._wake.set()
+            if not quiet:
+                self._wake.set()
 
         return done
 
@@ -438,9 +459,13 @@ class Worker:
         ``claim``: the job's step, already claimed by the transaction that leased the job.
         """
         with grouping(self.group_commit):
-            self._deliver_all(job, token, claim)
+            found_nothing = self._deliver_all(job, token, claim)
+        if found_nothing:
+            with self._inflight_lock:
+                self._found_nothing.add(token)
 
-    def _deliver_all(self, job: Job, token: object, claim: object | None) -> None:
+    def _deliver_all(self, job: Job, token: object, claim: object | None) -> bool:
+        """Deliver the chain; whether it ended on a next-job claim that found nothing due."""
         current: Job | None = job
         while current is not None:
             if self._stopping.is_set() and claim is None:
@@ -448,7 +473,7 @@ class Worker:
                 # (A continuation whose step is already claimed is performed: it has started.)
                 if current is not job:
                     self._release(current)
-                return
+                return False
             accepting = self._accepting
             # A step job's row may become its continuation (its delivery settles it in the
             # outcome's transaction, which queues the next step).
@@ -463,13 +488,14 @@ class Worker:
                 delivered=current,
                 limited_queues=limited,
                 rate_limited_queues=rate_limited,
-                claim_next=self._claim_next,
+                claim_next=partial(self._claim_next, token),
             ) as offer:
                 self._deliver(current, claim)
             current, claim = offer.job, offer.claim
             if current is not None:
                 with self._inflight_lock:
                     self._inflight[token] = current.id
+        return offer.found_nothing
 
     def _accepting(self) -> bool:
         return not self._stopping.is_set()

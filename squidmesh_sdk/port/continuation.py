@@ -66,6 +66,8 @@ class Continuation:
     when it simply starts (see :meth:`take_next_job`)."""
     job: job_store.Job | None = None
     """The job to perform next, once the transaction that inserted it committed."""
+    found_nothing: bool = False
+    """The claim of the worker's next job found nothing due, in a transaction that committed."""
     queue: str | None = None
     """The queue of the job being delivered."""
     concurrency_key: str | None = None
@@ -143,10 +145,14 @@ class Continuation:
             self.claim_next = None
             raise NextJobNotClaimed from exc
         if taken is None:
+            tx.after_commit(self._found_nothing)
             return
         job, claim = taken
         self._lease(tx, job)
         self.claim = claim
+
+    def _found_nothing(self) -> None:
+        self.found_nothing = True
 
     def _lease(self, tx: Transaction, job: job_store.Job) -> None:
         # Nothing else is handed over, by this transaction or (if it rolls back, as a group

@@ -10,25 +10,30 @@ run's lock must not, and the delivery claims the step itself when it could not.
 
 from __future__ import annotations
 
+import concurrent.futures
+import itertools
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 import pytest
 import sqlalchemy as sa
 
-from squidmesh_sdk import Client, Worker
+from squidmesh_sdk import Client, DatabaseExecutor, Worker
 from squidmesh_sdk.port.continuation import Continuation, continuation
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import claiming, execution, runner
+from squidmesh_sdk.runtime.events import RunTransitioned
 from squidmesh_sdk.runtime.recording import Claim
 from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import schema
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.prepared import Prepared
-from tests.integration.worker.app import make_client
-from tests.integration.worker.conftest import attempts_by_step
+from tests.integration.worker.app import WORKFLOWS, make_client
+from tests.integration.worker.conftest import attempts_by_step, wait_until
 
 
 def _jobs(client: Client) -> list[job_store.Job]:
@@ -63,7 +68,7 @@ def _finish_first_run(client: Client, worker: Worker, *, accepting: bool = True)
         ["default"],
         lambda: accepting,
         job.id,
-        claim_next=worker._claim_next,
+        claim_next=partial(worker._claim_next, object()),
     ) as offer:
         delivery = Delivery(settle=worker._settler(job), claim=claim)
         assert runner.perform(client.runtime, job.payload, delivery=delivery) == "executed"
@@ -135,7 +140,7 @@ def test_a_next_job_claim_that_fails_costs_the_outcome_nothing(
 
     monkeypatch.setattr(claim_store, "claim", failing_claim)
     with continuation(
-        "w", 30, ["default"], lambda: True, job.id, claim_next=worker._claim_next
+        "w", 30, ["default"], lambda: True, job.id, claim_next=partial(worker._claim_next, object())
     ) as offer:
         delivery = Delivery(settle=worker._settler(job), claim=claim)
         assert runner.perform(client.runtime, job.payload, delivery=delivery) == "executed"
@@ -245,7 +250,14 @@ def _run_whose_worker_dies_after_a_failed_next_job_claim(
     monkeypatch.setattr(execution, "_apply_and_settle", dies_before_writing_again)
     delivery = Delivery(settle=worker._settler(job), claim=claim)
     with (
-        continuation("w", 30, ["default"], lambda: True, job.id, claim_next=worker._claim_next),
+        continuation(
+            "w",
+            30,
+            ["default"],
+            lambda: True,
+            job.id,
+            claim_next=partial(worker._claim_next, object()),
+        ),
         pytest.raises(_Died),
     ):
         runner.perform(client.runtime, job.payload, delivery=delivery)
@@ -343,3 +355,81 @@ def _claim_while_the_run_is_held(client: Client) -> None:
     # The delivery then claims the step itself, holding nothing else.
     with client.runtime.transaction() as tx:
         assert isinstance(claiming.claim_step(client.runtime, tx, run.id, "step_1"), Claim)
+
+
+class _Completions:
+    """An observer: the ids of the runs completed so far, and a hook called for each."""
+
+    def __init__(self, on_completed: Callable[[str], None] = lambda _run_id: None) -> None:
+        self.completed: list[str] = []
+        self._on_completed = on_completed
+
+    def emit(self, event: object) -> None:
+        if isinstance(event, RunTransitioned) and event.to_status == "completed":
+            self.completed.append(event.run.id)
+            self._on_completed(event.run.id)
+
+
+def test_a_worker_whose_last_claim_found_nothing_does_not_claim_again(database_url: str) -> None:
+    # A 5-step run costs 7 transactions on an idle worker: its start, the claim of its first
+    # job, one per step. The last step's claims the worker's next job and finds none: the
+    # worker does not ask the database again when that delivery ends (a job queued later
+    # wakes it), or every run a worker drains would end on a claim of its own.
+    completions = _Completions()
+    with (
+        Client(
+            database_url, WORKFLOWS, executor=DatabaseExecutor(), observers=[completions]
+        ) as client,
+        Worker(client, concurrency=1, poll_interval=60, lease=60),
+    ):
+        warm_up = client.start_run("five_steps")  # the worker's first loop reads and rescues
+        wait_until(lambda: warm_up.id in completions.completed, what="the warm-up run")
+        commits = itertools.count()
+        counting = lambda _connection: next(commits)  # noqa: E731
+        sa.event.listen(client.database.engine, "commit", counting)
+        try:
+            run = client.start_run("five_steps")
+            wait_until(lambda: run.id in completions.completed, what="the run")
+            time.sleep(0.5)  # the worker woke at once for another claim, if it did
+        finally:
+            sa.event.remove(client.database.engine, "commit", counting)
+        assert next(commits) == 7
+
+
+def test_a_job_queued_while_every_thread_was_busy_is_claimed_when_one_ends(
+    database_url: str,
+) -> None:
+    # The worker's only thread ends a run whose last claim found nothing; before the thread
+    # is free, another run is started: its job's wake finds no free thread, so the loop
+    # claims nothing. The thread's end then owes the loop that claim (without it, the job
+    # would wait for the 60 s poll).
+    first_completed = threading.Event()
+    second_started = threading.Event()
+
+    def hold_the_thread(_run_id: str) -> None:
+        first_completed.set()
+        second_started.wait(10)
+        time.sleep(0.3)  # the loop wakes for the new job while the thread is still busy
+
+    completions = _Completions(hold_the_thread)
+    with (
+        Client(
+            database_url, WORKFLOWS, executor=DatabaseExecutor(), observers=[completions]
+        ) as client,
+        Worker(client, concurrency=1, poll_interval=60, lease=60) as worker,
+    ):
+        woken_while_busy = threading.Event()
+        claim = worker._claim
+
+        def noting_busy_wakes(pool: concurrent.futures.ThreadPoolExecutor) -> int:
+            if worker._free_slots() == 0:
+                woken_while_busy.set()
+            return claim(pool)
+
+        worker._claim = noting_busy_wakes  # type: ignore[method-assign]
+        client.start_run("five_steps")
+        assert first_completed.wait(10)
+        second = client.start_run("five_steps")
+        second_started.set()
+        wait_until(lambda: second.id in completions.completed, timeout=10, what="the second run")
+        assert woken_while_busy.is_set()
