@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -253,13 +254,23 @@ class Client:
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", by_alias=True)
         body = {} if payload is None else payload
-        if key is None:
-            run = runner.start_run(self._runtime, name, body, trigger=trigger_name, priority=chosen)
-            return RunHandle(run=run, created=True, client=self)
-        run, created = runner.start_run_once(
-            self._runtime, name, body, trigger=trigger_name, key=key, priority=chosen
-        )
+        with self._starting():
+            if key is None:
+                run = runner.start_run(
+                    self._runtime, name, body, trigger=trigger_name, priority=chosen
+                )
+                return RunHandle(run=run, created=True, client=self)
+            run, created = runner.start_run_once(
+                self._runtime, name, body, trigger=trigger_name, key=key, priority=chosen
+            )
         return RunHandle(run=run, created=created, client=self)
+
+    def _starting(self) -> contextlib.AbstractContextManager[None]:
+        """Around a start: an idle worker of this process may take the run's first job at once."""
+        executor = self._runtime.executor
+        if isinstance(executor, DatabaseExecutor):
+            return executor.starting(self._runtime)
+        return contextlib.nullcontext()
 
     def wait_for_run(
         self,

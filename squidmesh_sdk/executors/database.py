@@ -10,27 +10,40 @@ insert also sends a ``NOTIFY`` (delivered on commit) so idle workers wake at onc
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from squidmesh_sdk.executors.routing import QueueRouting
 from squidmesh_sdk.port import flow, payloads
-from squidmesh_sdk.port.continuation import Continuation, current_continuation
+from squidmesh_sdk.port.continuation import Continuation, current_continuation, offering
 from squidmesh_sdk.port.executor import DispatchMetadata, ExecutorBinding
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import Run
 
-__all__ = ["NOTIFY_CHANNEL", "DatabaseExecutor"]
+__all__ = ["NOTIFY_CHANNEL", "DatabaseExecutor", "IdleWorker"]
 
 NOTIFY_CHANNEL = "squidmesh_jobs"
 """The PostgreSQL channel workers ``LISTEN`` on; the payload is the queue name."""
+
+
+class IdleWorker(Protocol):
+    """A worker of this process that may take a run being started here, on a free thread."""
+
+    def offer_start(self, runtime: object) -> tuple[object, Continuation] | None:
+        """Reserve a free thread for a run ``runtime`` starts: its token and offer, or ``None``."""
+        ...
+
+    def take_offered(self, token: object, offer: Continuation) -> None:
+        """After the start: perform what ``offer`` was handed, or free the reserved thread."""
+        ...
 
 
 class DatabaseExecutor(QueueRouting):
@@ -53,6 +66,7 @@ class DatabaseExecutor(QueueRouting):
         super().__init__(queue=queue, queue_for=queue_for)
         self._binding: ExecutorBinding | None = None
         self._wakers: list[threading.Event] = []
+        self._idle_workers: list[IdleWorker] = []
         self._lock = threading.Lock()
 
     def bind(self, binding: ExecutorBinding) -> None:
@@ -69,6 +83,47 @@ class DatabaseExecutor(QueueRouting):
         with self._lock:
             if event in self._wakers:
                 self._wakers.remove(event)
+
+    def add_idle_worker(self, worker: IdleWorker) -> None:
+        """Offer runs started in this process to ``worker`` while idle (see :meth:`starting`)."""
+        with self._lock:
+            self._idle_workers.append(worker)
+
+    def remove_idle_worker(self, worker: IdleWorker) -> None:
+        """Stop offering runs to ``worker``."""
+        with self._lock:
+            if worker in self._idle_workers:
+                self._idle_workers.remove(worker)
+
+    @contextmanager
+    def starting(self, runtime: object) -> Iterator[None]:
+        """While ``runtime`` starts a run: its first job may go straight to an idle worker thread.
+
+        A worker of this process with a free thread whose last claim found nothing due (see
+        :meth:`Worker.offer_start <squidmesh_sdk.executors.worker.Worker.offer_start>`) has the
+        job leased to it by the start's transaction, with the first step started there too,
+        and performs it once that commits: no claim, no wake, one transaction fewer. The job
+        goes to the queue as usual when no worker is idle, or when it may not skip the claim
+        (another queue, a concurrency key, a queue with limits). A thread that is already
+        delivering a job keeps its own offer (a step that starts a run).
+        """
+        with self._lock:
+            workers = list(self._idle_workers)
+        reserved = None
+        if current_continuation() is None:
+            for worker in workers:
+                reserved = worker.offer_start(runtime)
+                if reserved is not None:
+                    break
+        if reserved is None:
+            yield
+            return
+        token, offer = reserved
+        try:
+            with offering(offer):
+                yield
+        finally:
+            worker.take_offered(token, offer)
 
     def enqueue_steps(
         self,

@@ -39,7 +39,7 @@ from squidmesh_sdk.executors.purge import PeriodicPurge
 from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.executors.step_threads import step_threads
 from squidmesh_sdk.port import payloads
-from squidmesh_sdk.port.continuation import continuation, current_continuation
+from squidmesh_sdk.port.continuation import Continuation, continuation, current_continuation
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import claiming, runner, schedules
 from squidmesh_sdk.runtime.core import RuntimeOwner
@@ -170,6 +170,12 @@ class Worker:
         # their last such claim began (see _on_done). Guarded by _inflight_lock.
         self._found_nothing: set[object] = set()
         self._owe_a_claim: set[object] = set()
+        # Threads reserved for a run this process is starting (see offer_start), and whether
+        # this worker is idle: its last claim (the loop's or a thread's) found nothing due.
+        self._reserved: set[object] = set()
+        self._reservations_ended = threading.Condition(self._inflight_lock)
+        self._idle_since_claim = False
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._futures: set[concurrent.futures.Future[None]] = set()
         self._thread: threading.Thread | None = None
         if group_commit is None:
@@ -219,8 +225,12 @@ class Worker:
             if self._purger is not None:
                 self._purger.start()
             with step_threads(self.concurrency) as pool:
+                self._pool = pool
+                self.executor.add_idle_worker(self)
                 self._loop_forever(pool)
         finally:
+            self.executor.remove_idle_worker(self)
+            self._pool = None
             if self._purger is not None:
                 self._purger.stop(self.shutdown_timeout)
             self.executor.remove_waker(self._wake)
@@ -361,14 +371,18 @@ class Worker:
 
     def _free_slots(self) -> int:
         with self._inflight_lock:
-            return self.concurrency - len(self._inflight)
+            return self._free_locked()
+
+    def _free_locked(self) -> int:
+        return self.concurrency - len(self._inflight) - len(self._reserved)
 
     def _claim(self, pool: concurrent.futures.ThreadPoolExecutor) -> int:
         with self._inflight_lock:
-            free = self.concurrency - len(self._inflight)
+            free = self._free_locked()
             if free <= 0:
                 self._owe_a_claim.update(self._inflight)
                 return 0
+            self._idle_since_claim = False  # no thread is offered while the claim is made
         runtime = self.runtime
         with runtime.transaction() as tx:
             claimed = claim_store.claim(
@@ -381,15 +395,89 @@ class Worker:
             )
             # Each step starts in this transaction too: one commit fewer per claimed job.
             ahead = {job.id: self._claim_step(tx, job) for job in claimed}
+        with self._inflight_lock:
+            self._idle_since_claim = not claimed
         for job in claimed:
             _record_lag(tx, job)
             token = object()
             with self._inflight_lock:
                 self._inflight[token] = job.id
-            future = pool.submit(self._deliver_chain, job, token, ahead[job.id])
-            future.add_done_callback(self._on_done(token))
-            self._futures.add(future)
+            self._submit(pool, job, token, ahead[job.id])
         return len(claimed)
+
+    def _submit(
+        self,
+        pool: concurrent.futures.ThreadPoolExecutor,
+        job: Job,
+        token: object,
+        claim: object | None,
+    ) -> None:
+        future = pool.submit(self._deliver_chain, job, token, claim)
+        future.add_done_callback(self._on_done(token))
+        self._futures.add(future)
+
+    def offer_start(self, runtime: object) -> tuple[object, Continuation] | None:
+        """Reserve a free thread for a run ``runtime`` is starting in this process, if idle.
+
+        For :meth:`DatabaseExecutor.starting
+        <squidmesh_sdk.executors.database.DatabaseExecutor.starting>`: the thread's token and
+        its offer, or ``None`` unless this worker runs for ``runtime`` (the same client), takes
+        work, has a thread free and is idle: its last claim found nothing due and nothing woke
+        it since. A busy worker's queue may hold jobs its next claim would take first; a run
+        started meanwhile waits its turn there. :meth:`take_offered` must follow.
+        """
+        if runtime is not self.runtime or self._pool is None:
+            return None
+        with self._inflight_lock:
+            if (
+                self._stopping.is_set()  # read under the lock _drain waits on: no reservation after
+                or not self._idle_since_claim
+                or self._wake.is_set()
+                or self._free_locked() <= 0
+            ):
+                return None
+            token = object()
+            self._reserved.add(token)
+        limited, rate_limited = self._limited
+        offer = Continuation(
+            worker=self.name,
+            lease=self.lease,
+            queues=frozenset(self.queues),
+            accepting=self._accepting,
+            limited_queues=limited,
+            rate_limited_queues=rate_limited,
+            free_thread=True,
+        )
+        return token, offer
+
+    def take_offered(self, token: object, offer: Continuation) -> None:
+        """Perform the job the start handed ``offer`` on the reserved thread, or free it.
+
+        Nothing was handed when the start failed, or its job could not skip the claim: the
+        job is queued then, and its wake brings the loop.
+        """
+        job = offer.job
+        with self._inflight_lock:
+            self._reserved.discard(token)
+            if job is not None:
+                self._inflight[token] = job.id
+                self._idle_since_claim = False
+            self._reservations_ended.notify_all()
+        if job is None:
+            return
+        pool = self._pool
+        try:
+            if pool is None:
+                raise RuntimeError("the worker's threads are gone")
+            self._submit(pool, job, token, offer.claim)
+        except RuntimeError:
+            # Stopped past its shutdown timeout: the job's lease expires and it is rescued.
+            with self._inflight_lock:
+                self._inflight.pop(token, None)
+            logger.warning(
+                "worker stopped before it could perform a run's first job; its lease will expire",
+                extra={"worker": self.name, "job_id": job.id, "run_id": job.run_id},
+            )
 
     def _claim_next(self, token: object, tx: Transaction) -> tuple[Job, object | None] | None:
         """A delivering thread's next job, claimed in ``tx`` (the delivery's last transaction).
@@ -405,6 +493,7 @@ class Worker:
         )
         if not claimed:
             return None
+        self._idle_since_claim = False
         (job,) = claimed
         tx.after_commit(lambda: _record_lag(tx, job))
         return job, self._claim_step(tx, job)
@@ -430,6 +519,11 @@ class Worker:
         return done
 
     def _drain(self, pool: concurrent.futures.ThreadPoolExecutor) -> None:
+        with self._reservations_ended:
+            # A run started just before the stop: its job comes to a reserved thread.
+            self._reservations_ended.wait_for(
+                lambda: not self._reserved, timeout=self.shutdown_timeout
+            )
         futures = list(self._futures)
         _, pending = concurrent.futures.wait(futures, timeout=self.shutdown_timeout)
         if pending:
@@ -463,6 +557,7 @@ class Worker:
         if found_nothing:
             with self._inflight_lock:
                 self._found_nothing.add(token)
+                self._idle_since_claim = True
 
     def _deliver_all(self, job: Job, token: object, claim: object | None) -> bool:
         """Deliver the chain; whether it ended on a next-job claim that found nothing due."""

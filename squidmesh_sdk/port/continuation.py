@@ -22,7 +22,13 @@ from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import prepared
 from squidmesh_sdk.store.database import Transaction
 
-__all__ = ["Continuation", "NextJobNotClaimed", "continuation", "current_continuation"]
+__all__ = [
+    "Continuation",
+    "NextJobNotClaimed",
+    "continuation",
+    "current_continuation",
+    "offering",
+]
 
 
 class NextJobNotClaimed(Exception):
@@ -68,6 +74,10 @@ class Continuation:
     """The job to perform next, once the transaction that inserted it committed."""
     found_nothing: bool = False
     """The claim of the worker's next job found nothing due, in a transaction that committed."""
+    free_thread: bool = False
+    """The offer is an idle thread's, not a delivering one's: the job it is handed is performed
+    as soon as the transaction commits, so its step may be claimed ahead in that transaction
+    (see :func:`squidmesh_sdk.runtime.runner.start_run`)."""
     queue: str | None = None
     """The queue of the job being delivered."""
     concurrency_key: str | None = None
@@ -207,6 +217,16 @@ def current_continuation() -> Continuation | None:
 
 
 @contextmanager
+def offering(offer: Continuation) -> Iterator[Continuation]:
+    """Make ``offer`` this thread's continuation offer while the ``with`` block runs."""
+    token = _continuation.set(offer)
+    try:
+        yield offer
+    finally:
+        _continuation.reset(token)
+
+
+@contextmanager
 def continuation(
     worker: str,
     lease: float,
@@ -239,8 +259,5 @@ def continuation(
         limited_queues=limited_queues,
         rate_limited_queues=rate_limited_queues,
     )
-    token = _continuation.set(offer)
-    try:
+    with offering(offer):
         yield offer
-    finally:
-        _continuation.reset(token)

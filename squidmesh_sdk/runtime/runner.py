@@ -14,12 +14,14 @@ from sqlalchemy.exc import IntegrityError
 
 from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.port import payloads
+from squidmesh_sdk.port.continuation import current_continuation
 from squidmesh_sdk.port.delivery import Delivery
-from squidmesh_sdk.runtime import compensation, dispatcher, execution, schedules
+from squidmesh_sdk.runtime import claiming, compensation, dispatcher, execution, schedules
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import RunCreated
 from squidmesh_sdk.store import run_reads
 from squidmesh_sdk.store import runs as run_store
+from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import SCHEDULE_KEY, Run
 
 __all__ = [
@@ -83,10 +85,27 @@ def start_run(
         root.set_attribute(telemetry.RUN_ID, run.id)
         root.set_attribute(telemetry.TRIGGER, run.trigger)
         dispatcher.dispatch_run(runtime, tx, run)
+        _claim_first_step_ahead(runtime, tx, run.id)
         tx.events.insert(0, RunCreated(run))
         if delivery is not None:
             delivery.settle_in(tx)
     return run
+
+
+def _claim_first_step_ahead(runtime: Runtime, tx: Transaction, run_id: str) -> None:
+    """Start the run's first step in ``tx`` when its job went to an idle worker thread.
+
+    That thread performs the job as soon as ``tx`` commits (see
+    :meth:`Worker.offer_start <squidmesh_sdk.executors.worker.Worker.offer_start>`): its
+    step starts here, as a worker's claim starts it, saving the step a transaction of its own.
+    A step that does more than simply start is left to the delivery.
+    """
+    offer = current_continuation()
+    if offer is None or not offer.free_thread:
+        return
+    step = offer.step_to_claim(tx, run_id)
+    if step is not None:
+        offer.claim = claiming.claim_step(runtime, tx, run_id, step)
 
 
 def start_run_once(

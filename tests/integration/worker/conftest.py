@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from squidmesh_sdk import Client, Run
+from squidmesh_sdk.runtime.events import RunTransitioned
 from squidmesh_sdk.store import schema
 from tests.integration.worker.app import make_client
 from tests.integration.worker.processes import Spawn, worker_processes
@@ -43,6 +44,19 @@ def settled(client: Client, runs: list[Run]) -> Callable[[], bool]:
         return unsettled == 0
 
     return check
+
+
+class Completions:
+    """An observer: the ids of the runs completed so far, and a hook called for each."""
+
+    def __init__(self, on_completed: Callable[[str], None] = lambda _run_id: None) -> None:
+        self.completed: list[str] = []
+        self._on_completed = on_completed
+
+    def emit(self, event: object) -> None:
+        if isinstance(event, RunTransitioned) and event.to_status == "completed":
+            self.completed.append(event.run.id)
+            self._on_completed(event.run.id)
 
 
 def workers_up(client: Client) -> None:

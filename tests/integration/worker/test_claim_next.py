@@ -11,10 +11,8 @@ run's lock must not, and the delivery claims the step itself when it could not.
 from __future__ import annotations
 
 import concurrent.futures
-import itertools
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 
@@ -25,7 +23,6 @@ from squidmesh_sdk import Client, DatabaseExecutor, Worker
 from squidmesh_sdk.port.continuation import Continuation, continuation
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import claiming, execution, runner
-from squidmesh_sdk.runtime.events import RunTransitioned
 from squidmesh_sdk.runtime.recording import Claim
 from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
@@ -33,7 +30,7 @@ from squidmesh_sdk.store import schema
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.prepared import Prepared
 from tests.integration.worker.app import WORKFLOWS, make_client
-from tests.integration.worker.conftest import attempts_by_step, wait_until
+from tests.integration.worker.conftest import Completions, attempts_by_step, wait_until
 
 
 def _jobs(client: Client) -> list[job_store.Job]:
@@ -357,45 +354,6 @@ def _claim_while_the_run_is_held(client: Client) -> None:
         assert isinstance(claiming.claim_step(client.runtime, tx, run.id, "step_1"), Claim)
 
 
-class _Completions:
-    """An observer: the ids of the runs completed so far, and a hook called for each."""
-
-    def __init__(self, on_completed: Callable[[str], None] = lambda _run_id: None) -> None:
-        self.completed: list[str] = []
-        self._on_completed = on_completed
-
-    def emit(self, event: object) -> None:
-        if isinstance(event, RunTransitioned) and event.to_status == "completed":
-            self.completed.append(event.run.id)
-            self._on_completed(event.run.id)
-
-
-def test_a_worker_whose_last_claim_found_nothing_does_not_claim_again(database_url: str) -> None:
-    # A 5-step run costs 7 transactions on an idle worker: its start, the claim of its first
-    # job, one per step. The last step's claims the worker's next job and finds none: the
-    # worker does not ask the database again when that delivery ends (a job queued later
-    # wakes it), or every run a worker drains would end on a claim of its own.
-    completions = _Completions()
-    with (
-        Client(
-            database_url, WORKFLOWS, executor=DatabaseExecutor(), observers=[completions]
-        ) as client,
-        Worker(client, concurrency=1, poll_interval=60, lease=60),
-    ):
-        warm_up = client.start_run("five_steps")  # the worker's first loop reads and rescues
-        wait_until(lambda: warm_up.id in completions.completed, what="the warm-up run")
-        commits = itertools.count()
-        counting = lambda _connection: next(commits)  # noqa: E731
-        sa.event.listen(client.database.engine, "commit", counting)
-        try:
-            run = client.start_run("five_steps")
-            wait_until(lambda: run.id in completions.completed, what="the run")
-            time.sleep(0.5)  # the worker woke at once for another claim, if it did
-        finally:
-            sa.event.remove(client.database.engine, "commit", counting)
-        assert next(commits) == 7
-
-
 def test_a_job_queued_while_every_thread_was_busy_is_claimed_when_one_ends(
     database_url: str,
 ) -> None:
@@ -411,7 +369,7 @@ def test_a_job_queued_while_every_thread_was_busy_is_claimed_when_one_ends(
         second_started.wait(10)
         time.sleep(0.3)  # the loop wakes for the new job while the thread is still busy
 
-    completions = _Completions(hold_the_thread)
+    completions = Completions(hold_the_thread)
     with (
         Client(
             database_url, WORKFLOWS, executor=DatabaseExecutor(), observers=[completions]
