@@ -254,7 +254,7 @@ class Client:
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json", by_alias=True)
         body = {} if payload is None else payload
-        with self._starting():
+        with self._starting(name):
             if key is None:
                 run = runner.start_run(
                     self._runtime, name, body, trigger=trigger_name, priority=chosen
@@ -265,11 +265,11 @@ class Client:
             )
         return RunHandle(run=run, created=created, client=self)
 
-    def _starting(self) -> contextlib.AbstractContextManager[None]:
+    def _starting(self, workflow: str) -> contextlib.AbstractContextManager[None]:
         """Around a start: an idle worker of this process may take the run's first job at once."""
         executor = self._runtime.executor
         if isinstance(executor, DatabaseExecutor):
-            return executor.starting(self._runtime)
+            return executor.starting(self._runtime, workflow)
         return contextlib.nullcontext()
 
     def wait_for_run(

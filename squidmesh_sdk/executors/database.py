@@ -37,8 +37,8 @@ NOTIFY_CHANNEL = "squidmesh_jobs"
 class IdleWorker(Protocol):
     """A worker of this process that may take a run being started here, on a free thread."""
 
-    def offer_start(self, runtime: object) -> tuple[object, Continuation] | None:
-        """Reserve a free thread for a run ``runtime`` starts: its token and offer, or ``None``."""
+    def offer_start(self, runtime: object, queue: str) -> tuple[object, Continuation] | None:
+        """Reserve a free thread for a run of ``queue`` that ``runtime`` starts, or ``None``."""
         ...
 
     def take_offered(self, token: object, offer: Continuation) -> None:
@@ -96,8 +96,8 @@ class DatabaseExecutor(QueueRouting):
                 self._idle_workers.remove(worker)
 
     @contextmanager
-    def starting(self, runtime: object) -> Iterator[None]:
-        """While ``runtime`` starts a run: its first job may go straight to an idle worker thread.
+    def starting(self, runtime: object, workflow: str) -> Iterator[None]:
+        """While ``runtime`` starts a run of ``workflow``: its first job may go to an idle thread.
 
         A worker of this process with a free thread whose last claim found nothing due (see
         :meth:`Worker.offer_start <squidmesh_sdk.executors.worker.Worker.offer_start>`) has the
@@ -112,7 +112,7 @@ class DatabaseExecutor(QueueRouting):
         reserved = None
         if current_continuation() is None:
             for worker in workers:
-                reserved = worker.offer_start(runtime)
+                reserved = worker.offer_start(runtime, self.queue_of(workflow))
                 if reserved is not None:
                     break
         if reserved is None:

@@ -165,13 +165,19 @@ class Worker:
         # thread that takes a continuation moves on to another job under the same token).
         self._inflight: dict[object, int] = {}
         self._inflight_lock = threading.Lock()
-        # Threads whose delivery ended on a next-job claim that found nothing due, and threads
-        # that were busy when the loop, woken, could not claim for lack of a free thread since
-        # their last such claim began (see _on_done). Guarded by _inflight_lock.
-        self._found_nothing: set[object] = set()
+        # Guarded by _inflight_lock, like the rest of this block (see _on_done, offer_start):
+        # loop claims begun so far, and whether one is being made;
+        self._claims_begun = 0
+        self._claiming = False
+        # threads whose delivery ended on a next-job claim that found nothing due (with the
+        # loop claims begun when that claim began), and that claim's start for each thread;
+        self._found_nothing: dict[object, int] = {}
+        self._next_claim_begun: dict[object, int] = {}
+        # threads that were busy when the loop could not claim for lack of a free thread
+        # (woken, or its claim capped by its free threads) since their last next-job claim;
         self._owe_a_claim: set[object] = set()
-        # Threads reserved for a run this process is starting (see offer_start), and whether
-        # this worker is idle: its last claim (the loop's or a thread's) found nothing due.
+        # threads reserved for runs this process is starting, and whether the worker is idle:
+        # its last claim (the loop's or a thread's) found nothing due.
         self._reserved: set[object] = set()
         self._reservations_ended = threading.Condition(self._inflight_lock)
         self._idle_since_claim = False
@@ -380,23 +386,33 @@ class Worker:
         with self._inflight_lock:
             free = self._free_locked()
             if free <= 0:
-                self._owe_a_claim.update(self._inflight)
+                # Woken with every thread busy: what woke it waits for the next one to end.
+                self._owe_a_claim.update(self._inflight, self._reserved)
+                self._idle_since_claim = False
                 return 0
-            self._idle_since_claim = False  # no thread is offered while the claim is made
-        runtime = self.runtime
-        with runtime.transaction() as tx:
-            claimed = claim_store.claim(
-                tx,
-                worker=self.name,
-                queues=self.queues,
-                limit=free,
-                lease=self.lease,
-                holds=self._holds,
-            )
-            # Each step starts in this transaction too: one commit fewer per claimed job.
-            ahead = {job.id: self._claim_step(tx, job) for job in claimed}
-        with self._inflight_lock:
-            self._idle_since_claim = not claimed
+            self._claims_begun += 1
+            self._claiming = True  # no thread is offered to a start meanwhile
+            self._idle_since_claim = False
+        claimed: list[Job] = []
+        try:
+            with self.runtime.transaction() as tx:
+                claimed = claim_store.claim(
+                    tx,
+                    worker=self.name,
+                    queues=self.queues,
+                    limit=free,
+                    lease=self.lease,
+                    holds=self._holds,
+                )
+                # Each step starts in this transaction too: one commit fewer per claimed job.
+                ahead = {job.id: self._claim_step(tx, job) for job in claimed}
+        finally:
+            with self._inflight_lock:
+                self._claiming = False
+                self._idle_since_claim = not claimed
+                if len(claimed) == free:
+                    # Capped by the free threads: more may be due, for the busy ones to take.
+                    self._owe_a_claim.update(self._inflight, self._reserved)
         for job in claimed:
             _record_lag(tx, job)
             token = object()
@@ -416,29 +432,36 @@ class Worker:
         future.add_done_callback(self._on_done(token))
         self._futures.add(future)
 
-    def offer_start(self, runtime: object) -> tuple[object, Continuation] | None:
+    def offer_start(self, runtime: object, queue: str) -> tuple[object, Continuation] | None:
         """Reserve a free thread for a run ``runtime`` is starting in this process, if idle.
 
         For :meth:`DatabaseExecutor.starting
         <squidmesh_sdk.executors.database.DatabaseExecutor.starting>`: the thread's token and
-        its offer, or ``None`` unless this worker runs for ``runtime`` (the same client), takes
-        work, has a thread free and is idle: its last claim found nothing due and nothing woke
-        it since. A busy worker's queue may hold jobs its next claim would take first; a run
-        started meanwhile waits its turn there. :meth:`take_offered` must follow.
+        its offer, or ``None`` unless this worker runs for ``runtime`` (the same client),
+        serves ``queue`` (the run's first job's) and it has no limits, takes work, has a
+        thread free and is idle: its last claim found nothing due, no claim is being made and
+        no wake is waiting. A busy worker's queue may hold jobs its next claim would take
+        first; a run started meanwhile waits its turn there. :meth:`take_offered` must follow.
         """
-        if runtime is not self.runtime or self._pool is None:
+        limited, rate_limited = self._limited
+        if (
+            runtime is not self.runtime
+            or self._pool is None
+            or queue not in self.queues
+            or queue in limited
+        ):
             return None
         with self._inflight_lock:
             if (
                 self._stopping.is_set()  # read under the lock _drain waits on: no reservation after
                 or not self._idle_since_claim
+                or self._claiming
                 or self._wake.is_set()
                 or self._free_locked() <= 0
             ):
                 return None
             token = object()
             self._reserved.add(token)
-        limited, rate_limited = self._limited
         offer = Continuation(
             worker=self.name,
             lease=self.lease,
@@ -453,23 +476,38 @@ class Worker:
     def take_offered(self, token: object, offer: Continuation) -> None:
         """Perform the job the start handed ``offer`` on the reserved thread, or free it.
 
-        Nothing was handed when the start failed, or its job could not skip the claim: the
-        job is queued then, and its wake brings the loop.
+        Nothing was handed when the start failed, or its job could not skip the claim (a
+        concurrency key): the job is queued then. If the loop was woken meanwhile and found
+        no thread (this one was reserved), giving the thread back wakes it again.
+        A stopping worker releases a handed job whose step did not start (the stop came
+        during the start).
         """
         job = offer.job
-        with self._inflight_lock:
-            self._reserved.discard(token)
-            if job is not None:
-                self._inflight[token] = job.id
-                self._idle_since_claim = False
-            self._reservations_ended.notify_all()
-        if job is None:
-            return
-        pool = self._pool
         try:
+            if job is not None and offer.claim is None and self._stopping.is_set():
+                self._release(job)
+                job = None
+            if job is not None:
+                self._perform_offered(token, job, offer.claim)
+        finally:
+            # Only now: _drain, waiting for reservations, must find the job's future.
+            self._end_reservation(token)
+        if job is None:
+            with self._inflight_lock:
+                woken_meanwhile = token in self._owe_a_claim
+                self._owe_a_claim.discard(token)
+            if woken_meanwhile:
+                self._wake.set()
+
+    def _perform_offered(self, token: object, job: Job, claim: object | None) -> None:
+        with self._inflight_lock:
+            self._inflight[token] = job.id
+            self._idle_since_claim = False
+        try:
+            pool = self._pool
             if pool is None:
                 raise RuntimeError("the worker's threads are gone")
-            self._submit(pool, job, token, offer.claim)
+            self._submit(pool, job, token, claim)
         except RuntimeError:
             # Stopped past its shutdown timeout: the job's lease expires and it is rescued.
             with self._inflight_lock:
@@ -478,6 +516,11 @@ class Worker:
                 "worker stopped before it could perform a run's first job; its lease will expire",
                 extra={"worker": self.name, "job_id": job.id, "run_id": job.run_id},
             )
+
+    def _end_reservation(self, token: object) -> None:
+        with self._inflight_lock:
+            self._reserved.discard(token)
+            self._reservations_ended.notify_all()
 
     def _claim_next(self, token: object, tx: Transaction) -> tuple[Job, object | None] | None:
         """A delivering thread's next job, claimed in ``tx`` (the delivery's last transaction).
@@ -488,6 +531,7 @@ class Worker:
         """
         with self._inflight_lock:
             self._owe_a_claim.discard(token)  # this claim sees every job a wake announced
+            self._next_claim_begun[token] = self._claims_begun
         claimed = claim_store.claim(
             tx, worker=self.name, queues=self.queues, limit=1, lease=self.lease, holds=self._holds
         )
@@ -506,10 +550,12 @@ class Worker:
                 # nothing saw the queues empty then; a job queued since wakes the loop (an
                 # in-process or NOTIFY wake, or the poll), so claiming again now would find
                 # nothing, unless that wake came while every thread was busy.
-                quiet = token in self._found_nothing and token not in self._owe_a_claim
-                self._found_nothing.discard(token)
+                begun = self._found_nothing.pop(token, None)
+                quiet = begun is not None and token not in self._owe_a_claim
                 if quiet:
                     self._owe_a_claim.discard(token)
+                    if begun == self._claims_begun and not self._claiming:
+                        self._idle_since_claim = True  # no loop claim since: still true
                 else:
                     self._owe_a_claim.clear()  # the claim the loop makes now covers them all
             self._futures.discard(future)
@@ -552,12 +598,15 @@ class Worker:
 
         ``claim``: the job's step, already claimed by the transaction that leased the job.
         """
-        with grouping(self.group_commit):
-            found_nothing = self._deliver_all(job, token, claim)
-        if found_nothing:
+        found_nothing = False
+        try:
+            with grouping(self.group_commit):
+                found_nothing = self._deliver_all(job, token, claim)
+        finally:
             with self._inflight_lock:
-                self._found_nothing.add(token)
-                self._idle_since_claim = True
+                begun = self._next_claim_begun.pop(token, None)
+                if found_nothing and begun is not None:
+                    self._found_nothing[token] = begun
 
     def _deliver_all(self, job: Job, token: object, claim: object | None) -> bool:
         """Deliver the chain; whether it ended on a next-job claim that found nothing due."""

@@ -362,12 +362,11 @@ def test_a_job_queued_while_every_thread_was_busy_is_claimed_when_one_ends(
     # claims nothing. The thread's end then owes the loop that claim (without it, the job
     # would wait for the 60 s poll).
     first_completed = threading.Event()
-    second_started = threading.Event()
+    woken_while_busy = threading.Event()
 
     def hold_the_thread(_run_id: str) -> None:
         first_completed.set()
-        second_started.wait(10)
-        time.sleep(0.3)  # the loop wakes for the new job while the thread is still busy
+        woken_while_busy.wait(10)  # the loop woke for the new job while the thread is busy
 
     completions = Completions(hold_the_thread)
     with (
@@ -376,7 +375,6 @@ def test_a_job_queued_while_every_thread_was_busy_is_claimed_when_one_ends(
         ) as client,
         Worker(client, concurrency=1, poll_interval=60, lease=60) as worker,
     ):
-        woken_while_busy = threading.Event()
         claim = worker._claim
 
         def noting_busy_wakes(pool: concurrent.futures.ThreadPoolExecutor) -> int:
@@ -388,6 +386,5 @@ def test_a_job_queued_while_every_thread_was_busy_is_claimed_when_one_ends(
         client.start_run("five_steps")
         assert first_completed.wait(10)
         second = client.start_run("five_steps")
-        second_started.set()
         wait_until(lambda: second.id in completions.completed, timeout=10, what="the second run")
         assert woken_while_busy.is_set()

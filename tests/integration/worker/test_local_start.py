@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -124,8 +125,7 @@ def test_a_worker_thread_that_dies_before_performing_a_handed_run_loses_nothing(
     # The start committed: the run's job is leased to the worker and its first step started.
     # The thread that was to perform it never does (the process died): the lease expires,
     # the job is rescued, and the step is taken over, or the cancelled run ends cancelled.
-    # (The loop rescues expired leases between its polls.)
-    with _idle_worker(database_url, lease=1.0, poll_interval=0.2) as (client, worker, _):
+    with _idle_worker(database_url, lease=1.0) as (client, worker, _):
         submit = worker._submit
         dropped: list[Job] = []
 
@@ -158,8 +158,35 @@ def test_a_worker_thread_that_dies_before_performing_a_handed_run_loses_nothing(
                 "cancelling",
                 ["step_1"],
             )
+        time.sleep(1.1)  # the lease expires
+        worker._rescue()  # as the loop does between its polls
         final = "completed" if then == "rescued" else "cancelled"
         wait_until(lambda: client.inspect_run(run.id).status == final, what=f"the run {final}")
         expected = ["abandoned", "completed"] if then == "rescued" else ["abandoned"]
         assert attempts_by_step(client, run.id)["step_1"] == expected
         wait_until(lambda: _jobs(client) == [], what="no job left")
+
+
+def test_a_thread_reserved_for_a_start_and_given_back_wakes_the_worker(
+    database_url: str,
+) -> None:
+    # While a start holds the worker's only thread, another run's job is queued: its wake
+    # finds no free thread. The start then hands the thread nothing (its job could not skip
+    # the claim, or it failed): giving the thread back wakes the worker, which claims the
+    # queued job at once rather than at its next poll (60 s here).
+    with _idle_worker(database_url) as (client, worker, completions):
+        woken_while_reserved = threading.Event()
+        claim = worker._claim
+
+        def noting_busy_wakes(pool: concurrent.futures.ThreadPoolExecutor) -> int:
+            if worker._free_slots() == 0:
+                woken_while_reserved.set()
+            return claim(pool)
+
+        worker._claim = noting_busy_wakes  # type: ignore[method-assign]
+        reserved = worker.offer_start(client.runtime, "default")
+        assert reserved is not None
+        queued = client.start_run("five_steps")  # no thread to offer: queued, and a wake
+        assert woken_while_reserved.wait(10)
+        worker.take_offered(*reserved)  # handed nothing
+        wait_until(lambda: queued.id in completions.completed, timeout=10, what="the run")
