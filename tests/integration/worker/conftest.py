@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from squidmesh_sdk import Client, Run
+from squidmesh_sdk import Client, Run, Worker
 from squidmesh_sdk.runtime.events import RunTransitioned
 from squidmesh_sdk.store import schema
 from tests.integration.worker.app import make_client
@@ -57,6 +59,20 @@ class Completions:
         if isinstance(event, RunTransitioned) and event.to_status == "completed":
             self.completed.append(event.run.id)
             self._on_completed(event.run.id)
+
+
+def busy_wakes(worker: Worker) -> threading.Event:
+    """An event set once ``worker``'s loop, woken, finds none of its threads free."""
+    woken_while_busy = threading.Event()
+    claim = worker._claim
+
+    def noting_busy_wakes(pool: concurrent.futures.ThreadPoolExecutor) -> int:
+        if worker._free_slots() == 0:
+            woken_while_busy.set()
+        return claim(pool)
+
+    worker._claim = noting_busy_wakes  # type: ignore[method-assign]
+    return woken_while_busy
 
 
 def workers_up(client: Client) -> None:

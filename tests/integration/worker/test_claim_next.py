@@ -10,7 +10,6 @@ run's lock must not, and the delivery claims the step itself when it could not.
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
 import time
 from datetime import timedelta
@@ -30,7 +29,12 @@ from squidmesh_sdk.store import schema
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.prepared import Prepared
 from tests.integration.worker.app import WORKFLOWS, make_client
-from tests.integration.worker.conftest import Completions, attempts_by_step, wait_until
+from tests.integration.worker.conftest import (
+    Completions,
+    attempts_by_step,
+    busy_wakes,
+    wait_until,
+)
 
 
 def _jobs(client: Client) -> list[job_store.Job]:
@@ -362,7 +366,6 @@ def test_a_job_queued_while_every_thread_was_busy_is_claimed_when_one_ends(
     # claims nothing. The thread's end then owes the loop that claim (without it, the job
     # would wait for the 60 s poll).
     first_completed = threading.Event()
-    woken_while_busy = threading.Event()
 
     def hold_the_thread(_run_id: str) -> None:
         first_completed.set()
@@ -375,14 +378,7 @@ def test_a_job_queued_while_every_thread_was_busy_is_claimed_when_one_ends(
         ) as client,
         Worker(client, concurrency=1, poll_interval=60, lease=60) as worker,
     ):
-        claim = worker._claim
-
-        def noting_busy_wakes(pool: concurrent.futures.ThreadPoolExecutor) -> int:
-            if worker._free_slots() == 0:
-                woken_while_busy.set()
-            return claim(pool)
-
-        worker._claim = noting_busy_wakes  # type: ignore[method-assign]
+        woken_while_busy = busy_wakes(worker)
         client.start_run("five_steps")
         assert first_completed.wait(10)
         second = client.start_run("five_steps")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,12 @@ from squidmesh_sdk import Client, DatabaseExecutor, InvalidPayload, Worker
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.jobs import Job
 from tests.integration.worker.app import WORKFLOWS
-from tests.integration.worker.conftest import Completions, attempts_by_step, wait_until
+from tests.integration.worker.conftest import (
+    Completions,
+    attempts_by_step,
+    busy_wakes,
+    wait_until,
+)
 
 
 @contextmanager
@@ -175,15 +179,7 @@ def test_a_thread_reserved_for_a_start_and_given_back_wakes_the_worker(
     # the claim, or it failed): giving the thread back wakes the worker, which claims the
     # queued job at once rather than at its next poll (60 s here).
     with _idle_worker(database_url) as (client, worker, completions):
-        woken_while_reserved = threading.Event()
-        claim = worker._claim
-
-        def noting_busy_wakes(pool: concurrent.futures.ThreadPoolExecutor) -> int:
-            if worker._free_slots() == 0:
-                woken_while_reserved.set()
-            return claim(pool)
-
-        worker._claim = noting_busy_wakes  # type: ignore[method-assign]
+        woken_while_reserved = busy_wakes(worker)
         reserved = worker.offer_start(client.runtime, "default")
         assert reserved is not None
         queued = client.start_run("five_steps")  # no thread to offer: queued, and a wake
