@@ -393,10 +393,10 @@ class Worker:
             self._claims_begun += 1
             self._claiming = True  # no thread is offered to a start meanwhile
             self._idle_since_claim = False
-        claimed: list[Job] = []
+        claimed: list[Job] | None = None
         try:
             with self.runtime.transaction() as tx:
-                claimed = claim_store.claim(
+                found = claim_store.claim(
                     tx,
                     worker=self.name,
                     queues=self.queues,
@@ -405,12 +405,13 @@ class Worker:
                     holds=self._holds,
                 )
                 # Each step starts in this transaction too: one commit fewer per claimed job.
-                ahead = {job.id: self._claim_step(tx, job) for job in claimed}
+                ahead = {job.id: self._claim_step(tx, job) for job in found}
+            claimed = found
         finally:
             with self._inflight_lock:
                 self._claiming = False
-                self._idle_since_claim = not claimed
-                if len(claimed) == free:
+                self._idle_since_claim = claimed == []  # found nothing (not: failed)
+                if claimed is not None and len(claimed) == free:
                     # Capped by the free threads: more may be due, for the busy ones to take.
                     self._owe_a_claim.update(self._inflight, self._reserved)
         for job in claimed:
@@ -537,7 +538,8 @@ class Worker:
         )
         if not claimed:
             return None
-        self._idle_since_claim = False
+        with self._inflight_lock:
+            self._idle_since_claim = False
         (job,) = claimed
         tx.after_commit(lambda: _record_lag(tx, job))
         return job, self._claim_step(tx, job)
