@@ -38,6 +38,7 @@ from squidmesh_sdk.executors.listener import QueueListener
 from squidmesh_sdk.executors.purge import PeriodicPurge
 from squidmesh_sdk.executors.scheduler import CronScheduler
 from squidmesh_sdk.executors.step_threads import step_threads
+from squidmesh_sdk.executors.threads import DeliveryThreads
 from squidmesh_sdk.port import payloads
 from squidmesh_sdk.port.continuation import Continuation, continuation, current_continuation
 from squidmesh_sdk.port.delivery import Delivery
@@ -161,26 +162,7 @@ class Worker:
         self._signal_received: int | None = None
         self._stopped = threading.Event()
         self._drained = threading.Event()
-        # One entry per delivery thread in use: its token to the job it is performing now (a
-        # thread that takes a continuation moves on to another job under the same token).
-        self._inflight: dict[object, int] = {}
-        self._inflight_lock = threading.Lock()
-        # Guarded by _inflight_lock, like the rest of this block (see _on_done, offer_start):
-        # loop claims begun so far, and whether one is being made;
-        self._claims_begun = 0
-        self._claiming = False
-        # threads whose delivery ended on a next-job claim that found nothing due (with the
-        # loop claims begun when that claim began), and that claim's start for each thread;
-        self._found_nothing: dict[object, int] = {}
-        self._next_claim_begun: dict[object, int] = {}
-        # threads that were busy when the loop could not claim for lack of a free thread
-        # (woken, or its claim capped by its free threads) since their last next-job claim;
-        self._owe_a_claim: set[object] = set()
-        # threads reserved for runs this process is starting, and whether the worker is idle:
-        # its last claim (the loop's or a thread's) found nothing due.
-        self._reserved: set[object] = set()
-        self._reservations_ended = threading.Condition(self._inflight_lock)
-        self._idle_since_claim = False
+        self._threads = DeliveryThreads(concurrency)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._futures: set[concurrent.futures.Future[None]] = set()
         self._thread: threading.Thread | None = None
@@ -333,7 +315,7 @@ class Worker:
                     )
                     self._idle(backoff)
                     continue
-                if claimed == 0 or self._free_slots() == 0:
+                if claimed == 0 or self._threads.free() == 0:
                     self._idle(self.poll_interval)
         finally:
             self._stopping.set()
@@ -375,24 +357,10 @@ class Worker:
             self._stopping.set()
         return self._stopping.is_set()
 
-    def _free_slots(self) -> int:
-        with self._inflight_lock:
-            return self._free_locked()
-
-    def _free_locked(self) -> int:
-        return self.concurrency - len(self._inflight) - len(self._reserved)
-
     def _claim(self, pool: concurrent.futures.ThreadPoolExecutor) -> int:
-        with self._inflight_lock:
-            free = self._free_locked()
-            if free <= 0:
-                # Woken with every thread busy: what woke it waits for the next one to end.
-                self._owe_a_claim.update(self._inflight, self._reserved)
-                self._idle_since_claim = False
-                return 0
-            self._claims_begun += 1
-            self._claiming = True  # no thread is offered to a start meanwhile
-            self._idle_since_claim = False
+        free = self._threads.begin_claim()
+        if free == 0:
+            return 0
         claimed: list[Job] | None = None
         try:
             with self.runtime.transaction() as tx:
@@ -408,17 +376,11 @@ class Worker:
                 ahead = {job.id: self._claim_step(tx, job) for job in found}
             claimed = found
         finally:
-            with self._inflight_lock:
-                self._claiming = False
-                self._idle_since_claim = claimed == []  # found nothing (not: failed)
-                if claimed is not None and len(claimed) == free:
-                    # Capped by the free threads: more may be due, for the busy ones to take.
-                    self._owe_a_claim.update(self._inflight, self._reserved)
+            self._threads.end_claim(free, None if claimed is None else len(claimed))
         for job in claimed:
             _record_lag(tx, job)
             token = object()
-            with self._inflight_lock:
-                self._inflight[token] = job.id
+            self._threads.occupy(token, job.id)
             self._submit(pool, job, token, ahead[job.id])
         return len(claimed)
 
@@ -452,17 +414,12 @@ class Worker:
             or queue in limited
         ):
             return None
-        with self._inflight_lock:
-            if (
-                self._stopping.is_set()  # read under the lock _drain waits on: no reservation after
-                or not self._idle_since_claim
-                or self._claiming
-                or self._wake.is_set()
-                or self._free_locked() <= 0
-            ):
-                return None
-            token = object()
-            self._reserved.add(token)
+        token = self._threads.reserve(
+            # Read under the lock _drain waits on: a stopping worker reserves nothing after.
+            lambda: self._stopping.is_set() or self._wake.is_set()
+        )
+        if token is None:
+            return None
         offer = Continuation(
             worker=self.name,
             lease=self.lease,
@@ -492,18 +449,12 @@ class Worker:
                 self._perform_offered(token, job, offer.claim)
         finally:
             # Only now: _drain, waiting for reservations, must find the job's future.
-            self._end_reservation(token)
-        if job is None:
-            with self._inflight_lock:
-                woken_meanwhile = token in self._owe_a_claim
-                self._owe_a_claim.discard(token)
-            if woken_meanwhile:
-                self._wake.set()
+            wake = self._threads.end_reservation(token, handed=job is not None)
+        if wake:
+            self._wake.set()
 
     def _perform_offered(self, token: object, job: Job, claim: object | None) -> None:
-        with self._inflight_lock:
-            self._inflight[token] = job.id
-            self._idle_since_claim = False
+        self._threads.hand_over(token, job.id)
         try:
             pool = self._pool
             if pool is None:
@@ -511,17 +462,11 @@ class Worker:
             self._submit(pool, job, token, claim)
         except RuntimeError:
             # Stopped past its shutdown timeout: the job's lease expires and it is rescued.
-            with self._inflight_lock:
-                self._inflight.pop(token, None)
+            self._threads.vacate(token)
             logger.warning(
                 "worker stopped before it could perform a run's first job; its lease will expire",
                 extra={"worker": self.name, "job_id": job.id, "run_id": job.run_id},
             )
-
-    def _end_reservation(self, token: object) -> None:
-        with self._inflight_lock:
-            self._reserved.discard(token)
-            self._reservations_ended.notify_all()
 
     def _claim_next(self, token: object, tx: Transaction) -> tuple[Job, object | None] | None:
         """A delivering thread's next job, claimed in ``tx`` (the delivery's last transaction).
@@ -530,48 +475,29 @@ class Worker:
         is free (see :meth:`Continuation.take_next_job
         <squidmesh_sdk.port.continuation.Continuation.take_next_job>`). ``token``: the thread's.
         """
-        with self._inflight_lock:
-            self._owe_a_claim.discard(token)  # this claim sees every job a wake announced
-            self._next_claim_begun[token] = self._claims_begun
+        self._threads.begin_next_claim(token)
         claimed = claim_store.claim(
             tx, worker=self.name, queues=self.queues, limit=1, lease=self.lease, holds=self._holds
         )
         if not claimed:
             return None
-        with self._inflight_lock:
-            self._idle_since_claim = False
+        self._threads.next_claim_took_a_job()
         (job,) = claimed
         tx.after_commit(lambda: _record_lag(tx, job))
         return job, self._claim_step(tx, job)
 
     def _on_done(self, token: object) -> Callable[[concurrent.futures.Future[None]], None]:
         def done(future: concurrent.futures.Future[None]) -> None:
-            with self._inflight_lock:
-                self._inflight.pop(token, None)
-                # A delivery whose last transaction claimed the thread's next job and found
-                # nothing saw the queues empty then; a job queued since wakes the loop (an
-                # in-process or NOTIFY wake, or the poll), so claiming again now would find
-                # nothing, unless that wake came while every thread was busy.
-                begun = self._found_nothing.pop(token, None)
-                quiet = begun is not None and token not in self._owe_a_claim
-                if quiet:
-                    self._owe_a_claim.discard(token)
-                    if begun == self._claims_begun and not self._claiming:
-                        self._idle_since_claim = True  # no loop claim since: still true
-                else:
-                    self._owe_a_claim.clear()  # the claim the loop makes now covers them all
+            wake = self._threads.thread_ended(token)
             self._futures.discard(future)
-            if not quiet:
+            if wake:
                 self._wake.set()
 
         return done
 
     def _drain(self, pool: concurrent.futures.ThreadPoolExecutor) -> None:
-        with self._reservations_ended:
-            # A run started just before the stop: its job comes to a reserved thread.
-            self._reservations_ended.wait_for(
-                lambda: not self._reserved, timeout=self.shutdown_timeout
-            )
+        # A run started just before the stop: its job comes to a reserved thread.
+        self._threads.wait_for_reservations(self.shutdown_timeout)
         futures = list(self._futures)
         _, pending = concurrent.futures.wait(futures, timeout=self.shutdown_timeout)
         if pending:
@@ -605,10 +531,7 @@ class Worker:
             with grouping(self.group_commit):
                 found_nothing = self._deliver_all(job, token, claim)
         finally:
-            with self._inflight_lock:
-                begun = self._next_claim_begun.pop(token, None)
-                if found_nothing and begun is not None:
-                    self._found_nothing[token] = begun
+            self._threads.delivery_ended(token, found_nothing=found_nothing)
 
     def _deliver_all(self, job: Job, token: object, claim: object | None) -> bool:
         """Deliver the chain; whether it ended on a next-job claim that found nothing due."""
@@ -639,8 +562,7 @@ class Worker:
                 self._deliver(current, claim)
             current, claim = offer.job, offer.claim
             if current is not None:
-                with self._inflight_lock:
-                    self._inflight[token] = current.id
+                self._threads.occupy(token, current.id)
         return offer.found_nothing
 
     def _accepting(self) -> bool:
@@ -735,8 +657,7 @@ class Worker:
         interval = max(self.lease / 3, 0.01)
         # Runs until running jobs are drained: a stopping worker still renews their leases.
         while not self._drained.wait(interval):
-            with self._inflight_lock:
-                ids = list(self._inflight.values())
+            ids = self._threads.job_ids()
             if not ids:
                 continue
             try:

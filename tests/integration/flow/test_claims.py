@@ -169,12 +169,16 @@ def test_a_queue_concurrency_limit_counts_running_jobs_of_every_worker(
     assert len(_claim(client, 5, worker="c")) == 2
 
 
-def test_a_rate_limit_spends_a_token_bucket_refilled_with_time(
-    client: Client, clock: FakeClock
-) -> None:
+def _twelve_runs_on_a_queue_of_4_a_minute(client: Client) -> None:
     for _ in range(12):
         client.start_run("plain", {"customer": "a"})
     client.set_queue_limits("default", rate_limit=RateLimit(4, per=timedelta(minutes=1)))
+
+
+def test_a_rate_limit_spends_a_token_bucket_refilled_with_time(
+    client: Client, clock: FakeClock
+) -> None:
+    _twelve_runs_on_a_queue_of_4_a_minute(client)
     assert len(_claim(client, 10)) == 4  # the burst: a full bucket
     assert _claim(client, 10) == []
     clock.advance(14.9)  # one token takes 15 s
@@ -195,9 +199,7 @@ def test_a_claim_stamped_before_the_bucket_s_last_write_credits_no_time_twice(
     # A claim made late in a transaction stamped earlier (one that waited for the limits'
     # lock, or a worker's next-job claim at the end of a step's outcome) sees the bucket as
     # of its last write and must not wind its time back.
-    for _ in range(12):
-        client.start_run("plain", {"customer": "a"})
-    client.set_queue_limits("default", rate_limit=RateLimit(4, per=timedelta(minutes=1)))
+    _twelve_runs_on_a_queue_of_4_a_minute(client)
     start = clock.now()
     assert len(_claim(client, 2)) == 2  # 2 tokens left
     clock.advance(30)  # 2 more accrue: 4 (the cap); this claim leaves 3

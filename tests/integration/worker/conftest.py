@@ -67,7 +67,7 @@ def busy_wakes(worker: Worker) -> threading.Event:
     claim = worker._claim
 
     def noting_busy_wakes(pool: concurrent.futures.ThreadPoolExecutor) -> int:
-        if worker._free_slots() == 0:
+        if worker._threads.free() == 0:
             woken_while_busy.set()
         return claim(pool)
 

@@ -143,8 +143,7 @@ def test_a_worker_thread_that_dies_before_performing_a_handed_run_loses_nothing(
                 submit(pool, job, token, claim)
                 return
             dropped.append(job)
-            with worker._inflight_lock:
-                worker._inflight.pop(token)
+            worker._threads.thread_ended(token)
 
         worker._submit = drop_the_first  # type: ignore[method-assign]
         run = client.start_run("five_steps")
