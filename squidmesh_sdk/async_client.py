@@ -48,7 +48,7 @@ from squidmesh_sdk.runtime.runner import CronStart
 from squidmesh_sdk.runtime.watcher import WaitPlan
 from squidmesh_sdk.store.database import Database
 from squidmesh_sdk.store.flow import QueueLimits
-from squidmesh_sdk.store.records import Run, Signal, parse_run_id
+from squidmesh_sdk.store.records import Run, Signal, canonical_run_id
 
 __all__ = ["DEFAULT_MAX_THREADS", "AsyncClient", "AsyncRunHandle"]
 
@@ -224,7 +224,7 @@ class AsyncClient:
         looks themselves run on the pool. Cancelling the coroutine stops the wait.
         """
         seconds = arguments.wait_timeout(timeout)
-        key = str(parse_run_id(run_id))
+        key = canonical_run_id(run_id)
         loop = asyncio.get_running_loop()
         woken = asyncio.Event()
 

@@ -43,7 +43,11 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.environment_variables import OTEL_PYTHON_TRACER_PROVIDER
+from opentelemetry.environment_variables import (
+    OTEL_PYTHON_METER_PROVIDER,
+    OTEL_PYTHON_TRACER_PROVIDER,
+)
+from opentelemetry.metrics import _internal as _metrics_internal
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -61,11 +65,13 @@ __all__ = [
     "context_of",
     "generated_carrier",
     "meter",
+    "recording",
     "redacting_messages",
     "route_taken",
     "set_redact_messages",
     "span",
     "tracer",
+    "tracing",
 ]
 
 _VERSION = "0.1.0.dev0"
@@ -134,8 +140,37 @@ def active() -> bool:
     return trace.get_current_span().get_span_context().is_valid
 
 
+def tracing() -> bool:
+    """Whether a tracer provider is installed: spans could record (and so need attributes)."""
+    return not _no_tracer_provider()
+
+
+def recording() -> bool:
+    """Whether a tracer or a meter provider is installed: spans or metrics could record.
+
+    ``False`` means every span event and metric would be dropped, so the work of making them
+    (attributes, durations) can be skipped: the runtime's observer does it for every event.
+    """
+    return not _no_tracer_provider() or not _no_meter_provider()
+
+
 _NO_OP_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 _PROVIDER_FROM_ENVIRONMENT = OTEL_PYTHON_TRACER_PROVIDER in os.environ
+_NO_OP_METER_PROVIDERS = (metrics.NoOpMeterProvider, _metrics_internal._ProxyMeterProvider)
+_METER_PROVIDER_FROM_ENVIRONMENT = OTEL_PYTHON_METER_PROVIDER in os.environ
+
+
+def _no_meter_provider() -> bool:
+    """Whether no meter provider is installed: every metric would be a no-op.
+
+    Read as :func:`_no_tracer_provider` does: the module global first, which is ``None`` until
+    a provider is set (the proxy provider then hands its instruments the real ones).
+    """
+    if getattr(_metrics_internal, "_METER_PROVIDER", ...) is None and not (
+        _METER_PROVIDER_FROM_ENVIRONMENT
+    ):
+        return True
+    return isinstance(metrics.get_meter_provider(), _NO_OP_METER_PROVIDERS)
 
 
 def _no_tracer_provider() -> bool:

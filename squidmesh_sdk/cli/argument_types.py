@@ -18,7 +18,7 @@ from typing import Any
 from squidmesh_sdk import errors
 from squidmesh_sdk.arguments import MAX_IDEMPOTENCY_KEY
 from squidmesh_sdk.definition.flow import RateLimit, priority_problem
-from squidmesh_sdk.store.records import parse_run_id
+from squidmesh_sdk.store.records import canonical_run_id
 
 __all__ = [
     "MSG_BAD_DURATION",
@@ -101,7 +101,7 @@ def run_id(value: str) -> str:
         argparse.ArgumentTypeError: not a UUID.
     """
     try:
-        return str(parse_run_id(value))
+        return canonical_run_id(value)
     except errors.InvalidRunId:
         raise argparse.ArgumentTypeError(MSG_BAD_RUN_ID.format(value=value)) from None
 

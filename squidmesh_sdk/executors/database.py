@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from squidmesh_sdk.executors.routing import QueueRouting
+from squidmesh_sdk.frozen import evolve
 from squidmesh_sdk.port import flow, payloads
 from squidmesh_sdk.port.continuation import Continuation, current_continuation, offering
 from squidmesh_sdk.port.executor import DispatchMetadata, ExecutorBinding
@@ -195,7 +195,7 @@ class DatabaseExecutor(QueueRouting):
                 if not job.delay and offer.may_continue_with(job.queue, job.concurrency_key):
                     offer.reserved = True
                     chosen = index
-                    new[index] = replace(job, leased_to=offer.worker, lease=offer.lease)
+                    new[index] = evolve(job, leased_to=offer.worker, lease=offer.lease)
                     break
         immediate = sorted({job.queue for job in new if not job.delay and not job.leased_to})
         if immediate and tx.connection.dialect.name == "postgresql":

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from squidmesh_sdk import errors
-from squidmesh_sdk.store.records import parse_run_id
+from squidmesh_sdk.store.records import canonical_run_id
 
 __all__ = [
     "CompensationJob",
@@ -119,9 +119,9 @@ def parse(payload: object) -> Job:
     if trace is not None and not isinstance(trace, Mapping):
         trace = None  # a malformed trace context never stops the work
     if kind == "step":
-        return StepJob(str(parse_run_id(payload.get("run_id"))), _text(payload, "step"), trace)
+        return StepJob(canonical_run_id(payload.get("run_id")), _text(payload, "step"), trace)
     if kind == "compensation":
-        return CompensationJob(str(parse_run_id(payload.get("run_id"))), trace)
+        return CompensationJob(canonical_run_id(payload.get("run_id")), trace)
     if kind == "cron":
         signal = payload.get("signal")
         if signal is not None and not isinstance(signal, Mapping):

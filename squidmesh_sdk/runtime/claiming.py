@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from opentelemetry import trace
 
 from squidmesh_sdk import error_records, errors, state_machine, telemetry
+from squidmesh_sdk.frozen import evolve
 from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import children, inputs, mapping, progression, signals, waiting
 from squidmesh_sdk.runtime.core import Runtime
@@ -30,7 +30,7 @@ from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store import step_starts as step_start_store
 from squidmesh_sdk.store.database import Transaction
-from squidmesh_sdk.store.ids import new_id
+from squidmesh_sdk.store.ids import new_id_text
 from squidmesh_sdk.store.records import Attempt, Run, StepRun
 
 __all__ = ["ahead", "begin", "claim", "claim_step", "starts_map"]
@@ -92,7 +92,7 @@ def ahead(tx: Transaction, claim: Claim, mark: int) -> Claim:
     """
     events = tuple(tx.events[mark:])
     del tx.events[mark:]
-    return replace(claim, events=events)
+    return evolve(claim, events=events)
 
 
 def claim(
@@ -215,7 +215,7 @@ def begin(
         snapshot = step_input
         # The step run begins with its next attempt (one statement on PostgreSQL).
         step_run, action, attempt = step_start_store.begin_step_with_attempt(
-            tx, run.id, step, snapshot, node.recovery.to_dict(), str(new_id())
+            tx, run.id, step, snapshot, node.recovery.to_dict(), new_id_text()
         )
     if action == "skip" and simple:
         return None  # nothing was written: a step run that exists keeps its attempts

@@ -68,21 +68,28 @@ def execute_step(
     """
     carrier = trace or {}
     delivery = delivery or Delivery()
-    attributes = {  # the workflow and attempt are added once the run is read
-        telemetry.RUN_ID: run_id,
-        telemetry.STEP: step,
-        **telemetry.consumer_attributes(delivery.queue, delivery.message_id),
-    }
+    # Links and attributes are for a span that records: none does without a tracer provider
+    # (the span then only carries the run's context), so they are not even made.
+    recording = telemetry.tracing()
     with telemetry.span(
         f"process {step}",
         kind=SpanKind.CONSUMER,
         parent=carrier.get("run"),
-        links=telemetry.link_to(carrier.get("send")),
-        attributes=attributes,
+        links=telemetry.link_to(carrier.get("send")) if recording else (),
+        attributes=_process_attributes(run_id, step, delivery) if recording else None,
     ) as span:
         outcome = _execute(runtime, run_id, step, delivery)
         span.set_attribute(telemetry.OUTCOME, outcome)
         return outcome
+
+
+def _process_attributes(run_id: str, step: str, delivery: Delivery) -> dict[str, Any]:
+    """A ``process`` span's attributes (the workflow and attempt are added once the run is read)."""
+    return {
+        telemetry.RUN_ID: run_id,
+        telemetry.STEP: step,
+        **telemetry.consumer_attributes(delivery.queue, delivery.message_id),
+    }
 
 
 def _execute(runtime: Runtime, run_id: str, step: str, delivery: Delivery) -> Outcome:

@@ -45,12 +45,21 @@ Outcome = Callable[[Transaction], None]
 """Writes one outcome in the transaction it is given."""
 
 
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass(slots=True, eq=False)
 class _Entry:
     write: Outcome
     order: str
     context: contextvars.Context
-    woken: threading.Event = field(default_factory=threading.Event)
+    woken: threading.Lock = field(default_factory=_held_lock)
+    """Released once to wake the entry's thread (done, or its turn to lead), which acquires it
+    to wait: a lock is the cheapest one-shot signal between two threads (an ``Event`` makes a
+    ``Condition`` and a lock per wait)."""
     lead: bool = False
     done: bool = False
     error: BaseException | None = None
@@ -94,8 +103,7 @@ class GroupCommit:
             if entry.lead:
                 self._lead()
             else:
-                entry.woken.wait()
-                entry.woken.clear()
+                entry.woken.acquire()
         if entry.error is not None:
             raise entry.error
         tx = entry.tx
@@ -118,12 +126,14 @@ class GroupCommit:
                     successor.lead = True
                 else:
                     self._leading = False
+            # Each entry is released once per wait: one of the group (the leader included,
+            # whose lock nobody waits on) once it is done, or the successor once it leads.
             for entry in group:
                 entry.done = True
                 entry.lead = False
-                entry.woken.set()
+                entry.woken.release()
             if successor is not None:
-                successor.woken.set()
+                successor.woken.release()
 
     def _commit(self, group: list[_Entry]) -> None:
         """Write and commit ``group``; an outcome that raises is dropped and the rest retried."""

@@ -40,6 +40,8 @@ class TelemetryObserver:
 
     def emit(self, event: RunEvent) -> None:
         """Record ``event``."""
+        if not telemetry.recording():
+            return  # no provider: every event and metric below would be dropped
         run = event.run
         if isinstance(event, RunCreated):
             _runs_started.add(1, {telemetry.WORKFLOW: run.workflow, telemetry.TRIGGER: run.trigger})

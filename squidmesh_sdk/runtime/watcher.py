@@ -30,7 +30,7 @@ from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import RunEvent, RunTransitioned
 from squidmesh_sdk.state_machine import TERMINAL
 from squidmesh_sdk.store.database import Database
-from squidmesh_sdk.store.records import Run, parse_run_id
+from squidmesh_sdk.store.records import Run, canonical_run_id
 from squidmesh_sdk.store.runs import RUN_CHANNEL, WATCHER_APPLICATION_NAME
 
 __all__ = [
@@ -247,7 +247,7 @@ def wait_for_run(
         InvalidRunId, RunNotFound: no such run (also when it is deleted while waited for).
         RunWaitTimeout: ``timeout`` seconds passed first.
     """
-    key = str(parse_run_id(run_id))
+    key = canonical_run_id(run_id)
     plan = WaitPlan(key, timeout)
     woken = threading.Event()
     unsubscribe = watcher.subscribe(key, woken.set)

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from squidmesh_sdk import errors
 from squidmesh_sdk.store.database import Transaction
-from squidmesh_sdk.store.ids import as_uuid, new_id
+from squidmesh_sdk.store.ids import as_uuid, new_id_text
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import Attempt
 from squidmesh_sdk.store.schema import attempts
@@ -49,7 +49,7 @@ def begin_attempt(tx: Transaction, step_run_id: str | uuid.UUID) -> Attempt:
     unique ``(step_run_id, attempt_number)`` constraint rejects any writer that does not.
     """
     row = _BEGIN_ATTEMPT.first(
-        tx.connection, {"p_id": new_id(), "p_step_run_id": step_run_id, "p_now": tx.now}
+        tx.connection, {"p_id": new_id_text(), "p_step_run_id": step_run_id, "p_now": tx.now}
     )
     assert row is not None  # noqa: S101 - INSERT ... RETURNING returns the row
     return Attempt.from_row(row)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -36,6 +36,8 @@ from squidmesh_sdk.store.types import UTCDateTime
 __all__ = ["Compiled", "compile_statement"]
 
 Processor = Callable[[Any], Any]
+Parameters = Callable[[Mapping[str, Any]], dict[str, Any]]
+Converter = Callable[[Sequence[Sequence[Any]]], list[dict[str, Any]]]
 
 _CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -56,33 +58,68 @@ class Compiled:
     """Every table the statement reads or writes."""
     parts: fusion.Parts | None
     """The statement taken apart for fusing (PostgreSQL), or ``None`` if it cannot be."""
+    parameters: Parameters = field(init=False)
+    """The driver's parameters for the caller's: constants, then converted variables.
 
-    def convert(self, raw_rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-        """The driver's rows as dicts of converted values (none for a statement without)."""
-        columns = self.columns
-        if columns is None:
-            return []
-        converters = self.converters
-        rows = []
-        for raw in raw_rows:
-            row = dict(zip(columns, raw, strict=True))
-            for name, process in converters:
-                value = row[name]
-                if value is not None:
-                    row[name] = process(value)
-            rows.append(row)
-        return rows
+    Always in the same order for one statement (fused statements rely on it).
+    """
+    convert: Converter = field(init=False)
+    """The driver's rows as dicts of converted values (none for a statement without)."""
 
-    def parameters(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The driver's parameters for the caller's: constants, then converted variables.
+    def __post_init__(self) -> None:
+        # Generated once per statement: a loop over the variables and columns with a check of
+        # each one's converter cost a statement several times the bytecodes of straight code.
+        put = object.__setattr__
+        put(self, "parameters", _parameters_function(self.constants, self.variables))
+        put(self, "convert", _convert_function(self.columns, dict(self.converters)))
 
-        Always in the same order for one statement (fused statements rely on it).
-        """
-        values = dict(self.constants)
-        for name, key, process in self.variables:
-            value = params[key]
-            values[name] = process(value) if process is not None else value
-        return values
+
+def _parameters_function(
+    constants: Mapping[str, Any], variables: Sequence[tuple[str, str, Processor | None]]
+) -> Parameters:
+    namespace: dict[str, Any] = {"constants": constants}
+    items = ["**constants"]
+    for index, (name, key, process) in enumerate(variables):
+        value = f"params[{key!r}]"
+        if process is not None:
+            namespace[f"p{index}"] = process
+            value = f"p{index}({value})"
+        items.append(f"{name!r}: {value}")
+    source = f"def parameters(params):\n    return {{{', '.join(items)}}}"
+    return cast(Parameters, _define("parameters", source, namespace))
+
+
+def _convert_function(
+    columns: Sequence[str] | None, converters: Mapping[str, Processor]
+) -> Converter:
+    if columns is None:
+        return lambda raw_rows: []
+    namespace: dict[str, Any] = {}
+    names = [f"v{index}" for index in range(len(columns))]
+    items = []
+    for index, column in enumerate(columns):
+        value = names[index]
+        if column in converters:
+            namespace[f"c{index}"] = converters[column]
+            value = f"(c{index}({value}) if {value} is not None else None)"
+        items.append(f"{column!r}: {value}")
+    source = (
+        "def convert(raw_rows):\n"
+        "    rows = []\n"
+        "    for raw in raw_rows:\n"
+        f"        ({', '.join(names)},) = raw\n"  # a row of another length raises ValueError
+        f"        rows.append({{{', '.join(items)}}})\n"
+        "    return rows"
+    )
+    return cast(Converter, _define("convert", source, namespace))
+
+
+def _define(name: str, source: str, namespace: dict[str, Any]) -> object:
+    """The function ``name`` that ``source`` defines, its globals ``namespace``."""
+    # Column names and parameter keys enter the source through repr() only, and the values
+    # (the converters) stay in the namespace: nothing from a caller's data is ever compiled.
+    exec(source, namespace)  # noqa: S102
+    return namespace[name]
 
 
 def compile_statement(statement: ClauseElement, dialect: Dialect) -> Compiled:

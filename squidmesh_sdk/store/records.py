@@ -5,6 +5,7 @@ JSON columns come back as plain dicts; ids as canonical UUID strings; times as a
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ __all__ = [
     "StepRunStatus",
     "StepState",
     "StepStateStatus",
+    "canonical_run_id",
     "parse_run_id",
 ]
 
@@ -60,6 +62,23 @@ AuditEventType = Literal[
     "child_cancelled",
     "child_abandoned",
 ]
+
+
+_CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def canonical_run_id(run_id: object) -> str:
+    """``run_id`` in canonical text (``"0190e3a4-..."``), as every record holds it.
+
+    A string already canonical is returned as it is (the common case: ids the library wrote
+    itself, read back from a job payload), without a ``uuid.UUID`` made for it.
+
+    Raises:
+        InvalidRunId: it is not a UUID (or a string holding one).
+    """
+    if isinstance(run_id, str) and _CANONICAL_ID.fullmatch(run_id):
+        return run_id
+    return str(parse_run_id(run_id))
 
 
 def parse_run_id(run_id: object) -> uuid.UUID:

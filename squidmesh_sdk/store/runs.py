@@ -7,7 +7,6 @@ same transaction). Reading and listing runs is :mod:`squidmesh_sdk.store.run_rea
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -17,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from squidmesh_sdk import error_records, errors, state_machine
+from squidmesh_sdk.frozen import evolve
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import prepared, run_reads, step_run_reads
@@ -265,9 +265,7 @@ def relock_and_complete(
 
 
 def _refreshed(run: Run, row: Mapping[str, Any]) -> Run:
-    return dataclasses.replace(
-        run, **{**row, "last_error": error_records.upgrade(row["last_error"])}
-    )
+    return evolve(run, **{**row, "last_error": error_records.upgrade(row["last_error"])})
 
 
 def write_run(
@@ -297,7 +295,7 @@ def write_run(
     if not changes:
         return run
     changes["updated_at"] = tx.now
-    updated = dataclasses.replace(run, **changes)
+    updated = evolve(run, **changes)
     if (
         "status" in changes
         and updated.status in state_machine.TERMINAL
@@ -407,7 +405,7 @@ def count_operator_retry(tx: Transaction, run: Run) -> Run:
     tx.connection.execute(
         runs.update().where(runs.c.id == parse_run_id(run.id)).values(operator_retries=count)
     )
-    return dataclasses.replace(run, operator_retries=count)
+    return evolve(run, operator_retries=count)
 
 
 def replay_blockers(

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store.database import Transaction, upsert
-from squidmesh_sdk.store.ids import new_id
+from squidmesh_sdk.store.ids import new_id_text
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import Attempt, StepRun
 from squidmesh_sdk.store.schema import attempts, step_runs
@@ -45,7 +45,7 @@ def begin_step(
     rows = _BEGIN_STEP.rows(
         tx.connection,
         {
-            "p_id": new_id(),
+            "p_id": new_id_text(),
             "p_run_id": run_id,  # prepared statements take ids as text too
             "p_step": step,
             "p_input": dict(input),
@@ -91,7 +91,9 @@ def begin_step_with_attempt(
             step_run = StepRun.from_row(rows[0])
             return step_run, "execute", attempt_store.begin_attempt(tx, step_run.id)
     else:
-        rows = _BEGIN_STEP_WITH_ATTEMPT.rows(tx.connection, {**params, "p_attempt_id": new_id()})
+        rows = _BEGIN_STEP_WITH_ATTEMPT.rows(
+            tx.connection, {**params, "p_attempt_id": new_id_text()}
+        )
         if rows:
             row = rows[0]
             attempt = Attempt.from_row({key: row[f"a_{key}"] for key in _ATTEMPT_KEYS})
@@ -126,7 +128,9 @@ def start_scheduled(
             return None
         step_run = StepRun.from_row(rows[0])
         return step_run, attempt_store.begin_attempt(tx, step_run.id)
-    rows = _START_SCHEDULED_WITH_ATTEMPT.rows(tx.connection, {**params, "p_attempt_id": new_id()})
+    rows = _START_SCHEDULED_WITH_ATTEMPT.rows(
+        tx.connection, {**params, "p_attempt_id": new_id_text()}
+    )
     if not rows:
         return None
     row = rows[0]

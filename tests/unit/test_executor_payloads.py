@@ -17,6 +17,7 @@ from squidmesh_sdk.port.payloads import (
     parse,
     step_payload,
 )
+from squidmesh_sdk.store.records import canonical_run_id
 
 RUN_ID = str(uuid.uuid4())
 
@@ -114,3 +115,22 @@ def test_a_cron_signal_must_be_a_mapping(signal: object) -> None:
     with pytest.raises(InvalidExecutorPayload) as raised:
         parse({"kind": "cron", "workflow": "w", "trigger": "t", "signal": signal})
     assert raised.value.problem == "'signal' must be a mapping"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [RUN_ID.upper(), "{" + RUN_ID + "}", "urn:uuid:" + RUN_ID, RUN_ID.replace("-", "")],
+)
+def test_a_run_id_in_any_form_uuid_reads_is_made_canonical(written: str) -> None:
+    assert canonical_run_id(written) == RUN_ID
+    assert canonical_run_id(uuid.UUID(RUN_ID)) == RUN_ID
+
+
+def test_a_canonical_run_id_is_returned_as_it_is() -> None:
+    assert canonical_run_id(RUN_ID) is RUN_ID
+
+
+@pytest.mark.parametrize("run_id", ["nope", RUN_ID + "\n", RUN_ID + "0", 7, None])
+def test_canonical_run_id_refuses_what_is_not_a_uuid(run_id: object) -> None:
+    with pytest.raises(InvalidRunId):
+        canonical_run_id(run_id)

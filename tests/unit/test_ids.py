@@ -6,7 +6,7 @@ import itertools
 import time
 import uuid
 
-from squidmesh_sdk.store.ids import as_uuid, new_id
+from squidmesh_sdk.store.ids import as_uuid, new_id, new_id_text
 
 
 def test_new_id_is_an_rfc_9562_version_7_uuid() -> None:
@@ -29,3 +29,17 @@ def test_as_uuid_accepts_strings_and_uuids() -> None:
     value = new_id()
     assert as_uuid(str(value)) == value
     assert as_uuid(value) is value
+
+
+def test_new_id_text_is_a_canonical_version_7_uuid_that_keeps_increasing() -> None:
+    texts = [new_id_text() for _ in range(5_000)]
+    for text in texts[:50]:
+        value = uuid.UUID(text)
+        assert str(value) == text  # canonical: lowercase, dashed
+        assert value.version == 7
+        assert value.variant == uuid.RFC_4122
+    assert texts == sorted(texts)
+    assert len(set(texts)) == len(texts)
+    # Ids of both kinds share one sequence.
+    assert str(new_id()) > texts[-1]
+    assert new_id_text() > texts[-1]

@@ -1,0 +1,81 @@
+"""A compiled statement's generated parameter and row conversions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from squidmesh_sdk.store.compiled import compile_statement
+from squidmesh_sdk.store.schema import attempts
+
+NOW = datetime(2026, 12, 6, 12, 0, 0, 123456, tzinfo=UTC)
+ID = "0190e3a4-0000-7000-8000-000000000001"
+
+
+def _finish() -> sa.Update:
+    return (
+        attempts.update()
+        .where(attempts.c.id == sa.bindparam("p_id"))
+        .values(status="completed", error=sa.bindparam("p_error"), updated_at=sa.bindparam("p_now"))
+        .returning(attempts.c.id, attempts.c.status, attempts.c.error, attempts.c.updated_at)
+    )
+
+
+def test_parameters_put_constants_first_then_each_converted_variable() -> None:
+    compiled = compile_statement(_finish(), sqlite.dialect())
+    values = compiled.parameters({"p_id": uuid.UUID(ID), "p_error": {"k": 1}, "p_now": NOW})
+    assert next(iter(values)) == "status"
+    assert values["status"] == "completed"
+    # Ids as SQLite stores them, JSON as text, times in SQLAlchemy's text format.
+    assert values["p_id"] == ID.replace("-", "")
+    assert values["p_error"] == '{"k": 1}'
+    assert values["p_now"] == "2026-12-06 12:00:00.123456"
+    assert compiled.parameters({"p_id": ID, "p_error": None, "p_now": NOW})["p_error"] is None
+
+
+def test_parameters_without_a_key_the_statement_needs_raise_key_error() -> None:
+    compiled = compile_statement(_finish(), sqlite.dialect())
+    with pytest.raises(KeyError, match="p_now"):
+        compiled.parameters({"p_id": ID, "p_error": None})
+
+
+def test_rows_are_converted_column_by_column_and_null_stays_none() -> None:
+    compiled = compile_statement(_finish(), sqlite.dialect())
+    rows = compiled.convert(
+        [
+            (ID.replace("-", ""), "completed", '{"k": 1}', "2026-12-06 12:00:00.123456"),
+            (ID.replace("-", "").upper(), "failed", None, "2026-12-06 12:00:00.123456"),
+        ]
+    )
+    assert rows == [
+        {"id": ID, "status": "completed", "error": {"k": 1}, "updated_at": NOW},
+        {"id": ID, "status": "failed", "error": None, "updated_at": NOW},
+    ]
+
+
+def test_a_row_of_another_length_is_refused() -> None:
+    compiled = compile_statement(_finish(), sqlite.dialect())
+    with pytest.raises(ValueError, match="unpack"):
+        compiled.convert([(ID, "completed")])
+
+
+def test_a_statement_without_result_columns_converts_no_rows() -> None:
+    statement = attempts.delete().where(attempts.c.id == sa.bindparam("p_id"))
+    compiled = compile_statement(statement, postgresql.dialect())  # type: ignore[no-untyped-call]
+    assert compiled.columns is None
+    assert compiled.convert([(1,)]) == []
+    assert compiled.parameters({"p_id": ID}) == {"p_id": ID}
+
+
+def test_column_names_that_are_not_identifiers_are_keys_all_the_same() -> None:
+    table = sa.table("t", sa.column("odd name", sa.Integer), sa.column("trigger", sa.String))
+    statement = sa.select(table.c["odd name"], table.c.trigger).where(
+        table.c.trigger == sa.bindparam("the key")
+    )
+    compiled = compile_statement(statement, sqlite.dialect())
+    assert compiled.parameters({"the key": "api"}) == {"the key": "api"}
+    assert compiled.convert([(1, "api")]) == [{"odd name": 1, "trigger": "api"}]

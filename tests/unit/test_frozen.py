@@ -1,0 +1,87 @@
+"""``evolve``: ``dataclasses.replace`` for the hot path, with the same results."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+
+from squidmesh_sdk.frozen import evolve
+from squidmesh_sdk.store.records import Run
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def _run() -> Run:
+    return Run(
+        id="0190e3a4-0000-7000-8000-000000000001",
+        workflow="checkout",
+        trigger="api",
+        status="running",
+        payload={"order": 1},
+        context={"a": 1},
+        current_step="charge",
+        last_error=None,
+        replayed_from_run_id=None,
+        definition_fingerprint="f",
+        definition_version="v1",
+        trace_context=None,
+        inserted_at=NOW,
+        updated_at=NOW,
+        priority=3,
+    )
+
+
+def test_a_copy_has_the_changes_and_every_other_field_of_the_original() -> None:
+    run = _run()
+    later = datetime(2026, 12, 6, 13, 0, tzinfo=UTC)
+    copy = evolve(run, status="completed", current_step=None, updated_at=later)
+    assert copy == dataclasses.replace(run, status="completed", current_step=None, updated_at=later)
+    assert (copy.status, copy.current_step, copy.updated_at) == ("completed", None, later)
+    assert copy.priority == 3
+    assert copy.payload is run.payload
+    assert (run.status, run.current_step, run.updated_at) == ("running", "charge", NOW)
+
+
+def test_a_copy_is_frozen_like_the_original() -> None:
+    copy = evolve(_run(), status="paused")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        copy.status = "running"  # type: ignore[misc]
+
+
+def test_a_copy_without_changes_is_equal_but_not_the_same_object() -> None:
+    run = _run()
+    copy = evolve(run)
+    assert copy == run
+    assert copy is not run
+
+
+def test_an_unknown_field_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match=r"Run has no field.*bogus"):
+        evolve(_run(), bogus=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Checked:
+    value: int
+    seen: list[int] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.value < 0:
+            raise ValueError("negative")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Derived:
+    value: int
+    double: int = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "double", self.value * 2)
+
+
+def test_a_class_that_checks_or_derives_in_post_init_goes_through_its_init() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        evolve(_Checked(1), value=-1)
+    assert evolve(_Derived(2), value=5).double == 10
