@@ -7,11 +7,11 @@ follow the test's notion of time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
+
+from squidmesh_sdk.scoped import Scoped
 
 __all__ = ["Clock", "SystemClock", "current_clock", "use_clock"]
 
@@ -42,11 +42,6 @@ def current_clock() -> Clock:
     return _current.get()
 
 
-@contextmanager
-def use_clock(clock: Clock) -> Iterator[Clock]:
+def use_clock(clock: Clock) -> Scoped[Clock]:
     """Make ``clock`` the current clock inside the ``with`` block (context-local)."""
-    token = _current.set(clock)
-    try:
-        yield clock
-    finally:
-        _current.reset(token)
+    return Scoped(_current, clock)

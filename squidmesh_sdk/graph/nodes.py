@@ -5,6 +5,7 @@ Everything here is frozen; :mod:`squidmesh_sdk.graph.definition` puts them toget
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -75,22 +76,27 @@ class StepKey:
         """The key of the step run this element belongs to (itself when not an element)."""
         return StepKey(self.name, self.iteration)
 
-    @classmethod
-    def parse(cls, key: str) -> StepKey:
+    @staticmethod
+    def parse(key: str) -> StepKey:
         """Read a stored key back (a plain step name is iteration 1, no element)."""
-        item: int | None = None
-        name = key
-        if name.endswith("]") and "[" in name:
-            name, _, index = name[:-1].rpartition("[")
-            item = int(index) if index.isdigit() else None
-            if item is None:
-                return cls(key)
-        iteration = 1
-        if "@" in name:
-            base, _, count = name.rpartition("@")
-            if count.isdigit():
-                name, iteration = base, int(count)
-        return cls(name, iteration, item)
+        return _parse_key(key)
+
+
+@functools.lru_cache(maxsize=4096)  # a delivery parses its step's key several times
+def _parse_key(key: str) -> StepKey:
+    item: int | None = None
+    name = key
+    if name.endswith("]") and "[" in name:
+        name, _, index = name[:-1].rpartition("[")
+        item = int(index) if index.isdigit() else None
+        if item is None:
+            return StepKey(key)
+    iteration = 1
+    if "@" in name:
+        base, _, count = name.rpartition("@")
+        if count.isdigit():
+            name, iteration = base, int(count)
+    return StepKey(name, iteration, item)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

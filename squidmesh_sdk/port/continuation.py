@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from squidmesh_sdk.scoped import Scoped
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import prepared
 from squidmesh_sdk.store.database import Transaction
@@ -216,14 +217,9 @@ def current_continuation() -> Continuation | None:
     return _continuation.get()
 
 
-@contextmanager
-def offering(offer: Continuation) -> Iterator[Continuation]:
+def offering(offer: Continuation) -> Scoped[Continuation | None]:
     """Make ``offer`` this thread's continuation offer while the ``with`` block runs."""
-    token = _continuation.set(offer)
-    try:
-        yield offer
-    finally:
-        _continuation.reset(token)
+    return Scoped(_continuation, offer)
 
 
 @contextmanager

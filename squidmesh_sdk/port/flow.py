@@ -9,10 +9,11 @@ that enforces no key ignores it. A run's priority is on the run itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+
+from squidmesh_sdk.scoped import Scoped
 
 __all__ = ["StepConcurrency", "concurrency_of", "queueing"]
 
@@ -30,14 +31,11 @@ _current: ContextVar[Mapping[str, StepConcurrency] | None] = ContextVar(
 )
 
 
-@contextmanager
-def queueing(steps: Mapping[str, StepConcurrency] | None) -> Iterator[None]:
+def queueing(
+    steps: Mapping[str, StepConcurrency] | None,
+) -> Scoped[Mapping[str, StepConcurrency] | None]:
     """Make ``steps`` (step key to its concurrency) visible to the executor inside the block."""
-    token = _current.set(steps)
-    try:
-        yield
-    finally:
-        _current.reset(token)
+    return Scoped(_current, steps)
 
 
 def concurrency_of(step: str) -> StepConcurrency | None:

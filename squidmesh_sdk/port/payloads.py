@@ -12,13 +12,13 @@ joins the run's trace and links to its producer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from squidmesh_sdk import errors
+from squidmesh_sdk.scoped import Scoped
 from squidmesh_sdk.store.records import canonical_run_id
 
 __all__ = [
@@ -67,14 +67,9 @@ Job = StepJob | CompensationJob | CronJob
 _trace: ContextVar[Mapping[str, Any] | None] = ContextVar("squidmesh_job_trace", default=None)
 
 
-@contextmanager
-def carrying(trace: Mapping[str, Any] | None) -> Iterator[None]:
+def carrying(trace: Mapping[str, Any] | None) -> Scoped[Mapping[str, Any] | None]:
     """Payloads built inside the block carry ``trace`` (the dispatcher's send span and run)."""
-    token = _trace.set(trace)
-    try:
-        yield
-    finally:
-        _trace.reset(token)
+    return Scoped(_trace, trace)
 
 
 def _with_trace(payload: dict[str, Any]) -> dict[str, Any]:

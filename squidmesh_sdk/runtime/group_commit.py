@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from squidmesh_sdk.clock import use_clock
 from squidmesh_sdk.runtime.core import Runtime
+from squidmesh_sdk.scoped import Scoped
 from squidmesh_sdk.store import prepared
 from squidmesh_sdk.store.database import Transaction
 
@@ -193,11 +193,6 @@ def current() -> GroupCommit | None:
     return _current.get()
 
 
-@contextmanager
-def grouping(group: GroupCommit | None) -> Iterator[None]:
+def grouping(group: GroupCommit | None) -> Scoped[GroupCommit | None]:
     """Send this thread's step outcomes through ``group`` while the block runs."""
-    token = _current.set(group)
-    try:
-        yield
-    finally:
-        _current.reset(token)
+    return Scoped(_current, group)

@@ -311,7 +311,7 @@ def write_run(
     _WRITE_RUN.send(
         tx.connection,
         {
-            "run_id": uuid.UUID(run.id),
+            "run_id": run.id,  # prepared statements take ids as text
             "new_status": updated.status,
             "new_context": dict(updated.context),
             "new_current_step": updated.current_step,
