@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from benchmarks import sizes, stored
+from benchmarks import bytecodes, sizes, stored
 from benchmarks.cli import main
 from benchmarks.targets import open_target
 from tests import pg
@@ -149,3 +149,27 @@ def test_without_a_url_a_private_durable_server_is_started_and_destroyed() -> No
         assert data.is_dir()
     assert not data.exists()
     assert not data.parent.exists()
+
+
+def test_bytecode_counts_of_the_same_code_agree_and_name_the_hot_path(tmp_path: Path) -> None:
+    # The first count compiles the hot path's statements; the next two run the same code.
+    counts = [bytecodes.count(f"sqlite:///{tmp_path / f'b{n}.db'}", 10) for n in range(3)]
+    warm = [c.bytecodes_per_step for c in counts[1:]]
+    assert 1_000 < warm[0] < 100_000
+    assert abs(warm[0] - warm[1]) <= 0.02 * warm[0]
+    assert counts[1].calls_per_step > 50
+    files = counts[1].by_file()
+    assert files["squidmesh_sdk/runtime/execution.py"] > 0
+    assert sum(files.values()) == sum(counts[1].bytecodes.values())
+
+
+def test_bytecode_table_and_its_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bytecodes.main(["--db", "sqlite", "--runs", "3", "--top", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("bytecodes per step: ")
+    assert lines[2].startswith("Python calls per step: ")
+    assert lines[4] == "bytecodes/step  file"
+    assert len(lines) == 1 + 2 + 1 + 1 + 5 + 1 + 1 + 5
+    with pytest.raises(SystemExit) as exited:
+        bytecodes.main(["--db", "sqlite", "--runs", "0"])
+    assert exited.value.code == 2
