@@ -7,15 +7,16 @@ Usage::
 
 ``--runs`` 5-step runs are queued, then drained by one in-process worker thread (as row 2 of
 ``python -m benchmarks`` at one thread) while a trace function counts every bytecode and
-every Python call the worker's threads execute; the table gives both per step, and the
-functions and files that execute the most. Tracing makes the drain many times slower, so
-there is no time in the table.
+every Python call its delivery thread executes (the thread that claims, runs and records
+the steps; the worker's loop and heartbeat, which wake on timers, are left out); the table
+gives both per step, and the functions and files that execute the most. Tracing makes the
+drain many times slower, so there is no time in the table.
 
-The count is the same from one invocation to the next (bar the first statements' compilation,
+The count barely moves from one invocation to the next (the first statements' compilation is
 spread over ``--runs``), where times on a shared machine move by a tenth or more from one
 minute to the next: comparing two trees' counts shows what a change to the Python of the hot
-path saves, exactly. It does not see what runs in C (the database driver, ``json``'s encoder,
-SQLite itself), nor what a bytecode costs: the benchmark's times say whether it mattered.
+path saves. It does not see what runs in C (the database driver, ``json``'s encoder, SQLite
+itself), nor what a bytecode costs: the benchmark's times say whether it mattered.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class Count:
         bytecodes = self.bytecodes
 
         def on_call(frame: FrameType, event: str, _arg: Any) -> Tracer | None:
-            if event != "call":
+            # One thread counts, so the counters need no lock.
+            if event != "call" or not threading.current_thread().name.startswith(_DELIVERY):
                 return None
             self.calls += 1
             frame.f_trace_opcodes = True
@@ -86,6 +88,10 @@ class Count:
         return on_call
 
 
+_DELIVERY = "squidmesh-job"
+"""The name prefix of a worker's delivery threads."""
+
+
 def count(url: str, runs: int) -> Count:
     """Queue ``runs`` 5-step runs on ``url``, drain them with one traced worker thread."""
     observer = CompletionObserver()
@@ -95,16 +101,19 @@ def count(url: str, runs: int) -> Count:
         start_runs(client, LINEAR, runs)
         observer.expect(runs)
         worker = Worker(client, concurrency=1, poll_interval=POLL_INTERVAL)
-        # Threads started from now on are traced: the worker's loop and its delivery thread.
-        # Whatever traced new threads before (a coverage tool) does again after.
+        # Threads started from now on get the trace function (it counts in the delivery
+        # thread only); whatever traced new threads before (a coverage tool) does again after.
+        # The delivery thread starts with the first job, after the worker.
         previous = threading.gettrace()
         threading.settrace(result.tracer())
         try:
             worker.start()
-            observer.wait_all()
+            try:
+                observer.wait_all()
+            finally:
+                worker.stop()
         finally:
             threading.settrace(previous)
-            worker.stop()
     return result
 
 

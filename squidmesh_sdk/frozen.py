@@ -28,9 +28,9 @@ _lock = threading.Lock()
 def evolve(record: T, /, **changes: Any) -> T:
     """A copy of ``record`` (a frozen dataclass instance) with ``changes``.
 
-    The same result as ``dataclasses.replace(record, **changes)`` for dataclasses whose fields
-    are all set by ``__init__`` and that have no ``__post_init__`` (those go through
-    ``dataclasses.replace``).
+    The same result as ``dataclasses.replace(record, **changes)`` for dataclasses whose
+    ``__init__`` is the one ``@dataclass`` generated, setting every field, with no
+    ``__post_init__``; any other class goes through ``dataclasses.replace``.
 
     Raises:
         TypeError: a name in ``changes`` is not a field of the record.
@@ -49,7 +49,8 @@ def _copier_for(cls: type) -> _Copier:
 
 def _generate(cls: type) -> _Copier:
     fields = dataclasses.fields(cls)
-    if hasattr(cls, "__post_init__") or not all(field.init for field in fields):
+    generated_init = cls.__dataclass_params__.init and "__init__" in vars(cls)  # type: ignore[attr-defined]
+    if not generated_init or hasattr(cls, "__post_init__") or not all(f.init for f in fields):
         return lambda record, changes: dataclasses.replace(record, **changes)
     names = tuple(field.name for field in fields)
     for name in names:

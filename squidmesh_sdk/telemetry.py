@@ -156,7 +156,11 @@ def recording() -> bool:
 
 _NO_OP_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 _PROVIDER_FROM_ENVIRONMENT = OTEL_PYTHON_TRACER_PROVIDER in os.environ
-_NO_OP_METER_PROVIDERS = (metrics.NoOpMeterProvider, _metrics_internal._ProxyMeterProvider)
+# The proxy is a private class of the API: if a release renames it, a provider is assumed.
+_NO_OP_METER_PROVIDERS: tuple[type, ...] = (
+    metrics.NoOpMeterProvider,
+    *filter(None, [getattr(_metrics_internal, "_ProxyMeterProvider", None)]),
+)
 _METER_PROVIDER_FROM_ENVIRONMENT = OTEL_PYTHON_METER_PROVIDER in os.environ
 
 

@@ -58,9 +58,8 @@ class _Entry:
     context: contextvars.Context
     woken: threading.Lock = field(default_factory=_held_lock)
     """Released once to wake the entry's thread (done, or its turn to lead), which acquires it
-    to wait: a lock is the cheapest one-shot signal between two threads (an ``Event`` makes a
-    ``Condition`` and a lock per wait)."""
-    lead: bool = False
+    once to wait, unless it leads from the start: a lock is the cheapest one-shot signal between
+    two threads (an ``Event`` makes a ``Condition`` and a lock per wait)."""
     done: bool = False
     error: BaseException | None = None
     tx: Transaction | None = None
@@ -97,13 +96,14 @@ class GroupCommit:
         entry = _Entry(write, order, contextvars.copy_context())
         with self._lock:
             self._queue.append(entry)
-            if not self._leading:
-                self._leading = entry.lead = True
-        while not entry.done:
-            if entry.lead:
-                self._lead()
-            else:
-                entry.woken.acquire()
+            leads = not self._leading
+            self._leading = True
+        if not leads:
+            # Decided under the lock, so that each wait consumes exactly the one release meant
+            # for it: the entry's group is done, or the entry is the next leader.
+            entry.woken.acquire()
+        if not entry.done:
+            self._lead()  # its group holds this entry: the first one queued
         if entry.error is not None:
             raise entry.error
         tx = entry.tx
@@ -123,14 +123,12 @@ class GroupCommit:
             with self._lock:
                 if self._queue:
                     successor = self._queue[0]
-                    successor.lead = True
                 else:
                     self._leading = False
-            # Each entry is released once per wait: one of the group (the leader included,
-            # whose lock nobody waits on) once it is done, or the successor once it leads.
+            # Each entry's lock is released once: the group's once they are done (the leader's
+            # too, which nobody waits on), the successor's to make it lead.
             for entry in group:
                 entry.done = True
-                entry.lead = False
                 entry.woken.release()
             if successor is not None:
                 successor.woken.release()

@@ -31,6 +31,10 @@ _retries = telemetry.meter.create_counter(
 )
 
 
+_SPAN_EVENTS = (RunTransitioned, RetryScheduled, StepSkipped)
+"""The events recorded as events of the current span (the others are metrics only)."""
+
+
 class TelemetryObserver:
     """Run transitions as span events, a span for each finished run's whole life, metrics.
 
@@ -40,8 +44,12 @@ class TelemetryObserver:
 
     def emit(self, event: RunEvent) -> None:
         """Record ``event``."""
-        if not telemetry.recording():
-            return  # no provider: every event and metric below would be dropped
+        # Without a provider installed every metric is dropped; a span event still lands on
+        # a current span that records (one of a provider the host did not install globally).
+        if not telemetry.recording() and (
+            not isinstance(event, _SPAN_EVENTS) or not trace.get_current_span().is_recording()
+        ):
+            return
         run = event.run
         if isinstance(event, RunCreated):
             _runs_started.add(1, {telemetry.WORKFLOW: run.workflow, telemetry.TRIGGER: run.trigger})

@@ -15,7 +15,6 @@ are written and parsed in the same text format SQLAlchemy uses.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 
 from squidmesh_sdk.store import fusion
+from squidmesh_sdk.store.ids import CANONICAL_ID
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = ["Compiled", "compile_statement"]
@@ -38,8 +38,6 @@ __all__ = ["Compiled", "compile_statement"]
 Processor = Callable[[Any], Any]
 Parameters = Callable[[Mapping[str, Any]], dict[str, Any]]
 Converter = Callable[[Sequence[Sequence[Any]]], list[dict[str, Any]]]
-
-_CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # compared and hashed by identity
@@ -92,7 +90,7 @@ def _parameters_function(
 def _convert_function(
     columns: Sequence[str] | None, converters: Mapping[str, Processor]
 ) -> Converter:
-    if columns is None:
+    if not columns:
         return lambda raw_rows: []
     namespace: dict[str, Any] = {}
     names = [f"v{index}" for index in range(len(columns))]
@@ -118,7 +116,7 @@ def _define(name: str, source: str, namespace: dict[str, Any]) -> object:
     """The function ``name`` that ``source`` defines, its globals ``namespace``."""
     # Column names and parameter keys enter the source through repr() only, and the values
     # (the converters) stay in the namespace: nothing from a caller's data is ever compiled.
-    exec(source, namespace)  # noqa: S102
+    exec(compile(source, f"<squidmesh compiled {name}>", "exec"), namespace)  # noqa: S102
     return namespace[name]
 
 
@@ -186,7 +184,7 @@ def _id_to_hex(value: object) -> str | None:
     """An id as SQLite stores it (SQLAlchemy's ``Uuid``: 32 hex digits)."""
     if value is None:
         return None
-    if isinstance(value, str) and _CANONICAL_ID.fullmatch(value):
+    if isinstance(value, str) and CANONICAL_ID.fullmatch(value):
         return value.replace("-", "")
     return _as_uuid(value).hex
 
@@ -195,7 +193,7 @@ def _id_to_native(value: object) -> object:
     """An id for PostgreSQL's ``uuid`` (the statement casts text to it)."""
     if value is None or isinstance(value, uuid.UUID):
         return value
-    if isinstance(value, str) and _CANONICAL_ID.fullmatch(value):
+    if isinstance(value, str) and CANONICAL_ID.fullmatch(value):
         return value
     return _as_uuid(value)
 

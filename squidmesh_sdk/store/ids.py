@@ -8,11 +8,15 @@ key indexes appending at the right edge instead of splitting pages at random.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
 
-__all__ = ["as_uuid", "new_id", "new_id_text"]
+__all__ = ["CANONICAL_ID", "as_uuid", "new_id", "new_id_text"]
+
+CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""An id in canonical text (lowercase, dashed), as records hold it: ``CANONICAL_ID.fullmatch``."""
 
 _lock = threading.Lock()
 _last_ms = 0

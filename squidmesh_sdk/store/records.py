@@ -5,7 +5,6 @@ JSON columns come back as plain dicts; ids as canonical UUID strings; times as a
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any, Literal
 
 from squidmesh_sdk import error_records, errors
 from squidmesh_sdk.state_machine import RunStatus
+from squidmesh_sdk.store.ids import CANONICAL_ID
 
 __all__ = [
     "SCHEDULE_KEY",
@@ -64,9 +64,6 @@ AuditEventType = Literal[
 ]
 
 
-_CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
 def canonical_run_id(run_id: object) -> str:
     """``run_id`` in canonical text (``"0190e3a4-..."``), as every record holds it.
 
@@ -76,7 +73,7 @@ def canonical_run_id(run_id: object) -> str:
     Raises:
         InvalidRunId: it is not a UUID (or a string holding one).
     """
-    if isinstance(run_id, str) and _CANONICAL_ID.fullmatch(run_id):
+    if isinstance(run_id, str) and CANONICAL_ID.fullmatch(run_id):
         return run_id
     return str(parse_run_id(run_id))
 

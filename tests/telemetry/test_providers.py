@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +11,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_metrics_are_recorded_with_a_meter_provider_and_no_tracer_provider() -> None:
+def test_what_is_recorded_without_global_providers_and_with_a_meter_provider_only() -> None:
     # A process of its own: the session's tests install both providers, once per process.
+    # Without the variables that would make OpenTelemetry load a provider by itself.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_PYTHON_")}
     result = subprocess.run(
-        [sys.executable, "-m", "tests.telemetry.metrics_only"],
+        [sys.executable, "-m", "tests.telemetry.without_global_providers"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -22,6 +26,8 @@ def test_metrics_are_recorded_with_a_meter_provider_and_no_tracer_provider() -> 
     )
     report = json.loads(result.stdout)
     assert report["before"] == [False, False]  # nothing installed: nothing to record
+    # A span of a provider the host did not install globally still gets the run's events.
+    assert report["host_span_events"] == ["run transition"]
     assert report["after"] == [True, False]  # metrics only
     assert report["status"] == "completed"
     assert report["counts"] == {"squidmesh.runs.started": 1, "squidmesh.runs.finished": 1}

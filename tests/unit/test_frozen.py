@@ -81,7 +81,16 @@ class _Derived:
         object.__setattr__(self, "double", self.value * 2)
 
 
-def test_a_class_that_checks_or_derives_in_post_init_goes_through_its_init() -> None:
+@dataclasses.dataclass(frozen=True, init=False)
+class _OwnInit:
+    value: int
+
+    def __init__(self, value: int) -> None:
+        object.__setattr__(self, "value", value * 10)
+
+
+def test_a_class_that_checks_or_derives_in_its_init_goes_through_it() -> None:
     with pytest.raises(ValueError, match="negative"):
         evolve(_Checked(1), value=-1)
     assert evolve(_Derived(2), value=5).double == 10
+    assert evolve(_OwnInit(1), value=2).value == dataclasses.replace(_OwnInit(1), value=2).value

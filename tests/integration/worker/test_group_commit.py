@@ -107,6 +107,50 @@ def test_an_outcome_that_raises_loses_nothing_of_the_others(client: Client) -> N
     assert (group.groups, group.outcomes) == (2, 3)
 
 
+class _PausingLock:
+    """The group's lock, pausing one thread just after it first released it (it had queued)."""
+
+    def __init__(self, thread: str) -> None:
+        self._lock = threading.Lock()
+        self._thread = thread
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *_exc: object) -> None:
+        self._lock.release()
+        if threading.current_thread().name == self._thread and not self.paused.is_set():
+            self.paused.set()
+            assert self.resume.wait(10)
+
+
+def test_an_outcome_made_the_next_leader_before_it_waited_leads_once(client: Client) -> None:
+    # "b" queues while "a" commits, and is paused before it waits; "a" finishes and makes "b"
+    # the next leader. "b" then leads its own group exactly once: waking it must not count
+    # twice (a thread woken twice, or a lock released twice, loses the others' wake-ups).
+    committed.clear()
+    group = GroupCommit(client.runtime)
+    pausing = _PausingLock("b")
+    group._lock = pausing  # type: ignore[assignment]
+    first, entered = _hold_first_until_queued(group, 1)
+    errors, threads = _writers(group, {"a": first, "b": _enqueue("b")})
+    threads[0].start()
+    assert entered.wait(10)
+    threads[1].start()
+    assert pausing.paused.wait(10)
+    threads[0].join(20)
+    assert not threads[0].is_alive()
+    pausing.resume.set()
+    threads[1].join(20)
+    assert not threads[1].is_alive()
+    assert errors == {}
+    assert _queued(client) == ["a", "b"]
+    assert sorted(committed) == [("a", "a"), ("b", "b")]
+    assert (group.groups, group.outcomes) == (2, 2)
+
+
 def test_a_lone_outcome_is_written_at_once_by_its_own_thread(client: Client) -> None:
     committed.clear()
     group = GroupCommit(client.runtime)
