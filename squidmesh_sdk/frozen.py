@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from squidmesh_sdk.generated import define
+
 __all__ = ["evolve"]
 
 T = TypeVar("T")
@@ -79,6 +81,5 @@ def _generate(cls: type) -> _Copier:
         "known": frozenset(names),
         "unknown": unknown,
     }
-    exec("\n".join(lines), namespace)  # noqa: S102 - code built from the class's field names only
-    copier: _Copier = namespace["copy"]
+    copier: _Copier = define("copy", "\n".join(lines), namespace)
     return copier

@@ -47,7 +47,7 @@ from squidmesh_sdk.runtime import dispatcher, inputs, lifecycle, progression
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import RunCreated, RunTransitioned, StepCompleted
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit, run_reads
+from squidmesh_sdk.store import audit, run_creation, run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
@@ -308,7 +308,7 @@ def _start(
         links=telemetry.link_to(parent.trace_context),
         new_trace=True,
     ) as root:
-        child = run_store.create_run(
+        child = run_creation.create_run(
             tx,
             definition,
             payload,

@@ -10,7 +10,7 @@ from typing import Any
 from squidmesh_sdk import errors
 from squidmesh_sdk.graph import COMPLETE_TARGET, StepKey, WorkflowDefinition
 from squidmesh_sdk.runtime.holds import HOLD_ACTIONS, Hold
-from squidmesh_sdk.store import runs as run_store
+from squidmesh_sdk.store import run_creation
 from squidmesh_sdk.store.records import Attempt, Run, StepRun
 
 __all__ = ["RunExplanation", "explain"]
@@ -425,7 +425,7 @@ def _replay(
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
     if definition is None:
         return {"workflow_definition": "unavailable"}, ()
-    blockers = run_store.replay_blockers(run.step_runs or (), definition)
+    blockers = run_creation.replay_blockers(run.step_runs or (), definition)
     if blockers:
         replay = {
             "allowed": False,

@@ -12,7 +12,7 @@ from squidmesh_sdk.runtime.events import RunCreated, RunTransitioned, StepFailed
 from squidmesh_sdk.runtime.explanation import RunExplanation, explain
 from squidmesh_sdk.runtime.inspection import step_states
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit, run_reads, step_run_reads
+from squidmesh_sdk.store import audit, run_creation, run_reads, step_run_reads
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store.database import Transaction
@@ -134,7 +134,7 @@ def replay_run(
         telemetry.span(f"run {source.workflow}", attributes=attributes, new_trace=True) as root,
         runtime.transaction() as tx,
     ):
-        run = run_store.replay_run(
+        run = run_creation.replay_run(
             tx,
             definition,
             source.id,

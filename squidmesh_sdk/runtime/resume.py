@@ -29,7 +29,7 @@ from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.graph import DEADLINE_STEP, StepKey, WorkflowDefinition
 from squidmesh_sdk.runtime import dispatcher, finishing, manual, progression
 from squidmesh_sdk.runtime.core import Runtime
-from squidmesh_sdk.store import audit, run_reads, step_run_reads
+from squidmesh_sdk.store import audit, run_creation, run_reads, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
@@ -191,7 +191,7 @@ def _guard(
     # Step runs come in the order they were started: what follows the first resumed one.
     first = next((i for i, sr in enumerate(step_runs) if sr.step in keys), len(step_runs))
     again = [sr for sr in step_runs[first:] if definition.single_path or sr.step in keys]
-    blockers = run_store.replay_blockers(again, definition)
+    blockers = run_creation.replay_blockers(again, definition)
     if blockers:
         raise errors.UnsafeRetry(run.id, blockers)
 

@@ -19,8 +19,7 @@ from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import claiming, compensation, dispatcher, execution, schedules
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import RunCreated
-from squidmesh_sdk.store import run_reads
-from squidmesh_sdk.store import runs as run_store
+from squidmesh_sdk.store import run_creation, run_reads
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import SCHEDULE_KEY, Run
 
@@ -69,7 +68,7 @@ def start_run(
         ) as root,
         runtime.transaction() as tx,
     ):
-        run = run_store.create_run(
+        run = run_creation.create_run(
             tx,
             definition,
             payload,

@@ -29,6 +29,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 
+from squidmesh_sdk.generated import define
 from squidmesh_sdk.store import fusion
 from squidmesh_sdk.store.ids import CANONICAL_ID
 from squidmesh_sdk.store.types import UTCDateTime
@@ -84,7 +85,7 @@ def _parameters_function(
             value = f"p{index}({value})"
         items.append(f"{name!r}: {value}")
     source = f"def parameters(params):\n    return {{{', '.join(items)}}}"
-    return cast(Parameters, _define("parameters", source, namespace))
+    return cast(Parameters, define("parameters", source, namespace))
 
 
 def _convert_function(
@@ -109,15 +110,7 @@ def _convert_function(
         f"        rows.append({{{', '.join(items)}}})\n"
         "    return rows"
     )
-    return cast(Converter, _define("convert", source, namespace))
-
-
-def _define(name: str, source: str, namespace: dict[str, Any]) -> object:
-    """The function ``name`` that ``source`` defines, its globals ``namespace``."""
-    # Column names and parameter keys enter the source through repr() only, and the values
-    # (the converters) stay in the namespace: nothing from a caller's data is ever compiled.
-    exec(compile(source, f"<squidmesh compiled {name}>", "exec"), namespace)  # noqa: S102
-    return namespace[name]
+    return cast(Converter, define("convert", source, namespace))
 
 
 def compile_statement(statement: ClauseElement, dialect: Dialect) -> Compiled:

@@ -1,15 +1,16 @@
-"""The run store: creating runs, locking them and moving them through the state machine.
+"""The run store: locking runs and moving them through the state machine.
 
 Functions that change a run take a :class:`~squidmesh_sdk.store.database.Transaction` and
 expect the caller to commit; none of them dispatches work (that is the dispatcher's job, in the
-same transaction). Reading and listing runs is :mod:`squidmesh_sdk.store.run_reads`.
+same transaction). Creating runs (a start, a replay) is :mod:`squidmesh_sdk.store.run_creation`,
+reading and listing them :mod:`squidmesh_sdk.store.run_reads`.
 """
 
 from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,18 +18,14 @@ from sqlalchemy.engine import Connection
 
 from squidmesh_sdk import error_records, errors, state_machine
 from squidmesh_sdk.frozen import evolve
-from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import prepared, run_reads, step_run_reads
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
-from squidmesh_sdk.store.ids import new_id
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import (
-    SCHEDULE_KEY,
     Run,
     RunStatus,
-    StepRun,
     parse_run_id,
 )
 from squidmesh_sdk.store.schema import attempts, runs, step_runs
@@ -42,12 +39,9 @@ __all__ = [
     "WAIT_CANCELLATION_ERROR",
     "WATCHER_APPLICATION_NAME",
     "cancel_run",
-    "create_run",
     "lock_run",
     "relock_run",
     "relock_run_later",
-    "replay_blockers",
-    "replay_run",
     "schedule_next_step",
     "transition_run",
     "update_run",
@@ -75,8 +69,6 @@ ABANDONED_CANCELLATION_ERROR: Mapping[str, Any] = error_records.error_record(
 Its attempt is recorded as ``abandoned``, with the reason the worker was found gone.
 """
 
-_SCHEDULE_IDENTITY_KEYS = ("idempotency", "idempotency_key")
-
 RUN_CHANNEL = "squidmesh_runs"
 """The PostgreSQL channel a run's id is sent on (``NOTIFY``) when it finishes.
 
@@ -100,70 +92,6 @@ class _Unset(enum.Enum):
 
 UNSET = _Unset.UNSET
 """Marks a run field a write leaves unchanged (``None`` is a value: it clears the field)."""
-
-
-def create_run(
-    tx: Transaction,
-    definition: WorkflowDefinition,
-    payload: object,
-    *,
-    trigger: str | None = None,
-    context: Mapping[str, Any] | None = None,
-    replayed_from_run_id: str | None = None,
-    idempotency_key: str | None = None,
-    start_key: str | None = None,
-    start_request: str | None = None,
-    trace_context: Mapping[str, Any] | None = None,
-    parent_run_id: str | None = None,
-    parent_step: str | None = None,
-    priority: int | None = None,
-) -> Run:
-    """Validate ``payload`` against the trigger's contract and insert a ``pending`` run.
-
-    ``trigger`` defaults to the workflow's first declared trigger. Nothing is dispatched.
-    ``idempotency_key`` is a cron activation's schedule identity (one run per workflow,
-    trigger and key); ``start_key`` the key a caller started the run with (one run per workflow
-    and key), ``start_request`` the fingerprint of that request. ``priority`` overrides the
-    workflow's (checked by the caller).
-
-    Raises:
-        InvalidTrigger: the workflow has no such trigger.
-        InvalidPayload: listing every missing, unknown and invalid field; nothing is written.
-        InvalidRunId, RunNotFound: ``replayed_from_run_id`` is not the id of a run.
-    """
-    trigger_node = definition.trigger(trigger)
-    validated = trigger_node.contract.validate(payload)
-    if replayed_from_run_id is not None:
-        run_reads.select_run(tx.connection, replayed_from_run_id, for_update=False)
-    values: dict[str, Any] = {
-        "id": new_id(),
-        "workflow": definition.name,
-        "trigger": trigger_node.name,
-        "status": "pending",
-        "payload": validated,
-        "context": dict(context or {}),
-        "current_step": definition.initial_step,
-        "last_error": None,
-        "replayed_from_run_id": (
-            parse_run_id(replayed_from_run_id) if replayed_from_run_id else None
-        ),
-        "definition_fingerprint": definition.fingerprint,
-        "definition_version": definition.version,
-        "idempotency_key": idempotency_key,
-        "start_key": start_key,
-        "start_request": start_request,
-        "trace_context": dict(trace_context) if trace_context is not None else None,
-        "parent_run_id": parse_run_id(parent_run_id) if parent_run_id else None,
-        "parent_step": parent_step,
-        "operator_retries": None,
-        "priority": definition.priority if priority is None else priority,
-        "inserted_at": tx.now,
-        "updated_at": tx.now,
-    }
-    # On PostgreSQL the insert goes with the transaction's next statement (its first job's):
-    # a conflict on an idempotency or start key is raised then, or at commit, as IntegrityError.
-    _INSERT_RUN.send(tx.connection, values)
-    return Run.from_row(values)
 
 
 def lock_run(connection: Connection, run_id: object) -> Run:
@@ -408,94 +336,6 @@ def count_operator_retry(tx: Transaction, run: Run) -> Run:
     return evolve(run, operator_retries=count)
 
 
-def replay_blockers(
-    step_runs: Iterable[StepRun], definition: WorkflowDefinition | None
-) -> list[dict[str, Any]]:
-    """Completed steps whose recovery policy makes a replay need explicit approval.
-
-    Uses the policy persisted on each step run, falling back to the current definition.
-    """
-    blockers = []
-    for step_run in step_runs:
-        if step_run.status != "completed":
-            continue
-        policy = dict(step_run.recovery or {})
-        if not policy and definition is not None and step_run.step in definition.steps:
-            policy = definition.step(step_run.step).recovery.to_dict()
-        if policy.get("irreversible"):
-            policy["compensatable"] = False
-        if policy.get("irreversible") or policy.get("compensatable") is False:
-            blockers.append(
-                {
-                    "step": step_run.step,
-                    "irreversible": bool(policy.get("irreversible")),
-                    "compensatable": False,
-                    "replay": "manual_review_required",
-                    "recovery": "manual_intervention",
-                }
-            )
-    return blockers
-
-
-def replay_run(
-    tx: Transaction,
-    definition: WorkflowDefinition,
-    run_id: object,
-    *,
-    allow_irreversible: bool = False,
-    trace_context: Mapping[str, Any] | None = None,
-) -> Run:
-    """Insert a new ``pending`` run with the source's payload and trigger, linked to it.
-
-    Schedule metadata is carried over without its idempotency key; all other context starts
-    empty. Nothing is dispatched.
-
-    Raises:
-        InvalidRunId, RunNotFound: as :func:`get_run`.
-        UnsafeReplay: completed irreversible or non-compensatable steps, unless
-            ``allow_irreversible`` is ``True``.
-    """
-    source = run_reads.get_run(tx.connection, run_id)
-    if allow_irreversible is not True:
-        blockers = replay_blockers(
-            step_run_reads.list_step_runs(tx.connection, source.id), definition
-        )
-        if blockers:
-            raise errors.UnsafeReplay(source.id, blockers)
-    context: dict[str, Any] = {}
-    if source.schedule is not None:
-        context[SCHEDULE_KEY] = {
-            key: value
-            for key, value in source.schedule.items()
-            if key not in _SCHEDULE_IDENTITY_KEYS
-        }
-    values: dict[str, Any] = {
-        "id": new_id(),
-        "workflow": source.workflow,
-        "trigger": source.trigger,
-        "status": "pending",
-        "payload": dict(source.payload),
-        "context": context,
-        "current_step": definition.initial_step,
-        "last_error": None,
-        "replayed_from_run_id": uuid.UUID(source.id),
-        "definition_fingerprint": definition.fingerprint,
-        "definition_version": definition.version,
-        "idempotency_key": None,
-        "start_key": None,
-        "start_request": None,
-        "trace_context": dict(trace_context) if trace_context is not None else None,
-        "parent_run_id": None,
-        "parent_step": None,
-        "operator_retries": None,
-        "priority": source.priority,
-        "inserted_at": tx.now,
-        "updated_at": tx.now,
-    }
-    _INSERT_RUN.execute(tx.connection, values)
-    return Run.from_row(values)
-
-
 def schedule_next_step(run_or_status: Run | str) -> bool:
     """Whether a run (or a run status) should have more step work scheduled."""
     status = run_or_status.status if isinstance(run_or_status, Run) else run_or_status
@@ -596,9 +436,6 @@ _NOTIFY_RUN = Prepared(
             _ACTIVITY.c.datname == sa.func.current_database(),
         )
     )
-)
-_INSERT_RUN = Prepared(
-    lambda _: runs.insert().values({column.key: sa.bindparam(column.key) for column in runs.c})
 )
 _WRITE_RUN = Prepared(
     lambda _: (

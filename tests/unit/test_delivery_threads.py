@@ -14,15 +14,21 @@ def _never() -> bool:
     return False
 
 
+def _delivered_and_found_nothing(threads: DeliveryThreads) -> object:
+    """A thread of ``threads`` delivered job 7; its next-job claim found nothing: its token."""
+    token = object()
+    threads.occupy(token, 7)
+    threads.begin_next_claim(token)
+    threads.delivery_ended(token, found_nothing=True)
+    return token
+
+
 def _one_thread_that_found_nothing() -> tuple[DeliveryThreads, object]:
     """One thread, delivering a job; its next-job claim found nothing and committed."""
     threads = DeliveryThreads(1)
     assert threads.begin_claim() == 1
     threads.end_claim(1, 1)
-    token = object()
-    threads.occupy(token, 7)
-    threads.begin_next_claim(token)
-    threads.delivery_ended(token, found_nothing=True)
+    token = _delivered_and_found_nothing(threads)
     return threads, token
 
 
@@ -59,10 +65,7 @@ def test_a_thread_s_next_claim_pays_what_it_owed() -> None:
 
 def test_a_claim_capped_by_the_free_threads_makes_the_busy_ones_owe() -> None:
     threads = DeliveryThreads(2)
-    busy = object()
-    threads.occupy(busy, 7)
-    threads.begin_next_claim(busy)
-    threads.delivery_ended(busy, found_nothing=True)
+    busy = _delivered_and_found_nothing(threads)
     free = threads.begin_claim()
     assert free == 1
     threads.end_claim(free, 1)  # took as many as it could: more may be due
@@ -83,10 +86,7 @@ def test_no_thread_is_reserved_while_the_loop_claims_or_before_it_found_nothing(
 
 def test_a_thread_ending_after_a_newer_loop_claim_does_not_make_the_worker_idle() -> None:
     threads = DeliveryThreads(3)
-    token = object()
-    threads.occupy(token, 7)
-    threads.begin_next_claim(token)
-    threads.delivery_ended(token, found_nothing=True)
+    token = _delivered_and_found_nothing(threads)
     free = threads.begin_claim()  # begun after the thread's claim
     assert free == 2
     threads.end_claim(free, 1)  # found a job: the queues were not empty then

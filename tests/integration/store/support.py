@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from squidmesh_sdk import COMPLETE, Workflow, compile, manual, today
 from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.store import attempts as attempt_store
+from squidmesh_sdk.store import run_creation
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store import step_starts as step_start_store
@@ -106,7 +107,7 @@ def new_run(
     """Create and commit a pending run (of ``orders`` with ``ORDER`` by default)."""
     definition = definition or orders_definition()
     return write(
-        db, lambda tx: run_store.create_run(tx, definition, payload or ORDER, **options), now
+        db, lambda tx: run_creation.create_run(tx, definition, payload or ORDER, **options), now
     )
 
 

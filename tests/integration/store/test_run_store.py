@@ -22,7 +22,7 @@ from squidmesh_sdk.clock import use_clock
 from squidmesh_sdk.error_records import error_record
 from squidmesh_sdk.state_machine import STATES
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import audit, run_reads, step_run_reads
+from squidmesh_sdk.store import audit, run_creation, run_reads, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store import step_starts as step_start_store
@@ -99,7 +99,7 @@ def test_dependency_workflow_runs_have_no_current_step(db: Database) -> None:
 
 def test_unknown_trigger_raises_invalid_trigger_and_writes_nothing(db: Database) -> None:
     with db.transaction(T0) as tx, pytest.raises(InvalidTrigger) as raised:
-        run_store.create_run(tx, orders_definition(), ORDER, trigger="nope")
+        run_creation.create_run(tx, orders_definition(), ORDER, trigger="nope")
     assert raised.value.trigger == "nope"
     assert raised.value.known == ("checkout", "refund")
     assert _list(db) == []
@@ -109,9 +109,9 @@ def test_invalid_payload_lists_every_problem_and_writes_nothing(db: Database) ->
     definition = orders_definition()
     with db.transaction(T0) as tx:
         with pytest.raises(InvalidPayload) as raised:
-            run_store.create_run(tx, definition, {"amount_cents": "lots", "coupon": "X"})
+            run_creation.create_run(tx, definition, {"amount_cents": "lots", "coupon": "X"})
         # The transaction goes on to commit: the failed create must have left nothing behind.
-        run_store.create_run(tx, definition, {"order_id": "o-2"}, trigger="refund")
+        run_creation.create_run(tx, definition, {"order_id": "o-2"}, trigger="refund")
     assert raised.value.missing_fields == ("order_id",)
     assert raised.value.unknown_fields == ("coupon",)
     assert list(raised.value.invalid_fields) == ["amount_cents"]
@@ -189,7 +189,7 @@ def test_list_runs_is_newest_first_with_filters_and_limit(db: Database) -> None:
     move(db, middle.id, "running", now=at(6))
 
     def two(tx: Transaction) -> list[str]:
-        return [run_store.create_run(tx, orders_definition(), ORDER).id for _ in range(2)]
+        return [run_creation.create_run(tx, orders_definition(), ORDER).id for _ in range(2)]
 
     same_a, same_b = write(db, two, at(20))
 
@@ -386,7 +386,7 @@ def test_replay_creates_a_linked_pending_run_with_the_same_payload(db: Database)
 
     replay = write(
         db,
-        lambda tx: run_store.replay_run(tx, definition, source.id, trace_context={"t": "1"}),
+        lambda tx: run_creation.replay_run(tx, definition, source.id, trace_context={"t": "1"}),
         at(60),
     )
     assert replay.id != source.id
@@ -414,7 +414,7 @@ def test_replay_is_blocked_by_completed_irreversible_and_non_compensatable_steps
     write(db, complete_three)
     # The transaction commits after the refusal: the refused replay must have written nothing.
     with db.transaction(at(1)) as tx, pytest.raises(UnsafeReplay) as raised:
-        run_store.replay_run(tx, definition, source.id)
+        run_creation.replay_run(tx, definition, source.id)
     assert raised.value.run_id == source.id
     policy = {"replay": "manual_review_required", "recovery": "manual_intervention"}
     assert raised.value.steps == (
@@ -425,7 +425,7 @@ def test_replay_is_blocked_by_completed_irreversible_and_non_compensatable_steps
     assert _list(db) == [source.id]
 
     allowed = write(
-        db, lambda tx: run_store.replay_run(tx, definition, source.id, allow_irreversible=True)
+        db, lambda tx: run_creation.replay_run(tx, definition, source.id, allow_irreversible=True)
     )
     assert (allowed.status, allowed.context) == ("pending", {})
     assert _list(db) == [allowed.id, source.id]
@@ -442,13 +442,13 @@ def test_replay_uses_the_recovery_policy_persisted_on_the_step_run(db: Database)
 
     write(db, complete)
     with pytest.raises(UnsafeReplay) as raised:
-        write(db, lambda tx: run_store.replay_run(tx, definition, source.id))
+        write(db, lambda tx: run_creation.replay_run(tx, definition, source.id))
     assert [step["step"] for step in raised.value.steps] == ["notify"]
 
 
 def test_replay_of_an_unknown_run_raises_run_not_found(db: Database) -> None:
     with pytest.raises(RunNotFound):
-        write(db, lambda tx: run_store.replay_run(tx, orders_definition(), str(uuid.uuid4())))
+        write(db, lambda tx: run_creation.replay_run(tx, orders_definition(), str(uuid.uuid4())))
 
 
 # -- schedule_next_step -----------------------------------------------------------------------
@@ -466,7 +466,7 @@ def test_records_come_back_in_utc_whatever_zone_the_transaction_was_stamped_in(
     db: Database,
 ) -> None:
     paris = datetime(2026, 1, 1, 10, tzinfo=timezone(timedelta(hours=1)))
-    run = write(db, lambda tx: run_store.create_run(tx, orders_definition(), ORDER), paris)
+    run = write(db, lambda tx: run_creation.create_run(tx, orders_definition(), ORDER), paris)
     assert run.inserted_at.tzinfo == UTC
     assert run.inserted_at == paris
 
@@ -476,7 +476,7 @@ def test_a_replay_link_to_a_missing_run_is_refused(db: Database) -> None:
     with pytest.raises(RunNotFound):
         write(
             db,
-            lambda tx: run_store.create_run(
+            lambda tx: run_creation.create_run(
                 tx, orders_definition(), ORDER, replayed_from_run_id=missing
             ),
         )

@@ -39,6 +39,17 @@ def _five_steps() -> Workflow:
     return wf
 
 
+def _wait_for_gate(gate: str, started: str) -> dict[str, Any]:
+    """A step body: touch ``started``, then wait until ``gate`` exists."""
+    Path(started).touch()
+    deadline = time.monotonic() + 120
+    while not Path(gate).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never opened the gate")
+        time.sleep(0.02)
+    return {"blocked": "passed"}
+
+
 def _gated() -> Workflow:
     wf = Workflow("gated", triggers=[manual("go", payload=GatePayload)])
 
@@ -46,21 +57,26 @@ def _gated() -> Workflow:
     def before() -> dict[str, Any]:
         return {"before": "done"}
 
-    @wf.step
-    def blocked(gate: str, started: str) -> dict[str, Any]:
-        Path(started).touch()
-        deadline = time.monotonic() + 120
-        while not Path(gate).exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the test never opened the gate")
-            time.sleep(0.02)
-        return {"blocked": "passed"}
+    blocked = wf.step(name="blocked")(_wait_for_gate)
 
     @wf.step
     def after() -> dict[str, Any]:
         return {"after": "done"}
 
     wf.chain(before, blocked, after, COMPLETE)
+    return wf
+
+
+def _gated_first() -> Workflow:
+    """``gated``'s blocked step as the first one: a start beside an idle worker hands it over."""
+    wf = Workflow("gated_first", triggers=[manual("go", payload=GatePayload)])
+    blocked = wf.step(name="blocked")(_wait_for_gate)
+
+    @wf.step
+    def after() -> dict[str, Any]:
+        return {"after": "done"}
+
+    wf.chain(blocked, after, COMPLETE)
     return wf
 
 
@@ -129,15 +145,7 @@ def _gated_signal() -> Workflow:
     """A gated step, then a wait for signal ``paid``, then a step that reads its payload."""
     wf = Workflow("gated_signal", triggers=[manual("go", payload=GatePayload)])
 
-    @wf.step
-    def blocked(gate: str, started: str) -> dict[str, Any]:
-        Path(started).touch()
-        deadline = time.monotonic() + 120
-        while not Path(gate).exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the test never opened the gate")
-            time.sleep(0.02)
-        return {"blocked": "passed"}
+    blocked = wf.step(name="blocked")(_wait_for_gate)
 
     paid = wf.signal("paid", payload=Payment, output="payment")
 
@@ -223,6 +231,7 @@ def _deadline() -> Workflow:
 WORKFLOWS = (
     _five_steps(),
     _gated(),
+    _gated_first(),
     _delayed(),
     _one_step(),
     _gated_saga(),

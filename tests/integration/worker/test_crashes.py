@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from tests.integration.worker.conftest import (
     settled_or_restarting,
     wait_until,
 )
+from tests.integration.worker.processes import ROOT
 from tools.pgserver import PrivateServer
 
 
@@ -180,3 +184,63 @@ def test_sqlite_with_four_worker_threads_and_1000_runs_never_reports_a_lock(
     finally:
         client.close()
         database.dispose()
+
+
+@pytest.mark.parametrize("then", ["rescued", "cancelled"])
+def test_a_process_killed_while_running_a_run_it_started_beside_its_worker_loses_nothing(
+    client: Client, database_url: str, spawn_worker: Spawn, tmp_path: Path, then: str
+) -> None:
+    # The start's transaction leased the run's first job to the process's own idle worker and
+    # started the step there (no claim). The process is killed while the step runs: the run
+    # is explained as running its step, the lease expires, and another worker takes the step
+    # over, or the run cancelled meanwhile ends cancelled.
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    doomed = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.worker.start_beside_worker",
+            database_url,
+            "1.0",
+            str(gate),
+            str(started),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert doomed.stdout is not None
+        how, run_id = doomed.stdout.readline().split()
+        assert how == "handed"
+        wait_until(started.exists, what="the handed step to start in the starting process")
+    finally:
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=30)
+        if doomed.stdout is not None:
+            doomed.stdout.close()
+    explained = client.explain_run(run_id)
+    assert (explained.status, explained.reason, explained.step) == (
+        "running",
+        "step_running",
+        "blocked",
+    )
+    if then == "cancelled":
+        assert client.cancel_run(run_id).status == "cancelling"
+        explained = client.explain_run(run_id)
+        assert (explained.reason, explained.details["running_steps"]) == (
+            "cancelling",
+            ["blocked"],
+        )
+    gate.touch()
+    spawn_worker(database_url, lease=1.0)
+    final = "completed" if then == "rescued" else "cancelled"
+    wait_until(lambda: client.inspect_run(run_id).status == final, what=f"the run {final}")
+    expected = (
+        {"blocked": ["abandoned", "completed"], "after": ["completed"]}
+        if then == "rescued"
+        else {"blocked": ["abandoned"]}
+    )
+    assert attempts_by_step(client, run_id) == expected
+    wait_until(lambda: _no_jobs_left(client), what="no job left")
