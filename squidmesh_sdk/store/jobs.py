@@ -26,6 +26,7 @@ from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.schema import jobs
+from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
     "Job",
@@ -192,9 +193,12 @@ def reuse(tx: Transaction, job_id: int, job: NewJob) -> bool:
     """Rewrite job ``job_id``, leased to ``job.leased_to``, into ``job`` (leased the same way).
 
     For the transaction that finishes job ``job_id`` and queues ``job`` for the same worker:
-    the row is the new job from then on, as if it had been deleted and ``job`` inserted (fresh
-    delivery count, no rescue, no error). ``False``, and nothing written, when the worker no
-    longer holds the lease (a rescue requeued the job).
+    the row is the new job from then on (fresh delivery count, no rescue, no error). It keeps
+    the row's ``run_at`` and ``inserted_at`` (the chain's first job's), and its lease unless
+    less than half of ``job.lease`` is left (heartbeats renew it every third): the update then
+    changes no indexed column, and PostgreSQL makes it in place (a heap-only tuple), adding no
+    index entry. ``False``, and nothing written, when the worker no longer holds the lease (a
+    rescue requeued the job).
     """
     return _REUSE.execute(tx.connection, _reuse_params(tx, job_id, job)) == 1
 
@@ -211,7 +215,8 @@ def _reuse_params(tx: Transaction, job_id: int, job: NewJob) -> dict[str, Any]:
         "step": job.step,
         "workflow": job.workflow,
         "definition_version": job.definition_version,
-        "locked_until": tx.now + timedelta(seconds=job.lease),
+        "p_renew_below": tx.now + timedelta(seconds=job.lease / 2),
+        "p_renewed": tx.now + timedelta(seconds=job.lease),
         "priority": job.priority,
         "concurrency_key": job.concurrency_key,
         "concurrency_limit": job.concurrency_limit,
@@ -431,18 +436,24 @@ _REUSE = Prepared(
                         "step",
                         "workflow",
                         "definition_version",
-                        "locked_until",
                         "priority",
                         "concurrency_key",
                         "concurrency_limit",
                     )
                 },
                 "status": "running",
-                "run_at": sa.bindparam("p_now"),
+                # Set only when it would change: an indexed column left as it was keeps the
+                # update in place on PostgreSQL (``run_at`` and ``inserted_at`` are not set).
+                "locked_until": sa.case(
+                    (
+                        jobs.c.locked_until < sa.bindparam("p_renew_below", type_=UTCDateTime),
+                        sa.bindparam("p_renewed", type_=UTCDateTime),
+                    ),
+                    else_=jobs.c.locked_until,
+                ),
                 "deliveries": 1,
                 "rescues": 0,
                 "last_error": sa.null(),
-                "inserted_at": sa.bindparam("p_now"),
                 "updated_at": sa.bindparam("p_now"),
             }
         )

@@ -1,7 +1,8 @@
 """Retention: finding finished runs old enough to delete, and deleting them with their rows.
 
-A purge walks the runs of one finished status oldest first (the index on ``status,
-updated_at, id``), a batch at a time, and deletes each batch in a transaction of its own, so
+A purge walks the runs of one finished status oldest first, by creation (the index on
+``status, inserted_at``: no index covers ``updated_at``, so that a step's update of its run
+touches no index), a batch at a time, and deletes each batch in a transaction of its own, so
 deleting millions of runs never holds a long lock. A run is a candidate only when it is
 finished (``completed``, ``failed`` or ``cancelled``: no other status is ever purged), last
 changed before the cutoff, and has no work left in the queues: no queued or running job, no
@@ -83,12 +84,12 @@ class Criteria:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A run a purge may delete: its id, and where the walk resumes after it."""
+    """A run a purge may delete: its id, and where the walk resumes after it (creation, id)."""
 
     id: str
     workflow: str
     status: RunStatus
-    updated_at: datetime
+    inserted_at: datetime
 
 
 def candidates(
@@ -107,17 +108,24 @@ def candidates(
     if status not in FINISHED:
         raise ValueError(f"only finished runs are purged, not {status!r} ones")
     query = (
-        sa.select(runs.c.id, runs.c.workflow, runs.c.status, runs.c.updated_at)
-        .where(runs.c.status == status, *_purgeable(criteria))
-        .order_by(runs.c.updated_at, runs.c.id)
+        sa.select(runs.c.id, runs.c.workflow, runs.c.status, runs.c.inserted_at)
+        .where(
+            runs.c.status == status,
+            # Implied by the cutoff on updated_at (a run changes after it is created); stated
+            # so that the walk reads only the index's range before the cutoff.
+            runs.c.inserted_at < criteria.cutoff,
+            *_purgeable(criteria),
+        )
+        .order_by(runs.c.inserted_at, runs.c.id)
         .limit(limit)
     )
     if after is not None:
         query = query.where(
-            sa.tuple_(runs.c.updated_at, runs.c.id) > sa.tuple_(after.updated_at, as_uuid(after.id))
+            sa.tuple_(runs.c.inserted_at, runs.c.id)
+            > sa.tuple_(after.inserted_at, as_uuid(after.id))
         )
     return [
-        Candidate(str(row.id), row.workflow, row.status, row.updated_at)
+        Candidate(str(row.id), row.workflow, row.status, row.inserted_at)
         for row in connection.execute(query)
     ]
 

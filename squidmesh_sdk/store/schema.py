@@ -94,8 +94,10 @@ runs = sa.Table(
     sa.Index(None, "status", "inserted_at"),
     sa.Index(None, "inserted_at"),
     sa.Index(None, "replayed_from_run_id"),
-    # The purge's scan: finished runs of one status, oldest first (migration 6).
-    sa.Index(None, "status", "updated_at", "id"),
+    # No index covers a column every step changes (updated_at, context, current_step,
+    # last_error; migration 10 dropped one on status, updated_at, id): a step's update of its
+    # run then touches no index, and PostgreSQL makes it in place (a heap-only tuple). The
+    # purge walks finished runs through (status, inserted_at).
     sa.UniqueConstraint("workflow", "trigger", "idempotency_key"),
     # A unique index rather than a constraint: SQLite cannot add a constraint to a table.
     sa.Index(None, "workflow", "start_key", unique=True),

@@ -25,12 +25,13 @@ TABLES = (
 
 
 def _age(client: Client, run_ids: list[str], days: int) -> None:
-    """Make the runs look last changed ``days`` ago."""
+    """Make the runs look created and last changed ``days`` ago."""
+    ago = timedelta(days=days)
     with client.runtime.transaction() as tx:
         tx.connection.execute(
             sa.update(schema.runs)
             .where(schema.runs.c.id.in_([uuid.UUID(run_id) for run_id in run_ids]))
-            .values(updated_at=tx.now - timedelta(days=days))
+            .values(inserted_at=tx.now - ago, updated_at=tx.now - ago)
         )
 
 

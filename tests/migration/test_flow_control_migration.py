@@ -64,7 +64,7 @@ def test_queued_work_of_version_8_gets_priority_0_no_key_and_still_runs(
                 inserted_at=NOW,
                 updated_at=NOW,
             )
-        assert migrations.migrate(database, NOW) == [9]
+        assert migrations.migrate(database, NOW) == list(range(9, migrations.LATEST_VERSION + 1))
     finally:
         database.dispose()
     with Client(empty_database_url, [greeting()], executor=DatabaseExecutor()) as client:

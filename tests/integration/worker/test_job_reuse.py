@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from squidmesh_sdk import Client, Worker
@@ -92,3 +93,42 @@ def test_a_job_whose_lease_was_lost_is_left_alone_and_the_next_job_inserted(
         1,
     )
     assert (inserted.step, inserted.status, inserted.locked_by) == ("step_2", "running", "w")
+
+
+def test_the_rewritten_row_keeps_its_due_time_creation_and_a_lease_with_time_left(
+    client: Client,
+) -> None:
+    """Only columns no index covers change (the update can be made in place)."""
+    worker = Worker(client, concurrency=1, name="w")
+    client.start_run("five_steps")
+    with client.runtime.transaction() as tx:
+        (job,) = claim_store.claim(tx, worker="w", queues=["default"], limit=1, lease=30)
+    (claimed,) = _jobs(client)
+    _deliver(client, worker, job)
+    (row,) = _jobs(client)
+    assert row.step == "step_2"
+    assert (row.run_at, row.inserted_at, row.locked_until) == (
+        claimed.run_at,
+        claimed.inserted_at,
+        claimed.locked_until,
+    )
+    assert row.updated_at > claimed.updated_at
+
+
+@pytest.mark.parametrize("left", [timedelta(seconds=10), timedelta(seconds=-1)])
+def test_a_lease_with_less_than_half_left_is_renewed(client: Client, left: timedelta) -> None:
+    """Less than half of the 30 s lease left, or none (run out, not yet rescued): renewed."""
+    worker = Worker(client, concurrency=1, name="w")
+    client.start_run("five_steps")
+    with client.runtime.transaction() as tx:
+        (job,) = claim_store.claim(tx, worker="w", queues=["default"], limit=1, lease=30)
+    with client.runtime.transaction() as tx:
+        short = tx.now + left
+        tx.connection.execute(
+            sa.update(schema.jobs).where(schema.jobs.c.id == job.id).values(locked_until=short)
+        )
+    _deliver(client, worker, job)
+    (row,) = _jobs(client)
+    assert (row.id, row.step, row.locked_by) == (job.id, "step_2", "w")
+    assert row.locked_until is not None
+    assert row.locked_until >= row.updated_at + timedelta(seconds=30)

@@ -25,12 +25,12 @@ def _finished_runs(client: Client, count: int) -> list[Run]:
 
 
 def _age(client: Client, runs: list[Run], by: timedelta) -> None:
-    """Make ``runs`` look last changed ``by`` ago."""
+    """Make ``runs`` look created and last changed ``by`` ago."""
     with client.runtime.transaction() as tx:
         tx.connection.execute(
             sa.update(schema.runs)
             .where(schema.runs.c.id.in_([uuid.UUID(run.id) for run in runs]))
-            .values(updated_at=tx.now - by)
+            .values(inserted_at=tx.now - by, updated_at=tx.now - by)
         )
 
 
