@@ -6,7 +6,10 @@ Sent as one statement they cost the server one parse, plan and executor start in
 three, and the driver one call (its Python was the largest part of a step on PostgreSQL).
 
 Each statement becomes a ``WITH`` query of the fused one, its own ``WITH`` queries hoisted
-beside it, its parameters renamed so that the statements' names cannot meet. The fused
+beside it, its parameters renamed so that the statements' names cannot meet. The new names are
+short (the statement's number, then the parameter's): psycopg caches its parse of a statement
+only up to 4 KiB and 50 parameters, and parses a longer one again at every execution, which
+cost a chained step about 6,400 Python bytecodes, two fifths of its Python on PostgreSQL. The fused
 statement returns one row: how many rows each statement touched (or returned), then the last
 statement's returned columns. When that statement returns no row, the row still comes (a
 ``LEFT JOIN``), with its columns null, so the counts always arrive.
@@ -20,10 +23,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-__all__ = ["Parts", "fuse", "renamed", "split"]
+__all__ = ["FIXED_SIZE", "LONGEST", "MOST_PARAMETERS", "Parts", "fuse", "renamed", "split"]
 
+LONGEST = 4096
+"""Bytes of the longest fused statement: psycopg caches the parse of a statement up to 4 KiB
+(``psycopg._queries.MAX_CACHED_STATEMENT_LENGTH``) and parses a longer one at every execution."""
+MOST_PARAMETERS = 50
+"""Parameters of a fused statement at most (psycopg caches statements with up to 50)."""
+
+_MOST_STATEMENTS = 10
+"""More statements than a group ever holds (:mod:`~squidmesh_sdk.store.sending` fuses 8)."""
 _PARAMETER = re.compile(r"%\((\w+)\)s")
 _WITH = re.compile(r"WITH\s+", re.IGNORECASE)
 _QUERY_NAME = re.compile(r"\s*(\w+)\s+AS\s*\(", re.IGNORECASE)
@@ -45,6 +56,10 @@ class Parts:
     """``name AS (...)``, each as written."""
     names: frozenset[str]
     main: str
+    parameters: tuple[str, ...]
+    """The names of its parameters, each once, in the order they first appear."""
+    size: int
+    """Bytes it adds to a fused statement, at most (see :data:`FIXED_SIZE`)."""
     returns_rows: bool
     """Whether ``main`` returns rows (a ``SELECT``, or a write with ``RETURNING``)."""
 
@@ -93,12 +108,18 @@ def split(sql: str) -> Parts | None:
     ):
         return None
     writes = _DML.match(main) is not None
-    return Parts(
+    parts = Parts(
         queries=tuple(queries),
         names=frozenset(names),
         main=main,
+        parameters=tuple(dict.fromkeys(_PARAMETER.findall(text))),
+        size=0,
         returns_rows=not writes or _at_top_level(main, _RETURNING),
     )
+    # Renamed as the last statement of the largest group (the longest names it may get).
+    queries, count = _pieces(parts, _MOST_STATEMENTS - 1)
+    size = sum(len(query.encode()) + 2 for query in queries) + len(count) + 2
+    return replace(parts, size=size)
 
 
 def _at_top_level(sql: str, pattern: re.Pattern[str]) -> bool:
@@ -134,29 +155,45 @@ def fuse(statements: Sequence[Parts], *, rows_of_last: bool) -> str:
     queries: list[str] = []
     counts: list[str] = []
     for index, parts in enumerate(statements):
-        queries.extend(_renamed(query, index) for query in parts.queries)
-        main = _renamed(parts.main, index)
-        if not parts.returns_rows:
-            main = f"{main} RETURNING 1"
-        queries.append(f"{_fused_name(index)} AS ({main})")
-        # Names and statements of our own (no value is ever written into the SQL).
-        counted = f"(SELECT count(*) FROM {_fused_name(index)})"  # noqa: S608
-        counts.append(f"{counted} AS squidmesh_count_{index}")
+        more, count = _pieces(parts, index)
+        queries.extend(more)
+        counts.append(count)
     sql = f"WITH {', '.join(queries)} SELECT {', '.join(counts)}"
     if rows_of_last:
-        last = _fused_name(len(statements) - 1)
-        sql += f", {last}.* FROM (SELECT 1) AS squidmesh_one LEFT JOIN {last} ON true"
+        sql += _rows_of(len(statements) - 1)
     return sql
 
 
-def renamed(index: int, name: str) -> str:
-    """The name of parameter ``name`` of the ``index``-th statement in a fused statement."""
-    return f"f{index}_{name}"
+def _pieces(parts: Parts, index: int) -> tuple[list[str], str]:
+    """The ``WITH`` queries and the count of ``parts`` as the ``index``-th fused statement."""
+    names = renamed(index, parts)
+    queries = [_renamed(query, names) for query in parts.queries]
+    main = _renamed(parts.main, names)
+    if not parts.returns_rows:
+        main = f"{main} RETURNING 1"
+    queries.append(f"{_fused_name(index)} AS ({main})")
+    # Names and statements of our own (no value is ever written into the SQL).
+    counted = f"(SELECT count(*) FROM {_fused_name(index)})"  # noqa: S608
+    return queries, f"{counted} AS squidmesh_count_{index}"
 
 
-def _renamed(sql: str, index: int) -> str:
-    return _PARAMETER.sub(lambda match: f"%({renamed(index, match[1])})s", sql)
+def _rows_of(index: int) -> str:
+    last = _fused_name(index)
+    return f", {last}.* FROM (SELECT 1) AS squidmesh_one LEFT JOIN {last} ON true"
+
+
+def renamed(index: int, parts: Parts) -> dict[str, str]:
+    """The names the parameters of the ``index``-th statement take in a fused statement."""
+    return {name: f"f{index}_{number}" for number, name in enumerate(parts.parameters)}
+
+
+def _renamed(sql: str, names: dict[str, str]) -> str:
+    return _PARAMETER.sub(lambda match: f"%({names[match[1]]})s", sql)
 
 
 def _fused_name(index: int) -> str:
     return f"squidmesh_fused_{index}"
+
+
+FIXED_SIZE = len("WITH  SELECT ") + len(_rows_of(_MOST_STATEMENTS - 1))
+"""Bytes of a fused statement beside its statements' own (:attr:`Parts.size`)."""

@@ -102,12 +102,14 @@ def _groups(statements: Sequence[_Held]) -> list[list[_Held]]:
 
     Fused statements see the database as it was before all of them (not each other's writes),
     so a group's statements touch pairwise different tables; their ``WITH`` queries need
-    different names too. A statement that cannot be fused is a group of its own.
+    different names too. A statement that cannot be fused is a group of its own. A group stays
+    within the size and parameters psycopg caches the parse of (:data:`fusion.LONGEST`).
     """
     groups: list[list[_Held]] = []
     group: list[_Held] = []
     tables: set[str] = set()
     names: set[str] = set()
+    size, parameters = fusion.FIXED_SIZE, 0
     for statement in statements:
         parts = statement.compiled.parts
         if group and (
@@ -116,13 +118,18 @@ def _groups(statements: Sequence[_Held]) -> list[list[_Held]]:
             or len(group) == _MOST_FUSED
             or not tables.isdisjoint(statement.compiled.tables)
             or not names.isdisjoint(parts.names)
+            or size + parts.size > fusion.LONGEST
+            or parameters + len(parts.parameters) > fusion.MOST_PARAMETERS
         ):
             groups.append(group)
             group, tables, names = [], set(), set()
+            size, parameters = fusion.FIXED_SIZE, 0
         group.append(statement)
         tables |= statement.compiled.tables
         if parts is not None:
             names |= parts.names
+            size += parts.size
+            parameters += len(parts.parameters)
     groups.append(group)
     return groups
 
@@ -151,17 +158,18 @@ def _fuse(group: Sequence[_Held], *, rows_of_last: bool) -> _Fused:
     key: tuple[Compiled | bool, ...] = (*(item.compiled for item in group), rows_of_last)
     fused = _fused.get(key)
     if fused is None:
-        parts = [statement.compiled.parts for statement in group]
+        parts = cast(list[fusion.Parts], [statement.compiled.parts for statement in group])
         assert all(parts)  # noqa: S101 - only statements taken apart are grouped with others
         if len(_fused) >= _FUSED_KEPT:
             _fused.clear()  # statements prepared for a while only (claims): start over
+        renamed = [fusion.renamed(index, part) for index, part in enumerate(parts)]
         fused = _fused[key] = _Fused(
-            sql=fusion.fuse(cast(list[fusion.Parts], parts), rows_of_last=rows_of_last),
+            sql=fusion.fuse(parts, rows_of_last=rows_of_last),
             # A statement's values always come in the same order (its constants, then its
             # variables), so the renamed names are listed once.
             names=tuple(
-                tuple(fusion.renamed(index, name) for name in statement.values)
-                for index, statement in enumerate(group)
+                tuple(names[name] for name in statement.values)
+                for names, statement in zip(renamed, group, strict=True)
             ),
         )
     return fused

@@ -7,12 +7,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from squidmesh_sdk.store import fusion, run_reads
+from squidmesh_sdk.store import fusion, run_reads, sending
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.schema import queue_limits, runs
@@ -248,14 +249,54 @@ def test_split_hoists_with_queries_and_fuse_renames_parameters() -> None:
     assert parts is not None
     assert parts.queries == ("done AS (UPDATE a SET x = %(x)s RETURNING a.id)",)
     assert parts.main == "SELECT count(*) FROM done"
-    other = fusion.split("DELETE FROM b WHERE id = %(x)s")
+    other = fusion.split("DELETE FROM b WHERE id = %(x)s AND y = %(y)s OR x2 = %(x)s")
     assert other is not None
     assert not other.returns_rows
+    assert other.parameters == ("x", "y")
     assert fusion.fuse([parts, other], rows_of_last=False) == (
-        "WITH done AS (UPDATE a SET x = %(f0_x)s RETURNING a.id), "
+        "WITH done AS (UPDATE a SET x = %(f0_0)s RETURNING a.id), "
         "squidmesh_fused_0 AS (SELECT count(*) FROM done), "
-        "squidmesh_fused_1 AS (DELETE FROM b WHERE id = %(f1_x)s RETURNING 1) "
+        "squidmesh_fused_1 AS (DELETE FROM b WHERE id = %(f1_0)s AND y = %(f1_1)s OR x2 = %(f1_0)s"
+        " RETURNING 1) "
         "SELECT (SELECT count(*) FROM squidmesh_fused_0) AS squidmesh_count_0, "
         "(SELECT count(*) FROM squidmesh_fused_1) AS squidmesh_count_1"
     )
-    assert fusion.renamed(1, "x") == "f1_x"
+    assert fusion.renamed(1, other) == {"x": "f1_0", "y": "f1_1"}
+
+
+def _long_update(table: str, columns: int) -> fusion.Parts:
+    sets = ", ".join(f"column_{n} = %(value_{n})s" for n in range(columns))
+    parts = fusion.split(f"UPDATE {table} SET {sets} WHERE id = %(id)s")
+    assert parts is not None
+    return parts
+
+
+def test_a_part_s_size_bounds_what_it_adds_to_any_fused_statement() -> None:
+    group = [_long_update(f"t{n}", 5 + n) for n in range(8)]
+    for count in range(1, 9):
+        fused = fusion.fuse(group[:count], rows_of_last=True)
+        assert len(fused.encode()) <= fusion.FIXED_SIZE + sum(p.size for p in group[:count])
+    assert group[0].parameters == (*(f"value_{n}" for n in range(5)), "id")
+
+
+def _held(parts: fusion.Parts, table: str) -> sending._Held:
+    compiled = SimpleNamespace(parts=parts, tables=frozenset({table}))
+    return sending._Held(compiled, {}, None)  # type: ignore[arg-type]
+
+
+def test_groups_stay_within_the_size_and_parameters_psycopg_caches() -> None:
+    # Four statements of 30 parameters: two would be 60 (over 50).
+    many = [_held(_long_update(f"p{n}", 29), f"p{n}") for n in range(4)]
+    assert [len(group) for group in sending._groups(many)] == [1, 1, 1, 1]
+    # Twelve short statements: eight to a group (the most fused), then the rest.
+    short = [_held(_long_update(f"s{n}", 1), f"s{n}") for n in range(12)]
+    assert [len(group) for group in sending._groups(short)] == [8, 4]
+    # Statements of 1.5 KiB: two fit in 4 KiB, three do not.
+    wide = fusion.split("UPDATE w SET " + ", ".join(f"c{n} = c{n} + 1" for n in range(110)))
+    assert wide is not None
+    assert 1400 < wide.size < 2000
+    groups = sending._groups([_held(wide, f"w{n}") for n in range(5)])
+    assert [len(group) for group in groups] == [2, 2, 1]
+    for group in groups:
+        size = fusion.FIXED_SIZE + sum(held.compiled.parts.size for held in group)  # type: ignore[union-attr]
+        assert size <= fusion.LONGEST
