@@ -268,6 +268,9 @@ def _hand_over(offer: Continuation, new: job_store.NewJob, job_id: int, tx: Tran
         return
     if offer.pending is not None and offer.pending[2] is tx:
         job_id = offer.pending[1]  # the inserted job, if rewriting the delivered one failed
+    # The worker's view of the job: due and leased now. A rewritten row keeps the first job's
+    # run_at and, while it has two thirds left, its lease (store/jobs.reuse); the heartbeat
+    # renews the row by id, and the queue-lag metric is for claimed jobs only.
     offer.job = job_store.Job(
         id=job_id,
         queue=new.queue,

@@ -25,7 +25,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-__all__ = ["FIXED_SIZE", "LONGEST", "MOST_PARAMETERS", "Parts", "fuse", "renamed", "split"]
+__all__ = [
+    "FIXED_SIZE",
+    "LONGEST",
+    "MOST_FUSED",
+    "MOST_PARAMETERS",
+    "Parts",
+    "fuse",
+    "renamed",
+    "split",
+]
 
 LONGEST = 4096
 """Bytes of the longest fused statement: psycopg caches the parse of a statement up to 4 KiB
@@ -33,8 +42,10 @@ LONGEST = 4096
 MOST_PARAMETERS = 50
 """Parameters of a fused statement at most (psycopg caches statements with up to 50)."""
 
-_MOST_STATEMENTS = 10
-"""More statements than a group ever holds (:mod:`~squidmesh_sdk.store.sending` fuses 8)."""
+MOST_FUSED = 8
+"""Statements fused into one at most: every combination is one more statement for the server
+to prepare and plan, and for :mod:`~squidmesh_sdk.store.sending` to keep. A statement's
+:attr:`Parts.size` is measured as the last of that many (its longest names)."""
 _PARAMETER = re.compile(r"%\((\w+)\)s")
 _WITH = re.compile(r"WITH\s+", re.IGNORECASE)
 _QUERY_NAME = re.compile(r"\s*(\w+)\s+AS\s*\(", re.IGNORECASE)
@@ -117,7 +128,7 @@ def split(sql: str) -> Parts | None:
         returns_rows=not writes or _at_top_level(main, _RETURNING),
     )
     # Renamed as the last statement of the largest group (the longest names it may get).
-    queries, count = _pieces(parts, _MOST_STATEMENTS - 1)
+    queries, count = _pieces(parts, MOST_FUSED - 1)
     size = sum(len(query.encode()) + 2 for query in queries) + len(count) + 2
     return replace(parts, size=size)
 
@@ -195,5 +206,5 @@ def _fused_name(index: int) -> str:
     return f"squidmesh_fused_{index}"
 
 
-FIXED_SIZE = len("WITH  SELECT ") + len(_rows_of(_MOST_STATEMENTS - 1))
+FIXED_SIZE = len("WITH  SELECT ") + len(_rows_of(MOST_FUSED - 1))
 """Bytes of a fused statement beside its statements' own (:attr:`Parts.size`)."""

@@ -195,10 +195,13 @@ def reuse(tx: Transaction, job_id: int, job: NewJob) -> bool:
     For the transaction that finishes job ``job_id`` and queues ``job`` for the same worker:
     the row is the new job from then on (fresh delivery count, no rescue, no error). It keeps
     the row's ``run_at`` and ``inserted_at`` (the chain's first job's), and its lease unless
-    less than half of ``job.lease`` is left (heartbeats renew it every third): the update then
-    changes no indexed column, and PostgreSQL makes it in place (a heap-only tuple), adding no
-    index entry. ``False``, and nothing written, when the worker no longer holds the lease (a
-    rescue requeued the job).
+    less than two thirds of ``job.lease`` is left: heartbeats renew a lease every third of
+    it, so a live worker's lease never is, and the update changes no indexed column (PostgreSQL
+    makes it in place, a heap-only tuple: no index entry). The next step so starts with at
+    least two thirds of a lease, as a claimed job has just before its first heartbeat; one
+    whose heartbeats stopped (or whose lease ran out, not yet rescued) gets a full one again.
+    ``False``, and nothing written, when the worker no longer holds the lease (a rescue
+    requeued the job).
     """
     return _REUSE.execute(tx.connection, _reuse_params(tx, job_id, job)) == 1
 
@@ -215,7 +218,7 @@ def _reuse_params(tx: Transaction, job_id: int, job: NewJob) -> dict[str, Any]:
         "step": job.step,
         "workflow": job.workflow,
         "definition_version": job.definition_version,
-        "p_renew_below": tx.now + timedelta(seconds=job.lease / 2),
+        "p_renew_below": tx.now + timedelta(seconds=job.lease * 2 / 3),
         "p_renewed": tx.now + timedelta(seconds=job.lease),
         "priority": job.priority,
         "concurrency_key": job.concurrency_key,

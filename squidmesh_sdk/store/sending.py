@@ -92,11 +92,6 @@ class _Held:
     check: Callable[[int], None] | None
 
 
-_MOST_FUSED = 8
-"""Statements fused into one at most: every combination is one more statement for the server
-to prepare and plan, and for this module to keep."""
-
-
 def _groups(statements: Sequence[_Held]) -> list[list[_Held]]:
     """``statements`` in order, cut where one cannot be fused with those before it.
 
@@ -115,7 +110,7 @@ def _groups(statements: Sequence[_Held]) -> list[list[_Held]]:
         if group and (
             parts is None
             or group[-1].compiled.parts is None
-            or len(group) == _MOST_FUSED
+            or len(group) == fusion.MOST_FUSED
             or not tables.isdisjoint(statement.compiled.tables)
             or not names.isdisjoint(parts.names)
             or size + parts.size > fusion.LONGEST

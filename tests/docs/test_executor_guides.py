@@ -93,7 +93,9 @@ def test_the_celery_guide_runs_a_workflow_on_a_celery_worker(
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_the_procrastinate_guide_runs_a_workflow_on_a_procrastinate_worker(
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,

@@ -38,7 +38,9 @@ from tests.integration.worker.conftest import (
 from tools.pgserver import PrivateServer
 
 pytestmark = pytest.mark.postgres
-on_postgres = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+on_postgres = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 def _executor(client: Client) -> ProcrastinateExecutor:

@@ -331,7 +331,9 @@ def test_relock_and_complete_of_a_deleted_run_raises_run_not_found(db: Database)
         write(db, lambda tx: run_store.relock_and_complete(tx, run, attempt_id, step_run_id, {}))
 
 
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_relock_and_complete_takes_the_run_lock_before_touching_the_attempt(
     db: Database,
 ) -> None:

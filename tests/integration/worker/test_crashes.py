@@ -106,7 +106,9 @@ def test_sigterm_lets_the_running_step_finish_and_loses_no_job(
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_four_worker_processes_complete_200_runs_without_running_a_step_twice(
     client: Client, database_url: str, spawn_worker: Spawn
 ) -> None:
