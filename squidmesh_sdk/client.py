@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from squidmesh_sdk import arguments, errors
 from squidmesh_sdk.clock import Clock, SystemClock
-from squidmesh_sdk.compiler import compile as compile_workflow
+from squidmesh_sdk.compiler import versions as workflow_versions
 from squidmesh_sdk.definition.flow import RateLimit
 from squidmesh_sdk.definition.workflow import Workflow
 from squidmesh_sdk.executors.database import DatabaseExecutor
@@ -90,22 +90,8 @@ class Client:
         stale_step_timeout: float | None = None,
     ) -> None:
         arguments.check_client(database, workflows, stale_step_timeout)
-        versions: dict[str, dict[str, WorkflowDefinition]] = {}
-        for workflow in workflows:
-            definition = (
-                workflow if isinstance(workflow, WorkflowDefinition) else compile_workflow(workflow)
-            )
-            held = versions.setdefault(definition.name, {})
-            if definition.version in held:
-                raise errors.InvalidArgument(
-                    "workflows",
-                    f"two workflows are named {definition.name!r} at version "
-                    f"{definition.version!r}; give each version of a workflow its own version=",
-                )
-            held[definition.version] = definition
-        _check_children(versions)
-        # The last version listed is the current one: new runs start on it.
-        definitions = {name: list(held.values())[-1] for name, held in versions.items()}
+        versions = workflow_versions.held_versions(workflows)
+        definitions = workflow_versions.current(versions)
         self._owns_database = not isinstance(database, Database)
         store = database if isinstance(database, Database) else Database(database)
         self._watcher = run_watcher.RunWatcher(store)
@@ -795,26 +781,3 @@ class RunHandle:
     def inspect(self, *, include_history: bool = False) -> Run:
         """The run as it is now: :meth:`Client.inspect_run`."""
         return self.client.inspect_run(self.run.id, include_history=include_history)
-
-
-def _check_children(versions: Mapping[str, Mapping[str, WorkflowDefinition]]) -> None:
-    """Refuse workflows whose ``child`` steps start a workflow the client is not given.
-
-    Any worker built from this client may deliver the child step, and it starts the child on
-    the child workflow's current definition: one that lacks it could only fail the delivery
-    until its job is dead-lettered. Refused here instead, where the fix is one line.
-
-    Raises:
-        InvalidArgument: a held version of a workflow has a child step naming one not held.
-    """
-    for name, held in versions.items():
-        for definition in held.values():
-            for node in definition.steps.values():
-                wanted = node.options.get("workflow") if node.kind == "child" else None
-                if isinstance(wanted, str) and wanted not in versions:
-                    raise errors.InvalidArgument(
-                        "workflows",
-                        f"workflow {name!r} (version {definition.version!r}): child step "
-                        f"{node.name!r} starts workflow {wanted!r}, which is not in workflows=; "
-                        "give the client both (a worker delivering the step starts the child)",
-                    )

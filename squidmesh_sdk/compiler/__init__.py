@@ -5,7 +5,8 @@
 
 Modules: ``triggers`` (payload contracts, cron settings), ``steps`` (one step at a time),
 ``edges`` (dependencies and routes, checked as one graph), ``inputs`` (every required step
-input has a source), ``issues`` (the shared collector).
+input has a source), ``issues`` (the shared collector); ``versions`` checks the set of
+workflow versions a client holds.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ A :class:`Worker` claims due jobs from ``squidmesh_jobs`` and performs them on a
 threads (async steps run on the worker's event loop). While a job runs, the worker holds a
 lease on it and renews it with heartbeats. Every worker also rescues jobs whose lease ran out
 (their worker died or lost the database): they are queued again, and their next delivery takes
-over the step the dead worker left running, recording that attempt as ``abandoned``.
+over the step the dead worker left running, recording that attempt as ``abandoned``
+(:mod:`~squidmesh_sdk.executors.leases`). A job whose delivery raised is retried with backoff,
+then kept as failed (:mod:`~squidmesh_sdk.executors.job_settlement`).
 
 Any number of worker processes, on any number of machines, can share one PostgreSQL database:
 claims use ``FOR UPDATE SKIP LOCKED``, so no job is taken twice, and ``LISTEN``/``NOTIFY``
@@ -34,6 +36,8 @@ from squidmesh_sdk import errors, telemetry
 from squidmesh_sdk.errors import SquidmeshError
 from squidmesh_sdk.executors import queue_metrics
 from squidmesh_sdk.executors.database import DatabaseExecutor
+from squidmesh_sdk.executors.job_settlement import finish_job, settle_failed_delivery
+from squidmesh_sdk.executors.leases import keep_leases, rescue_expired
 from squidmesh_sdk.executors.listener import QueueListener
 from squidmesh_sdk.executors.purge import PeriodicPurge
 from squidmesh_sdk.executors.scheduler import CronScheduler
@@ -44,7 +48,6 @@ from squidmesh_sdk.port.continuation import Continuation, continuation, current_
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import claiming, runner, schedules
 from squidmesh_sdk.runtime.core import RuntimeOwner
-from squidmesh_sdk.runtime.failures import describe_error
 from squidmesh_sdk.runtime.group_commit import GroupCommit, grouping
 from squidmesh_sdk.runtime.schedules import CatchUp
 from squidmesh_sdk.store import claims as claim_store
@@ -281,7 +284,11 @@ class Worker:
     # -- the loop ------------------------------------------------------------------------
 
     def _loop_forever(self, pool: concurrent.futures.ThreadPoolExecutor) -> None:
-        heartbeat = threading.Thread(target=self._heartbeat, name="squidmesh-heartbeat")
+        heartbeat = threading.Thread(
+            target=keep_leases,
+            args=(self.runtime, self.name, self.lease, self._threads.job_ids, self._drained),
+            name="squidmesh-heartbeat",
+        )
         heartbeat.start()
         listener = (
             QueueListener(self.runtime.database, self.queues, self._wake, self._stopping)
@@ -298,7 +305,8 @@ class Worker:
                 self._wake.clear()
                 try:
                     if time.monotonic() >= next_rescue:
-                        self._rescue()
+                        if rescue_expired(self.runtime, self.name):
+                            self._wake.set()
                         next_rescue = time.monotonic() + max(self.lease / 2, 0.05)
                     if time.monotonic() >= next_limits:
                         self._read_limits()
@@ -569,7 +577,7 @@ class Worker:
         return not self._stopping.is_set()
 
     def _release(self, job: Job) -> None:
-        self._finish_job(lambda tx: job_store.release(tx, job.id, worker=self.name))
+        finish_job(self.runtime, lambda tx: job_store.release(tx, job.id, worker=self.name))
 
     def _deliver(self, job: Job, claim: object | None = None) -> None:
         runtime = self.runtime
@@ -596,10 +604,12 @@ class Worker:
                     extra={"worker": self.name, "job_id": job.id, "error": str(exc)[:200]},
                 )
                 return
-            self._failed(job, exc)
+            settle_failed_delivery(
+                self.runtime, self.name, job, exc, max_deliveries=self.max_deliveries
+            )
             return
         if not delivery.settled and not _handed_on(job):
-            self._finish_job(lambda tx: job_store.complete(tx, job.id, worker=self.name))
+            finish_job(self.runtime, lambda tx: job_store.complete(tx, job.id, worker=self.name))
 
     def _may_take_over(self, job: Job) -> bool:
         with self.runtime.database.read() as connection:
@@ -614,68 +624,6 @@ class Worker:
             job_store.finish(tx, job.id, worker=self.name)
 
         return settle
-
-    def _failed(self, job: Job, exc: Exception) -> None:
-        error = describe_error(exc)
-        extra = {
-            "worker": self.name,
-            "job_id": job.id,
-            "kind": job.kind,
-            "run_id": job.run_id,
-            "step": job.step,
-            "delivery": job.deliveries,
-            "error_type": type(exc).__name__,
-            "error_message": str(exc),
-        }
-        # The traceback is for debugging; the cause (type and message) is always logged.
-        exc_info = exc if logger.isEnabledFor(logging.DEBUG) else None
-        if job.deliveries >= self.max_deliveries:
-            logger.error("job failed for good; kept as failed", extra=extra, exc_info=exc_info)
-            self._finish_job(lambda tx: job_store.fail(tx, job.id, worker=self.name, error=error))
-            return
-        delay = min(2.0**job.deliveries, 300.0)
-        logger.warning(
-            "job delivery raised; retrying later",
-            extra={**extra, "retry_in": delay},
-            exc_info=exc_info,
-        )
-        self._finish_job(
-            lambda tx: job_store.release(tx, job.id, worker=self.name, delay=delay, error=error)
-        )
-
-    def _finish_job(self, write: Callable[[Any], object]) -> None:
-        try:
-            with self.runtime.transaction() as tx:
-                write(tx)
-        except SQLAlchemyError:
-            # The database is away: the lease will expire and the rescuer requeues the job.
-            logger.warning("could not settle a job; its lease will expire", exc_info=True)
-
-    # -- leases --------------------------------------------------------------------------
-
-    def _heartbeat(self) -> None:
-        interval = max(self.lease / 3, 0.01)
-        # Runs until running jobs are drained: a stopping worker still renews their leases.
-        while not self._drained.wait(interval):
-            ids = self._threads.job_ids()
-            if not ids:
-                continue
-            try:
-                with self.runtime.transaction() as tx:
-                    job_store.extend_leases(tx, worker=self.name, job_ids=ids, lease=self.lease)
-            except SQLAlchemyError:
-                logger.warning("heartbeat failed", extra={"worker": self.name}, exc_info=True)
-
-    def _rescue(self) -> None:
-        with self.runtime.transaction() as tx:
-            rescued = job_store.rescue_expired(tx)
-        for job in rescued:
-            logger.warning(
-                "rescued a job whose lease expired",
-                extra={"worker": self.name, "job_id": job.id, "run_id": job.run_id},
-            )
-        if rescued:
-            self._wake.set()
 
     # -- plumbing ------------------------------------------------------------------------
 

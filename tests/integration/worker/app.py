@@ -42,12 +42,17 @@ def _five_steps() -> Workflow:
 def _wait_for_gate(gate: str, started: str) -> dict[str, Any]:
     """A step body: touch ``started``, then wait until ``gate`` exists."""
     Path(started).touch()
+    _wait_for(gate)
+    return {"blocked": "passed"}
+
+
+def _wait_for(gate: str) -> None:
+    """Wait until the file ``gate`` exists (two minutes at most)."""
     deadline = time.monotonic() + 120
     while not Path(gate).exists():
         if time.monotonic() > deadline:
             raise TimeoutError("the test never opened the gate")
         time.sleep(0.02)
-    return {"blocked": "passed"}
 
 
 def _gated() -> Workflow:
@@ -122,11 +127,7 @@ def _gated_saga() -> Workflow:
     def refund(gate: str, calls: str, ctx: StepContext) -> dict[str, Any]:
         with Path(calls).open("a") as log:
             log.write(f"{ctx.attempt}\n")
-        deadline = time.monotonic() + 120
-        while not Path(gate).exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the test never opened the gate")
-            time.sleep(0.02)
+        _wait_for(gate)
         return {"refunded": ctx.attempt}
 
     @wf.step
@@ -163,12 +164,7 @@ def _gated_child() -> Workflow:
 
     @wf.step
     def blocked(gate: str, started: str) -> dict[str, Any]:
-        Path(started).touch()
-        deadline = time.monotonic() + 120
-        while not Path(gate).exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the test never opened the gate")
-            time.sleep(0.02)
+        _wait_for_gate(gate, started)
         return {"child_result": "done"}
 
     wf.chain(blocked, COMPLETE)

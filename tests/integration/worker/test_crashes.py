@@ -33,18 +33,60 @@ def _no_jobs_left(client: Client) -> bool:
         return job_store.list_jobs(connection) == []
 
 
-def test_a_killed_workers_step_is_finished_by_another_worker(
-    client: Client, database_url: str, spawn_worker: Spawn, tmp_path: Path
+def _explained_then_recovered(
+    client: Client,
+    database_url: str,
+    spawn_worker: Spawn,
+    run_id: str,
+    gate: Path,
+    then: str,
 ) -> None:
+    """The run of a killed process, its step ``blocked`` left running: explained as running
+    it; cancelled if ``then`` says so; then a new worker rescues the step (or ends the
+    cancelled run) and no job is left."""
+    explained = client.explain_run(run_id)
+    assert (explained.status, explained.reason, explained.step) == (
+        "running",
+        "step_running",
+        "blocked",
+    )
+    if then == "cancelled":
+        assert client.cancel_run(run_id).status == "cancelling"
+        explained = client.explain_run(run_id)
+        assert (explained.reason, explained.details["running_steps"]) == (
+            "cancelling",
+            ["blocked"],
+        )
+    gate.touch()
+    spawn_worker(database_url, lease=1.0)
+    final = "completed" if then == "rescued" else "cancelled"
+    wait_until(lambda: client.inspect_run(run_id).status == final, what=f"the run {final}")
+    wait_until(lambda: _no_jobs_left(client), what="no job left")
+
+
+@pytest.mark.parametrize("then", ["rescued", "cancelled"])
+def test_a_killed_workers_step_is_finished_by_another_worker(
+    client: Client, database_url: str, spawn_worker: Spawn, tmp_path: Path, then: str
+) -> None:
+    # ``blocked`` follows ``before`` on the same worker: its job is ``before``'s row,
+    # rewritten, keeping the lease it had (two thirds or more left). The worker is killed
+    # while the step runs; the lease runs out and another worker takes the step over.
     run, gate, started = gated_run(client, tmp_path)
     doomed = spawn_worker(database_url, lease=1.0)
     wait_until(started.exists, what="the blocked step to start in the first worker")
+    with client.database.read() as connection:
+        (job,) = job_store.list_jobs(connection)
+    assert (job.step, job.status) == ("blocked", "running")
+    assert job.inserted_at < job.updated_at  # the row ``before`` was delivered from
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=30)
-    gate.touch()
-    spawn_worker(database_url, lease=1.0)
-    wait_until(settled(client, [run]), what="the second worker to finish the run")
-    assert client.inspect_run(run.id).status == "completed"
+    _explained_then_recovered(client, database_url, spawn_worker, run.id, gate, then)
+    if then == "cancelled":
+        assert attempts_by_step(client, run.id) == {
+            "before": ["completed"],
+            "blocked": ["abandoned"],
+        }
+        return
     assert attempts_by_step(client, run.id) == {
         "before": ["completed"],
         "blocked": ["abandoned", "completed"],
@@ -55,7 +97,6 @@ def test_a_killed_workers_step_is_finished_by_another_worker(
     first = (abandoned.attempts or ())[0]
     assert first.error is not None
     assert (first.error["kind"], first.error["code"]) == ("abandoned", "worker_lost")
-    assert _no_jobs_left(client)
 
 
 def test_a_killed_workers_compensation_is_taken_over_by_another_worker(
@@ -222,27 +263,10 @@ def test_a_process_killed_while_running_a_run_it_started_beside_its_worker_loses
         doomed.wait(timeout=30)
         if doomed.stdout is not None:
             doomed.stdout.close()
-    explained = client.explain_run(run_id)
-    assert (explained.status, explained.reason, explained.step) == (
-        "running",
-        "step_running",
-        "blocked",
-    )
-    if then == "cancelled":
-        assert client.cancel_run(run_id).status == "cancelling"
-        explained = client.explain_run(run_id)
-        assert (explained.reason, explained.details["running_steps"]) == (
-            "cancelling",
-            ["blocked"],
-        )
-    gate.touch()
-    spawn_worker(database_url, lease=1.0)
-    final = "completed" if then == "rescued" else "cancelled"
-    wait_until(lambda: client.inspect_run(run_id).status == final, what=f"the run {final}")
+    _explained_then_recovered(client, database_url, spawn_worker, run_id, gate, then)
     expected = (
         {"blocked": ["abandoned", "completed"], "after": ["completed"]}
         if then == "rescued"
         else {"blocked": ["abandoned"]}
     )
     assert attempts_by_step(client, run_id) == expected
-    wait_until(lambda: _no_jobs_left(client), what="no job left")

@@ -28,6 +28,15 @@ def _jobs(client: Client) -> list[job_store.Job]:
         return job_store.list_jobs(connection)
 
 
+def _claimed(client: Client) -> tuple[Worker, job_store.Job]:
+    """A worker ``w`` and the first job of a new ``five_steps`` run, claimed for it (30 s)."""
+    worker = Worker(client, concurrency=1, name="w")
+    client.start_run("five_steps")
+    with client.runtime.transaction() as tx:
+        (job,) = claim_store.claim(tx, worker="w", queues=["default"], limit=1, lease=30)
+    return worker, job
+
+
 def _deliver(client: Client, worker: Worker, job: job_store.Job) -> object:
     """Perform ``job`` as ``worker`` does (its settlement, a continuation offer); the offer."""
     with continuation(worker.name, 30, ["default"], lambda: True, job.id) as offer:
@@ -38,10 +47,9 @@ def _deliver(client: Client, worker: Worker, job: job_store.Job) -> object:
 
 
 def test_the_next_step_s_job_is_the_delivered_job_s_row_rewritten(client: Client) -> None:
-    worker = Worker(client, concurrency=1, name="w")
-    run = client.start_run("five_steps")
-    with client.runtime.transaction() as tx:
-        (job,) = claim_store.claim(tx, worker="w", queues=["default"], limit=1, lease=30)
+    worker, job = _claimed(client)
+    assert job.run_id is not None
+    run = client.inspect_run(job.run_id)
     # As if delivered before: the rewritten row must not inherit its count, rescue or error.
     with client.runtime.transaction() as tx:
         tx.connection.execute(
@@ -69,10 +77,7 @@ def test_the_next_step_s_job_is_the_delivered_job_s_row_rewritten(client: Client
 def test_a_job_whose_lease_was_lost_is_left_alone_and_the_next_job_inserted(
     client: Client,
 ) -> None:
-    worker = Worker(client, concurrency=1, name="w")
-    client.start_run("five_steps")
-    with client.runtime.transaction() as tx:
-        (job,) = claim_store.claim(tx, worker="w", queues=["default"], limit=1, lease=30)
+    worker, job = _claimed(client)
     # The lease ran out while the step ran: a rescue queued the job again.
     with client.runtime.transaction() as tx:
         tx.connection.execute(
@@ -99,10 +104,7 @@ def test_the_rewritten_row_keeps_its_due_time_creation_and_a_lease_with_time_lef
     client: Client,
 ) -> None:
     """Only columns no index covers change (the update can be made in place)."""
-    worker = Worker(client, concurrency=1, name="w")
-    client.start_run("five_steps")
-    with client.runtime.transaction() as tx:
-        (job,) = claim_store.claim(tx, worker="w", queues=["default"], limit=1, lease=30)
+    worker, job = _claimed(client)
     (claimed,) = _jobs(client)
     _deliver(client, worker, job)
     (row,) = _jobs(client)
@@ -122,10 +124,7 @@ def test_a_lease_with_less_than_two_thirds_left_is_renewed(client: Client, left:
     Heartbeats renew a lease every third of it: a live worker's lease never has less than
     two thirds left.
     """
-    worker = Worker(client, concurrency=1, name="w")
-    client.start_run("five_steps")
-    with client.runtime.transaction() as tx:
-        (job,) = claim_store.claim(tx, worker="w", queues=["default"], limit=1, lease=30)
+    worker, job = _claimed(client)
     with client.runtime.transaction() as tx:
         short = tx.now + timedelta(seconds=left)
         tx.connection.execute(

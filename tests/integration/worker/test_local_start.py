@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from squidmesh_sdk import Client, DatabaseExecutor, InvalidPayload, Worker
+from squidmesh_sdk.executors.leases import rescue_expired
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store.jobs import Job
 from tests.integration.worker.app import WORKFLOWS
@@ -162,7 +163,8 @@ def test_a_worker_thread_that_dies_before_performing_a_handed_run_loses_nothing(
                 ["step_1"],
             )
         time.sleep(1.1)  # the lease expires
-        worker._rescue()  # as the loop does between its polls
+        assert rescue_expired(client.runtime, worker.name)  # as the loop does between polls
+        worker._wake.set()
         final = "completed" if then == "rescued" else "cancelled"
         wait_until(lambda: client.inspect_run(run.id).status == final, what=f"the run {final}")
         expected = ["abandoned", "completed"] if then == "rescued" else ["abandoned"]
