@@ -155,13 +155,16 @@ def _sending(
 def _describe(send_span: Span, metadata: Sequence[Mapping[str, Any]]) -> None:
     if not send_span.is_recording() or not metadata:
         return
-    queue = metadata[0].get("queue")
-    if isinstance(queue, str):
-        send_span.set_attribute(telemetry.MESSAGING_DESTINATION, queue)
     first = metadata[0]
+    attributes: dict[str, str] = {}
+    queue = first.get("queue")
+    if isinstance(queue, str):
+        attributes[telemetry.MESSAGING_DESTINATION] = queue
     job_id = first.get("message_id", first.get("job_id", first.get("outbox_id")))
     if len(metadata) == 1 and job_id is not None:
-        send_span.set_attribute(telemetry.MESSAGING_MESSAGE_ID, str(job_id))
+        attributes[telemetry.MESSAGING_MESSAGE_ID] = str(job_id)
+    if attributes:
+        send_span.set_attributes(attributes)  # one call: each takes the span's lock
 
 
 def _concurrency(

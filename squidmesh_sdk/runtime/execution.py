@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
@@ -68,6 +67,9 @@ def execute_step(
     """
     carrier = trace or {}
     delivery = delivery or Delivery()
+    ahead = delivery.claim
+    if not (isinstance(ahead, Claim) and ahead.run.id == run_id and ahead.step_run.step == step):
+        ahead = None
     # Links and attributes are for a span that records: none does without a tracer provider
     # (the span then only carries the run's context), so they are not even made.
     recording = telemetry.tracing()
@@ -76,30 +78,40 @@ def execute_step(
         kind=SpanKind.CONSUMER,
         parent=carrier.get("run"),
         links=telemetry.link_to(carrier.get("send")) if recording else (),
-        attributes=_process_attributes(run_id, step, delivery) if recording else None,
+        attributes=_process_attributes(run_id, step, delivery, ahead) if recording else None,
     ) as span:
-        outcome = _execute(runtime, run_id, step, delivery)
+        outcome = _execute(runtime, run_id, step, delivery, ahead)
         span.set_attribute(telemetry.OUTCOME, outcome)
         return outcome
 
 
-def _process_attributes(run_id: str, step: str, delivery: Delivery) -> dict[str, Any]:
-    """A ``process`` span's attributes (the workflow and attempt are added once the run is read)."""
-    return {
+def _process_attributes(
+    run_id: str, step: str, delivery: Delivery, ahead: Claim | None
+) -> dict[str, Any]:
+    """A ``process`` span's attributes.
+
+    A step claimed ahead has its workflow and attempt from the start; for any other, they are
+    added once the claim read the run (each attribute set on a started span costs the SDK a
+    lock and a check of its own).
+    """
+    attributes = {
         telemetry.RUN_ID: run_id,
         telemetry.STEP: step,
         **telemetry.consumer_attributes(delivery.queue, delivery.message_id),
     }
+    if ahead is not None:
+        attributes[telemetry.WORKFLOW] = ahead.run.workflow
+        attributes[telemetry.ATTEMPT] = ahead.attempt.number
+    return attributes
 
 
-def _execute(runtime: Runtime, run_id: str, step: str, delivery: Delivery) -> Outcome:
-    ahead = delivery.claim
-    if isinstance(ahead, Claim) and ahead.run.id == run_id and ahead.step_run.step == step:
-        # Claimed by the transaction that finished the previous step (a worker continuation).
+def _execute(
+    runtime: Runtime, run_id: str, step: str, delivery: Delivery, ahead: Claim | None
+) -> Outcome:
+    if ahead is not None:
+        # Claimed by the transaction that finished the previous step (a worker continuation);
+        # its workflow and attempt are already on the span.
         claimed = ahead
-        span = trace.get_current_span()
-        span.set_attribute(telemetry.WORKFLOW, claimed.run.workflow)
-        span.set_attribute(telemetry.ATTEMPT, claimed.attempt.number)
         runtime.emit(claimed.events)  # committed with the claim; reported in this span
     else:
         with runtime.transaction() as tx:

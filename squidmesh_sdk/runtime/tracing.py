@@ -56,6 +56,8 @@ class TelemetryObserver:
         elif isinstance(event, RunTransitioned):
             self._transitioned(event)
         elif isinstance(event, StepCompleted | StepFailed):
+            if not telemetry.metering():
+                return  # a metric only: nothing would take it (every step emits one)
             outcome = "completed" if isinstance(event, StepCompleted) else "failed"
             _step_duration.record(
                 event.duration.total_seconds(),
