@@ -183,9 +183,10 @@ class Client:
         call whose key already started a run of the workflow returns that run as it is now
         (whatever its status) and starts nothing, even when calls race (a unique index
         decides). The request must be the same one: another trigger or payload under a key
-        already used raises :class:`~squidmesh_sdk.errors.IdempotencyConflict`. Use
-        :meth:`start` to also learn whether this call created the run. A key is kept as long
-        as its run (see :meth:`purge_runs`).
+        already used, or a ``priority`` other than the run's, raises
+        :class:`~squidmesh_sdk.errors.IdempotencyConflict`. Use :meth:`start` to also learn
+        whether this call created the run. A key is kept as long as its run (see
+        :meth:`purge_runs`).
 
         Args:
             workflow: The workflow (object, definition or name).
@@ -205,7 +206,7 @@ class Client:
             InvalidTrigger: the workflow has no such trigger.
             InvalidPayload: the payload breaks the trigger's contract (every problem listed).
             IdempotencyConflict: the key already started a run of this workflow from another
-                trigger or payload; nothing is started.
+                trigger, payload or priority; nothing is started.
             DispatchFailed: the executor refused the first step; in particular
                 :class:`~squidmesh_sdk.errors.InvalidConcurrencyKey` (the payload has no value
                 at the workflow's concurrency key) and

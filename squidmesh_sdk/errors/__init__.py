@@ -17,7 +17,7 @@ SquidmeshError                                                   squidmesh_error
 ├── RetryRefused             a failed run retry_run cannot resume             retry_refused
 │                            (code compensation_started)
 ├── IdempotencyConflict      an idempotency key already started a run     idempotency_conflict
-│                            from another trigger or payload
+│                            from another trigger, payload or priority
 ├── RunWaitTimeout           wait_for_run's timeout ran out first (also a   run_wait_timeout
 │                            TimeoutError)
 ├── InvalidStep              the run is not at a step that accepts this action   invalid_step

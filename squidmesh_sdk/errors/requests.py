@@ -279,7 +279,8 @@ class IdempotencyConflict(SquidmeshError):
     """An idempotency key already started a run of this workflow, from another request.
 
     ``start_run(..., idempotency_key=K)`` returns the run ``K`` started when the request is
-    the same one (same trigger, same payload as given); a different request under the same key
+    the same one (same trigger, same payload as given, and the run's priority if one is
+    given); a different request under the same key
     is refused rather than answered with a run it did not ask for. Nothing is written.
 
     Attributes:
@@ -298,5 +299,6 @@ class IdempotencyConflict(SquidmeshError):
         self.trigger = trigger
         super().__init__(
             f"idempotency key {idempotency_key!r} already started run {run_id} of {workflow!r} "
-            f"(via {trigger!r}) with another trigger or payload; use a new key for a new request"
+            f"(via {trigger!r}) with another trigger, payload or priority; "
+            "use a new key for a new request"
         )

@@ -122,7 +122,8 @@ def start_run_once(
     (through any trigger, by this process or another, finished or not) is returned as it is
     now, provided the request is the same one: the same trigger and the same payload as given
     (compared by :func:`request_fingerprint`, before defaults are filled in, so a payload
-    default such as ``now()`` does not make a retried request a different one). Concurrent
+    default such as ``now()`` does not make a retried request a different one), and the run's
+    priority when ``priority`` is given. Concurrent
     calls with one key create one run: the database's unique index on ``(workflow,
     start_key)`` decides, and the losers return the winner's run.
 
@@ -130,7 +131,7 @@ def start_run_once(
         InvalidWorkflow, InvalidTrigger, InvalidPayload: as :func:`start_run`; checked first,
             so a malformed request is refused even when the key is taken.
         IdempotencyConflict: the key already started a run of ``workflow`` from another
-            request (another trigger or payload); nothing is written.
+            request (another trigger, payload or priority); nothing is written.
         DispatchFailed: as :func:`start_run`.
     """
     runtime.check_schema()
@@ -157,7 +158,9 @@ def start_run_once(
         else:
             return run, True
     run, held_request = found
-    if held_request != request:
+    # A priority given must be the run's (stored at creation, never changed); none given
+    # accepts the run's, whichever it is (the workflow's default, or one a first call gave).
+    if held_request != request or (priority is not None and priority != run.priority):
         raise errors.IdempotencyConflict(workflow, key, run.id, trigger=run.trigger)
     return run, False
 

@@ -133,6 +133,26 @@ def test_another_request_under_a_used_key_is_refused(
     assert run_rows(env.client) == [("orders", "req-1")]
 
 
+def test_another_priority_under_a_used_key_is_refused(make_env: MakeEnv) -> None:
+    env = make_env(orders)
+    first = env.client.start_run(orders, ORDER, idempotency_key="req-1", priority=5)
+    with pytest.raises(IdempotencyConflict) as raised:
+        env.client.start_run(orders, ORDER, idempotency_key="req-1", priority=7)
+    assert raised.value.run_id == first.id
+    assert "another trigger, payload or priority" in str(raised.value)
+    # The same priority, or none (the retry accepts the run's), is the same request.
+    same = env.client.start(orders, ORDER, idempotency_key="req-1", priority=5)
+    unsaid = env.client.start(orders, ORDER, idempotency_key="req-1")
+    assert (same.id, same.created, unsaid.id, unsaid.created) == (first.id, False, first.id, False)
+    assert env.client.inspect_run(first.id).priority == 5
+    # A run started without a priority has the workflow's (0): only that one matches it.
+    plain = env.client.start_run(orders, ORDER, idempotency_key="req-2")
+    assert env.client.start_run(orders, ORDER, idempotency_key="req-2", priority=0).id == plain.id
+    with pytest.raises(IdempotencyConflict):
+        env.client.start_run(orders, ORDER, idempotency_key="req-2", priority=1)
+    assert run_rows(env.client) == [("orders", "req-1"), ("orders", "req-2")]
+
+
 def test_keys_belong_to_one_workflow(make_env: MakeEnv) -> None:
     env = make_env(orders, refunds)
     order = env.client.start(orders, ORDER, idempotency_key="shared")
