@@ -3,7 +3,7 @@
 Usage::
 
     python -m benchmarks.bytecodes --db sqlite|postgres [--postgres-url URL] [--runs N]
-                                   [--top K]
+                                   [--top K] [--tracing]
 
 ``--runs`` 5-step runs are queued, then drained by one in-process worker thread (as row 2 of
 ``python -m benchmarks`` at one thread) while a trace function counts every bytecode and
@@ -32,6 +32,7 @@ from typing import Any
 
 from benchmarks.squidmesh import CompletionObserver, start_runs
 from benchmarks.targets import open_target
+from benchmarks.traced import install_discarding_sdk
 from benchmarks.workflows import LINEAR, LINEAR_STEPS, POLL_INTERVAL, make_client
 from squidmesh_sdk import Worker
 
@@ -158,14 +159,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--postgres-url", help="use this PostgreSQL database (see benchmarks)")
     parser.add_argument("--runs", type=int, default=100, help="5-step runs drained (100)")
     parser.add_argument("--top", type=int, default=30, help="files and functions listed (30)")
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="install the OpenTelemetry SDK first, as row 7's 'tracing on' does (its spans go "
+        "to an exporter that discards them): what tracing adds is the difference",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1 or args.top < 0:
         parser.error("--runs must be at least 1 and --top at least 0")
     if args.postgres_url and args.db != "postgres":
         parser.error("--postgres-url needs --db postgres")
+    if args.tracing:
+        # For the rest of this process: the API installs a provider once.
+        install_discarding_sdk()
     with open_target(args.db, args.postgres_url) as target:
         result = count(target.fresh(), args.runs)
-        print(f"database: {target.description}; {args.runs} runs, one worker thread")
+        traced = "; tracing on (SDK, discarding exporter)" if args.tracing else ""
+        print(f"database: {target.description}; {args.runs} runs, one worker thread{traced}")
     print(render(result, args.top))
     return 0
 

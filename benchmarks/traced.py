@@ -19,11 +19,12 @@ from benchmarks.squidmesh import CompletionObserver, drain, start_runs
 from benchmarks.targets import Target
 from benchmarks.workflows import LINEAR, LINEAR_STEPS, make_client
 
-__all__ = ["main", "tracing_cost"]
+__all__ = ["install_discarding_sdk", "main", "tracing_cost"]
 
 
-def _install_sdk() -> None:
-    from opentelemetry import trace  # only in the traced child
+def install_discarding_sdk() -> None:
+    """Install the OpenTelemetry SDK: every span recorded, exported in batches, discarded."""
+    from opentelemetry import trace  # imported only by the processes that install it
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export import (
         BatchSpanProcessor,
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The child process: measure once and print ``{"seconds": ...}``."""
     url, runs, threads, mode = argv if argv is not None else sys.argv[1:]
     if mode == "on":
-        _install_sdk()
+        install_discarding_sdk()
     print(json.dumps({"seconds": _measure(url, int(runs), int(threads))}))
     return 0
 

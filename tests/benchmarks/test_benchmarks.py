@@ -7,6 +7,8 @@ to the raw limit and the targets are printed.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,6 +163,28 @@ def test_bytecode_counts_of_the_same_code_agree_and_name_the_hot_path(tmp_path: 
     files = counts[1].by_file()
     assert files["squidmesh_sdk/runtime/execution.py"] > 0
     assert sum(files.values()) == sum(counts[1].bytecodes.values())
+
+
+def test_bytecodes_with_tracing_count_the_sdk_too() -> None:
+    # Child processes: installing a tracer provider is for the rest of a process.
+    def table(*more: str) -> list[str]:
+        command = [sys.executable, "-m", "benchmarks.bytecodes", "--db", "sqlite"]
+        done = subprocess.run(
+            [*command, "--runs", "5", "--top", "60", *more],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        return done.stdout.splitlines()
+
+    plain, traced = table(), table("--tracing")
+    assert plain[0].endswith("one worker thread")
+    assert traced[0].endswith("one worker thread; tracing on (SDK, discarding exporter)")
+    per_step = [float(lines[1].split(": ")[1].replace(",", "")) for lines in (plain, traced)]
+    assert per_step[1] > per_step[0] * 1.1
+    assert not any("opentelemetry/sdk/" in line for line in plain)
+    assert any(line.endswith("opentelemetry/sdk/trace/__init__.py") for line in traced)
 
 
 def test_bytecode_table_and_its_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
