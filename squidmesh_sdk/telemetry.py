@@ -176,16 +176,14 @@ def _no_meter_provider() -> bool:
     Read as :func:`_no_tracer_provider` does: the module global first, which is ``None`` until
     a provider is set (the proxy provider then hands its instruments the real ones).
     """
+    installed = getattr(_metrics_internal, "_METER_PROVIDER", ...)
     known = _final[_METER]
-    if known is not None:
-        return known
-    if getattr(_metrics_internal, "_METER_PROVIDER", ...) is None and not (
-        _METER_PROVIDER_FROM_ENVIRONMENT
-    ):
+    if known is not None and known[0] is installed:
+        return known[1]
+    if installed is None and not _METER_PROVIDER_FROM_ENVIRONMENT:
         return True
     none = isinstance(metrics.get_meter_provider(), _NO_OP_METER_PROVIDERS)
-    if getattr(_metrics_internal, "_METER_PROVIDER", None) is not None:
-        _final[_METER] = none
+    _remember(_METER, getattr(_metrics_internal, "_METER_PROVIDER", None), none)
     return none
 
 
@@ -196,22 +194,29 @@ def _no_tracer_provider() -> bool:
     call (for a provider named there), a few of which every step makes; the module global it
     reads first tells the same without it, unless the environment names a provider.
     """
+    installed = getattr(trace, "_TRACER_PROVIDER", ...)
     known = _final[_TRACER]
-    if known is not None:
-        return known
-    if getattr(trace, "_TRACER_PROVIDER", ...) is None and not _PROVIDER_FROM_ENVIRONMENT:
+    if known is not None and known[0] is installed:
+        return known[1]
+    if installed is None and not _PROVIDER_FROM_ENVIRONMENT:
         return True
     none = isinstance(trace.get_tracer_provider(), _NO_OP_PROVIDERS)
-    if getattr(trace, "_TRACER_PROVIDER", None) is not None:
-        _final[_TRACER] = none
+    # Read again: getting the provider may have installed the one the environment names.
+    _remember(_TRACER, getattr(trace, "_TRACER_PROVIDER", None), none)
     return none
 
 
 _TRACER, _METER = 0, 1
-_final: list[bool | None] = [None, None]
-"""The answers of :func:`_no_tracer_provider` and :func:`_no_meter_provider` once the API's
-global provider is set: the API sets it once and refuses to replace it, so they cannot change
-(a step asks several times)."""
+_final: list[tuple[object, bool] | None] = [None, None]
+"""The answers of :func:`_no_tracer_provider` and :func:`_no_meter_provider` for the API's
+global provider they were found for. The API sets that provider once and refuses to replace
+it, so the answer holds while it is the same object (a step asks about seven times); a test
+suite that resets the API's globals gets a new answer."""
+
+
+def _remember(kind: int, installed: object, none: bool) -> None:
+    if installed is not None:  # still unset (or a release that renamed the global)
+        _final[kind] = (installed, none)
 
 
 def nanoseconds(moment: datetime) -> int:

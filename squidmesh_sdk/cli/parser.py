@@ -363,7 +363,8 @@ def _runs(sub: Any, common: argparse.ArgumentParser) -> None:
         type=idempotency_key,
         metavar="KEY",
         help="start at most one run of the workflow with this key: again, it prints the run "
-        "the key started (same trigger and payload) instead of starting another",
+        "the key started (same trigger and payload, and --priority if given) instead of "
+        "starting another",
     )
     start.add_argument(
         "--priority",

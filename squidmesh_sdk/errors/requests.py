@@ -280,8 +280,8 @@ class IdempotencyConflict(SquidmeshError):
 
     ``start_run(..., idempotency_key=K)`` returns the run ``K`` started when the request is
     the same one (same trigger, same payload as given, and the run's priority if one is
-    given); a different request under the same key
-    is refused rather than answered with a run it did not ask for. Nothing is written.
+    given); a different request under the same key is refused rather than answered with a
+    run it did not ask for. Nothing is written.
 
     Attributes:
         workflow: The workflow.

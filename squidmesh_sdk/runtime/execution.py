@@ -92,7 +92,8 @@ def _process_attributes(
 
     A step claimed ahead has its workflow and attempt from the start; for any other, they are
     added once the claim read the run (each attribute set on a started span costs the SDK a
-    lock and a check of its own).
+    lock and a check of its own). The finished spans are alike; only a sampler, which sees
+    the attributes a span starts with, could tell the two apart.
     """
     attributes = {
         telemetry.RUN_ID: run_id,
@@ -109,8 +110,9 @@ def _execute(
     runtime: Runtime, run_id: str, step: str, delivery: Delivery, ahead: Claim | None
 ) -> Outcome:
     if ahead is not None:
-        # Claimed by the transaction that finished the previous step (a worker continuation);
-        # its workflow and attempt are already on the span.
+        # Claimed by the transaction that leased the job, that started the run, or that
+        # finished the previous step (a worker continuation); its workflow and attempt are
+        # already on the span.
         claimed = ahead
         runtime.emit(claimed.events)  # committed with the claim; reported in this span
     else:

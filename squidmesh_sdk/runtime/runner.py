@@ -123,9 +123,9 @@ def start_run_once(
     now, provided the request is the same one: the same trigger and the same payload as given
     (compared by :func:`request_fingerprint`, before defaults are filled in, so a payload
     default such as ``now()`` does not make a retried request a different one), and the run's
-    priority when ``priority`` is given. Concurrent
-    calls with one key create one run: the database's unique index on ``(workflow,
-    start_key)`` decides, and the losers return the winner's run.
+    priority when ``priority`` is given. Concurrent calls with one key create one run: the
+    database's unique index on ``(workflow, start_key)`` decides, and the losers return the
+    winner's run.
 
     Raises:
         InvalidWorkflow, InvalidTrigger, InvalidPayload: as :func:`start_run`; checked first,

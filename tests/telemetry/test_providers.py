@@ -8,6 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from opentelemetry import trace
+from opentelemetry.metrics import _internal as metrics_internal
+
+from squidmesh_sdk import telemetry
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,3 +37,22 @@ def test_what_is_recorded_without_global_providers_and_with_a_meter_provider_onl
     assert report["after"] == [True, False]  # metrics only
     assert report["status"] == "completed"
     assert report["counts"] == {"squidmesh.runs.started": 1, "squidmesh.runs.finished": 1}
+
+
+def test_the_providers_are_looked_at_again_when_the_api_globals_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # This session's providers are installed (tests/telemetry/conftest.py), and the answers
+    # are remembered for them; a host's test suite may reset the API's globals.
+    assert (telemetry.tracing(), telemetry.metering()) == (True, True)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", None)
+    assert (telemetry.tracing(), telemetry.metering(), telemetry.recording()) == (
+        False,
+        False,
+        False,
+    )
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", trace.NoOpTracerProvider())
+    assert not telemetry.tracing()
+    monkeypatch.undo()
+    assert (telemetry.tracing(), telemetry.metering()) == (True, True)

@@ -282,6 +282,41 @@ def test_twenty_concurrent_starts_with_one_key_create_one_run(
     assert jobs == 1  # one first step queued, for the one run
 
 
+def test_concurrent_starts_of_two_priorities_under_one_key_one_wins(
+    queue_clients: list[Client],
+) -> None:
+    # Both may find the key free; the unique index makes one the loser, which then compares
+    # its request with the winner's run.
+    barrier = threading.Barrier(2)
+    outcomes: dict[int, RunHandle | BaseException] = {}
+
+    def start(priority: int) -> None:
+        client = queue_clients[priority % len(queue_clients)]
+        barrier.wait()
+        try:
+            outcomes[priority] = client.start(
+                orders, ORDER, idempotency_key="checkout-7", priority=priority
+            )
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcomes[priority] = exc
+
+    threads = [threading.Thread(target=start, args=(priority,)) for priority in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    handles = {p: o for p, o in outcomes.items() if isinstance(o, RunHandle)}
+    refused = {p: o for p, o in outcomes.items() if isinstance(o, IdempotencyConflict)}
+    assert (len(handles), len(refused)) == (1, 1), outcomes
+    ((winner, handle),) = handles.items()
+    ((_, conflict),) = refused.items()
+    assert handle.created
+    assert handle.run.priority == winner
+    assert conflict.run_id == handle.id
+    assert run_rows(queue_clients[0]) == [("orders", "checkout-7")]
+
+
 def test_the_clock_of_the_client_does_not_matter_to_the_key(database_url: str) -> None:
     """Two processes whose clocks disagree still share a key (it is stored, not derived)."""
     early = FakeClock(datetime.fromisoformat("2026-01-01T00:00:00+00:00"))
