@@ -138,12 +138,32 @@ def _build(
                 taken=(source, target) in taken,
             )
         )
+    edges = _merged(edges)
     for node in nodes.values():
         longest = max(len(node.label), len(node.kind) + 14)
         node.width = max(MIN_WIDTH, longest * CHAR_WIDTH + 24)
         if node.kind in ("start", "complete"):
             node.width = 84
     return nodes, edges
+
+
+def _merged(edges: list[_Edge]) -> list[_Edge]:
+    """One arrow per pair of steps, saying every route between them.
+
+    Two routes from one step to another (its ``ok`` and ``error`` routes to the same step, two
+    branch labels, an approval's approved and rejected) would be drawn along the same path,
+    their labels printed over each other. The arrow takes the first route's kind (its colour)
+    and is highlighted if the run went along any of them.
+    """
+    merged: dict[tuple[str, str], _Edge] = {}
+    for edge in edges:
+        first = merged.setdefault((edge.source, edge.target), edge)
+        if first is edge:
+            continue
+        labels = [label for label in (first.label, edge.label) if label]
+        first.label = " / ".join(dict.fromkeys(labels)) or None
+        first.taken = first.taken or edge.taken
+    return list(merged.values())
 
 
 def _edge_label(raw: Mapping[str, Any], kind: str, approval: bool) -> str | None:

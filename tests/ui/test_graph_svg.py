@@ -52,6 +52,26 @@ def test_unknown_edge_kinds_and_fields_are_drawn_with_their_labels() -> None:
     assert ">complete</text>" in svg
 
 
+def test_routes_between_the_same_two_steps_are_one_arrow_saying_each() -> None:
+    svg = str(
+        render_graph(
+            definition(
+                {"source": "a", "target": "b", "kind": "ok"},
+                {"source": "a", "target": "b", "kind": "error", "recovery": "retry_then_route"},
+                {"source": "a", "target": "c", "kind": "route", "label": "big"},
+                {"source": "a", "target": "c", "kind": "route", "label": "huge"},
+                {"source": "b", "target": "c", "kind": "after"},
+            ),
+            taken=frozenset({("a", "c")}),
+        )
+    )
+    paths = re.findall(r'<path class="([^"]*)"[^>]*data-source="a" data-target="(\w)"', svg)
+    assert paths == [("edge k-ok", "b"), ("edge k-route taken", "c")]
+    assert ">ok / error: retry_then_route</text>" in svg
+    assert ">route · big / route · huge</text>" in svg
+    assert "<title>a → b (ok / error: retry_then_route)</title>" in svg
+
+
 def test_unknown_statuses_and_kinds_are_spelled_out_and_escaped() -> None:
     shape = definition({"source": "a", "target": "b", "kind": "after"})
     shape["steps"][1]["kind"] = "signal"
