@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
 
 from squidmesh_sdk import COMPLETE, Workflow, manual
+from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.store import migrations, schema
 from squidmesh_sdk.store.database import Database
 
@@ -35,3 +40,29 @@ def migrate_to_version(database: Database, version: int) -> None:
                     version=migration.version, name=migration.name, applied_at=NOW
                 )
             )
+
+
+def insert_greeting_run(
+    connection: sa.Connection,
+    run_id: uuid.UUID,
+    definition: WorkflowDefinition,
+    *,
+    status: str,
+    at: datetime,
+    **columns: Any,
+) -> None:
+    """Write a run of :func:`greeting` straight into ``squidmesh_runs``, as a release stopped
+    at an older version would have: the columns every version has, and ``columns``."""
+    connection.execute(
+        sa.insert(schema.runs).values(
+            id=run_id,
+            workflow="greeting",
+            trigger="start",
+            status=status,
+            payload={},
+            definition_fingerprint=definition.fingerprint,
+            inserted_at=at,
+            updated_at=at,
+            **columns,
+        )
+    )

@@ -8,10 +8,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from squidmesh_sdk import Client, compile
-from squidmesh_sdk.store import migrations, schema
+from squidmesh_sdk.store import migrations
 from squidmesh_sdk.store.database import Database
 from squidmesh_sdk.testing import FakeClock
-from tests.migration.support import NOW, greeting, migrate_to_version
+from tests.migration.support import NOW, greeting, insert_greeting_run, migrate_to_version
 
 
 def _run_indexes(connection: sa.Connection) -> set[str]:
@@ -29,19 +29,14 @@ def test_version_9_runs_lose_the_updated_at_index_and_old_ones_are_still_purged(
         with database.transaction(NOW) as tx:
             assert "ix_squidmesh_runs_status_updated_at_id" in _run_indexes(tx.connection)
             for run_id, age in ((old, timedelta(days=60)), (recent, timedelta(days=1))):
-                tx.connection.execute(
-                    sa.insert(schema.runs).values(
-                        id=run_id,
-                        workflow="greeting",
-                        trigger="start",
-                        status="completed",
-                        payload={},
-                        context={"said": "hello"},
-                        definition_fingerprint=definition.fingerprint,
-                        definition_version=definition.version,
-                        inserted_at=NOW - age,
-                        updated_at=NOW - age,
-                    )
+                insert_greeting_run(
+                    tx.connection,
+                    run_id,
+                    definition,
+                    status="completed",
+                    at=NOW - age,
+                    context={"said": "hello"},
+                    definition_version=definition.version,
                 )
         assert migrations.migrate(database, NOW) == list(range(10, migrations.LATEST_VERSION + 1))
         with database.read() as connection:

@@ -11,7 +11,7 @@ from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import migrations, schema
 from squidmesh_sdk.store.database import Database
 from tests.integration.worker.conftest import settled, wait_until
-from tests.migration.support import NOW, greeting, migrate_to_version
+from tests.migration.support import NOW, greeting, insert_greeting_run, migrate_to_version
 
 
 def test_runs_and_jobs_from_before_versions_are_pinned_and_still_run(
@@ -24,19 +24,14 @@ def test_runs_and_jobs_from_before_versions_are_pinned_and_still_run(
         migrate_to_version(database, 4)
         # What a release without versions wrote: a run and its queued first job.
         with database.transaction(NOW) as tx:
-            tx.connection.execute(
-                sa.insert(schema.runs).values(
-                    id=run_id,
-                    workflow="greeting",
-                    trigger="start",
-                    status="pending",
-                    payload={},
-                    context={},
-                    current_step="hello",
-                    definition_fingerprint=definition.fingerprint,
-                    inserted_at=NOW,
-                    updated_at=NOW,
-                )
+            insert_greeting_run(
+                tx.connection,
+                run_id,
+                definition,
+                status="pending",
+                at=NOW,
+                context={},
+                current_step="hello",
             )
             tx.connection.execute(
                 sa.insert(schema.jobs).values(

@@ -140,6 +140,9 @@ def test_another_priority_under_a_used_key_is_refused(make_env: MakeEnv) -> None
         env.client.start_run(orders, ORDER, idempotency_key="req-1", priority=7)
     assert raised.value.run_id == first.id
     assert "another trigger, payload or priority" in str(raised.value)
+    # A priority that is no priority is bad input first, whether or not the key is used.
+    with pytest.raises(InvalidArgument, match="priority"):
+        env.client.start_run(orders, ORDER, idempotency_key="req-1", priority=5000)
     # The same priority, or none (the retry accepts the run's), is the same request.
     same = env.client.start(orders, ORDER, idempotency_key="req-1", priority=5)
     unsaid = env.client.start(orders, ORDER, idempotency_key="req-1")
