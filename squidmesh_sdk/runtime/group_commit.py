@@ -109,8 +109,7 @@ class GroupCommit:
         tx = entry.tx
         assert tx is not None  # noqa: S101 - a committed entry has its transaction
         self.runtime.emit(tx.events)
-        for callback in tx._after_commit:
-            callback()
+        tx.committed()
 
     def _lead(self) -> None:
         with self._lock:

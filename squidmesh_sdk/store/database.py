@@ -56,6 +56,17 @@ class Transaction:
         """Run ``callback`` after a successful commit (never after a rollback)."""
         self._after_commit.append(callback)
 
+    def committed(self) -> None:
+        """Run the after-commit callbacks, once: call it when the transaction has committed.
+
+        The list is let go first: callbacks are often closures over this transaction, and
+        dropping them here frees the pair by reference counting instead of leaving a cycle
+        to the garbage collector (one per step, with the records it holds).
+        """
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+
 
 class Database:
     """The database squidmesh keeps its state in: the host's own, or an embedded SQLite file.
@@ -138,8 +149,7 @@ class Database:
             self._kept.give_back(connection, generation)
         # The connection is free again before callbacks run: they may open their own
         # transactions (an in-process executor runs the next step right here).
-        for callback in tx._after_commit:
-            callback()
+        tx.committed()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
