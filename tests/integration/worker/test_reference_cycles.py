@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from squidmesh_sdk import Client, DatabaseExecutor, Worker
-from squidmesh_sdk.runtime.events import LoggingObserver, RunTransitioned
+from squidmesh_sdk.runtime.events import LoggingObserver, Observer, RunEvent, RunTransitioned
 from tests.integration.worker.app import WORKFLOWS
 
 RUNS = 10
@@ -27,7 +27,7 @@ class _Finished:
         self.count = 0
         self.changed = threading.Condition()
 
-    def emit(self, event: object) -> None:
+    def emit(self, event: RunEvent) -> None:
         if isinstance(event, RunTransitioned) and event.to_status in ("completed", "failed"):
             with self.changed:
                 self.count += 1
@@ -77,7 +77,7 @@ def test_steps_delivered_by_a_worker_leave_no_reference_cycle(
     database_url: str, group_commit: bool, collector_paused: None
 ) -> None:
     finished = _Finished()
-    observers = [LoggingObserver(), finished]
+    observers: list[Observer] = [LoggingObserver(), finished]
     with Client(
         database_url, WORKFLOWS, executor=DatabaseExecutor(), observers=observers
     ) as client:
