@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from benchmarks import bytecodes, sizes, stored
+from benchmarks import bytecodes, instructions, sizes, stored
 from benchmarks.cli import main
 from benchmarks.targets import open_target
 from tests import pg
@@ -203,3 +204,76 @@ def test_bytecode_table_and_its_bad_arguments(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit) as exited:
         bytecodes.main(["--db", "sqlite", "--runs", "0"])
     assert exited.value.code == 2
+
+
+_CALLGRIND = """\
+# callgrind format
+version: 1
+creator: callgrind-3.19.0
+positions: line
+events: Ir
+summary: 1750
+
+ob=(1) /usr/lib/libpython3.11.so.1.0
+fl=(1) ceval.c
+fn=(1) _PyEval_EvalFrameDefault
+10 100
++2 50
+cob=(2) /usr/lib/libsqlite3.so.0
+cfl=(2) ???
+cfn=(2) sqlite3_step
+calls=3 0
+* 900
+fn=(3) _PyEval_EvalFrameDefault'2
+5 200
+ob=(2)
+fl=(2)
+fn=(2)
+0 400
+0 500
+ob=(1)
+fn=(1)
+12 1
+"""
+
+
+def test_a_callgrind_profile_counts_each_function_its_own_instructions(tmp_path: Path) -> None:
+    path = tmp_path / "callgrind.out"
+    path.write_text(_CALLGRIND)
+    profile = instructions.read_profile(path, steps=5)
+    # The call's 900 are sqlite3_step's inclusive cost, counted where sqlite3_step runs; the
+    # recursive "'2" level is the same function; "(2)" names the object and function again.
+    assert profile.by_function == {
+        ("/usr/lib/libpython3.11.so.1.0", "_PyEval_EvalFrameDefault"): 351,
+        ("/usr/lib/libsqlite3.so.0", "sqlite3_step"): 900,
+    }
+    assert profile.total == 1251
+    smaller = instructions.Profile(2, Counter({("/usr/lib/libsqlite3.so.0", "sqlite3_step"): 300}))
+    per_step, per_object, per_function = instructions.difference(smaller, profile)
+    assert per_step == (1251 - 300) / 3
+    assert per_object == {"libpython3.11.so.1.0": 117, "libsqlite3.so.0": 200}
+    assert per_function["libsqlite3.so.0: sqlite3_step"] == 200
+    with pytest.raises(ValueError, match="more steps"):
+        instructions.difference(profile, smaller)
+
+
+@pytest.mark.timeout(600)
+def test_instructions_per_step_are_counted_under_valgrind() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", "--db", "sqlite", "--runs", "1"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    lines = done.stdout.splitlines()
+    assert "1 and 2 runs, one worker of 1 thread; valgrind " in lines[0]
+    per_step = float(lines[1].removeprefix("instructions per step: ").replace(",", ""))
+    assert 200_000 < per_step < 50_000_000
+    objects = lines[lines.index("instructions/step  object file") + 1 :]
+    by_object = {line.split()[1]: float(line.split()[0].replace(",", "")) for line in objects[:3]}
+    # The interpreter and SQLite, which runs inside the worker's process, are both counted.
+    assert any(name.startswith("libpython3") for name in by_object)
+    assert any(name.startswith("libsqlite3") for name in by_object)
