@@ -32,6 +32,7 @@ from sqlalchemy.types import TypeEngine
 from squidmesh_sdk.generated import define
 from squidmesh_sdk.store import fusion
 from squidmesh_sdk.store.ids import CANONICAL_ID
+from squidmesh_sdk.store.json_text import dumps, loads
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = ["Compiled", "compile_statement"]
@@ -162,7 +163,13 @@ def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | Non
         return _id_to_hex if dialect.name == "sqlite" else _id_to_native
     if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
         return _time_to_sqlite
-    return type_.dialect_impl(dialect).bind_processor(dialect)
+    general = type_.dialect_impl(dialect).bind_processor(dialect)
+    if general is not None and _json_by_default(type_, dialect):
+        if dialect.name == "sqlite":
+            return _json_to_text(general)
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            return _json_to_jsonb(general)
+    return general
 
 
 def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | None:
@@ -170,7 +177,66 @@ def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | N
         return _hex_to_id if dialect.name == "sqlite" else str
     if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
         return _time_from_sqlite
-    return type_.dialect_impl(dialect).result_processor(dialect, None)
+    general = type_.dialect_impl(dialect).result_processor(dialect, None)
+    if general is not None and dialect.name == "sqlite" and _json_by_default(type_, dialect):
+        return _json_from_text(general)
+    return general
+
+
+def _json_by_default(type_: TypeEngine[Any], dialect: Dialect) -> bool:
+    """A JSON column written and read with ``json``'s own functions.
+
+    A host that gave its engine a ``json_serializer`` or ``json_deserializer`` keeps them.
+    """
+    return (
+        isinstance(type_, sa.JSON)
+        and dialect._json_serializer is None
+        and dialect._json_deserializer is None
+    )
+
+
+def _json_to_text(general: Processor) -> Processor:
+    """SQLite: SQLAlchemy's processor, with mappings and lists written by ``json_text.dumps``.
+
+    Everything else (``None``, ``JSON.NULL``, ``null()``, scalars) goes through SQLAlchemy's.
+    """
+
+    def process(value: Any) -> Any:
+        if value.__class__ is dict or value.__class__ is list:
+            return dumps(value)
+        return general(value)
+
+    return process
+
+
+def _json_to_jsonb(general: Processor) -> Processor:
+    """psycopg: SQLAlchemy's processor, with mappings and lists written by ``json_text.dumps``.
+
+    SQLAlchemy's wraps every value in psycopg's ``Jsonb``, which psycopg writes with
+    ``json.dumps``; these get a ``Jsonb`` that names ``json_text.dumps``.
+    """
+    from psycopg.types.json import Jsonb  # psycopg is installed where this dialect is used
+
+    def process(value: Any) -> Any:
+        if value.__class__ is dict or value.__class__ is list:
+            return Jsonb(value, dumps)
+        return general(value)
+
+    return process
+
+
+def _json_from_text(general: Processor) -> Processor:
+    """SQLite: SQLAlchemy's processor, with text read by ``json_text.loads``.
+
+    SQLite hands back numbers for JSON numbers stored as such: those go through SQLAlchemy's.
+    """
+
+    def process(value: Any) -> Any:
+        if value.__class__ is str:
+            return loads(value)
+        return general(value)
+
+    return process
 
 
 def _id_to_hex(value: object) -> str | None:

@@ -1,0 +1,79 @@
+"""JSON text as ``json.dumps`` and ``json.loads`` make and read it, for the hot path.
+
+``json.dumps(value)`` builds a new C encoder at every call (``JSONEncoder.iterencode`` makes
+one per call, to give it a fresh set of the containers being encoded), and ``json.loads``
+matches two regular expressions around the C scanner's work: a step writes and reads a dozen
+JSON values, and these layers cost it more than the C work they wrap. :func:`dumps` uses one
+C encoder for every call, made without the check for circular references (a container that
+contains itself still fails: the C encoder's recursion limit raises ``RecursionError``), and
+:func:`loads` calls the C scanner directly, falling back to ``json.loads`` for any text the
+scanner does not take whole (leading or trailing whitespace, text that is not JSON), so that
+what is returned or raised is what ``json.loads`` returns or raises.
+
+Without the C accelerator (another Python implementation), both are ``json``'s own.
+"""
+
+from __future__ import annotations
+
+import json
+import json.decoder
+import json.encoder
+import json.scanner
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["dumps", "loads"]
+
+
+def _not_serializable(value: object) -> object:
+    # What JSONEncoder.default raises.
+    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+
+
+def _fast_dumps() -> Callable[[Any], str]:
+    # Not in typeshed: the C accelerator json.encoder imports when it can (None without).
+    make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if make_encoder is None:  # pragma: no cover - CPython has the accelerator
+        return json.dumps
+    # json.dumps's defaults: ASCII output, ", " and ": ", keys unsorted and never skipped,
+    # NaN and infinities written as JavaScript does (strict_json refuses them before).
+    encode = make_encoder(
+        None,  # no set of containers being encoded: no circular-reference check
+        _not_serializable,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ": ",
+        ", ",
+        False,
+        False,
+        True,
+    )
+    join = "".join
+
+    def dumps(value: Any) -> str:
+        """``json.dumps(value)``."""
+        return join(encode(value, 0))
+
+    return dumps
+
+
+def _fast_loads() -> Callable[[str], Any]:
+    make_scanner = getattr(json.scanner, "c_make_scanner", None)
+    if make_scanner is None:  # pragma: no cover - CPython has the accelerator
+        return json.loads
+    scan = make_scanner(json.decoder.JSONDecoder())
+    slow = json.loads
+
+    def loads(text: str) -> Any:
+        """``json.loads(text)`` for text (``str``)."""
+        try:
+            value, end = scan(text, 0)
+        except StopIteration:
+            return slow(text)  # not a JSON value at the start: json.loads says why
+        return value if end == len(text) else slow(text)
+
+    return loads
+
+
+dumps = _fast_dumps()
+loads = _fast_loads()

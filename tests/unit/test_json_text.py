@@ -1,0 +1,104 @@
+"""The hot path's JSON text is exactly ``json.dumps`` and ``json.loads``'s."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+
+from squidmesh_sdk.store import json_text
+from squidmesh_sdk.store.compiled import compile_statement
+from squidmesh_sdk.store.schema import attempts
+
+VALUES: list[Any] = [
+    {},
+    [],
+    {"a": 1, "b": [1, 2.5, -0.0, 1e300, True, False, None], "c": {"d": "e"}},
+    {"unicode": "ünïcødé ✓ 😀", "quote": 'say "hi"\n\t\\', "ctl": "\x01\x1f"},
+    {"big": 2**80, "neg": -(2**70), "float": 0.1 + 0.2},
+    {"nan": math.nan, "inf": math.inf, "-inf": -math.inf},  # strict_json refuses them first
+    {"1": "numeric-looking key", "": "empty key"},
+    [[[[["deep"]]]]],
+    "a string",
+    12,
+    None,
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=range(len(VALUES)))
+def test_dumps_writes_what_json_dumps_writes_and_loads_reads_it_back(value: Any) -> None:
+    text = json_text.dumps(value)
+    assert text == json.dumps(value)
+    assert json.dumps(json_text.loads(text)) == text
+
+
+def test_dumps_refuses_what_json_dumps_refuses() -> None:
+    with pytest.raises(TypeError, match="Object of type set is not JSON serializable"):
+        json_text.dumps({"a": {1, 2}})
+    with pytest.raises(TypeError, match="keys must be str, int, float, bool or None"):
+        json_text.dumps({(1, 2): "tuple key"})
+    # Without json.dumps's check for circular references, a container that contains itself
+    # still fails, on the encoder's recursion limit; and the encoder works on afterwards.
+    looped: list[Any] = []
+    looped.append(looped)
+    with pytest.raises(RecursionError):
+        json_text.dumps(looped)
+    assert json_text.dumps({"after": [1]}) == '{"after": [1]}'
+
+
+@pytest.mark.parametrize("text", ['  {"a": 1}', '{"a": 1}\n', "NaN", '"only a string"', "[1, 2]"])
+def test_loads_reads_what_json_loads_reads(text: str) -> None:
+    assert json.dumps(json_text.loads(text)) == json.dumps(json.loads(text))
+
+
+@pytest.mark.parametrize("text", ['{"a": 1} trailing', "", "{", '{"a": }', "\ufeff{}", "[1,2"])
+def test_loads_refuses_what_json_loads_refuses_with_the_same_message(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(text)
+    with pytest.raises(json.JSONDecodeError) as refused:
+        json_text.loads(text)
+    assert (refused.value.msg, refused.value.pos) == (expected.value.msg, expected.value.pos)
+
+
+def _write_error() -> sa.Update:
+    return (
+        attempts.update()
+        .where(attempts.c.id == sa.bindparam("p_id"))
+        .values(error=sa.bindparam("p_error"))
+        .returning(attempts.c.error)
+    )
+
+
+def test_sqlite_statements_use_them_unless_the_engine_has_its_own_json_functions() -> None:
+    plain = compile_statement(_write_error(), sqlite.dialect())
+    params = {"p_id": "0190e3a4-0000-7000-8000-000000000001", "p_error": {"k": "ü"}}
+    assert plain.parameters(params)["p_error"] == '{"k": "\\u00fc"}'
+    assert plain.parameters({**params, "p_error": None})["p_error"] is None
+    assert plain.parameters({**params, "p_error": sa.JSON.NULL})["p_error"] == "null"
+    assert plain.convert([('{"k": [1, 2]}',), (3,)]) == [{"error": {"k": [1, 2]}}, {"error": 3}]
+    # A host's engine with json_serializer / json_deserializer keeps its own.
+    own = sqlite.dialect(
+        json_serializer=lambda value: "custom",
+        json_deserializer=lambda text: {"custom": text},
+    )
+    custom = compile_statement(_write_error(), own)
+    assert custom.parameters(params)["p_error"] == "custom"
+    assert custom.convert([("{}",)]) == [{"error": {"custom": "{}"}}]
+
+
+def test_psycopg_statements_write_json_with_them_unless_the_engine_has_its_own() -> None:
+    from psycopg.types.json import Jsonb
+    from sqlalchemy.dialects.postgresql import psycopg
+
+    params = {"p_id": "0190e3a4-0000-7000-8000-000000000001", "p_error": {"k": [1]}}
+    written = compile_statement(_write_error(), psycopg.dialect()).parameters(params)["p_error"]
+    assert isinstance(written, Jsonb)
+    assert (written.obj, written.dumps) == ({"k": [1]}, json_text.dumps)
+    own = psycopg.dialect(json_serializer=lambda value: "custom")
+    kept = compile_statement(_write_error(), own).parameters(params)["p_error"]
+    assert isinstance(kept, Jsonb)
+    assert kept.dumps is None  # psycopg then uses the serializer SQLAlchemy registered
