@@ -37,7 +37,7 @@ import functools
 import os
 import random
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -288,7 +288,6 @@ def link_to(carrier: Mapping[str, Any] | None) -> list[Link]:
     return [Link(span_context)] if span_context.is_valid else []
 
 
-@contextmanager
 def span(
     name: str,
     *,
@@ -298,7 +297,7 @@ def span(
     links: Sequence[Link] = (),
     start_time: datetime | None = None,
     new_trace: bool = False,
-) -> Iterator[Span]:
+) -> AbstractContextManager[Span]:
     """Start a current span, a child of ``parent`` (a carrier) or of the current span.
 
     With ``new_trace`` the span is the root of a trace of its own, linked to the current span
@@ -306,24 +305,22 @@ def span(
     An exception leaving the block fails the span (:func:`fail`).
     Without a tracer provider and any trace to join, the block runs under no span at all
     (:func:`active`): the span it gets is the invalid, non-recording one.
+
+    The context managers returned are classes, not ``@contextmanager`` generators: a step
+    makes two or three spans, and a generator, its frame and ``contextlib``'s wrapper cost
+    more than some of its statements.
     """
     parent_context = context_of(parent)
     if _no_tracer_provider():
         if parent_context is None and not trace.get_current_span().get_span_context().is_valid:
-            yield trace.INVALID_SPAN
-            return
+            return _NO_SPAN
         # What the no-op tracer does (the parent's context becomes current, so work queued
         # inside still carries the run's trace), without its layers: a step makes several
         # spans, and those layers cost more than some of its statements.
         current = trace.INVALID_SPAN if new_trace else trace.get_current_span(parent_context)
         if not isinstance(current, trace.NonRecordingSpan):
             current = trace.NonRecordingSpan(current.get_span_context())
-        token = otel_context.attach(trace.set_span_in_context(current))
-        try:
-            yield current
-        finally:
-            otel_context.detach(token)
-        return
+        return _Current(current, started=False)
     if new_trace:
         caller = trace.get_current_span().get_span_context()
         links = [*links, Link(caller)] if caller.is_valid else links
@@ -333,7 +330,7 @@ def span(
     # What ``start_as_current_span`` does, without its two generator-based context managers
     # (``use_span`` inside it): a step makes two spans, and those layers cost a tenth of what
     # tracing adds to a step.
-    current = tracer.start_span(
+    started = tracer.start_span(
         name,
         context=parent_context,
         kind=kind,
@@ -344,15 +341,51 @@ def span(
         record_exception=False,
         set_status_on_exception=False,
     )
-    token = otel_context.attach(trace.set_span_in_context(current))
-    try:
-        yield current
-    except BaseException as exc:
-        fail(current, exc)
-        raise
-    finally:
-        otel_context.detach(token)
-        current.end()
+    return _Current(started, started=True)
+
+
+class _NoSpan:
+    """The block runs under no span; ``as`` gives the invalid one (stateless, shared)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Span:
+        return trace.INVALID_SPAN
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+
+_NO_SPAN = _NoSpan()
+
+
+class _Current:
+    """The block runs with ``span`` current.
+
+    A span this module ``started`` is also failed by an exception leaving the block, and
+    ended: fail, detach, end, in that order.
+    """
+
+    __slots__ = ("_span", "_started", "_token")
+
+    def __init__(self, span: Span, *, started: bool) -> None:
+        self._span = span
+        self._started = started
+
+    def __enter__(self) -> Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(
+        self, _type: type[BaseException] | None, exc: BaseException | None, _tb: object
+    ) -> None:
+        try:
+            if self._started and exc is not None:
+                fail(self._span, exc)
+        finally:
+            otel_context.detach(self._token)
+            if self._started:
+                self._span.end()
 
 
 def fail(target: Span, exc: BaseException | str, message: str | None = None) -> None:

@@ -13,10 +13,11 @@ fills it while inserting jobs, the runtime claims ahead through it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import cast
 
 from squidmesh_sdk.scoped import Scoped
 from squidmesh_sdk.store import jobs as job_store
@@ -222,7 +223,6 @@ def offering(offer: Continuation) -> Scoped[Continuation | None]:
     return Scoped(_continuation, offer)
 
 
-@contextmanager
 def continuation(
     worker: str,
     lease: float,
@@ -234,7 +234,7 @@ def continuation(
     limited_queues: frozenset[str] = frozenset(),
     rate_limited_queues: frozenset[str] = frozenset(),
     claim_next: Callable[[Transaction], tuple[job_store.Job, object | None] | None] | None = None,
-) -> Iterator[Continuation]:
+) -> AbstractContextManager[Continuation]:
     """Offer to take one continuation job while the ``with`` block runs (one delivery).
 
     ``job_id``: the delivered job, whose row the continuation may reuse (see
@@ -255,5 +255,5 @@ def continuation(
         limited_queues=limited_queues,
         rate_limited_queues=rate_limited_queues,
     )
-    with offering(offer):
-        yield offer
+    # ``offering``'s value is the offer itself (a ``Scoped``, not a generator: one a step).
+    return cast("AbstractContextManager[Continuation]", offering(offer))
