@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from squidmesh_sdk import frozen
 from squidmesh_sdk.frozen import evolve
 from squidmesh_sdk.store.records import Run
 
@@ -94,3 +95,25 @@ def test_a_class_that_checks_or_derives_in_its_init_goes_through_it() -> None:
         evolve(_Checked(1), value=-1)
     assert evolve(_Derived(2), value=5).double == 10
     assert evolve(_OwnInit(1), value=2).value == dataclasses.replace(_OwnInit(1), value=2).value
+
+
+def test_copies_changing_other_fields_or_in_another_order_each_get_theirs() -> None:
+    run = _run()
+    later = datetime(2026, 12, 6, 13, 0, tzinfo=UTC)
+    # One copier per set of changed fields, in the order given: each sets its own fields.
+    assert evolve(run, status="paused") == dataclasses.replace(run, status="paused")
+    assert evolve(run, updated_at=later, status="completed") == dataclasses.replace(
+        run, status="completed", updated_at=later
+    )
+    assert evolve(run, status="completed", updated_at=later).updated_at == later
+    assert evolve(run, context={"b": 2}).context == {"b": 2}
+    assert evolve(run, context={"b": 2}).status == "running"
+
+
+def test_past_the_most_copiers_kept_copies_are_still_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frozen, "MOST_COPIERS", 0)
+    monkeypatch.setattr(frozen, "_copiers", {})
+    run = _run()
+    assert evolve(run, priority=9) == dataclasses.replace(run, priority=9)
+    assert evolve(run, priority=8).priority == 8
+    assert frozen._copiers == {}
