@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
@@ -166,9 +166,9 @@ def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | Non
     general = type_.dialect_impl(dialect).bind_processor(dialect)
     if general is not None and _json_by_default(type_, dialect):
         if dialect.name == "sqlite":
-            return _json_to_text(general)
+            return _json_to_text(general, none_as_null=type_.none_as_null)
         if dialect.name == "postgresql" and dialect.driver == "psycopg":
-            return _json_to_jsonb(general)
+            return _json_to_jsonb(general, none_as_null=type_.none_as_null)
     return general
 
 
@@ -183,7 +183,7 @@ def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | N
     return general
 
 
-def _json_by_default(type_: TypeEngine[Any], dialect: Dialect) -> bool:
+def _json_by_default(type_: TypeEngine[Any], dialect: Dialect) -> TypeGuard[sa.JSON]:
     """A JSON column written and read with ``json``'s own functions.
 
     A host that gave its engine a ``json_serializer`` or ``json_deserializer`` keeps them.
@@ -195,21 +195,24 @@ def _json_by_default(type_: TypeEngine[Any], dialect: Dialect) -> bool:
     )
 
 
-def _json_to_text(general: Processor) -> Processor:
+def _json_to_text(general: Processor, *, none_as_null: bool) -> Processor:
     """SQLite: SQLAlchemy's processor, with mappings and lists written by ``json_text.dumps``.
 
-    Everything else (``None``, ``JSON.NULL``, ``null()``, scalars) goes through SQLAlchemy's.
+    ``None`` is SQL ``NULL`` for a column made with ``none_as_null`` (every squidmesh JSON
+    column); everything else (``JSON.NULL``, ``null()``, scalars) goes through SQLAlchemy's.
     """
 
     def process(value: Any) -> Any:
         if value.__class__ is dict or value.__class__ is list:
             return dumps(value)
+        if value is None and none_as_null:
+            return None  # SQL NULL, as SQLAlchemy's processor makes it
         return general(value)
 
     return process
 
 
-def _json_to_jsonb(general: Processor) -> Processor:
+def _json_to_jsonb(general: Processor, *, none_as_null: bool) -> Processor:
     """psycopg: SQLAlchemy's processor, with mappings and lists written by ``json_text.dumps``.
 
     SQLAlchemy's wraps every value in psycopg's ``Jsonb``, which psycopg writes with
@@ -220,6 +223,8 @@ def _json_to_jsonb(general: Processor) -> Processor:
     def process(value: Any) -> Any:
         if value.__class__ is dict or value.__class__ is list:
             return Jsonb(value, dumps)
+        if value is None and none_as_null:
+            return None
         return general(value)
 
     return process

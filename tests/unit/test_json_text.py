@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Dialect
 
 from squidmesh_sdk.store import json_text
 from squidmesh_sdk.store.compiled import compile_statement
@@ -64,6 +65,11 @@ def test_loads_refuses_what_json_loads_refuses_with_the_same_message(text: str) 
     assert (refused.value.msg, refused.value.pos) == (expected.value.msg, expected.value.pos)
 
 
+def _psycopg(**options: Any) -> Dialect:
+    """psycopg's dialect (made by an engine that never connects)."""
+    return sa.create_engine("postgresql+psycopg://nobody@localhost/none", **options).dialect
+
+
 def _write_error() -> sa.Update:
     return (
         attempts.update()
@@ -92,13 +98,29 @@ def test_sqlite_statements_use_them_unless_the_engine_has_its_own_json_functions
 
 def test_psycopg_statements_write_json_with_them_unless_the_engine_has_its_own() -> None:
     from psycopg.types.json import Jsonb
-    from sqlalchemy.dialects.postgresql import psycopg
 
     params = {"p_id": "0190e3a4-0000-7000-8000-000000000001", "p_error": {"k": [1]}}
-    written = compile_statement(_write_error(), psycopg.dialect()).parameters(params)["p_error"]
+    written = compile_statement(_write_error(), _psycopg()).parameters(params)["p_error"]
     assert isinstance(written, Jsonb)
     assert (written.obj, written.dumps) == ({"k": [1]}, json_text.dumps)
-    own = psycopg.dialect(json_serializer=lambda value: "custom")
+    own = _psycopg(json_serializer=lambda value: "custom")
     kept = compile_statement(_write_error(), own).parameters(params)["p_error"]
     assert isinstance(kept, Jsonb)
     assert kept.dumps is None  # psycopg then uses the serializer SQLAlchemy registered
+
+
+def test_none_is_sql_null_only_in_a_column_made_with_none_as_null() -> None:
+    table = sa.Table(
+        "documents",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("as_null", sa.JSON(none_as_null=True)),
+        sa.Column("as_json", sa.JSON()),
+    )
+    statement = table.update().values(as_null=sa.bindparam("a"), as_json=sa.bindparam("b"))
+    for dialect in (sqlite.dialect(), _psycopg()):
+        values = compile_statement(statement, dialect).parameters({"a": None, "b": None})
+        assert values["a"] is None, dialect.name
+        json_null = values["b"]
+        assert (json_null if dialect.name == "sqlite" else json_null.obj) in ("null", None)
+        assert json_null is not None, dialect.name
