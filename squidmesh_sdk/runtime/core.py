@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Protocol
 
 from squidmesh_sdk import errors
@@ -93,19 +95,15 @@ class Runtime:
             return found
         raise errors.DefinitionUnavailable(run.workflow, wanted, tuple(held), run_id=run.id)
 
-    @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self) -> AbstractContextManager[Transaction]:
         """A write transaction stamped with the clock's time; events are emitted after commit.
 
         The runtime's clock is also made current inside it, so payload defaults such as
-        ``today()`` agree with the timestamps.
+        ``today()`` agree with the timestamps. ``before_commit`` runs after the block, in the
+        transaction (an exception it raises rolls it back).
         """
         self.check_schema()
-        with use_clock(self.clock), self.database.transaction(self.clock.now()) as tx:
-            tx.after_commit(lambda: self.emit(tx.events))
-            yield tx
-            if self.before_commit is not None:
-                self.before_commit(self, tx)
+        return _RuntimeTransaction(self)
 
     def check_schema(self) -> None:
         """Fail clearly, once, unless the database is at this library's schema version.
@@ -141,3 +139,44 @@ class RuntimeOwner(Protocol):
     def runtime(self) -> Runtime:
         """The runtime it owns."""
         ...
+
+
+class _RuntimeTransaction:
+    """One :meth:`Runtime.transaction` (a class, not a generator: one or more a step)."""
+
+    __slots__ = ("_clock", "_runtime", "_tx", "_writing")
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._clock = use_clock(runtime.clock)
+        self._writing = runtime.database.transaction(runtime.clock.now())
+
+    def __enter__(self) -> Transaction:
+        self._clock.__enter__()
+        try:
+            tx = self._writing.__enter__()
+        except BaseException:
+            self._clock.__exit__(None, None, None)
+            raise
+        # The events list, not the transaction: nothing refers back to it once it committed.
+        tx.after_commit(functools.partial(self._runtime.emit, tx.events))
+        self._tx = tx
+        return tx
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            before_commit = self._runtime.before_commit
+            if exc is None and before_commit is not None:
+                try:
+                    before_commit(self._runtime, self._tx)
+                except BaseException as error:
+                    self._writing.__exit__(type(error), error, error.__traceback__)
+                    raise
+            self._writing.__exit__(exc_type, exc, tb)
+        finally:
+            self._clock.__exit__(None, None, None)

@@ -17,9 +17,10 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -119,9 +120,11 @@ class Database:
             sa.event.listen(self.engine, "before_execute", _flush_before_execute)
         self._kept = _KeptConnections(self.engine) if self._owns_engine else None
 
-    @contextmanager
-    def transaction(self, now: datetime) -> Iterator[Transaction]:
+    def transaction(self, now: datetime) -> AbstractContextManager[Transaction]:
         """Open a write transaction; commit on success, then run the after-commit callbacks.
+
+        The block's exception, or a failure to commit, rolls the transaction back, closes its
+        connection and runs no callback.
 
         Args:
             now: The time to stamp on everything the transaction writes (aware; kept in UTC).
@@ -131,25 +134,7 @@ class Database:
         """
         if now.tzinfo is None:
             raise ValueError(f"naive datetime {now!r}: transactions are stamped in aware UTC")
-        if self._kept is None:
-            with self.engine.connect() as connection:
-                tx = Transaction(connection, now.astimezone(UTC))
-                with _committing(connection):
-                    yield tx
-        else:
-            connection, generation = self._kept.take()
-            try:
-                tx = Transaction(connection, now.astimezone(UTC))
-                with _committing(connection):
-                    yield tx
-            except BaseException:
-                # Rolled back; a connection that failed is not worth keeping.
-                connection.close()
-                raise
-            self._kept.give_back(connection, generation)
-        # The connection is free again before callbacks run: they may open their own
-        # transactions (an in-process executor runs the next step right here).
-        tx.committed()
+        return _Writing(self.engine, self._kept, now.astimezone(UTC))
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -176,16 +161,76 @@ class Database:
             self.engine.dispose()
 
 
-@contextmanager
-def _committing(connection: Connection) -> Iterator[None]:
-    """Begin; commit on success (statements still in a pipeline are sent first)."""
-    with connection.begin():
+class _Writing:
+    """One write transaction (:meth:`Database.transaction`).
+
+    A class rather than a ``@contextmanager`` generator: a step opens one or more, and a
+    generator, its frame and ``contextlib``'s wrapper cost more than some of its statements.
+    What it does, in order:
+
+    - enter: a connection (the thread's kept one, or the engine's), then ``BEGIN`` (SQLAlchemy's
+      transaction, entered as a ``with`` block would);
+    - exit after the block: the statements still held in a pipeline are sent (a failure rolls
+      back), then SQLAlchemy's transaction exits (commit, or rollback on an exception), the
+      connection goes back (kept) or is closed, and the after-commit callbacks run;
+    - exit on an exception, or when sending or committing fails: held statements dropped,
+      rolled back, the connection closed (a connection that failed is not worth keeping), no
+      callback run.
+    """
+
+    __slots__ = ("_begun", "_connection", "_engine", "_generation", "_kept", "_now", "_tx")
+
+    def __init__(self, engine: Engine, kept: _KeptConnections | None, now: datetime) -> None:
+        self._engine = engine
+        self._kept = kept
+        self._now = now
+
+    def __enter__(self) -> Transaction:
+        if self._kept is None:
+            connection = self._engine.connect()
+        else:
+            connection, self._generation = self._kept.take()
         try:
-            yield
-            prepared.flush(connection)
+            begun = connection.begin()
+            begun.__enter__()
         except BaseException:
-            prepared.discard(connection)
+            connection.close()
             raise
+        self._connection, self._begun = connection, begun
+        self._tx = Transaction(connection, self._now)
+        return self._tx
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        connection = self._connection
+        try:
+            if exc is None:
+                try:
+                    prepared.flush(connection)
+                except BaseException as error:
+                    prepared.discard(connection)
+                    self._begun.__exit__(type(error), error, error.__traceback__)
+                    raise
+            else:
+                prepared.discard(connection)
+            self._begun.__exit__(exc_type, exc, tb)
+        except BaseException:
+            connection.close()
+            raise
+        if exc is not None:
+            connection.close()  # rolled back; the exception goes on
+            return
+        if self._kept is None:
+            connection.close()
+        else:
+            self._kept.give_back(connection, self._generation)
+        # The connection is free again before callbacks run: they may open their own
+        # transactions (an in-process executor runs the next step right here).
+        self._tx.committed()
 
 
 def _flush_before_execute(connection: Connection, *_args: Any) -> None:

@@ -167,10 +167,18 @@ def test_a_thread_keeps_its_connection_between_transactions(db: Database) -> Non
     assert found[0] is not first
 
 
-def test_a_failed_transaction_does_not_keep_its_connection(db: Database) -> None:
-    first = _driver_connection(db)
-    with pytest.raises(RuntimeError), db.transaction(T0):
+def _fail_in_transaction(db: Database, used: list[sa.Connection]) -> None:
+    with db.transaction(T0) as tx:
+        used.append(tx.connection)
         raise RuntimeError("boom")
+
+
+def test_a_failed_transaction_closes_its_connection_instead_of_keeping_it(db: Database) -> None:
+    first = _driver_connection(db)
+    used: list[sa.Connection] = []
+    with pytest.raises(RuntimeError):
+        _fail_in_transaction(db, used)
+    assert used[0].closed
     assert _driver_connection(db) is not first
 
 
