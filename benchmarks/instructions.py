@@ -142,6 +142,11 @@ Under valgrind a step takes a hundred times longer, and that work, done as often
 the timed rows, would be counted by the time the drain took, not by its steps."""
 
 
+VALGRIND_TIMEOUT = 4 * 3600.0
+"""Seconds a child may take to drain its runs: under valgrind a step is a hundred times slower
+than without, and slower still on a busy machine."""
+
+
 def _child(url: str, runs: int, threads: int, *, tracing: bool) -> None:
     if tracing:
         install_discarding_sdk()
@@ -153,7 +158,7 @@ def _child(url: str, runs: int, threads: int, *, tracing: bool) -> None:
         worker = Worker(client, concurrency=threads, poll_interval=QUIET, lease=QUIET)
         worker.start()
         try:
-            observer.wait_all()
+            observer.wait_all(timeout=VALGRIND_TIMEOUT)
         finally:
             worker.stop()
 
@@ -201,7 +206,7 @@ def measure(
             )
 
         def finish(count: int, child: subprocess.Popen[str]) -> Profile:
-            _, errors = child.communicate(timeout=3600)
+            _, errors = child.communicate(timeout=VALGRIND_TIMEOUT + 600)
             if child.returncode != 0 or not outputs[count].exists():
                 raise RuntimeError(f"the child under valgrind failed:\n{errors[-3000:]}")
             return read_profile(outputs[count], count * LINEAR_STEPS)

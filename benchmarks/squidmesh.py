@@ -90,9 +90,9 @@ class CompletionObserver:
             self._expected = runs
             self._all_done.clear()
 
-    def wait_all(self) -> None:
-        """Wait until the expected number of runs completed."""
-        if not self._all_done.wait(TIMEOUT):
+    def wait_all(self, timeout: float = TIMEOUT) -> None:
+        """Wait until the expected number of runs completed (at most ``timeout`` seconds)."""
+        if not self._all_done.wait(timeout):
             raise RuntimeError(f"only {self._count} of {self._expected} runs completed in time")
         self._raise_failures()
 
