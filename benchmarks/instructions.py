@@ -211,11 +211,24 @@ def measure(
                 raise RuntimeError(f"the child under valgrind failed:\n{errors[-3000:]}")
             return read_profile(outputs[count], count * LINEAR_STEPS)
 
-        if together:
-            children = {count: start(count) for count in outputs}
-            small, large = (finish(count, child) for count, child in children.items())
-        else:
-            small, large = (finish(count, start(count)) for count in outputs)
+        children: list[subprocess.Popen[str]] = []
+        try:
+            if together:
+                children = [start(count) for count in outputs]
+                small, large = (
+                    finish(count, child) for count, child in zip(outputs, children, strict=True)
+                )
+            else:
+                profiles = []
+                for count in outputs:
+                    children.append(start(count))
+                    profiles.append(finish(count, children[-1]))
+                small, large = profiles
+        finally:
+            for child in children:  # one failed, or we were interrupted: stop the other
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
     return small, large
 
 

@@ -51,9 +51,9 @@ def _copier_for(key: tuple[Any, ...]) -> _Copier:
     with _lock:
         copier = _copiers.get(key)
         if copier is None:
-            copier = _generate(cls, changed)
-            if len(_copiers) < MOST_COPIERS:
-                _copiers[key] = copier
+            if len(_copiers) >= MOST_COPIERS:
+                return _replace
+            copier = _copiers[key] = _generate(cls, changed)
         return copier
 
 

@@ -36,8 +36,8 @@ from __future__ import annotations
 import functools
 import os
 import random
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -306,7 +306,8 @@ def span(
     Without a tracer provider and any trace to join, the block runs under no span at all
     (:func:`active`): the span it gets is the invalid, non-recording one.
 
-    The context managers returned are classes, not ``@contextmanager`` generators: a step
+    The span starts when the ``with`` block is entered. The context managers returned are
+    classes, not ``@contextmanager`` generators: a step
     makes two or three spans, and a generator, its frame and ``contextlib``'s wrapper cost
     more than some of its statements.
     """
@@ -320,7 +321,7 @@ def span(
         current = trace.INVALID_SPAN if new_trace else trace.get_current_span(parent_context)
         if not isinstance(current, trace.NonRecordingSpan):
             current = trace.NonRecordingSpan(current.get_span_context())
-        return _Current(current, started=False)
+        return _Current(current)
     if new_trace:
         caller = trace.get_current_span().get_span_context()
         links = [*links, Link(caller)] if caller.is_valid else links
@@ -330,7 +331,8 @@ def span(
     # What ``start_as_current_span`` does, without its two generator-based context managers
     # (``use_span`` inside it): a step makes two spans, and those layers cost a tenth of what
     # tracing adds to a step.
-    started = tracer.start_span(
+    start = functools.partial(
+        tracer.start_span,
         name,
         context=parent_context,
         kind=kind,
@@ -341,51 +343,55 @@ def span(
         record_exception=False,
         set_status_on_exception=False,
     )
-    return _Current(started, started=True)
+    return _Started(start)
 
 
-class _NoSpan:
-    """The block runs under no span; ``as`` gives the invalid one (stateless, shared)."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> Span:
-        return trace.INVALID_SPAN
-
-    def __exit__(self, *_exc: object) -> None:
-        return None
-
-
-_NO_SPAN = _NoSpan()
+_NO_SPAN: AbstractContextManager[Span] = nullcontext(trace.INVALID_SPAN)
+"""The block runs under no span; ``as`` gives the invalid one (stateless, shared)."""
 
 
 class _Current:
-    """The block runs with ``span`` current.
+    """The block runs with ``span`` (not recording: the no-op tracer's) current."""
 
-    A span this module ``started`` is also failed by an exception leaving the block, and
-    ended: fail, detach, end, in that order.
-    """
+    __slots__ = ("_span", "_token")
 
-    __slots__ = ("_span", "_started", "_token")
-
-    def __init__(self, span: Span, *, started: bool) -> None:
+    def __init__(self, span: Span) -> None:
         self._span = span
-        self._started = started
 
     def __enter__(self) -> Span:
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
         return self._span
 
+    def __exit__(self, *_exc: object) -> None:
+        otel_context.detach(self._token)
+
+
+class _Started:
+    """The block runs with the span ``start`` starts (on entry) current.
+
+    An exception leaving the block fails it; then it is detached and ended, in that order,
+    also when failing it raises.
+    """
+
+    __slots__ = ("_span", "_start", "_token")
+
+    def __init__(self, start: Callable[[], Span]) -> None:
+        self._start = start
+
+    def __enter__(self) -> Span:
+        self._span = span = self._start()
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+        return span
+
     def __exit__(
         self, _type: type[BaseException] | None, exc: BaseException | None, _tb: object
     ) -> None:
         try:
-            if self._started and exc is not None:
+            if exc is not None:
                 fail(self._span, exc)
         finally:
             otel_context.detach(self._token)
-            if self._started:
-                self._span.end()
+            self._span.end()
 
 
 def fail(target: Span, exc: BaseException | str, message: str | None = None) -> None:

@@ -109,7 +109,7 @@ class GroupCommit:
         tx = entry.tx
         assert tx is not None  # noqa: S101 - a committed entry has its transaction
         self.runtime.emit(tx.events)
-        tx.committed()
+        tx.run_after_commit()
 
     def _lead(self) -> None:
         with self._lock:

@@ -15,6 +15,7 @@ are written and parsed in the same text format SQLAlchemy uses.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeGuard, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -163,12 +164,19 @@ def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | Non
         return _id_to_hex if dialect.name == "sqlite" else _id_to_native
     if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
         return _time_to_sqlite
-    general = type_.dialect_impl(dialect).bind_processor(dialect)
-    if general is not None and _json_by_default(type_, dialect):
+    impl = type_.dialect_impl(dialect)
+    general = impl.bind_processor(dialect)
+    if general is not None and _json_by_default(impl, dialect):
         if dialect.name == "sqlite":
-            return _json_to_text(general, none_as_null=type_.none_as_null)
-        if dialect.name == "postgresql" and dialect.driver == "psycopg":
-            return _json_to_jsonb(general, none_as_null=type_.none_as_null)
+            return _json_writer(general, dumps, none_as_null=impl.none_as_null)
+        if dialect.driver == "psycopg" and isinstance(impl, postgresql.JSONB):
+            # SQLAlchemy wraps every value in psycopg's Jsonb, which psycopg writes with
+            # json.dumps, or a function the host registered with psycopg (not used here: the
+            # host gives the engine a json_serializer instead; docs/hosting.md).
+            from psycopg.types.json import Jsonb  # installed where this dialect is used
+
+            jsonb = functools.partial(Jsonb, dumps=dumps)
+            return _json_writer(general, jsonb, none_as_null=impl.none_as_null)
     return general
 
 
@@ -177,8 +185,9 @@ def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | N
         return _hex_to_id if dialect.name == "sqlite" else str
     if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
         return _time_from_sqlite
-    general = type_.dialect_impl(dialect).result_processor(dialect, None)
-    if general is not None and dialect.name == "sqlite" and _json_by_default(type_, dialect):
+    impl = type_.dialect_impl(dialect)
+    general = impl.result_processor(dialect, None)
+    if general is not None and dialect.name == "sqlite" and _json_by_default(impl, dialect):
         return _json_from_text(general)
     return general
 
@@ -195,8 +204,10 @@ def _json_by_default(type_: TypeEngine[Any], dialect: Dialect) -> TypeGuard[sa.J
     )
 
 
-def _json_to_text(general: Processor, *, none_as_null: bool) -> Processor:
-    """SQLite: SQLAlchemy's processor, with mappings and lists written by ``json_text.dumps``.
+def _json_writer(
+    general: Processor, write: Callable[[Any], Any], *, none_as_null: bool
+) -> Processor:
+    """SQLAlchemy's processor, with mappings and lists written by ``write`` (``json_text``).
 
     ``None`` is SQL ``NULL`` for a column made with ``none_as_null`` (every squidmesh JSON
     column); everything else (``JSON.NULL``, ``null()``, scalars) goes through SQLAlchemy's.
@@ -204,27 +215,9 @@ def _json_to_text(general: Processor, *, none_as_null: bool) -> Processor:
 
     def process(value: Any) -> Any:
         if value.__class__ is dict or value.__class__ is list:
-            return dumps(value)
+            return write(value)
         if value is None and none_as_null:
             return None  # SQL NULL, as SQLAlchemy's processor makes it
-        return general(value)
-
-    return process
-
-
-def _json_to_jsonb(general: Processor, *, none_as_null: bool) -> Processor:
-    """psycopg: SQLAlchemy's processor, with mappings and lists written by ``json_text.dumps``.
-
-    SQLAlchemy's wraps every value in psycopg's ``Jsonb``, which psycopg writes with
-    ``json.dumps``; these get a ``Jsonb`` that names ``json_text.dumps``.
-    """
-    from psycopg.types.json import Jsonb  # psycopg is installed where this dialect is used
-
-    def process(value: Any) -> Any:
-        if value.__class__ is dict or value.__class__ is list:
-            return Jsonb(value, dumps)
-        if value is None and none_as_null:
-            return None
         return general(value)
 
     return process

@@ -57,7 +57,7 @@ class Transaction:
         """Run ``callback`` after a successful commit (never after a rollback)."""
         self._after_commit.append(callback)
 
-    def committed(self) -> None:
+    def run_after_commit(self) -> None:
         """Run the after-commit callbacks, once: call it when the transaction has committed.
 
         The list is let go first: callbacks are often closures over this transaction, and
@@ -230,7 +230,7 @@ class _Writing:
             self._kept.give_back(connection, self._generation)
         # The connection is free again before callbacks run: they may open their own
         # transactions (an in-process executor runs the next step right here).
-        self._tx.committed()
+        self._tx.run_after_commit()
 
 
 def _flush_before_execute(connection: Connection, *_args: Any) -> None:

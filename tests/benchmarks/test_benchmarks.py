@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -259,16 +260,26 @@ def test_a_callgrind_profile_counts_each_function_its_own_instructions(tmp_path:
 
 @pytest.mark.timeout(600)
 def test_instructions_per_step_are_counted_under_valgrind() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.instructions", "--db", "sqlite", "--runs", "1"],
+    # valgrind is installed by scripts/test. A session of its own, so that a timeout stops
+    # the valgrind children too, not only the benchmark's process.
+    command = [sys.executable, "-m", "benchmarks.instructions", "--db", "sqlite", "--runs", "1"]
+    process = subprocess.Popen(
+        command,
         cwd=ROOT,
         env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=True,
-        timeout=600,
+        start_new_session=True,
     )
-    lines = done.stdout.splitlines()
+    try:
+        stdout, stderr = process.communicate(timeout=540)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, stderr
+    lines = stdout.splitlines()
     assert "1 and 2 runs, one worker of 1 thread; valgrind " in lines[0]
     per_step = float(lines[1].removeprefix("instructions per step: ").replace(",", ""))
     assert 200_000 < per_step < 50_000_000

@@ -110,10 +110,14 @@ def test_copies_changing_other_fields_or_in_another_order_each_get_theirs() -> N
     assert evolve(run, context={"b": 2}).status == "running"
 
 
-def test_past_the_most_copiers_kept_copies_are_still_made(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_past_the_most_copiers_kept_copies_go_through_replace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    generated: list[str] = []
     monkeypatch.setattr(frozen, "MOST_COPIERS", 0)
     monkeypatch.setattr(frozen, "_copiers", {})
+    monkeypatch.setattr(frozen, "define", lambda *args: generated.append(args[0]))
     run = _run()
     assert evolve(run, priority=9) == dataclasses.replace(run, priority=9)
     assert evolve(run, priority=8).priority == 8
-    assert frozen._copiers == {}
+    assert (frozen._copiers, generated) == ({}, [])  # nothing generated, nothing kept

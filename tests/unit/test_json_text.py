@@ -124,3 +124,18 @@ def test_none_is_sql_null_only_in_a_column_made_with_none_as_null() -> None:
         json_null = values["b"]
         assert (json_null if dialect.name == "sqlite" else json_null.obj) in ("null", None)
         assert json_null is not None, dialect.name
+
+
+def test_a_json_column_that_is_not_jsonb_on_postgresql_keeps_sqlalchemys_writer() -> None:
+    from psycopg.types.json import Json, Jsonb
+
+    table = sa.Table(
+        "documents",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("doc", sa.JSON(none_as_null=True)),  # PostgreSQL's json, not jsonb
+    )
+    statement = table.update().values(doc=sa.bindparam("d"))
+    written = compile_statement(statement, _psycopg()).parameters({"d": {"k": 1}})["d"]
+    assert isinstance(written, Json)
+    assert not isinstance(written, Jsonb)

@@ -101,3 +101,23 @@ def test_a_before_commit_hook_that_raises_rolls_the_block_back(database: Databas
         _write_in(runtime, called)
     assert (_queued(database), events.seen, called) == ([], [], [])
     assert current_clock() is not runtime.clock
+    runtime.before_commit = None
+    with runtime.transaction() as tx:  # the thread's next transaction works
+        _write(tx, "b")
+    assert _queued(database) == ["b"]
+
+
+def test_a_transaction_that_cannot_begin_leaves_the_clock_as_it_was(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_connection() -> None:
+        raise ConnectionError("no connection today")
+
+    runtime = _runtime(database, _Events())
+    runtime.check_schema()  # read once, before connections fail
+    monkeypatch.setattr(database.engine, "connect", no_connection)
+    if database._kept is not None:
+        monkeypatch.setattr(database._kept, "take", no_connection)
+    with pytest.raises(ConnectionError, match="no connection today"):
+        _write_in(runtime, [])
+    assert current_clock() is not runtime.clock
