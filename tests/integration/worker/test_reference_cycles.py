@@ -8,34 +8,16 @@ transaction whose after-commit callbacks closed over it) spent about 4 % of its 
 from __future__ import annotations
 
 import gc
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from squidmesh_sdk import Client, DatabaseExecutor, Worker
-from squidmesh_sdk.runtime.events import LoggingObserver, Observer, RunEvent, RunTransitioned
+from squidmesh_sdk.runtime.events import LoggingObserver, Observer
 from tests.integration.worker.app import WORKFLOWS
+from tests.integration.worker.conftest import Completions, wait_until
 
 RUNS = 10
-
-
-class _Finished:
-    """An observer counting finished runs (waited on without a query of the test's own)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.changed = threading.Condition()
-
-    def emit(self, event: RunEvent) -> None:
-        if isinstance(event, RunTransitioned) and event.to_status in ("completed", "failed"):
-            with self.changed:
-                self.count += 1
-                self.changed.notify_all()
-
-    def wait_for(self, count: int) -> None:
-        with self.changed:
-            assert self.changed.wait_for(lambda: self.count >= count, timeout=60)
 
 
 @pytest.fixture
@@ -76,7 +58,7 @@ def _squidmesh_garbage() -> list[str]:
 def test_steps_delivered_by_a_worker_leave_no_reference_cycle(
     database_url: str, group_commit: bool, collector_paused: None
 ) -> None:
-    finished = _Finished()
+    finished = Completions()
     observers: list[Observer] = [LoggingObserver(), finished]
     with Client(
         database_url, WORKFLOWS, executor=DatabaseExecutor(), observers=observers
@@ -85,10 +67,10 @@ def test_steps_delivered_by_a_worker_leave_no_reference_cycle(
             # One run first, so that what is made once (compiled statements, cached
             # definitions) is made; its garbage, if any, is freed before the runs that count.
             client.start_run("five_steps")
-            finished.wait_for(1)
+            wait_until(lambda: len(finished.completed) == 1, what="the warm-up run")
             _forget_garbage()
             runs = [client.start_run("five_steps") for _ in range(RUNS)]
-            finished.wait_for(1 + RUNS)
+            wait_until(lambda: len(finished.completed) == 1 + RUNS, what="the runs")
             garbage = _squidmesh_garbage()
         assert [client.inspect_run(run.id).status for run in runs] == ["completed"] * RUNS
     assert garbage == []
