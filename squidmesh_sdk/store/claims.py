@@ -20,7 +20,7 @@ from squidmesh_sdk.store import flow
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.jobs import Job
 from squidmesh_sdk.store.prepared import Prepared
-from squidmesh_sdk.store.schema import jobs, queue_limits
+from squidmesh_sdk.store.schema import job_status_is, jobs, queue_limits
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = ["claim", "claim_order"]
@@ -153,7 +153,7 @@ def _batch_statement(
     due = (
         sa.select(jobs.c.id)
         .where(
-            jobs.c.status == "queued",
+            job_status_is("queued"),
             sa.or_(*(jobs.c.queue == queue for queue in queues)),
             jobs.c.run_at <= sa.bindparam("p_now", type_=UTCDateTime),
         )
@@ -185,12 +185,11 @@ def _batch_statement(
         due = due.where(jobs.c.queue.not_in(list(full_queues)))
     if dialect == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    limited = (
-        sa.exists()
-        .where(queue_limits.c.queue == jobs.c.queue)
-        .correlate(jobs)
-        .label("queue_limited")
-    )
+    # The job's queue is named with its table: SQLite's RETURNING writes columns unqualified,
+    # and an unqualified ``queue`` in the probe is the limits' own (any limit made every job
+    # of every queue look limited).
+    claimed_queue = sa.literal_column(f"{jobs.name}.{jobs.c.queue.name}", jobs.c.queue.type)
+    limited = sa.exists().where(queue_limits.c.queue == claimed_queue).label("queue_limited")
     return (
         jobs.update()
         .where(jobs.c.id.in_(due.scalar_subquery()))

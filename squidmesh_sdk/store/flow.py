@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from squidmesh_sdk.definition.flow import RateLimit
 from squidmesh_sdk.store.database import Transaction, upsert
-from squidmesh_sdk.store.schema import jobs, queue_limits
+from squidmesh_sdk.store.schema import job_status_is, jobs, queue_limits
 
 __all__ = [
     "QueueLimits",
@@ -256,7 +256,7 @@ def running_per_key(connection: Connection, keys: Iterable[str]) -> dict[str, in
         return {}
     rows = connection.execute(
         sa.select(jobs.c.concurrency_key, sa.func.count())
-        .where(jobs.c.status == "running", jobs.c.concurrency_key.in_(wanted))
+        .where(job_status_is("running"), jobs.c.concurrency_key.in_(wanted))
         .group_by(jobs.c.concurrency_key)
     )
     return {str(key): int(count) for key, count in rows}
@@ -269,7 +269,7 @@ def running_per_queue(connection: Connection, queues: Iterable[str]) -> dict[str
         return {}
     rows = connection.execute(
         sa.select(jobs.c.queue, sa.func.count())
-        .where(jobs.c.status == "running", jobs.c.queue.in_(wanted))
+        .where(job_status_is("running"), jobs.c.queue.in_(wanted))
         .group_by(jobs.c.queue)
     )
     return {str(queue): int(count) for queue, count in rows}

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid
 from squidmesh_sdk.store.jobs import Job
-from squidmesh_sdk.store.schema import jobs
+from squidmesh_sdk.store.schema import job_status_is, jobs
 
 __all__ = [
     "JOB_STATES",
@@ -74,10 +74,10 @@ def _filters(
     conditions: list[sa.ColumnElement[bool]] = []
     if states:
         by_state = {
-            "queued": sa.and_(jobs.c.status == "queued", jobs.c.run_at <= now),
-            "delayed": sa.and_(jobs.c.status == "queued", jobs.c.run_at > now),
-            "running": jobs.c.status == "running",
-            "failed": jobs.c.status == "failed",
+            "queued": sa.and_(job_status_is("queued"), jobs.c.run_at <= now),
+            "delayed": sa.and_(job_status_is("queued"), jobs.c.run_at > now),
+            "running": job_status_is("running"),
+            "failed": job_status_is("failed"),
         }
         conditions.append(sa.or_(*(by_state[state] for state in states)))
     if queue is not None:
@@ -162,16 +162,16 @@ def delete_failed(tx: Transaction, job_id: int) -> bool:
 
 def queue_stats(connection: Connection, now: datetime) -> list[QueueStats]:
     """Per queue that has jobs, by name: jobs per state and the oldest due job's ``run_at``."""
-    due = sa.and_(jobs.c.status == "queued", jobs.c.run_at <= now)
+    due = sa.and_(job_status_is("queued"), jobs.c.run_at <= now)
     counts = connection.execute(
         sa.select(
             jobs.c.queue,
             sa.func.sum(sa.case((due, 1), else_=0)),
             sa.func.sum(
-                sa.case((sa.and_(jobs.c.status == "queued", jobs.c.run_at > now), 1), else_=0)
+                sa.case((sa.and_(job_status_is("queued"), jobs.c.run_at > now), 1), else_=0)
             ),
-            sa.func.sum(sa.case((jobs.c.status == "running", 1), else_=0)),
-            sa.func.sum(sa.case((jobs.c.status == "failed", 1), else_=0)),
+            sa.func.sum(sa.case((job_status_is("running"), 1), else_=0)),
+            sa.func.sum(sa.case((job_status_is("failed"), 1), else_=0)),
         ).group_by(jobs.c.queue)
     ).all()
     oldest_rows = connection.execute(

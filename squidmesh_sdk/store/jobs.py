@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid
 from squidmesh_sdk.store.prepared import Prepared
-from squidmesh_sdk.store.schema import jobs
+from squidmesh_sdk.store.schema import job_status_is, jobs
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
@@ -305,7 +305,7 @@ def discard_queued(tx: Transaction, run_id: str) -> int:
     worker has leased, or is leasing right now (``SKIP LOCKED`` on PostgreSQL, so this never
     waits for a claim that waits for the run's lock), is left to its delivery, which skips too.
     """
-    queued = _unclaimed_step_jobs(tx, run_id, jobs.c.status == "queued")
+    queued = _unclaimed_step_jobs(tx, run_id, job_status_is("queued"))
     result = tx.connection.execute(jobs.delete().where(jobs.c.id.in_(queued)))
     return result.rowcount
 
@@ -359,7 +359,7 @@ def rescue_expired(tx: Transaction) -> list[Job]:
     """Queue again every running job whose lease ran out; return them."""
     statement = (
         jobs.update()
-        .where(jobs.c.status == "running", jobs.c.locked_until < tx.now)
+        .where(job_status_is("running"), jobs.c.locked_until < tx.now)
         .values(
             status="queued",
             locked_by=None,
@@ -386,7 +386,7 @@ def other_live_delivery(connection: Connection, job: Job, now: datetime) -> bool
             jobs.c.run_id == uuid.UUID(job.run_id),
             jobs.c.step == job.step,
             jobs.c.id != job.id,
-            jobs.c.status == "running",
+            job_status_is("running"),
             jobs.c.locked_until >= now,
         )
         .limit(1)
@@ -470,7 +470,7 @@ def _lease_next_of_run_statement(dialect: str) -> Any:
         sa.select(jobs.c.id)
         .where(
             jobs.c.run_id == sa.bindparam("p_run_id", type_=jobs.c.run_id.type),
-            jobs.c.status == "queued",
+            job_status_is("queued"),
             jobs.c.kind == "step",
             jobs.c.queue == sa.bindparam("p_queue"),
             jobs.c.run_at <= sa.bindparam("p_now", type_=jobs.c.run_at.type),

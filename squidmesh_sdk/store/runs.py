@@ -428,15 +428,30 @@ def _complete_attempt_read_run_statement(_dialect: str) -> Any:
 
 
 _COMPLETE_ATTEMPT_READ_RUN = Prepared(_complete_attempt_read_run_statement)
-_ACTIVITY = sa.table("pg_stat_activity", sa.column("application_name"), sa.column("datname"))
-_NOTIFY_RUN = Prepared(
-    lambda _: sa.select(sa.func.pg_notify(sa.bindparam("channel"), sa.bindparam("payload"))).where(
+
+
+def _notify_run_statement(_dialect: str) -> sa.Select[Any]:
+    # The backends' own function, not the pg_stat_activity view over it, which joins every
+    # backend to pg_database and pg_authid: planned and run, 0.40 ms of the server's time
+    # against 0.09 ms; prepared, 0.08 against 0.04 ms.
+    activity = sa.func.pg_stat_get_activity(sa.null()).table_valued(
+        sa.column("application_name"), sa.column("datid")
+    )
+    this_database = (
+        sa.select(sa.column("oid"))
+        .select_from(sa.table("pg_database"))
+        .where(sa.column("datname") == sa.func.current_database())
+        .scalar_subquery()
+    )
+    return sa.select(sa.func.pg_notify(sa.bindparam("channel"), sa.bindparam("payload"))).where(
         sa.exists().where(
-            _ACTIVITY.c.application_name == sa.bindparam("watcher"),
-            _ACTIVITY.c.datname == sa.func.current_database(),
+            activity.c.application_name == sa.bindparam("watcher"),
+            activity.c.datid == this_database,
         )
     )
-)
+
+
+_NOTIFY_RUN = Prepared(_notify_run_statement)
 _WRITE_RUN = Prepared(
     lambda _: (
         runs.update()

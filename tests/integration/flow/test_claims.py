@@ -7,9 +7,11 @@ and which stay queued, untouched.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -37,9 +39,13 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def client(database_url: str, clock: FakeClock) -> Iterator[Client]:
-    workflows = [keyed_workflow(limit=2), plain_workflow(), _one_per_customer()]
-    with Client(database_url, workflows, executor=DatabaseExecutor(), clock=clock) as instance:
+    with _flow_client(database_url, clock) as instance:
         yield instance
+
+
+def _flow_client(url: str, clock: FakeClock) -> Client:
+    workflows = [keyed_workflow(limit=2), plain_workflow(), _one_per_customer()]
+    return Client(url, workflows, executor=DatabaseExecutor(), clock=clock)
 
 
 def _one_per_customer() -> Workflow:
@@ -167,6 +173,57 @@ def test_a_queue_concurrency_limit_counts_running_jobs_of_every_worker(
     assert _claim(client, 2, worker="c") == []
     assert client.clear_queue_limits("default")
     assert len(_claim(client, 5, worker="c")) == 2
+
+
+def test_limits_on_another_queue_leave_this_queue_s_claim_unlimited(
+    client: Client, clock: FakeClock
+) -> None:
+    # The claim reports, per job, whether its queue has limits: only then does it take the
+    # limited path (lock the limit rows, count running jobs). Each job is judged by its own queue.
+    client.start_run("plain", {"customer": "a"})
+    client.set_queue_limits("elsewhere", concurrency=1)
+    with client.runtime.transaction() as tx:
+        (row,) = claim_store._claim_batch(tx, "w", ["default"], 1, 60, None)
+    assert (row["queue"], row["queue_limited"]) == ("default", False)
+    client.start_run("plain", {"customer": "a"})
+    client.set_queue_limits("default", concurrency=5)
+    with client.runtime.transaction() as tx:
+        (row,) = claim_store._claim_batch(tx, "w", ["default"], 1, 60, None)
+    assert (row["queue"], row["queue_limited"]) == ("default", True)
+
+
+def _claim_one_by_one(client: Client, count: int) -> sa.engine.Connection:
+    """Start ``count`` runs, claim their jobs one per transaction as a worker would."""
+    for _ in range(count):
+        client.start_run("plain", {"customer": "a"})
+    for _ in range(count):
+        with client.runtime.transaction() as tx:
+            claimed = claim_store.claim(
+                tx, worker="w", queues=["default"], limit=1, lease=60, holds=client.runtime.holds
+            )
+            assert len(claimed) == 1
+            connection = tx.connection
+    return connection
+
+
+def test_sqlite_compiles_the_claim_once_not_at_every_claim(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    compiled: list[str | None] = []
+
+    def authorize(action: int, table: str | None, column: str | None, *_: object) -> int:
+        # SQLite asks while it compiles a statement, never while it runs one.
+        if action == sqlite3.SQLITE_UPDATE and (table, column) == ("squidmesh_jobs", "deliveries"):
+            compiled.append(table)
+        return sqlite3.SQLITE_OK
+
+    with _flow_client(f"sqlite+pysqlite:///{tmp_path}/claims.db", clock) as client:
+        client.migrate()
+        connection = _claim_one_by_one(client, 1)
+        connection.connection.dbapi_connection.set_authorizer(authorize)  # type: ignore[union-attr]
+        _claim_one_by_one(client, 6)
+    # The first claim compiles it again (a new authorizer expires compiled statements), once.
+    assert len(compiled) == 1
 
 
 def _twelve_runs_on_a_queue_of_4_a_minute(client: Client) -> None:

@@ -314,6 +314,31 @@ def test_postgres_notifies_nothing_while_no_client_listens(
 
 
 @pytest.mark.postgres
+def test_a_run_watcher_of_another_database_does_not_make_this_one_announce_runs(
+    pg_clients: tuple[Client, Client], postgres_database_url: str, postgres_server_url: sa.URL
+) -> None:
+    """Only a watcher of the run's own database counts: one elsewhere cannot hear a NOTIFY."""
+    waiter, _ = pg_clients
+    url = sa.make_url(postgres_database_url).set(drivername="postgresql")
+    elsewhere = postgres_server_url.set(drivername="postgresql")
+    with (
+        psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as spy,
+        psycopg.connect(elsewhere.render_as_string(hide_password=False)) as watcher_elsewhere,
+    ):
+        watcher_elsewhere.execute(f"SET application_name = '{WATCHER_APPLICATION_NAME}'")
+        watcher_elsewhere.commit()
+        spy.execute(f"LISTEN {RUN_CHANNEL}")
+        run = waiter.start_run(holding)
+        waiter.cancel_run(run.id)
+        assert [n.payload for n in spy.notifies(timeout=0.5)] == []
+        # The same connection's name on this database: now the end of a run is announced.
+        spy.execute(f"SET application_name = '{WATCHER_APPLICATION_NAME}'")
+        another = waiter.start_run(holding)
+        waiter.cancel_run(another.id)
+        assert [n.payload for n in spy.notifies(timeout=0.5)] == [another.id]
+
+
+@pytest.mark.postgres
 def test_a_lost_listening_connection_does_not_strand_the_waiter(
     pg_clients: tuple[Client, Client], gate: str
 ) -> None:
