@@ -15,7 +15,6 @@ are written and parsed in the same text format SQLAlchemy uses.
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -172,11 +171,10 @@ def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | Non
         if dialect.driver == "psycopg" and isinstance(impl, postgresql.JSONB):
             # SQLAlchemy wraps every value in psycopg's Jsonb, which psycopg writes with
             # json.dumps, or a function the host registered with psycopg (not used here: the
-            # host gives the engine a json_serializer instead; docs/hosting.md).
-            from psycopg.types.json import Jsonb  # installed where this dialect is used
-
-            jsonb = functools.partial(Jsonb, dumps=dumps)
-            return _json_writer(general, jsonb, none_as_null=impl.none_as_null)
+            # host gives the engine a json_serializer instead; docs/hosting.md). The text is
+            # written instead, as a string of no type: the statement casts every JSONB
+            # parameter (``%(name)s::JSONB``), so the server reads it as JSONB.
+            return _json_writer(general, dumps, none_as_null=impl.none_as_null)
     return general
 
 

@@ -22,7 +22,7 @@ import json.scanner
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "loads", "loads_bytes"]
 
 
 def _not_serializable(value: object) -> object:
@@ -75,5 +75,25 @@ def _fast_loads() -> Callable[[str], Any]:
     return loads
 
 
+# The first byte of a byte order mark (UTF-8's, UTF-16's or UTF-32's) or of UTF-16/32 text.
+_NOT_UTF8_STARTS = frozenset((b"\x00", b"\xef", b"\xfe", b"\xff"))
+
 dumps = _fast_dumps()
 loads = _fast_loads()
+
+
+def loads_bytes(data: bytes) -> Any:
+    """``json.loads(data)`` for bytes (what psycopg hands a JSON loader).
+
+    ``json.loads`` reads bytes in the encoding their first bytes suggest: UTF-8 unless they
+    start with a byte order mark or a zero byte is among the first two. Those, and bytes that
+    are not UTF-8, go to ``json.loads`` itself. A function of the module, not a closure:
+    psycopg makes a loader class per function it is given, and warns about closures.
+    """
+    if data[:1] in _NOT_UTF8_STARTS or data[1:2] == b"\x00":
+        return json.loads(data)
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return json.loads(data)
+    return loads(text)

@@ -96,17 +96,48 @@ def test_sqlite_statements_use_them_unless_the_engine_has_its_own_json_functions
     assert custom.convert([("{}",)]) == [{"error": {"custom": "{}"}}]
 
 
-def test_psycopg_statements_write_json_with_them_unless_the_engine_has_its_own() -> None:
+def test_psycopg_statements_write_json_text_cast_to_jsonb_unless_the_engine_has_its_own() -> None:
     from psycopg.types.json import Jsonb
 
-    params = {"p_id": "0190e3a4-0000-7000-8000-000000000001", "p_error": {"k": [1]}}
-    written = compile_statement(_write_error(), _psycopg()).parameters(params)["p_error"]
-    assert isinstance(written, Jsonb)
-    assert (written.obj, written.dumps) == ({"k": [1]}, json_text.dumps)
+    params = {"p_id": "0190e3a4-0000-7000-8000-000000000001", "p_error": {"k": [1, "ü"]}}
+    compiled = compile_statement(_write_error(), _psycopg())
+    # A string of no type, which the statement's cast makes JSONB on the server.
+    assert compiled.parameters(params)["p_error"] == '{"k": [1, "\\u00fc"]}'
+    assert "%(p_error)s::JSONB" in compiled.sql
+    assert compiled.parameters({**params, "p_error": None})["p_error"] is None
     own = _psycopg(json_serializer=lambda value: "custom")
     kept = compile_statement(_write_error(), own).parameters(params)["p_error"]
     assert isinstance(kept, Jsonb)
     assert kept.dumps is None  # psycopg then uses the serializer SQLAlchemy registered
+
+
+_BYTES = [
+    b'{"k": [1, "\xc3\xbc", null, true, 1.5e3]}',
+    b" [1, 2] ",
+    b'"\xed\xa0\x80"',  # a lone surrogate in UTF-8: json.loads reads it (surrogatepass)
+    '{"k": "\u00fc"}'.encode("utf-8-sig"),
+    '{"k": "\u00fc"}'.encode("utf-16"),
+    '{"k": 1}'.encode("utf-16-le"),
+    '{"k": 1}'.encode("utf-32"),
+    b"\xc3",  # not UTF-8
+    b"",
+    b"nul",
+    b'{"k": 1} x',
+    b"\xef",
+]
+
+
+@pytest.mark.parametrize("data", _BYTES)
+def test_loads_bytes_returns_or_raises_what_json_loads_does(data: bytes) -> None:
+    try:
+        expected: object = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        expected = (type(error), str(error))
+    try:
+        read: object = json_text.loads_bytes(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        read = (type(error), str(error))
+    assert read == expected
 
 
 def test_none_is_sql_null_only_in_a_column_made_with_none_as_null() -> None:

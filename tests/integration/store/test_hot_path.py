@@ -3,6 +3,7 @@ and the connection each thread keeps between transactions."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from squidmesh_sdk import RunNotFound
 from squidmesh_sdk.errors import StaleRecord
 from squidmesh_sdk.store import attempts as attempt_store
+from squidmesh_sdk.store import json_text
 from squidmesh_sdk.store import run_reads, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
@@ -396,3 +398,34 @@ def test_relock_and_complete_takes_the_run_lock_before_touching_the_attempt(
     assert isinstance(result, StaleRecord)
     [attempt] = read(db, lambda c: attempt_store.list_attempts(c, step_run_id))
     assert attempt.status == "abandoned"
+
+
+@pytest.mark.postgres
+def test_json_is_read_with_json_text_on_squidmesh_s_own_engine_only(
+    postgres_database_url: str,
+) -> None:
+    from psycopg.pq import Format
+    from psycopg.types import TypeInfo
+
+    host_engine = sa.create_engine(postgres_database_url)
+    own, hosted = Database(postgres_database_url), Database(host_engine)
+    try:
+        for database, reader in ((own, json_text.loads_bytes), (hosted, json.loads)):
+            with database.read() as connection:
+                value = connection.execute(
+                    sa.text("""SELECT '{"k": [1, "ü", null]}'::jsonb, '[1.5]'::json""")
+                ).one()
+                assert tuple(value) == ({"k": [1, "ü", None]}, [1.5])
+                raw = connection.connection.dbapi_connection
+                assert raw is not None
+                for name in ("json", "jsonb"):
+                    info = TypeInfo.fetch(raw, name)
+                    assert info is not None
+                    for format in (Format.TEXT, Format.BINARY):
+                        loader = raw.adapters.get_loader(info.oid, format)
+                        assert loader is not None
+                        assert loader._loads is reader, (name, format, database is own)
+    finally:
+        own.dispose()
+        hosted.dispose()
+        host_engine.dispose()
