@@ -358,7 +358,7 @@ def _configure_sqlite(engine: Engine, busy_timeout: float, synchronous: SqliteSy
 
 
 def _read_json_with_json_text(engine: Engine) -> None:
-    """psycopg reads ``json`` and ``jsonb`` values with ``json_text`` on this engine's connections.
+    """Have psycopg read ``json`` and ``jsonb`` with ``json_text`` on the engine's connections.
 
     The same values and errors as psycopg's default, ``json.loads``, with less work. Only on an
     engine squidmesh made: a host's engine keeps whatever the host registered with psycopg.

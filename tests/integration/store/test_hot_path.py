@@ -15,8 +15,7 @@ import sqlalchemy as sa
 from squidmesh_sdk import RunNotFound
 from squidmesh_sdk.errors import StaleRecord
 from squidmesh_sdk.store import attempts as attempt_store
-from squidmesh_sdk.store import json_text
-from squidmesh_sdk.store import run_reads, step_run_reads
+from squidmesh_sdk.store import json_text, run_reads, step_run_reads
 from squidmesh_sdk.store import runs as run_store
 from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store import step_starts as step_start_store
