@@ -20,7 +20,7 @@ import json.decoder
 import json.encoder
 import json.scanner
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["dumps", "loads", "loads_bytes"]
 
@@ -82,14 +82,17 @@ dumps = _fast_dumps()
 loads = _fast_loads()
 
 
-def loads_bytes(data: bytes) -> Any:
-    """``json.loads(data)`` for bytes (what psycopg hands a JSON loader).
+def loads_bytes(data: bytes | str) -> Any:
+    """``json.loads(data)`` for bytes (what psycopg hands a JSON loader), or text.
 
     ``json.loads`` reads bytes in the encoding their first bytes suggest: UTF-8 unless they
     start with a byte order mark or a zero byte is among the first two. Those, and bytes that
     are not UTF-8, go to ``json.loads`` itself. A function of the module, not a closure:
     psycopg makes a loader class per function it is given, and warns about closures.
     """
+    if data.__class__ is str:
+        return loads(data)
+    data = cast(bytes, data)
     if data[:1] in _NOT_UTF8_STARTS or data[1:2] == b"\x00":
         return json.loads(data)
     try:

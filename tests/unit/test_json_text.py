@@ -170,3 +170,8 @@ def test_a_json_column_that_is_not_jsonb_on_postgresql_keeps_sqlalchemys_writer(
     written = compile_statement(statement, _psycopg()).parameters({"d": {"k": 1}})["d"]
     assert isinstance(written, Json)
     assert not isinstance(written, Jsonb)
+
+
+def test_loads_bytes_reads_text_too() -> None:
+    # psycopg's type for a JSON loader takes text or bytes.
+    assert json_text.loads_bytes('{"k": ["ü"]}') == {"k": ["ü"]}
