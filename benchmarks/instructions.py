@@ -3,9 +3,11 @@
 Usage::
 
     python -m benchmarks.instructions --db sqlite|postgres [--postgres-url URL] [--runs N]
-                                      [--threads T] [--top K] [--tracing]
+                                      [--threads T] [--workflow linear|fan-out] [--top K]
+                                      [--tracing]
 
-Needs valgrind (Debian's ``valgrind`` package). A child process queues 5-step runs, then one
+Needs valgrind (Debian's ``valgrind`` package). A child process queues runs (5-step linear
+ones, or with ``--workflow fan-out`` row 4's 1 -> 10 -> 1, of 12 steps), then one
 in-process worker of ``--threads`` threads drains them, under valgrind's callgrind tool with
 counting switched on only inside threads the ``threading`` module started (the worker's):
 the set-up in the main thread, interpreter start and shutdown are not counted. The child runs
@@ -39,10 +41,13 @@ from pathlib import Path
 from benchmarks.squidmesh import CompletionObserver, start_runs
 from benchmarks.targets import open_target
 from benchmarks.traced import install_discarding_sdk
-from benchmarks.workflows import LINEAR, LINEAR_STEPS, make_client
+from benchmarks.workflows import FAN_OUT, FAN_OUT_STEPS, LINEAR, LINEAR_STEPS, make_client
 from squidmesh_sdk import Worker
 
 __all__ = ["Profile", "difference", "main", "measure", "read_profile"]
+
+WORKFLOWS = {"linear": (LINEAR, LINEAR_STEPS), "fan-out": (FAN_OUT, FAN_OUT_STEPS)}
+"""``--workflow``: the benchmark workflow's name and its steps per run."""
 
 THREAD_ENTRY = "thread_run"
 """The C function every ``threading`` thread starts in (CPython's ``_threadmodule.c``)."""
@@ -147,13 +152,13 @@ VALGRIND_TIMEOUT = 4 * 3600.0
 than without, and slower still on a busy machine."""
 
 
-def _child(url: str, runs: int, threads: int, *, tracing: bool) -> None:
+def _child(url: str, runs: int, threads: int, workflow: str, *, tracing: bool) -> None:
     if tracing:
         install_discarding_sdk()
     observer = CompletionObserver()
     with make_client(url, [observer]) as client:
         client.migrate()
-        start_runs(client, LINEAR, runs)
+        start_runs(client, WORKFLOWS[workflow][0], runs)
         observer.expect(runs)
         worker = Worker(client, concurrency=threads, poll_interval=QUIET, lease=QUIET)
         worker.start()
@@ -170,10 +175,11 @@ def measure(
     *,
     tracing: bool = False,
     together: bool = False,
+    workflow: str = "linear",
 ) -> tuple[Profile, Profile]:
     """Drain ``runs`` and ``2 * runs`` runs under callgrind, in a child process each.
 
-    ``fresh`` gives each child the URL of an empty database, just before it starts. The
+    The runs are of ``workflow``, a key of :data:`WORKFLOWS`. ``fresh`` gives each child the URL of an empty database, just before it starts. The
     children run one after the other, or both at once with ``together`` (databases of their
     own, such as two SQLite files: the count does not depend on what runs beside it).
 
@@ -194,7 +200,7 @@ def measure(
                 f"--toggle-collect={THREAD_ENTRY}",
                 f"--callgrind-out-file={outputs[count]}",
                 *(sys.executable, "-m", "benchmarks.instructions"),
-                *("--child", fresh(), str(count), str(threads)),
+                *("--child", fresh(), str(count), str(threads), workflow),
                 *(["--tracing"] if tracing else []),
             ]
             return subprocess.Popen(  # noqa: S603 - valgrind and our own module
@@ -209,7 +215,7 @@ def measure(
             _, errors = child.communicate(timeout=VALGRIND_TIMEOUT + 600)
             if child.returncode != 0 or not outputs[count].exists():
                 raise RuntimeError(f"the child under valgrind failed:\n{errors[-3000:]}")
-            return read_profile(outputs[count], count * LINEAR_STEPS)
+            return read_profile(outputs[count], count * WORKFLOWS[workflow][1])
 
         children: list[subprocess.Popen[str]] = []
         try:
@@ -250,19 +256,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--db", choices=["sqlite", "postgres"])
     parser.add_argument("--postgres-url", help="use this PostgreSQL database (see benchmarks)")
-    parser.add_argument("--runs", type=int, default=50, help="5-step runs of the first child (50)")
+    parser.add_argument("--runs", type=int, default=50, help="runs of the first child (50)")
     parser.add_argument("--threads", type=int, default=1, help="the worker's threads (1)")
+    parser.add_argument(
+        "--workflow", choices=list(WORKFLOWS), default="linear", help="the runs' workflow (linear)"
+    )
     parser.add_argument("--top", type=int, default=30, help="objects and functions listed (30)")
     parser.add_argument(
         "--tracing", action="store_true", help="with the OpenTelemetry SDK, as row 7's 'on'"
     )
     parser.add_argument(
-        "--child", nargs=3, metavar=("URL", "RUNS", "THREADS"), help=argparse.SUPPRESS
+        "--child", nargs=4, metavar=("URL", "RUNS", "THREADS", "WORKFLOW"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
     if args.child is not None:
-        url, runs, threads = args.child
-        _child(url, int(runs), int(threads), tracing=args.tracing)
+        url, runs, threads, workflow = args.child
+        _child(url, int(runs), int(threads), workflow, tracing=args.tracing)
         return 0
     if args.db is None:
         parser.error("--db is required")
@@ -279,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.threads,
                 tracing=args.tracing,
                 together=target.kind == "sqlite",  # a file each; PostgreSQL has one database
+                workflow=args.workflow,
             )
         except RuntimeError as exc:
             print(f"python -m benchmarks.instructions: {exc}", file=sys.stderr)
@@ -286,8 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         traced = "; tracing on (SDK, discarding exporter)" if args.tracing else ""
         threads = f"{args.threads} thread{'s' * (args.threads != 1)}"
         print(
-            f"database: {target.description}; {args.runs} and {2 * args.runs} runs, "
-            f"one worker of {threads}{traced}; valgrind {_valgrind_version()}"
+            f"database: {target.description}; {args.runs} and {2 * args.runs} {args.workflow} "
+            f"runs, one worker of {threads}{traced}; valgrind {_valgrind_version()}"
         )
     print(render(*difference(small, large), args.top))
     return 0

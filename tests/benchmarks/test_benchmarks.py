@@ -263,6 +263,7 @@ def test_instructions_per_step_are_counted_under_valgrind() -> None:
     # valgrind is installed by scripts/test. A session of its own, so that a timeout stops
     # the valgrind children too, not only the benchmark's process.
     command = [sys.executable, "-m", "benchmarks.instructions", "--db", "sqlite", "--runs", "1"]
+    command += ["--workflow", "fan-out"]  # linear, the default, is the same path with 5 steps
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -280,7 +281,7 @@ def test_instructions_per_step_are_counted_under_valgrind() -> None:
             process.wait()
     assert process.returncode == 0, stderr
     lines = stdout.splitlines()
-    assert "1 and 2 runs, one worker of 1 thread; valgrind " in lines[0]
+    assert "1 and 2 fan-out runs, one worker of 1 thread; valgrind " in lines[0]
     per_step = float(lines[1].removeprefix("instructions per step: ").replace(",", ""))
     assert 200_000 < per_step < 50_000_000
     objects = lines[lines.index("instructions/step  object file") + 1 :]
