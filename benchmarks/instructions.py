@@ -179,9 +179,10 @@ def measure(
 ) -> tuple[Profile, Profile]:
     """Drain ``runs`` and ``2 * runs`` runs under callgrind, in a child process each.
 
-    The runs are of ``workflow``, a key of :data:`WORKFLOWS`. ``fresh`` gives each child the URL of an empty database, just before it starts. The
-    children run one after the other, or both at once with ``together`` (databases of their
-    own, such as two SQLite files: the count does not depend on what runs beside it).
+    The runs are of ``workflow``, a key of :data:`WORKFLOWS`. ``fresh`` gives each child the
+    URL of an empty database, just before it starts. The children run one after the other, or
+    both at once with ``together`` (databases of their own, such as two SQLite files: the
+    count does not depend on what runs beside it).
 
     Raises:
         RuntimeError: valgrind is not installed, or a child failed.
