@@ -20,7 +20,7 @@ import json.decoder
 import json.encoder
 import json.scanner
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 __all__ = ["dumps", "loads", "loads_bytes"]
 
@@ -90,9 +90,8 @@ def loads_bytes(data: bytes | str) -> Any:
     are not UTF-8, go to ``json.loads`` itself. A function of the module, not a closure:
     psycopg makes a loader class per function it is given, and warns about closures.
     """
-    if data.__class__ is str:
+    if isinstance(data, str):
         return loads(data)
-    data = cast(bytes, data)
     if data[:1] in _NOT_UTF8_STARTS or data[1:2] == b"\x00":
         return json.loads(data)
     try:
