@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -395,14 +395,17 @@ def other_live_delivery(connection: Connection, job: Job, now: datetime) -> bool
 
 
 def list_jobs(
-    connection: Connection, *, run_id: str | None = None, status: str | None = None
+    connection: Connection,
+    *,
+    run_id: str | None = None,
+    status: Literal["queued", "running", "failed"] | None = None,
 ) -> list[Job]:
     """Jobs in id order, optionally of one run and / or in one status."""
     query = sa.select(jobs).order_by(jobs.c.id)
     if run_id is not None:
         query = query.where(jobs.c.run_id == as_uuid(run_id))
     if status is not None:
-        query = query.where(jobs.c.status == status)
+        query = query.where(job_status_is(status))
     return [Job.from_row(row) for row in connection.execute(query).mappings()]
 
 
