@@ -171,9 +171,9 @@ def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | Non
         if dialect.driver == "psycopg" and isinstance(impl, postgresql.JSONB):
             # SQLAlchemy wraps every value in psycopg's Jsonb, which psycopg writes with
             # json.dumps, or a function the host registered with psycopg (not used here: the
-            # host gives the engine a json_serializer instead; docs/hosting.md). The text is
-            # written instead, as a string of no type: the statement casts every JSONB
-            # parameter (``%(name)s::JSONB``), so the server reads it as JSONB.
+            # host gives the engine a json_serializer instead; docs/hosting.md). JSON values
+            # are written as text instead, a string of no type: the statement casts every
+            # JSONB parameter (``%(name)s::JSONB``), so the server reads it as JSONB.
             return _json_writer(general, dumps, none_as_null=impl.none_as_null)
     return general
 
@@ -202,17 +202,21 @@ def _json_by_default(type_: TypeEngine[Any], dialect: Dialect) -> TypeGuard[sa.J
     )
 
 
+_JSON_VALUE_CLASSES = frozenset((dict, list, str, int, float, bool))
+"""Values ``_json_writer`` writes itself (exactly these classes, not subclasses)."""
+
+
 def _json_writer(
     general: Processor, write: Callable[[Any], Any], *, none_as_null: bool
 ) -> Processor:
-    """SQLAlchemy's processor, with mappings and lists written by ``write`` (``json_text``).
+    """SQLAlchemy's processor, with JSON values written by ``write`` (``json_text``).
 
     ``None`` is SQL ``NULL`` for a column made with ``none_as_null`` (every squidmesh JSON
-    column); everything else (``JSON.NULL``, ``null()``, scalars) goes through SQLAlchemy's.
+    column); anything else (``JSON.NULL``, ``null()``, subclasses) goes through SQLAlchemy's.
     """
 
     def process(value: Any) -> Any:
-        if value.__class__ is dict or value.__class__ is list:
+        if value.__class__ in _JSON_VALUE_CLASSES:
             return write(value)
         if value is None and none_as_null:
             return None  # SQL NULL, as SQLAlchemy's processor makes it

@@ -13,6 +13,7 @@ took a fifth of the CPU a workflow step spends in this process.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
 import weakref
@@ -361,13 +362,19 @@ def _read_json_with_json_text(engine: Engine) -> None:
     """Have psycopg read ``json`` and ``jsonb`` with ``json_text`` on the engine's connections.
 
     The same values and errors as psycopg's default, ``json.loads``, with less work. Only on an
-    engine squidmesh made: a host's engine keeps whatever the host registered with psycopg.
+    engine squidmesh made, and only where psycopg's loader is still its default: a JSON
+    function the host registered with psycopg (``set_json_loads``) is kept.
     """
-    from psycopg.types.json import set_json_loads  # installed where this driver is used
+    import psycopg  # installed where this driver is used
+    from psycopg.types.json import set_json_loads
+
+    jsonb = psycopg.postgres.types["jsonb"].oid
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        set_json_loads(json_text.loads_bytes, dbapi_connection)
+        loader = dbapi_connection.adapters.get_loader(jsonb, psycopg.pq.Format.TEXT)
+        if getattr(loader, "_loads", None) is json.loads:
+            set_json_loads(json_text.loads_bytes, dbapi_connection)
 
 
 def upsert(dialect: str, table: sa.Table) -> Any:

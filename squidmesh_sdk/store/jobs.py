@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid
 from squidmesh_sdk.store.prepared import Prepared
-from squidmesh_sdk.store.schema import job_status_is, jobs
+from squidmesh_sdk.store.schema import JobStatus, job_status_is, jobs
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
@@ -349,7 +349,7 @@ def extend_leases(tx: Transaction, *, worker: str, job_ids: Iterable[int], lease
         return 0
     result = tx.connection.execute(
         jobs.update()
-        .where(jobs.c.id.in_(ids), jobs.c.locked_by == worker, jobs.c.status == "running")
+        .where(jobs.c.id.in_(ids), jobs.c.locked_by == worker, job_status_is("running"))
         .values(locked_until=tx.now + timedelta(seconds=lease), updated_at=tx.now)
     )
     return result.rowcount
@@ -398,7 +398,7 @@ def list_jobs(
     connection: Connection,
     *,
     run_id: str | None = None,
-    status: Literal["queued", "running", "failed"] | None = None,
+    status: JobStatus | None = None,
 ) -> list[Job]:
     """Jobs in id order, optionally of one run and / or in one status."""
     query = sa.select(jobs).order_by(jobs.c.id)

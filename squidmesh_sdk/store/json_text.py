@@ -86,16 +86,19 @@ def loads_bytes(data: bytes | str) -> Any:
     """``json.loads(data)`` for bytes (what psycopg hands a JSON loader), or text.
 
     ``json.loads`` reads bytes in the encoding their first bytes suggest: UTF-8 unless they
-    start with a byte order mark or a zero byte is among the first two. Those, and bytes that
-    are not UTF-8, go to ``json.loads`` itself. A function of the module, not a closure:
-    psycopg makes a loader class per function it is given, and warns about closures.
+    start with a byte order mark or a zero byte is among the first two. Those, bytes that are
+    not UTF-8, and anything but ``bytes`` and ``str`` go to ``json.loads`` itself. A function
+    of the module, not a closure: psycopg makes a loader class per function it is given, and
+    warns about closures.
     """
     if isinstance(data, str):
         return loads(data)
-    if data[:1] in _NOT_UTF8_STARTS or data[1:2] == b"\x00":
+    if data.__class__ is not bytes or data[:1] in _NOT_UTF8_STARTS or data[1:2] == b"\x00":
         return json.loads(data)
     try:
         text = data.decode()
     except UnicodeDecodeError:
+        text = None
+    if text is None:  # json.loads raises the same error, without this one as its context
         return json.loads(data)
     return loads(text)

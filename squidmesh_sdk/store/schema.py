@@ -6,13 +6,14 @@ Every table is prefixed ``squidmesh_`` so it can live beside the host's own tabl
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import sqlalchemy as sa
 
 from squidmesh_sdk.store.types import JSONColumn, UTCDateTime
 
 __all__ = [
+    "JobStatus",
     "attempts",
     "cron_schedules",
     "job_status_is",
@@ -263,24 +264,34 @@ sa.Index(
     postgresql_where=sa.text("status = 'queued'"),
 )
 
+JobStatus = Literal["queued", "running", "failed"]
+"""A job's status (a finished job is deleted)."""
+
 _JOB_STATUS_TEXT = {
-    status: sa.literal_column(f"'{status}'", STATUS) for status in ("queued", "running", "failed")
+    status: sa.literal_column(f"'{status}'", STATUS) for status in get_args(JobStatus)
 }
 
 
-def job_status_is(status: Literal["queued", "running", "failed"]) -> sa.ColumnElement[bool]:
+def job_status_is(status: JobStatus) -> sa.ColumnElement[bool]:
     """``squidmesh_jobs.status = '<status>'``, the status written in the statement's text.
 
-    For statements that search the jobs (claims, lease expiry, counts), not those that find
-    one by its id. The planner may use a partial index of the jobs (the claim's, the leases',
-    the running keys') only where it can prove the index's ``WHERE`` from the statement's;
-    with ``status = ?`` that depends on the value bound, so SQLite compiled the claim again at
-    every execution (0.6 million instructions), and PostgreSQL planned it at every execution
-    (a generic plan cannot use the index). A lookup by id needs no such index, and keeps a
-    parameter: PostgreSQL's fusion of statements refuses any with a literal
-    (:mod:`~squidmesh_sdk.store.fusion`).
+    For statements that search the jobs (claims, lease expiry, counts, a set of ids), not
+    those with ``id = ?``, which SQLite and PostgreSQL answer from the primary key without
+    looking at other indexes. The planner may use a partial index of the jobs (the claim's,
+    the leases', the running keys') only where it can prove the index's ``WHERE`` from the
+    statement's; with ``status = ?`` that depends on the value bound, so SQLite compiled the
+    claim again at every execution (0.6 million instructions), and PostgreSQL can use the
+    index only in a plan made for the value, not in a generic plan it could keep. The
+    statements with ``id = ?`` keep a parameter: PostgreSQL's fusion of statements refuses
+    any with a literal (:mod:`~squidmesh_sdk.store.fusion`).
+
+    Raises:
+        ValueError: ``status`` is not a job's status.
     """
-    return jobs.c.status == _JOB_STATUS_TEXT[status]
+    try:
+        return jobs.c.status == _JOB_STATUS_TEXT[status]
+    except KeyError:
+        raise ValueError(f"not a job status: {status!r}") from None
 
 
 # Operators' limits on a queue of the database queue (migration 9), enforced by the claim: at

@@ -105,6 +105,9 @@ def test_psycopg_statements_write_json_text_cast_to_jsonb_unless_the_engine_has_
     assert compiled.parameters(params)["p_error"] == '{"k": [1, "\\u00fc"]}'
     assert "%(p_error)s::JSONB" in compiled.sql
     assert compiled.parameters({**params, "p_error": None})["p_error"] is None
+    # Scalars too, so that the parameter has the same (no) type whatever the value.
+    assert compiled.parameters({**params, "p_error": "ü"})["p_error"] == '"\\u00fc"'
+    assert compiled.parameters({**params, "p_error": 2})["p_error"] == "2"
     own = _psycopg(json_serializer=lambda value: "custom")
     kept = compile_statement(_write_error(), own).parameters(params)["p_error"]
     assert isinstance(kept, Jsonb)
@@ -170,6 +173,18 @@ def test_a_json_column_that_is_not_jsonb_on_postgresql_keeps_sqlalchemys_writer(
     written = compile_statement(statement, _psycopg()).parameters({"d": {"k": 1}})["d"]
     assert isinstance(written, Json)
     assert not isinstance(written, Jsonb)
+
+
+def test_loads_bytes_takes_what_json_loads_takes_and_refuses_what_it_refuses() -> None:
+    assert json_text.loads_bytes(bytearray(b'{"k": 1}')) == {"k": 1}
+    with pytest.raises(TypeError) as expected:
+        json.loads(memoryview(b"{}"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError) as refused:
+        json_text.loads_bytes(memoryview(b"{}"))  # type: ignore[arg-type]
+    assert str(refused.value) == str(expected.value)
+    with pytest.raises(UnicodeDecodeError) as not_utf8:
+        json_text.loads_bytes(b'"\xc3"')
+    assert not_utf8.value.__context__ is None  # as json.loads raises it
 
 
 def test_loads_bytes_reads_text_too() -> None:

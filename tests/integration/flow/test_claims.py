@@ -180,6 +180,8 @@ def test_limits_on_another_queue_leave_this_queue_s_claim_unlimited(
 ) -> None:
     # The claim reports, per job, whether its queue has limits: only then does it take the
     # limited path (lock the limit rows, count running jobs). Each job is judged by its own queue.
+    # Read from the claim's private first batch: a wrong answer only sent claims down the
+    # slower path, with the same jobs claimed, so nothing public shows it.
     client.start_run("plain", {"customer": "a"})
     client.set_queue_limits("elsewhere", concurrency=1)
     with client.runtime.transaction() as tx:
@@ -309,6 +311,7 @@ def test_malformed_queue_limits_are_refused(
     assert client.queue_limits() == []
 
 
+@pytest.mark.postgres
 def test_the_claim_index_is_scanned_in_claim_order_on_postgresql(
     postgres_database_url: str,
 ) -> None:

@@ -429,3 +429,23 @@ def test_json_is_read_with_json_text_on_squidmesh_s_own_engine_only(
         own.dispose()
         hosted.dispose()
         host_engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_json_loader_registered_with_psycopg_is_kept_on_squidmesh_s_own_engine(
+    postgres_database_url: str,
+) -> None:
+    from psycopg.types.json import set_json_loads
+
+    def host_loads(data: str | bytes) -> Any:  # e.g. a host that reads numbers as Decimal
+        return {"host": json.loads(data)}
+
+    set_json_loads(host_loads)  # psycopg-wide, as a host would at its start
+    own = Database(postgres_database_url)
+    try:
+        with own.read() as connection:
+            value = connection.execute(sa.text("""SELECT '{"k": 1}'::jsonb""")).scalar()
+        assert value == {"host": {"k": 1}}
+    finally:
+        set_json_loads(json.loads)
+        own.dispose()
