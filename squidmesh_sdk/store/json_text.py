@@ -75,9 +75,6 @@ def _fast_loads() -> Callable[[str], Any]:
     return loads
 
 
-# The first byte of a byte order mark (UTF-8's, UTF-16's or UTF-32's) or of UTF-16/32 text.
-_NOT_UTF8_STARTS = frozenset((b"\x00", b"\xef", b"\xfe", b"\xff"))
-
 dumps = _fast_dumps()
 loads = _fast_loads()
 
@@ -85,15 +82,14 @@ loads = _fast_loads()
 def loads_bytes(data: bytes | str) -> Any:
     """``json.loads(data)`` for bytes (what psycopg hands a JSON loader), or text.
 
-    ``json.loads`` reads bytes in the encoding their first bytes suggest: UTF-8 unless they
-    start with a byte order mark or a zero byte is among the first two. Those, bytes that are
-    not UTF-8, and anything but ``bytes`` and ``str`` go to ``json.loads`` itself. A function
-    of the module, not a closure: psycopg makes a loader class per function it is given, and
-    warns about closures.
+    ``json.loads`` reads bytes in the encoding ``json.detect_encoding`` finds; bytes in any
+    but UTF-8, bytes that are not UTF-8 after all, and anything but ``bytes`` and ``str`` go
+    to ``json.loads`` itself. A function of the module, not a closure: psycopg makes a loader
+    class per function it is given, and warns about closures.
     """
     if isinstance(data, str):
         return loads(data)
-    if data.__class__ is not bytes or data[:1] in _NOT_UTF8_STARTS or data[1:2] == b"\x00":
+    if data.__class__ is not bytes or json.detect_encoding(data) != "utf-8":
         return json.loads(data)
     try:
         text = data.decode()

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from squidmesh_sdk.store.compiled import compile_statement
-from squidmesh_sdk.store.schema import attempts
+from squidmesh_sdk.store.schema import attempts, job_status_is, jobs
 
 NOW = datetime(2026, 12, 6, 12, 0, 0, 123456, tzinfo=UTC)
 ID = "0190e3a4-0000-7000-8000-000000000001"
@@ -81,3 +81,13 @@ def test_column_names_that_are_not_identifiers_are_keys_all_the_same() -> None:
     compiled = compile_statement(statement, sqlite.dialect())
     assert compiled.parameters({"the key": "api"}) == {"the key": "api"}
     assert compiled.convert([(1, "api")]) == [{"odd name": 1, "trigger": "api"}]
+
+
+def test_a_job_status_is_written_in_the_statement_and_no_other_value_is_taken() -> None:
+    statement = sa.select(jobs.c.id).where(job_status_is("queued"))
+    for dialect in (sqlite.dialect(), postgresql.dialect()):
+        compiled = compile_statement(statement, dialect)
+        assert "squidmesh_jobs.status = 'queued'" in compiled.sql
+        assert compiled.parameters({}) == {}  # no parameter for SQLite to plan around
+    with pytest.raises(ValueError, match='not a job status: "queued\'; --"'):
+        job_status_is("queued'; --")  # type: ignore[arg-type]
