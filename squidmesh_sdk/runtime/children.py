@@ -149,7 +149,7 @@ def finish_wait(
     if not child.terminal:
         return False
     if child.status == "completed":
-        attempt_store.complete_attempt(tx, attempt.id)
+        attempt_store.complete_attempt(tx, attempt)
         output = inputs.namespaced(node, child.context)
         step_run_store.complete_step(tx, step_run.id, output)
         tx.events.append(

@@ -317,7 +317,7 @@ def _close_left_running(
     error = run_store.ABANDONED_CANCELLATION_ERROR if cancelled else reason
     latest = attempt_store.latest_attempt(tx.connection, step_run.id)
     if latest is not None and latest.status == "running":
-        attempt_store.abandon_attempt(tx, latest.id, reason)
+        attempt_store.abandon_attempt(tx, latest, reason)
         duration = tx.now - latest.inserted_at
         tx.events.append(StepFailed(run, step, latest.number, duration, error))
     step_run_store.fail_step(tx, step_run.id, error)
@@ -326,7 +326,7 @@ def _close_left_running(
 def _abandon(tx: Transaction, step_run: StepRun, reason: Mapping[str, Any]) -> None:
     latest = attempt_store.latest_attempt(tx.connection, step_run.id)
     if latest is not None and latest.status == "running":
-        attempt_store.abandon_attempt(tx, latest.id, reason)
+        attempt_store.abandon_attempt(tx, latest, reason)
     step_run_store.fail_step(tx, step_run.id, reason)
 
 

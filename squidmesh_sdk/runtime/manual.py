@@ -80,7 +80,7 @@ def resume_run(
         attempt = attempt_store.latest_attempt(tx.connection, step_run.id)
         if attempt is None or attempt.status != "running":
             raise errors.InvalidStep(run.id, step_run.step, "the paused step has no open attempt")
-        attempt_store.complete_attempt(tx, attempt.id)
+        attempt_store.complete_attempt(tx, attempt)
         output = _output(step_run, node, decision, details, tx)
         manual = {"event": decision, "at": tx.now.isoformat(), **details}
         step_run_store.complete_manual_step(tx, step_run.id, output, manual)

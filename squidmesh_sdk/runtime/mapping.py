@@ -155,7 +155,7 @@ def _complete(
     outputs: list[dict[str, Any]],
 ) -> Run:
     output = {node.output_key or node.name: outputs}
-    attempt_store.complete_attempt(tx, attempt.id)
+    attempt_store.complete_attempt(tx, attempt)
     step_run_store.complete_step(tx, step_run.id, output)
     tx.events.append(
         StepCompleted(run, step_run.step, attempt.number, tx.now - attempt.inserted_at)

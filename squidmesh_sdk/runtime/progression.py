@@ -214,7 +214,7 @@ def close_open_step(
     tx: Transaction, run: Run, step_run: StepRun, attempt: Attempt, error: Mapping[str, Any]
 ) -> StepRun:
     """Fail a step run and its open attempt with ``error`` (no body of it is running)."""
-    attempt_store.fail_attempt(tx, attempt.id, error)
+    attempt_store.fail_attempt(tx, attempt, error)
     failed = step_run_store.fail_step(tx, step_run.id, error)
     duration = tx.now - attempt.inserted_at
     tx.events.append(StepFailed(run, step_run.step, attempt.number, duration, error))

@@ -78,9 +78,7 @@ def record_result(runtime: Runtime, tx: Transaction, claim: Claim, outcome: Step
             )
             # Whatever the run's state, the attempt and step run complete: on PostgreSQL in
             # one statement with the run's lock (still taken first).
-            run = run_store.relock_and_complete(
-                tx, claim.run, claim.attempt.id, claim.step_run.id, output
-            )
+            run = run_store.relock_and_complete(tx, claim.run, claim.attempt, output)
             key = claim.step_run.step
             tx.events.append(StepCompleted(run, key, claim.attempt.number, duration))
             if element.item is not None:
@@ -105,7 +103,7 @@ def record_result(runtime: Runtime, tx: Transaction, claim: Claim, outcome: Step
         exc = outcome.exception
         telemetry.fail(trace.get_current_span(), exc)
         error = describe_error(exc, step=node.name)
-        attempt_store.fail_attempt(tx, claim.attempt.id, error)
+        attempt_store.fail_attempt(tx, claim.attempt, error)
         step_run = step_run_store.fail_step(tx, claim.step_run.id, error)
     except errors.StaleRecord as stale:
         raise StaleResult from stale

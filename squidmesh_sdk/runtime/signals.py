@@ -139,7 +139,7 @@ def send(
         consumed = _consume(tx, run, signal, waiting.step)
         step_node = definition.step(StepKey.parse(waiting.step).name)
         output = _output(step_node, validated)
-        attempt_store.complete_attempt(tx, attempt.id)
+        attempt_store.complete_attempt(tx, attempt)
         step_run_store.complete_step(tx, waiting.id, output)
         tx.events.append(
             StepCompleted(run, waiting.step, attempt.number, tx.now - attempt.inserted_at)

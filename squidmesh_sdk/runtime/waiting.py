@@ -106,7 +106,7 @@ def wake(runtime: Runtime, tx: Transaction, run: Run, key: StepKey) -> Woken | N
         tx.events.append(StepSkipped(run, key.key, "not_due"))
         return "skipped"
     if node.kind == "wait":
-        attempt_store.complete_attempt(tx, attempt.id)
+        attempt_store.complete_attempt(tx, attempt)
         output = inputs.namespaced(node, {})
         step_run_store.complete_step(tx, step_run.id, output)
         tx.events.append(StepCompleted(run, key.key, attempt.number, tx.now - attempt.inserted_at))

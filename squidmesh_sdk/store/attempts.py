@@ -1,4 +1,14 @@
-"""The attempt store: one row per try of a step, numbered 1..n per step run."""
+"""The attempt store: each try of a step, numbered 1..n per step run.
+
+A step run's **latest** attempt is kept in the step run's own row (its ``attempt_*``
+columns), so a step tried once writes no other row: its attempt begins with the step run's
+insert (:mod:`squidmesh_sdk.store.step_starts`) and finishes with the step run's update. The
+**earlier** attempts are rows of ``squidmesh_step_attempts``: when a next attempt begins, the
+latest one's row is written there first (:func:`archive_latest`). Every attempt is still read
+back, first to last (:func:`list_attempts`).
+
+Writers hold the run's lock, as for every step run write.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +24,13 @@ from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid, new_id_text
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import Attempt
-from squidmesh_sdk.store.schema import attempts
+from squidmesh_sdk.store.schema import attempts, step_runs
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
+    "LATEST_ATTEMPT_CLEARED",
     "abandon_attempt",
+    "archive_latest",
     "attempt_count",
     "begin_attempt",
     "complete_attempt",
@@ -26,182 +38,241 @@ __all__ = [
     "failed_attempt_count",
     "latest_attempt",
     "list_attempts",
-    "mark_completed",
-    "next_attempt",
     "next_attempt_number",
+    "running_attempt_values",
 ]
-
-
-def next_attempt_number(connection: Connection, step_run_id: str | uuid.UUID) -> int:
-    """The number the next attempt of this step run will get."""
-    latest = connection.scalar(
-        sa.select(sa.func.max(attempts.c.attempt_number)).where(
-            attempts.c.step_run_id == as_uuid(step_run_id)
-        )
-    )
-    return int(latest or 0) + 1
-
-
-def begin_attempt(tx: Transaction, step_run_id: str | uuid.UUID) -> Attempt:
-    """Insert the next ``running`` attempt of a step run.
-
-    The number is computed inside the ``INSERT`` statement; callers hold the run's lock, and the
-    unique ``(step_run_id, attempt_number)`` constraint rejects any writer that does not.
-    """
-    row = _BEGIN_ATTEMPT.first(
-        tx.connection, {"p_id": new_id_text(), "p_step_run_id": step_run_id, "p_now": tx.now}
-    )
-    assert row is not None  # noqa: S101 - INSERT ... RETURNING returns the row
-    return Attempt.from_row(row)
-
-
-def complete_attempt(tx: Transaction, attempt_id: str | uuid.UUID) -> Attempt:
-    """Mark a running attempt completed.
-
-    Raises:
-        StaleRecord: the attempt is not running (or does not exist).
-    """
-    return _finish(tx, attempt_id, "completed", None)
-
-
-def mark_completed(tx: Transaction, attempt_id: str | uuid.UUID) -> None:
-    """Like :func:`complete_attempt`, without reading the attempt back (the step hot path).
-
-    On PostgreSQL the update may wait for the transaction's next statement (see
-    :meth:`~squidmesh_sdk.store.prepared.Prepared.send`): it raises then, or at commit.
-
-    Raises:
-        StaleRecord: the attempt is not running (or does not exist).
-    """
-    params = {"p_id": attempt_id, "p_status": "completed", "p_error": None, "p_now": tx.now}
-
-    def check(count: int) -> None:
-        if not count:
-            _finish(tx, attempt_id, "completed", None)  # raises StaleRecord, with the status
-
-    _FINISH_QUIETLY.send(tx.connection, params, check)
-
-
-def fail_attempt(tx: Transaction, attempt_id: str | uuid.UUID, error: Mapping[str, Any]) -> Attempt:
-    """Mark a running attempt failed with ``error``.
-
-    Raises:
-        StaleRecord: the attempt is not running (or does not exist).
-    """
-    return _finish(tx, attempt_id, "failed", dict(error))
-
-
-def abandon_attempt(
-    tx: Transaction, attempt_id: str | uuid.UUID, error: Mapping[str, Any]
-) -> Attempt:
-    """Mark a running attempt ``abandoned``: whoever ran it stopped before it finished.
-
-    Raises:
-        StaleRecord: the attempt is not running (or does not exist).
-    """
-    return _finish(tx, attempt_id, "abandoned", dict(error))
-
-
-def failed_attempt_count(connection: Connection, step_run_id: str | uuid.UUID) -> int:
-    """How many attempts of the step run failed (abandoned ones do not count)."""
-    count = connection.scalar(
-        sa.select(sa.func.count()).where(
-            attempts.c.step_run_id == as_uuid(step_run_id), attempts.c.status == "failed"
-        )
-    )
-    return int(count or 0)
 
 
 def attempt_count(connection: Connection, step_run_id: str | uuid.UUID) -> int:
     """How many attempts the step run has had."""
-    return next_attempt_number(connection, step_run_id) - 1
+    count = connection.scalar(
+        sa.select(step_runs.c.attempt_number).where(step_runs.c.id == as_uuid(step_run_id))
+    )
+    return int(count or 0)
+
+
+def next_attempt_number(connection: Connection, step_run_id: str | uuid.UUID) -> int:
+    """The number the next attempt of this step run will get."""
+    return attempt_count(connection, step_run_id) + 1
+
+
+def begin_attempt(tx: Transaction, step_run_id: str | uuid.UUID) -> Attempt:
+    """Begin the step run's next attempt, ``running``; the latest one so far is archived.
+
+    One statement when the step run has no attempt yet. Callers hold the run's lock.
+
+    Raises:
+        StaleRecord: the step run does not exist.
+    """
+    params = {"p_attempt_id": new_id_text(), "p_step_run_id": step_run_id, "p_now": tx.now}
+    row = _BEGIN.first(tx.connection, params)
+    if row is None and archive_latest(tx, step_run_id):
+        row = _BEGIN.first(tx.connection, params)
+    if row is None:
+        raise errors.StaleRecord("step run", str(step_run_id), None)
+    attempt = Attempt.latest_of(row)
+    assert attempt is not None  # noqa: S101 - the update set it
+    return attempt
+
+
+def archive_latest(tx: Transaction, step_run_id: str | uuid.UUID) -> bool:
+    """Move the step run's latest attempt, if it has one, to ``squidmesh_step_attempts``.
+
+    What must happen before a next attempt begins; the step run's row then holds none (its
+    ``attempt_number`` still counts it). Returns whether there was one.
+    """
+    params = {"p_step_run_id": step_run_id}
+    if not _ARCHIVE.execute(tx.connection, params):
+        return False
+    _CLEAR_LATEST.execute(tx.connection, params)
+    return True
+
+
+def complete_attempt(tx: Transaction, attempt: Attempt) -> Attempt:
+    """Mark a running attempt completed.
+
+    Raises:
+        StaleRecord: the attempt is not running (or is not its step run's latest).
+    """
+    return _finish(tx, attempt, "completed", None)
+
+
+def fail_attempt(tx: Transaction, attempt: Attempt, error: Mapping[str, Any]) -> Attempt:
+    """Mark a running attempt failed with ``error``.
+
+    Raises:
+        StaleRecord: the attempt is not running (or is not its step run's latest).
+    """
+    return _finish(tx, attempt, "failed", dict(error))
+
+
+def abandon_attempt(tx: Transaction, attempt: Attempt, error: Mapping[str, Any]) -> Attempt:
+    """Mark a running attempt ``abandoned``: whoever ran it stopped before it finished.
+
+    Raises:
+        StaleRecord: the attempt is not running (or is not its step run's latest).
+    """
+    return _finish(tx, attempt, "abandoned", dict(error))
+
+
+def failed_attempt_count(connection: Connection, step_run_id: str | uuid.UUID) -> int:
+    """How many attempts of the step run failed (abandoned ones do not count)."""
+    count = connection.scalar(_FAILED_COUNT, {"p_step_run_id": as_uuid(step_run_id)})
+    return int(count or 0)
 
 
 def latest_attempt(connection: Connection, step_run_id: str | uuid.UUID) -> Attempt | None:
-    """The step run's most recent attempt."""
+    """The step run's most recent attempt (``None`` before its first)."""
     row = _LATEST.first(connection, {"p_step_run_id": step_run_id})
-    return Attempt.from_row(row) if row else None
+    return Attempt.latest_of(row) if row else None
 
 
 def list_attempts(connection: Connection, step_run_id: str | uuid.UUID) -> list[Attempt]:
     """Every attempt of the step run, first to last."""
-    rows = connection.execute(
+    earlier = connection.execute(
         sa.select(attempts)
         .where(attempts.c.step_run_id == as_uuid(step_run_id))
         .order_by(attempts.c.attempt_number)
     ).mappings()
-    return [Attempt.from_row(row) for row in rows]
+    found = [Attempt.from_row(row) for row in earlier]
+    latest = latest_attempt(connection, step_run_id)
+    return [*found, latest] if latest is not None else found
+
+
+def running_attempt_values(attempt_id: Any, number: Any, now: Any) -> dict[str, Any]:
+    """A step run's columns for its latest attempt, ``attempt_id``, begun ``running`` at ``now``.
+
+    SQL expressions all: what a step run's insert or claim sets to begin an attempt with it.
+    """
+    return {
+        "attempt_id": attempt_id,
+        "attempt_number": number,
+        "attempt_status": "running",
+        "attempt_error": sa.null(),
+        "attempt_started_at": now,
+        "attempt_updated_at": now,
+    }
+
+
+LATEST_ATTEMPT_CLEARED: dict[str, Any] = {
+    "attempt_id": sa.null(),
+    "attempt_status": sa.null(),
+    "attempt_error": sa.null(),
+    "attempt_started_at": sa.null(),
+    "attempt_updated_at": sa.null(),
+}
+"""A step run's columns once its latest attempt was archived (its number is kept)."""
 
 
 def _finish(
-    tx: Transaction, attempt_id: str | uuid.UUID, status: str, error: dict[str, Any] | None
+    tx: Transaction, attempt: Attempt, status: str, error: dict[str, Any] | None
 ) -> Attempt:
     row = _FINISH.first(
         tx.connection,
-        {"p_id": attempt_id, "p_status": status, "p_error": error, "p_now": tx.now},
+        {
+            "p_step_run_id": attempt.step_run_id,
+            "p_attempt_id": attempt.id,
+            "p_status": status,
+            "p_error": error,
+            "p_now": tx.now,
+        },
     )
-    if row is None:
-        current = tx.connection.scalar(
-            sa.select(attempts.c.status).where(attempts.c.id == as_uuid(attempt_id))
-        )
-        raise errors.StaleRecord("attempt", str(attempt_id), current)
-    return Attempt.from_row(row)
+    finished = Attempt.latest_of(row) if row is not None else None
+    if finished is None:
+        raise errors.StaleRecord("attempt", attempt.id, _status(tx.connection, attempt))
+    return finished
 
 
-def next_attempt(attempt_id: Any, step_run_id: Any) -> sa.Insert:
-    """``INSERT`` of step run ``step_run_id``'s next ``running`` attempt, ``attempt_id``.
+def _status(connection: Connection, attempt: Attempt) -> str | None:
+    """The stored status of ``attempt``, wherever it is (``None``: not found).
 
-    Both are SQL expressions (bind parameters, or the column of a ``WITH`` that just began the
-    step run); ``p_now`` stamps it. The number is computed in the statement: callers hold the
-    run's lock, and the unique ``(step_run_id, attempt_number)`` constraint rejects any writer
-    that does not. Returns the attempt's row.
+    ``"superseded"`` for one archived while still ``running``: a later attempt began.
     """
-    now = sa.bindparam("p_now", type_=UTCDateTime)
-    number = (
-        sa.select(sa.func.coalesce(sa.func.max(attempts.c.attempt_number), 0) + 1)
-        .where(attempts.c.step_run_id == step_run_id)
-        .scalar_subquery()
+    latest = latest_attempt(connection, attempt.step_run_id)
+    if latest is not None and latest.id == attempt.id:
+        return latest.status
+    status: str | None = connection.scalar(
+        sa.select(attempts.c.status).where(attempts.c.id == as_uuid(attempt.id))
     )
-    values = sa.select(attempt_id, step_run_id, number, sa.literal("running"), now, now)
-    columns = ["id", "step_run_id", "attempt_number", "status", "inserted_at", "updated_at"]
-    return attempts.insert().from_select(columns, values).returning(*attempts.c)
+    return "superseded" if status == "running" else status
 
 
-_BEGIN_ATTEMPT = Prepared(
-    lambda _: next_attempt(
-        sa.bindparam("p_id", type_=sa.Uuid), sa.bindparam("p_step_run_id", type_=sa.Uuid)
+def _is_latest(attempt_id: Any) -> Any:
+    """The step run row whose latest attempt is ``attempt_id``, still running."""
+    return sa.and_(
+        step_runs.c.id == sa.bindparam("p_step_run_id"),
+        step_runs.c.attempt_id == attempt_id,
+        step_runs.c.attempt_status == "running",
     )
+
+
+_LATEST_COLUMNS = (
+    step_runs.c.id,
+    step_runs.c.attempt_id,
+    step_runs.c.attempt_number,
+    step_runs.c.attempt_status,
+    step_runs.c.attempt_error,
+    step_runs.c.attempt_started_at,
+    step_runs.c.attempt_updated_at,
 )
 
-
+_BEGIN = Prepared(
+    lambda _: (
+        step_runs.update()
+        .where(step_runs.c.id == sa.bindparam("p_step_run_id"), step_runs.c.attempt_id.is_(None))
+        .values(
+            running_attempt_values(
+                sa.bindparam("p_attempt_id", type_=sa.Uuid),
+                step_runs.c.attempt_number + 1,
+                sa.bindparam("p_now", type_=UTCDateTime),
+            )
+        )
+        .returning(*_LATEST_COLUMNS)
+    )
+)
+_ARCHIVE = Prepared(
+    lambda _: attempts.insert().from_select(
+        ["id", "step_run_id", "attempt_number", "status", "error", "inserted_at", "updated_at"],
+        sa.select(
+            step_runs.c.attempt_id,
+            step_runs.c.id,
+            step_runs.c.attempt_number,
+            step_runs.c.attempt_status,
+            step_runs.c.attempt_error,
+            step_runs.c.attempt_started_at,
+            step_runs.c.attempt_updated_at,
+        ).where(
+            step_runs.c.id == sa.bindparam("p_step_run_id"), step_runs.c.attempt_id.is_not(None)
+        ),
+    )
+)
+_CLEAR_LATEST = Prepared(
+    lambda _: (
+        step_runs.update()
+        .where(step_runs.c.id == sa.bindparam("p_step_run_id"))
+        .values(LATEST_ATTEMPT_CLEARED)
+    )
+)
 _FINISH = Prepared(
     lambda _: (
-        attempts.update()
-        .where(attempts.c.id == sa.bindparam("p_id"), attempts.c.status == "running")
+        step_runs.update()
+        .where(_is_latest(sa.bindparam("p_attempt_id", type_=sa.Uuid)))
         .values(
-            status=sa.bindparam("p_status"),
-            error=sa.bindparam("p_error"),
-            updated_at=sa.bindparam("p_now"),
+            attempt_status=sa.bindparam("p_status"),
+            attempt_error=sa.bindparam("p_error", type_=step_runs.c.attempt_error.type),
+            attempt_updated_at=sa.bindparam("p_now", type_=UTCDateTime),
         )
-        .returning(*attempts.c)
-    )
-)
-_FINISH_QUIETLY = Prepared(
-    lambda _: (
-        attempts.update()
-        .where(attempts.c.id == sa.bindparam("p_id"), attempts.c.status == "running")
-        .values(
-            status=sa.bindparam("p_status"),
-            error=sa.bindparam("p_error"),
-            updated_at=sa.bindparam("p_now"),
-        )
+        .returning(*_LATEST_COLUMNS)
     )
 )
 _LATEST = Prepared(
-    lambda _: (
-        sa.select(attempts)
-        .where(attempts.c.step_run_id == sa.bindparam("p_step_run_id"))
-        .order_by(attempts.c.attempt_number.desc())
-        .limit(1)
-    )
+    lambda _: sa.select(*_LATEST_COLUMNS).where(step_runs.c.id == sa.bindparam("p_step_run_id"))
+)
+_FAILED_COUNT = sa.select(
+    sa.select(sa.func.count())
+    .where(attempts.c.step_run_id == sa.bindparam("p_step_run_id"), attempts.c.status == "failed")
+    .scalar_subquery()
+    + sa.select(sa.func.count())
+    .where(step_runs.c.id == sa.bindparam("p_step_run_id"), step_runs.c.attempt_status == "failed")
+    .scalar_subquery()
 )

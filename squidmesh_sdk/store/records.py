@@ -119,7 +119,7 @@ class Attempt:
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Attempt:
-        """Build from a ``squidmesh_step_attempts`` row."""
+        """Build from a ``squidmesh_step_attempts`` row (an attempt before the latest)."""
         return cls(
             id=str(row["id"]),
             step_run_id=str(row["step_run_id"]),
@@ -128,6 +128,22 @@ class Attempt:
             error=error_records.upgrade(row["error"]),
             inserted_at=row["inserted_at"],
             updated_at=row["updated_at"],
+        )
+
+    @classmethod
+    def latest_of(cls, row: Mapping[Any, Any]) -> Attempt | None:
+        """The latest attempt a ``squidmesh_step_runs`` row holds; ``None`` before the first."""
+        attempt_id = row["attempt_id"]
+        if attempt_id is None:
+            return None
+        return cls(
+            id=str(attempt_id),
+            step_run_id=str(row["id"]),
+            number=row["attempt_number"],
+            status=row["attempt_status"],
+            error=error_records.upgrade(row["attempt_error"]),
+            inserted_at=row["attempt_started_at"],
+            updated_at=row["attempt_updated_at"],
         )
 
 

@@ -9,9 +9,8 @@ reading and listing them :mod:`squidmesh_sdk.store.run_reads`.
 from __future__ import annotations
 
 import enum
-import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -24,11 +23,12 @@ from squidmesh_sdk.store import step_runs as step_run_store
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import (
+    Attempt,
     Run,
     RunStatus,
     parse_run_id,
 )
-from squidmesh_sdk.store.schema import attempts, runs, step_runs
+from squidmesh_sdk.store.schema import runs, step_runs
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
@@ -139,57 +139,51 @@ def relock_run_later(connection: Connection, run: Run) -> Callable[[], Run]:
 
 
 def relock_and_complete(
-    tx: Transaction,
-    run: Run,
-    attempt_id: str | uuid.UUID,
-    step_run_id: str | uuid.UUID,
-    output: Mapping[str, Any],
+    tx: Transaction, run: Run, attempt: Attempt, output: Mapping[str, Any]
 ) -> Run:
     """Lock ``run`` again (as :func:`relock_run`) and complete its running attempt and step run.
 
-    The outcome of a step that succeeded, whatever the run's state: the attempt and the step
-    run complete (:func:`~squidmesh_sdk.store.attempts.mark_completed`,
-    :func:`~squidmesh_sdk.store.step_runs.mark_completed`), the run's lock taken first. On
-    PostgreSQL the three are one statement: the run is locked by the ``WITH`` the query reads
-    first, and the two updates run as the query asks for their row counts, after the lock.
-    On SQLite (whose write transactions are exclusive) the attempt's update returns the run,
-    and the step run's follows: two statements.
+    The outcome of a step that succeeded, whatever the run's state: the step run completes
+    with ``output``, and so does its latest attempt, ``attempt`` (held in the step run's row:
+    see :mod:`squidmesh_sdk.store.attempts`), the run's lock taken first. One statement: on
+    PostgreSQL the run is locked by the ``WITH`` the query reads first, and the step run's
+    update runs as the query asks for its row count, after the lock; on SQLite (whose write
+    transactions are exclusive) the step run's update returns the run.
 
     Raises:
         RunNotFound: the run is gone.
         StaleRecord: the attempt or the step run is not running (this transaction then rolls
             back: the step's result is discarded).
     """
+    params = {
+        "run_id": run.id,
+        "p_step_run_id": attempt.step_run_id,
+        "p_attempt_id": attempt.id,
+        "p_output": dict(output),
+        "p_now": tx.now,
+    }
     if tx.connection.dialect.name != "postgresql":
-        # The attempt's update returns the run (SQLite's write transaction already excludes
-        # every other writer: nothing to lock). No row: the attempt is not running, or gone.
-        row = _COMPLETE_ATTEMPT_READ_RUN.first(
-            tx.connection, {"run_id": run.id, "p_attempt_id": attempt_id, "p_now": tx.now}
-        )
+        # No row: the attempt or the step run is not running, or the run is gone.
+        row = _COMPLETE_STEP_READ_RUN.first(tx.connection, params)
         if row is None or row["status"] is None:
             relock_run(tx.connection, run)  # raises RunNotFound if the run is gone
         if row is None:
-            attempt_store.complete_attempt(tx, attempt_id)  # raises StaleRecord, with the status
+            _raise_stale(tx, attempt, output)
         assert row is not None  # noqa: S101 - one of the two raised otherwise
-        step_run_store.mark_completed(tx, step_run_id, output)
         return _refreshed(run, row)
-    row = _RELOCK_AND_COMPLETE.first(
-        tx.connection,
-        {
-            "run_id": run.id,
-            "p_attempt_id": attempt_id,
-            "p_step_run_id": step_run_id,
-            "p_output": dict(output),
-            "p_now": tx.now,
-        },
-    )
+    row = _RELOCK_AND_COMPLETE.first(tx.connection, params)
     if row is None:
         raise errors.RunNotFound(run.id)
-    if not row.pop("attempts_done"):
-        attempt_store.complete_attempt(tx, attempt_id)  # raises StaleRecord, with the status
     if not row.pop("steps_done"):
-        step_run_store.complete_step(tx, step_run_id, output)  # raises StaleRecord
+        _raise_stale(tx, attempt, output)
     return _refreshed(run, row)
+
+
+def _raise_stale(tx: Transaction, attempt: Attempt, output: Mapping[str, Any]) -> NoReturn:
+    """Raise the :class:`~squidmesh_sdk.errors.StaleRecord` of a completion that matched no row."""
+    attempt_store.complete_attempt(tx, attempt)  # raises StaleRecord, with the status
+    step_run_store.complete_step(tx, attempt.step_run_id, output)  # raises StaleRecord
+    raise AssertionError("the step run and its latest attempt are both running")  # pragma: no cover
 
 
 def _refreshed(run: Run, row: Mapping[str, Any]) -> Run:
@@ -353,10 +347,35 @@ _RELOCK_RUN = Prepared(
 )
 
 
+def _complete_step_and_attempt() -> sa.Update:
+    """The running step run ``p_step_run_id`` and its latest attempt ``p_attempt_id`` completed."""
+    now = sa.bindparam("p_now", type_=UTCDateTime)
+    return (
+        step_runs.update()
+        .where(
+            step_runs.c.id == sa.bindparam("p_step_run_id"),
+            step_runs.c.status == "running",
+            step_runs.c.attempt_id == sa.bindparam("p_attempt_id", type_=sa.Uuid),
+            step_runs.c.attempt_status == "running",
+        )
+        .values(
+            status="completed",
+            output=sa.bindparam("p_output", type_=step_runs.c.output.type),
+            last_error=sa.null(),
+            resume=sa.null(),
+            manual=sa.null(),
+            updated_at=now,
+            attempt_status="completed",
+            attempt_error=sa.null(),
+            attempt_updated_at=now,
+        )
+    )
+
+
 def _relock_and_complete_statement(_dialect: str) -> Any:
     # PostgreSQL only (data-modifying WITH). The main query reads ``locked`` first, which locks
-    # the run row; the two counts are sub-plans evaluated for that row, so the updates run
-    # after the run's lock is held (the lock order of every other writer).
+    # the run row; the count is a sub-plan evaluated for that row, so the update runs after
+    # the run's lock is held (the lock order of every other writer).
     locked = (
         sa.select(
             runs.c.status, runs.c.context, runs.c.current_step, runs.c.last_error, runs.c.updated_at
@@ -365,40 +384,17 @@ def _relock_and_complete_statement(_dialect: str) -> Any:
         .with_for_update(key_share=True)
         .cte("locked")
     )
-    now = sa.bindparam("p_now", type_=UTCDateTime)
-    attempt_done = (
-        attempts.update()
-        .where(attempts.c.id == sa.bindparam("p_attempt_id"), attempts.c.status == "running")
-        .values(status="completed", error=sa.null(), updated_at=now)
-        .returning(attempts.c.id)
-        .cte("attempt_done")
-    )
-    step_done = (
-        step_runs.update()
-        .where(step_runs.c.id == sa.bindparam("p_step_run_id"), step_runs.c.status == "running")
-        .values(
-            status="completed",
-            output=sa.bindparam("p_output", type_=step_runs.c.output.type),
-            last_error=sa.null(),
-            resume=sa.null(),
-            manual=sa.null(),
-            updated_at=now,
-        )
-        .returning(step_runs.c.id)
-        .cte("step_done")
-    )
-    count = sa.func.count()
+    step_done = _complete_step_and_attempt().returning(step_runs.c.id).cte("step_done")
     return sa.select(
         *locked.c,
-        sa.select(count).select_from(attempt_done).scalar_subquery().label("attempts_done"),
-        sa.select(count).select_from(step_done).scalar_subquery().label("steps_done"),
+        sa.select(sa.func.count()).select_from(step_done).scalar_subquery().label("steps_done"),
     ).select_from(locked)
 
 
 _RELOCK_AND_COMPLETE = Prepared(_relock_and_complete_statement)
 
 
-def _complete_attempt_read_run_statement(_dialect: str) -> Any:
+def _complete_step_read_run_statement(_dialect: str) -> Any:
     # SQLite only: RETURNING may hold scalar subqueries over other tables.
     def current(column: sa.Column[Any]) -> Any:
         return (
@@ -408,26 +404,21 @@ def _complete_attempt_read_run_statement(_dialect: str) -> Any:
             .label(column.key)
         )
 
-    return (
-        attempts.update()
-        .where(attempts.c.id == sa.bindparam("p_attempt_id"), attempts.c.status == "running")
-        .values(status="completed", error=sa.null(), updated_at=sa.bindparam("p_now"))
-        .returning(
-            *(
-                current(column)
-                for column in (
-                    runs.c.status,
-                    runs.c.context,
-                    runs.c.current_step,
-                    runs.c.last_error,
-                    runs.c.updated_at,
-                )
+    return _complete_step_and_attempt().returning(
+        *(
+            current(column)
+            for column in (
+                runs.c.status,
+                runs.c.context,
+                runs.c.current_step,
+                runs.c.last_error,
+                runs.c.updated_at,
             )
         )
     )
 
 
-_COMPLETE_ATTEMPT_READ_RUN = Prepared(_complete_attempt_read_run_statement)
+_COMPLETE_STEP_READ_RUN = Prepared(_complete_step_read_run_statement)
 
 
 def _notify_run_statement(_dialect: str) -> sa.Select[Any]:
@@ -473,5 +464,5 @@ def _fail_waiting_step(tx: Transaction, run: Run, key: str, error: Mapping[str, 
         return
     latest = attempt_store.latest_attempt(tx.connection, step_run.id)
     if latest is not None and latest.status == "running":
-        attempt_store.fail_attempt(tx, latest.id, error)
+        attempt_store.fail_attempt(tx, latest, error)
     step_run_store.fail_step(tx, step_run.id, error)

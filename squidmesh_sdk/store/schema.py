@@ -128,9 +128,21 @@ step_runs = sa.Table(
     sa.Column("manual", JSONColumn(), nullable=True),
     sa.Column("inserted_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The step run's latest attempt (migration 11): begun, finished and read with the step
+    # run's own row, so that a step tried once writes no attempt row at all. Its earlier
+    # attempts are rows of squidmesh_step_attempts, moved there when the next one begins.
+    # attempt_number counts the attempts begun (0: none yet); the other columns are NULL
+    # until the first one.
+    sa.Column("attempt_id", sa.Uuid, nullable=True),
+    sa.Column("attempt_number", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attempt_status", STATUS, nullable=True),
+    sa.Column("attempt_error", JSONColumn(), nullable=True),
+    sa.Column("attempt_started_at", UTCDateTime, nullable=True),
+    sa.Column("attempt_updated_at", UTCDateTime, nullable=True),
     sa.UniqueConstraint("run_id", "step"),
 )
 
+# A step run's attempts before its latest (which its own row holds), oldest first.
 attempts = sa.Table(
     "squidmesh_step_attempts",
     metadata,

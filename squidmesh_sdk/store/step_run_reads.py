@@ -121,18 +121,22 @@ def list_step_runs(
     if not with_attempts:
         return [StepRun.from_row(row) for row in rows]
     by_step_run: dict[str, list[Attempt]] = {str(row["id"]): [] for row in rows}
-    attempt_rows = connection.execute(
+    earlier_rows = connection.execute(
         sa.select(attempts)
         .join(step_runs, step_runs.c.id == attempts.c.step_run_id)
         .where(step_runs.c.run_id == as_uuid(run_id))
         .order_by(attempts.c.step_run_id, attempts.c.attempt_number)
     ).mappings()
-    for row in attempt_rows:
+    for row in earlier_rows:
         # On PostgreSQL (READ COMMITTED) this query may see a step run committed after the
         # first one ran: its attempts are left out, like the step run itself.
         bucket = by_step_run.get(str(row["step_run_id"]))
         if bucket is not None:
             bucket.append(Attempt.from_row(row))
+    for row in rows:  # each step run's latest attempt is held in its own row
+        latest = Attempt.latest_of(row)
+        if latest is not None:
+            by_step_run[str(row["id"])].append(latest)
     return [StepRun.from_row(row, tuple(by_step_run[str(row["id"])])) for row in rows]
 
 
@@ -166,6 +170,8 @@ def _completed(
 
     Ordered by when their completed attempt finished, not by ``updated_at``: writing
     compensation results touches ``updated_at`` and must not reorder a redelivered rollback.
+    The latest attempt (in the step run's row) is the last to finish; earlier ones that
+    completed (a step run completed, then run again) are rows of the attempts table.
     """
     finished = (
         sa.select(attempts.c.step_run_id, sa.func.max(attempts.c.updated_at).label("completed_at"))
@@ -173,8 +179,12 @@ def _completed(
         .group_by(attempts.c.step_run_id)
         .subquery()
     )
+    completed_at = sa.case(
+        (step_runs.c.attempt_status == "completed", step_runs.c.attempt_updated_at),
+        else_=finished.c.completed_at,
+    )
     keys = [
-        sa.func.coalesce(finished.c.completed_at, step_runs.c.updated_at),
+        sa.func.coalesce(completed_at, step_runs.c.updated_at),
         step_runs.c.inserted_at,
         step_runs.c.id,
     ]

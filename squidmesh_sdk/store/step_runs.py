@@ -32,7 +32,6 @@ __all__ = [
     "complete_step",
     "delete_pending_steps",
     "fail_step",
-    "mark_completed",
     "new_row_values",
     "persist_approval_resume",
     "persist_pause_resume",
@@ -228,29 +227,6 @@ def complete_step(
     )
 
 
-def mark_completed(
-    tx: Transaction, step_run_id: str | uuid.UUID, output: Mapping[str, Any]
-) -> None:
-    """Like :func:`complete_step`, without reading the step run back (the step hot path).
-
-    On PostgreSQL the update may wait for the transaction's next statement (see
-    :meth:`~squidmesh_sdk.store.prepared.Prepared.send`): it raises then, or at commit.
-
-    Raises:
-        StaleRecord: the step run is not running.
-    """
-    values = {"status": "completed", "output": dict(output), "last_error": None, "manual": None}
-    params = {"p_id": step_run_id, "p_now": tx.now, "p_resume": None}
-
-    def check(count: int) -> None:
-        if not count:
-            current = _get(tx.connection, step_run_id)
-            status = current.status if current else None
-            raise errors.StaleRecord("step_run", str(step_run_id), status)
-
-    _FINISH_STEP_QUIETLY.send(tx.connection, {**params, **_prefixed(values)}, check)
-
-
 def complete_manual_step(
     tx: Transaction,
     step_run_id: str | uuid.UUID,
@@ -443,4 +419,3 @@ def _finish_step_statement(_dialect: str) -> Any:
 
 
 _FINISH_STEP = Prepared(lambda dialect: _finish_step_statement(dialect).returning(*step_runs.c))
-_FINISH_STEP_QUIETLY = Prepared(_finish_step_statement)

@@ -2,7 +2,8 @@
 
 What a claim does once it found a step startable: a missing step run is inserted, a
 scheduled (``pending``) or retried (``failed``) one is claimed, and either way the step run's
-next attempt is inserted with it (one statement on PostgreSQL). A step run already
+next attempt begins in the same statement (its latest attempt is held in its own row: see
+:mod:`squidmesh_sdk.store.attempts`). A step run already
 ``running`` or ``completed`` is left alone, so of any number of concurrent claims exactly one
 starts the step. Scheduling and finishing step runs is :mod:`squidmesh_sdk.store.step_runs`.
 """
@@ -20,7 +21,7 @@ from squidmesh_sdk.store.database import Transaction, upsert
 from squidmesh_sdk.store.ids import new_id_text
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.records import Attempt, StepRun
-from squidmesh_sdk.store.schema import attempts, step_runs
+from squidmesh_sdk.store.schema import step_runs
 from squidmesh_sdk.store.step_run_reads import get_step_run
 from squidmesh_sdk.store.step_runs import new_row_values
 from squidmesh_sdk.store.types import UTCDateTime
@@ -73,9 +74,9 @@ def begin_step_with_attempt(
     A step run inserted gets the id ``step_run_id`` and attempt 1; a scheduled (``pending``)
     or ``failed`` one that is claimed keeps its id and gets its next attempt (callers hold the
     run's lock, as for :func:`~squidmesh_sdk.store.attempts.begin_attempt`). One that is
-    ``running`` or ``completed`` is returned with ``"skip"`` and no attempt. On PostgreSQL
-    both writes are one statement (the attempt's insert reads the step run's from a
-    ``WITH``); on SQLite, two.
+    ``running`` or ``completed`` is returned with ``"skip"`` and no attempt. The attempt is
+    the step run's latest, in its own row: one statement, unless a claimed row's previous
+    attempt must be archived first (a retry).
     """
     params = {
         "p_id": step_run_id,
@@ -83,24 +84,19 @@ def begin_step_with_attempt(
         "p_step": step,
         "p_input": dict(input),
         "p_recovery": dict(recovery) if recovery is not None else None,
+        "p_attempt_id": new_id_text(),
         "p_now": tx.now,
     }
-    if tx.connection.dialect.name != "postgresql":
-        rows = _BEGIN_STEP.rows(tx.connection, params)
-        if rows:
-            step_run = StepRun.from_row(rows[0])
-            return step_run, "execute", attempt_store.begin_attempt(tx, step_run.id)
-    else:
-        rows = _BEGIN_STEP_WITH_ATTEMPT.rows(
-            tx.connection, {**params, "p_attempt_id": new_id_text()}
-        )
-        if rows:
-            row = rows[0]
-            attempt = Attempt.from_row({key: row[f"a_{key}"] for key in _ATTEMPT_KEYS})
-            return StepRun.from_row(row), "execute", attempt
-    existing = get_step_run(tx.connection, run_id, step)
-    assert existing is not None  # noqa: S101 - the conflict proves the row exists
-    return existing, "skip", None
+    rows = _BEGIN_STEP_WITH_ATTEMPT.rows(tx.connection, params)
+    if not rows:
+        existing = get_step_run(tx.connection, run_id, step)
+        assert existing is not None  # noqa: S101 - the conflict proves the row exists
+        if existing.status not in _CLAIMABLE_STATUSES:
+            return existing, "skip", None
+        attempt_store.archive_latest(tx, existing.id)
+        rows = _BEGIN_STEP_WITH_ATTEMPT.rows(tx.connection, params)
+    step_run, attempt = _begun(rows)
+    return step_run, "execute", attempt
 
 
 def start_scheduled(
@@ -114,28 +110,32 @@ def start_scheduled(
     What :func:`begin_step_with_attempt` does to such a row, for a caller that runs only steps
     already scheduled (a graph with several paths, a map's elements): it needs no read of the
     row first. ``None`` when there is no such row (none, or one running or completed), and
-    nothing was written. On PostgreSQL one statement; on SQLite, two.
+    nothing was written. One statement, unless the row's previous attempt must be archived
+    first (a retry).
     """
     params = {
         "p_run_id": run_id,
         "p_step": step,
         "p_recovery": dict(recovery) if recovery is not None else None,
+        "p_attempt_id": new_id_text(),
         "p_now": tx.now,
     }
-    if tx.connection.dialect.name != "postgresql":
-        rows = _START_SCHEDULED.rows(tx.connection, params)
-        if not rows:
-            return None
-        step_run = StepRun.from_row(rows[0])
-        return step_run, attempt_store.begin_attempt(tx, step_run.id)
-    rows = _START_SCHEDULED_WITH_ATTEMPT.rows(
-        tx.connection, {**params, "p_attempt_id": new_id_text()}
-    )
+    rows = _START_SCHEDULED.rows(tx.connection, params)
     if not rows:
-        return None
-    row = rows[0]
-    attempt = Attempt.from_row({key: row[f"a_{key}"] for key in _ATTEMPT_KEYS})
-    return StepRun.from_row(row), attempt
+        existing = get_step_run(tx.connection, run_id, step)
+        if existing is None or existing.status not in _CLAIMABLE_STATUSES:
+            return None
+        attempt_store.archive_latest(tx, existing.id)
+        rows = _START_SCHEDULED.rows(tx.connection, params)
+    return _begun(rows)
+
+
+def _begun(rows: list[dict[str, Any]]) -> tuple[StepRun, Attempt]:
+    """The step run a begin statement returned, and the attempt it began."""
+    assert rows  # noqa: S101 - the row is claimable, and has no attempt to archive now
+    attempt = Attempt.latest_of(rows[0])
+    assert attempt is not None  # noqa: S101 - the statement set it
+    return StepRun.from_row(rows[0]), attempt
 
 
 def _claimed_values(input: Any, recovery: Any, now: Any) -> dict[str, Any]:
@@ -159,7 +159,10 @@ def _claimed_values(input: Any, recovery: Any, now: Any) -> dict[str, Any]:
     }
 
 
-_CLAIMABLE = sa.or_(step_runs.c.status == "pending", step_runs.c.status == "failed")
+_CLAIMABLE_STATUSES = ("pending", "failed")
+_CLAIMABLE = sa.or_(*(step_runs.c.status == status for status in _CLAIMABLE_STATUSES))
+_NO_ATTEMPT_HELD = step_runs.c.attempt_id.is_(None)
+"""A claimed row's latest attempt must have been archived: its columns are the new one's."""
 
 
 def _begin_step_statement(dialect: str) -> Any:
@@ -172,45 +175,54 @@ def _begin_step_statement(dialect: str) -> Any:
     ).returning(*step_runs.c)
 
 
+def _begin_step_with_attempt_statement(dialect: str) -> Any:
+    now = sa.bindparam("p_now", type_=UTCDateTime)
+    first = attempt_store.running_attempt_values(
+        sa.bindparam("p_attempt_id", type_=sa.Uuid), 1, now
+    )
+    insert = upsert(dialect, step_runs).values({**new_row_values(status="running"), **first})
+    excluded = insert.excluded
+    claimed = attempt_store.running_attempt_values(
+        excluded.attempt_id, step_runs.c.attempt_number + 1, excluded.updated_at
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[step_runs.c.run_id, step_runs.c.step],
+        set_={
+            **_claimed_values(excluded.input, excluded.recovery, excluded.updated_at),
+            **claimed,
+        },
+        where=sa.and_(_CLAIMABLE, _NO_ATTEMPT_HELD),
+    ).returning(*step_runs.c)
+
+
 def _start_scheduled_statement(_dialect: str) -> Any:
+    now = sa.bindparam("p_now", type_=UTCDateTime)
     return (
         step_runs.update()
         .where(
             step_runs.c.run_id == sa.bindparam("p_run_id"),
             step_runs.c.step == sa.bindparam("p_step"),
             _CLAIMABLE,
+            _NO_ATTEMPT_HELD,
         )
         .values(
-            _claimed_values(
-                step_runs.c.input,
-                sa.bindparam("p_recovery", type_=step_runs.c.recovery.type),
-                sa.bindparam("p_now", type_=UTCDateTime),
-            )
+            {
+                **_claimed_values(
+                    step_runs.c.input,
+                    sa.bindparam("p_recovery", type_=step_runs.c.recovery.type),
+                    now,
+                ),
+                **attempt_store.running_attempt_values(
+                    sa.bindparam("p_attempt_id", type_=sa.Uuid),
+                    step_runs.c.attempt_number + 1,
+                    now,
+                ),
+            }
         )
         .returning(*step_runs.c)
     )
 
 
 _BEGIN_STEP = Prepared(_begin_step_statement)
+_BEGIN_STEP_WITH_ATTEMPT = Prepared(_begin_step_with_attempt_statement)
 _START_SCHEDULED = Prepared(_start_scheduled_statement)
-_ATTEMPT_KEYS = tuple(column.key for column in attempts.c)
-
-
-def _with_next_attempt(claim: Any) -> Any:
-    # PostgreSQL: one statement. The attempt's INSERT reads the step run's RETURNING row, so it
-    # exists only if the step run began (inserted, or a pending or failed row claimed).
-    begun = claim.cte("begun")
-    attempt = attempt_store.next_attempt(
-        sa.bindparam("p_attempt_id", type_=sa.Uuid), begun.c.id
-    ).cte("attempt")
-    return sa.select(
-        *begun.c, *(attempt.c[key].label(f"a_{key}") for key in _ATTEMPT_KEYS)
-    ).select_from(begun.join(attempt, sa.true()))
-
-
-_BEGIN_STEP_WITH_ATTEMPT = Prepared(
-    lambda dialect: _with_next_attempt(_begin_step_statement(dialect))
-)
-_START_SCHEDULED_WITH_ATTEMPT = Prepared(
-    lambda dialect: _with_next_attempt(_start_scheduled_statement(dialect))
-)

@@ -407,8 +407,10 @@ def test_show_renders_errors_stored_by_older_releases(
         connection.execute(
             schema.runs.update().where(schema.runs.c.id == uuid.UUID(run.id)).values(last_error=old)
         )
-        connection.execute(
-            schema.attempts.update().values(error={"message": "gone", "reason": "worker_lost"})
+        connection.execute(  # the step run's latest attempt, held in its own row
+            schema.step_runs.update()
+            .where(schema.step_runs.c.attempt_id.is_not(None))
+            .values(attempt_error={"message": "gone", "reason": "worker_lost"})
         )
     engine.dispose()
     out = cli("runs", "show", run.id).out

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from squidmesh_sdk import Client, RateLimit, Run
-from squidmesh_sdk.store import schema
+from tests.integration.attempt_rows import every_attempt
 from tests.integration.flow.app import ended_at, make_client, max_overlap, read_log
 from tests.integration.worker.conftest import settled, wait_until
 from tests.integration.worker.processes import Spawn, worker_processes
@@ -107,7 +107,7 @@ def test_a_queue_rate_limit_holds_across_four_workers(
 def _claimed_at(client: Client) -> list[float]:
     """When each attempt began (its claim's time), in seconds, in order."""
     with client.database.read() as connection:
-        stamps = connection.execute(sa.select(schema.attempts.c.inserted_at)).scalars()
+        stamps = connection.execute(sa.select(every_attempt().c.started_at)).scalars()
         return sorted(stamp.timestamp() for stamp in stamps)
 
 

@@ -136,7 +136,7 @@ def test_a_completed_step_whose_run_was_not_advanced_is_reconciled(make_env: Mak
         step_run, action = step_start_store.begin_step(tx, run.id, "first", {})
         assert action == "execute"
         attempt = attempt_store.begin_attempt(tx, step_run.id)
-        attempt_store.complete_attempt(tx, attempt.id)
+        attempt_store.complete_attempt(tx, attempt)
         step_run_store.complete_step(tx, step_run.id, {"first": "from before the crash"})
     assert env.client.perform(first_job) == "reconciled"
     moved = env.client.inspect_run(run.id)

@@ -199,6 +199,14 @@ def _old_shapes(database_url: str, run_id: str) -> None:
                 .where(schema.attempts.c.step_run_id == step_run_id)
                 .values(error=old_attempt_error)
             )
+            connection.execute(  # the latest attempt, held in the step run's row
+                schema.step_runs.update()
+                .where(
+                    schema.step_runs.c.id == step_run_id,
+                    schema.step_runs.c.attempt_id.is_not(None),
+                )
+                .values(attempt_error=old_attempt_error)
+            )
     engine.dispose()
 
 

@@ -136,7 +136,7 @@ def finish_step(
     assert decision == "execute"
     attempt = attempt_store.begin_attempt(tx, step_run.id)
     if fail:
-        attempt_store.fail_attempt(tx, attempt.id, {"message": "boom"})
+        attempt_store.fail_attempt(tx, attempt, {"message": "boom"})
         return step_run_store.fail_step(tx, step_run.id, {"message": "boom"})
-    attempt_store.complete_attempt(tx, attempt.id)
+    attempt_store.complete_attempt(tx, attempt)
     return step_run_store.complete_step(tx, step_run.id, output or {step: "done"})

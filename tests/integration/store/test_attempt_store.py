@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
 from collections.abc import Callable
@@ -47,7 +48,7 @@ def test_attempts_are_numbered_from_one_per_step_run(db: Database) -> None:
         None,
     )
     assert first.inserted_at == first.updated_at == at(1)
-    write(db, lambda tx: attempt_store.fail_attempt(tx, first.id, ERROR))
+    write(db, lambda tx: attempt_store.fail_attempt(tx, first, ERROR))
     assert _begin(db, charge, 2).number == 2
     assert _begin(db, ship, 3).number == 1
 
@@ -63,7 +64,7 @@ def test_several_attempts_in_one_transaction_keep_counting(db: Database) -> None
         numbers = []
         for _ in range(3):
             attempt = attempt_store.begin_attempt(tx, step_run_id)
-            attempt_store.fail_attempt(tx, attempt.id, ERROR)
+            attempt_store.fail_attempt(tx, attempt, ERROR)
             numbers.append(attempt.number)
         return numbers
 
@@ -74,31 +75,32 @@ def test_several_attempts_in_one_transaction_keep_counting(db: Database) -> None
 def test_complete_and_fail_record_status_error_and_time(db: Database) -> None:
     step_run_id = _step_run(db)
     first = _begin(db, step_run_id, 1)
-    failed = write(db, lambda tx: attempt_store.fail_attempt(tx, first.id, ERROR), at(2))
+    failed = write(db, lambda tx: attempt_store.fail_attempt(tx, first, ERROR), at(2))
     assert (failed.id, failed.number, failed.status, failed.error) == (first.id, 1, "failed", ERROR)
     assert (failed.inserted_at, failed.updated_at) == (at(1), at(2))
 
     second = _begin(db, step_run_id, 3)
-    done = write(db, lambda tx: attempt_store.complete_attempt(tx, second.id), at(4))
+    done = write(db, lambda tx: attempt_store.complete_attempt(tx, second), at(4))
     assert (done.status, done.error, done.updated_at) == ("completed", None, at(4))
     assert read(db, lambda c: attempt_store.list_attempts(c, step_run_id)) == [failed, done]
 
 
-Finish = Callable[[Transaction, str], Attempt]
+Finish = Callable[[Transaction, Attempt], Attempt]
 FINISHES: dict[str, Finish] = {
     "complete_attempt": attempt_store.complete_attempt,
-    "fail_attempt": lambda tx, attempt_id: attempt_store.fail_attempt(tx, attempt_id, ERROR),
+    "fail_attempt": lambda tx, attempt: attempt_store.fail_attempt(tx, attempt, ERROR),
+    "abandon_attempt": lambda tx, attempt: attempt_store.abandon_attempt(tx, attempt, ERROR),
 }
 
 
 @pytest.mark.parametrize("finish", list(FINISHES))
-@pytest.mark.parametrize("first", ["complete_attempt", "fail_attempt"])
+@pytest.mark.parametrize("first", list(FINISHES))
 def test_only_a_running_attempt_can_be_finished(db: Database, first: str, finish: str) -> None:
     step_run_id = _step_run(db)
     attempt = _begin(db, step_run_id)
-    finished = write(db, lambda tx: FINISHES[first](tx, attempt.id))
+    finished = write(db, lambda tx: FINISHES[first](tx, attempt))
     with pytest.raises(StaleRecord) as raised:
-        write(db, lambda tx: FINISHES[finish](tx, attempt.id), at(9))
+        write(db, lambda tx: FINISHES[finish](tx, attempt), at(9))
     assert (raised.value.record, raised.value.record_id) == ("attempt", attempt.id)
     assert raised.value.status == finished.status
     assert read(db, lambda c: attempt_store.list_attempts(c, step_run_id)) == [finished]
@@ -106,10 +108,14 @@ def test_only_a_running_attempt_can_be_finished(db: Database, first: str, finish
 
 @pytest.mark.parametrize("finish", list(FINISHES))
 def test_finishing_a_missing_attempt_is_stale(db: Database, finish: str) -> None:
-    missing = str(uuid.uuid4())
+    step_run_id = _step_run(db)
+    running = _begin(db, step_run_id)
+    missing = dataclasses.replace(running, id=str(uuid.uuid4()))
     with pytest.raises(StaleRecord) as raised:
         write(db, lambda tx: FINISHES[finish](tx, missing))
-    assert (raised.value.record_id, raised.value.status) == (missing, None)
+    assert (raised.value.record_id, raised.value.status) == (missing.id, None)
+    # The step run's running attempt was left alone.
+    assert read(db, lambda c: attempt_store.list_attempts(c, step_run_id)) == [running]
 
 
 def test_latest_attempt_is_the_highest_numbered(db: Database) -> None:
@@ -118,9 +124,12 @@ def test_latest_attempt_is_the_highest_numbered(db: Database) -> None:
     first = _begin(db, step_run_id, 1)
     assert read(db, lambda c: attempt_store.latest_attempt(c, step_run_id)) == first
     second = _begin(db, step_run_id, 2)
-    # Finishing the older attempt later does not make it the latest.
-    write(db, lambda tx: attempt_store.fail_attempt(tx, first.id, ERROR), at(5))
     assert read(db, lambda c: attempt_store.latest_attempt(c, step_run_id)) == second
+    # An attempt left running when a later one began cannot be finished any more.
+    with pytest.raises(StaleRecord) as raised:
+        write(db, lambda tx: attempt_store.fail_attempt(tx, first, ERROR), at(5))
+    assert (raised.value.record_id, raised.value.status) == (first.id, "superseded")
+    assert read(db, lambda c: attempt_store.list_attempts(c, step_run_id)) == [first, second]
 
 
 def test_list_attempts_is_first_to_last_and_per_step_run(db: Database) -> None:
@@ -129,7 +138,7 @@ def test_list_attempts_is_first_to_last_and_per_step_run(db: Database) -> None:
     assert read(db, lambda c: attempt_store.list_attempts(c, charge)) == []
     for seconds in range(3):
         attempt = _begin(db, charge, seconds)
-        fail = functools.partial(attempt_store.fail_attempt, attempt_id=attempt.id, error=ERROR)
+        fail = functools.partial(attempt_store.fail_attempt, attempt=attempt, error=ERROR)
         write(db, fail, at(seconds))
     _begin(db, ship)
     assert _numbers(db, charge) == [(1, "failed"), (2, "failed"), (3, "failed")]

@@ -23,9 +23,9 @@ from squidmesh_sdk.store import step_starts as step_start_store
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.ids import new_id
 from squidmesh_sdk.store.prepared import Prepared
-from squidmesh_sdk.store.records import Run
+from squidmesh_sdk.store.records import Attempt, Run
 from squidmesh_sdk.store.schema import runs
-from tests.integration.store.support import T0, at, finish_step, move, new_run, read, write
+from tests.integration.store.support import T0, at, move, new_run, read, write
 
 _SELECT = Prepared(
     lambda _: sa.select(runs.c.id, runs.c.replayed_from_run_id, runs.c.updated_at).where(
@@ -104,45 +104,6 @@ def test_relock_run_of_a_deleted_run_raises_run_not_found(db: Database) -> None:
     write(db, lambda tx: tx.connection.execute(runs.delete()))
     with pytest.raises(RunNotFound):
         write(db, lambda tx: run_store.relock_run(tx.connection, run))
-
-
-def test_quiet_completions_write_what_the_full_ones_do(db: Database) -> None:
-    run = new_run(db)
-
-    def claim(tx: Transaction) -> tuple[str, str]:
-        step_run, _ = step_start_store.begin_step(tx, run.id, "reserve", {"in": 1})
-        return step_run.id, attempt_store.begin_attempt(tx, step_run.id).id
-
-    step_run_id, attempt_id = write(db, claim)
-
-    def complete(tx: Transaction) -> None:
-        attempt_store.mark_completed(tx, attempt_id)
-        step_run_store.mark_completed(tx, step_run_id, {"out": 2})
-
-    write(db, complete, at(1))
-    step_run = read(db, lambda c: step_run_reads.get_step_run(c, run.id, "reserve"))
-    assert step_run is not None
-    assert (step_run.status, step_run.output, step_run.updated_at) == (
-        "completed",
-        {"out": 2},
-        at(1),
-    )
-    [attempt] = read(db, lambda c: attempt_store.list_attempts(c, step_run_id))
-    assert (attempt.status, attempt.updated_at) == ("completed", at(1))
-    # A second completion lost a race: it is stale, with the status it found.
-    with pytest.raises(StaleRecord, match="completed"):
-        write(db, lambda tx: attempt_store.mark_completed(tx, attempt_id))
-    with pytest.raises(StaleRecord, match="completed"):
-        write(db, lambda tx: step_run_store.mark_completed(tx, step_run_id, {}))
-
-
-def test_quiet_completions_of_unknown_rows_are_stale(db: Database) -> None:
-    run = new_run(db)
-    write(db, lambda tx: finish_step(tx, run.id, "reserve"))
-    with pytest.raises(StaleRecord):
-        write(db, lambda tx: attempt_store.mark_completed(tx, str(new_id())))
-    with pytest.raises(StaleRecord):
-        write(db, lambda tx: step_run_store.mark_completed(tx, str(new_id()), {}))
 
 
 def _driver_connection(db: Database) -> object:
@@ -268,8 +229,8 @@ def test_a_step_run_begins_with_its_next_attempt(db: Database) -> None:
         (step_run.id, 1, "running"),
     )
     # A failed step run claimed again (a retry) keeps its id and gets the next attempt.
-    attempt_id = read(db, lambda c: attempt_store.list_attempts(c, step_run.id))[0].id
-    write(db, lambda tx: attempt_store.fail_attempt(tx, attempt_id, {"message": "boom"}))
+    attempt = read(db, lambda c: attempt_store.list_attempts(c, step_run.id))[0]
+    write(db, lambda tx: attempt_store.fail_attempt(tx, attempt, {"message": "boom"}))
     write(db, lambda tx: step_run_store.fail_step(tx, step_run.id, {"message": "boom"}))
     assert write(db, lambda tx: claim(tx, "charge")) == (
         "execute",
@@ -281,25 +242,25 @@ def test_a_step_run_begins_with_its_next_attempt(db: Database) -> None:
     assert numbers == [1, 2]
 
 
-def _running_step(db: Database) -> tuple[Run, str, str]:
+def _running_step(db: Database) -> tuple[Run, str, Attempt]:
     run = new_run(db)
 
-    def claim(tx: Transaction) -> tuple[str, str]:
+    def claim(tx: Transaction) -> tuple[str, Attempt]:
         step_run, _ = step_start_store.begin_step(tx, run.id, "reserve", {"in": 1})
-        return step_run.id, attempt_store.begin_attempt(tx, step_run.id).id
+        return step_run.id, attempt_store.begin_attempt(tx, step_run.id)
 
-    step_run_id, attempt_id = write(db, claim)
-    return run, step_run_id, attempt_id
+    step_run_id, attempt = write(db, claim)
+    return run, step_run_id, attempt
 
 
 def test_relock_and_complete_locks_the_run_and_completes_attempt_and_step_run(
     db: Database,
 ) -> None:
-    run, step_run_id, attempt_id = _running_step(db)
+    run, step_run_id, attempt = _running_step(db)
     move(db, run.id, "running", now=at(1), context={"seen": 1})
     relocked = write(
         db,
-        lambda tx: run_store.relock_and_complete(tx, run, attempt_id, step_run_id, {"out": 2}),
+        lambda tx: run_store.relock_and_complete(tx, run, attempt, {"out": 2}),
         at(2),
     )
     # The run as it is now (not as the caller read it), the outcome written.
@@ -319,26 +280,26 @@ def test_relock_and_complete_locks_the_run_and_completes_attempt_and_step_run(
     assert (attempt.status, attempt.updated_at) == ("completed", at(2))
     # Again: both are stale now, and the transaction writes nothing.
     with pytest.raises(StaleRecord, match="attempt"):
-        write(db, lambda tx: run_store.relock_and_complete(tx, run, attempt_id, step_run_id, {}))
+        write(db, lambda tx: run_store.relock_and_complete(tx, run, attempt, {}))
 
 
 def test_relock_and_complete_of_a_finished_step_run_is_stale(db: Database) -> None:
-    run, step_run_id, attempt_id = _running_step(db)
+    run, step_run_id, attempt = _running_step(db)
     # Only the step run was finished (by a takeover, say): the outcome is stale all the same.
     write(db, lambda tx: step_run_store.fail_step(tx, step_run_id, {"message": "taken"}))
     with pytest.raises(StaleRecord, match="step_run"):
-        write(db, lambda tx: run_store.relock_and_complete(tx, run, attempt_id, step_run_id, {}))
+        write(db, lambda tx: run_store.relock_and_complete(tx, run, attempt, {}))
     [attempt] = read(db, lambda c: attempt_store.list_attempts(c, step_run_id))
     assert attempt.status == "running"  # rolled back with the rest
 
 
 def test_relock_and_complete_of_a_deleted_run_raises_run_not_found(db: Database) -> None:
-    run, step_run_id, attempt_id = _running_step(db)
+    run, _, attempt = _running_step(db)
     write(
         db, lambda tx: tx.connection.execute(sa.delete(runs).where(runs.c.id == uuid.UUID(run.id)))
     )
     with pytest.raises(RunNotFound):
-        write(db, lambda tx: run_store.relock_and_complete(tx, run, attempt_id, step_run_id, {}))
+        write(db, lambda tx: run_store.relock_and_complete(tx, run, attempt, {}))
 
 
 @pytest.mark.parametrize(
@@ -354,7 +315,7 @@ def test_relock_and_complete_takes_the_run_lock_before_touching_the_attempt(
     and the outcome, once it gets the lock, finds its attempt stale.
     """
     # PostgreSQL only: SQLite's write transactions are exclusive, so it has no lock order.
-    run, step_run_id, attempt_id = _running_step(db)
+    run, step_run_id, attempt = _running_step(db)
     outcome: list[BaseException | Run] = []
 
     def complete() -> None:
@@ -362,9 +323,7 @@ def test_relock_and_complete_takes_the_run_lock_before_touching_the_attempt(
             outcome.append(
                 write(
                     db,
-                    lambda tx: run_store.relock_and_complete(
-                        tx, run, attempt_id, step_run_id, {"out": 1}
-                    ),
+                    lambda tx: run_store.relock_and_complete(tx, run, attempt, {"out": 1}),
                 )
             )
         except BaseException as exc:  # noqa: BLE001 - reported to the test's thread
@@ -380,7 +339,7 @@ def test_relock_and_complete_takes_the_run_lock_before_touching_the_attempt(
             waiting = watcher.scalar(
                 sa.text(
                     "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE wait_event_type = 'Lock' AND query LIKE '%attempt_done%'"
+                    "WHERE wait_event_type = 'Lock' AND query LIKE '%step_done%'"
                 )
             )
             watcher.rollback()  # a new snapshot of pg_stat_activity each time
@@ -390,7 +349,7 @@ def test_relock_and_complete_takes_the_run_lock_before_touching_the_attempt(
         assert waiting == 1
         # These would wait for (and deadlock with) the outcome if it had updated them already.
         abandoned = {"message": "taken over"}
-        attempt_store.abandon_attempt(Transaction(other, at(1)), attempt_id, abandoned)
+        attempt_store.abandon_attempt(Transaction(other, at(1)), attempt, abandoned)
         step_run_store.fail_step(Transaction(other, at(1)), step_run_id, abandoned)
     thread.join(10)
     assert not thread.is_alive()

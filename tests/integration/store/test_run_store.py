@@ -147,7 +147,7 @@ def test_get_run_with_history_loads_step_runs_attempts_and_events(db: Database) 
         finish_step(tx, run.id, "reserve", {"reservation": "r-1"})
         charge, _ = step_start_store.begin_step(tx, run.id, "charge", {"order_id": "o-1"})
         first = attempt_store.begin_attempt(tx, charge.id)
-        attempt_store.fail_attempt(tx, first.id, error_record("step_error", "declined"))
+        attempt_store.fail_attempt(tx, first, error_record("step_error", "declined"))
         attempt_store.begin_attempt(tx, charge.id)
         audit.record_event(
             tx, run.id, "paused", step="charge", actor={"name": "ops"}, comment="hold"

@@ -419,7 +419,7 @@ def test_list_step_runs_orders_rows_and_attempts(db: Database) -> None:
         b, _ = step_start_store.begin_step(tx, run_id, "b", {})
         for _ in range(3):
             attempt = attempt_store.begin_attempt(tx, b.id)
-            attempt_store.fail_attempt(tx, attempt.id, error_record("step_error", "x"))
+            attempt_store.fail_attempt(tx, attempt, error_record("step_error", "x"))
 
     write(db, attempts_of_b, at(1))
     write(db, lambda tx: finish_step(tx, run_id, "a"), at(2))

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from squidmesh_sdk import Client, Database, DatabaseExecutor, Run, Worker
 from squidmesh_sdk.store import jobs as job_store
+from tests.integration.attempt_rows import every_attempt
 from tests.integration.worker.app import WORKFLOWS
 from tests.integration.worker.conftest import (
     Spawn,
@@ -159,8 +160,9 @@ def test_four_worker_processes_complete_200_runs_without_running_a_step_twice(
     wait_until(settled(client, runs), timeout=300, what="every run to finish")
     assert {client.inspect_run(run.id).status for run in runs} == {"completed"}
     with client.database.read() as connection:
+        attempts = every_attempt()
         statuses = connection.execute(
-            sa.text("SELECT status, count(*) FROM squidmesh_step_attempts GROUP BY status")
+            sa.select(attempts.c.status, sa.func.count()).group_by(attempts.c.status)
         ).all()
     assert dict(statuses) == {"completed": 1000}
     assert _no_jobs_left(client)

@@ -1,0 +1,31 @@
+-- squidmesh schema version 11 (postgresql): a step run's latest attempt is kept in the step run's
+-- own row (attempt_id, attempt_number, attempt_status, attempt_error, attempt_started_at,
+-- attempt_updated_at), so a step tried once writes no row of squidmesh_step_attempts; that
+-- table keeps the earlier attempts, and gets the latest one's row when the next one begins.
+-- attempt_number counts the attempts begun. Existing data: each step run's highest-numbered
+-- attempt moves into its row.
+-- Frozen: later changes go in new numbered migrations.
+
+ALTER TABLE squidmesh_step_runs
+    ADD COLUMN attempt_id UUID,
+    ADD COLUMN attempt_number INTEGER DEFAULT '0' NOT NULL,
+    ADD COLUMN attempt_status VARCHAR(16),
+    ADD COLUMN attempt_error JSONB,
+    ADD COLUMN attempt_started_at TIMESTAMP WITH TIME ZONE,
+    ADD COLUMN attempt_updated_at TIMESTAMP WITH TIME ZONE;
+UPDATE squidmesh_step_runs AS step_run
+SET attempt_id = latest.id,
+    attempt_number = latest.attempt_number,
+    attempt_status = latest.status,
+    attempt_error = latest.error,
+    attempt_started_at = latest.inserted_at,
+    attempt_updated_at = latest.updated_at
+FROM (
+    SELECT DISTINCT ON (step_run_id) *
+    FROM squidmesh_step_attempts
+    ORDER BY step_run_id, attempt_number DESC
+) AS latest
+WHERE latest.step_run_id = step_run.id;
+DELETE FROM squidmesh_step_attempts AS attempt
+USING squidmesh_step_runs AS step_run
+WHERE step_run.attempt_id = attempt.id;
