@@ -2,10 +2,10 @@
 
 What a claim does once it found a step startable: a missing step run is inserted, a
 scheduled (``pending``) or retried (``failed``) one is claimed, and either way the step run's
-next attempt begins in the same statement (its latest attempt is held in its own row: see
-:mod:`squidmesh_sdk.store.attempts`). A step run already
-``running`` or ``completed`` is left alone, so of any number of concurrent claims exactly one
-starts the step. Scheduling and finishing step runs is :mod:`squidmesh_sdk.store.step_runs`.
+next attempt begins in the same statement (a step run's latest attempt is held in its own
+row: see :mod:`squidmesh_sdk.store.attempts`). A step run already ``running`` or
+``completed`` is left alone, so of any number of concurrent claims exactly one starts the
+step. Scheduling and finishing step runs is :mod:`squidmesh_sdk.store.step_runs`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+import sqlalchemy as sa
 
 from squidmesh_sdk import StaleRecord
 from squidmesh_sdk.error_records import error_record
@@ -15,6 +16,7 @@ from squidmesh_sdk.store import attempts as attempt_store
 from squidmesh_sdk.store import step_starts as step_start_store
 from squidmesh_sdk.store.database import Database, Transaction
 from squidmesh_sdk.store.records import Attempt
+from squidmesh_sdk.store.schema import attempts
 from tests.integration.store.support import at, new_run, read, write
 
 ERROR = error_record("step_error", "declined", retryable=True)
@@ -144,3 +146,30 @@ def test_list_attempts_is_first_to_last_and_per_step_run(db: Database) -> None:
     assert _numbers(db, charge) == [(1, "failed"), (2, "failed"), (3, "failed")]
     assert _numbers(db, ship) == [(1, "running")]
     assert read(db, lambda c: attempt_store.list_attempts(c, str(uuid.uuid4()))) == []
+
+
+def _archived(db: Database) -> list[tuple[str, int, str]]:
+    rows = read(
+        db,
+        lambda c: c.execute(
+            sa.select(attempts.c.id, attempts.c.attempt_number, attempts.c.status).order_by(
+                attempts.c.attempt_number
+            )
+        ).all(),
+    )
+    return [(str(attempt_id), number, status) for attempt_id, number, status in rows]
+
+
+def test_only_the_attempts_before_the_latest_are_rows_of_the_attempts_table(db: Database) -> None:
+    step_run_id = _step_run(db)
+    first = _begin(db, step_run_id, 1)
+    failed = write(db, lambda tx: attempt_store.fail_attempt(tx, first, ERROR), at(2))
+    # A step tried once (whatever its outcome) writes no row there: its step run holds it.
+    assert _archived(db) == []
+    assert read(db, lambda c: attempt_store.list_attempts(c, step_run_id)) == [failed]
+    second = _begin(db, step_run_id, 3)
+    assert _archived(db) == [(first.id, 1, "failed")]
+    assert read(db, lambda c: attempt_store.list_attempts(c, step_run_id)) == [failed, second]
+    assert read(db, lambda c: attempt_store.failed_attempt_count(c, step_run_id)) == 1
+    write(db, lambda tx: attempt_store.fail_attempt(tx, second, ERROR), at(4))
+    assert read(db, lambda c: attempt_store.failed_attempt_count(c, step_run_id)) == 2

@@ -242,6 +242,34 @@ def test_a_step_run_begins_with_its_next_attempt(db: Database) -> None:
     assert numbers == [1, 2]
 
 
+def test_a_scheduled_step_run_starts_with_its_next_attempt(db: Database) -> None:
+    run = new_run(db)
+    write(db, lambda tx: step_run_store.schedule_steps(tx, run.id, [("charge", {"in": 0})]))
+
+    def start(tx: Transaction) -> tuple[int, str, str] | None:
+        started = step_start_store.start_scheduled(tx, run.id, "charge", None)
+        if started is None:
+            return None
+        step_run, attempt = started
+        return attempt.number, attempt.status, step_run.status
+
+    assert write(db, start) == (1, "running", "running")
+    assert write(db, start) is None  # running: not scheduled any more
+    # Failed (a retry): its attempt 1 is archived and attempt 2 begins, in one transaction.
+    [first] = read(db, lambda c: attempt_store.list_attempts(c, step_run_id_of(db, run.id)))
+    write(db, lambda tx: attempt_store.fail_attempt(tx, first, {"message": "boom"}))
+    write(db, lambda tx: step_run_store.fail_step(tx, first.step_run_id, {"message": "boom"}))
+    assert write(db, start) == (2, "running", "running")
+    attempts = read(db, lambda c: attempt_store.list_attempts(c, first.step_run_id))
+    assert [(a.number, a.status) for a in attempts] == [(1, "failed"), (2, "running")]
+
+
+def step_run_id_of(db: Database, run_id: str) -> str:
+    step_run = read(db, lambda c: step_run_reads.get_step_run(c, run_id, "charge"))
+    assert step_run is not None
+    return step_run.id
+
+
 def _running_step(db: Database) -> tuple[Run, str, Attempt]:
     run = new_run(db)
 
