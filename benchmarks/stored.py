@@ -32,7 +32,7 @@ from squidmesh_sdk.store import schema
 
 __all__ = ["main"]
 
-ID_COLUMNS = {"id", "run_id", "step_run_id"}
+ID_COLUMNS = {"id", "run_id", "step_run_id", "attempt_id"}
 """Id columns: each copy gets new ids, made of the template's and the copy's number."""
 COPIED = (schema.runs, schema.step_runs, schema.attempts, schema.run_events)
 """The tables of a finished run, parents first."""

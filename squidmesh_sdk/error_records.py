@@ -33,7 +33,7 @@ KINDS: Final = (
     "output_invalid",  # the step returned something that cannot be stored (StepOutputError)
     "timeout",  # an async step ran past its timeout (StepTimeout)
     "outcome_not_stored",  # the database refused to record the step's outcome
-    "abandoned",  # the worker running the attempt was lost (code worker_lost / stale_running_step)
+    "abandoned",  # its worker was lost (code worker_lost, stale_running_step) or superseded
     "dispatch_failed",  # the executor refused the next work; the run failed
     "compensation_failed",  # one or more compensation callbacks failed
     "cancelled",  # the run was cancelled while the step waited

@@ -22,8 +22,7 @@ class StaleRecord(SquidmeshError):
     Attributes:
         record: ``"step_run"`` or ``"attempt"``.
         record_id: Its id.
-        status: The status it has now (``None`` when the row is gone; ``"superseded"`` for
-            an attempt left running when a later one began).
+        status: The status it has now (``None`` when the row is gone).
     """
 
     code = "stale_record"

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import error_records, errors
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid, new_id_text
 from squidmesh_sdk.store.prepared import Prepared
@@ -29,6 +29,7 @@ from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
     "LATEST_ATTEMPT_CLEARED",
+    "SUPERSEDED_ERROR",
     "abandon_attempt",
     "archive_latest",
     "attempt_count",
@@ -79,10 +80,17 @@ def archive_latest(tx: Transaction, step_run_id: str | uuid.UUID) -> bool:
     """Move the step run's latest attempt, if it has one, to ``squidmesh_step_attempts``.
 
     What must happen before a next attempt begins; the step run's row then holds none (its
-    ``attempt_number`` still counts it). Returns whether there was one.
+    ``attempt_number`` still counts it). One still ``running`` is archived ``abandoned``
+    (code ``superseded``): a later attempt begins, so nothing will finish it. The table holds
+    finished attempts only (migration 11 makes it refuse a ``running`` row, so that a process
+    of an older release, which inserts its attempts there, fails instead of numbering them
+    apart from this one's). Returns whether there was one.
     """
     params = {"p_step_run_id": step_run_id}
-    if not _ARCHIVE.execute(tx.connection, params):
+    archived = _ARCHIVE.execute(
+        tx.connection, {**params, "p_now": tx.now, "p_superseded": SUPERSEDED_ERROR}
+    )
+    if not archived:
         return False
     _CLEAR_LATEST.execute(tx.connection, params)
     return True
@@ -128,15 +136,24 @@ def latest_attempt(connection: Connection, step_run_id: str | uuid.UUID) -> Atte
 
 
 def list_attempts(connection: Connection, step_run_id: str | uuid.UUID) -> list[Attempt]:
-    """Every attempt of the step run, first to last."""
+    """Every attempt of the step run, first to last.
+
+    The latest is read first, and the earlier ones are those numbered below it: on a READ
+    COMMITTED connection a next attempt committed between the two reads then changes
+    nothing, instead of listing one attempt twice.
+    """
+    latest = latest_attempt(connection, step_run_id)
+    if latest is None:
+        return []
     earlier = connection.execute(
         sa.select(attempts)
-        .where(attempts.c.step_run_id == as_uuid(step_run_id))
+        .where(
+            attempts.c.step_run_id == as_uuid(step_run_id),
+            attempts.c.attempt_number < latest.number,
+        )
         .order_by(attempts.c.attempt_number)
     ).mappings()
-    found = [Attempt.from_row(row) for row in earlier]
-    latest = latest_attempt(connection, step_run_id)
-    return [*found, latest] if latest is not None else found
+    return [*(Attempt.from_row(row) for row in earlier), latest]
 
 
 def running_attempt_values(attempt_id: Any, number: Any, now: Any) -> dict[str, Any]:
@@ -153,6 +170,14 @@ def running_attempt_values(attempt_id: Any, number: Any, now: Any) -> dict[str, 
         "attempt_updated_at": now,
     }
 
+
+SUPERSEDED_ERROR: dict[str, Any] = error_records.error_record(
+    "abandoned",
+    "step attempt abandoned: a later attempt of the step began while it was marked running",
+    code="superseded",
+    retryable=True,
+)
+"""The error of an attempt archived while still ``running`` (see :func:`archive_latest`)."""
 
 LATEST_ATTEMPT_CLEARED: dict[str, Any] = {
     "attempt_id": sa.null(),
@@ -184,17 +209,13 @@ def _finish(
 
 
 def _status(connection: Connection, attempt: Attempt) -> str | None:
-    """The stored status of ``attempt``, wherever it is (``None``: not found).
-
-    ``"superseded"`` for one archived while still ``running``: a later attempt began.
-    """
+    """The stored status of ``attempt``, wherever it is (``None``: not found)."""
     latest = latest_attempt(connection, attempt.step_run_id)
     if latest is not None and latest.id == attempt.id:
         return latest.status
-    status: str | None = connection.scalar(
+    return connection.scalar(
         sa.select(attempts.c.status).where(attempts.c.id == as_uuid(attempt.id))
     )
-    return "superseded" if status == "running" else status
 
 
 def _is_latest(attempt_id: Any) -> Any:
@@ -230,22 +251,29 @@ _BEGIN = Prepared(
         .returning(*_LATEST_COLUMNS)
     )
 )
-_ARCHIVE = Prepared(
-    lambda _: attempts.insert().from_select(
+
+
+def _archive_statement(_dialect: str) -> sa.Insert:
+    running = step_runs.c.attempt_status == "running"
+    superseded = sa.bindparam("p_superseded", type_=attempts.c.error.type)
+    now = sa.bindparam("p_now", type_=UTCDateTime)
+    return attempts.insert().from_select(
         ["id", "step_run_id", "attempt_number", "status", "error", "inserted_at", "updated_at"],
         sa.select(
             step_runs.c.attempt_id,
             step_runs.c.id,
             step_runs.c.attempt_number,
-            step_runs.c.attempt_status,
-            step_runs.c.attempt_error,
+            sa.case((running, "abandoned"), else_=step_runs.c.attempt_status),
+            sa.case((running, superseded), else_=step_runs.c.attempt_error),
             step_runs.c.attempt_started_at,
-            step_runs.c.attempt_updated_at,
+            sa.case((running, now), else_=step_runs.c.attempt_updated_at),
         ).where(
             step_runs.c.id == sa.bindparam("p_step_run_id"), step_runs.c.attempt_id.is_not(None)
         ),
     )
-)
+
+
+_ARCHIVE = Prepared(_archive_statement)
 _CLEAR_LATEST = Prepared(
     lambda _: (
         step_runs.update()

@@ -1,7 +1,8 @@
 """Several PostgreSQL statements written as one, with data-modifying ``WITH`` queries.
 
 A chained step's transaction writes the run, rewrites its job, and starts the next step run
-with its attempt: three statements on three tables, none of which needs another's result.
+(with its first attempt, in the same row): three statements on three tables, none of which
+needs another's result.
 Sent as one statement they cost the server one parse, plan and executor start instead of
 three, and the driver one call (its Python was the largest part of a step on PostgreSQL).
 

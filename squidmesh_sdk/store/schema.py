@@ -35,6 +35,7 @@ metadata = sa.MetaData(
         "uq": "uq_%(table_name)s_%(column_0_N_name)s",
         "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
         "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
     }
 )
 
@@ -159,6 +160,9 @@ attempts = sa.Table(
     sa.Column("inserted_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("step_run_id", "attempt_number"),
+    # Finished attempts only (migration 11): a running attempt is its step run's latest, held
+    # in the step run's row. A process of an older release inserting one here fails.
+    sa.CheckConstraint("status <> 'running'", name="finished"),
 )
 
 run_events = sa.Table(

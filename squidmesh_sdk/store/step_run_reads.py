@@ -120,7 +120,13 @@ def list_step_runs(
     )
     if not with_attempts:
         return [StepRun.from_row(row) for row in rows]
-    by_step_run: dict[str, list[Attempt]] = {str(row["id"]): [] for row in rows}
+    # Each step run's latest attempt is held in its own row; the earlier ones are rows of the
+    # attempts table numbered below it. On PostgreSQL (READ COMMITTED) the second query may
+    # see what committed after the first: a step run it did not read, or an attempt archived
+    # since. Only the earlier attempts of the latest the first query read are kept, so the
+    # history is the one of that moment.
+    latest = {str(row["id"]): Attempt.latest_of(row) for row in rows}
+    by_step_run: dict[str, list[Attempt]] = {step_run_id: [] for step_run_id in latest}
     earlier_rows = connection.execute(
         sa.select(attempts)
         .join(step_runs, step_runs.c.id == attempts.c.step_run_id)
@@ -128,15 +134,13 @@ def list_step_runs(
         .order_by(attempts.c.step_run_id, attempts.c.attempt_number)
     ).mappings()
     for row in earlier_rows:
-        # On PostgreSQL (READ COMMITTED) this query may see a step run committed after the
-        # first one ran: its attempts are left out, like the step run itself.
-        bucket = by_step_run.get(str(row["step_run_id"]))
-        if bucket is not None:
-            bucket.append(Attempt.from_row(row))
-    for row in rows:  # each step run's latest attempt is held in its own row
-        latest = Attempt.latest_of(row)
-        if latest is not None:
-            by_step_run[str(row["id"])].append(latest)
+        step_run_id = str(row["step_run_id"])
+        last = latest.get(step_run_id)
+        if last is not None and row["attempt_number"] < last.number:
+            by_step_run[step_run_id].append(Attempt.from_row(row))
+    for step_run_id, last in latest.items():
+        if last is not None:
+            by_step_run[step_run_id].append(last)
     return [StepRun.from_row(row, tuple(by_step_run[str(row["id"])])) for row in rows]
 
 

@@ -29,3 +29,14 @@ WHERE latest.step_run_id = step_run.id;
 DELETE FROM squidmesh_step_attempts AS attempt
 USING squidmesh_step_runs AS step_run
 WHERE step_run.attempt_id = attempt.id;
+-- What is left in squidmesh_step_attempts are attempts a later one superseded: any still
+-- marked running was abandoned by it.
+UPDATE squidmesh_step_attempts
+SET status = 'abandoned',
+    error = coalesce(error, '{"kind": "abandoned", "message": "step attempt abandoned: a later attempt of the step began while it was marked running", "code": "superseded", "type": null, "retryable": true, "step": null, "details": {}, "cause": null}'::jsonb)
+WHERE status = 'running';
+-- From now on the table holds finished attempts only: a process of an older release, which
+-- inserts each attempt there running, fails instead of numbering attempts apart from the step
+-- runs' rows. Stop every process of an older release before migrating.
+ALTER TABLE squidmesh_step_attempts
+    ADD CONSTRAINT ck_squidmesh_step_attempts_finished CHECK (status <> 'running');

@@ -127,11 +127,14 @@ def test_latest_attempt_is_the_highest_numbered(db: Database) -> None:
     assert read(db, lambda c: attempt_store.latest_attempt(c, step_run_id)) == first
     second = _begin(db, step_run_id, 2)
     assert read(db, lambda c: attempt_store.latest_attempt(c, step_run_id)) == second
-    # An attempt left running when a later one began cannot be finished any more.
+    # One left running when a later one began was archived abandoned: nothing finishes it.
+    abandoned = dataclasses.replace(
+        first, status="abandoned", error=attempt_store.SUPERSEDED_ERROR, updated_at=at(2)
+    )
+    assert read(db, lambda c: attempt_store.list_attempts(c, step_run_id)) == [abandoned, second]
     with pytest.raises(StaleRecord) as raised:
         write(db, lambda tx: attempt_store.fail_attempt(tx, first, ERROR), at(5))
-    assert (raised.value.record_id, raised.value.status) == (first.id, "superseded")
-    assert read(db, lambda c: attempt_store.list_attempts(c, step_run_id)) == [first, second]
+    assert (raised.value.record_id, raised.value.status) == (first.id, "abandoned")
 
 
 def test_list_attempts_is_first_to_last_and_per_step_run(db: Database) -> None:

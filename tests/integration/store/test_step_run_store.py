@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from squidmesh_sdk import StaleRecord
 from squidmesh_sdk.error_records import error_record
@@ -432,6 +433,56 @@ def test_list_step_runs_orders_rows_and_attempts(db: Database) -> None:
     assert numbers == {"c": [], "a": [1], "b": [1, 2, 3]}
     assert all(a.step_run_id == sr.id for sr in loaded for a in sr.attempts or ())
     assert read(db, lambda c: step_run_reads.list_step_runs(c, str(uuid.uuid4()))) == []
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_retry_committed_while_the_history_is_read_lists_each_attempt_once(
+    db: Database,
+) -> None:
+    """PostgreSQL, READ COMMITTED: the step runs are read, then their earlier attempts.
+
+    A retry that commits between the two (attempt 1 archived, attempt 2 begun) must not show
+    attempt 1 twice (once archived, once as the latest the first query read).
+    """
+    run_id = new_run(db).id
+    step_run, _, first = write(
+        db,
+        lambda tx: step_start_store.begin_step_with_attempt(
+            tx, run_id, "charge", {}, None, str(uuid.uuid4())
+        ),
+    )
+    assert first is not None
+    boom = error_record("step_error", "x")
+
+    def retry(tx: Transaction) -> None:
+        attempt_store.fail_attempt(tx, first, boom)
+        step_run_store.fail_step(tx, step_run.id, boom)
+        step_start_store.begin_step_with_attempt(tx, run_id, "charge", {}, None, step_run.id)
+
+    def retry_before_the_attempts_query(
+        _conn: object, _cursor: object, statement: str, *_args: object
+    ) -> None:
+        if not fired and "FROM squidmesh_step_attempts JOIN squidmesh_step_runs" in statement:
+            fired.append(statement)
+            write(db, retry, at(1))
+
+    fired: list[str] = []
+    sa.event.listen(db.engine, "before_cursor_execute", retry_before_the_attempts_query)
+    try:
+        with db.engine.connect() as connection:  # READ COMMITTED, PostgreSQL's default
+            [loaded] = step_run_reads.list_step_runs(connection, run_id, with_attempts=True)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", retry_before_the_attempts_query)
+    assert fired
+    # The history as the first query saw it: attempt 1, running.
+    assert [(a.number, a.status) for a in loaded.attempts or ()] == [(1, "running")]
+    after = read(db, lambda c: step_run_reads.list_step_runs(c, run_id, with_attempts=True))
+    assert [(a.number, a.status) for a in after[0].attempts or ()] == [
+        (1, "failed"),
+        (2, "running"),
+    ]
 
 
 def test_schedule_steps_lists_a_step_given_twice_once(db: Database) -> None:
