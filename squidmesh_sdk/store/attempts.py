@@ -28,7 +28,6 @@ from squidmesh_sdk.store.schema import attempts, step_runs
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
-    "LATEST_ATTEMPT_CLEARED",
     "SUPERSEDED_ERROR",
     "abandon_attempt",
     "archive_latest",
@@ -179,7 +178,7 @@ SUPERSEDED_ERROR: dict[str, Any] = error_records.error_record(
 )
 """The error of an attempt archived while still ``running`` (see :func:`archive_latest`)."""
 
-LATEST_ATTEMPT_CLEARED: dict[str, Any] = {
+_LATEST_ATTEMPT_CLEARED: dict[str, Any] = {
     "attempt_id": sa.null(),
     "attempt_status": sa.null(),
     "attempt_error": sa.null(),
@@ -278,7 +277,7 @@ _CLEAR_LATEST = Prepared(
     lambda _: (
         step_runs.update()
         .where(step_runs.c.id == sa.bindparam("p_step_run_id"))
-        .values(LATEST_ATTEMPT_CLEARED)
+        .values(_LATEST_ATTEMPT_CLEARED)
     )
 )
 _FINISH = Prepared(

@@ -95,7 +95,7 @@ def begin_step_with_attempt(
             return existing, "skip", None
         attempt_store.archive_latest(tx, existing.id)
         rows = _BEGIN_STEP_WITH_ATTEMPT.rows(tx.connection, params)
-    step_run, attempt = _begun(rows)
+    step_run, attempt = _begun(rows, params)
     return step_run, "execute", attempt
 
 
@@ -127,15 +127,27 @@ def start_scheduled(
             return None
         attempt_store.archive_latest(tx, existing.id)
         rows = _START_SCHEDULED.rows(tx.connection, params)
-    return _begun(rows)
+    return _begun(rows, params)
 
 
-def _begun(rows: list[dict[str, Any]]) -> tuple[StepRun, Attempt]:
-    """The step run a begin statement returned, and the attempt it began."""
+def _begun(rows: list[dict[str, Any]], params: Mapping[str, Any]) -> tuple[StepRun, Attempt]:
+    """The step run a begin statement returned, and the attempt it began with ``params``.
+
+    The statement returns the attempt's number only: the rest is what ``params`` set.
+    """
     assert rows  # noqa: S101 - the row is claimable, and has no attempt to archive now
-    attempt = Attempt.latest_of(rows[0])
-    assert attempt is not None  # noqa: S101 - the statement set it
-    return StepRun.from_row(rows[0]), attempt
+    row = rows[0]
+    step_run = StepRun.from_row(row)
+    attempt = Attempt(
+        id=params["p_attempt_id"],
+        step_run_id=step_run.id,
+        number=row["attempt_number"],
+        status="running",
+        error=None,
+        inserted_at=params["p_now"],
+        updated_at=params["p_now"],
+    )
+    return step_run, attempt
 
 
 def _claimed_values(input: Any, recovery: Any, now: Any) -> dict[str, Any]:
@@ -163,6 +175,13 @@ _CLAIMABLE_STATUSES = ("pending", "failed")
 _CLAIMABLE = sa.or_(*(step_runs.c.status == status for status in _CLAIMABLE_STATUSES))
 _NO_ATTEMPT_HELD = step_runs.c.attempt_id.is_(None)
 """A claimed row's latest attempt must have been archived: its columns are the new one's."""
+_BEGUN_COLUMNS = tuple(
+    column
+    for column in step_runs.c
+    if not column.key.startswith("attempt_") or column.key == "attempt_number"
+)
+"""What a begin statement returns: the step run, and of its attempt only the number (the
+rest is what the statement set; not converting it back saves a step's Python)."""
 
 
 def _begin_step_statement(dialect: str) -> Any:
@@ -192,7 +211,7 @@ def _begin_step_with_attempt_statement(dialect: str) -> Any:
             **claimed,
         },
         where=sa.and_(_CLAIMABLE, _NO_ATTEMPT_HELD),
-    ).returning(*step_runs.c)
+    ).returning(*_BEGUN_COLUMNS)
 
 
 def _start_scheduled_statement(_dialect: str) -> Any:
@@ -219,7 +238,7 @@ def _start_scheduled_statement(_dialect: str) -> Any:
                 ),
             }
         )
-        .returning(*step_runs.c)
+        .returning(*_BEGUN_COLUMNS)
     )
 
 

@@ -242,6 +242,27 @@ def test_a_step_run_begins_with_its_next_attempt(db: Database) -> None:
     assert numbers == [1, 2]
 
 
+def test_the_attempt_a_step_run_begins_with_is_the_one_stored(db: Database) -> None:
+    run = new_run(db)
+    _, _, begun = write(
+        db,
+        lambda tx: step_start_store.begin_step_with_attempt(
+            tx, run.id, "reserve", {}, None, str(new_id())
+        ),
+        at(1.5),
+    )
+    assert begun is not None
+    assert read(db, lambda c: attempt_store.latest_attempt(c, begun.step_run_id)) == begun
+    write(db, lambda tx: step_run_store.schedule_steps(tx, run.id, [("charge", {})]))
+    started = write(
+        db, lambda tx: step_start_store.start_scheduled(tx, run.id, "charge", None), at(2.25)
+    )
+    assert started is not None
+    assert (
+        read(db, lambda c: attempt_store.latest_attempt(c, started[1].step_run_id)) == (started[1])
+    )
+
+
 def test_a_scheduled_step_run_starts_with_its_next_attempt(db: Database) -> None:
     run = new_run(db)
     write(db, lambda tx: step_run_store.schedule_steps(tx, run.id, [("charge", {"in": 0})]))
