@@ -217,15 +217,6 @@ def _status(connection: Connection, attempt: Attempt) -> str | None:
     )
 
 
-def _is_latest(attempt_id: Any) -> Any:
-    """The step run row whose latest attempt is ``attempt_id``, still running."""
-    return sa.and_(
-        step_runs.c.id == sa.bindparam("p_step_run_id"),
-        step_runs.c.attempt_id == attempt_id,
-        step_runs.c.attempt_status == "running",
-    )
-
-
 _LATEST_COLUMNS = (
     step_runs.c.id,
     step_runs.c.attempt_id,
@@ -283,7 +274,11 @@ _CLEAR_LATEST = Prepared(
 _FINISH = Prepared(
     lambda _: (
         step_runs.update()
-        .where(_is_latest(sa.bindparam("p_attempt_id", type_=sa.Uuid)))
+        .where(  # the step run whose latest attempt this is, still running
+            step_runs.c.id == sa.bindparam("p_step_run_id"),
+            step_runs.c.attempt_id == sa.bindparam("p_attempt_id", type_=sa.Uuid),
+            step_runs.c.attempt_status == "running",
+        )
         .values(
             attempt_status=sa.bindparam("p_status"),
             attempt_error=sa.bindparam("p_error", type_=step_runs.c.attempt_error.type),

@@ -151,16 +151,17 @@ def test_list_attempts_is_first_to_last_and_per_step_run(db: Database) -> None:
     assert read(db, lambda c: attempt_store.list_attempts(c, str(uuid.uuid4()))) == []
 
 
-def _archived(db: Database) -> list[tuple[str, int, str]]:
-    rows = read(
-        db,
-        lambda c: c.execute(
-            sa.select(attempts.c.id, attempts.c.attempt_number, attempts.c.status).order_by(
-                attempts.c.attempt_number
-            )
-        ).all(),
-    )
+def _archived_rows(connection: sa.Connection) -> list[tuple[str, int, str]]:
+    rows = connection.execute(
+        sa.select(attempts.c.id, attempts.c.attempt_number, attempts.c.status).order_by(
+            attempts.c.attempt_number
+        )
+    ).all()
     return [(str(attempt_id), number, status) for attempt_id, number, status in rows]
+
+
+def _archived(db: Database) -> list[tuple[str, int, str]]:
+    return read(db, _archived_rows)
 
 
 def test_only_the_attempts_before_the_latest_are_rows_of_the_attempts_table(db: Database) -> None:
@@ -176,3 +177,26 @@ def test_only_the_attempts_before_the_latest_are_rows_of_the_attempts_table(db: 
     assert read(db, lambda c: attempt_store.failed_attempt_count(c, step_run_id)) == 1
     write(db, lambda tx: attempt_store.fail_attempt(tx, second, ERROR), at(4))
     assert read(db, lambda c: attempt_store.failed_attempt_count(c, step_run_id)) == 2
+
+
+def test_a_retry_rolled_back_before_commit_leaves_the_latest_attempt_in_place(
+    db: Database,
+) -> None:
+    """The archive and the next attempt commit together, or neither does (a crash between)."""
+    step_run_id = _step_run(db)
+    first = _begin(db, step_run_id, 1)
+    failed = write(db, lambda tx: attempt_store.fail_attempt(tx, first, ERROR), at(2))
+
+    def retry_then_crash(tx: Transaction) -> None:
+        assert attempt_store.begin_attempt(tx, step_run_id).number == 2
+        # Archived within this transaction, not yet committed.
+        assert _archived_rows(tx.connection) == [(first.id, 1, "failed")]
+        raise RuntimeError("the process died before the commit")
+
+    with pytest.raises(RuntimeError, match="died"):
+        write(db, retry_then_crash, at(3))
+    assert _archived(db) == []
+    assert read(db, lambda c: attempt_store.list_attempts(c, step_run_id)) == [failed]
+    assert read(db, lambda c: attempt_store.attempt_count(c, step_run_id)) == 1
+    # The retry made again numbers on from the same count.
+    assert _begin(db, step_run_id, 4).number == 2
