@@ -66,7 +66,8 @@ def find_problem(value: object, *, root: str = "$", max_depth: int = MAX_DEPTH) 
             if len(keys) + 1 > max_depth:
                 return Problem(_path(root, keys), f"nesting deeper than {max_depth} levels")
             children: list[tuple[object, tuple[str | int, ...]]] = []
-            if isinstance(item, Mapping):
+            # ``kind is dict`` first: an ABC's isinstance is a Python call (``abc``'s).
+            if kind is dict or isinstance(item, Mapping):
                 for key, child in item.items():
                     if not isinstance(key, str):
                         return Problem(_path(root, keys), f"key {key!r} is not a string")
@@ -118,6 +119,8 @@ def _scalar_problem(item: object) -> str | None:
 def _text_problem(text: str) -> str | None:
     if "\x00" in text:
         return "contains a NUL character (\\x00)"
+    if text.isascii():  # no surrogate, and no encoded copy made to find out
+        return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

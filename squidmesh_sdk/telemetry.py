@@ -60,7 +60,6 @@ __all__ = [
     "TO_STATUS",
     "TRIGGER",
     "WORKFLOW",
-    "active",
     "carrier_of",
     "context_of",
     "generated_carrier",
@@ -127,18 +126,6 @@ meter = metrics.get_meter("squidmesh_sdk", _VERSION)
 _propagator = TraceContextTextMapPropagator()
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def active() -> bool:
-    """Whether spans made now could record or carry a trace.
-
-    ``False`` when no tracer provider is installed (so every span is a no-op) and nothing
-    current belongs to a trace. Spans are then skipped altogether: even a no-op span costs
-    more per step than the database work of some statements.
-    """
-    if not _no_tracer_provider():
-        return True
-    return trace.get_current_span().get_span_context().is_valid
 
 
 def tracing() -> bool:
@@ -303,8 +290,9 @@ def span(
     With ``new_trace`` the span is the root of a trace of its own, linked to the current span
     (a run started during an HTTP request gets its own trace, linked to the request's).
     An exception leaving the block fails the span (:func:`fail`).
-    Without a tracer provider and any trace to join, the block runs under no span at all
-    (:func:`active`): the span it gets is the invalid, non-recording one.
+    Without a tracer provider and any trace to join, the block runs under no span at all:
+    the span it gets is the invalid, non-recording one (even a no-op span costs more per step
+    than the database work of some statements).
 
     The span starts when the ``with`` block is entered. The context managers returned are
     classes, not ``@contextmanager`` generators: a step

@@ -107,11 +107,13 @@ def parse(payload: object) -> Job:
         InvalidExecutorPayload: not a mapping, an unknown ``kind``, or a missing field.
         InvalidRunId: a ``run_id`` that is not a UUID.
     """
-    if not isinstance(payload, Mapping):
+    # ``type(...) is dict`` first: an ABC's isinstance is a Python call (``abc``'s), and
+    # every delivery parses a payload.
+    if type(payload) is not dict and not isinstance(payload, Mapping):
         raise errors.InvalidExecutorPayload(payload, "expected a mapping")
     kind = payload.get("kind")
     trace = payload.get("trace")
-    if trace is not None and not isinstance(trace, Mapping):
+    if trace is not None and type(trace) is not dict and not isinstance(trace, Mapping):
         trace = None  # a malformed trace context never stops the work
     if kind == "step":
         return StepJob(canonical_run_id(payload.get("run_id")), _text(payload, "step"), trace)

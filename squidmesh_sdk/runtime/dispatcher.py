@@ -129,8 +129,12 @@ def _sending(
     name: str, run: Run, steps: Sequence[str], schedule_in: float | None
 ) -> Iterator[Span]:
     """A PRODUCER span around an enqueue; the payloads built inside carry its context."""
-    if not telemetry.active():  # no span to make; the run's own context still travels
-        with payloads.carrying({"run": run.trace_context} if run.trace_context else None):
+    if not telemetry.tracing():
+        # No span would record, so none is made: a send span would only wear the current
+        # span's context (the delivery's, in the run's trace), and that is what its carrier
+        # would say. The run's own context travels in any case.
+        trace = {"send": telemetry.carrier_of(), "run": run.trace_context}
+        with payloads.carrying({k: v for k, v in trace.items() if v} or None):
             yield INVALID_SPAN
         return
     attributes = telemetry.run_attributes(

@@ -46,21 +46,10 @@ def normalize_output(step: str, value: object) -> dict[str, Any]:
     """
     if value is None:
         return {}
-    if isinstance(value, BaseModel):
-        try:
-            value = value.model_dump(mode="json", by_alias=True)
-        except (PydanticSerializationError, ValueError) as exc:
-            raise errors.StepOutputError(
-                step, f"returned a model JSON cannot hold ({exc})"
-            ) from None
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
-    if not isinstance(value, Mapping):
-        raise errors.StepOutputError(
-            step,
-            f"returned {type(value).__name__}; return a mapping, a pydantic model, a dataclass "
-            "or None",
-        )
+    # A plain dict, what most steps return, skips the checks below: an isinstance of an ABC
+    # (pydantic's models, ``Mapping``) is a Python call (``abc``'s) at every step.
+    if type(value) is not dict:
+        value = _as_mapping(step, value)
     bad_keys = [key for key in value if not isinstance(key, str)]
     if bad_keys:
         raise errors.StepOutputError(step, f"returned non-string keys {bad_keys!r}")
@@ -81,6 +70,26 @@ def normalize_output(step: str, value: object) -> dict[str, Any]:
         )
     assert isinstance(jsonable, dict)  # noqa: S101 - a dict stays a dict
     return jsonable
+
+
+def _as_mapping(step: str, value: object) -> Mapping[Any, Any]:
+    """A step's output that is not a plain dict, as a mapping (see :func:`normalize_output`)."""
+    if isinstance(value, BaseModel):
+        try:
+            value = value.model_dump(mode="json", by_alias=True)
+        except (PydanticSerializationError, ValueError) as exc:
+            raise errors.StepOutputError(
+                step, f"returned a model JSON cannot hold ({exc})"
+            ) from None
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+    if not isinstance(value, Mapping):
+        raise errors.StepOutputError(
+            step,
+            f"returned {type(value).__name__}; return a mapping, a pydantic model, a dataclass "
+            "or None",
+        )
+    return value
 
 
 def namespaced(node: StepNode, output: Mapping[str, Any]) -> dict[str, Any]:

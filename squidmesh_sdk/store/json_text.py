@@ -89,7 +89,9 @@ def loads_bytes(data: bytes | str) -> Any:
     """
     if isinstance(data, str):
         return loads(data)
-    if data.__class__ is not bytes or json.detect_encoding(data) != "utf-8":
+    if data.__class__ is not bytes or (
+        not _plainly_utf8(data) and json.detect_encoding(data) != "utf-8"
+    ):
         return json.loads(data)
     try:
         text = data.decode()
@@ -98,3 +100,17 @@ def loads_bytes(data: bytes | str) -> Any:
     if text is None:  # json.loads raises the same error, without this one as its context
         return json.loads(data)
     return loads(text)
+
+
+_NOT_FIRST = frozenset((0x00, 0xEF, 0xFE, 0xFF))
+"""First bytes ``json.detect_encoding`` looks at: a NUL (UTF-16 or UTF-32) or a BOM's."""
+
+
+def _plainly_utf8(data: bytes) -> bool:
+    """What ``json.detect_encoding`` says is UTF-8, told without its Python (most JSON).
+
+    It finds another encoding only from a BOM (starting with one of :data:`_NOT_FIRST`) or a
+    NUL among the first bytes; when the first two bytes are neither, it says UTF-8. ``False``
+    means only that it has to be asked.
+    """
+    return len(data) >= 2 and data[0] not in _NOT_FIRST and data[1] != 0

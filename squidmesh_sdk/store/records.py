@@ -333,7 +333,9 @@ class Run:
     def schedule(self) -> Mapping[str, Any] | None:
         """Schedule metadata of a cron-started run (``context["schedule"]``), else ``None``."""
         value = self.context.get(SCHEDULE_KEY)
-        return value if isinstance(value, Mapping) else None
+        # ``None`` first: an ABC's isinstance is a Python call (``abc``'s), and it is asked
+        # of every run, which is seldom cron-started.
+        return value if value is not None and isinstance(value, Mapping) else None
 
     @property
     def terminal(self) -> bool:

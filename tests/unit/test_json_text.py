@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from typing import Any
@@ -127,6 +128,12 @@ _BYTES = [
     b"nul",
     b'{"k": 1} x',
     b"\xef",
+    '{"k": 1}'.encode("utf-16-be"),
+    '{"k": 1}'.encode("utf-32-be"),
+    '{"k": 1}'.encode("utf-32-le"),
+    b"1\x00",  # two bytes, the second NUL: UTF-16-LE to json.loads
+    b"\x001",
+    b"[1\x00",  # three bytes: no NUL test, so UTF-8
 ]
 
 
@@ -173,6 +180,23 @@ def test_a_json_column_that_is_not_jsonb_on_postgresql_keeps_sqlalchemys_writer(
     written = compile_statement(statement, _psycopg()).parameters({"d": {"k": 1}})["d"]
     assert isinstance(written, Json)
     assert not isinstance(written, Jsonb)
+
+
+def test_loads_bytes_agrees_with_json_loads_on_every_short_prefix_of_an_encoding() -> None:
+    # Every string of 1 to 4 bytes over the bytes that tell JSON's encodings apart (NUL, the
+    # BOMs' bytes) and a few ordinary ones: read or refused as json.loads does.
+    alphabet = [0x00, 0x01, 0x22, 0x31, 0x5B, 0x7B, 0xBB, 0xBF, 0xEF, 0xFE, 0xFF]
+    for length in range(1, 5):
+        for data in map(bytes, itertools.product(alphabet, repeat=length)):
+            try:
+                expected: object = json.loads(data)
+            except (ValueError, UnicodeDecodeError) as error:
+                expected = (type(error), str(error))
+            try:
+                read: object = json_text.loads_bytes(data)
+            except (ValueError, UnicodeDecodeError) as error:
+                read = (type(error), str(error))
+            assert read == expected, data
 
 
 def test_loads_bytes_takes_what_json_loads_takes_and_refuses_what_it_refuses() -> None:
