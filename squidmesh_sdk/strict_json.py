@@ -68,7 +68,8 @@ def find_problem(value: object, *, root: str = "$", max_depth: int = MAX_DEPTH) 
             children: list[tuple[object, tuple[str | int, ...]]] = []
             # ``kind is dict`` first: an ABC's isinstance is a Python call (``abc``'s).
             if kind is dict or isinstance(item, Mapping):
-                for key, child in item.items():
+                mapping: Mapping[object, object] = item  # type: ignore[assignment]
+                for key, child in mapping.items():
                     if not isinstance(key, str):
                         return Problem(_path(root, keys), f"key {key!r} is not a string")
                     bad_key = _text_problem(key)

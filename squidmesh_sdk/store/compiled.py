@@ -239,12 +239,36 @@ def _json_from_text(general: Processor) -> Processor:
     return process
 
 
+_hex_of: dict[str, str] = {}
+"""Ids in canonical text written lately, with their 32 hex digits.
+
+A step's statements carry the same few ids again and again (its run's, its step run's, its
+job's): looked up here, each is checked against :data:`CANONICAL_ID` once, not at every
+statement (the regular expression was a percent of a step's instructions). A text that
+matched once always does, so the entries never go stale; the dict is emptied when full.
+"""
+_MOST_KNOWN = 4096
+
+
+def _remember(value: str) -> str:
+    """The hex digits of ``value``, an id in canonical text, remembered in :data:`_hex_of`."""
+    hexed = value.replace("-", "")
+    if len(_hex_of) >= _MOST_KNOWN:
+        _hex_of.clear()
+    _hex_of[value] = hexed
+    return hexed
+
+
 def _id_to_hex(value: object) -> str | None:
     """An id as SQLite stores it (SQLAlchemy's ``Uuid``: 32 hex digits)."""
     if value is None:
         return None
-    if isinstance(value, str) and CANONICAL_ID.fullmatch(value):
-        return value.replace("-", "")
+    if isinstance(value, str):
+        hexed = _hex_of.get(value)
+        if hexed is not None:
+            return hexed
+        if CANONICAL_ID.fullmatch(value):
+            return _remember(value)
     return _as_uuid(value).hex
 
 
@@ -252,8 +276,12 @@ def _id_to_native(value: object) -> object:
     """An id for PostgreSQL's ``uuid`` (the statement casts text to it)."""
     if value is None or isinstance(value, uuid.UUID):
         return value
-    if isinstance(value, str) and CANONICAL_ID.fullmatch(value):
-        return value
+    if isinstance(value, str):
+        if value in _hex_of:
+            return value
+        if CANONICAL_ID.fullmatch(value):
+            _remember(value)
+            return value
     return _as_uuid(value)
 
 

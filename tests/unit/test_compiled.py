@@ -39,6 +39,31 @@ def test_parameters_put_constants_first_then_each_converted_variable() -> None:
     assert compiled.parameters({"p_id": ID, "p_error": None, "p_now": NOW})["p_error"] is None
 
 
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.psycopg.dialect()])
+def test_ids_are_converted_alike_before_and_after_the_cache_of_ids_fills(
+    dialect: sa.engine.Dialect,
+) -> None:
+    compiled = compile_statement(_finish(), dialect)
+
+    def written(value: object) -> object:
+        return compiled.parameters({"p_id": value, "p_error": None, "p_now": NOW})["p_id"]
+
+    expected = ID.replace("-", "") if dialect.name == "sqlite" else ID
+    # Well past the ids remembered (4,096), so the cache is emptied on the way.
+    others = [str(uuid.UUID(int=number)) for number in range(5000)]
+    for _ in range(2):
+        assert written(ID) == expected
+        for other in others:
+            written(other)
+        # Text that is not a canonical id is never taken from the cache: it is parsed (and
+        # refused when malformed) every time.
+        assert written(ID.upper()) in (expected, uuid.UUID(ID))
+        with pytest.raises(ValueError):
+            written(ID[:-1] + "x")
+        with pytest.raises(ValueError):
+            written(ID + " ")
+
+
 def test_parameters_without_a_key_the_statement_needs_raise_key_error() -> None:
     compiled = compile_statement(_finish(), sqlite.dialect())
     with pytest.raises(KeyError, match="p_now"):
