@@ -144,6 +144,15 @@ def recording() -> bool:
     ``False`` means every span event and metric would be dropped, so the work of making them
     (attributes, durations) can be skipped: the runtime's observer does it for every event.
     """
+    # Asked at every event: while the API holds neither provider and the environment names
+    # none (a process that traces nothing), that is the answer, without the checks below.
+    if (
+        getattr(trace, "_TRACER_PROVIDER", ...) is None
+        and getattr(_metrics_internal, "_METER_PROVIDER", ...) is None
+        and not _PROVIDER_FROM_ENVIRONMENT
+        and not _METER_PROVIDER_FROM_ENVIRONMENT
+    ):
+        return False
     return not _no_tracer_provider() or not _no_meter_provider()
 
 

@@ -58,9 +58,9 @@ def test_ids_are_converted_alike_before_and_after_the_cache_of_ids_fills(
         # Text that is not a canonical id is never taken from the cache: it is parsed (and
         # refused when malformed) every time.
         assert written(ID.upper()) in (expected, uuid.UUID(ID))
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="base 16"):
             written(ID[:-1] + "x")
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="badly formed"):
             written(ID + " ")
 
 
