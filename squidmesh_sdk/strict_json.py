@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["MAX_DEPTH", "Problem", "find_problem", "path_join", "safe_text"]
+__all__ = ["MAX_DEPTH", "Problem", "find_problem", "path_join", "safe_text", "scan"]
 
 MAX_DEPTH = 64
 """The deepest nesting of mappings and lists accepted (the top-level mapping counts as 1)."""
@@ -54,6 +54,21 @@ def find_problem(value: object, *, root: str = "$", max_depth: int = MAX_DEPTH) 
     runs on every payload and step output, so the path of a value is kept as its keys and only
     spelt out for the problem found.
     """
+    return scan(value, root=root, max_depth=max_depth)[0]
+
+
+def scan(
+    value: object, *, root: str = "$", max_depth: int = MAX_DEPTH
+) -> tuple[Problem | None, bool]:
+    """:func:`find_problem`'s answer, and whether ``value`` is JSON's own.
+
+    JSON's own: made of nothing but ``dict`` with ``str`` keys, ``list``, ``str``, ``int``,
+    ``float``, ``bool`` and ``None``, exactly these classes (no subclass, tuple, bytes or other
+    object), so that converting it to JSON values (pydantic's ``to_jsonable_python``) gives it
+    back unchanged, and what :func:`find_problem` said of it holds of the conversion too. The
+    second answer means nothing when the first is a problem.
+    """
+    own = True
     stack: list[tuple[object, tuple[str | int, ...]]] = [(value, ())]
     while stack:
         item, keys = stack.pop()
@@ -64,28 +79,32 @@ def find_problem(value: object, *, root: str = "$", max_depth: int = MAX_DEPTH) 
             reason = _text_problem(item)  # type: ignore[arg-type]
         elif kind is dict or kind is list or isinstance(item, Mapping | list | tuple):
             if len(keys) + 1 > max_depth:
-                return Problem(_path(root, keys), f"nesting deeper than {max_depth} levels")
+                return Problem(_path(root, keys), f"nesting deeper than {max_depth} levels"), own
             children: list[tuple[object, tuple[str | int, ...]]] = []
             # ``kind is dict`` first: an ABC's isinstance is a Python call (``abc``'s).
             if kind is dict or isinstance(item, Mapping):
+                own = own and kind is dict
                 mapping: Mapping[object, object] = item  # type: ignore[assignment]
                 for key, child in mapping.items():
                     if not isinstance(key, str):
-                        return Problem(_path(root, keys), f"key {key!r} is not a string")
+                        return Problem(_path(root, keys), f"key {key!r} is not a string"), own
+                    own = own and key.__class__ is str
                     bad_key = _text_problem(key)
                     if bad_key is not None:
-                        return Problem(_path(root, (*keys, key)), f"the key {bad_key}")
+                        return Problem(_path(root, (*keys, key)), f"the key {bad_key}"), own
                     children.append((child, (*keys, key)))
             else:
+                own = own and kind is list
                 sequence: list[object] | tuple[object, ...] = item  # type: ignore[assignment]
                 children = [(child, (*keys, i)) for i, child in enumerate(sequence)]
             stack.extend(reversed(children))
             continue
         else:
+            own = own and kind is float
             reason = _scalar_problem(item)
         if reason is not None:
-            return Problem(_path(root, keys), reason)
-    return None
+            return Problem(_path(root, keys), reason), own
+    return None, own
 
 
 def _path(root: str, keys: tuple[str | int, ...]) -> str:

@@ -54,8 +54,9 @@ def normalize_output(step: str, value: object) -> dict[str, Any]:
     if bad_keys:
         raise errors.StepOutputError(step, f"returned non-string keys {bad_keys!r}")
     # Checked before and after the conversion: before, so deep nesting and non-UTF-8 bytes are
-    # named by their path; after, for what the conversion produced (models, dataclasses...).
-    problem = strict_json.find_problem(value)
+    # named by their path; after, for what the conversion produced (models, dataclasses...),
+    # unless the value was JSON's own (most outputs), which the conversion gives back as is.
+    problem, own = strict_json.scan(value)
     if problem is None:
         try:
             jsonable = to_jsonable_python(dict(value))
@@ -63,7 +64,8 @@ def normalize_output(step: str, value: object) -> dict[str, Any]:
             raise errors.StepOutputError(
                 step, f"returned a value JSON cannot hold ({exc})"
             ) from None
-        problem = strict_json.find_problem(jsonable)
+        if not own:  # else the conversion gave back what was checked
+            problem = strict_json.find_problem(jsonable)
     if problem is not None:
         raise errors.StepOutputError(
             step, f"returned a value that is not strict JSON: {problem.reason}", path=problem.path

@@ -30,6 +30,10 @@ from squidmesh_sdk.strict_json import MAX_DEPTH
 from tests.integration.runtime.conftest import MakeEnv
 
 
+class Reading(BaseModel):
+    value: float
+
+
 def _nested(depth: int) -> dict[str, Any]:
     value: dict[str, Any] = {}
     for _ in range(depth - 1):
@@ -50,6 +54,10 @@ BAD_OUTPUTS = [
     pytest.param({"name": "\ud800"}, "$.name", "surrogate", id="lone-surrogate"),
     pytest.param({"raw": b"\xff\xfe"}, "$.raw", "not UTF-8", id="non-utf8-bytes"),
     pytest.param({"tree": _nested(5000)}, None, f"deeper than {MAX_DEPTH}", id="5000-deep"),
+    # Found only in what the conversion makes of an object (checked again after it).
+    pytest.param(
+        {"reading": [Reading(value=math.nan)]}, "$.reading[0].value", "nan", id="nan-in-a-model"
+    ),
 ]
 
 
