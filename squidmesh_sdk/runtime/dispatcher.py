@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, get_current_span
 from sqlalchemy.exc import SQLAlchemyError
 
 from squidmesh_sdk import errors, telemetry
@@ -129,11 +129,13 @@ def _sending(
     name: str, run: Run, steps: Sequence[str], schedule_in: float | None
 ) -> Iterator[Span]:
     """A PRODUCER span around an enqueue; the payloads built inside carry its context."""
-    if not telemetry.tracing():
+    current = get_current_span()
+    if not (current.is_recording() or telemetry.tracing()):
         # No span would record, so none is made: a send span would only wear the current
         # span's context (the delivery's, in the run's trace), and that is what its carrier
-        # would say. The run's own context travels in any case.
-        trace = {"send": telemetry.carrier_of(), "run": run.trace_context}
+        # would say. The run's own context travels in any case. (A recording span current
+        # here, from a provider the host did not install globally, gets its send span.)
+        trace = {"send": telemetry.carrier_of(current), "run": run.trace_context}
         with payloads.carrying({k: v for k, v in trace.items() if v} or None):
             yield INVALID_SPAN
         return

@@ -246,6 +246,7 @@ A step's statements carry the same few ids again and again (its run's, its step 
 job's): looked up here, each is checked against :data:`CANONICAL_ID` once, not at every
 statement (the regular expression was a percent of a step's instructions). A text that
 matched once always does, so the entries never go stale; the dict is emptied when full.
+Only ``str`` itself is looked up: a subclass may compare equal to an id it is not.
 """
 _MOST_KNOWN = 4096
 
@@ -263,12 +264,14 @@ def _id_to_hex(value: object) -> str | None:
     """An id as SQLite stores it (SQLAlchemy's ``Uuid``: 32 hex digits)."""
     if value is None:
         return None
-    if isinstance(value, str):
+    if value.__class__ is str:  # a subclass could compare equal to a remembered id
         hexed = _hex_of.get(value)
         if hexed is not None:
             return hexed
         if CANONICAL_ID.fullmatch(value):
             return _remember(value)
+    elif isinstance(value, str) and CANONICAL_ID.fullmatch(value):
+        return value.replace("-", "")
     return _as_uuid(value).hex
 
 
@@ -276,12 +279,14 @@ def _id_to_native(value: object) -> object:
     """An id for PostgreSQL's ``uuid`` (the statement casts text to it)."""
     if value is None or isinstance(value, uuid.UUID):
         return value
-    if isinstance(value, str):
+    if value.__class__ is str:  # a subclass could compare equal to a remembered id
         if value in _hex_of:
             return value
         if CANONICAL_ID.fullmatch(value):
             _remember(value)
             return value
+    elif isinstance(value, str) and CANONICAL_ID.fullmatch(value):
+        return value
     return _as_uuid(value)
 
 

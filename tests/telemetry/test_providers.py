@@ -34,6 +34,21 @@ def test_what_is_recorded_without_global_providers_and_with_a_meter_provider_onl
     assert report["before"] == [False, False]  # nothing installed: nothing to record
     # A span of a provider the host did not install globally still gets the run's events.
     assert report["host_span_events"] == ["run transition"]
+    # A job queued where nothing records carries the current span's context as its send:
+    # in a delivery, the run's own; in a host's recording span, that span's (and the block
+    # runs under a non-recording span wearing it, as a send span of the no-op tracer would).
+    sending = report["sending"]
+    in_run = sending["in the run's context"]
+    assert in_run["current"] is not None
+    assert in_run["trace"] == {"send": in_run["current"], "run": in_run["current"]}
+    assert not in_run["inside records"]
+    in_host = sending["in a host span"]
+    assert in_host["trace"] == {"send": in_host["current"], "run": in_run["current"]}
+    assert in_host["current"] != in_run["current"]
+    assert not in_host["inside is the outer span"]
+    assert not in_host["inside records"]
+    assert in_host["inside's context"] == in_host["current"]
+    assert sending["outside any span"]["trace"] is None
     assert report["after"] == [True, False]  # metrics only
     assert report["status"] == "completed"
     assert report["counts"] == {"squidmesh.runs.started": 1, "squidmesh.runs.finished": 1}
