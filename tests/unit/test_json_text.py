@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -137,17 +138,17 @@ _BYTES = [
 ]
 
 
+def _outcome(read: Callable[[bytes], object], data: bytes) -> object:
+    """What ``read(data)`` returns, or the type and message of the error it raises."""
+    try:
+        return read(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        return (type(error), str(error))
+
+
 @pytest.mark.parametrize("data", _BYTES)
 def test_loads_bytes_returns_or_raises_what_json_loads_does(data: bytes) -> None:
-    try:
-        expected: object = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as error:
-        expected = (type(error), str(error))
-    try:
-        read: object = json_text.loads_bytes(data)
-    except (ValueError, UnicodeDecodeError) as error:
-        read = (type(error), str(error))
-    assert read == expected
+    assert _outcome(json_text.loads_bytes, data) == _outcome(json.loads, data)
 
 
 def test_none_is_sql_null_only_in_a_column_made_with_none_as_null() -> None:
@@ -188,15 +189,7 @@ def test_loads_bytes_agrees_with_json_loads_on_every_short_prefix_of_an_encoding
     alphabet = [0x00, 0x01, 0x22, 0x31, 0x5B, 0x7B, 0xBB, 0xBF, 0xEF, 0xFE, 0xFF]
     for length in range(1, 5):
         for data in map(bytes, itertools.product(alphabet, repeat=length)):
-            try:
-                expected: object = json.loads(data)
-            except (ValueError, UnicodeDecodeError) as error:
-                expected = (type(error), str(error))
-            try:
-                read: object = json_text.loads_bytes(data)
-            except (ValueError, UnicodeDecodeError) as error:
-                read = (type(error), str(error))
-            assert read == expected, data
+            assert _outcome(json_text.loads_bytes, data) == _outcome(json.loads, data), data
 
 
 def test_loads_bytes_takes_what_json_loads_takes_and_refuses_what_it_refuses() -> None:
