@@ -21,7 +21,7 @@ from squidmesh_sdk import Client, RateLimit, Run
 from tests.integration.attempt_rows import every_attempt
 from tests.integration.flow.app import ended_at, make_client, max_overlap, read_log
 from tests.integration.worker.conftest import settled, wait_until
-from tests.integration.worker.processes import Spawn, worker_processes
+from tests.integration.worker.processes import Spawn, wait_until_stoppable, worker_processes
 
 WORKERS = 4
 
@@ -43,6 +43,7 @@ def spawn() -> Iterator[Spawn]:
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
     for process in processes:
+        wait_until_stoppable(process)  # the runs may all be done before a worker is up
         process.send_signal(signal.SIGTERM)
     for process in processes:
         assert process.wait(timeout=60) == 0

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,3 +57,22 @@ def worker_processes(
             process.wait(timeout=30)
             if process.stderr is not None:
                 process.stderr.close()
+
+
+def wait_until_stoppable(process: subprocess.Popen[bytes], *, timeout: float = 60.0) -> None:
+    """Wait until ``process`` handles SIGTERM (its worker installed its handlers), on Linux.
+
+    A worker process still importing when SIGTERM comes dies of it (exit status -15) instead
+    of stopping: a test whose runs finished before every worker was up would see that.
+    Reads the signals the process catches (``SigCgt`` in ``/proc/<pid>/status``).
+    """
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+        except FileNotFoundError:
+            return  # gone: its exit status tells the test
+        caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+        if int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.02)
