@@ -38,7 +38,6 @@ __all__ = [
     "failed_attempt_count",
     "latest_attempt",
     "list_attempts",
-    "next_attempt_number",
     "running_attempt_values",
 ]
 
@@ -49,11 +48,6 @@ def attempt_count(connection: Connection, step_run_id: str | uuid.UUID) -> int:
         sa.select(step_runs.c.attempt_number).where(step_runs.c.id == as_uuid(step_run_id))
     )
     return int(count or 0)
-
-
-def next_attempt_number(connection: Connection, step_run_id: str | uuid.UUID) -> int:
-    """The number the next attempt of this step run will get."""
-    return attempt_count(connection, step_run_id) + 1
 
 
 def begin_attempt(tx: Transaction, step_run_id: str | uuid.UUID) -> Attempt:

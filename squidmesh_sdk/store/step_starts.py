@@ -89,12 +89,10 @@ def begin_step_with_attempt(
     }
     rows = _BEGIN_STEP_WITH_ATTEMPT.rows(tx.connection, params)
     if not rows:
-        existing = get_step_run(tx.connection, run_id, step)
-        assert existing is not None  # noqa: S101 - the conflict proves the row exists
-        if existing.status not in _CLAIMABLE_STATUSES:
+        rows, existing = _claim_archiving(tx, _BEGIN_STEP_WITH_ATTEMPT, params, run_id, step)
+        if not rows:
+            assert existing is not None  # noqa: S101 - the conflict proves the row exists
             return existing, "skip", None
-        attempt_store.archive_latest(tx, existing.id)
-        rows = _BEGIN_STEP_WITH_ATTEMPT.rows(tx.connection, params)
     step_run, attempt = _begun(rows, params)
     return step_run, "execute", attempt
 
@@ -122,12 +120,29 @@ def start_scheduled(
     }
     rows = _START_SCHEDULED.rows(tx.connection, params)
     if not rows:
-        existing = get_step_run(tx.connection, run_id, step)
-        if existing is None or existing.status not in _CLAIMABLE_STATUSES:
-            return None
-        attempt_store.archive_latest(tx, existing.id)
-        rows = _START_SCHEDULED.rows(tx.connection, params)
-    return _begun(rows, params)
+        rows, _ = _claim_archiving(tx, _START_SCHEDULED, params, run_id, step)
+    return _begun(rows, params) if rows else None
+
+
+def _claim_archiving(
+    tx: Transaction,
+    statement: Prepared,
+    params: Mapping[str, Any],
+    run_id: str | uuid.UUID,
+    step: str,
+) -> tuple[list[dict[str, Any]], StepRun | None]:
+    """A begin ``statement`` that claimed nothing, run again if that was for an attempt.
+
+    The statement claims only a row that holds no attempt: one that is claimable but still
+    holds its previous attempt (a retry, a takeover) has it archived, then the statement
+    runs again; its rows. A row that is not claimable (or none) is left alone: no rows, and
+    the row.
+    """
+    existing = get_step_run(tx.connection, run_id, step)
+    if existing is None or existing.status not in _CLAIMABLE_STATUSES:
+        return [], existing
+    attempt_store.archive_latest(tx, existing.id)
+    return statement.rows(tx.connection, params), None
 
 
 def _begun(rows: list[dict[str, Any]], params: Mapping[str, Any]) -> tuple[StepRun, Attempt]:
