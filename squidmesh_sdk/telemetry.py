@@ -226,11 +226,16 @@ def carrier_of(span_context_source: Span | None = None) -> dict[str, str] | None
     ``None`` when there is nothing to carry (no SDK, so the span does not record).
     """
     target = span_context_source if span_context_source is not None else trace.get_current_span()
-    if not target.get_span_context().is_valid:
+    context = target.get_span_context()
+    if not context.is_valid:
         return None
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier, context=trace.set_span_in_context(target))
-    return carrier or None
+    # What ``TraceContextTextMapPropagator.inject`` writes for a valid context, without the
+    # context it would build and read back: every dispatch asks (tests compare the two).
+    ids = f"{context.trace_id:032x}-{context.span_id:016x}"
+    carrier = {"traceparent": f"00-{ids}-{context.trace_flags:02x}"}
+    if context.trace_state:
+        carrier["tracestate"] = context.trace_state.to_header()
+    return carrier
 
 
 def generated_carrier() -> dict[str, str]:

@@ -32,6 +32,8 @@ def run(
 
     Returns its raw rows (when ``fetch``) and its row count.
     """
+    if connection.dialect.name != _HOLDS_BACK:
+        return _run(connection, compiled.sql, values, fetch=fetch)
     held: list[_Held] | None = connection.info.pop(_HELD, None)
     if not held:
         return _run(connection, compiled.sql, values, fetch=fetch)
@@ -247,7 +249,11 @@ def _run(
     _execute(connection, cursor, sql, params)
     # The earlier statements' checks run once this one's rows are read: a check may execute
     # statements of its own, on this same cursor.
-    checks = _sync(connection) if _PIPELINE in fairy.info else None
+    checks = (
+        _sync(connection)
+        if connection.dialect.name == _HOLDS_BACK and _PIPELINE in fairy.info
+        else None
+    )
     try:
         rows = list(cursor.fetchall()) if fetch else []
         rowcount = cursor.rowcount
@@ -331,6 +337,8 @@ def flush(connection: Connection) -> None:
 
     Nothing to do when nothing waits (and always on SQLite).
     """
+    if connection.dialect.name != _HOLDS_BACK:
+        return
     # Until nothing waits: a check may send statements of its own.
     while not (connection.invalidated or connection.closed) and (
         _HELD in connection.info or _PIPELINE in connection.info
@@ -381,7 +389,7 @@ def _run_checks(checks: _Checks) -> None:
 
 def discard(connection: Connection) -> None:
     """Close the connection's pipeline, if any, ignoring what it held (a rollback follows)."""
-    if connection.invalidated or connection.closed:
+    if connection.dialect.name != _HOLDS_BACK or connection.invalidated or connection.closed:
         return  # its driver connection, pipeline included, is gone
     connection.info.pop(_HELD, None)
     pipeline = connection.info.pop(_PIPELINE, None)
@@ -392,6 +400,15 @@ def discard(connection: Connection) -> None:
     for cursor, _ in pipeline.checks:
         with contextlib.suppress(Exception):
             cursor.close()
+
+
+_HOLDS_BACK = "postgresql"
+"""The one dialect whose statements are held back or pipelined (:func:`hold`, :func:`run_later`).
+
+On any other, a statement runs at once, so nothing ever waits on its connection: the
+checks for held statements and an open pipeline (each a few SQLAlchemy properties) are
+skipped there.
+"""
 
 
 def _FETCHED_LATER(_count: int) -> None:  # noqa: N802 - a marker, not a check
