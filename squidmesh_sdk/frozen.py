@@ -6,20 +6,32 @@ bytecodes, and a chained step copied records four times, an eighth of the Python
 :func:`evolve` does the same copy with a function generated once per class and set of changed
 fields, which sets each field straight from the original or from the changes (as ``__init__``
 would, through ``object.__setattr__``), without asking for each field whether it changed.
+
+Setting a field of a frozen dataclass goes through ``object.__setattr__`` (its own
+``__setattr__`` refuses every change): a call through a slot wrapper that packs and unpacks
+an argument tuple, several times the cost of a plain attribute store. A step sets about 160
+fields of frozen records. For a frozen dataclass with ``__slots__`` and no base of its own,
+:func:`fast_init` and :func:`evolve` set them on an *unfrozen twin* instead, a class with the
+same slots and nothing else, whose attribute stores are plain slot stores, and then give the
+object its real class (``__class__`` assignment, which CPython allows between classes of the
+same layout). The object is its twin only inside the function that builds it: nothing else
+ever sees it before it is frozen.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from squidmesh_sdk.generated import define
 
-__all__ = ["evolve"]
+__all__ = ["evolve", "fast_init"]
 
 T = TypeVar("T")
+C = TypeVar("C", bound=type)
 
 _Copier = Callable[[Any, dict[str, Any]], Any]
 
@@ -73,14 +85,121 @@ def _generate(cls: type, changed: tuple[str, ...]) -> _Copier:
     for name in names:
         if not name.isidentifier():  # pragma: no cover - dataclass fields are identifiers
             raise TypeError(f"cannot copy {cls.__qualname__}: field {name!r}")
-    lines = ["def copy(record, changes):", "    new = make(cls)"]
-    lines += [
-        f"    put(new, {name!r}, changes[{name!r}])"
-        if name in changed
-        else f"    put(new, {name!r}, record.{name})"
-        for name in names
-    ]
+    twin = _twin_of(cls)
+    values = {name: f"changes[{name!r}]" if name in changed else f"record.{name}" for name in names}
+    if twin is None:
+        lines = ["def copy(record, changes):", "    new = make(cls)"]
+        lines += [f"    put(new, {name!r}, {value})" for name, value in values.items()]
+    else:
+        lines = ["def copy(record, changes):", "    new = make(twin)"]
+        lines += [f"    new.{name} = {value}" for name, value in values.items()]
+        lines.append("    new.__class__ = cls")
     lines.append("    return new")
-    namespace: dict[str, Any] = {"cls": cls, "make": object.__new__, "put": object.__setattr__}
+    namespace: dict[str, Any] = {
+        "cls": cls,
+        "twin": twin,
+        "make": object.__new__,
+        "put": object.__setattr__,
+    }
     copier: _Copier = define("copy", "\n".join(lines), namespace)
     return copier
+
+
+def fast_init(cls: C) -> C:
+    """Give a frozen dataclass an ``__init__`` that sets its fields on its twin (see the module).
+
+    Applied over ``@dataclass(frozen=True, slots=True, ...)``. The new ``__init__`` takes the
+    same parameters, with the same defaults and default factories, and makes the same object;
+    ``inspect.signature`` still shows the dataclass's. An instance of a subclass is built the
+    way the dataclass builds it (its layout is the subclass's).
+
+    Raises:
+        TypeError: ``cls`` is not such a dataclass: not frozen, without ``__slots__``, with a
+            base class of its own, a ``__post_init__``, or a field left out of ``__init__``.
+    """
+    twin = _twin_of(cls)
+    if (
+        twin is None
+        or "__init__" not in vars(cls)
+        or hasattr(cls, "__post_init__")
+        or not all(field.init for field in dataclasses.fields(cls))
+    ):
+        raise TypeError(f"fast_init does not apply to {cls.__qualname__}")
+    fields = dataclasses.fields(cls)
+    if any(field.name.startswith("_sm_") for field in fields):
+        raise TypeError(f"fast_init: {cls.__qualname__} has a field named _sm_*")
+    original = vars(cls)["__init__"]
+    # Every name the function uses besides the fields starts with "_sm_", so that no field
+    # (``type``, ``self``...) hides it.
+    namespace: dict[str, Any] = {
+        "_sm_cls": cls,
+        "_sm_twin": twin,
+        "_sm_put": object.__setattr__,
+        "_sm_type": type,
+        "_sm_factory": _FACTORY,
+    }
+    positional: list[str] = []
+    keyword: list[str] = []
+    defaults: list[str] = []
+    for index, field in enumerate(fields):
+        parameter = field.name
+        if field.default is not dataclasses.MISSING:
+            namespace[f"_sm_d{index}"] = field.default
+            parameter += f"=_sm_d{index}"
+        elif field.default_factory is not dataclasses.MISSING:
+            namespace[f"_sm_f{index}"] = field.default_factory
+            parameter += "=_sm_factory"
+            defaults.append(f"    if {field.name} is _sm_factory:")
+            defaults.append(f"        {field.name} = _sm_f{index}()")
+        (keyword if field.kw_only else positional).append(parameter)
+    signature = ", ".join(["_sm_self", *positional, *(["*", *keyword] if keyword else [])])
+    lines = [f"def __init__({signature}):", *defaults, "    if _sm_type(_sm_self) is _sm_cls:"]
+    lines.append("        _sm_put(_sm_self, '__class__', _sm_twin)")
+    lines += [f"        _sm_self.{field.name} = {field.name}" for field in fields]
+    lines.append("        _sm_self.__class__ = _sm_cls")
+    lines.append("    else:  # a subclass: the layout is its own")
+    lines += [f"        _sm_put(_sm_self, {field.name!r}, {field.name})" for field in fields]
+    init = define("__init__", "\n".join(lines), namespace)
+    functools.update_wrapper(init, original)  # its name, doc and signature (``__wrapped__``)
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
+
+
+_FACTORY: Any = object()
+"""The default of a parameter whose field has a default factory, as in ``@dataclass``."""
+
+_twins: dict[type, type | None] = {}
+
+
+def _twin_of(cls: type) -> type | None:
+    """``cls``'s unfrozen twin, or ``None`` when it cannot have one (see the module)."""
+    try:
+        return _twins[cls]
+    except KeyError:
+        pass
+    twin: type | None = None
+    slots = vars(cls).get("__slots__")
+    if (
+        dataclasses.is_dataclass(cls)
+        and cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
+        and isinstance(slots, tuple)
+        and cls.__bases__ == (object,)
+    ):
+        candidate = type(
+            cls.__name__,
+            (object,),
+            {
+                "__slots__": slots,
+                "__module__": cls.__module__,
+                "__qualname__": f"{cls.__qualname__} (unfrozen, being built)",
+            },
+        )
+        probe: Any = object.__new__(candidate)
+        try:
+            probe.__class__ = cls
+            twin = candidate
+        except TypeError:  # pragma: no cover - same slots and base: CPython accepts the layout
+            twin = None
+    # Not under ``_lock``: a copier is generated under it. Two threads may each make a twin;
+    # the first one kept is everyone's (``setdefault`` is atomic).
+    return _twins.setdefault(cls, twin)

@@ -7,6 +7,8 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from squidmesh_sdk.frozen import fast_init
+
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
@@ -25,6 +27,7 @@ class StepLogger(logging.LoggerAdapter[logging.Logger]):
         return msg, kwargs
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepContext:
     """Run and attempt facts handed to a step that asks for them.

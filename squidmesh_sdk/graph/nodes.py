@@ -15,6 +15,7 @@ from typing import Any, Literal
 from squidmesh_sdk.contracts import PayloadContract, StepBody
 from squidmesh_sdk.definition.conditions import Condition
 from squidmesh_sdk.definition.flow import ConcurrencyLimit
+from squidmesh_sdk.frozen import fast_init
 
 __all__ = [
     "COMPLETE_TARGET",
@@ -46,6 +47,7 @@ WAITING_KINDS = frozenset({"wait", "pause", "approval", "signal", "child"})
 run ends it."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StepKey:
     """Which step run of a step: the step, its loop iteration and its map element.

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from squidmesh_sdk import errors
+from squidmesh_sdk.frozen import fast_init
 from squidmesh_sdk.scoped import Scoped
 from squidmesh_sdk.store.records import canonical_run_id
 
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StepJob:
     """Run ``step`` of run ``run_id``."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
+from squidmesh_sdk.frozen import fast_init
 from squidmesh_sdk.store.records import Run
 
 __all__ = [
@@ -41,6 +42,7 @@ class RunCreated:
     replayed_from: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RunTransitioned:
     """A run changed status."""
@@ -50,6 +52,7 @@ class RunTransitioned:
     to_status: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StepDispatched:
     """Steps of a run were handed to the executor."""
@@ -68,6 +71,7 @@ class CompensationDispatched:
     metadata: Mapping[str, Any]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StepStarted:
     """An attempt of a step started."""
@@ -86,6 +90,7 @@ class StepSkipped:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StepCompleted:
     """An attempt of a step completed."""

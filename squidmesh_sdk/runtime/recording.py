@@ -14,6 +14,7 @@ from typing import Any, Literal
 from opentelemetry import trace
 
 from squidmesh_sdk import errors, telemetry
+from squidmesh_sdk.frozen import fast_init
 from squidmesh_sdk.graph import StepKey, StepNode, WorkflowDefinition
 from squidmesh_sdk.runtime import inputs, mapping, progression
 from squidmesh_sdk.runtime.core import Runtime
@@ -32,6 +33,7 @@ Outcome = Literal["executed", "reconciled", "skipped", "cancelled", "paused", "w
 """What a step delivery did."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Claim:
     """A step run and its attempt, started under the run's lock, for its body to run."""
@@ -46,6 +48,7 @@ class Claim:
     are reported inside the delivery's own ``process`` span, where the transition happens."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StepResult:
     """What a body gave: its output (and branch label), or the exception it raised."""

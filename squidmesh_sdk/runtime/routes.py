@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from squidmesh_sdk.definition.conditions import evaluate
+from squidmesh_sdk.frozen import fast_init
 from squidmesh_sdk.graph import Edge, WorkflowDefinition
 
 __all__ = ["RouteChoice", "choose_route"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RouteChoice:
     """The route a step's outcome takes.

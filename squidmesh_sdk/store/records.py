@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from squidmesh_sdk import error_records, errors
+from squidmesh_sdk.frozen import fast_init
 from squidmesh_sdk.state_machine import RunStatus
 from squidmesh_sdk.store.ids import CANONICAL_ID
 
@@ -94,6 +95,7 @@ def parse_run_id(run_id: object) -> uuid.UUID:
     raise errors.InvalidRunId(run_id)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Attempt:
     """One try of a step.
@@ -147,6 +149,7 @@ class Attempt:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepRun:
     """The state of one step within one run (one row per run and step).
@@ -265,6 +268,7 @@ class AuditEvent:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Run:
     """One execution of a workflow.
