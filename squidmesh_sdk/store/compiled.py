@@ -311,7 +311,8 @@ def _time_to_sqlite(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: squidmesh stores aware UTC datetimes")
     utc = value if value.tzinfo is UTC else value.astimezone(UTC)
-    text = utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+    # Without its "+00:00": cheaper than a naive copy's text (``replace`` parses keywords).
+    text = utc.isoformat(" ", "microseconds")[:-6]
     # One assignment, so a thread never sees one value with another's text; the tuple keeps
     # the datetime alive, so no other object can take its identity meanwhile.
     _last_time = (value, text)
@@ -320,7 +321,22 @@ def _time_to_sqlite(value: datetime | None) -> str | None:
 
 _last_time: tuple[object, str] = (None, "")
 
+_WRITTEN_LENGTH = len("2026-12-06 12:00:00.123456")
+"""The length of every time ``_time_to_sqlite`` writes."""
+
 
 def _time_from_sqlite(value: object) -> datetime:
+    if value.__class__ is str and len(value) == _WRITTEN_LENGTH:
+        # Text as ``_time_to_sqlite`` writes it, naive UTC: parsed as UTC at once, a fifth of
+        # the cost of parsing it and then setting its zone with ``replace``. Any other text
+        # (an offset of its own, a date alone, which 3.11 would read with the suffix as a
+        # naive time) goes the general way.
+        try:
+            parsed = datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is UTC:
+                return parsed
     parsed = value if isinstance(value, datetime) else datetime.fromisoformat(cast(str, value))
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from squidmesh_sdk.store import compiled
 from squidmesh_sdk.store.compiled import compile_statement
 from squidmesh_sdk.store.schema import attempts, job_status_is, jobs
 
@@ -128,3 +131,82 @@ def test_a_job_status_is_written_in_the_statement_and_no_other_value_is_taken() 
         assert compiled.parameters({}) == {}  # no parameter for SQLite to plan around
     with pytest.raises(ValueError, match='not a job status: "queued\'; --"'):
         job_status_is("queued'; --")  # type: ignore[arg-type]
+
+
+def _outcome(convert: Callable[[Any], Any], value: Any) -> tuple[str, str]:
+    """What converting ``value`` gives: the result's repr, or the exception's class and text."""
+    try:
+        return "value", repr(convert(value))
+    except (ValueError, TypeError, OverflowError) as exc:
+        return type(exc).__name__, str(exc)
+
+
+def _time_to_sqlite_as_before(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: squidmesh stores aware UTC datetimes")
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _time_from_sqlite_as_before(value: object) -> datetime:
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+_ZONES = [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))]
+_TIMES = [
+    datetime(2026, 12, 6, 12, 0, 0, micro, tzinfo=zone)
+    for zone in _ZONES
+    for micro in (0, 1, 123456, 999999)
+] + [
+    datetime(1, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=3))),  # before year 1 in UTC
+    datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2026, 3, 29, 1, 30, fold=1, tzinfo=UTC),
+    datetime(2026, 12, 6, 12, 0),  # noqa: DTZ001 - naive: refused
+]
+
+
+@pytest.mark.parametrize("value", _TIMES, ids=repr)
+def test_a_time_is_written_as_it_was_before_the_shortcut(value: datetime) -> None:
+    # Each written text is read back as the same instant, in UTC.
+    assert _outcome(compiled._time_to_sqlite, value) == _outcome(_time_to_sqlite_as_before, value)
+    # (twice: the second call is answered by the last-converted cache)
+    assert _outcome(compiled._time_to_sqlite, value) == _outcome(_time_to_sqlite_as_before, value)
+    kind, _ = _outcome(_time_to_sqlite_as_before, value)
+    if kind == "value":
+        text = compiled._time_to_sqlite(value)
+        assert compiled._time_from_sqlite(text) == value
+        assert compiled._time_from_sqlite(text).tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-12-06 12:00:00.123456",
+        "2026-12-06 12:00:00",
+        "2026-12-06 12:00:00.5",
+        "2026-12-06T12:00:00.123",
+        "2026-12-06 12:00",
+        "2026-12-06",
+        "2026-12-06 12:00:00+02:00",
+        "2026-12-06 12:00:00.000001-05:30",
+        "2026-12-06 12:00:00Z",
+        "2026-12-06 12:00:00+00:00",
+        "0001-01-01 00:00:00",
+        "9999-12-31 23:59:59.999999",
+        "not a time",
+        "",
+        datetime(2026, 12, 6, 12, 0),  # noqa: DTZ001 - a naive value read
+        datetime(2026, 12, 6, 12, 0, tzinfo=timezone(timedelta(hours=2))),
+    ],
+    ids=repr,
+)
+def test_a_time_is_read_as_it_was_before_the_shortcut(value: object) -> None:
+    assert _outcome(compiled._time_from_sqlite, value) == _outcome(
+        _time_from_sqlite_as_before, value
+    )
+    kind, _ = _outcome(compiled._time_from_sqlite, value)
+    if kind == "value":
+        assert compiled._time_from_sqlite(value).tzinfo is UTC
