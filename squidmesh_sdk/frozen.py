@@ -118,14 +118,14 @@ def fast_init(cls: C) -> C:
             base class of its own, a ``__post_init__``, or a field left out of ``__init__``.
     """
     twin = _twin_of(cls)
+    fields = dataclasses.fields(cls) if twin is not None else ()
     if (
         twin is None
         or "__init__" not in vars(cls)
         or hasattr(cls, "__post_init__")
-        or not all(field.init for field in dataclasses.fields(cls))
+        or not all(field.init for field in fields)
     ):
         raise TypeError(f"fast_init does not apply to {cls.__qualname__}")
-    fields = dataclasses.fields(cls)
     if any(field.name.startswith("_sm_") for field in fields):
         raise TypeError(f"fast_init: {cls.__qualname__} has a field named _sm_*")
     original = vars(cls)["__init__"]
