@@ -14,14 +14,15 @@ fields of frozen records. For a frozen dataclass with ``__slots__`` and no base 
 :func:`fast_init` and :func:`evolve` set them on an *unfrozen twin* instead, a class with the
 same slots and nothing else, whose attribute stores are plain slot stores, and then give the
 object its real class (``__class__`` assignment, which CPython allows between classes of the
-same layout). The object is its twin only inside the function that builds it: nothing else
-ever sees it before it is frozen.
+same layout). The object is its twin only inside the function that builds it, which hands
+it out frozen (an exception raised meanwhile, a signal's say, may leave it in that frame).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -114,23 +115,29 @@ def fast_init(cls: C) -> C:
     way the dataclass builds it (its layout is the subclass's).
 
     Raises:
-        TypeError: ``cls`` is not such a dataclass: not frozen, without ``__slots__``, with a
-            base class of its own, a ``__post_init__``, or a field left out of ``__init__``.
+        TypeError: ``cls`` is not such a dataclass: not frozen, without ``__slots__`` (or with
+            a ``__weakref__`` slot), with a base class of its own, an ``__init__`` that
+            ``@dataclass`` did not write, a ``__post_init__``, an ``InitVar``, or a field left
+            out of ``__init__``; or a field's name starts with ``_sm_``.
     """
     twin = _twin_of(cls)
+    original: Any = vars(cls).get("__init__")
+    code = getattr(original, "__code__", None)
     fields = dataclasses.fields(cls) if twin is not None else ()
     if (
         twin is None
-        or "__init__" not in vars(cls)
+        or not cls.__dataclass_params__.init  # type: ignore[attr-defined]
+        or code is None
+        or code.co_filename != _DATACLASS_SOURCE
         or hasattr(cls, "__post_init__")
         or not all(field.init for field in fields)
+        or any(field.name.startswith("_sm_") for field in fields)
     ):
         raise TypeError(f"fast_init does not apply to {cls.__qualname__}")
-    if any(field.name.startswith("_sm_") for field in fields):
-        raise TypeError(f"fast_init: {cls.__qualname__} has a field named _sm_*")
-    original = vars(cls)["__init__"]
-    # Every name the function uses besides the fields starts with "_sm_", so that no field
-    # (``type``, ``self``...) hides it.
+    # The first parameter is called ``self``, as in the dataclass's (its errors name it),
+    # unless a field is; every other name the function uses starts with "_sm_", so that no
+    # field (``type``, ``cls``...) hides it.
+    me = "_sm_self" if any(field.name == "self" for field in fields) else "self"
     namespace: dict[str, Any] = {
         "_sm_cls": cls,
         "_sm_twin": twin,
@@ -152,17 +159,31 @@ def fast_init(cls: C) -> C:
             defaults.append(f"    if {field.name} is _sm_factory:")
             defaults.append(f"        {field.name} = _sm_f{index}()")
         (keyword if field.kw_only else positional).append(parameter)
-    signature = ", ".join(["_sm_self", *positional, *(["*", *keyword] if keyword else [])])
-    lines = [f"def __init__({signature}):", *defaults, "    if _sm_type(_sm_self) is _sm_cls:"]
-    lines.append("        _sm_put(_sm_self, '__class__', _sm_twin)")
-    lines += [f"        _sm_self.{field.name} = {field.name}" for field in fields]
-    lines.append("        _sm_self.__class__ = _sm_cls")
+    signature = ", ".join([me, *positional, *(["*", *keyword] if keyword else [])])
+    lines = [f"def __init__({signature}):", *defaults, f"    if _sm_type({me}) is _sm_cls:"]
+    lines.append(f"        _sm_put({me}, '__class__', _sm_twin)")
+    lines += [f"        {me}.{field.name} = {field.name}" for field in fields]
+    lines.append(f"        {me}.__class__ = _sm_cls")
     lines.append("    else:  # a subclass: the layout is its own")
-    lines += [f"        _sm_put(_sm_self, {field.name!r}, {field.name})" for field in fields]
+    lines += [f"        _sm_put({me}, {field.name!r}, {field.name})" for field in fields]
     init = define("__init__", "\n".join(lines), namespace)
+    if _parameters(init) != _parameters(original):  # an InitVar, say: not the same call
+        raise TypeError(f"fast_init does not apply to {cls.__qualname__}")
     functools.update_wrapper(init, original)  # its name, doc and signature (``__wrapped__``)
     cls.__init__ = init  # type: ignore[misc]
     return cls
+
+
+_DATACLASS_SOURCE = "<string>"
+"""The file name of the functions ``@dataclass`` writes (it compiles them from text)."""
+
+
+def _parameters(function: Callable[..., Any]) -> list[tuple[str, Any, bool]]:
+    """Each parameter's name, kind and whether it has a default, after the object's own."""
+    return [
+        (parameter.name, parameter.kind, parameter.default is not inspect.Parameter.empty)
+        for parameter in list(inspect.signature(function).parameters.values())[1:]
+    ]
 
 
 _FACTORY: Any = object()
@@ -197,9 +218,12 @@ def _twin_of(cls: type) -> type | None:
         probe: Any = object.__new__(candidate)
         try:
             probe.__class__ = cls
-            twin = candidate
-        except TypeError:  # pragma: no cover - same slots and base: CPython accepts the layout
+        except TypeError:  # the layouts differ (a ``__weakref__`` slot does, in 3.11)
             twin = None
+        else:
+            twin = candidate
+            # Dropped as the twin: an empty object of the real class could run its __del__.
+            object.__setattr__(probe, "__class__", candidate)
     # Not under ``_lock``: a copier is generated under it. Two threads may each make a twin;
     # the first one kept is everyone's (``setdefault`` is atomic).
     return _twins.setdefault(cls, twin)

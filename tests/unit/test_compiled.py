@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -198,6 +199,13 @@ def test_a_time_is_written_as_it_was_before_the_shortcut(value: datetime) -> Non
         "9999-12-31 23:59:59.999999",
         "not a time",
         "",
+        # 26 characters, the written length, but not the written form:
+        "2026-12-06T12:00:00.1+0530",
+        "2026-12-06 12:00:00.12345Z",
+        "20261206T120000.123456 890",
+        "2026-12-06 12:00,007123:56",
+        "2026-12-06 12:00:00.12345a",
+        "2026-02-30 12:00:00.123456",
         datetime(2026, 12, 6, 12, 0),  # noqa: DTZ001 - a naive value read
         datetime(2026, 12, 6, 12, 0, tzinfo=timezone(timedelta(hours=2))),
     ],
@@ -210,3 +218,19 @@ def test_a_time_is_read_as_it_was_before_the_shortcut(value: object) -> None:
     kind, _ = _outcome(compiled._time_from_sqlite, value)
     if kind == "value":
         assert compiled._time_from_sqlite(value).tzinfo is UTC
+
+
+def test_text_of_the_written_shape_is_read_as_it_was_before_the_shortcut() -> None:
+    # The shortcut takes only text shaped as written ("dddd-dd-dd dd:dd:dd.dddddd"): in such
+    # text, every other character drawn from what times are made of, or a stray one.
+    chosen = random.Random(14)  # noqa: S311 - test data, not secrets
+    alphabet = "0123456789" * 3 + "-: .T+Z,a"
+    written = "2026-12-06 12:00:00.123456"
+    for _ in range(20_000):
+        text = "".join(
+            char if char in "-: ." and chosen.random() < 0.9 else chosen.choice(alphabet)
+            for char in written
+        )
+        assert _outcome(compiled._time_from_sqlite, text) == _outcome(
+            _time_from_sqlite_as_before, text
+        ), text

@@ -109,9 +109,10 @@ def test_the_object_is_as_frozen_and_as_slotted_as_the_dataclass_s() -> None:
     assert not hasattr(fast, "__dict__")
 
 
-def test_the_signature_docs_and_name_are_the_dataclass_s() -> None:
+def test_the_signature_doc_and_name_are_the_dataclass_s() -> None:
     assert inspect.signature(FAST) == inspect.signature(PLAIN)
     assert FAST.__init__.__qualname__.endswith("Mixed.__init__")
+    assert FAST.__init__.__doc__ == PLAIN.__init__.__doc__
     dataclass_init = inspect.signature(vars(Run)["__init__"].__wrapped__)
     assert (
         list(inspect.signature(Run).parameters.values())
@@ -119,7 +120,7 @@ def test_the_signature_docs_and_name_are_the_dataclass_s() -> None:
     )
 
 
-def test_copies_pickles_and_replace_give_equal_objects_of_the_same_class() -> None:
+def test_copies_and_replace_give_equal_objects_of_the_same_class() -> None:
     fast = FAST("a", 1, put="p", twin={"k": 1})
     for other in (
         copy.copy(fast),
@@ -159,7 +160,8 @@ def test_an_instance_of_a_subclass_is_built_the_dataclass_s_way() -> None:
     assert _state(sub) == _state(PLAIN("a", 1, put="p"))
     with pytest.raises(dataclasses.FrozenInstanceError):
         sub.note = "changed"
-    # A copy of the subclass's instance stays one (it has no twin: it has a base of its own).
+    # A copy of the subclass's instance stays one (``evolve`` copies it through
+    # ``dataclasses.replace``: the subclass has no ``__init__`` of its own).
     assert type(evolve(sub, note="n")) is Sub
 
 
@@ -213,14 +215,74 @@ class _Reserved:
     _sm_cls: int
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _WithInitVar:
+    value: int
+    scale: dataclasses.InitVar[int] = 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _OwnInit:
+    value: int
+
+    def __init__(self, value: int) -> None:  # kept by @dataclass: it checks and scales
+        if value < 0:
+            raise ValueError("negative")
+        object.__setattr__(self, "value", value * 10)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
+class _NoInit:
+    value: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
+class _WeaklyReferenced:
+    value: int
+
+
 @pytest.mark.parametrize(
     "cls",
-    [_NoSlots, _NotFrozen, _Derived, _Checked, _Computed, _Reserved, int],
+    [
+        _NoSlots,
+        _NotFrozen,
+        _Derived,
+        _Checked,
+        _Computed,
+        _Reserved,
+        _WithInitVar,
+        _OwnInit,
+        _NoInit,
+        _WeaklyReferenced,
+        int,
+    ],
     ids=lambda cls: cls.__name__,
 )
 def test_a_class_it_cannot_build_the_same_way_is_refused_by_name(cls: type) -> None:
-    with pytest.raises(TypeError, match=f"does not apply to {cls.__qualname__}|_sm_"):
+    init = vars(cls).get("__init__")
+    with pytest.raises(TypeError, match=f"does not apply to {cls.__qualname__}"):
         fast_init(cls)
+    assert vars(cls).get("__init__") is init  # left as it was
+
+
+class _Finalized:
+    deleted: list[object] = []  # noqa: RUF012 - shared on purpose: what __del__ saw
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _WithDel:
+    value: int
+
+    def __del__(self) -> None:
+        _Finalized.deleted.append(getattr(self, "value", "unset"))
+
+
+def test_finding_the_twin_runs_no_finalizer_on_an_empty_object() -> None:
+    _Finalized.deleted.clear()
+    decorated = fast_init(_WithDel)
+    assert _Finalized.deleted == []
+    decorated(3)
+    assert _Finalized.deleted == [3]
 
 
 def test_a_copy_of_a_record_with_a_twin_is_set_on_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -240,3 +302,21 @@ def test_a_copy_of_a_record_with_a_twin_is_set_on_it(monkeypatch: pytest.MonkeyP
     assert "new.__class__ = cls" in twin_copy
     assert "put(" not in twin_copy
     assert "put(new, 'value'" in field_copy
+
+
+def _simple(decorate: Callable[[type], type]) -> Any:
+    @decorate
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Simple:
+        value: int
+
+    return Simple
+
+
+def test_the_object_s_own_parameter_is_named_as_in_the_dataclass_s_errors() -> None:
+    with pytest.raises(TypeError) as plain:
+        _simple(_unchanged)(1, self=2)
+    with pytest.raises(TypeError) as fast:
+        _simple(fast_init)(1, self=2)
+    assert str(fast.value) == str(plain.value)
+    assert "multiple values for argument 'self'" in str(fast.value)
