@@ -12,8 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from squidmesh_sdk.store import compiled
-from squidmesh_sdk.store.compiled import compile_statement
+from squidmesh_sdk.store.compiled import _time_from_sqlite, _time_to_sqlite, compile_statement
 from squidmesh_sdk.store.schema import attempts, job_status_is, jobs
 
 NOW = datetime(2026, 12, 6, 12, 0, 0, 123456, tzinfo=UTC)
@@ -172,14 +171,14 @@ _TIMES = [
 @pytest.mark.parametrize("value", _TIMES, ids=repr)
 def test_a_time_is_written_as_it_was_before_the_shortcut(value: datetime) -> None:
     # Each written text is read back as the same instant, in UTC.
-    assert _outcome(compiled._time_to_sqlite, value) == _outcome(_time_to_sqlite_as_before, value)
+    assert _outcome(_time_to_sqlite, value) == _outcome(_time_to_sqlite_as_before, value)
     # (twice: the second call is answered by the last-converted cache)
-    assert _outcome(compiled._time_to_sqlite, value) == _outcome(_time_to_sqlite_as_before, value)
+    assert _outcome(_time_to_sqlite, value) == _outcome(_time_to_sqlite_as_before, value)
     kind, _ = _outcome(_time_to_sqlite_as_before, value)
     if kind == "value":
-        text = compiled._time_to_sqlite(value)
-        assert compiled._time_from_sqlite(text) == value
-        assert compiled._time_from_sqlite(text).tzinfo is UTC
+        text = _time_to_sqlite(value)
+        assert _time_from_sqlite(text) == value
+        assert _time_from_sqlite(text).tzinfo is UTC
 
 
 @pytest.mark.parametrize(
@@ -212,12 +211,10 @@ def test_a_time_is_written_as_it_was_before_the_shortcut(value: datetime) -> Non
     ids=repr,
 )
 def test_a_time_is_read_as_it_was_before_the_shortcut(value: object) -> None:
-    assert _outcome(compiled._time_from_sqlite, value) == _outcome(
-        _time_from_sqlite_as_before, value
-    )
-    kind, _ = _outcome(compiled._time_from_sqlite, value)
+    assert _outcome(_time_from_sqlite, value) == _outcome(_time_from_sqlite_as_before, value)
+    kind, _ = _outcome(_time_from_sqlite, value)
     if kind == "value":
-        assert compiled._time_from_sqlite(value).tzinfo is UTC
+        assert _time_from_sqlite(value).tzinfo is UTC
 
 
 def test_text_of_the_written_shape_is_read_as_it_was_before_the_shortcut() -> None:
@@ -231,6 +228,6 @@ def test_text_of_the_written_shape_is_read_as_it_was_before_the_shortcut() -> No
             char if char in "-: ." and chosen.random() < 0.9 else chosen.choice(alphabet)
             for char in written
         )
-        assert _outcome(compiled._time_from_sqlite, text) == _outcome(
-            _time_from_sqlite_as_before, text
-        ), text
+        assert _outcome(_time_from_sqlite, text) == _outcome(_time_from_sqlite_as_before, text), (
+            text
+        )
