@@ -75,10 +75,9 @@ def _replace(record: Any, changes: dict[str, Any]) -> Any:
 
 
 def _generate(cls: type, changed: tuple[str, ...]) -> _Copier:
-    fields = dataclasses.fields(cls)
-    generated_init = cls.__dataclass_params__.init and "__init__" in vars(cls)  # type: ignore[attr-defined]
-    if not generated_init or hasattr(cls, "__post_init__") or not all(f.init for f in fields):
+    if not _built_from_fields(cls):
         return _replace
+    fields = dataclasses.fields(cls)
     names = tuple(field.name for field in fields)
     unknown = sorted(set(changed) - set(names))
     if unknown:
@@ -123,17 +122,16 @@ def fast_init(cls: C) -> C:
     twin = _twin_of(cls)
     original: Any = vars(cls).get("__init__")
     code = getattr(original, "__code__", None)
-    fields = dataclasses.fields(cls) if twin is not None else ()
     if (
         twin is None
-        or not cls.__dataclass_params__.init  # type: ignore[attr-defined]
         or code is None
-        or code.co_filename != _DATACLASS_SOURCE
-        or hasattr(cls, "__post_init__")
-        or not all(field.init for field in fields)
-        or any(field.name.startswith("_sm_") for field in fields)
+        or code.co_filename != _DATACLASS_SOURCE  # not already fast_init's, say
+        or not _built_from_fields(cls)
     ):
         raise TypeError(f"fast_init does not apply to {cls.__qualname__}")
+    fields = dataclasses.fields(cls)
+    if any(field.name.startswith("_sm_") for field in fields):
+        raise TypeError(f"fast_init does not apply to {cls.__qualname__}: a field named _sm_*")
     # The first parameter is called ``self``, as in the dataclass's (its errors name it),
     # unless a field is; every other name the function uses starts with "_sm_", so that no
     # field (``type``, ``cls``...) hides it.
@@ -167,8 +165,6 @@ def fast_init(cls: C) -> C:
     lines.append("    else:  # a subclass: the layout is its own")
     lines += [f"        _sm_put({me}, {field.name!r}, {field.name})" for field in fields]
     init = define("__init__", "\n".join(lines), namespace)
-    if _parameters(init) != _parameters(original):  # an InitVar, say: not the same call
-        raise TypeError(f"fast_init does not apply to {cls.__qualname__}")
     functools.update_wrapper(init, original)  # its name, doc and signature (``__wrapped__``)
     cls.__init__ = init  # type: ignore[misc]
     return cls
@@ -176,14 +172,32 @@ def fast_init(cls: C) -> C:
 
 _DATACLASS_SOURCE = "<string>"
 """The file name of the functions ``@dataclass`` writes (it compiles them from text)."""
+_FAST_INIT_SOURCE = "<squidmesh generated __init__>"
+"""The file name of the ``__init__`` :func:`fast_init` writes (:func:`define` names it)."""
 
 
-def _parameters(function: Callable[..., Any]) -> list[tuple[str, Any, bool]]:
-    """Each parameter's name, kind and whether it has a default, after the object's own."""
-    return [
-        (parameter.name, parameter.kind, parameter.default is not inspect.Parameter.empty)
-        for parameter in list(inspect.signature(function).parameters.values())[1:]
-    ]
+def _built_from_fields(cls: type) -> bool:
+    """Whether ``cls``'s ``__init__`` does nothing but set each field from its parameter.
+
+    So it is for a dataclass whose ``__init__`` ``@dataclass`` (or :func:`fast_init`) wrote,
+    without a ``__post_init__``, a field left out, or an ``InitVar`` (a parameter that is no
+    field). A copy may then set the fields itself; a class of its own ``__init__`` (which
+    ``@dataclass`` keeps) may check or derive values there.
+    """
+    init = vars(cls).get("__init__")
+    code = getattr(init, "__code__", None)
+    if not (
+        dataclasses.is_dataclass(cls)
+        and cls.__dataclass_params__.init  # type: ignore[attr-defined]
+        and code is not None
+        and code.co_filename in (_DATACLASS_SOURCE, _FAST_INIT_SOURCE)
+        and not hasattr(cls, "__post_init__")
+    ):
+        return False
+    fields = dataclasses.fields(cls)
+    # ``inspect.signature`` follows fast_init's ``__wrapped__`` to the dataclass's.
+    parameters = list(inspect.signature(init).parameters)[1:]  # type: ignore[arg-type]
+    return all(field.init for field in fields) and parameters == [f.name for f in fields]
 
 
 _FACTORY: Any = object()

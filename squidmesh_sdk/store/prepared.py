@@ -19,7 +19,7 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from squidmesh_sdk.store import sending
 from squidmesh_sdk.store.compiled import Compiled, compile_statement
-from squidmesh_sdk.store.sending import discard, flush
+from squidmesh_sdk.store.sending import HOLDS_BACK, discard, flush
 
 __all__ = ["Prepared", "discard", "flush"]
 
@@ -72,7 +72,7 @@ class Prepared:
         after it travel with it; calling the function sends them all and returns its rows.
         """
         compiled = self._compile(connection.dialect)
-        if connection.dialect.name != "postgresql":
+        if connection.dialect.name != HOLDS_BACK:
             rows = self.rows(connection, params)
             return lambda: rows
         fetch = sending.run_later(connection, compiled, compiled.parameters(params))
@@ -99,7 +99,7 @@ class Prepared:
         runs at once.
         """
         compiled = self._compile(connection.dialect)
-        if connection.dialect.name != "postgresql":
+        if connection.dialect.name != HOLDS_BACK:
             count = self.execute(connection, params)
             if check is not None:
                 check(count)

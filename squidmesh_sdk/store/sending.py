@@ -22,7 +22,16 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from squidmesh_sdk.store import fusion
 from squidmesh_sdk.store.compiled import Compiled
 
-__all__ = ["discard", "flush", "hold", "run", "run_later"]
+__all__ = ["HOLDS_BACK", "discard", "flush", "hold", "run", "run_later"]
+
+HOLDS_BACK = "postgresql"
+"""The one dialect whose statements are held back or pipelined
+(:func:`hold`, :func:`run_later`; :class:`~squidmesh_sdk.store.prepared.Prepared` asks too).
+
+On any other, a statement runs at once, so nothing ever waits on its connection: the
+checks for held statements and an open pipeline (each a few SQLAlchemy properties) are
+skipped there.
+"""
 
 
 def run(
@@ -32,7 +41,7 @@ def run(
 
     Returns its raw rows (when ``fetch``) and its row count.
     """
-    if connection.dialect.name != _HOLDS_BACK:
+    if connection.dialect.name != HOLDS_BACK:
         return _run(connection, compiled.sql, values, fetch=fetch)
     held: list[_Held] | None = connection.info.pop(_HELD, None)
     if not held:
@@ -251,7 +260,7 @@ def _run(
     # statements of its own, on this same cursor.
     checks = (
         _sync(connection)
-        if connection.dialect.name == _HOLDS_BACK and _PIPELINE in fairy.info
+        if connection.dialect.name == HOLDS_BACK and _PIPELINE in fairy.info
         else None
     )
     try:
@@ -337,7 +346,7 @@ def flush(connection: Connection) -> None:
 
     Nothing to do when nothing waits (and always on SQLite).
     """
-    if connection.dialect.name != _HOLDS_BACK:
+    if connection.dialect.name != HOLDS_BACK:
         return
     # Until nothing waits: a check may send statements of its own.
     while not (connection.invalidated or connection.closed) and (
@@ -389,7 +398,7 @@ def _run_checks(checks: _Checks) -> None:
 
 def discard(connection: Connection) -> None:
     """Close the connection's pipeline, if any, ignoring what it held (a rollback follows)."""
-    if connection.dialect.name != _HOLDS_BACK or connection.invalidated or connection.closed:
+    if connection.dialect.name != HOLDS_BACK or connection.invalidated or connection.closed:
         return  # its driver connection, pipeline included, is gone
     connection.info.pop(_HELD, None)
     pipeline = connection.info.pop(_PIPELINE, None)
@@ -400,15 +409,6 @@ def discard(connection: Connection) -> None:
     for cursor, _ in pipeline.checks:
         with contextlib.suppress(Exception):
             cursor.close()
-
-
-_HOLDS_BACK = "postgresql"
-"""The one dialect whose statements are held back or pipelined (:func:`hold`, :func:`run_later`).
-
-On any other, a statement runs at once, so nothing ever waits on its connection: the
-checks for held statements and an open pipeline (each a few SQLAlchemy properties) are
-skipped there.
-"""
 
 
 def _FETCHED_LATER(_count: int) -> None:  # noqa: N802 - a marker, not a check

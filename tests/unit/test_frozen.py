@@ -121,3 +121,28 @@ def test_past_the_most_copiers_kept_copies_go_through_replace(
     assert evolve(run, priority=9) == dataclasses.replace(run, priority=9)
     assert evolve(run, priority=8).priority == 8
     assert (frozen._copiers, generated) == ({}, [])  # nothing generated, nothing kept
+
+
+@dataclasses.dataclass(frozen=True)
+class _KeptInit:
+    value: int
+
+    def __init__(self, value: int) -> None:  # kept by @dataclass (init=True): it scales
+        object.__setattr__(self, "value", value * 10)
+
+
+@dataclasses.dataclass(frozen=True)
+class _WithInitVar:
+    value: int
+    scale: dataclasses.InitVar[int]
+
+
+def test_a_class_of_its_own_init_or_an_init_var_is_copied_as_replace_copies_it() -> None:
+    # A copy that set the fields itself would skip the hand-written __init__ (10, not 20)
+    # and drop the InitVar that replace() insists on.
+    assert evolve(_KeptInit(1), value=2).value == dataclasses.replace(_KeptInit(1), value=2).value
+    assert evolve(_KeptInit(1), value=2).value == 20
+    with pytest.raises(ValueError, match="InitVar 'scale' must be specified"):
+        dataclasses.replace(_WithInitVar(1, 3), value=2)
+    with pytest.raises(ValueError, match="InitVar 'scale' must be specified"):
+        evolve(_WithInitVar(1, 3), value=2)
