@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from benchmarks.results import Result
 from benchmarks.squidmesh import CompletionObserver, StatementCounter, drain, start_runs
@@ -21,10 +22,15 @@ from benchmarks.targets import Target
 from benchmarks.workflows import KEYED, LINEAR, LINEAR_STEPS, make_client
 from squidmesh_sdk import RateLimit
 
-__all__ = ["KEYS", "KEY_LIMIT", "keyed", "rate_limited"]
+__all__ = ["KEYS", "KEY_LIMIT", "key_payload", "keyed", "rate_limited"]
 
 KEYS = 8
 KEY_LIMIT = 2
+
+
+def key_payload(index: int) -> dict[str, Any]:
+    """The payload of keyed run ``index``: its key, one of ``KEYS`` in turn."""
+    return {"key": f"k{index % KEYS}"}
 
 
 def keyed(target: Target, runs: int, threads: int) -> Result:
@@ -32,8 +38,7 @@ def keyed(target: Target, runs: int, threads: int) -> Result:
     observer = CompletionObserver()
     with make_client(target.fresh(), [observer]) as client:
         client.migrate()
-        for index in range(runs):
-            client.start_run(KEYED, {"key": f"k{index % KEYS}"})
+        start_runs(client, KEYED, runs, key_payload)
         observer.expect(runs)
         counter = StatementCounter(client.database.engine)
         elapsed = drain(client, observer, threads, counter)

@@ -3,11 +3,13 @@
 Usage::
 
     python -m benchmarks.instructions --db sqlite|postgres [--postgres-url URL] [--runs N]
-                                      [--threads T] [--workflow linear|fan-out] [--top K]
+                                      [--threads T] [--workflow linear|fan-out|keyed]
+                                      [--top K]
                                       [--tracing]
 
 Needs valgrind (Debian's ``valgrind`` package). A child process queues runs (5-step linear
-ones, or with ``--workflow fan-out`` row 4's 1 -> 10 -> 1, of 12 steps), then one
+ones, or with ``--workflow fan-out`` row 4's 1 -> 10 -> 1, of 12 steps, or with ``--workflow
+keyed`` row 8's keyed 5-step runs, over 8 keys of limit 2), then one
 in-process worker of ``--threads`` threads drains them, under valgrind's callgrind tool with
 counting switched on only inside threads the ``threading`` module started (the worker's):
 the set-up in the main thread, interpreter start and shutdown are not counted. The child runs
@@ -38,16 +40,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.flow import key_payload
 from benchmarks.squidmesh import CompletionObserver, start_runs
 from benchmarks.targets import open_target
 from benchmarks.traced import install_discarding_sdk
-from benchmarks.workflows import FAN_OUT, FAN_OUT_STEPS, LINEAR, LINEAR_STEPS, make_client
+from benchmarks.workflows import FAN_OUT, FAN_OUT_STEPS, KEYED, LINEAR, LINEAR_STEPS, make_client
 from squidmesh_sdk import Worker
 
 __all__ = ["Profile", "difference", "main", "measure", "read_profile"]
 
-WORKFLOWS = {"linear": (LINEAR, LINEAR_STEPS), "fan-out": (FAN_OUT, FAN_OUT_STEPS)}
-"""``--workflow``: the benchmark workflow's name and its steps per run."""
+WORKFLOWS = {
+    "linear": (LINEAR, LINEAR_STEPS, None),
+    "fan-out": (FAN_OUT, FAN_OUT_STEPS, None),
+    "keyed": (KEYED, LINEAR_STEPS, key_payload),
+}
+"""``--workflow``: the benchmark workflow's name, its steps per run, its runs' payloads."""
 
 THREAD_ENTRY = "thread_run"
 """The C function every ``threading`` thread starts in (CPython's ``_threadmodule.c``)."""
@@ -158,7 +165,8 @@ def _child(url: str, runs: int, threads: int, workflow: str, *, tracing: bool) -
     observer = CompletionObserver()
     with make_client(url, [observer]) as client:
         client.migrate()
-        start_runs(client, WORKFLOWS[workflow][0], runs)
+        name, _, payload = WORKFLOWS[workflow]
+        start_runs(client, name, runs, payload)
         observer.expect(runs)
         worker = Worker(client, concurrency=threads, poll_interval=QUIET, lease=QUIET)
         worker.start()

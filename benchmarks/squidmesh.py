@@ -152,10 +152,18 @@ class StatementCounter:
             self.commits = next(self._commits)
 
 
-def start_runs(client: Client, workflow: str, runs: int) -> None:
-    """Start ``runs`` runs of ``workflow`` (their first jobs are queued)."""
-    for _ in range(runs):
-        client.start_run(workflow)
+def start_runs(
+    client: Client,
+    workflow: str,
+    runs: int,
+    payload: Callable[[int], dict[str, Any]] | None = None,
+) -> None:
+    """Start ``runs`` runs of ``workflow`` (their first jobs are queued).
+
+    ``payload(index)`` gives the payload of run ``index`` (none without it).
+    """
+    for index in range(runs):
+        client.start_run(workflow, payload(index) if payload is not None else None)
 
 
 def latency(target: Target, runs: int) -> Result:

@@ -57,7 +57,10 @@ _DML = re.compile(r"(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 _QUERY = re.compile(r"(SELECT|INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 _ORDER_BY = re.compile(r"\bORDER\s+BY\b", re.IGNORECASE)
-_LOCKING = re.compile(r"\bFOR\s+(NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b", re.IGNORECASE)
+_LOCKING = re.compile(
+    r"\bFOR\s+(NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b|\bpg_(try_)?advisory_",
+    re.IGNORECASE,
+)
 _UNSAFE = ("'", "$", "--", "/*", ";")
 """Text that could hide a parenthesis or a parameter from the scan: literals, comments."""
 
@@ -85,9 +88,10 @@ def split(sql: str) -> Parts | None:
     are taken apart (any string literal, dollar quote or comment refuses), so counting
     parentheses finds where each ``WITH`` query ends. ``WITH RECURSIVE`` and ``MATERIALIZED``
     queries refuse too, and statements other than ``SELECT``, ``INSERT``, ``UPDATE`` and
-    ``DELETE``. So do statements that lock rows (``FOR UPDATE`` and the like: fused, they would
-    take their locks in no set order with the others' writes, where the code that sent them
-    chose an order) and statements whose rows come in an order (``ORDER BY``).
+    ``DELETE``. So do statements that lock rows (``FOR UPDATE`` and the like) or take advisory
+    locks (``pg_advisory_xact_lock`` and the like): fused, they would take their locks in no set
+    order with the others' writes, where the code that sent them chose an order. And so do
+    statements whose rows come in an order (``ORDER BY``).
     """
     if any(token in sql for token in _UNSAFE) or _LOCKING.search(sql) is not None:
         return None

@@ -194,6 +194,49 @@ def test_limits_on_another_queue_leave_this_queue_s_claim_unlimited(
     assert (row["queue"], row["queue_limited"]) == ("default", True)
 
 
+def test_a_claim_meeting_more_keys_than_one_statement_binds_keeps_every_key_s_limit(
+    client: Client, clock: FakeClock
+) -> None:
+    # The keys' counts and locks bind 64 keys a statement (a shorter list is padded to a
+    # prepared length): 70 keys take two statements of each, and keys already full sit in both.
+    customers = [f"c{index:02d}" for index in range(70)]
+    for customer in customers[60:]:
+        client.start_run("one_per_customer", {"customer": customer})
+        clock.advance(1)
+    assert len(_claim(client, 10)) == 10  # c60 to c69 are running: their keys are full
+    for _ in range(2):
+        for customer in customers:
+            client.start_run("one_per_customer", {"customer": customer})
+            clock.advance(1)
+    claimed = _claim(client, 200)
+    by_customer = sorted(str(job.concurrency_key) for job in claimed)
+    assert by_customer == [
+        f'one_per_customer:payload.customer="{customer}"' for customer in customers[:60]
+    ]
+    assert _claim(client, 200) == []
+
+
+def test_the_limits_of_a_few_queues_are_locked_and_counted_each_once(
+    client: Client, clock: FakeClock
+) -> None:
+    for queue, concurrency in (("q3", 3), ("q1", 1), ("q2", 2)):
+        client.set_queue_limits(queue, concurrency=concurrency)
+    for _ in range(3):
+        client.start_run("plain", {"customer": "a"})
+    with client.runtime.transaction() as tx:
+        # Three queues are bound as four values (the last repeated), and one queue has none.
+        limits = flow_store.lock_queue_limits(tx, ["q3", "q1", "q2", "unlimited"])
+        assert [(name, found.concurrency) for name, found in limits.items()] == [
+            ("q1", 1),
+            ("q2", 2),
+            ("q3", 3),
+        ]
+        assert flow_store.lock_queue_limits(tx, []) == {}
+        claim_store.claim(tx, worker="w", queues=["default"], limit=2, lease=60)
+        running = flow_store.running_per_queue(tx.connection, ["q2", "default", "q1"])
+    assert running == {"default": 2}
+
+
 def _claim_one_by_one(client: Client, count: int) -> sa.engine.Connection:
     """Start ``count`` runs, claim their jobs one per transaction as a worker would."""
     for _ in range(count):

@@ -219,6 +219,10 @@ def test_a_statement_a_check_sends_is_sent_before_the_commit(db: Database) -> No
 def test_split_refuses_statements_that_lock_rows_or_order_theirs() -> None:
     assert fusion.split("SELECT a FROM t WHERE id = %(id)s FOR UPDATE") is None
     assert fusion.split("SELECT a FROM t FOR NO KEY UPDATE SKIP LOCKED") is None
+    # Advisory locks too: a claim takes its keys' locks after its writes, in sorted order.
+    assert fusion.split("SELECT pg_advisory_xact_lock(%(v0)s::BIGINT) AS l0") is None
+    assert fusion.split("SELECT pg_try_advisory_xact_lock(%(v0)s::BIGINT) AS locked") is None
+    assert fusion.split("SELECT pg_advisory_lock_shared(%(v0)s::BIGINT) AS l0") is None
     assert fusion.split("SELECT a FROM t ORDER BY a") is None
     # An ORDER BY inside a subquery orders nothing the fused statement returns.
     inner = fusion.split("UPDATE t SET a = 1 WHERE id IN (SELECT id FROM t ORDER BY id LIMIT 1)")
