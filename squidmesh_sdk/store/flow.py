@@ -297,13 +297,14 @@ def _bound(values: Sequence[Any]) -> Iterator[tuple[int, dict[str, Any]]]:
         yield length, {f"v{index}": value for index, value in enumerate(padded)}
 
 
-def _by_length(build: Callable[[str, list[Any]], Any]) -> dict[int, Prepared]:
+def _by_length(
+    build: Callable[[str, list[Any]], Any], value_type: sa.types.TypeEngine[Any]
+) -> dict[int, Prepared]:
     """One prepared statement per length in :data:`_LENGTHS`, from ``build(dialect, params)``."""
 
     def prepared(length: int) -> Prepared:
-        return Prepared(
-            lambda dialect: build(dialect, [sa.bindparam(f"v{index}") for index in range(length)])
-        )
+        params = [sa.bindparam(f"v{index}", type_=value_type) for index in range(length)]
+        return Prepared(lambda dialect: build(dialect, params))
 
     return {length: prepared(length) for length in _LENGTHS}
 
@@ -320,7 +321,7 @@ def _lock_limits_statement(dialect: str, params: list[Any]) -> Any:
 def _lock_keys_statement(_dialect: str, params: list[Any]) -> Any:
     return sa.select(
         *(
-            sa.func.pg_advisory_xact_lock(sa.type_coerce(param, sa.BigInteger)).label(f"l{index}")
+            sa.func.pg_advisory_xact_lock(param).label(f"l{index}")
             for index, param in enumerate(params)
         )
     )
@@ -337,10 +338,12 @@ def _running_statement(column: sa.Column[str]) -> Callable[[str, list[Any]], Any
     return build
 
 
-_LOCK_LIMITS = _by_length(_lock_limits_statement)
-_LOCK_KEYS = _by_length(_lock_keys_statement)
-_RUNNING_PER_KEY = _by_length(_running_statement(jobs.c.concurrency_key))
-_RUNNING_PER_QUEUE = _by_length(_running_statement(jobs.c.queue))
+_LOCK_LIMITS = _by_length(_lock_limits_statement, queue_limits.c.queue.type)
+_LOCK_KEYS = _by_length(_lock_keys_statement, sa.BigInteger())
+_RUNNING_PER_KEY = _by_length(
+    _running_statement(jobs.c.concurrency_key), jobs.c.concurrency_key.type
+)
+_RUNNING_PER_QUEUE = _by_length(_running_statement(jobs.c.queue), jobs.c.queue.type)
 _TRY_LOCK_KEY = Prepared(
     lambda _dialect: sa.select(
         sa.func.pg_try_advisory_xact_lock(sa.bindparam("v0", type_=sa.BigInteger)).label("locked")
