@@ -222,7 +222,7 @@ def _claim_limited(
     committed. A count read after one of this claim's own statements includes the leases that
     statement just took, which are subtracted: the jobs kept are then charged one by one.
     """
-    limits = flow.lock_queue_limits(tx, sorted(set(queues)))
+    limits = flow.lock_queue_limits(tx, queues)
     first_keys = {job.concurrency_key for job in claimed if job.concurrency_key is not None}
     flow.lock_keys(tx, first_keys)
     locked: set[str] = set(first_keys)

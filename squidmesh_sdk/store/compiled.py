@@ -185,9 +185,9 @@ def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | N
         return _time_from_sqlite
     impl = type_.dialect_impl(dialect)
     if isinstance(impl, sa.Float) and not impl.asdecimal and dialect.name == "postgresql":
-        # A FLOAT column is double precision, which the driver reads as a float already.
-        # SQLAlchemy's processor would ask for the column's type code, which a statement
-        # compiled ahead of any result has not got.
+        # FLOAT (double precision, or real for a low precision) the driver reads as a float
+        # already. SQLAlchemy's processor would ask for the column's type code, which a
+        # statement compiled ahead of any result has not got.
         return None
     general = impl.result_processor(dialect, None)
     if general is not None and dialect.name == "sqlite" and _json_by_default(impl, dialect):

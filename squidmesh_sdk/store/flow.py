@@ -15,7 +15,11 @@ Those statements, and a rate bucket's :func:`spend`, run in every claim of a key
 job, so they are prepared (:class:`~squidmesh_sdk.store.prepared.Prepared`): built and
 compiled once, not at every claim, which had cost a keyed 5-step run a fifth more Python than
 an unkeyed one. A list of queues or keys is bound one value per parameter (a prepared
-statement has no expanding ``IN``), padded to one of a few lengths (:data:`_LENGTHS`).
+statement has no expanding ``IN``), padded to one of a few lengths (:data:`_LENGTHS`). The
+counts and the key locks of a longer list take several statements (lock ids are integers:
+statement after statement, one ascending order); the queues' limit rows are always locked by
+one statement, so that the database orders all of them by its own collation, which Python's
+sort of their names need not follow.
 """
 
 from __future__ import annotations
@@ -131,22 +135,21 @@ def spend(tx: Transaction, queue: str, tokens: float) -> None:
     _SPEND.execute(tx.connection, {"p_queue": queue, "p_tokens": tokens, "p_now": tx.now})
 
 
-_SPEND = Prepared(
-    lambda _dialect: (
+def _spend_statement(_dialect: str) -> Any:
+    now = sa.bindparam("p_now", type_=UTCDateTime)
+    return (
         queue_limits.update()
         .where(queue_limits.c.queue == sa.bindparam("p_queue", type_=queue_limits.c.queue.type))
         .values(
             tokens=sa.bindparam("p_tokens", type_=queue_limits.c.tokens.type),
             refilled_at=sa.case(
-                (
-                    queue_limits.c.refilled_at > sa.bindparam("p_now", type_=UTCDateTime),
-                    queue_limits.c.refilled_at,
-                ),
-                else_=sa.bindparam("p_now", type_=UTCDateTime),
+                (queue_limits.c.refilled_at > now, queue_limits.c.refilled_at), else_=now
             ),
         )
     )
-)
+
+
+_SPEND = Prepared(_spend_statement)
 
 
 def set_limits(
@@ -214,7 +217,7 @@ def lock_queue_limits(tx: Transaction, queues: Sequence[str]) -> dict[str, Queue
     already serialises claims.
     """
     found: dict[str, QueueLimits] = {}
-    for length, params in _bound(sorted(set(queues))):
+    for length, params in _bound(sorted(set(queues)), whole=True):
         for row in _LOCK_LIMITS[length].rows(tx.connection, params):
             found[row["queue"]] = QueueLimits.from_row(row)
     return found
@@ -235,8 +238,8 @@ def lock_keys(tx: Transaction, keys: Iterable[str]) -> None:
     Held until the claim commits: another claim of the same key waits here, then counts the
     jobs this one leased. Sorted lock ids and a single statement (its target list is evaluated
     left to right) keep every claim's order the same, so two claims never wait on each other
-    in a cycle. (More keys than one statement binds take several statements, each sorted
-    after the one before; the padding repeats the last id, and a session that holds an
+    in a cycle. (More keys than one statement binds take several statements, each with ids
+    above the one before; the padding repeats the last id, and a session that holds an
     advisory lock takes it again at once.)
     """
     if tx.connection.dialect.name != "postgresql":
@@ -268,7 +271,7 @@ def running_per_queue(connection: Connection, queues: Iterable[str]) -> dict[str
 
 
 def _running(
-    statements: Mapping[int, Prepared], connection: Connection, values: Iterable[str]
+    statements: _ByLength, connection: Connection, values: Iterable[str]
 ) -> dict[str, int]:
     counts: dict[str, int] = {}
     for length, params in _bound(sorted(set(values))):
@@ -277,36 +280,53 @@ def _running(
     return counts
 
 
-_LENGTHS = (1, 2, 4, 8, 16, 32, 64)
+_LENGTHS = (1, 2, 4, 8, 16, 32, 48)
 """The list lengths the statements below are prepared for (parameters ``v0``, ``v1``...).
 
 A list is padded to the next length with copies of its last value, which change no result
-(``IN`` ignores them, and an advisory lock held is taken again at once), and longer lists are
-cut into lists of the longest. A few statements serve every claim, where one per length would
-grow with the keys a claim meets.
+(``IN`` ignores them, and an advisory lock held is taken again at once): a few statements
+serve every claim, where one per length would grow with the keys a claim meets. The longest
+stays within the 50 parameters psycopg caches its parse of a statement for.
 """
 
 
-def _bound(values: Sequence[Any]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``values`` (sorted) in lists of a prepared length: each list's length and parameters."""
+def _bound(values: Sequence[Any], *, whole: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``values`` (sorted) as lists of a prepared length: each list's length and parameters.
+
+    A list longer than the longest length is cut into lists of that length, or with ``whole``
+    bound as it is, in one statement of its own length.
+    """
     longest = _LENGTHS[-1]
-    for start in range(0, len(values), longest):
-        part = values[start : start + longest]
-        length = next(length for length in _LENGTHS if length >= len(part))
+    step = max(len(values), 1) if whole else longest
+    for start in range(0, len(values), step):
+        part = values[start : start + step]
+        length = next((length for length in _LENGTHS if length >= len(part)), len(part))
         padded = [*part, *[part[-1]] * (length - len(part))]
         yield length, {f"v{index}": value for index, value in enumerate(padded)}
 
 
-def _by_length(
-    build: Callable[[str, list[Any]], Any], value_type: sa.types.TypeEngine[Any]
-) -> dict[int, Prepared]:
-    """One prepared statement per length in :data:`_LENGTHS`, from ``build(dialect, params)``."""
+class _ByLength:
+    """A statement over a list, ``build(dialect, params)``, prepared once per list length."""
 
-    def prepared(length: int) -> Prepared:
-        params = [sa.bindparam(f"v{index}", type_=value_type) for index in range(length)]
-        return Prepared(lambda dialect: build(dialect, params))
+    __slots__ = ("_build", "_prepared", "_value_type")
 
-    return {length: prepared(length) for length in _LENGTHS}
+    def __init__(
+        self, build: Callable[[str, list[Any]], Any], value_type: sa.types.TypeEngine[Any]
+    ) -> None:
+        self._build = build
+        self._value_type = value_type
+        self._prepared: dict[int, Prepared] = {}
+
+    def __getitem__(self, length: int) -> Prepared:
+        prepared = self._prepared.get(length)
+        if prepared is None:
+            params = [sa.bindparam(f"v{index}", type_=self._value_type) for index in range(length)]
+            build = self._build
+            # Two threads may both make one: the first kept is used by both from then on.
+            prepared = self._prepared.setdefault(
+                length, Prepared(lambda dialect: build(dialect, params))
+            )
+        return prepared
 
 
 def _lock_limits_statement(dialect: str, params: list[Any]) -> Any:
@@ -338,12 +358,12 @@ def _running_statement(column: sa.Column[str]) -> Callable[[str, list[Any]], Any
     return build
 
 
-_LOCK_LIMITS = _by_length(_lock_limits_statement, queue_limits.c.queue.type)
-_LOCK_KEYS = _by_length(_lock_keys_statement, sa.BigInteger())
-_RUNNING_PER_KEY = _by_length(
+_LOCK_LIMITS = _ByLength(_lock_limits_statement, queue_limits.c.queue.type)
+_LOCK_KEYS = _ByLength(_lock_keys_statement, sa.BigInteger())
+_RUNNING_PER_KEY = _ByLength(
     _running_statement(jobs.c.concurrency_key), jobs.c.concurrency_key.type
 )
-_RUNNING_PER_QUEUE = _by_length(_running_statement(jobs.c.queue), jobs.c.queue.type)
+_RUNNING_PER_QUEUE = _ByLength(_running_statement(jobs.c.queue), jobs.c.queue.type)
 _TRY_LOCK_KEY = Prepared(
     lambda _dialect: sa.select(
         sa.func.pg_try_advisory_xact_lock(sa.bindparam("v0", type_=sa.BigInteger)).label("locked")

@@ -224,8 +224,8 @@ def test_the_limits_of_a_few_queues_are_locked_and_counted_each_once(
     for _ in range(3):
         client.start_run("plain", {"customer": "a"})
     with client.runtime.transaction() as tx:
-        # Three queues are bound as four values (the last repeated), and one queue has none.
-        limits = flow_store.lock_queue_limits(tx, ["q3", "q1", "q2", "unlimited"])
+        # Three queues are bound as four values, the last one repeated.
+        limits = flow_store.lock_queue_limits(tx, ["q3", "q1", "q2"])
         assert [(name, found.concurrency) for name, found in limits.items()] == [
             ("q1", 1),
             ("q2", 2),
@@ -235,6 +235,31 @@ def test_the_limits_of_a_few_queues_are_locked_and_counted_each_once(
         claim_store.claim(tx, worker="w", queues=["default"], limit=2, lease=60)
         running = flow_store.running_per_queue(tx.connection, ["q2", "default", "q1"])
     assert running == {"default": 2}
+
+
+def test_the_limits_of_more_queues_than_a_padded_statement_binds_are_locked_at_once(
+    client: Client,
+) -> None:
+    # One statement whatever their number, so that the database orders all the rows it locks
+    # by its own collation (here upper and lower case, which collations order differently).
+    queues = ["B", *(f"a{index:02d}" for index in range(60))]
+    for index, queue in enumerate(queues):
+        client.set_queue_limits(queue, concurrency=index + 1)
+    sent: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        sent.append(statement)
+
+    sa.event.listen(client.database.engine, "before_cursor_execute", note)
+    try:
+        with client.runtime.transaction() as tx:
+            limits = flow_store.lock_queue_limits(tx, [*reversed(queues), "none"])
+    finally:
+        sa.event.remove(client.database.engine, "before_cursor_execute", note)
+    assert {name: found.concurrency for name, found in limits.items()} == {
+        queue: index + 1 for index, queue in enumerate(queues)
+    }
+    assert len([statement for statement in sent if "squidmesh_queue_limits" in statement]) == 1
 
 
 def _claim_one_by_one(client: Client, count: int) -> sa.engine.Connection:
@@ -352,6 +377,57 @@ def test_malformed_queue_limits_are_refused(
     with pytest.raises(InvalidArgument, match=problem):
         client.set_queue_limits("default", **kwargs)  # type: ignore[arg-type]
     assert client.queue_limits() == []
+
+
+@pytest.mark.postgres
+def test_a_claim_s_key_locks_cover_every_key_it_met_on_postgresql(
+    postgres_database_url: str, clock: FakeClock
+) -> None:
+    keys = [f"key-{index:02d}" for index in range(70)]  # two statements: 48, then 22 as 32
+    others = sa.create_engine(postgres_database_url)
+    try:
+        with (
+            _flow_client(postgres_database_url, clock) as client,
+            client.runtime.transaction() as tx,
+        ):
+            flow_store.lock_keys(tx, reversed(keys))
+            held = tx.connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = pg_backend_pid() AND granted"
+            ).scalar()
+            assert held == 70
+            with others.connect() as other:
+                # Another transaction finds the first and the last key taken, not a third.
+                taken = [
+                    other.execute(
+                        sa.text("SELECT pg_try_advisory_xact_lock(:id)"),
+                        {"id": flow_store.key_lock_id(key)},
+                    ).scalar()
+                    for key in (keys[0], keys[-1], "key-other")
+                ]
+                other.rollback()
+            assert taken == [False, False, True]
+    finally:
+        others.dispose()
+
+
+@pytest.mark.postgres
+def test_a_key_another_claim_holds_is_only_tried_on_postgresql(
+    postgres_database_url: str, clock: FakeClock
+) -> None:
+    others = sa.create_engine(postgres_database_url)
+    try:
+        with _flow_client(postgres_database_url, clock) as client, others.connect() as other:
+            other.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:id)"),
+                {"id": flow_store.key_lock_id("busy")},
+            )
+            with client.runtime.transaction() as tx:
+                assert flow_store.try_lock_key(tx, "busy") is False
+                assert flow_store.try_lock_key(tx, "free") is True
+            other.rollback()
+    finally:
+        others.dispose()
 
 
 @pytest.mark.postgres
