@@ -210,7 +210,10 @@ def list_limits(connection: Connection, queues: Iterable[str] | None = None) -> 
 
 
 def lock_queue_limits(tx: Transaction, queues: Sequence[str]) -> dict[str, QueueLimits]:
-    """Read and lock the limits of ``queues``, in name order (the first lock of a limited claim).
+    """Read and lock the limits of ``queues`` (the first lock of a limited claim).
+
+    One statement, whatever their number: the database locks the rows in its own order of
+    their names (its collation), the same in every claim.
 
     ``FOR UPDATE`` on PostgreSQL: claims of the same limited queues take turns from here, and
     each counts the running jobs after the previous one committed. SQLite's write lock
@@ -297,9 +300,11 @@ def _bound(values: Sequence[Any], *, whole: bool = False) -> Iterator[tuple[int,
     bound as it is, in one statement of its own length.
     """
     longest = _LENGTHS[-1]
-    step = max(len(values), 1) if whole else longest
-    for start in range(0, len(values), step):
-        part = values[start : start + step]
+    if whole:
+        parts = [values] if values else []
+    else:
+        parts = [values[start : start + longest] for start in range(0, len(values), longest)]
+    for part in parts:
         length = next((length for length in _LENGTHS if length >= len(part)), len(part))
         padded = [*part, *[part[-1]] * (length - len(part))]
         yield length, {f"v{index}": value for index, value in enumerate(padded)}
