@@ -19,6 +19,7 @@ import platform
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmarks import flow, raw, squidmesh, traced
@@ -190,10 +191,35 @@ def _header(target: Target, repeat: int, load: float, *, quick: bool) -> list[st
     return [
         "squidmesh benchmarks" + (" (--quick: tiny run counts)" if quick else ""),
         f"database: {target.description}",
-        f"machine: {cpu_count()} CPUs, Python {platform.python_version()} "
-        f"({platform.python_implementation()}), load average {load:.2f} at the start; "
+        f"machine: {cpu_count()} CPUs, {interpreter()}, load average {load:.2f} at the start; "
         f"figures are {statistic}",
     ]
+
+
+def interpreter() -> str:
+    """The interpreter measured: version, implementation, executable, how libpython is linked.
+
+    The same code runs a fifth faster or slower from one build of CPython to another (a
+    static or a shared libpython, profile-guided and link-time optimization or not), so the
+    header names the build: ``python -m benchmarks`` in a virtualenv measures the
+    interpreter the virtualenv was made from.
+    """
+    executable = os.path.realpath(sys.executable)
+    return (
+        f"Python {platform.python_version()} ({platform.python_implementation()} "
+        f"{executable}, {_libpython()})"
+    )
+
+
+def _libpython() -> str:
+    """Whether this process runs libpython as a shared library (Linux), and which one."""
+    try:
+        with Path("/proc/self/maps").open(encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "libpython" in line}
+    except OSError:
+        return "libpython's linking unknown"
+    shared = sorted(path for path in paths if path.startswith("/"))
+    return f"libpython shared: {shared[0]}" if shared else "libpython linked in"
 
 
 def _progress(message: str) -> None:

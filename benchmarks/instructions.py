@@ -30,6 +30,7 @@ the timed rows of :mod:`benchmarks` say whether a change mattered.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -47,7 +48,7 @@ from benchmarks.traced import install_discarding_sdk
 from benchmarks.workflows import FAN_OUT, FAN_OUT_STEPS, KEYED, LINEAR, LINEAR_STEPS, make_client
 from squidmesh_sdk import Worker
 
-__all__ = ["Profile", "difference", "main", "measure", "read_profile"]
+__all__ = ["Profile", "counted", "difference", "main", "measure", "read_profile"]
 
 WORKFLOWS = {
     "linear": (LINEAR, LINEAR_STEPS, None),
@@ -71,6 +72,25 @@ class Profile:
     def total(self) -> int:
         """All instructions counted."""
         return sum(self.by_function.values())
+
+
+def counted(profile: Profile) -> Profile:
+    """``profile``, unless callgrind counted nothing in it.
+
+    Counting starts in :data:`THREAD_ENTRY`, found by its symbol: under a stripped
+    interpreter (Debian's ``/usr/bin/python3.11``) callgrind counts nothing, which must not be
+    reported as a step that costs nothing.
+
+    Raises:
+        RuntimeError: no instruction was counted.
+    """
+    if profile.total:
+        return profile
+    raise RuntimeError(
+        "callgrind counted no instruction in the worker's threads: "
+        f"{os.path.realpath(sys.executable)} has no symbol {THREAD_ENTRY!r} "
+        "(a stripped build?); measure with an interpreter that has its symbols"
+    )
 
 
 def read_profile(path: Path, steps: int) -> Profile:
@@ -193,7 +213,7 @@ def measure(
     count does not depend on what runs beside it).
 
     Raises:
-        RuntimeError: valgrind is not installed, or a child failed.
+        RuntimeError: valgrind is not installed, a child failed, or one counted nothing.
     """
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -224,7 +244,7 @@ def measure(
             _, errors = child.communicate(timeout=VALGRIND_TIMEOUT + 600)
             if child.returncode != 0 or not outputs[count].exists():
                 raise RuntimeError(f"the child under valgrind failed:\n{errors[-3000:]}")
-            return read_profile(outputs[count], count * WORKFLOWS[workflow][1])
+            return counted(read_profile(outputs[count], count * WORKFLOWS[workflow][1]))
 
         children: list[subprocess.Popen[str]] = []
         try:

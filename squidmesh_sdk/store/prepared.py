@@ -44,7 +44,7 @@ class Prepared:
 
         Id columns come back as canonical UUID strings.
         """
-        compiled = self._compile(connection.dialect)
+        compiled = self._compiled.get(connection.dialect.name) or self._compile(connection.dialect)
         raw_rows, _ = sending.run(
             connection, compiled, compiled.parameters(params), fetch=compiled.columns is not None
         )
@@ -57,7 +57,7 @@ class Prepared:
 
     def execute(self, connection: Connection, params: Mapping[str, Any]) -> int:
         """Execute a statement without result rows; return the number of rows it touched."""
-        compiled = self._compile(connection.dialect)
+        compiled = self._compiled.get(connection.dialect.name) or self._compile(connection.dialect)
         # Rows a statement returns are still fetched: SQLite finishes a statement only then.
         fetch = compiled.columns is not None
         _, rowcount = sending.run(connection, compiled, compiled.parameters(params), fetch=fetch)
@@ -71,7 +71,7 @@ class Prepared:
         On PostgreSQL the statement joins the pipeline (see :meth:`send`), so statements sent
         after it travel with it; calling the function sends them all and returns its rows.
         """
-        compiled = self._compile(connection.dialect)
+        compiled = self._compiled.get(connection.dialect.name) or self._compile(connection.dialect)
         if connection.dialect.name != HOLDS_BACK:
             rows = self.rows(connection, params)
             return lambda: rows
@@ -98,7 +98,7 @@ class Prepared:
         count, and may raise; rows the statement returns are dropped. On SQLite the statement
         runs at once.
         """
-        compiled = self._compile(connection.dialect)
+        compiled = self._compiled.get(connection.dialect.name) or self._compile(connection.dialect)
         if connection.dialect.name != HOLDS_BACK:
             count = self.execute(connection, params)
             if check is not None:
@@ -107,6 +107,7 @@ class Prepared:
         sending.hold(connection, compiled, compiled.parameters(params), check)
 
     def _compile(self, dialect: Dialect) -> Compiled:
+        # The hot entry points look the dict up themselves first (a call a statement saved).
         compiled = self._compiled.get(dialect.name)
         if compiled is not None:
             return compiled

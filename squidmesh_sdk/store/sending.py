@@ -249,7 +249,11 @@ def _run(
     the cursor for its ``description`` builds an object per column). Statements sent earlier
     (:func:`hold`) go to the server together with this one.
     """
-    fairy = connection.connection
+    # The attribute behind ``Connection.connection``, read without the property's call; the
+    # property itself when it is unset (it revalidates, or raises).
+    fairy = connection._dbapi_connection
+    if fairy is None:
+        fairy = connection.connection
     cursor = fairy.info.get(_CURSOR)
     if cursor is None:
         raw = fairy.dbapi_connection
@@ -274,12 +278,26 @@ def _run(
 
 
 def _execute(connection: Connection, cursor: Any, sql: str, params: dict[str, Any]) -> None:
-    if connection.dispatch.before_cursor_execute:
+    if _announced(connection):
         connection.dispatch.before_cursor_execute(connection, cursor, sql, params, None, False)
     try:
         cursor.execute(sql, params)
     except connection.dialect.loaded_dbapi.Error as exc:
         raise _translate(connection, exc, cursor, sql, params) from exc
+
+
+def _announced(connection: Connection) -> bool:
+    """Whether a ``before_cursor_execute`` listener may be waiting for the statement.
+
+    What ``bool(connection.dispatch.before_cursor_execute)`` answers, without its four Python
+    calls a statement: listeners on the connection itself set its ``_has_events`` (SQLAlchemy's
+    own check, and then the full answer is asked); listeners on the engine are in its
+    collection, those on the ``Engine`` class in the collection's ``parent_listeners``.
+    """
+    if connection._has_events:
+        return bool(connection.dispatch.before_cursor_execute)
+    listening = connection.engine.dispatch.before_cursor_execute
+    return bool(listening.listeners or listening.parent_listeners)
 
 
 def _translate(

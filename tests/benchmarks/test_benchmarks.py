@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -20,8 +21,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from benchmarks import bytecodes, instructions, sizes, stored
-from benchmarks.cli import main
-from benchmarks.targets import open_target
+from benchmarks.cli import interpreter, main
+from benchmarks.targets import cpu_count, open_target
 from tests import pg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +63,29 @@ def test_quick_benchmark_on_sqlite_prints_every_row_and_the_ratio(
     _check_table(output)
     assert "SQLite" in output
     assert "synchronous=FULL" in output
+    assert f"machine: {cpu_count()} CPUs, {interpreter()}, load average " in output
     assert "[ n/a] PostgreSQL steps/s" in output
+
+
+def test_the_header_names_the_interpreter_measured_and_how_libpython_is_linked() -> None:
+    # The same code runs a fifth faster on one build of CPython than on another: ldd, which
+    # reads the executable rather than the process, says which one the figures are of.
+    executable = os.path.realpath(sys.executable)
+    linked = subprocess.run(
+        ["ldd", executable],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    libraries = [
+        line.split("=>")[1].split()[0] for line in linked.splitlines() if "libpython" in line
+    ]
+    described = interpreter()
+    assert described.startswith(f"Python {platform.python_version()} (CPython {executable}, ")
+    if libraries:
+        assert described.endswith(f", libpython shared: {os.path.realpath(libraries[0])})")
+    else:
+        assert described.endswith(", libpython linked in)")
 
 
 def test_quick_benchmark_json_has_every_row_and_the_ratio(
@@ -256,6 +279,20 @@ def test_a_callgrind_profile_counts_each_function_its_own_instructions(tmp_path:
     assert per_function["libsqlite3.so.0: sqlite3_step"] == 200
     with pytest.raises(ValueError, match="more steps"):
         instructions.difference(profile, smaller)
+
+
+def test_a_profile_that_counted_nothing_is_refused_not_reported_as_free(tmp_path: Path) -> None:
+    # What callgrind writes when counting never started: under a stripped interpreter, which
+    # has no symbol for the function that turns it on.
+    path = tmp_path / "callgrind.out"
+    path.write_text("# callgrind format\nversion: 1\npositions: line\nevents: Ir\ntotals: 0\n")
+    empty = instructions.read_profile(path, steps=5)
+    with pytest.raises(RuntimeError, match=r"counted no instruction .* no symbol 'thread_run'"):
+        instructions.counted(empty)
+    full = tmp_path / "callgrind.full"
+    full.write_text(_CALLGRIND)
+    profile = instructions.read_profile(full, steps=5)
+    assert instructions.counted(profile) is profile
 
 
 @pytest.mark.timeout(600)

@@ -87,6 +87,45 @@ def test_prepared_times_are_the_ones_sqlalchemy_writes_and_reads(db: Database) -
     assert row["updated_at"].utcoffset() == timedelta(0)
 
 
+@pytest.mark.parametrize("where", ["engine", "Engine class", "connection"])
+def test_statement_listeners_see_prepared_statements_wherever_they_listen(
+    db: Database, where: str
+) -> None:
+    run = new_run(db)
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])
+
+    def set_status(tx: Transaction, status: str) -> None:
+        _SET_STATUS.execute(tx.connection, {"run_id": run.id, "status": status})
+
+    def listened(tx: Transaction) -> None:
+        if where == "connection":
+            sa.event.listen(tx.connection, "before_cursor_execute", record)
+        try:
+            set_status(tx, "paused")
+        finally:
+            if where == "connection":
+                sa.event.remove(tx.connection, "before_cursor_execute", record)
+        set_status(tx, "running")  # after the connection's listener left
+
+    target: Any = {"engine": db.engine, "Engine class": sa.Engine}.get(where)
+    if target is not None:
+        sa.event.listen(target, "before_cursor_execute", record)
+    try:
+        write(db, listened)
+    finally:
+        if target is not None:
+            sa.event.remove(target, "before_cursor_execute", record)
+    updates = [sql for sql in seen if "UPDATE squidmesh_runs SET status" in sql]
+    # The engine's listeners see both updates; the connection's only the first.
+    assert len(updates) == (1 if where == "connection" else 2)
+    seen.clear()
+    write(db, lambda tx: set_status(tx, "paused"))  # every listener removed
+    assert seen == []
+
+
 def test_relock_run_refreshes_what_a_run_can_change(db: Database) -> None:
     run = new_run(db, trace_context={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
     move(db, run.id, "running", now=at(1), context={"a": 1}, current_step="charge")
