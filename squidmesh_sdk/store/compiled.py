@@ -15,7 +15,9 @@ are written and parsed in the same text format SQLAlchemy uses.
 
 from __future__ import annotations
 
+import sys
 import uuid
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +42,33 @@ __all__ = ["Compiled", "compile_statement"]
 Processor = Callable[[Any], Any]
 Parameters = Callable[[Mapping[str, Any]], dict[str, Any]]
 Converter = Callable[[Sequence[Sequence[Any]]], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Inline:
+    """What the generated code evaluates in place of a converter's call, where it can.
+
+    A converter is a Python call per value, and a step converts some forty values: the
+    expression handles the common values without one (an id already seen, a JSON dict, the
+    time the transaction stamps everything with), and calls the converter for the rest.
+    ``template`` names the value ``{v}``, the converter ``{p}`` and each of ``names`` (the
+    objects it uses) by its key; it must give what the converter gives, for every value.
+    """
+
+    template: str
+    names: Mapping[str, Any]
+
+    def expression(self, value: str, processor: str, index: int, namespace: dict[str, Any]) -> str:
+        """The expression for the local ``value``; ``namespace`` gets the names it uses."""
+        renamed = {name: f"{name}{index}" for name in self.names}
+        for name, target in self.names.items():
+            namespace[renamed[name]] = target
+        return self.template.format(v=value, p=processor, **renamed)
+
+
+_INLINE: weakref.WeakKeyDictionary[Processor, _Inline] = weakref.WeakKeyDictionary()
+"""The converters with an inline expression (functions of this module, and the JSON closures
+they make per column)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # compared and hashed by identity
@@ -78,15 +107,21 @@ def _parameters_function(
     constants: Mapping[str, Any], variables: Sequence[tuple[str, str, Processor | None]]
 ) -> Parameters:
     namespace: dict[str, Any] = {"constants": constants}
+    lines = ["def parameters(params):"]
     items = ["**constants"]
     for index, (name, key, process) in enumerate(variables):
         value = f"params[{key!r}]"
         if process is not None:
             namespace[f"p{index}"] = process
-            value = f"p{index}({value})"
+            inline = _INLINE.get(process)
+            if inline is None:
+                value = f"p{index}({value})"
+            else:
+                lines.append(f"    v{index} = {value}")
+                value = inline.expression(f"v{index}", f"p{index}", index, namespace)
         items.append(f"{name!r}: {value}")
-    source = f"def parameters(params):\n    return {{{', '.join(items)}}}"
-    return cast(Parameters, define("parameters", source, namespace))
+    lines.append(f"    return {{{', '.join(items)}}}")
+    return cast(Parameters, define("parameters", "\n".join(lines), namespace))
 
 
 def _convert_function(
@@ -99,9 +134,16 @@ def _convert_function(
     items = []
     for index, column in enumerate(columns):
         value = names[index]
-        if column in converters:
-            namespace[f"c{index}"] = converters[column]
-            value = f"(c{index}({value}) if {value} is not None else None)"
+        process = converters.get(column)
+        if process is not None:
+            namespace[f"c{index}"] = process
+            inline = _INLINE.get(process)
+            call = (
+                f"c{index}({value})"
+                if inline is None
+                else inline.expression(value, f"c{index}", index, namespace)
+            )
+            value = f"({call} if {value} is not None else None)"
         items.append(f"{column!r}: {value}")
     source = (
         "def convert(raw_rows):\n"
@@ -161,8 +203,11 @@ def compile_statement(statement: ClauseElement, dialect: Dialect) -> Compiled:
 def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | None:
     if isinstance(type_, sa.Uuid):
         return _id_to_hex if dialect.name == "sqlite" else _id_to_native
-    if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
-        return _time_to_sqlite
+    if isinstance(type_, UTCDateTime):
+        if dialect.name == "sqlite":
+            return _time_to_sqlite
+        if _driver_takes_datetimes(type_, dialect):
+            return _time_to_native
     impl = type_.dialect_impl(dialect)
     general = impl.bind_processor(dialect)
     if general is not None and _json_by_default(impl, dialect):
@@ -181,8 +226,11 @@ def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | Non
 def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | None:
     if isinstance(type_, sa.Uuid):
         return _hex_to_id if dialect.name == "sqlite" else str
-    if isinstance(type_, UTCDateTime) and dialect.name == "sqlite":
-        return _time_from_sqlite
+    if isinstance(type_, UTCDateTime):
+        if dialect.name == "sqlite":
+            return _time_from_sqlite
+        if _driver_takes_datetimes(type_, dialect):
+            return _time_from_native
     impl = type_.dialect_impl(dialect)
     if isinstance(impl, sa.Float) and not impl.asdecimal and dialect.name == "postgresql":
         # FLOAT (double precision, or real for a low precision) the driver reads as a float
@@ -193,6 +241,17 @@ def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | N
     if general is not None and dialect.name == "sqlite" and _json_by_default(impl, dialect):
         return _json_from_text(general)
     return general
+
+
+def _driver_takes_datetimes(type_: UTCDateTime, dialect: Dialect) -> bool:
+    """Whether the driver binds and reads ``datetime`` as it is (psycopg does).
+
+    Then :class:`UTCDateTime`'s own conversions are all there is to do, and
+    :func:`_time_to_native` and :func:`_time_from_native` do them without the layers of
+    SQLAlchemy's ``TypeDecorator`` around them (two calls a value).
+    """
+    impl = type_.impl_instance.dialect_impl(dialect)
+    return impl.bind_processor(dialect) is None and impl.result_processor(dialect, None) is None
 
 
 def _json_by_default(type_: TypeEngine[Any], dialect: Dialect) -> TypeGuard[sa.JSON]:
@@ -227,6 +286,10 @@ def _json_writer(
             return None  # SQL NULL, as SQLAlchemy's processor makes it
         return general(value)
 
+    _INLINE[process] = _Inline(
+        "({write}({v}) if {v}.__class__ in {classes} else {p}({v}))",
+        {"write": write, "classes": _JSON_VALUE_CLASSES},
+    )
     return process
 
 
@@ -241,6 +304,9 @@ def _json_from_text(general: Processor) -> Processor:
             return loads(value)
         return general(value)
 
+    _INLINE[process] = _Inline(
+        "({loads}({v}) if {v}.__class__ is str else {p}({v}))", {"loads": loads}
+    )
     return process
 
 
@@ -324,12 +390,28 @@ def _time_to_sqlite(value: datetime | None) -> str | None:
     return text
 
 
-_last_time: tuple[object, str] = (None, "")
+_NO_TIME = object()
+_last_time: tuple[object, str] = (_NO_TIME, "")
+"""The last datetime written, with its text (read once, as a pair: threads rebind it)."""
 
 _WRITTEN_LENGTH = len("2026-12-06 12:00:00.123456")
 """The length of every time ``_time_to_sqlite`` writes."""
 _WRITTEN_SEPARATORS = "2026-12-06 12:00:00.123456"[4:20:3]
 """Its separators, every third character from the fifth: ``"-- ::."``."""
+
+
+def _time_to_native(value: datetime | None) -> datetime | None:
+    """What :meth:`UTCDateTime.process_bind_param` gives on PostgreSQL: an aware UTC datetime."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: squidmesh stores aware UTC datetimes")
+    return value.astimezone(UTC)
+
+
+def _time_from_native(value: datetime) -> datetime:
+    """What :meth:`UTCDateTime.process_result_value` gives for a value that is not ``None``."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _time_from_sqlite(value: object) -> datetime:
@@ -349,3 +431,26 @@ def _time_from_sqlite(value: object) -> datetime:
             return parsed
     parsed = value if isinstance(value, datetime) else datetime.fromisoformat(cast(str, value))
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+_INLINE[_id_to_hex] = _Inline(
+    "(({known}({v}) if {v}.__class__ is str else None) or {p}({v}))", {"known": _hex_of.get}
+)
+_INLINE[_id_to_native] = _Inline(
+    "({v} if {v}.__class__ is str and {v} in {known} else {p}({v}))", {"known": _hex_of}
+)
+# ``astimezone`` returns an aware UTC datetime itself (the runtime's clock makes them).
+_INLINE[_time_to_native] = _Inline(
+    "({v} if {v}.__class__ is {datetime} and {v}.tzinfo is {utc} else {p}({v}))",
+    {"datetime": datetime, "utc": UTC},
+)
+_INLINE[_time_from_native] = _Inline(
+    "({v} if {v}.__class__ is {datetime} and {v}.tzinfo is {utc} else {p}({v}))",
+    {"datetime": datetime, "utc": UTC},
+)
+# The pair is read once (``_t``, a local of the generated function): another thread may
+# rebind ``_last_time`` between two reads.
+_INLINE[_time_to_sqlite] = _Inline(
+    "(_t[1] if (_t := {module}._last_time)[0] is {v} else {p}({v}))",
+    {"module": sys.modules[__name__]},
+)

@@ -43,7 +43,7 @@ def run(
     """
     if connection.dialect.name != HOLDS_BACK:
         return _run(connection, compiled.sql, values, fetch=fetch)
-    held: list[_Held] | None = connection.info.pop(_HELD, None)
+    held: list[_Held] | None = _info(connection).pop(_HELD, None)
     if not held:
         return _run(connection, compiled.sql, values, fetch=fetch)
     *earlier, group = _groups([*held, _Held(compiled, values, None)])
@@ -64,7 +64,7 @@ def hold(
     receives its row count once it ran.
     """
     if compiled.parts is not None:
-        connection.info.setdefault(_HELD, []).append(_Held(compiled, values, check))
+        _info(connection).setdefault(_HELD, []).append(_Held(compiled, values, check))
         return
     _release(connection)
     cursor = _pipelined(connection, check)
@@ -92,6 +92,16 @@ def run_later(
             cursor.close()
 
     return fetch
+
+
+def _info(connection: Connection) -> dict[Any, Any]:
+    """``connection.info`` (the driver connection's dict), read with one call instead of two.
+
+    The property goes through ``Connection.connection``; the attribute behind it is read
+    directly, and the property used only when it is unset (it revalidates, or raises).
+    """
+    fairy = connection._dbapi_connection
+    return fairy.info if fairy is not None else connection.info
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +205,7 @@ class _FusedChecks:
 
 def _release(connection: Connection) -> None:
     """Put the statements :func:`hold` held back into the pipeline, fused by group."""
-    held: list[_Held] | None = connection.info.pop(_HELD, None)
+    held: list[_Held] | None = _info(connection).pop(_HELD, None)
     if held:
         for group in _groups(held):
             _send_group(connection, group)
@@ -278,26 +288,22 @@ def _run(
 
 
 def _execute(connection: Connection, cursor: Any, sql: str, params: dict[str, Any]) -> None:
-    if _announced(connection):
+    # Whether a ``before_cursor_execute`` listener waits: what
+    # ``bool(connection.dispatch.before_cursor_execute)`` answers, without its four Python
+    # calls a statement. Listeners on the connection itself set its ``_has_events``
+    # (SQLAlchemy's own check; the full answer is then asked); those on the engine are in its
+    # collection, those on the ``Engine`` class in the collection's ``parent_listeners``.
+    listening = connection.engine.dispatch.before_cursor_execute
+    if (
+        bool(connection.dispatch.before_cursor_execute)
+        if connection._has_events
+        else listening.listeners or listening.parent_listeners
+    ):
         connection.dispatch.before_cursor_execute(connection, cursor, sql, params, None, False)
     try:
         cursor.execute(sql, params)
     except connection.dialect.loaded_dbapi.Error as exc:
         raise _translate(connection, exc, cursor, sql, params) from exc
-
-
-def _announced(connection: Connection) -> bool:
-    """Whether a ``before_cursor_execute`` listener may be waiting for the statement.
-
-    What ``bool(connection.dispatch.before_cursor_execute)`` answers, without its four Python
-    calls a statement: listeners on the connection itself set its ``_has_events`` (SQLAlchemy's
-    own check, and then the full answer is asked); listeners on the engine are in its
-    collection, those on the ``Engine`` class in the collection's ``parent_listeners``.
-    """
-    if connection._has_events:
-        return bool(connection.dispatch.before_cursor_execute)
-    listening = connection.engine.dispatch.before_cursor_execute
-    return bool(listening.listeners or listening.parent_listeners)
 
 
 def _translate(
@@ -345,9 +351,10 @@ def _pipelined(connection: Connection, check: _Check) -> Any:
     raw = connection.connection.dbapi_connection
     assert raw is not None  # noqa: S101 - a connection in a transaction has its DBAPI connection
     try:
-        pipeline = connection.info.get(_PIPELINE)
+        info = _info(connection)
+        pipeline = info.get(_PIPELINE)
         if pipeline is None:
-            pipeline = connection.info[_PIPELINE] = _Pipeline(raw.pipeline())
+            pipeline = info[_PIPELINE] = _Pipeline(raw.pipeline())
             pipeline.context.__enter__()
         cursor = raw.cursor()
     except connection.dialect.loaded_dbapi.Error as exc:
@@ -367,13 +374,14 @@ def flush(connection: Connection) -> None:
     if connection.dialect.name != HOLDS_BACK:
         return
     # Until nothing waits: a check may send statements of its own.
-    while not (connection.invalidated or connection.closed) and (
-        _HELD in connection.info or _PIPELINE in connection.info
-    ):
-        held: list[_Held] | None = connection.info.pop(_HELD, None)
+    while not (connection.invalidated or connection.closed):
+        info = _info(connection)
+        if _HELD not in info and _PIPELINE not in info:
+            break
+        held: list[_Held] | None = info.pop(_HELD, None)
         if held:
             *earlier, group = _groups(held)
-            if not earlier and _PIPELINE not in connection.info:
+            if not earlier and _PIPELINE not in info:
                 # One statement to send, and nothing else waits: a pipeline would only add.
                 last = group[-1]
                 _, count = _run_group(connection, group, fetch=last.compiled.columns is not None)
@@ -387,7 +395,7 @@ def flush(connection: Connection) -> None:
 
 def _sync(connection: Connection) -> _Checks:
     """Close the connection's pipeline, sending what it holds; its statements' checks."""
-    pipeline: _Pipeline | None = connection.info.pop(_PIPELINE, None)
+    pipeline: _Pipeline | None = _info(connection).pop(_PIPELINE, None)
     if pipeline is None:
         return []
     try:
@@ -418,8 +426,9 @@ def discard(connection: Connection) -> None:
     """Close the connection's pipeline, if any, ignoring what it held (a rollback follows)."""
     if connection.dialect.name != HOLDS_BACK or connection.invalidated or connection.closed:
         return  # its driver connection, pipeline included, is gone
-    connection.info.pop(_HELD, None)
-    pipeline = connection.info.pop(_PIPELINE, None)
+    info = _info(connection)
+    info.pop(_HELD, None)
+    pipeline = info.pop(_PIPELINE, None)
     if pipeline is None:
         return
     with contextlib.suppress(Exception):
