@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from squidmesh_sdk.store.compiled import _time_from_sqlite, _time_to_sqlite, compile_statement
+from squidmesh_sdk.store.compiled import (
+    Compiled,
+    _time_from_sqlite,
+    _time_to_sqlite,
+    compile_statement,
+)
 from squidmesh_sdk.store.schema import attempts, job_status_is, jobs
+from squidmesh_sdk.store.types import UTCDateTime
 
+ROOT = Path(__file__).parents[2]
 NOW = datetime(2026, 12, 6, 12, 0, 0, 123456, tzinfo=UTC)
 ID = "0190e3a4-0000-7000-8000-000000000001"
 
@@ -231,3 +242,94 @@ def test_text_of_the_written_shape_is_read_as_it_was_before_the_shortcut() -> No
         assert _outcome(_time_from_sqlite, text) == _outcome(_time_from_sqlite_as_before, text), (
             text
         )
+
+
+_IDS: list[object] = [ID, str(uuid.UUID(int=7)), uuid.UUID(ID), None, _EqualToAnything("garbage")]
+_JSON: list[object] = [{"k": 1}, [1, "a"], "text", 1, 1.5, True, None, sa.null(), sa.JSON.NULL]
+
+
+def _through_generated(dialect: sa.engine.Dialect) -> Callable[[str, object], tuple[str, str]]:
+    """Convert one value as the generated ``parameters`` do, given its variable's name."""
+    compiled = compile_statement(_finish(), dialect)
+    others = {"p_id": ID, "p_error": None, "p_now": NOW}
+    return lambda name, value: _outcome(
+        lambda v: compiled.parameters({**others, name: v})[name], value
+    )
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.psycopg.dialect()], ids=str)
+def test_generated_parameters_give_what_each_converter_gives(dialect: sa.engine.Dialect) -> None:
+    # The generated code answers the common values without calling the converter: an id
+    # already seen, a JSON value, the last time written, a UTC datetime.
+    generated = _through_generated(dialect)
+    converters = {
+        name: process for name, _, process in compile_statement(_finish(), dialect).variables
+    }
+    cases = [("p_id", value) for value in _IDS] + [("p_error", value) for value in _JSON]
+    cases += [("p_now", value) for value in [*_TIMES, None, NOW]]
+    for name, value in cases:
+        process = converters[name]
+        assert process is not None
+        for _ in range(2):  # the second time, the value is the one seen or written last
+            assert generated(name, value) == _outcome(process, value), (name, value)
+    # The time written last is never taken for None (nor None for it).
+    assert generated("p_now", NOW) == ("value", repr(converters["p_now"](NOW)))  # type: ignore[misc]
+    assert generated("p_now", None) == ("value", "None")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        *_TIMES,
+        datetime(2026, 12, 6, 12, 0, tzinfo=ZoneInfo("UTC")),
+        datetime(2026, 12, 6, 12, 0, tzinfo=ZoneInfo("Europe/Paris")),
+        None,
+    ],
+    ids=repr,
+)
+def test_postgresql_times_are_converted_as_the_column_type_converts_them(value: Any) -> None:
+    # psycopg takes and gives datetimes as they are: the column type's own conversions,
+    # without SQLAlchemy's layers, in the generated code and in the converters.
+    dialect = postgresql.psycopg.dialect()
+    column_type = UTCDateTime()
+    generated = _through_generated(dialect)
+    assert generated("p_now", value) == _outcome(
+        lambda v: column_type.process_bind_param(v, dialect), value
+    )
+    if value is None:
+        return
+    compiled = compile_statement(_finish(), dialect)
+    read = _outcome(
+        lambda v: compiled.convert([(ID, "completed", None, v)])[0]["updated_at"], value
+    )
+    assert read == _outcome(lambda v: column_type.process_result_value(v, dialect), value)
+    if read[0] == "value":
+        assert _read_time(compiled, value).tzinfo is UTC
+
+
+def _read_time(compiled: Compiled, value: object) -> Any:
+    return compiled.convert([(ID, "completed", None, value)])[0]["updated_at"]
+
+
+def test_rows_read_through_generated_code_give_what_each_converter_gives() -> None:
+    compiled = compile_statement(_finish(), sqlite.dialect())
+    converters = dict(compiled.converters)
+    texts = ['{"k": 1}', "[1]", '"s"', "1", "1.5", "true", "null", "not json", 2, 2.5]
+    for text in texts:
+        read = _outcome(lambda v: compiled.convert([(ID, "completed", v, None)])[0]["error"], text)
+        assert read == _outcome(converters["error"], text), text
+
+
+def test_the_first_time_a_process_converts_is_none_as_well() -> None:
+    # Before any time was written, the last one remembered is nobody's: None is still NULL.
+    script = (
+        "from tests.unit.test_compiled import _finish, ID\n"
+        "from squidmesh_sdk.store.compiled import compile_statement\n"
+        "from sqlalchemy.dialects import sqlite\n"
+        "values = {'p_id': ID, 'p_error': None, 'p_now': None}\n"
+        "print(compile_statement(_finish(), sqlite.dialect()).parameters(values)['p_now'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout == "None\n"
