@@ -34,7 +34,7 @@ from sqlalchemy.types import TypeEngine
 from squidmesh_sdk.generated import define
 from squidmesh_sdk.store import fusion
 from squidmesh_sdk.store.ids import CANONICAL_ID
-from squidmesh_sdk.store.json_text import dumps, loads
+from squidmesh_sdk.store.json_text import ENCODER, dumps, loads
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = ["Compiled", "compile_statement"]
@@ -286,10 +286,17 @@ def _json_writer(
             return None  # SQL NULL, as SQLAlchemy's processor makes it
         return general(value)
 
-    _INLINE[process] = _Inline(
-        "({write}({v}) if {v}.__class__ in {classes} else {p}({v}))",
-        {"write": write, "classes": _JSON_VALUE_CLASSES},
-    )
+    if write is dumps and ENCODER is not None:
+        # What dumps does, without its frame.
+        _INLINE[process] = _Inline(
+            "({join}({encode}({v}, 0)) if {v}.__class__ in {classes} else {p}({v}))",
+            {"join": "".join, "encode": ENCODER, "classes": _JSON_VALUE_CLASSES},
+        )
+    else:
+        _INLINE[process] = _Inline(
+            "({write}({v}) if {v}.__class__ in {classes} else {p}({v}))",
+            {"write": write, "classes": _JSON_VALUE_CLASSES},
+        )
     return process
 
 

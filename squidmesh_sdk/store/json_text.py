@@ -19,10 +19,10 @@ import json
 import json.decoder
 import json.encoder
 import json.scanner
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
-__all__ = ["dumps", "loads", "loads_bytes"]
+__all__ = ["ENCODER", "dumps", "loads", "loads_bytes"]
 
 
 def _not_serializable(value: object) -> object:
@@ -30,24 +30,39 @@ def _not_serializable(value: object) -> object:
     raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
 
 
-def _fast_dumps() -> Callable[[Any], str]:
+def _encoder() -> Callable[[Any, int], Sequence[str]] | None:
     # Not in typeshed: the C accelerator json.encoder imports when it can (None without).
     make_encoder = getattr(json.encoder, "c_make_encoder", None)
     if make_encoder is None:  # pragma: no cover - CPython has the accelerator
-        return json.dumps
+        return None
     # json.dumps's defaults: ASCII output, ", " and ": ", keys unsorted and never skipped,
     # NaN and infinities written as JavaScript does (strict_json refuses them before).
-    encode = make_encoder(
-        None,  # no set of containers being encoded: no circular-reference check
-        _not_serializable,
-        json.encoder.encode_basestring_ascii,
-        None,
-        ": ",
-        ", ",
-        False,
-        False,
-        True,
+    return cast(
+        "Callable[[Any, int], Sequence[str]]",
+        make_encoder(
+            None,  # no set of containers being encoded: no circular-reference check
+            _not_serializable,
+            json.encoder.encode_basestring_ascii,
+            None,
+            ": ",
+            ", ",
+            False,
+            False,
+            True,
+        ),
     )
+
+
+ENCODER = _encoder()
+"""``json.dumps``'s C encoder, as :func:`dumps` uses it: ``"".join(ENCODER(value, 0))`` is
+``dumps(value)`` (``None`` where CPython lacks the accelerator). Generated conversions call it
+without :func:`dumps`'s frame."""
+
+
+def _fast_dumps() -> Callable[[Any], str]:
+    encode = ENCODER
+    if encode is None:  # pragma: no cover - CPython has the accelerator
+        return json.dumps
     join = "".join
 
     def dumps(value: Any) -> str:
