@@ -199,7 +199,7 @@ def _header(target: Target, repeat: int, load: float, *, quick: bool) -> list[st
 def interpreter() -> str:
     """The interpreter measured: version, implementation, executable, how libpython is linked.
 
-    The same code runs a fifth faster or slower from one build of CPython to another (a
+    The same code runs an eighth faster or slower from one build of CPython to another (a
     static or a shared libpython, profile-guided and link-time optimization or not), so the
     header names the build: ``python -m benchmarks`` in a virtualenv measures the
     interpreter the virtualenv was made from.
@@ -215,9 +215,12 @@ def _libpython() -> str:
     """Whether this process runs libpython as a shared library (Linux), and which one."""
     try:
         with Path("/proc/self/maps").open(encoding="utf-8") as maps:
-            paths = {line.split()[-1] for line in maps if "libpython" in line}
+            # The sixth field is the mapped file's path (which may hold spaces), with
+            # " (deleted)" after it when the file was replaced since.
+            fields = [line.rstrip("\n").split(maxsplit=5) for line in maps if "libpython" in line]
     except OSError:
         return "libpython's linking unknown"
+    paths = {field[5].removesuffix(" (deleted)") for field in fields if len(field) == 6}
     shared = sorted(path for path in paths if path.startswith("/"))
     return f"libpython shared: {shared[0]}" if shared else "libpython linked in"
 

@@ -71,6 +71,14 @@ _INLINE: weakref.WeakKeyDictionary[Processor, _Inline] = weakref.WeakKeyDictiona
 they make per column)."""
 
 
+def _inline_of(process: Processor) -> _Inline | None:
+    """``process``'s inline expression, if it has one."""
+    try:
+        return _INLINE.get(process)
+    except TypeError:  # a converter that cannot be weakly referenced (or hashed) has none
+        return None
+
+
 @dataclass(frozen=True, slots=True, eq=False)  # compared and hashed by identity
 class Compiled:
     """A statement compiled for one dialect (see the module)."""
@@ -113,7 +121,7 @@ def _parameters_function(
         value = f"params[{key!r}]"
         if process is not None:
             namespace[f"p{index}"] = process
-            inline = _INLINE.get(process)
+            inline = _inline_of(process)
             if inline is None:
                 value = f"p{index}({value})"
             else:
@@ -137,7 +145,7 @@ def _convert_function(
         process = converters.get(column)
         if process is not None:
             namespace[f"c{index}"] = process
-            inline = _INLINE.get(process)
+            inline = _inline_of(process)
             call = (
                 f"c{index}({value})"
                 if inline is None
@@ -446,15 +454,14 @@ _INLINE[_id_to_hex] = _Inline(
 _INLINE[_id_to_native] = _Inline(
     "({v} if {v}.__class__ is str and {v} in {known} else {p}({v}))", {"known": _hex_of}
 )
-# ``astimezone`` returns an aware UTC datetime itself (the runtime's clock makes them).
-_INLINE[_time_to_native] = _Inline(
+# A datetime already in UTC is its own conversion: ``astimezone(tz)`` returns the datetime
+# itself when its zone is ``tz`` (the runtime's clock makes such datetimes).
+_UTC_AS_IT_IS = _Inline(
     "({v} if {v}.__class__ is {datetime} and {v}.tzinfo is {utc} else {p}({v}))",
     {"datetime": datetime, "utc": UTC},
 )
-_INLINE[_time_from_native] = _Inline(
-    "({v} if {v}.__class__ is {datetime} and {v}.tzinfo is {utc} else {p}({v}))",
-    {"datetime": datetime, "utc": UTC},
-)
+_INLINE[_time_to_native] = _UTC_AS_IT_IS
+_INLINE[_time_from_native] = _UTC_AS_IT_IS
 # The pair is read once (``_t``, a local of the generated function): another thread may
 # rebind ``_last_time`` between two reads.
 _INLINE[_time_to_sqlite] = _Inline(

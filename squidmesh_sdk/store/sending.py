@@ -290,9 +290,11 @@ def _run(
 def _execute(connection: Connection, cursor: Any, sql: str, params: dict[str, Any]) -> None:
     # Whether a ``before_cursor_execute`` listener waits: what
     # ``bool(connection.dispatch.before_cursor_execute)`` answers, without its four Python
-    # calls a statement. Listeners on the connection itself set its ``_has_events``
-    # (SQLAlchemy's own check; the full answer is then asked); those on the engine are in its
-    # collection, those on the ``Engine`` class in the collection's ``parent_listeners``.
+    # calls a statement. Listeners on the connection or the ``Connection`` class set its
+    # ``_has_events`` (SQLAlchemy's own check; the full answer is then asked); those on the
+    # engine are in its collection, those on the ``Engine`` class in the collection's
+    # ``parent_listeners``. (SQLAlchemy 2.0 copies the engine's flag into every connection:
+    # squidmesh's engines always listen to something, so 2.0 always asks the full answer.)
     listening = connection.engine.dispatch.before_cursor_execute
     if (
         bool(connection.dispatch.before_cursor_execute)

@@ -68,7 +68,7 @@ def test_quick_benchmark_on_sqlite_prints_every_row_and_the_ratio(
 
 
 def test_the_header_names_the_interpreter_measured_and_how_libpython_is_linked() -> None:
-    # The same code runs a fifth faster on one build of CPython than on another: ldd, which
+    # The same code runs an eighth faster on one build of CPython than on another: ldd, which
     # reads the executable rather than the process, says which one the figures are of.
     executable = os.path.realpath(sys.executable)
     linked = subprocess.run(

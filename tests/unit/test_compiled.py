@@ -18,7 +18,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from squidmesh_sdk.store.compiled import (
     Compiled,
+    _time_from_native,
     _time_from_sqlite,
+    _time_to_native,
     _time_to_sqlite,
     compile_statement,
 )
@@ -291,6 +293,9 @@ def test_postgresql_times_are_converted_as_the_column_type_converts_them(value: 
     # psycopg takes and gives datetimes as they are: the column type's own conversions,
     # without SQLAlchemy's layers, in the generated code and in the converters.
     dialect = postgresql.psycopg.dialect()
+    compiled = compile_statement(_finish(), dialect)
+    assert dict(compiled.converters)["updated_at"] is _time_from_native
+    assert {name: process for name, _, process in compiled.variables}["p_now"] is _time_to_native
     column_type = UTCDateTime()
     generated = _through_generated(dialect)
     assert generated("p_now", value) == _outcome(
@@ -298,7 +303,6 @@ def test_postgresql_times_are_converted_as_the_column_type_converts_them(value: 
     )
     if value is None:
         return
-    compiled = compile_statement(_finish(), dialect)
     read = _outcome(
         lambda v: compiled.convert([(ID, "completed", None, v)])[0]["updated_at"], value
     )

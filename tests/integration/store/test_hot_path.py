@@ -87,7 +87,7 @@ def test_prepared_times_are_the_ones_sqlalchemy_writes_and_reads(db: Database) -
     assert row["updated_at"].utcoffset() == timedelta(0)
 
 
-@pytest.mark.parametrize("where", ["engine", "Engine class", "connection"])
+@pytest.mark.parametrize("where", ["engine", "Engine class", "Connection class", "connection"])
 def test_statement_listeners_see_prepared_statements_wherever_they_listen(
     db: Database, where: str
 ) -> None:
@@ -110,7 +110,10 @@ def test_statement_listeners_see_prepared_statements_wherever_they_listen(
                 sa.event.remove(tx.connection, "before_cursor_execute", record)
         set_status(tx, "running")  # after the connection's listener left
 
-    target: Any = {"engine": db.engine, "Engine class": sa.Engine}.get(where)
+    classes = {"Engine class": sa.Engine, "Connection class": sa.Connection}
+    target: Any = {"engine": db.engine, **classes}.get(where)
+    # Listening on a class flags it for good (SQLAlchemy's _has_events): put the flag back.
+    flags = {cls: vars(cls).get("_has_events") for cls in classes.values()}
     if target is not None:
         sa.event.listen(target, "before_cursor_execute", record)
     try:
@@ -118,6 +121,8 @@ def test_statement_listeners_see_prepared_statements_wherever_they_listen(
     finally:
         if target is not None:
             sa.event.remove(target, "before_cursor_execute", record)
+        for cls, flag in flags.items():
+            cls._has_events = flag  # type: ignore[attr-defined,union-attr]
     updates = [sql for sql in seen if "UPDATE squidmesh_runs SET status" in sql]
     # The engine's listeners see both updates; the connection's only the first.
     assert len(updates) == (1 if where == "connection" else 2)
