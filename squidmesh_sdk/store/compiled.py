@@ -35,7 +35,7 @@ from squidmesh_sdk.generated import define
 from squidmesh_sdk.store import fusion
 from squidmesh_sdk.store.ids import CANONICAL_ID
 from squidmesh_sdk.store.json_text import ENCODER, dumps, loads
-from squidmesh_sdk.store.types import UTCDateTime
+from squidmesh_sdk.store.types import UTCDateTime, naive_time
 
 __all__ = ["Compiled", "compile_statement"]
 
@@ -395,7 +395,7 @@ def _time_to_sqlite(value: datetime | None) -> str | None:
     if last[0] is value:  # a transaction stamps most of its values with the same object
         return last[1]
     if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: squidmesh stores aware UTC datetimes")
+        raise naive_time(value)
     utc = value if value.tzinfo is UTC else value.astimezone(UTC)
     # Without its "+00:00": cheaper than a naive copy's text (``replace`` parses keywords).
     text = utc.isoformat(" ", "microseconds")[:-6]
@@ -420,7 +420,7 @@ def _time_to_native(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: squidmesh stores aware UTC datetimes")
+        raise naive_time(value)
     return value.astimezone(UTC)
 
 

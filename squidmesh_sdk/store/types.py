@@ -9,7 +9,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
-__all__ = ["JSONColumn", "UTCDateTime"]
+__all__ = ["JSONColumn", "UTCDateTime", "naive_time"]
+
+
+def naive_time(value: datetime) -> ValueError:
+    """The error for a naive datetime given where an aware one is stored."""
+    return ValueError(f"naive datetime {value!r}: squidmesh stores aware UTC datetimes")
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -27,7 +32,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: squidmesh stores aware UTC datetimes")
+            raise naive_time(value)
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
