@@ -60,7 +60,7 @@ class _Inline:
 
     def expression(self, value: str, processor: str, index: int, namespace: dict[str, Any]) -> str:
         """The expression for the local ``value``; ``namespace`` gets the names it uses."""
-        renamed = {name: f"{name}{index}" for name in self.names}
+        renamed = {name: f"{name}_{index}" for name in self.names}  # "x_12", never "x1" + "2"
         for name, target in self.names.items():
             namespace[renamed[name]] = target
         return self.template.format(v=value, p=processor, **renamed)

@@ -107,11 +107,13 @@ class Prepared:
         sending.hold(connection, compiled, compiled.parameters(params), check)
 
     def _compile(self, dialect: Dialect) -> Compiled:
-        # The hot entry points look the dict up themselves first (a call a statement saved).
-        compiled = self._compiled.get(dialect.name)
-        if compiled is not None:
-            return compiled
+        # Called when the lookup the entry points make themselves missed (looking up first
+        # saves every statement a call); looked up again under the lock, so that threads that
+        # missed together compile once.
         with self._lock:
-            compiled = compile_statement(self._build(dialect.name), dialect)
-            self._compiled[dialect.name] = compiled
+            compiled = self._compiled.get(dialect.name)
+            if compiled is None:
+                compiled = self._compiled[dialect.name] = compile_statement(
+                    self._build(dialect.name), dialect
+                )
             return compiled

@@ -337,3 +337,19 @@ def test_the_first_time_a_process_converts_is_none_as_well() -> None:
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert done.stdout == "None\n"
+
+
+class _Shouted(sa.types.TypeDecorator[str]):
+    impl = sa.String
+    cache_ok = True
+
+    def bind_processor(self, dialect: sa.engine.Dialect) -> Any:
+        return str.upper  # a converter that cannot be weakly referenced
+
+
+def test_a_converter_without_an_inline_expression_is_called_whatever_it_is() -> None:
+    table = sa.table("t", sa.column("name", _Shouted()))
+    statement = table.update().values(name=sa.bindparam("p_name"))
+    for dialect in (sqlite.dialect(), postgresql.psycopg.dialect()):
+        compiled = compile_statement(statement, dialect)
+        assert compiled.parameters({"p_name": "ada"}) == {"p_name": "ADA"}
