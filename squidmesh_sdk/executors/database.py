@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
@@ -203,10 +203,10 @@ class DatabaseExecutor(QueueRouting):
             # to the server with the insert (in one round trip).
             for queue in immediate:
                 _NOTIFY.send(tx.connection, {"channel": NOTIFY_CHANNEL, "queue": queue})
-        ids = self._enqueue(tx, new, chosen, offer)
+        ids, leased_until = self._enqueue(tx, new, chosen, offer)
         if chosen is not None and offer is not None:
             offer.pending = (new[chosen], ids[chosen], tx)
-            tx.after_commit(partial(_hand_over, offer, new[chosen], ids[chosen], tx))
+            tx.after_commit(partial(_hand_over, offer, new[chosen], ids[chosen], tx, leased_until))
         if immediate:
             tx.after_commit(self._wake)
         return [
@@ -220,8 +220,11 @@ class DatabaseExecutor(QueueRouting):
         new: list[job_store.NewJob],
         chosen: int | None,
         offer: Continuation | None,
-    ) -> list[int]:
+    ) -> tuple[list[int], datetime | None]:
         """Insert ``new``; the continuation (``new[chosen]``) rewrites the delivered job's row.
+
+        Returns the jobs' ids, and the time the rewritten row's lease is known to last until
+        (``None`` when no row was rewritten).
 
         The delivered job is finished by this transaction anyway (its delivery settles it with
         the outcome), so its row becomes the continuation job instead of being deleted while
@@ -230,7 +233,7 @@ class DatabaseExecutor(QueueRouting):
         row is left alone and the continuation is inserted as usual.
         """
         if chosen is None or offer is None or offer.job_id is None or offer.reused_by is not None:
-            return job_store.enqueue(tx, new)
+            return job_store.enqueue(tx, new), None
         continuation = new[chosen]
         others = [job for index, job in enumerate(new) if index != chosen]
         inserted = iter(job_store.enqueue(tx, others) if others else [])
@@ -248,8 +251,8 @@ class DatabaseExecutor(QueueRouting):
         # returned assume it worked; if it did not, the hand-over still gets the inserted job
         # (only the dispatch metadata, telemetry, names the delivered job's id then).
         offer.reused_by = tx
-        job_store.reuse_later(tx, offer.job_id, continuation, lost)
-        return ids
+        held = job_store.HeldRow(offer.run_id, offer.concurrency_key, offer.leased_until)
+        return ids, job_store.reuse_later(tx, offer.job_id, continuation, held, lost)
 
     def _wake(self) -> None:
         with self._lock:
@@ -263,14 +266,23 @@ _NOTIFY = Prepared(
 )
 
 
-def _hand_over(offer: Continuation, new: job_store.NewJob, job_id: int, tx: Transaction) -> None:
+def _hand_over(
+    offer: Continuation,
+    new: job_store.NewJob,
+    job_id: int,
+    tx: Transaction,
+    leased_until: datetime | None,
+) -> None:
     if offer.settled:
         return
     if offer.pending is not None and offer.pending[2] is tx:
         job_id = offer.pending[1]  # the inserted job, if rewriting the delivered one failed
-    # The worker's view of the job: due and leased now. A rewritten row keeps the first job's
-    # run_at and, while it has two thirds left, its lease (store/jobs.reuse); the heartbeat
-    # renews the row by id, and the queue-lag metric is for claimed jobs only.
+    if job_id != offer.job_id or leased_until is None:
+        leased_until = tx.now + timedelta(seconds=offer.lease)  # inserted, leased from now
+    # The worker's view of the job: due now, and leased at least until ``leased_until``. A
+    # rewritten row keeps the first job's run_at and, while it has two thirds left, its lease
+    # (store/jobs.reuse): the next rewrite reads it from here. The heartbeat renews the row by
+    # id, and the queue-lag metric is for claimed jobs only.
     offer.job = job_store.Job(
         id=job_id,
         queue=new.queue,
@@ -288,6 +300,6 @@ def _hand_over(offer: Continuation, new: job_store.NewJob, job_id: int, tx: Tran
         deliveries=1,
         rescues=0,
         locked_by=offer.worker,
-        locked_until=tx.now + timedelta(seconds=offer.lease),
+        locked_until=leased_until,
         last_error=None,
     )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from typing import cast
 
 from squidmesh_sdk.scoped import Scoped
@@ -84,6 +85,11 @@ class Continuation:
     """The queue of the job being delivered."""
     concurrency_key: str | None = None
     """The concurrency key of the job being delivered."""
+    run_id: str | None = None
+    """The run of the job being delivered."""
+    leased_until: datetime | None = None
+    """A time the delivered job's lease is known to last until (see
+    :class:`~squidmesh_sdk.store.jobs.HeldRow`)."""
     limited_queues: frozenset[str] = frozenset()
     """Queues with operator limits (as the worker last read them)."""
     rate_limited_queues: frozenset[str] = frozenset()
@@ -252,6 +258,8 @@ def continuation(
         job_id=job_id,
         queue=delivered.queue if delivered is not None else None,
         concurrency_key=delivered.concurrency_key if delivered is not None else None,
+        run_id=delivered.run_id if delivered is not None else None,
+        leased_until=delivered.locked_until if delivered is not None else None,
         limited_queues=limited_queues,
         rate_limited_queues=rate_limited_queues,
     )

@@ -229,18 +229,17 @@ def write_run(
             tx.connection,
             {"channel": RUN_CHANNEL, "payload": run.id, "watcher": WATCHER_APPLICATION_NAME},
         )
+    params = {
+        "run_id": run.id,  # prepared statements take ids as text
+        "new_context": dict(updated.context),
+        "new_current_step": updated.current_step,
+        "new_last_error": dict(updated.last_error) if updated.last_error else None,
+        "new_updated_at": tx.now,
+    }
+    if "status" in changes:
+        params["new_status"] = updated.status
     # Nothing to read back: on PostgreSQL the update goes with the transaction's next statement.
-    _WRITE_RUN.send(
-        tx.connection,
-        {
-            "run_id": run.id,  # prepared statements take ids as text
-            "new_status": updated.status,
-            "new_context": dict(updated.context),
-            "new_current_step": updated.current_step,
-            "new_last_error": dict(updated.last_error) if updated.last_error else None,
-            "new_updated_at": tx.now,
-        },
-    )
+    (_WRITE_RUN if "status" in changes else _WRITE_RUN_KEEPING_STATUS).send(tx.connection, params)
     return updated
 
 
@@ -443,19 +442,29 @@ def _notify_run_statement(_dialect: str) -> sa.Select[Any]:
 
 
 _NOTIFY_RUN = Prepared(_notify_run_statement)
-_WRITE_RUN = Prepared(
-    lambda _: (
-        runs.update()
-        .where(runs.c.id == sa.bindparam("run_id"))
-        .values(
-            status=sa.bindparam("new_status"),
-            context=sa.bindparam("new_context"),
-            current_step=sa.bindparam("new_current_step"),
-            last_error=sa.bindparam("new_last_error"),
-            updated_at=sa.bindparam("new_updated_at"),
+
+
+def _write_run_statement(*, status: bool) -> Prepared:
+    # Status is written only when it changes: SQLite rewrites the index entries of every
+    # column an update sets, changed or not (here the status index's), and each index page it
+    # dirties is one more page in the write-ahead log at commit, for every chained step.
+    return Prepared(
+        lambda _: (
+            runs.update()
+            .where(runs.c.id == sa.bindparam("run_id"))
+            .values(
+                **({"status": sa.bindparam("new_status")} if status else {}),
+                context=sa.bindparam("new_context"),
+                current_step=sa.bindparam("new_current_step"),
+                last_error=sa.bindparam("new_last_error"),
+                updated_at=sa.bindparam("new_updated_at"),
+            )
         )
     )
-)
+
+
+_WRITE_RUN = _write_run_statement(status=True)
+_WRITE_RUN_KEEPING_STATUS = _write_run_statement(status=False)
 
 
 def _fail_waiting_step(tx: Transaction, run: Run, key: str, error: Mapping[str, Any]) -> None:

@@ -9,18 +9,21 @@ whoever holds it now.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from squidmesh_sdk import Client, Worker
+from squidmesh_sdk import Client, DatabaseExecutor, Worker
 from squidmesh_sdk.port.continuation import continuation
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import runner
 from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.store import schema
+from squidmesh_sdk.testing import FakeClock
+from tests.integration.worker.app import WORKFLOWS
 
 
 def _jobs(client: Client) -> list[job_store.Job]:
@@ -37,10 +40,16 @@ def _claimed(client: Client) -> tuple[Worker, job_store.Job]:
     return worker, job
 
 
-def _deliver(client: Client, worker: Worker, job: job_store.Job) -> object:
-    """Perform ``job`` as ``worker`` does (its settlement, a continuation offer); the offer."""
-    with continuation(worker.name, 30, ["default"], lambda: True, job.id) as offer:
-        delivery = Delivery(settle=worker._settler(job))
+def _deliver(
+    client: Client, worker: Worker, job: job_store.Job, claim: object | None = None
+) -> object:
+    """Perform ``job`` as ``worker`` does (its settlement, a continuation offer); the offer.
+
+    ``claim``: the step's claim made ahead, by the transaction that handed ``job`` over.
+    """
+    offered = continuation(worker.name, 30, ["default"], lambda: True, job.id, delivered=job)
+    with offered as offer:
+        delivery = Delivery(settle=worker._settler(job), claim=claim)
         assert runner.perform(client.runtime, job.payload, delivery=delivery) == "executed"
         assert delivery.settled
     return offer
@@ -117,24 +126,123 @@ def test_the_rewritten_row_keeps_its_due_time_creation_and_a_lease_with_time_lef
     assert row.updated_at > claimed.updated_at
 
 
+@pytest.fixture
+def clocked(database_url: str) -> Iterator[tuple[Client, FakeClock]]:
+    """A database-queue client whose time moves only when the test says."""
+    clock = FakeClock(datetime.now(UTC))
+    with Client(database_url, WORKFLOWS, executor=DatabaseExecutor(), clock=clock) as instance:
+        yield instance, clock
+
+
 @pytest.mark.parametrize("left", [21, 19, -1])
-def test_a_lease_with_less_than_two_thirds_left_is_renewed(client: Client, left: int) -> None:
+def test_a_lease_with_less_than_two_thirds_left_is_renewed(
+    clocked: tuple[Client, FakeClock], left: int
+) -> None:
     """Of a 30 s lease, 21 s left is kept; 19 s, or none (run out, not yet rescued), renewed.
 
     Heartbeats renew a lease every third of it: a live worker's lease never has less than
-    two thirds left.
+    two thirds left. What is left is counted from what the worker knows of the lease (its
+    claim here), which heartbeats only ever extend.
     """
+    client, clock = clocked
     worker, job = _claimed(client)
-    with client.runtime.transaction() as tx:
-        short = tx.now + timedelta(seconds=left)
-        tx.connection.execute(
-            sa.update(schema.jobs).where(schema.jobs.c.id == job.id).values(locked_until=short)
-        )
+    assert job.locked_until == clock.now() + timedelta(seconds=30)
+    clock.advance(30 - left)
     _deliver(client, worker, job)
     (row,) = _jobs(client)
     assert (row.id, row.step, row.locked_by) == (job.id, "step_2", "w")
     if left > 20:
-        assert row.locked_until == short
+        assert row.locked_until == job.locked_until
     else:
-        assert row.locked_until is not None
-        assert row.locked_until >= row.updated_at + timedelta(seconds=30)
+        assert row.locked_until == clock.now() + timedelta(seconds=30)
+
+
+def test_the_handed_over_job_carries_the_lease_its_row_keeps(
+    clocked: tuple[Client, FakeClock],
+) -> None:
+    """The next rewrite decides from it: a kept lease is not taken for a renewed one.
+
+    Step 2's job keeps step 1's lease (21 s left when step 1 ends); 11 s later step 2 ends
+    with 10 s left, which the rewrite into step 3's job must renew.
+    """
+    client, clock = clocked
+    worker, job = _claimed(client)
+    clock.advance(9)
+    offer = _deliver(client, worker, job)
+    second = offer.job  # type: ignore[attr-defined]
+    assert second.step == "step_2"
+    assert second.locked_until == job.locked_until
+    clock.advance(11)
+    _deliver(client, worker, second, offer.claim)  # type: ignore[attr-defined]
+    (row,) = _jobs(client)
+    assert row.step == "step_3"
+    assert row.locked_until == clock.now() + timedelta(seconds=30)
+
+
+@pytest.mark.parametrize("other_run", [False, True])
+@pytest.mark.parametrize("other_key", [False, True])
+@pytest.mark.parametrize("renew", [False, True])
+def test_a_rewrite_sets_each_indexed_column_it_changes(
+    client: Client, other_run: bool, other_key: bool, renew: bool
+) -> None:
+    """Whichever of the run, the concurrency key and the lease change, the row gets them.
+
+    The statement sets only the indexed columns that change (SQLite rewrites an index entry
+    for every column an update sets): each combination is its own statement.
+    """
+    _, job = _claimed(client)
+    assert job.run_id is not None
+    assert job.locked_until is not None
+    other = client.start_run("five_steps")
+    held = job_store.HeldRow(
+        run_id=job.run_id,
+        concurrency_key="k1",
+        leased_until=job.locked_until - timedelta(seconds=25 if renew else 0),
+    )
+    with client.runtime.transaction() as tx:
+        tx.connection.execute(
+            sa.update(schema.jobs).where(schema.jobs.c.id == job.id).values(concurrency_key="k1")
+        )
+        leased_until = job_store.reuse(
+            tx,
+            job.id,
+            job_store.NewJob(
+                kind="step",
+                payload={"run_id": other.id if other_run else job.run_id, "step": "step_2"},
+                queue="default",
+                run_id=other.id if other_run else job.run_id,
+                step="step_2",
+                leased_to="w",
+                lease=30,
+                concurrency_key="k2" if other_key else "k1",
+                concurrency_limit=2,
+            ),
+            held,
+        )
+        now = tx.now
+    (row,) = [row for row in _jobs(client) if row.id == job.id]
+    assert (row.run_id, row.step, row.status, row.locked_by) == (
+        other.id if other_run else job.run_id,
+        "step_2",
+        "running",
+        "w",
+    )
+    assert (row.concurrency_key, row.concurrency_limit) == ("k2" if other_key else "k1", 2)
+    expected = now + timedelta(seconds=30) if renew else job.locked_until
+    assert row.locked_until == leased_until == expected
+
+
+def test_a_rewrite_of_a_row_whose_lease_was_lost_writes_nothing(client: Client) -> None:
+    _, job = _claimed(client)
+    assert job.run_id is not None
+    with client.runtime.transaction() as tx:
+        tx.connection.execute(
+            sa.update(schema.jobs).where(schema.jobs.c.id == job.id).values(locked_by="other")
+        )
+        held = job_store.HeldRow(job.run_id, None, job.locked_until)
+        new = job_store.NewJob(
+            kind="step", payload={}, queue="default", run_id=job.run_id, leased_to="w", lease=30
+        )
+        assert job_store.reuse(tx, job.id, new, held) is None
+    (row,) = _jobs(client)
+    assert (row.step, row.locked_by) == ("step_1", "other")
