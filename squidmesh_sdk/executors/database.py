@@ -224,7 +224,8 @@ class DatabaseExecutor(QueueRouting):
         """Insert ``new``; the continuation (``new[chosen]``) rewrites the delivered job's row.
 
         Returns the jobs' ids, and the time the rewritten row's lease is known to last until
-        (``None`` when no row was rewritten).
+        (``None`` when no rewrite was tried; a rewrite found lost inserts the job after all, and
+        the hand-over then leases it from now).
 
         The delivered job is finished by this transaction anyway (its delivery settles it with
         the outcome), so its row becomes the continuation job instead of being deleted while
@@ -280,9 +281,9 @@ def _hand_over(
     if job_id != offer.job_id or leased_until is None:
         leased_until = tx.now + timedelta(seconds=offer.lease)  # inserted, leased from now
     # The worker's view of the job: due now, and leased at least until ``leased_until``. A
-    # rewritten row keeps the first job's run_at and, while it has two thirds left, its lease
-    # (store/jobs.reuse): the next rewrite reads it from here. The heartbeat renews the row by
-    # id, and the queue-lag metric is for claimed jobs only.
+    # rewritten row keeps the first job's run_at and, while what the worker knew of its lease
+    # left two thirds, that lease (store/jobs.reuse): the next rewrite decides from it. The
+    # heartbeat renews the row by id, and the queue-lag metric is for claimed jobs only.
     offer.job = job_store.Job(
         id=job_id,
         queue=new.queue,

@@ -195,13 +195,15 @@ def lease_next_of_run(
 
 @dataclass(frozen=True, slots=True)
 class HeldRow:
-    """What the row of a job being delivered is known to hold, for :func:`reuse_later`."""
+    """What the row of a job being delivered is known to hold, for :func:`reuse`."""
 
     run_id: str | None
     concurrency_key: str | None
     leased_until: datetime | None
-    """A time its lease lasts at least until (``None``: not known). Only exact values from the
-    claim or a rewrite, never an estimate: heartbeats only ever extend a lease."""
+    """A time its lease lasts at least until (``None``: not known): the time the claim or the
+    last rewrite leased it until, never an estimate. Heartbeats set a lease to their own time
+    plus the lease, later than that unless one waited for the row's lock behind a rewrite that
+    renewed it (then shorter by that wait, and set again by the next heartbeat)."""
 
 
 def reuse(tx: Transaction, job_id: int, job: NewJob, held: HeldRow) -> datetime | None:
@@ -234,7 +236,8 @@ def reuse_later(
 
     On PostgreSQL the update goes to the server with the transaction's next statement, and
     ``lost`` runs then (it may write: the pipeline is closed by that time); on SQLite at once.
-    Returns the time the rewritten row's lease is known to last until.
+    Returns the time the rewritten row's lease is known to last until (unused when ``lost``
+    runs: the job is inserted then).
     """
 
     def check(count: int) -> None:

@@ -107,6 +107,8 @@ def test_a_job_whose_lease_was_lost_is_left_alone_and_the_next_job_inserted(
         1,
     )
     assert (inserted.step, inserted.status, inserted.locked_by) == ("step_2", "running", "w")
+    # The inserted job is leased from the outcome's commit: the worker knows it so.
+    assert offer.job.locked_until == inserted.locked_until  # type: ignore[attr-defined]
 
 
 def test_the_rewritten_row_keeps_its_due_time_creation_and_a_lease_with_time_left(
@@ -155,6 +157,28 @@ def test_a_lease_with_less_than_two_thirds_left_is_renewed(
         assert row.locked_until == job.locked_until
     else:
         assert row.locked_until == clock.now() + timedelta(seconds=30)
+
+
+def test_the_renewal_is_decided_from_what_the_worker_knows_of_the_lease(
+    clocked: tuple[Client, FakeClock],
+) -> None:
+    """A heartbeat extended the row behind the delivery: the claim's lease still decides.
+
+    Claimed with 30 s, extended 5 s later to 35 s from the claim; 11 s after the claim the
+    worker knows of 19 s left (the row has 24): renewed to 30 s from then. The worker's
+    knowledge is never more than the row holds, so deciding from it only renews sooner.
+    """
+    client, clock = clocked
+    worker, job = _claimed(client)
+    assert job.locked_until is not None
+    clock.advance(5)
+    with client.runtime.transaction() as tx:
+        assert job_store.extend_leases(tx, worker="w", job_ids=[job.id], lease=30) == 1
+    clock.advance(6)
+    _deliver(client, worker, job)
+    (row,) = _jobs(client)
+    assert row.step == "step_2"
+    assert row.locked_until == clock.now() + timedelta(seconds=30)
 
 
 def test_the_handed_over_job_carries_the_lease_its_row_keeps(

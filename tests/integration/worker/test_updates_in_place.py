@@ -88,7 +88,7 @@ def _wal_pages(wal: Path) -> Counter[int]:
 def test_steps_rewrite_no_index_page_whose_entries_they_keep(database_url: str) -> None:
     """Per run, only the run's two status changes and its job's claim and delete write these.
 
-    Four indexes one page each (a few runs), counted in the write-ahead log of the runs'
+    Three indexes of one page each (a few runs), counted in the write-ahead log of the runs'
     transactions, from the claim of each run's first step to the delete of its last job.
     Before, each of the four moves from step to step also rewrote three of them.
     """
