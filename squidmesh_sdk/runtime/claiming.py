@@ -38,7 +38,9 @@ __all__ = ["ahead", "begin", "claim", "claim_step", "starts_map"]
 step_logger = logging.getLogger("squidmesh_sdk.step")
 
 
-def claim_step(runtime: Runtime, tx: Transaction, run_id: str, step: str) -> object | None:
+def claim_step(
+    runtime: Runtime, tx: Transaction, run_id: str, step: str, *, created: Run | None = None
+) -> object | None:
     """Claim ``step`` in ``tx``, a transaction that leases its job, for the delivery to follow.
 
     A worker claiming a job this way saves the step a transaction of its own; the claim goes
@@ -52,9 +54,12 @@ def claim_step(runtime: Runtime, tx: Transaction, run_id: str, step: str) -> obj
     holds job rows, flow-control locks, maybe another run's lock, and a transaction holding
     the run could be waiting for one of those. The delivery claims the step then, holding
     nothing else.
+
+    ``created``: the run, when ``tx`` itself inserted it (a start). No other transaction can
+    see it, let alone hold it, and ``tx`` wrote nothing to it since: it is not read again.
     """
     try:
-        locked = run_reads.lock_run_unless_locked(tx.connection, run_id)
+        locked = created or run_reads.lock_run_unless_locked(tx.connection, run_id)
         if locked is None:
             return None
         run = locked

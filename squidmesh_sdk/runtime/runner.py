@@ -84,14 +84,14 @@ def start_run(
         root.set_attribute(telemetry.RUN_ID, run.id)
         root.set_attribute(telemetry.TRIGGER, run.trigger)
         dispatcher.dispatch_run(runtime, tx, run)
-        _claim_first_step_ahead(runtime, tx, run.id)
+        _claim_first_step_ahead(runtime, tx, run)
         tx.events.insert(0, RunCreated(run))
         if delivery is not None:
             delivery.settle_in(tx)
     return run
 
 
-def _claim_first_step_ahead(runtime: Runtime, tx: Transaction, run_id: str) -> None:
+def _claim_first_step_ahead(runtime: Runtime, tx: Transaction, run: Run) -> None:
     """Start the run's first step in ``tx`` when its job went to an idle worker thread.
 
     That thread performs the job as soon as ``tx`` commits (see
@@ -102,9 +102,9 @@ def _claim_first_step_ahead(runtime: Runtime, tx: Transaction, run_id: str) -> N
     offer = current_continuation()
     if offer is None or not offer.free_thread:
         return
-    step = offer.step_to_claim(tx, run_id)
+    step = offer.step_to_claim(tx, run.id)
     if step is not None:
-        offer.claim = claiming.claim_step(runtime, tx, run_id, step)
+        offer.claim = claiming.claim_step(runtime, tx, run.id, step, created=run)
 
 
 def start_run_once(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,6 +91,36 @@ def test_a_run_started_beside_an_idle_worker_costs_its_start_and_one_transaction
             f"step_{index}": ["completed"] for index in range(1, 6)
         }
         assert _jobs(client) == []
+
+
+def test_the_start_claims_the_first_step_without_reading_back_the_run_it_inserted(
+    database_url: str,
+) -> None:
+    """The start's transaction wrote the run: it starts the first step from that record."""
+    statements: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if threading.current_thread() is threading.main_thread():
+            statements.append(" ".join(statement.split()))
+
+    with _idle_worker(database_url) as (client, _worker, completions):
+        sa.event.listen(client.database.engine, "before_cursor_execute", note)
+        try:
+            run = client.start_run("five_steps")
+        finally:
+            sa.event.remove(client.database.engine, "before_cursor_execute", note)
+        wait_until(lambda: run.id in completions.completed, what="the run")
+        assert attempts_by_step(client, run.id) == {
+            f"step_{index}": ["completed"] for index in range(1, 6)
+        }
+    # The run's insert, the first job's, the first step's start and the run's move to running.
+    assert [statement.split(" ")[0] for statement in statements] == [
+        "INSERT",
+        "INSERT",
+        "INSERT",
+        "UPDATE",
+    ], statements
+    assert not [s for s in statements if s.startswith("SELECT") and "squidmesh_runs" in s]
 
 
 def test_a_run_of_a_queue_with_limits_goes_through_the_claim(database_url: str) -> None:
