@@ -28,6 +28,7 @@ from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.ids import as_uuid
 from squidmesh_sdk.store.prepared import Prepared
 from squidmesh_sdk.store.schema import JobStatus, job_status_is, jobs
+from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
     "HeldRow",
@@ -201,9 +202,8 @@ class HeldRow:
     concurrency_key: str | None
     leased_until: datetime | None
     """A time its lease lasts at least until (``None``: not known): the time the claim or the
-    last rewrite leased it until, never an estimate. Heartbeats set a lease to their own time
-    plus the lease, later than that unless one waited for the row's lock behind a rewrite that
-    renewed it (then shorter by that wait, and set again by the next heartbeat)."""
+    last rewrite leased it until, never an estimate. Heartbeats only ever extend a lease
+    (:func:`extend_leases`)."""
 
 
 def reuse(tx: Transaction, job_id: int, job: NewJob, held: HeldRow) -> datetime | None:
@@ -426,14 +426,26 @@ def _unclaimed_step_jobs(
 
 
 def extend_leases(tx: Transaction, *, worker: str, job_ids: Iterable[int], lease: float) -> int:
-    """Heartbeat: push the leases of ``worker``'s running jobs ``lease`` seconds ahead."""
+    """Heartbeat: push the leases of ``worker``'s running jobs ``lease`` seconds ahead.
+
+    A lease already longer is kept: a heartbeat stamped before it waited for the rows' lock,
+    behind a rewrite that renewed a lease meanwhile (:func:`reuse`), must not shorten it. So a
+    lease only ever grows while its worker holds it, which :class:`HeldRow` relies on.
+    """
     ids = list(job_ids)
     if not ids:
         return 0
+    until = sa.bindparam("p_until", tx.now + timedelta(seconds=lease), type_=UTCDateTime)
     result = tx.connection.execute(
         jobs.update()
         .where(jobs.c.id.in_(ids), jobs.c.locked_by == worker, job_status_is("running"))
-        .values(locked_until=tx.now + timedelta(seconds=lease), updated_at=tx.now)
+        .values(
+            locked_until=sa.case(
+                (sa.or_(jobs.c.locked_until.is_(None), jobs.c.locked_until < until), until),
+                else_=jobs.c.locked_until,
+            ),
+            updated_at=tx.now,
+        )
     )
     return result.rowcount
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from squidmesh_sdk import Client, Worker
 from squidmesh_sdk.cli import EXIT_FAILURE, EXIT_USAGE
 from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
+from squidmesh_sdk.store import schema
 from squidmesh_sdk.testing import FakeClock
 from tests.cli.conftest import use_app
 from tests.cli.ops_app import INLINE_APP, OPS_APP, make_client
@@ -241,7 +243,11 @@ def test_show_a_running_job_with_an_expired_lease(cli: Cli, client: Client) -> N
     client.start_run("shipping")
     job = _lease_next(client)
     with client.runtime.transaction() as tx:  # its worker stopped renewing the lease long ago
-        job_store.extend_leases(tx, worker=OWNER, job_ids=[job.id], lease=-60)
+        tx.connection.execute(
+            sa.update(schema.jobs)
+            .where(schema.jobs.c.id == job.id)
+            .values(locked_until=tx.now - timedelta(seconds=60))
+        )
     lines = cli("jobs", "show", str(job.id)).out.splitlines()
     assert "state        running" in lines
     assert f"worker       {OWNER}" in lines

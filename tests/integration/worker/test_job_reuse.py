@@ -270,3 +270,23 @@ def test_a_rewrite_of_a_row_whose_lease_was_lost_writes_nothing(client: Client) 
         assert job_store.reuse(tx, job.id, new, held) is None
     (row,) = _jobs(client)
     assert (row.step, row.locked_by) == ("step_1", "other")
+
+
+def test_a_heartbeat_never_shortens_a_lease(clocked: tuple[Client, FakeClock]) -> None:
+    """One stamped before a rewrite that renewed the lease, and written after it, keeps it.
+
+    So a lease only grows while its worker holds it: what the worker knows of it (the claim,
+    a rewrite) is never more than the row holds.
+    """
+    client, clock = clocked
+    _, job = _claimed(client)
+    assert job.locked_until is not None
+    with client.runtime.transaction() as tx:  # as late a stamp, with a shorter lease
+        assert job_store.extend_leases(tx, worker="w", job_ids=[job.id], lease=10) == 1
+    (row,) = _jobs(client)
+    assert row.locked_until == job.locked_until
+    clock.advance(1)
+    with client.runtime.transaction() as tx:
+        assert job_store.extend_leases(tx, worker="w", job_ids=[job.id], lease=30) == 1
+    (row,) = _jobs(client)
+    assert row.locked_until == clock.now() + timedelta(seconds=30)
