@@ -233,7 +233,13 @@ class DatabaseExecutor(QueueRouting):
         remove. If the delivered job's lease was lost meanwhile (a rescue requeued it), the
         row is left alone and the continuation is inserted as usual.
         """
-        if chosen is None or offer is None or offer.job_id is None or offer.reused_by is not None:
+        if (
+            chosen is None
+            or offer is None
+            or offer.job_id is None
+            or offer.delivered is None
+            or offer.reused_by is not None
+        ):
             return job_store.enqueue(tx, new), None
         continuation = new[chosen]
         others = [job for index, job in enumerate(new) if index != chosen]
@@ -252,8 +258,7 @@ class DatabaseExecutor(QueueRouting):
         # returned assume it worked; if it did not, the hand-over still gets the inserted job
         # (only the dispatch metadata, telemetry, names the delivered job's id then).
         offer.reused_by = tx
-        held = job_store.HeldRow(offer.run_id, offer.concurrency_key, offer.leased_until)
-        return ids, job_store.reuse_later(tx, offer.job_id, continuation, held, lost)
+        return ids, job_store.reuse_later(tx, offer.delivered, continuation, lost)
 
     def _wake(self) -> None:
         with self._lock:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
 from typing import cast
 
 from squidmesh_sdk.scoped import Scoped
@@ -81,15 +80,13 @@ class Continuation:
     """The offer is an idle thread's, not a delivering one's: the job it is handed is performed
     as soon as the transaction commits, so its step may be claimed ahead in that transaction
     (see :func:`squidmesh_sdk.runtime.runner.start_run`)."""
+    delivered: job_store.Job | None = None
+    """The job being delivered: what its row holds, for the rewrite that may reuse it
+    (:func:`~squidmesh_sdk.store.jobs.reuse`)."""
     queue: str | None = None
-    """The queue of the job being delivered."""
+    """The queue of the job being delivered (read at every dispatch: kept as a field)."""
     concurrency_key: str | None = None
-    """The concurrency key of the job being delivered."""
-    run_id: str | None = None
-    """The run of the job being delivered."""
-    leased_until: datetime | None = None
-    """A time the delivered job's lease is known to last until (see
-    :class:`~squidmesh_sdk.store.jobs.HeldRow`)."""
+    """The concurrency key of the job being delivered (the same)."""
     limited_queues: frozenset[str] = frozenset()
     """Queues with operator limits (as the worker last read them)."""
     rate_limited_queues: frozenset[str] = frozenset()
@@ -244,7 +241,8 @@ def continuation(
     """Offer to take one continuation job while the ``with`` block runs (one delivery).
 
     ``job_id``: the delivered job, whose row the continuation may reuse (see
-    :attr:`Continuation.job_id`). ``delivered``, ``limited_queues`` and
+    :attr:`Continuation.job_id`) when ``delivered`` says what that row holds. ``delivered``,
+    ``limited_queues`` and
     ``rate_limited_queues`` decide which jobs may continue (see
     :meth:`Continuation.may_continue_with`); without ``delivered``, any job of ``queues``.
     ``claim_next``: see :attr:`Continuation.claim_next`.
@@ -256,10 +254,9 @@ def continuation(
         queues=frozenset(queues),
         accepting=accepting,
         job_id=job_id,
+        delivered=delivered,
         queue=delivered.queue if delivered is not None else None,
         concurrency_key=delivered.concurrency_key if delivered is not None else None,
-        run_id=delivered.run_id if delivered is not None else None,
-        leased_until=delivered.locked_until if delivered is not None else None,
         limited_queues=limited_queues,
         rate_limited_queues=rate_limited_queues,
     )

@@ -31,7 +31,6 @@ from squidmesh_sdk.store.schema import JobStatus, job_status_is, jobs
 from squidmesh_sdk.store.types import UTCDateTime
 
 __all__ = [
-    "HeldRow",
     "Job",
     "NewJob",
     "complete",
@@ -194,25 +193,18 @@ def lease_next_of_run(
     return Job.from_row(row) if row is not None else None
 
 
-@dataclass(frozen=True, slots=True)
-class HeldRow:
-    """What the row of a job being delivered is known to hold, for :func:`reuse`."""
+def reuse(tx: Transaction, held: Job, job: NewJob) -> datetime | None:
+    """Rewrite the row of job ``held``, leased to ``job.leased_to``, into ``job`` (leased so).
 
-    run_id: str | None
-    concurrency_key: str | None
-    leased_until: datetime | None
-    """A time its lease lasts at least until (``None``: not known): the time the claim or the
-    last rewrite leased it until, never an estimate. Heartbeats only ever extend a lease
-    (:func:`extend_leases`)."""
+    ``held`` is the job being delivered as its worker knows it: its run and concurrency key,
+    and in ``locked_until`` a time its lease lasts at least until (``None``: not known), the
+    time its claim or the last rewrite leased it until. Heartbeats only ever extend a lease
+    (:func:`extend_leases`), so the row holds at least that.
 
-
-def reuse(tx: Transaction, job_id: int, job: NewJob, held: HeldRow) -> datetime | None:
-    """Rewrite job ``job_id``, leased to ``job.leased_to``, into ``job`` (leased the same way).
-
-    For the transaction that finishes job ``job_id`` and queues ``job`` for the same worker:
+    For the transaction that finishes job ``held`` and queues ``job`` for the same worker:
     the row is the new job from then on (fresh delivery count, no rescue, no error). It keeps
     the row's ``run_at`` and ``inserted_at`` (the chain's first job's), and its lease while
-    ``held.leased_until`` leaves two thirds of ``job.lease``: heartbeats renew a lease every
+    ``held.locked_until`` leaves two thirds of ``job.lease``: heartbeats renew a lease every
     third of it, so the next step starts with at least two thirds of a lease, as a claimed job
     has just before its first heartbeat. Otherwise the lease is renewed to a full one.
 
@@ -225,13 +217,11 @@ def reuse(tx: Transaction, job_id: int, job: NewJob, held: HeldRow) -> datetime 
     Returns the time the rewritten row's lease is known to last until, or ``None``, and
     nothing written, when the worker no longer holds the lease (a rescue requeued the job).
     """
-    statement, params, leased_until = _rewrite(tx, job_id, job, held)
+    statement, params, leased_until = _rewrite(tx, held, job)
     return leased_until if statement.execute(tx.connection, params) == 1 else None
 
 
-def reuse_later(
-    tx: Transaction, job_id: int, job: NewJob, held: HeldRow, lost: Callable[[], None]
-) -> datetime:
+def reuse_later(tx: Transaction, held: Job, job: NewJob, lost: Callable[[], None]) -> datetime:
     """:func:`reuse`, assuming the lease holds; ``lost`` is called if it did not.
 
     On PostgreSQL the update goes to the server with the transaction's next statement, and
@@ -244,7 +234,7 @@ def reuse_later(
         if count != 1:
             lost()
 
-    statement, params, leased_until = _rewrite(tx, job_id, job, held)
+    statement, params, leased_until = _rewrite(tx, held, job)
     if tx.connection.dialect.name != "postgresql":
         check(statement.execute(tx.connection, params))
     else:
@@ -252,13 +242,11 @@ def reuse_later(
     return leased_until
 
 
-def _rewrite(
-    tx: Transaction, job_id: int, job: NewJob, held: HeldRow
-) -> tuple[Prepared, dict[str, Any], datetime]:
+def _rewrite(tx: Transaction, held: Job, job: NewJob) -> tuple[Prepared, dict[str, Any], datetime]:
     """The statement and parameters that rewrite ``held``'s row into ``job``, and its lease."""
     assert job.leased_to is not None  # noqa: S101 - only a continuation reuses a row
     params: dict[str, Any] = {
-        "p_id": job_id,
+        "p_id": held.id,
         "p_worker": job.leased_to,
         "queue": job.queue,
         "kind": job.kind,
@@ -270,7 +258,7 @@ def _rewrite(
         "concurrency_limit": job.concurrency_limit,
         "p_now": tx.now,
     }
-    leased_until = held.leased_until
+    leased_until = held.locked_until
     renew = leased_until is None or leased_until < tx.now + timedelta(seconds=job.lease * 2 / 3)
     if renew:
         leased_until = params["locked_until"] = tx.now + timedelta(seconds=job.lease)
@@ -430,7 +418,7 @@ def extend_leases(tx: Transaction, *, worker: str, job_ids: Iterable[int], lease
 
     A lease already longer is kept: a heartbeat stamped before it waited for the rows' lock,
     behind a rewrite that renewed a lease meanwhile (:func:`reuse`), must not shorten it. So a
-    lease only ever grows while its worker holds it, which :class:`HeldRow` relies on.
+    lease only ever grows while its worker holds it, which :func:`reuse` relies on.
     """
     ids = list(job_ids)
     if not ids:

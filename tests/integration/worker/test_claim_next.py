@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from functools import partial
 
@@ -48,12 +49,29 @@ def _last_step_job(client: Client, worker: Worker) -> tuple[job_store.Job, objec
         (job,) = claim_store.claim(tx, worker=worker.name, queues=["default"], limit=1, lease=30)
     claim: object | None = None
     while job.step != "step_5":
-        with continuation(worker.name, 30, ["default"], lambda: True, job.id) as offer:
+        with continuation(
+            worker.name, 30, ["default"], lambda: True, job.id, delivered=job
+        ) as offer:
             delivery = Delivery(settle=worker._settler(job), claim=claim)
             runner.perform(client.runtime, job.payload, delivery=delivery)
         assert offer.job is not None
         job, claim = offer.job, offer.claim
     return job, claim
+
+
+def _offer_claiming_next(
+    worker: Worker, job: job_store.Job, *, accepting: bool = True
+) -> AbstractContextManager[Continuation]:
+    """The offer ``worker`` makes while delivering ``job``: it may claim the worker's next job."""
+    return continuation(
+        worker.name,
+        30,
+        ["default"],
+        lambda: accepting,
+        job.id,
+        delivered=job,
+        claim_next=partial(worker._claim_next, object()),
+    )
 
 
 def _finish_first_run(client: Client, worker: Worker, *, accepting: bool = True) -> Continuation:
@@ -63,14 +81,7 @@ def _finish_first_run(client: Client, worker: Worker, *, accepting: bool = True)
     the worker's next job (``accepting``: whether the worker still takes work).
     """
     job, claim = _last_step_job(client, worker)
-    with continuation(
-        worker.name,
-        30,
-        ["default"],
-        lambda: accepting,
-        job.id,
-        claim_next=partial(worker._claim_next, object()),
-    ) as offer:
+    with _offer_claiming_next(worker, job, accepting=accepting) as offer:
         delivery = Delivery(settle=worker._settler(job), claim=claim)
         assert runner.perform(client.runtime, job.payload, delivery=delivery) == "executed"
     return offer
@@ -102,7 +113,7 @@ def test_the_last_step_s_transaction_claims_the_worker_s_next_job_and_its_step(
     assert (step_run.step, step_run.status) == ("step_1", "running")
     assert [a.number for a in step_run.attempts or ()] == [1]
     # The worker performs it with that claim: the second run goes on from there.
-    with continuation("w", 30, ["default"], lambda: True, leased.id) as following:
+    with continuation("w", 30, ["default"], lambda: True, leased.id, delivered=leased) as following:
         delivery = Delivery(settle=worker._settler(leased), claim=offer.claim)
         assert runner.perform(client.runtime, leased.payload, delivery=delivery) == "executed"
     assert following.job is not None
@@ -140,9 +151,7 @@ def test_a_next_job_claim_that_fails_costs_the_outcome_nothing(
         raise AssertionError("unreachable")
 
     monkeypatch.setattr(claim_store, "claim", failing_claim)
-    with continuation(
-        "w", 30, ["default"], lambda: True, job.id, claim_next=partial(worker._claim_next, object())
-    ) as offer:
+    with _offer_claiming_next(worker, job) as offer:
         delivery = Delivery(settle=worker._settler(job), claim=claim)
         assert runner.perform(client.runtime, job.payload, delivery=delivery) == "executed"
 
@@ -251,14 +260,7 @@ def _run_whose_worker_dies_after_a_failed_next_job_claim(
     monkeypatch.setattr(execution, "_apply_and_settle", dies_before_writing_again)
     delivery = Delivery(settle=worker._settler(job), claim=claim)
     with (
-        continuation(
-            "w",
-            30,
-            ["default"],
-            lambda: True,
-            job.id,
-            claim_next=partial(worker._claim_next, object()),
-        ),
+        _offer_claiming_next(worker, job),
         pytest.raises(_Died),
     ):
         runner.perform(client.runtime, job.payload, delivery=delivery)

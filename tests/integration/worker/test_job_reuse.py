@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from squidmesh_sdk import Client, DatabaseExecutor, Worker
+from squidmesh_sdk.frozen import evolve
 from squidmesh_sdk.port.continuation import continuation
 from squidmesh_sdk.port.delivery import Delivery
 from squidmesh_sdk.runtime import runner
@@ -218,10 +219,10 @@ def test_a_rewrite_sets_each_indexed_column_it_changes(
     assert job.run_id is not None
     assert job.locked_until is not None
     other = client.start_run("five_steps")
-    held = job_store.HeldRow(
-        run_id=job.run_id,
+    held = evolve(
+        job,
         concurrency_key="k1",
-        leased_until=job.locked_until - timedelta(seconds=25 if renew else 0),
+        locked_until=job.locked_until - timedelta(seconds=25 if renew else 0),
     )
     with client.runtime.transaction() as tx:
         tx.connection.execute(
@@ -229,7 +230,7 @@ def test_a_rewrite_sets_each_indexed_column_it_changes(
         )
         leased_until = job_store.reuse(
             tx,
-            job.id,
+            held,
             job_store.NewJob(
                 kind="step",
                 payload={"run_id": other.id if other_run else job.run_id, "step": "step_2"},
@@ -241,7 +242,6 @@ def test_a_rewrite_sets_each_indexed_column_it_changes(
                 concurrency_key="k2" if other_key else "k1",
                 concurrency_limit=2,
             ),
-            held,
         )
         now = tx.now
     (row,) = [row for row in _jobs(client) if row.id == job.id]
@@ -263,11 +263,10 @@ def test_a_rewrite_of_a_row_whose_lease_was_lost_writes_nothing(client: Client) 
         tx.connection.execute(
             sa.update(schema.jobs).where(schema.jobs.c.id == job.id).values(locked_by="other")
         )
-        held = job_store.HeldRow(job.run_id, None, job.locked_until)
         new = job_store.NewJob(
             kind="step", payload={}, queue="default", run_id=job.run_id, leased_to="w", lease=30
         )
-        assert job_store.reuse(tx, job.id, new, held) is None
+        assert job_store.reuse(tx, job, new) is None
     (row,) = _jobs(client)
     assert (row.step, row.locked_by) == ("step_1", "other")
 
