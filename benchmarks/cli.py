@@ -44,6 +44,10 @@ class Plan:
     the database)."""
     fan_out_threads: int = 4
     counted_threads: int = 4
+    beside_queued: int = 3000
+    """Row 9: runs queued for the worker process (enough to keep it busy through the window)."""
+    beside_window: float = 2.0
+    """Row 9: seconds of ``start_run`` calls beside the busy worker process."""
 
     @classmethod
     def full(cls) -> Plan:
@@ -59,7 +63,15 @@ class Plan:
     @classmethod
     def quick(cls) -> Plan:
         """A few runs at fewer concurrency levels: checks that everything works, in seconds."""
-        return cls(latency_runs=5, runs=10, fan_out_runs=3, threads=(1, 4), processes=((2, 2),))
+        return cls(
+            latency_runs=5,
+            runs=10,
+            fan_out_runs=3,
+            threads=(1, 4),
+            processes=((2, 2),),
+            beside_queued=300,
+            beside_window=0.2,
+        )
 
 
 Measurement = tuple[str, Callable[[Target], Result]]
@@ -104,6 +116,10 @@ def _measurements(plan: Plan) -> list[Measurement]:
         rate = max(10, plan.runs // 5)
         return flow.rate_limited(target, plan.runs, plan.counted_threads, rate)
 
+    def beside_worker(target: Target) -> Result:
+        """Row 9: starts beside a worker process of 8 threads."""
+        return squidmesh.start_beside_worker(target, plan.beside_queued, 8, plan.beside_window)
+
     return [
         ("latency", latency),
         *((f"threads-{n}", threads(n)) for n in plan.threads),
@@ -114,6 +130,7 @@ def _measurements(plan: Plan) -> list[Measurement]:
         ("tracing-on", tracing(True)),
         ("flow-keyed", key_limit),
         ("flow-rate", rate_limit),
+        ("beside-worker", beside_worker),
     ]
 
 

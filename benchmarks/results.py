@@ -15,14 +15,15 @@ class Result:
     """One row of the table.
 
     Attributes:
-        row: The row number (1 latency ... 6 raw limit).
+        row: The row number (1 latency ... 6 raw limit ... 9 starts beside a busy worker).
         name: What was measured.
         workers: How it was executed (``4 threads``, ``2 processes x 2``).
         concurrency: Jobs processed at once (threads, or processes x threads).
         runs: Workflow runs executed.
         steps: Steps executed.
         seconds: Wall time of the measurement window.
-        p50_ms, p99_ms: Latency percentiles (row 1), from calling ``start_run`` to completion.
+        p50_ms, p99_ms: Latency percentiles: row 1 from calling ``start_run`` to completion,
+            row 9 of the ``start_run`` call.
         start_p50_ms: Row 1: the p50 of the ``start_run`` call alone (its transaction).
         statements, commits: SQL statements and commits seen in the window (row 5).
     """

@@ -42,6 +42,7 @@ __all__ = [
     "drain",
     "fan_out",
     "latency",
+    "start_beside_worker",
     "throughput_processes",
     "throughput_threads",
 ]
@@ -299,6 +300,50 @@ def throughput_processes(target: Target, runs: int, processes: int, threads: int
         runs=runs,
         steps=runs * LINEAR_STEPS,
         seconds=elapsed,
+    )
+
+
+def start_beside_worker(target: Target, queued: int, threads: int, window: float) -> Result:
+    """Row 9: ``start_run`` in this process while a worker process drains queued runs.
+
+    ``queued`` 5-step runs are queued, one worker process of ``threads`` threads starts on
+    them, and once it has completed a few, this process starts runs one after the other for
+    ``window`` seconds, timing each call: what a web app's request that starts a run waits
+    for while its worker is busy. ``runs`` is the number of starts; the run fails if the
+    worker ran out of queued runs within the window (the starts would not have met a busy
+    database).
+    """
+    url = target.fresh()
+    with make_client(url) as client:
+        client.migrate()
+        start_runs(client, LINEAR, queued)
+        engine = client.database.engine
+        with _worker_processes(url, 1, threads) as group:
+            group.go()
+            _wait_completed(engine, min(20, queued), group.check)
+            samples: list[float] = []
+            ends = time.monotonic() + window
+            while time.monotonic() < ends:
+                started = time.perf_counter()
+                client.start_run(LINEAR)
+                samples.append(time.perf_counter() - started)
+            group.check()
+            with engine.connect() as connection:
+                completed = connection.execute(
+                    sa.text("SELECT count(*) FROM squidmesh_runs WHERE status = 'completed'")
+                ).scalar_one()
+    if completed >= queued:
+        raise RuntimeError(f"the worker drained all {queued} queued runs within the window")
+    return Result(
+        row=9,
+        name="start_run beside a busy worker process",
+        workers=f"1 process x {threads} threads",
+        concurrency=threads,
+        runs=len(samples),
+        steps=0,
+        seconds=sum(samples),
+        p50_ms=percentile(samples, 0.50) * 1000,
+        p99_ms=percentile(samples, 0.99) * 1000,
     )
 
 

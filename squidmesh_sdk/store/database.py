@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from squidmesh_sdk.store import json_text, prepared
+from squidmesh_sdk.store.write_gate import WriteGate
 
 __all__ = ["Database", "Transaction", "upsert"]
 
@@ -113,8 +114,12 @@ class Database:
             self.engine = sa.create_engine(url)
             self._owns_engine = True
         self.dialect: str = self.engine.dialect.name
+        self._gate: WriteGate | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, busy_timeout, sqlite_synchronous)
+            path = self.engine.url.database
+            if path and path != ":memory:" and not path.startswith("file:"):
+                self._gate = WriteGate(path, busy_timeout)
         elif self.dialect == "postgresql":
             if not sa.event.contains(self.engine, "before_execute", _flush_before_execute):
                 sa.event.listen(self.engine, "before_execute", _flush_before_execute)
@@ -136,7 +141,7 @@ class Database:
         """
         if now.tzinfo is None:
             raise ValueError(f"naive datetime {now!r}: transactions are stamped in aware UTC")
-        return _Writing(self.engine, self._kept, now.astimezone(UTC))
+        return _Writing(self.engine, self._kept, self._gate, now.astimezone(UTC))
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -170,33 +175,59 @@ class _Writing:
     generator, its frame and ``contextlib``'s wrapper cost more than some of its statements.
     What it does, in order:
 
-    - enter: a connection (the thread's kept one, or the engine's), then ``BEGIN`` (SQLAlchemy's
-      transaction, entered as a ``with`` block would);
+    - enter: through the SQLite file's write gate (:mod:`.write_gate`), a connection (the
+      thread's kept one, or the engine's), then ``BEGIN`` (SQLAlchemy's transaction, entered
+      as a ``with`` block would);
     - exit after the block: the statements still held in a pipeline are sent (a failure rolls
       back), then SQLAlchemy's transaction exits (commit, or rollback on an exception), the
-      connection goes back (kept) or is closed, and the after-commit callbacks run;
+      connection goes back (kept) or is closed, the gate lets the next writer through, and
+      the after-commit callbacks run;
     - exit on an exception, or when sending or committing fails: held statements dropped,
-      rolled back, the connection closed (a connection that failed is not worth keeping), no
-      callback run.
+      rolled back, the connection closed (a connection that failed is not worth keeping), the
+      gate opened, no callback run.
     """
 
-    __slots__ = ("_begun", "_connection", "_engine", "_generation", "_kept", "_now", "_tx")
+    __slots__ = (
+        "_begun",
+        "_connection",
+        "_engine",
+        "_gate",
+        "_generation",
+        "_kept",
+        "_now",
+        "_past",
+        "_tx",
+    )
 
-    def __init__(self, engine: Engine, kept: _KeptConnections | None, now: datetime) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        kept: _KeptConnections | None,
+        gate: WriteGate | None,
+        now: datetime,
+    ) -> None:
         self._engine = engine
         self._kept = kept
+        self._gate = gate
         self._now = now
 
     def __enter__(self) -> Transaction:
-        if self._kept is None:
-            connection = self._engine.connect()
-        else:
-            connection, self._generation = self._kept.take()
+        gate = self._gate
+        self._past = past = gate is not None and gate.enter()
         try:
-            begun = connection.begin()
-            begun.__enter__()
+            if self._kept is None:
+                connection = self._engine.connect()
+            else:
+                connection, self._generation = self._kept.take()
+            try:
+                begun = connection.begin()
+                begun.__enter__()
+            except BaseException:
+                connection.close()
+                raise
         except BaseException:
-            connection.close()
+            if past:
+                gate.leave()  # type: ignore[union-attr]
             raise
         self._connection, self._begun = connection, begun
         self._tx = Transaction(connection, self._now)
@@ -210,28 +241,32 @@ class _Writing:
     ) -> None:
         connection = self._connection
         try:
-            if exc is None:
-                try:
-                    prepared.flush(connection)
-                except BaseException as error:
+            try:
+                if exc is None:
+                    try:
+                        prepared.flush(connection)
+                    except BaseException as error:
+                        prepared.discard(connection)
+                        self._begun.__exit__(type(error), error, error.__traceback__)
+                        raise
+                else:
                     prepared.discard(connection)
-                    self._begun.__exit__(type(error), error, error.__traceback__)
-                    raise
+                self._begun.__exit__(exc_type, exc, tb)
+            except BaseException:
+                connection.close()
+                raise
+            if exc is not None:
+                connection.close()  # rolled back; the exception goes on
+                return
+            if self._kept is None:
+                connection.close()
             else:
-                prepared.discard(connection)
-            self._begun.__exit__(exc_type, exc, tb)
-        except BaseException:
-            connection.close()
-            raise
-        if exc is not None:
-            connection.close()  # rolled back; the exception goes on
-            return
-        if self._kept is None:
-            connection.close()
-        else:
-            self._kept.give_back(connection, self._generation)
-        # The connection is free again before callbacks run: they may open their own
-        # transactions (an in-process executor runs the next step right here).
+                self._kept.give_back(connection, self._generation)
+        finally:
+            if self._past:
+                self._gate.leave()  # type: ignore[union-attr]
+        # The connection and the gate are free again before callbacks run: they may open their
+        # own transactions (an in-process executor runs the next step right here).
         self._tx.run_after_commit()
 
 

@@ -1,0 +1,268 @@
+"""SQLite's write gate: writers of several processes take turns instead of sleeping and retrying.
+
+SQLite only: PostgreSQL locks rows, and its writers wait in the server, not in a busy handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
+
+from squidmesh_sdk import Client, Database, DatabaseExecutor
+from squidmesh_sdk.store.write_gate import LOCK_FILE_SUFFIX, WriteGate
+from tests.integration.worker.app import WORKFLOWS, make_client
+from tests.integration.worker.conftest import Spawn, wait_until
+from tests.integration.worker.processes import ROOT
+
+LOCKED = (OperationalError, sqlite3.OperationalError)
+"""What a writer that found SQLite locked raises: the driver's error when ``BEGIN`` failed."""
+
+QUEUED_RUNS = 1500
+"""Enough five-step runs to keep a worker process of 8 threads writing for several seconds."""
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A migrated SQLite database of this test's own."""
+    url = f"sqlite+pysqlite:///{tmp_path}/squidmesh.db"
+    with make_client(url) as client:
+        client.migrate()
+    return url
+
+
+def _completed(database: Database) -> int:
+    with database.read() as connection:
+        return int(
+            connection.execute(
+                sa.text("SELECT count(*) FROM squidmesh_runs WHERE status = 'completed'")
+            ).scalar_one()
+        )
+
+
+def test_runs_start_promptly_beside_a_worker_process_that_keeps_sqlite_busy(
+    sqlite_url: str, spawn_worker: Spawn
+) -> None:
+    # Without the gate a start waited in SQLite's busy handler, which sleeps 1, 2, 5 ... up to
+    # 100 ms between tries and rarely found the lock free: about 14 starts in 3.5 s, the
+    # slowest 0.8 to 2.7 s.
+    with make_client(sqlite_url) as client:
+        for _ in range(QUEUED_RUNS):
+            client.start_run("five_steps")
+        spawn_worker(sqlite_url, concurrency=8)
+        wait_until(lambda: _completed(client.database) >= 20, what="the worker to drain")
+        before = _completed(client.database)
+        latencies: list[float] = []
+        window_ends = time.monotonic() + 2.0
+        while time.monotonic() < window_ends:
+            started = time.perf_counter()
+            client.start_run("one_step")
+            latencies.append(time.perf_counter() - started)
+        drained = _completed(client.database) - before
+    # The worker wrote all along (so every start met a busy database)...
+    assert drained >= 100, f"the worker completed only {drained} runs meanwhile"
+    assert drained < QUEUED_RUNS - 20, "the worker ran out of queued runs"
+    # ...and the starts took their turns: dozens, none waiting long.
+    assert len(latencies) >= 50, f"only {len(latencies)} runs started in 2 s"
+    assert max(latencies) < 1.0, f"the slowest start took {max(latencies):.2f} s"
+
+
+HOLDER = """
+import fcntl, os, sys, time
+from datetime import UTC, datetime
+import sqlalchemy as sa
+from squidmesh_sdk import Database
+mode, url, path = sys.argv[1:4]
+if mode == "file":  # the gate's file lock only, as a stuck process that uses the gate would
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    print("holding", flush=True)
+    time.sleep(600)
+database = Database(url)
+with database.transaction(datetime.now(UTC)) as tx:  # the gate and SQLite's write lock
+    tx.connection.execute(sa.text("UPDATE squidmesh_maintenance SET task = task"))
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+@contextmanager
+def _holder(mode: str, url: str) -> Iterator[subprocess.Popen[str]]:
+    """A process holding the gate (``file``: its lock only; ``transaction``: a transaction)."""
+    path = sa.make_url(url).database
+    assert path is not None
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, mode, url, path + LOCK_FILE_SUFFIX],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "holding"
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_a_writer_goes_on_without_the_gate_once_its_busy_timeout_passed(sqlite_url: str) -> None:
+    # A process holds the gate and nothing else: SQLite's lock is free, so the start
+    # succeeds, after waiting its busy timeout for the gate (it does not hang).
+    with _holder("file", sqlite_url):
+        database = Database(sqlite_url, busy_timeout=0.5)
+        with make_client_on(database) as client:
+            started = time.monotonic()
+            run = client.start_run("one_step")
+            waited = time.monotonic() - started
+            assert client.inspect_run(run.id).status == "pending"
+    assert 0.45 <= waited < 10, waited
+
+
+def test_a_stuck_writer_costs_a_database_is_locked_error_as_before(sqlite_url: str) -> None:
+    # A process stuck inside a transaction holds the gate and SQLite's lock: the start waits
+    # for the gate, then in SQLite's busy handler, and fails as it did before the gate.
+    with _holder("transaction", sqlite_url):
+        database = Database(sqlite_url, busy_timeout=0.5)
+        with make_client_on(database) as client:
+            started = time.monotonic()
+            with pytest.raises(LOCKED, match="database is locked"):
+                client.start_run("one_step")
+            waited = time.monotonic() - started
+    assert 0.9 <= waited < 10, waited
+
+
+def test_the_gate_of_a_killed_process_opens_at_once(sqlite_url: str) -> None:
+    with _holder("transaction", sqlite_url) as holder:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        with make_client_on(Database(sqlite_url, busy_timeout=30)) as client:
+            started = time.monotonic()
+            run = client.start_run("one_step")
+            waited = time.monotonic() - started
+            assert client.inspect_run(run.id).status == "pending"
+    assert waited < 5, waited
+
+
+def test_after_commit_callbacks_run_with_the_gate_open(sqlite_url: str) -> None:
+    # A callback may wait for another thread's write (an in-process executor's next step):
+    # with the gate still closed, that thread would wait the whole busy timeout.
+    database = Database(sqlite_url, busy_timeout=30)
+    written = threading.Event()
+
+    def write_elsewhere() -> None:
+        with database.transaction(datetime.now(UTC)) as tx:
+            tx.connection.execute(sa.text("UPDATE squidmesh_maintenance SET task = task"))
+        written.set()
+
+    def callback() -> None:
+        other = threading.Thread(target=write_elsewhere)
+        other.start()
+        other.join(timeout=5)
+
+    try:
+        with database.transaction(datetime.now(UTC)) as tx:
+            tx.connection.execute(sa.text("UPDATE squidmesh_maintenance SET task = task"))
+            tx.after_commit(callback)
+        assert written.wait(timeout=0), "the callback's thread still waited for the gate"
+    finally:
+        written.wait(timeout=60)
+        database.dispose()
+
+
+def test_a_transaction_inside_another_on_one_thread_does_not_wait_for_the_gate(
+    sqlite_url: str,
+) -> None:
+    # As before the gate, it goes straight to SQLite, whose lock the outer one holds: a
+    # "database is locked" error after the busy timeout, and the outer one still commits.
+    database = Database(sqlite_url, busy_timeout=1.0)
+    try:
+        with database.transaction(datetime.now(UTC)) as outer:
+            outer.connection.execute(sa.text("UPDATE squidmesh_maintenance SET task = task"))
+            started = time.monotonic()
+            with (
+                pytest.raises(LOCKED, match="database is locked"),
+                database.transaction(datetime.now(UTC)) as inner,
+            ):
+                inner.connection.execute(sa.text("UPDATE squidmesh_maintenance SET task = task"))
+            waited = time.monotonic() - started
+        # Waiting for the gate first would have added a second busy timeout.
+        assert waited < 1.9, waited
+        with database.transaction(datetime.now(UTC)) as after:
+            after.connection.execute(sa.text("UPDATE squidmesh_maintenance SET task = task"))
+    finally:
+        database.dispose()
+
+
+def _enter_in_child(gate: WriteGate, go: Any, results: multiprocessing.Queue[bool]) -> None:
+    go.wait(timeout=30)
+    results.put(gate.enter())
+
+
+def test_a_forked_child_queues_at_the_gate_as_another_process(tmp_path: Path) -> None:
+    gate = WriteGate(str(tmp_path / "forked.db"), timeout=0.5)
+    context = multiprocessing.get_context("fork")
+    results: multiprocessing.Queue[bool] = context.Queue()
+    # Forked while the parent is past the gate: the child must not share the parent's lock
+    # (it would pass at once), nor keep its copy of the parent's thread lock (it would never
+    # pass again).
+    assert gate.enter()
+    try:
+        go = context.Event()
+        child = context.Process(target=_enter_in_child, args=(gate, go, results))
+        child.start()
+        go.set()
+        assert results.get(timeout=30) is False  # the parent is still past the gate
+        child.join(timeout=30)
+        go = context.Event()
+        child = context.Process(target=_enter_in_child, args=(gate, go, results))
+        child.start()
+    finally:
+        gate.leave()
+    go.set()
+    assert results.get(timeout=30) is True  # the parent let go after the fork
+    child.join(timeout=30)
+
+
+def test_writes_go_on_when_the_gate_file_cannot_be_opened(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = sa.make_url(sqlite_url).database
+    assert path is not None
+    lock_file = Path(path + LOCK_FILE_SUFFIX)
+    lock_file.unlink()  # made by the migration's transaction
+    lock_file.mkdir()  # a directory where the file would be
+    with (
+        caplog.at_level(logging.WARNING, logger="squidmesh_sdk.store.write_gate"),
+        make_client_on(Database(sqlite_url)) as client,
+    ):
+        run = client.start_run("one_step")
+        assert client.inspect_run(run.id).status == "pending"
+    assert "cannot open the SQLite write gate" in caplog.text
+
+
+@contextmanager
+def make_client_on(database: Database) -> Iterator[Client]:
+    """A database-queue client on ``database``, which is disposed with it."""
+    try:
+        with Client(database, WORKFLOWS, executor=DatabaseExecutor()) as client:
+            yield client
+    finally:
+        database.dispose()
