@@ -161,7 +161,9 @@ class Database:
                 yield connection
 
     def dispose(self) -> None:
-        """Close pooled connections of an engine this object created, and kept ones."""
+        """Close pooled connections of an engine this object created, kept ones, the gate's file."""
+        if self._gate is not None:
+            self._gate.close()
         if self._kept is not None:
             self._kept.close_idle()
         if self._owns_engine:

@@ -53,16 +53,16 @@ class WriteGate:
     def __init__(self, database: str, timeout: float) -> None:
         self.path = f"{Path(database).resolve()}{LOCK_FILE_SUFFIX}"
         self.timeout = timeout
-        self._fd: int | None = None
+        self._file = _LockFile()
+        # Closed with the gate: a process may open many databases (a test suite does).
+        weakref.finalize(self, self._file.close)
         self._reset()
         _gates.add(self)
 
     def _reset(self) -> None:
         # Everything here is this process's: a forked child starts again (the parent's file
         # descriptor would share the parent's lock, and its threads are not the child's).
-        if self._fd is not None:
-            os.close(self._fd)  # the parent's lock stays: the parent still has the file open
-        self._fd = None
+        self._file.close()  # the parent's lock stays: the parent still has the file open
         self._broken = False
         self._threads = threading.Lock()
         """Held by the thread of this process that is past the gate, or going through it."""
@@ -92,7 +92,7 @@ class WriteGate:
                 return False
         else:
             deadline = None
-        fd = self._fd
+        fd = self._file.fd
         # Not pending: the keeper holds no lock of this file descriptor and will not take one
         # (only the thread holding ``_threads`` asks it to), so the lock taken here is ours.
         if fd is not None and not self._pending:
@@ -118,13 +118,13 @@ class WriteGate:
         """Let the next writer through (called by the thread that :meth:`enter` let past)."""
         self._holder = None
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
+            fcntl.flock(self._file.fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
         finally:
             self._threads.release()
 
     def _wait_for_file(self, deadline: float | None) -> bool:
         """Take the file's lock, waiting in the keeper for at most the timeout; ``False`` if not."""
-        fd = self._fd if self._fd is not None else self._open()
+        fd = self._file.fd if self._file.fd is not None else self._open()
         if fd is None:
             return False
         if deadline is None:
@@ -140,7 +140,7 @@ class WriteGate:
                 self._pending = True
                 if self._keeper is None:
                     self._keeper = threading.Thread(
-                        target=self._keep, args=(fd,), name="squidmesh-write-gate", daemon=True
+                        target=self._keep, name="squidmesh-write-gate", daemon=True
                     )
                     self._keeper.start()
                 self._state.notify_all()
@@ -169,10 +169,21 @@ class WriteGate:
                 error.strerror,
             )
             return None
-        self._fd = fd
+        self._file.fd = fd
         return fd
 
-    def _keep(self, fd: int) -> None:
+    def close(self) -> None:
+        """Close the gate's file unless a writer is at the gate (it opens again when needed)."""
+        if not self._threads.acquire(blocking=False):
+            return
+        try:
+            with self._state:
+                if not self._pending:  # else the keeper waits on the file
+                    self._file.close()
+        finally:
+            self._threads.release()
+
+    def _keep(self) -> None:
         """The keeper: take the file's lock for the writer that asks, hand it over.
 
         It ends after :data:`KEEPER_IDLE` seconds without a request (a new one starts with
@@ -184,6 +195,10 @@ class WriteGate:
                     if not self._state.wait(KEEPER_IDLE) and not self._pending:
                         self._keeper = None
                         return
+                # Open while pending: the writer that asked opened it, and it is closed only
+                # when no writer is at the gate and nothing is pending.
+                fd = self._file.fd
+            assert fd is not None  # noqa: S101 - see above
             fcntl.flock(fd, fcntl.LOCK_EX)
             with self._state:
                 if self._wanted:
@@ -194,6 +209,20 @@ class WriteGate:
                 # Last: a thread that reads it unset, without this lock, may take the file's
                 # lock itself, which it must not while the keeper still holds it.
                 self._pending = False
+
+
+class _LockFile:
+    """The gate's open file: a box, so that its finalizer closes whichever one is open."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 KEEPER_IDLE = 5.0

@@ -5,6 +5,7 @@ SQLite only: PostgreSQL locks rows, and its writers wait in the server, not in a
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import signal
@@ -266,3 +267,39 @@ def make_client_on(database: Database) -> Iterator[Client]:
             yield client
     finally:
         database.dispose()
+
+
+def _open_gate_files(directory: Path) -> list[str]:
+    """The gate files in ``directory`` that this process has open (Linux: ``/proc/self/fd``)."""
+    names = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = str(fd.readlink())
+        except OSError:  # the directory's own descriptor, closed meanwhile
+            continue
+        if target.startswith(str(directory)) and target.endswith(LOCK_FILE_SUFFIX):
+            names.append(target)
+    return names
+
+
+def test_disposed_or_dropped_databases_close_their_gate_files(tmp_path: Path) -> None:
+    # A process may open many databases (a test suite does): their gate files must not pile up.
+    assert _open_gate_files(tmp_path) == []
+    for index in range(20):
+        database = Database(f"sqlite+pysqlite:///{tmp_path}/disposed_{index}.db")
+        with database.transaction(datetime.now(UTC)) as tx:
+            tx.connection.execute(sa.text("SELECT 1"))
+        assert len(_open_gate_files(tmp_path)) == 1
+        database.dispose()
+        assert _open_gate_files(tmp_path) == []
+        with database.transaction(datetime.now(UTC)) as tx:  # still usable: opened again
+            tx.connection.execute(sa.text("SELECT 1"))
+        assert len(_open_gate_files(tmp_path)) == 1
+        database.dispose()
+    dropped = WriteGate(str(tmp_path / "dropped.db"), timeout=1.0)
+    assert dropped.enter()
+    dropped.leave()
+    assert len(_open_gate_files(tmp_path)) == 1
+    del dropped
+    gc.collect()
+    assert _open_gate_files(tmp_path) == []
