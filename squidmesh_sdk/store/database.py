@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from squidmesh_sdk.store import json_text, prepared
-from squidmesh_sdk.store.write_gate import WriteGate
+from squidmesh_sdk.store.write_gate import WriteGate, gate_for
 
 __all__ = ["Database", "Transaction", "upsert"]
 
@@ -81,7 +81,9 @@ class Database:
             With a URL, each thread that writes keeps one connection of its own, outside the
             engine's pool, until the thread ends or :meth:`dispose` is called; an engine given
             here lends a pooled connection to every transaction instead.
-        busy_timeout: SQLite only: seconds a writer waits for the write lock.
+        busy_timeout: SQLite only: seconds a writer waits for squidmesh's write gate (see
+            :mod:`squidmesh_sdk.store.write_gate`), and then for the write lock: a writer that
+            another one keeps waiting fails with "database is locked" after at most twice it.
         sqlite_synchronous: SQLite only: ``PRAGMA synchronous``. ``FULL`` (the default) makes
             every commit durable across power loss; ``NORMAL`` is faster and still safe against
             application crashes.
@@ -115,11 +117,12 @@ class Database:
             self._owns_engine = True
         self.dialect: str = self.engine.dialect.name
         self._gate: WriteGate | None = None
+        self._busy_timeout = busy_timeout
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, busy_timeout, sqlite_synchronous)
             path = self.engine.url.database
             if path and path != ":memory:" and not path.startswith("file:"):
-                self._gate = WriteGate(path, busy_timeout)
+                self._gate = gate_for(path)
         elif self.dialect == "postgresql":
             if not sa.event.contains(self.engine, "before_execute", _flush_before_execute):
                 sa.event.listen(self.engine, "before_execute", _flush_before_execute)
@@ -141,7 +144,9 @@ class Database:
         """
         if now.tzinfo is None:
             raise ValueError(f"naive datetime {now!r}: transactions are stamped in aware UTC")
-        return _Writing(self.engine, self._kept, self._gate, now.astimezone(UTC))
+        return _Writing(
+            self.engine, self._kept, self._gate, self._busy_timeout, now.astimezone(UTC)
+        )
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -177,9 +182,9 @@ class _Writing:
     generator, its frame and ``contextlib``'s wrapper cost more than some of its statements.
     What it does, in order:
 
-    - enter: through the SQLite file's write gate (:mod:`.write_gate`), a connection (the
-      thread's kept one, or the engine's), then ``BEGIN`` (SQLAlchemy's transaction, entered
-      as a ``with`` block would);
+    - enter: a connection (the thread's kept one, or the engine's), through the SQLite file's
+      write gate (:mod:`.write_gate`), then ``BEGIN`` (SQLAlchemy's transaction, entered as a
+      ``with`` block would);
     - exit after the block: the statements still held in a pipeline are sent (a failure rolls
       back), then SQLAlchemy's transaction exits (commit, or rollback on an exception), the
       connection goes back (kept) or is closed, the gate lets the next writer through, and
@@ -198,6 +203,7 @@ class _Writing:
         "_kept",
         "_now",
         "_past",
+        "_timeout",
         "_tx",
     )
 
@@ -206,29 +212,32 @@ class _Writing:
         engine: Engine,
         kept: _KeptConnections | None,
         gate: WriteGate | None,
+        timeout: float,
         now: datetime,
     ) -> None:
         self._engine = engine
         self._kept = kept
         self._gate = gate
+        self._timeout = timeout
         self._now = now
 
     def __enter__(self) -> Transaction:
+        if self._kept is None:
+            connection = self._engine.connect()
+        else:
+            connection, self._generation = self._kept.take()
         gate = self._gate
-        self._past = past = gate is not None and gate.enter()
+        self._past = False
         try:
-            if self._kept is None:
-                connection = self._engine.connect()
-            else:
-                connection, self._generation = self._kept.take()
-            try:
-                begun = connection.begin()
-                begun.__enter__()
-            except BaseException:
-                connection.close()
-                raise
+            # Through the gate once the connection is in hand: a wait for one from a host's
+            # pool must not keep every other writer waiting at the gate.
+            if gate is not None:
+                self._past = gate.enter(self._timeout)
+            begun = connection.begin()
+            begun.__enter__()
         except BaseException:
-            if past:
+            connection.close()
+            if self._past:
                 gate.leave()  # type: ignore[union-attr]
             raise
         self._connection, self._begun = connection, begun

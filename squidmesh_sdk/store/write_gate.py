@@ -5,8 +5,7 @@ SQLite lets one connection write at a time. A connection that finds the write lo
 2, 5, 10, 15, 20, 25 ... 100 ms. A worker draining a queue takes the lock again within a
 fraction of a millisecond of letting it go, so a writer that sleeps between tries rarely finds
 it free: a run started from another process while a worker process drained queued runs took 55
-to 131 ms at the median and up to 2.7 s (``docs/performance.md``), and a second worker process
-added nothing.
+to 131 ms at the median and up to 2.7 s (``docs/performance.md``, "Eighteenth session").
 
 Every squidmesh write transaction on a SQLite file therefore passes a gate first: a lock of
 this process, which its threads queue on, then an advisory lock (``flock``) on a file beside
@@ -16,11 +15,13 @@ killed. A writer past the gate finds SQLite's write lock free, unless a program 
 use the gate (the ``sqlite3`` shell, the host's own writes) holds it: SQLite's busy handler
 still waits for those.
 
-A writer waits for the gate at most the database's busy timeout, then goes on without it into
-SQLite's busy handler, as it did before there was a gate: a stuck holder costs what it always
-did, a "database is locked" error once the busy timeout has passed. ``flock`` itself cannot
-time out, so a blocking wait happens in a thread of the gate's (its *keeper*), which hands the
-lock to the writer that asked, or lets it go again when that writer stopped waiting.
+A writer waits for the gate at most its busy timeout, then goes on without it into SQLite's
+busy handler, as it did before there was a gate (which may wait the busy timeout again): a
+stuck holder costs the others a "database is locked" error, not a hang. ``flock`` itself
+cannot time out, so a blocking wait happens in a thread of the gate's (its *keeper*), which
+hands the lock to the writer that asked, or lets it go again when that writer stopped waiting.
+Whatever goes wrong with the file (it cannot be opened, ``flock`` fails), writers go on without
+the gate, and a warning says why.
 """
 
 from __future__ import annotations
@@ -34,36 +35,40 @@ import weakref
 from _thread import get_ident
 from pathlib import Path
 
-__all__ = ["LOCK_FILE_SUFFIX", "WriteGate"]
+__all__ = ["LOCK_FILE_SUFFIX", "WriteGate", "gate_for"]
 
 logger = logging.getLogger(__name__)
 
 LOCK_FILE_SUFFIX = "-squidmesh-lock"
 """The gate's file is the database's path with this suffix (as SQLite's ``-wal`` and ``-shm``)."""
 
+KEEPER_IDLE = 5.0
+"""Seconds a gate's keeper thread waits for a request before it ends."""
+
+RETRY_OPEN = 60.0
+"""Seconds writers go without the gate after its file could not be opened, before trying again."""
+
 
 class WriteGate:
-    """The gate of one SQLite database file (see the module).
+    """The gate of one SQLite database file (see the module); :func:`gate_for` shares them.
 
     Args:
-        database: The database file's path.
-        timeout: Seconds a writer waits for the gate before going on without it.
+        path: The gate's file (the database's path and :data:`LOCK_FILE_SUFFIX`).
     """
 
-    def __init__(self, database: str, timeout: float) -> None:
-        self.path = f"{Path(database).resolve()}{LOCK_FILE_SUFFIX}"
-        self.timeout = timeout
+    def __init__(self, path: str) -> None:
+        self.path = path
         self._file = _LockFile()
         # Closed with the gate: a process may open many databases (a test suite does).
         weakref.finalize(self, self._file.close)
         self._reset()
-        _gates.add(self)
+        _every_gate.add(self)
 
     def _reset(self) -> None:
         # Everything here is this process's: a forked child starts again (the parent's file
         # descriptor would share the parent's lock, and its threads are not the child's).
         self._file.close()  # the parent's lock stays: the parent still has the file open
-        self._broken = False
+        self._closed_until = 0.0
         self._threads = threading.Lock()
         """Held by the thread of this process that is past the gate, or going through it."""
         self._holder: int | None = None
@@ -71,106 +76,67 @@ class WriteGate:
         self._state = threading.Condition(threading.Lock())
         self._keeper: threading.Thread | None = None
         self._pending = False
-        """The keeper is blocked taking the file's lock: only it may take it now (a lock taken
+        """The keeper is taking the file's lock: only it may take it now (a lock taken
         meanwhile on the same file descriptor would be the keeper's too, and let go by it)."""
         self._wanted = False
         """The thread holding ``_threads`` waits for the keeper to hand it the file's lock."""
         self._granted = False
 
-    def enter(self) -> bool:
+    def enter(self, timeout: float) -> bool:
         """Pass the gate: ``True`` once past it, ``False`` to go on without it.
 
         Without it: the calling thread is already past it (a transaction opened inside
-        another one), the timeout passed, or the gate's file cannot be opened.
+        another one), ``timeout`` seconds passed, or the gate's file is unusable.
         """
         me = get_ident()
-        if self._holder == me or self._broken:
+        if self._holder == me:
             return False
-        if not self._threads.acquire(blocking=False):
-            deadline = time.monotonic() + self.timeout
-            if not self._threads.acquire(timeout=self.timeout):
-                return False
-        else:
+        if self._threads.acquire(blocking=False):
             deadline = None
-        fd = self._file.fd
-        # Not pending: the keeper holds no lock of this file descriptor and will not take one
-        # (only the thread holding ``_threads`` asks it to), so the lock taken here is ours.
-        if fd is not None and not self._pending:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                pass
-            else:
-                self._holder = me
-                return True
+        else:
+            deadline = time.monotonic() + timeout
+            if not self._threads.acquire(timeout=timeout):
+                return False
+        locked = False
         try:
-            past = self._wait_for_file(deadline)
+            fd = self._file.fd
+            # Not pending: the keeper holds no lock of this file descriptor and will take none
+            # (only the thread holding ``_threads`` asks it to), so a lock taken here is ours.
+            if fd is not None and not self._pending:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass
+                else:
+                    locked = True
+            if not locked:
+                if deadline is None:
+                    deadline = time.monotonic() + timeout
+                locked = self._wait_for_file(deadline)
+        except OSError as error:  # flock failed (not for a lock held elsewhere): no gate a while
+            self._unusable("lock", error)
+            self._file.close()
+            self._closed_until = time.monotonic() + RETRY_OPEN
         except BaseException:
+            if locked:
+                self._unlock()
             self._threads.release()
             raise
-        if not past:
+        if not locked:
             self._threads.release()
             return False
         self._holder = me
         return True
 
     def leave(self) -> None:
-        """Let the next writer through (called by the thread that :meth:`enter` let past)."""
+        """Let the next writer through (after :meth:`enter` let this thread past)."""
+        if self._holder != get_ident():  # not past it (a forked child unwinding, say)
+            return
         self._holder = None
         try:
-            fcntl.flock(self._file.fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
+            self._unlock()
         finally:
             self._threads.release()
-
-    def _wait_for_file(self, deadline: float | None) -> bool:
-        """Take the file's lock, waiting in the keeper for at most the timeout; ``False`` if not."""
-        fd = self._file.fd if self._file.fd is not None else self._open()
-        if fd is None:
-            return False
-        if deadline is None:
-            deadline = time.monotonic() + self.timeout
-        with self._state:
-            if not self._pending:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    pass
-                else:
-                    return True
-                self._pending = True
-                if self._keeper is None:
-                    self._keeper = threading.Thread(
-                        target=self._keep, name="squidmesh-write-gate", daemon=True
-                    )
-                    self._keeper.start()
-                self._state.notify_all()
-            self._wanted = True
-            while not self._granted:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    # The keeper lets go of the lock when it gets it, unless another thread
-                    # asks for it meanwhile.
-                    self._wanted = False
-                    return False
-                self._state.wait(remaining)
-            self._granted = self._wanted = False
-            return True
-
-    def _open(self) -> int | None:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as error:
-            # As without a gate: writers wait in SQLite's busy handler.
-            self._broken = True
-            logger.warning(
-                "cannot open the SQLite write gate %s (%s): writers queue in SQLite's busy "
-                "handler instead",
-                self.path,
-                error.strerror,
-            )
-            return None
-        self._file.fd = fd
-        return fd
 
     def close(self) -> None:
         """Close the gate's file unless a writer is at the gate (it opens again when needed)."""
@@ -183,32 +149,122 @@ class WriteGate:
         finally:
             self._threads.release()
 
+    def _unlock(self) -> None:
+        fd = self._file.fd
+        if fd is None:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError as error:
+            # Closing the file lets go of its lock all the same.
+            self._unusable("unlock", error)
+            self._file.close()
+
+    def _wait_for_file(self, deadline: float) -> bool:
+        """Take the file's lock, waiting in the keeper until ``deadline``; ``False`` if not."""
+        fd = self._file.fd if self._file.fd is not None else self._open()
+        if fd is None:
+            return False
+        with self._state:
+            if not self._pending:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass
+                else:
+                    return True
+                if deadline <= time.monotonic():
+                    return False
+                if self._keeper is None:
+                    keeper = threading.Thread(
+                        target=self._keep, name="squidmesh-write-gate", daemon=True
+                    )
+                    keeper.start()
+                    self._keeper = keeper
+                self._pending = True
+                self._state.notify_all()
+            self._wanted = True
+            try:
+                while not self._granted:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._pending:  # timed out, or the keeper failed
+                        return False
+                    self._state.wait(remaining)
+                return True
+            except BaseException:
+                if self._granted:  # handed over meanwhile: ours to let go
+                    self._unlock()
+                raise
+            finally:
+                # Not wanted any more: a lock the keeper takes later for this request, it lets
+                # go at once (unless the next writer asks for it meanwhile).
+                self._granted = self._wanted = False
+
+    def _open(self) -> int | None:
+        if time.monotonic() < self._closed_until:
+            return None
+        try:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except PermissionError:  # another user's file: a lock needs no write access
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as error:
+            self._closed_until = time.monotonic() + RETRY_OPEN
+            self._unusable("open", error)
+            return None
+        self._file.fd = fd
+        return fd
+
+    def _unusable(self, what: str, error: OSError) -> None:
+        logger.warning(
+            "cannot %s the SQLite write gate %s (%s): writers queue in SQLite's busy handler "
+            "instead",
+            what,
+            self.path,
+            error.strerror or error,
+        )
+
     def _keep(self) -> None:
         """The keeper: take the file's lock for the writer that asks, hand it over.
 
         It ends after :data:`KEEPER_IDLE` seconds without a request (a new one starts with
-        the next), so that gates no one contends for keep no thread.
+        the next), so that gates no one contends for keep no thread; and if taking the lock
+        fails, telling the waiting writer so.
         """
-        while True:
+        try:
+            while True:
+                with self._state:
+                    while not self._pending:
+                        if not self._state.wait(KEEPER_IDLE) and not self._pending:
+                            return
+                    # Open while pending: the writer that asked opened it, and it is closed
+                    # only when nothing is pending.
+                    fd = self._file.fd
+                try:
+                    if fd is None:
+                        raise OSError("the gate's file is not open")
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError as error:
+                    self._unusable("lock", error)
+                    with self._state:
+                        self._pending = False
+                        self._state.notify_all()
+                    continue
+                with self._state:
+                    if self._wanted:
+                        self._granted = True
+                        self._state.notify_all()
+                    else:  # the writer stopped waiting, and no other asked since
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+                    # Last: a thread that reads it unset, without this lock, may take the
+                    # file's lock itself, which it must not while the keeper still holds it.
+                    self._pending = False
+        finally:
             with self._state:
-                while not self._pending:
-                    if not self._state.wait(KEEPER_IDLE) and not self._pending:
-                        self._keeper = None
-                        return
-                # Open while pending: the writer that asked opened it, and it is closed only
-                # when no writer is at the gate and nothing is pending.
-                fd = self._file.fd
-            assert fd is not None  # noqa: S101 - see above
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            with self._state:
-                if self._wanted:
-                    self._granted = True
+                self._keeper = None
+                if self._pending:  # ended by an error of its own: the writer goes on without
+                    self._pending = False
                     self._state.notify_all()
-                else:  # the writer stopped waiting, and no other asked since
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                # Last: a thread that reads it unset, without this lock, may take the file's
-                # lock itself, which it must not while the keeper still holds it.
-                self._pending = False
 
 
 class _LockFile:
@@ -225,14 +281,30 @@ class _LockFile:
             os.close(fd)
 
 
-KEEPER_IDLE = 5.0
-"""Seconds a gate's keeper thread waits for a request before it ends."""
+_gates: weakref.WeakValueDictionary[str, WriteGate] = weakref.WeakValueDictionary()
+_gates_lock = threading.Lock()
+_every_gate: weakref.WeakSet[WriteGate] = weakref.WeakSet()
+"""Every gate of this process, for a forked child to reset."""
 
-_gates: weakref.WeakSet[WriteGate] = weakref.WeakSet()
+
+def gate_for(database: str) -> WriteGate:
+    """The gate of the SQLite file ``database``, shared by every ``Database`` on it here.
+
+    Shared, so that threads of this process queue on one lock, and a transaction opened inside
+    another one on the same thread skips the gate whichever ``Database`` opened each.
+    """
+    path = f"{Path(database).resolve()}{LOCK_FILE_SUFFIX}"
+    with _gates_lock:
+        gate = _gates.get(path)
+        if gate is None:
+            gate = _gates[path] = WriteGate(path)
+        return gate
 
 
 def _reset_after_fork() -> None:
-    for gate in list(_gates):
+    global _gates_lock
+    _gates_lock = threading.Lock()
+    for gate in list(_every_gate):
         gate._reset()  # this module's own hook
 
 
