@@ -46,7 +46,12 @@ KEEPER_IDLE = 5.0
 """Seconds a gate's keeper thread waits for a request before it ends."""
 
 RETRY_OPEN = 60.0
-"""Seconds writers go without the gate after its file could not be opened, before trying again."""
+"""Seconds writers go without the gate after its file could not be opened or locked."""
+
+# Looked up once for the writers' own calls, a few per transaction (the keeper's go through
+# ``fcntl``).
+_flock = fcntl.flock
+_LOCK_NOW = fcntl.LOCK_EX | fcntl.LOCK_NB
 
 
 class WriteGate:
@@ -91,40 +96,30 @@ class WriteGate:
         me = get_ident()
         if self._holder == me:
             return False
-        if self._threads.acquire(blocking=False):
-            deadline = None
-        else:
+        if not self._threads.acquire(False):
             deadline = time.monotonic() + timeout
-            if not self._threads.acquire(timeout=timeout):
+            if not self._threads.acquire(True, timeout):
                 return False
-        locked = False
+            return self._enter_holding_threads(me, deadline)
+        fd = self._file.fd
+        # Not pending: the keeper holds no lock of this file descriptor and will take none
+        # (only the thread holding ``_threads`` asks it to), so a lock taken here is ours.
+        if fd is None or self._pending:
+            return self._enter_holding_threads(me, time.monotonic() + timeout)
         try:
-            fd = self._file.fd
-            # Not pending: the keeper holds no lock of this file descriptor and will take none
-            # (only the thread holding ``_threads`` asks it to), so a lock taken here is ours.
-            if fd is not None and not self._pending:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    pass
-                else:
-                    locked = True
-            if not locked:
-                if deadline is None:
-                    deadline = time.monotonic() + timeout
-                locked = self._wait_for_file(deadline)
-        except OSError as error:  # flock failed (not for a lock held elsewhere): no gate a while
+            _flock(fd, _LOCK_NOW)
+        except BlockingIOError:
+            return self._enter_holding_threads(me, time.monotonic() + timeout)
+        except OSError as error:  # not for a lock held elsewhere
+            self._threads.release()
             self._unusable("lock", error)
-            self._file.close()
-            self._closed_until = time.monotonic() + RETRY_OPEN
+            return False
         except BaseException:
-            if locked:
-                self._unlock()
+            # Interrupted (a signal's handler raised), perhaps once the lock was taken: nobody
+            # else locks this file descriptor now, so unlocking it is always right.
+            _flock(fd, fcntl.LOCK_UN)
             self._threads.release()
             raise
-        if not locked:
-            self._threads.release()
-            return False
         self._holder = me
         return True
 
@@ -133,14 +128,18 @@ class WriteGate:
         if self._holder != get_ident():  # not past it (a forked child unwinding, say)
             return
         self._holder = None
+        fd = self._file.fd
         try:
-            self._unlock()
+            if fd is not None:
+                _flock(fd, fcntl.LOCK_UN)
+        except OSError as error:
+            self._unusable("unlock", error)  # which closes the file: that lets go of the lock
         finally:
             self._threads.release()
 
     def close(self) -> None:
         """Close the gate's file unless a writer is at the gate (it opens again when needed)."""
-        if not self._threads.acquire(blocking=False):
+        if not self._threads.acquire(False):
             return
         try:
             with self._state:
@@ -149,16 +148,30 @@ class WriteGate:
         finally:
             self._threads.release()
 
+    def _enter_holding_threads(self, me: int, deadline: float) -> bool:
+        """:meth:`enter` once this thread holds ``_threads``: the file's lock, as it comes."""
+        try:
+            locked = self._wait_for_file(deadline)
+        except OSError as error:
+            self._unusable("lock", error)
+            locked = False
+        except BaseException:
+            self._threads.release()
+            raise
+        if not locked:
+            self._threads.release()
+            return False
+        self._holder = me
+        return True
+
     def _unlock(self) -> None:
         fd = self._file.fd
         if fd is None:
             return
         try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            _flock(fd, fcntl.LOCK_UN)
         except OSError as error:
-            # Closing the file lets go of its lock all the same.
-            self._unusable("unlock", error)
-            self._file.close()
+            self._unusable("unlock", error)  # which closes the file: that lets go of the lock
 
     def _wait_for_file(self, deadline: float) -> bool:
         """Take the file's lock, waiting in the keeper until ``deadline``; ``False`` if not."""
@@ -209,13 +222,18 @@ class WriteGate:
             except PermissionError:  # another user's file: a lock needs no write access
                 fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as error:
-            self._closed_until = time.monotonic() + RETRY_OPEN
             self._unusable("open", error)
             return None
         self._file.fd = fd
         return fd
 
     def _unusable(self, what: str, error: OSError) -> None:
+        """Warn that the gate cannot be used; go without it for :data:`RETRY_OPEN` seconds."""
+        self._closed_until = time.monotonic() + RETRY_OPEN
+        if what != "open":
+            with self._state:
+                if not self._pending:
+                    self._file.close()
         logger.warning(
             "cannot %s the SQLite write gate %s (%s): writers queue in SQLite's busy handler "
             "instead",
