@@ -311,7 +311,9 @@ def start_beside_worker(
     ``queued`` 5-step runs are queued, one worker process of ``threads`` threads starts on
     them, and once it has completed a few, this process starts runs one after the other for
     ``window`` seconds, timing each call: what a web app's request that starts a run waits
-    for while its worker is busy. ``runs`` is the number of starts; the run fails if the
+    for while its worker is busy. ``runs`` is the number of starts, ``steps`` those of the runs
+    the worker completed meanwhile (so that a row where either side starved shows it); the
+    measurement fails if the
     worker ran out of queued runs within the window (the starts would not have met a busy
     database), unless ``require_busy`` is off (``--quick``, which only checks that the row
     works).
@@ -324,6 +326,7 @@ def start_beside_worker(
         with _worker_processes(url, 1, threads) as group:
             group.go()
             _wait_completed(engine, min(20, queued), group.check)
+            before = _completed(engine)
             samples: list[float] = []
             opened = time.perf_counter()
             ends = time.monotonic() + window
@@ -332,11 +335,8 @@ def start_beside_worker(
                 client.start_run(LINEAR)
                 samples.append(time.perf_counter() - started)
             elapsed = time.perf_counter() - opened
+            completed = _completed(engine)
             group.check()
-            with engine.connect() as connection:
-                completed = connection.execute(
-                    sa.text("SELECT count(*) FROM squidmesh_runs WHERE status = 'completed'")
-                ).scalar_one()
     if require_busy and completed >= queued:
         raise RuntimeError(f"the worker drained all {queued} queued runs within the window")
     return Result(
@@ -345,7 +345,7 @@ def start_beside_worker(
         workers=f"1 process x {threads} threads",
         concurrency=threads,
         runs=len(samples),
-        steps=0,
+        steps=(completed - before) * LINEAR_STEPS,
         seconds=elapsed,
         p50_ms=percentile(samples, 0.50) * 1000,
         p99_ms=percentile(samples, 0.99) * 1000,
@@ -420,6 +420,13 @@ def _worker_processes(url: str, count: int, threads: int) -> Iterator[_Processes
                 if stream is not None:
                     stream.close()
             errors.close()
+
+
+def _completed(engine: Engine) -> int:
+    """How many runs completed."""
+    with engine.connect() as connection:
+        query = sa.text("SELECT count(*) FROM squidmesh_runs WHERE status = 'completed'")
+        return int(connection.execute(query).scalar_one())
 
 
 def _wait_completed(engine: Engine, runs: int, check: Callable[[], None]) -> None:
