@@ -99,6 +99,7 @@ class WriteGate:
         if not self._threads.acquire(False):
             deadline = time.monotonic() + timeout
             if not self._threads.acquire(True, timeout):
+                self._gave_up("a thread of this process")
                 return False
             return self._enter_holding_threads(me, deadline)
         fd = self._file.fd
@@ -160,9 +161,20 @@ class WriteGate:
             raise
         if not locked:
             self._threads.release()
+            if time.monotonic() >= deadline:
+                self._gave_up("another process")
             return False
         self._holder = me
         return True
+
+    def _gave_up(self, holder: str) -> None:
+        # Worth an operator's look: a writer held the gate for the whole busy timeout (stopped,
+        # or stuck inside a transaction); this one goes on into SQLite's busy handler.
+        logger.warning(
+            "waited the busy timeout for the SQLite write gate %s, held by %s; going on without it",
+            self.path,
+            holder,
+        )
 
     def _unlock(self) -> None:
         fd = self._file.fd
@@ -192,7 +204,11 @@ class WriteGate:
                     keeper = threading.Thread(
                         target=self._keep, name="squidmesh-write-gate", daemon=True
                     )
-                    keeper.start()
+                    try:
+                        keeper.start()
+                    except RuntimeError as error:  # no thread to be had: no gate this time
+                        logger.warning("cannot start the SQLite write gate's keeper: %s", error)
+                        return False
                     self._keeper = keeper
                 self._pending = True
                 self._state.notify_all()

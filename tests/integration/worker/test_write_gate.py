@@ -126,10 +126,15 @@ def _holder(mode: str, url: str) -> Iterator[subprocess.Popen[str]]:
             process.stdout.close()
 
 
-def test_a_writer_goes_on_without_the_gate_once_its_busy_timeout_passed(sqlite_url: str) -> None:
+def test_a_writer_goes_on_without_the_gate_once_its_busy_timeout_passed(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     # A process holds the gate and nothing else: SQLite's lock is free, so the start
-    # succeeds, after waiting its busy timeout for the gate (it does not hang).
-    with _holder("file", sqlite_url):
+    # succeeds, after waiting its busy timeout for the gate (it does not hang), and says so.
+    with (
+        _holder("file", sqlite_url),
+        caplog.at_level(logging.WARNING, logger="squidmesh_sdk.store.write_gate"),
+    ):
         database = Database(sqlite_url, busy_timeout=0.5)
         with make_client_on(database) as client:
             started = time.monotonic()
@@ -137,6 +142,8 @@ def test_a_writer_goes_on_without_the_gate_once_its_busy_timeout_passed(sqlite_u
             waited = time.monotonic() - started
             assert client.inspect_run(run.id).status == "pending"
     assert 0.45 <= waited < 10, waited
+    assert "waited the busy timeout for the SQLite write gate" in caplog.text
+    assert "held by another process" in caplog.text
 
 
 def test_a_stuck_writer_costs_a_database_is_locked_error_as_before(sqlite_url: str) -> None:
