@@ -166,7 +166,11 @@ class Database:
                 yield connection
 
     def dispose(self) -> None:
-        """Close pooled connections of an engine this object created, kept ones, the gate's file."""
+        """Close pooled connections of an engine this object created, and kept ones.
+
+        On SQLite the write gate's file is closed too, unless a writer of this process is at
+        the gate (it opens again with the next write).
+        """
         if self._gate is not None:
             self._gate.close()
         if self._kept is not None:
@@ -236,9 +240,11 @@ class _Writing:
             begun = connection.begin()
             begun.__enter__()
         except BaseException:
-            connection.close()
-            if self._past:
-                gate.leave()  # type: ignore[union-attr]
+            try:
+                if self._past:
+                    gate.leave()  # type: ignore[union-attr]
+            finally:
+                connection.close()
             raise
         self._connection, self._begun = connection, begun
         self._tx = Transaction(connection, self._now)

@@ -4,16 +4,18 @@ SQLite lets one connection write at a time. A connection that finds the write lo
 (``BEGIN IMMEDIATE``) waits in SQLite's busy handler, which sleeps and tries again: after 1,
 2, 5, 10, 15, 20, 25 ... 100 ms. A worker draining a queue takes the lock again within a
 fraction of a millisecond of letting it go, so a writer that sleeps between tries rarely finds
-it free: a run started from another process while a worker process drained queued runs took 55
-to 131 ms at the median and up to 2.7 s (``docs/performance.md``, "Eighteenth session").
+it free: a run started from another process every 5 ms while a worker process drained queued
+runs took 35 to 131 ms at the median, the slowest 0.8 to 2.9 s (``docs/performance.md``,
+"Eighteenth session").
 
 Every squidmesh write transaction on a SQLite file therefore passes a gate first: a lock of
 this process, which its threads queue on, then an advisory lock (``flock``) on a file beside
 the database, ``<database>-squidmesh-lock``, which processes wait for in the kernel. The
 kernel wakes a waiter as soon as the holder lets go, and lets go for a process that ends, even
-killed. A writer past the gate finds SQLite's write lock free, unless a program that does not
-use the gate (the ``sqlite3`` shell, the host's own writes) holds it: SQLite's busy handler
-still waits for those.
+killed. A writer past the gate finds SQLite's write lock free, unless a writer that does not
+use the gate holds it: another program (the ``sqlite3`` shell, the host's own writes), a
+database opened by a ``file:`` URI, or a squidmesh writer that went on without the gate;
+SQLite's busy handler still waits for those.
 
 A writer waits for the gate at most its busy timeout, then goes on without it into SQLite's
 busy handler, as it did before there was a gate (which may wait the busy timeout again): a
@@ -21,14 +23,14 @@ stuck holder costs the others a "database is locked" error, not a hang. ``flock`
 cannot time out, so a blocking wait happens in a thread of the gate's (its *keeper*), which
 hands the lock to the writer that asked, or lets it go again when that writer stopped waiting.
 Whatever goes wrong with the file (it cannot be opened, ``flock`` fails), writers go on without
-the gate, and a warning says why.
+the gate for a minute, and a warning says why. Windows has no ``flock``: no gate there.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -48,10 +50,14 @@ KEEPER_IDLE = 5.0
 RETRY_OPEN = 60.0
 """Seconds writers go without the gate after its file could not be opened or locked."""
 
-# Looked up once for the writers' own calls, a few per transaction (the keeper's go through
-# ``fcntl``).
-_flock = fcntl.flock
-_LOCK_NOW = fcntl.LOCK_EX | fcntl.LOCK_NB
+if sys.platform != "win32":
+    import fcntl
+
+    # Looked up once for the writers' own calls, a few per transaction (the keeper's go
+    # through ``fcntl``).
+    _flock = fcntl.flock
+    _LOCK_NOW = fcntl.LOCK_EX | fcntl.LOCK_NB
+    _UNLOCK = fcntl.LOCK_UN
 
 
 class WriteGate:
@@ -112,34 +118,42 @@ class WriteGate:
         except BlockingIOError:
             return self._enter_holding_threads(me, time.monotonic() + timeout)
         except OSError as error:  # not for a lock held elsewhere
-            self._threads.release()
-            self._unusable("lock", error)
+            try:
+                self._unusable("lock", error)
+            finally:
+                self._threads.release()
             return False
         except BaseException:
             # Interrupted (a signal's handler raised), perhaps once the lock was taken: nobody
             # else locks this file descriptor now, so unlocking it is always right.
-            _flock(fd, fcntl.LOCK_UN)
-            self._threads.release()
+            try:
+                self._unlock()
+            finally:
+                self._threads.release()
             raise
+        # (An exception between the lock taken and this line, a signal's at a bytecode
+        # boundary, would leave the gate held by this thread: the stores below check none.)
         self._holder = me
         return True
 
     def leave(self) -> None:
-        """Let the next writer through (after :meth:`enter` let this thread past)."""
-        if self._holder != get_ident():  # not past it (a forked child unwinding, say)
+        """Let the next writer through, after :meth:`enter` let a thread past.
+
+        Any thread may call it: a transaction may end on another thread than it began on.
+        """
+        if self._holder is None:  # nobody is past it (a forked child unwinding, say)
             return
-        self._holder = None
-        fd = self._file.fd
         try:
-            if fd is not None:
-                _flock(fd, fcntl.LOCK_UN)
-        except OSError as error:
-            self._unusable("unlock", error)  # which closes the file: that lets go of the lock
+            self._holder = None
+            self._unlock()
         finally:
             self._threads.release()
 
     def close(self) -> None:
-        """Close the gate's file unless a writer is at the gate (it opens again when needed)."""
+        """Close the gate's file, unless a writer of this process is at the gate.
+
+        It opens again when needed.
+        """
         if not self._threads.acquire(False):
             return
         try:
@@ -153,9 +167,13 @@ class WriteGate:
         """:meth:`enter` once this thread holds ``_threads``: the file's lock, as it comes."""
         try:
             locked = self._wait_for_file(deadline)
-        except OSError as error:
-            self._unusable("lock", error)
+        except OSError as error:  # the non-blocking lock failed, with nothing pending
             locked = False
+            try:
+                self._unusable("lock", error)
+            except BaseException:
+                self._threads.release()
+                raise
         except BaseException:
             self._threads.release()
             raise
@@ -177,13 +195,14 @@ class WriteGate:
         )
 
     def _unlock(self) -> None:
+        """Let go of the file's lock (by the thread holding ``_threads``, nothing pending)."""
         fd = self._file.fd
         if fd is None:
             return
         try:
-            _flock(fd, fcntl.LOCK_UN)
+            _flock(fd, _UNLOCK)
         except OSError as error:
-            self._unusable("unlock", error)  # which closes the file: that lets go of the lock
+            self._unusable("unlock", error)
 
     def _wait_for_file(self, deadline: float) -> bool:
         """Take the file's lock, waiting in the keeper until ``deadline``; ``False`` if not."""
@@ -193,7 +212,7 @@ class WriteGate:
         with self._state:
             if not self._pending:
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    _flock(fd, _LOCK_NOW)
                 except BlockingIOError:
                     pass
                 else:
@@ -244,12 +263,13 @@ class WriteGate:
         return fd
 
     def _unusable(self, what: str, error: OSError) -> None:
-        """Warn that the gate cannot be used; go without it for :data:`RETRY_OPEN` seconds."""
+        """Warn, close the file (which lets go of its lock), go without the gate a while.
+
+        Called with nothing pending and by the thread holding ``_threads`` or the keeper:
+        then no other thread of this process is past the gate or uses the file.
+        """
         self._closed_until = time.monotonic() + RETRY_OPEN
-        if what != "open":
-            with self._state:
-                if not self._pending:
-                    self._file.close()
+        self._file.close()
         logger.warning(
             "cannot %s the SQLite write gate %s (%s): writers queue in SQLite's busy handler "
             "instead",
@@ -270,6 +290,7 @@ class WriteGate:
                 with self._state:
                     while not self._pending:
                         if not self._state.wait(KEEPER_IDLE) and not self._pending:
+                            self._keeper = None  # under the lock: the next request starts one
                             return
                     # Open while pending: the writer that asked opened it, and it is closed
                     # only when nothing is pending.
@@ -279,6 +300,7 @@ class WriteGate:
                         raise OSError("the gate's file is not open")
                     fcntl.flock(fd, fcntl.LOCK_EX)
                 except OSError as error:
+                    # Nothing is past the gate while a request is pending: the file may close.
                     self._unusable("lock", error)
                     with self._state:
                         self._pending = False
@@ -289,16 +311,20 @@ class WriteGate:
                         self._granted = True
                         self._state.notify_all()
                     else:  # the writer stopped waiting, and no other asked since
-                        fcntl.flock(fd, fcntl.LOCK_UN)
+                        try:
+                            fcntl.flock(fd, fcntl.LOCK_UN)
+                        except OSError as error:
+                            self._unusable("unlock", error)
                     # Last: a thread that reads it unset, without this lock, may take the
                     # file's lock itself, which it must not while the keeper still holds it.
                     self._pending = False
         finally:
             with self._state:
-                self._keeper = None
-                if self._pending:  # ended by an error of its own: the writer goes on without
-                    self._pending = False
-                    self._state.notify_all()
+                if self._keeper is threading.current_thread():  # ended by an error of its own
+                    self._keeper = None
+                    if self._pending:  # the writer goes on without the gate
+                        self._pending = False
+                        self._state.notify_all()
 
 
 class _LockFile:
@@ -321,12 +347,16 @@ _every_gate: weakref.WeakSet[WriteGate] = weakref.WeakSet()
 """Every gate of this process, for a forked child to reset."""
 
 
-def gate_for(database: str) -> WriteGate:
+def gate_for(database: str) -> WriteGate | None:
     """The gate of the SQLite file ``database``, shared by every ``Database`` on it here.
+
+    ``None`` where there is no ``flock`` (Windows).
 
     Shared, so that threads of this process queue on one lock, and a transaction opened inside
     another one on the same thread skips the gate whichever ``Database`` opened each.
     """
+    if sys.platform == "win32":
+        return None
     path = f"{Path(database).resolve()}{LOCK_FILE_SUFFIX}"
     with _gates_lock:
         gate = _gates.get(path)

@@ -5,10 +5,12 @@ SQLite only: PostgreSQL locks rows, and its writers wait in the server, not in a
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import gc
 import logging
 import multiprocessing
+import os
 import signal
 import sqlite3
 import subprocess
@@ -81,7 +83,8 @@ def test_runs_start_promptly_beside_a_worker_process_that_keeps_sqlite_busy(
     assert drained < QUEUED_RUNS - 20, "the worker ran out of queued runs"
     # ...and the starts took their turns: dozens, none waiting long.
     assert len(latencies) >= 50, f"only {len(latencies)} runs started in 2 s"
-    assert max(latencies) < 1.5, f"the slowest start took {max(latencies):.2f} s"
+    # (Handovers are not first come, first served: a generous bound for a loaded machine.)
+    assert max(latencies) < 5.0, f"the slowest start took {max(latencies):.2f} s"
 
 
 HOLDER = """
@@ -323,20 +326,22 @@ def test_one_writer_at_a_time_through_gates_that_hand_over_and_time_out(tmp_path
     # Three "processes" of three threads; some threads wait seconds, others a fraction of a
     # millisecond, so that handovers, waits given up and requests taken over by the next
     # writer all happen.
-    inside, most, entries, gave_up = [0], [0], [0], [0]
+    inside, most = [0], [0]
+    entries: dict[float, int] = {5.0: 0, 0.0005: 0}
+    gave_up: dict[float, int] = {5.0: 0, 0.0005: 0}
     count = threading.Lock()
 
     def writer(gate: WriteGate, timeout: float) -> None:
         for _ in range(100):
             if not gate.enter(timeout):
                 with count:
-                    gave_up[0] += 1
+                    gave_up[timeout] += 1
                 continue
             try:
                 with count:
                     inside[0] += 1
                     most[0] = max(most[0], inside[0])
-                    entries[0] += 1
+                    entries[timeout] += 1
                 time.sleep(0.0005)
                 with count:
                     inside[0] -= 1
@@ -353,9 +358,9 @@ def test_one_writer_at_a_time_through_gates_that_hand_over_and_time_out(tmp_path
     for thread in threads:
         thread.join(timeout=60)
     assert most[0] == 1
-    assert entries[0] + gave_up[0] == 9 * 100
-    assert entries[0] >= 6 * 100  # every writer that waits seconds got through
-    assert gave_up[0] > 0  # and the impatient ones did give up sometimes
+    assert (entries[5.0], gave_up[5.0]) == (6 * 100, 0)  # the patient ones always got through
+    assert entries[0.0005] + gave_up[0.0005] == 3 * 100
+    assert gave_up[0.0005] > 0  # and the impatient ones did give up sometimes
     for gate in _gates(tmp_path, 1):
         assert gate.enter(0)  # nobody holds it any more
         gate.leave()
@@ -446,7 +451,7 @@ def test_a_keeper_that_ended_idle_is_started_again(
         assert waiter.enter(5.0)  # waits in the keeper for the holder to let go
         waiter.leave()
         holding.join(timeout=10)
-        time.sleep(0.3)  # the keeper ends meanwhile
+        wait_until(lambda: waiter._keeper is None, timeout=10, what="the keeper to end idle")
 
 
 def test_a_failed_transaction_opens_the_gate(sqlite_url: str) -> None:
@@ -466,3 +471,70 @@ def test_a_failed_transaction_opens_the_gate(sqlite_url: str) -> None:
         elsewhere.leave()
     finally:
         database.dispose()
+
+
+def test_a_gate_whose_lock_fails_is_left_alone_a_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    (gate,) = _gates(tmp_path, 1)
+    assert gate.enter(1.0)  # the file is open
+    gate.leave()
+    real = write_gate._flock
+    failing = [True]
+
+    def flock(fd: int, operation: int) -> None:
+        if failing[0] and operation != fcntl.LOCK_UN:
+            raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+        real(fd, operation)
+
+    monkeypatch.setattr(write_gate, "_flock", flock)
+    with caplog.at_level(logging.WARNING, logger="squidmesh_sdk.store.write_gate"):
+        assert not gate.enter(1.0)  # no gate: the writer goes on without it, at once
+    assert "cannot lock the SQLite write gate" in caplog.text
+    assert _open_gate_files(tmp_path) == []  # closed, so no lock of it lingers
+    failing[0] = False
+    assert not gate.enter(1.0)  # not tried again for a while
+    gate._closed_until = 0.0
+    assert gate.enter(1.0)  # the pause over: the gate is back
+    gate.leave()
+
+
+def test_disposing_a_database_keeps_a_gate_another_thread_is_past(sqlite_url: str) -> None:
+    database = Database(sqlite_url)
+    other = Database(sqlite_url)  # the same file, the same gate in this process
+    inside, done = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with database.transaction(datetime.now(UTC)) as tx:
+            tx.connection.execute(sa.text("UPDATE squidmesh_maintenance SET task = task"))
+            inside.set()
+            done.wait(timeout=30)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert inside.wait(timeout=30)
+        other.dispose()
+        # Another "process" still finds the gate taken.
+        elsewhere = WriteGate(f"{sa.make_url(sqlite_url).database}{LOCK_FILE_SUFFIX}")
+        assert not elsewhere.enter(0.2)
+    finally:
+        done.set()
+        writer.join(timeout=30)
+        database.dispose()
+    assert elsewhere.enter(1.0)
+    elsewhere.leave()
+
+
+def test_a_gate_entered_on_one_thread_may_be_left_on_another(tmp_path: Path) -> None:
+    # A transaction may end on another thread than it began on (a generator finalized
+    # elsewhere): the gate must open all the same.
+    mine, elsewhere = _gates(tmp_path, 2)
+    assert mine.enter(1.0)
+    leaving = threading.Thread(target=mine.leave)
+    leaving.start()
+    leaving.join(timeout=10)
+    assert elsewhere.enter(1.0)
+    elsewhere.leave()
+    assert mine.enter(1.0)
+    mine.leave()
