@@ -131,8 +131,9 @@ class WriteGate:
             finally:
                 self._threads.release()
             raise
-        # (An exception between the lock taken and this line, a signal's at a bytecode
-        # boundary, would leave the gate held by this thread: the stores below check none.)
+        # No exception can land between the lock taken and the holder set: a signal's handler
+        # runs where the interpreter checks for them, at the call above (inside the ``try``),
+        # not at the attribute store and return below.
         self._holder = me
         return True
 
