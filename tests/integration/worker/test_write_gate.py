@@ -63,8 +63,8 @@ def test_runs_start_promptly_beside_a_worker_process_that_keeps_sqlite_busy(
     sqlite_url: str, spawn_worker: Spawn
 ) -> None:
     # Without the gate a start waited in SQLite's busy handler, which sleeps 1, 2, 5 ... up to
-    # 100 ms between tries and rarely found the lock free: about 14 starts in 3.5 s, the
-    # slowest 0.8 to 2.7 s.
+    # 100 ms between tries and rarely found the lock free: a start every 5 ms for 3.5 s got
+    # 12 to 14 through, the slowest 0.8 to 2.9 s; this test failed its count.
     with make_client(sqlite_url) as client:
         for _ in range(QUEUED_RUNS):
             client.start_run("five_steps")
