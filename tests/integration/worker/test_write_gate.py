@@ -309,12 +309,19 @@ def test_disposed_or_dropped_databases_close_their_gate_files(tmp_path: Path) ->
         assert len(_open_gate_files(tmp_path)) == 1
         database.dispose()
     dropped = WriteGate(str(tmp_path / "dropped.db-squidmesh-lock"))
-    assert dropped.enter(1.0)
-    dropped.leave()
+    assert _passes(dropped, 1.0)
     assert len(_open_gate_files(tmp_path)) == 1
     del dropped
     gc.collect()
     assert _open_gate_files(tmp_path) == []
+
+
+def _passes(gate: WriteGate, timeout: float) -> bool:
+    """Whether a writer gets past ``gate`` within ``timeout`` (it leaves again at once)."""
+    if not gate.enter(timeout):
+        return False
+    gate.leave()
+    return True
 
 
 def _gates(tmp_path: Path, count: int) -> list[WriteGate]:
@@ -362,8 +369,7 @@ def test_one_writer_at_a_time_through_gates_that_hand_over_and_time_out(tmp_path
     assert entries[0.0005] + gave_up[0.0005] == 3 * 100
     assert gave_up[0.0005] > 0  # and the impatient ones did give up sometimes
     for gate in _gates(tmp_path, 1):
-        assert gate.enter(0)  # nobody holds it any more
-        gate.leave()
+        assert _passes(gate, 0)  # nobody holds it any more
 
 
 class _DawdlingKeeper:
@@ -388,8 +394,7 @@ def test_a_writer_never_shares_a_lock_its_keeper_took_for_a_wait_given_up(
     # would be the keeper's, let go by it while the writer is still inside.
     monkeypatch.setattr(write_gate, "fcntl", _DawdlingKeeper)
     mine, elsewhere = _gates(tmp_path, 2)
-    assert mine.enter(0)  # opens its file
-    mine.leave()
+    assert _passes(mine, 0)  # opens its file
     assert elsewhere.enter(0)
     gave_up = threading.Thread(target=lambda: mine.enter(0.1))
     gave_up.start()
@@ -402,8 +407,7 @@ def test_a_writer_never_shares_a_lock_its_keeper_took_for_a_wait_given_up(
         assert not elsewhere.enter(0), "the gate let two writers in"
     finally:
         mine.leave()
-    assert elsewhere.enter(0)
-    elsewhere.leave()
+    assert _passes(elsewhere, 0)
 
 
 def test_a_wait_interrupted_leaves_the_gate_usable(
@@ -427,8 +431,7 @@ def test_a_wait_interrupted_leaves_the_gate_usable(
     # ...and the interrupted gate queues behind them again.
     assert not waiter.enter(0.3)
     other.leave()
-    assert waiter.enter(5.0)
-    waiter.leave()
+    assert _passes(waiter, 5.0)
 
 
 def test_a_keeper_that_ended_idle_is_started_again(
@@ -448,8 +451,7 @@ def test_a_keeper_that_ended_idle_is_started_again(
         holding = threading.Thread(target=hold, args=(held,))
         holding.start()
         assert held.wait(timeout=10)
-        assert waiter.enter(5.0)  # waits in the keeper for the holder to let go
-        waiter.leave()
+        assert _passes(waiter, 5.0)  # waits in the keeper for the holder to let go
         holding.join(timeout=10)
         wait_until(lambda: waiter._keeper is None, timeout=10, what="the keeper to end idle")
 
@@ -467,8 +469,7 @@ def test_a_failed_transaction_opens_the_gate(sqlite_url: str) -> None:
             fail_inside()
         # Another "process" finds the gate free.
         elsewhere = WriteGate(f"{sa.make_url(sqlite_url).database}{LOCK_FILE_SUFFIX}")
-        assert elsewhere.enter(0)
-        elsewhere.leave()
+        assert _passes(elsewhere, 0)
     finally:
         database.dispose()
 
@@ -477,8 +478,7 @@ def test_a_gate_whose_lock_fails_is_left_alone_a_while(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     (gate,) = _gates(tmp_path, 1)
-    assert gate.enter(1.0)  # the file is open
-    gate.leave()
+    assert _passes(gate, 1.0)  # the file is open
     real = write_gate._flock
     failing = [True]
 
@@ -495,8 +495,7 @@ def test_a_gate_whose_lock_fails_is_left_alone_a_while(
     failing[0] = False
     assert not gate.enter(1.0)  # not tried again for a while
     gate._closed_until = 0.0
-    assert gate.enter(1.0)  # the pause over: the gate is back
-    gate.leave()
+    assert _passes(gate, 1.0)  # the pause over: the gate is back
 
 
 def test_disposing_a_database_keeps_a_gate_another_thread_is_past(sqlite_url: str) -> None:
@@ -522,8 +521,7 @@ def test_disposing_a_database_keeps_a_gate_another_thread_is_past(sqlite_url: st
         done.set()
         writer.join(timeout=30)
         database.dispose()
-    assert elsewhere.enter(1.0)
-    elsewhere.leave()
+    assert _passes(elsewhere, 1.0)
 
 
 def test_a_gate_entered_on_one_thread_may_be_left_on_another(tmp_path: Path) -> None:
@@ -534,7 +532,55 @@ def test_a_gate_entered_on_one_thread_may_be_left_on_another(tmp_path: Path) -> 
     leaving = threading.Thread(target=mine.leave)
     leaving.start()
     leaving.join(timeout=10)
+    assert _passes(elsewhere, 1.0)
+    assert _passes(mine, 1.0)
+
+
+class _FailingKeeper:
+    """``fcntl`` whose blocking ``flock`` (the keeper's) fails, as on a file system without it."""
+
+    LOCK_EX, LOCK_NB, LOCK_UN = fcntl.LOCK_EX, fcntl.LOCK_NB, fcntl.LOCK_UN
+
+    @staticmethod
+    def flock(fd: int, operation: int) -> None:
+        if operation == fcntl.LOCK_EX:
+            raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+        fcntl.flock(fd, operation)
+
+
+def test_a_keeper_that_cannot_lock_sends_its_writer_on_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(write_gate, "fcntl", _FailingKeeper)
+    mine, elsewhere = _gates(tmp_path, 2)
     assert elsewhere.enter(1.0)
-    elsewhere.leave()
-    assert mine.enter(1.0)
-    mine.leave()
+    try:
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="squidmesh_sdk.store.write_gate"):
+            assert not mine.enter(30.0)  # not after its whole timeout: the keeper said so
+        assert time.monotonic() - started < 5
+        assert "cannot lock the SQLite write gate" in caplog.text
+    finally:
+        elsewhere.leave()
+    assert _passes(elsewhere, 1.0)  # nothing of the failed request holds the lock
+
+
+def test_a_keeper_that_cannot_start_sends_its_writer_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class NoThread(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    mine, elsewhere = _gates(tmp_path, 2)
+    assert _passes(mine, 1.0)  # its file is open
+    monkeypatch.setattr(write_gate.threading, "Thread", NoThread)
+    assert elsewhere.enter(1.0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="squidmesh_sdk.store.write_gate"):
+            assert not mine.enter(30.0)
+        assert "cannot start the SQLite write gate's keeper" in caplog.text
+    finally:
+        elsewhere.leave()
+    monkeypatch.undo()
+    assert _passes(mine, 1.0)  # and the gate works again once threads can start
