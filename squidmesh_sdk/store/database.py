@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from squidmesh_sdk.store import json_text, prepared
+from squidmesh_sdk.store import json_text, prepared, sending
 from squidmesh_sdk.store.write_gate import WriteGate, gate_for
 
 __all__ = ["Database", "Transaction", "upsert"]
@@ -402,12 +402,21 @@ def _configure_sqlite(engine: Engine, busy_timeout: float, synchronous: SqliteSy
         finally:
             cursor.close()
 
+    raw_errors = engine.dialect.loaded_dbapi.Error
+
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         # Straight to the driver: this runs for every transaction.
         raw = connection.connection.dbapi_connection
         assert raw is not None  # noqa: S101 - a connection that begins has a DBAPI connection
-        raw.execute(connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN IMMEDIATE"))
+        begin = connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN IMMEDIATE")
+        try:
+            raw.execute(begin)
+        except raw_errors as exc:
+            # Raised from an event, the driver's error would reach the caller as it is, where
+            # every other statement's is SQLAlchemy's: a worker that retries a locked or
+            # unreachable database (``OperationalError``) would take it for a bug instead.
+            raise sending.driver_error(connection, exc, begin, None) from exc
 
 
 def _read_json_with_json_text(engine: Engine) -> None:

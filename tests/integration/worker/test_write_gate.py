@@ -12,7 +12,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -27,15 +26,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from squidmesh_sdk import Client, Database, DatabaseExecutor
+from squidmesh_sdk import Client, Database, DatabaseExecutor, Worker
 from squidmesh_sdk.store import write_gate
 from squidmesh_sdk.store.write_gate import LOCK_FILE_SUFFIX, WriteGate
 from tests.integration.worker.app import WORKFLOWS, make_client
 from tests.integration.worker.conftest import wait_until
 from tests.integration.worker.processes import ROOT, Spawn
-
-LOCKED = (OperationalError, sqlite3.OperationalError)
-"""What a writer that found SQLite locked raises: the driver's error when ``BEGIN`` failed."""
 
 QUEUED_RUNS = 1500
 """Enough five-step runs to keep a worker process of 8 threads writing for several seconds."""
@@ -156,10 +152,59 @@ def test_a_stuck_writer_costs_a_database_is_locked_error_as_before(sqlite_url: s
         database = Database(sqlite_url, busy_timeout=0.5)
         with make_client_on(database) as client:
             started = time.monotonic()
-            with pytest.raises(LOCKED, match="database is locked"):
+            with pytest.raises(OperationalError, match="database is locked"):
                 client.start_run("one_step")
             waited = time.monotonic() - started
     assert 0.9 <= waited < 10, waited
+
+
+def test_a_step_outcome_that_meets_a_locked_database_is_written_once_it_is_free(
+    sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A process holds SQLite's write lock (and the gate) past twice the worker's busy timeout
+    # while a step finishes: the outcome's BEGIN fails with "database is locked". The worker
+    # must treat that as the database being unavailable (write the outcome again until it goes
+    # in), not lose the outcome and run the step a second time.
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    with (
+        make_client_on(Database(sqlite_url, busy_timeout=0.2)) as client,
+        Worker(client, concurrency=1, poll_interval=0.05),
+        caplog.at_level(logging.WARNING),
+    ):
+        run = client.start_run("gated", {"gate": str(gate), "started": str(started)})
+        wait_until(started.exists, what="the blocked step to start")
+        with _holder("transaction", sqlite_url):
+            started.unlink()
+            gate.touch()  # the step returns now; its outcome meets the held lock
+            time.sleep(1.5)
+        finished = client.wait_for_run(run.id, timeout=30, include_history=True)
+    assert finished.status == "completed"
+    blocked = [step for step in finished.step_runs if step.step == "blocked"]
+    assert [len(step.attempts) for step in blocked] == [1]
+    assert not started.exists(), "the blocked step ran a second time"
+    assert "database unavailable while recording a step outcome" in caplog.text
+
+
+def test_a_worker_that_meets_a_locked_database_waits_and_goes_on(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The worker's own look at the queue fails with "database is locked" while another
+    # process holds SQLite's lock: it backs off and looks again, instead of its loop ending.
+    with (
+        make_client_on(Database(sqlite_url, busy_timeout=0.2)) as client,
+        Worker(client, concurrency=1, poll_interval=0.05),
+        caplog.at_level(logging.WARNING),
+    ):
+        with _holder("transaction", sqlite_url):
+            wait_until(
+                lambda: "database unavailable; worker retrying" in caplog.text,
+                what="the worker to meet the lock",
+            )
+        # Started by another client, so that only the worker's loop can find the run.
+        with make_client(sqlite_url) as other:
+            run = other.start_run("one_step")
+            finished = other.wait_for_run(run.id, timeout=30)
+    assert finished.status == "completed"
 
 
 def test_the_gate_of_a_killed_process_opens_at_once(sqlite_url: str) -> None:
@@ -211,7 +256,7 @@ def test_a_transaction_inside_another_on_one_thread_does_not_wait_for_the_gate(
             outer.connection.execute(sa.text("UPDATE squidmesh_maintenance SET task = task"))
             started = time.monotonic()
             with (
-                pytest.raises(LOCKED, match="database is locked"),
+                pytest.raises(OperationalError, match="database is locked"),
                 database.transaction(datetime.now(UTC)) as inner,
             ):
                 inner.connection.execute(sa.text("UPDATE squidmesh_maintenance SET task = task"))
