@@ -12,8 +12,6 @@ import logging
 import threading
 from collections.abc import Callable
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.store import jobs as job_store
 
@@ -32,7 +30,8 @@ def keep_leases(
     """Renew the leases of ``job_ids()`` every third of ``lease`` until ``drained`` is set.
 
     A stopping worker still renews the leases of the jobs it is draining. A renewal that
-    fails (the database is away) is logged and tried again at the next beat.
+    fails (the database is away, or anything else) is logged and tried again at the next
+    beat: the jobs of a worker without a heartbeat would be rescued and run again.
     """
     interval = max(lease / 3, 0.01)
     while not drained.wait(interval):
@@ -42,7 +41,7 @@ def keep_leases(
         try:
             with runtime.transaction() as tx:
                 job_store.extend_leases(tx, worker=worker, job_ids=ids, lease=lease)
-        except SQLAlchemyError:
+        except Exception:  # a heartbeat that ended would let every lease expire
             logger.warning("heartbeat failed", extra={"worker": worker}, exc_info=True)
 
 

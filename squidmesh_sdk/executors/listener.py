@@ -7,13 +7,17 @@ lost (a reconnect): polling stays the fallback.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from squidmesh_sdk.executors.database import NOTIFY_CHANNEL
 from squidmesh_sdk.store.database import Database
 
 __all__ = ["QueueListener"]
+
+logger = logging.getLogger("squidmesh_sdk.worker")
 
 
 class QueueListener:
@@ -33,8 +37,7 @@ class QueueListener:
         wake: threading.Event,
         stopping: threading.Event,
     ) -> None:
-        url = database.engine.url.set(drivername="postgresql")
-        self._conninfo = url.render_as_string(hide_password=False)
+        self._database = database
         self._queues = frozenset(queues)
         self._wake = wake
         self._stopping = stopping
@@ -54,13 +57,30 @@ class QueueListener:
         backoff = 0.1
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True) as connection:
+                # Through the engine, so its connect arguments (SSL, a password, a creator...)
+                # apply; out of the pool for good, as it stays in LISTEN mode.
+                raw = self._database.engine.raw_connection()
+                connection: Any = raw.driver_connection
+                raw.detach()
+                try:
+                    connection.autocommit = True
                     connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     backoff = 0.1
                     while not self._stopping.is_set():
                         for notify in connection.notifies(timeout=0.5, stop_after=1):
                             if notify.payload in self._queues:
                                 self._wake.set()
-            except psycopg.Error:
+                finally:
+                    raw.close()
+            except Exception as exc:  # noqa: BLE001 - the worker must not lose its wake-ups
+                # Polling goes on meanwhile (every poll_interval): slower, nothing stranded.
+                level = (
+                    logging.WARNING if isinstance(exc, psycopg.Error | OSError) else logging.ERROR
+                )
+                logger.log(
+                    level,
+                    "worker's queue listener lost its database connection; polling meanwhile",
+                    extra={"error": f"{type(exc).__name__}: {exc}", "retry_in": backoff},
+                )
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

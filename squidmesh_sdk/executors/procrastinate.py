@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import procrastinate
+import psycopg
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate.manager import JobManager
 
@@ -40,6 +41,7 @@ from squidmesh_sdk.port.executor import (
     ExecutorBinding,
 )
 from squidmesh_sdk.runtime.schedules import CatchUp
+from squidmesh_sdk.store import sending
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run
 
@@ -54,6 +56,8 @@ HOUSEKEEPING_TASK_NAME = "squidmesh.housekeeping"
 """The periodic task that queues again the jobs of workers that stopped sending heartbeats and
 queues the activations of due cron triggers."""
 
+_DEFER = "(procrastinate: defer jobs)"
+"""What a database error of deferring jobs names as its statement."""
 _MAX_RETRY_DELAY = 60
 _NOT_HELD_RETRY_DELAY = 2
 """A job for a workflow or version this worker lacks goes back at once, without backoff: a
@@ -225,6 +229,25 @@ class ProcrastinateExecutor(QueueRouting):
         priority: int = procrastinate_jobs.DEFAULT_PRIORITY,
     ) -> list[DispatchMetadata]:
         connection = tx.connection.connection.dbapi_connection
+        try:
+            return self._defer_on(connection, job_payloads, queue, schedule_in, priority)
+        except psycopg.Error as exc:
+            raise sending.driver_error(tx.connection, exc, _DEFER, None) from exc
+        except procrastinate.exceptions.ConnectorException as exc:
+            # Procrastinate's wrapping of the driver's error: the database failing (a timeout,
+            # a lost connection...), which the runtime retries, not a refusal of the job.
+            if isinstance(exc.__cause__, psycopg.Error):
+                raise sending.driver_error(tx.connection, exc.__cause__, _DEFER, None) from exc
+            raise
+
+    def _defer_on(
+        self,
+        connection: Any,
+        job_payloads: list[dict[str, Any]],
+        queue: str,
+        schedule_in: float | None,
+        priority: int,
+    ) -> list[DispatchMetadata]:
         self._check_schema(connection)
         scheduled_at = None
         if schedule_in:

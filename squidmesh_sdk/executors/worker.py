@@ -323,6 +323,16 @@ class Worker:
                     )
                     self._idle(backoff)
                     continue
+                except Exception:
+                    # Anything else is a bug, but a loop that ended would leave the worker
+                    # claiming nothing, its runs waiting for good: say so, and go on.
+                    backoff = min(max(backoff * 2, 0.1), 10.0)
+                    logger.exception(
+                        "worker loop failed; retrying",
+                        extra={"worker": self.name, "retry_in": backoff},
+                    )
+                    self._idle(backoff)
+                    continue
                 if claimed == 0 or self._threads.free() == 0:
                     self._idle(self.poll_interval)
         finally:
@@ -496,6 +506,16 @@ class Worker:
 
     def _on_done(self, token: object) -> Callable[[concurrent.futures.Future[None]], None]:
         def done(future: concurrent.futures.Future[None]) -> None:
+            # ``_deliver`` handles every Exception; what is not one would otherwise end in the
+            # future, unseen. (The job is rescued once its lease expires.)
+            error = None if future.cancelled() else future.exception()
+            if error is not None:
+                logger.error(
+                    "job delivery ended with %s; its job is rescued once its lease expires",
+                    type(error).__name__,
+                    exc_info=error,
+                    extra={"worker": self.name},
+                )
             wake = self._threads.thread_ended(token)
             self._futures.discard(future)
             if wake:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
+from sqlalchemy.exc import SQLAlchemyError
 
 from squidmesh_sdk import error_records, errors, state_machine, telemetry
 from squidmesh_sdk.frozen import evolve
@@ -57,6 +58,10 @@ def claim_step(
 
     ``created``: the run, when ``tx`` itself inserted it (a start). No other transaction can
     see it, let alone hold it, and ``tx`` wrote nothing to it since: it is not read again.
+
+    Raises:
+        SQLAlchemyError: a statement failed; ``tx`` must be rolled back (any other error of
+            the decision gives ``None``: the delivery meets it again and reports it).
     """
     try:
         locked = created or run_reads.lock_run_unless_locked(tx.connection, run_id)
@@ -74,6 +79,11 @@ def claim_step(
         step_input = None if scheduled else _current_input(run, definition, node, key)
         if not scheduled and step_input is None:
             return None
+    except SQLAlchemyError:
+        # Not the step's problem but the transaction's: on PostgreSQL it is aborted, and a
+        # COMMIT would roll back without a word what it wrote before (a step's outcome, when
+        # this claim rides with one). Its caller rolls it back and goes on without the claim.
+        raise
     except Exception:  # noqa: BLE001 - nothing written yet: the delivery decides, and reports
         return None
     # From here on only what the delivery itself would do once it found the step startable.

@@ -295,7 +295,10 @@ def _invoke(runtime: Runtime, claim: Claim, tx: Transaction | None) -> StepResul
         with tx.connection.begin_nested():
             result = call_body(body, claim.step_run.input, context, timeout=node.timeout)
             return _result(node, result)
-    except Exception as exc:  # noqa: BLE001 - any failure of user code is the step's result
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of user code
+        # ``sys.exit()`` in a body (a command-line tool's ``main()`` called by a step) is the
+        # step's failure too: let through, it ended the delivery without a word, and the
+        # job's rescues ran the body again and again (the inline executor: it ended the host).
         return StepResult(exception=exc)
 
 

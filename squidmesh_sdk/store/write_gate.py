@@ -28,6 +28,7 @@ the gate for a minute, and a warning says why. Windows has no ``flock``: no gate
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -339,7 +340,11 @@ class _LockFile:
     def close(self) -> None:
         fd, self.fd = self.fd, None
         if fd is not None:
-            os.close(fd)
+            # Linux frees the descriptor (and its lock) even when close reports an error (an
+            # I/O error on a network file system); raised here, it would end a writer's
+            # transaction, or the keeper, for a file nobody uses any more.
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 _gates: weakref.WeakValueDictionary[str, WriteGate] = weakref.WeakValueDictionary()

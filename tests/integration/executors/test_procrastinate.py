@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import procrastinate
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -287,3 +290,36 @@ def test_a_run_s_priority_is_its_procrastinate_jobs_priority(client: Client) -> 
         ).all()
     # Procrastinate also fetches higher priorities first: the value goes through as it is.
     assert dict(rows) == {normal.id: 0, urgent.id: 500}
+
+
+@on_postgres
+@pytest.mark.usefixtures("in_process_worker")
+def test_a_database_error_deferring_the_next_step_is_retried_not_a_step_failure(
+    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Procrastinate defers jobs on the driver's connection and wraps the driver's errors in
+    # its own: a statement timeout there was taken for the executor refusing the job, and the
+    # finished step failed for good (its outcome "not stored"). It is the database failing:
+    # the outcome is written again, as for any other statement.
+    run = client.start_run("five_steps")
+    manager = _executor(client)._manager
+    defer = manager.batch_defer_jobs
+    failed: list[str] = []
+
+    def timing_out_once(jobs: list[Any], connection: Any = None) -> Any:
+        if not failed:
+            failed.append("once")
+            try:
+                connection.execute("SET LOCAL statement_timeout = 1")
+                connection.execute("SELECT pg_sleep(1)")
+            except psycopg.Error as exc:  # what Procrastinate's connector does with it
+                raise procrastinate.exceptions.ConnectorException from exc
+        return defer(jobs, connection=connection)
+
+    monkeypatch.setattr(manager, "batch_defer_jobs", timing_out_once)
+    with caplog.at_level(logging.WARNING):
+        finished = client.wait_for_run(run.id, timeout=60)
+    assert failed == ["once"]
+    assert finished.status == "completed", finished.last_error
+    assert all(statuses == ["completed"] for statuses in attempts_by_step(client, run.id).values())
+    assert "database unavailable while recording a step outcome" in caplog.text

@@ -543,6 +543,31 @@ def test_a_gate_whose_lock_fails_is_left_alone_a_while(
     assert _passes(gate, 1.0)  # the pause over: the gate is back
 
 
+def test_a_gate_file_whose_close_fails_is_still_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A network file system may report an I/O error when the file is closed (Linux frees the
+    # descriptor anyway): the writer still goes on, without the gate, instead of failing.
+    (gate,) = _gates(tmp_path, 1)
+    assert _passes(gate, 1.0)
+    real_close = os.close
+
+    def failing_close(fd: int) -> None:
+        real_close(fd)
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    def failing_flock(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(write_gate, "_flock", failing_flock)
+    monkeypatch.setattr(write_gate.os, "close", failing_close)
+    with caplog.at_level(logging.WARNING, logger="squidmesh_sdk.store.write_gate"):
+        assert not gate.enter(1.0)
+    monkeypatch.undo()
+    assert "cannot lock the SQLite write gate" in caplog.text
+    assert _open_gate_files(tmp_path) == []
+
+
 def test_disposing_a_database_keeps_a_gate_another_thread_is_past(sqlite_url: str) -> None:
     database = Database(sqlite_url)
     other = Database(sqlite_url)  # the same file, the same gate in this process
