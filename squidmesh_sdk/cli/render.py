@@ -107,7 +107,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 def explanation_text(run_id: str, explanation: RunExplanation) -> str:
     """An explanation for people; next actions are spelled as ``squidmesh`` commands."""
-    actions = [_action_command(action, run_id) for action in explanation.next_actions]
+    actions = [
+        _action_command(action, run_id, explanation.details) for action in explanation.next_actions
+    ]
     return fields_text(
         [
             ("run", run_id),
@@ -164,12 +166,18 @@ _ACTION_COMMANDS: Mapping[str, str] = {
     "retry_run": "squidmesh runs retry {run_id}",
     "signal_run": "squidmesh runs signal {run_id} SIGNAL --json-payload JSON",
     "deploy_version": "deploy the workflow version the run is pinned to beside the current one",
+    "retry_job": "squidmesh jobs retry {job_id}",
 }
 
 
-def _action_command(action: str, run_id: str) -> str:
+def _action_command(action: str, run_id: str, details: Mapping[str, Any]) -> str:
     template = _ACTION_COMMANDS.get(action)
-    return template.format(run_id=run_id) if template else action.replace("_", " ")
+    if template is None:
+        return action.replace("_", " ")
+    # A dead letter's id is in the details, or in those of the job beside a failed run.
+    dead = details.get("dead_lettered_job")
+    job_id = (dead if isinstance(dead, Mapping) else details).get("job_id", "JOB_ID")
+    return template.format(run_id=run_id, job_id=job_id)
 
 
 def fields_text(pairs: list[tuple[str, str]]) -> str:

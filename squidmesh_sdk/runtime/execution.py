@@ -11,6 +11,7 @@ in that commit too: a chained step costs one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -295,10 +296,11 @@ def _invoke(runtime: Runtime, claim: Claim, tx: Transaction | None) -> StepResul
         with tx.connection.begin_nested():
             result = call_body(body, claim.step_run.input, context, timeout=node.timeout)
             return _result(node, result)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of user code
-        # ``sys.exit()`` in a body (a command-line tool's ``main()`` called by a step) is the
-        # step's failure too: let through, it ended the delivery without a word, and the
-        # job's rescues ran the body again and again (the inline executor: it ended the host).
+    except (Exception, SystemExit, asyncio.CancelledError) as exc:  # noqa: BLE001 - user code
+        # ``sys.exit()`` in a body (a command-line tool's ``main()`` called by a step), or a
+        # task it awaits cancelled, is the step's failure too: let through, it ended the
+        # delivery without a word, and the job's rescues ran the body again and again (the
+        # inline executor: it ended the program that started the run).
         return StepResult(exception=exc)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -78,6 +79,7 @@ def explain(
     unavailable: errors.DefinitionUnavailable | None = None,
     current_definition: WorkflowDefinition | None = None,
     hold: Hold | None = None,
+    dead_letter: Hold | None = None,
 ) -> RunExplanation:
     """Diagnose ``run``, loaded with history.
 
@@ -85,7 +87,41 @@ def explain(
     (``unavailable`` says why when this client holds other versions);
     ``current_definition`` is the version new runs start on, which a replay would use.
     ``hold``: a limit of the database queue keeps a due step job of the run queued.
+    ``dead_letter``: a job of the run kept ``failed`` after its last delivery. A run that is
+    not finished waits for it (``job_dead_lettered``); a paused or failed run is explained as
+    it would be, with the job in ``details["dead_lettered_job"]`` and ``retry_job`` first.
     """
+    explanation = _diagnose(
+        run,
+        definition,
+        stale_step_timeout=stale_step_timeout,
+        unavailable=unavailable,
+        current_definition=current_definition,
+        hold=hold,
+        dead_letter=dead_letter,
+    )
+    if dead_letter is None or explanation.reason == _DEAD_LETTERED:
+        return explanation
+    return dataclasses.replace(
+        explanation,
+        details={**explanation.details, "dead_lettered_job": dict(dead_letter.details)},
+        next_actions=("retry_job", *explanation.next_actions),
+    )
+
+
+_DEAD_LETTERED = "job_dead_lettered"
+
+
+def _diagnose(
+    run: Run,
+    definition: WorkflowDefinition | None,
+    *,
+    stale_step_timeout: float | None,
+    unavailable: errors.DefinitionUnavailable | None,
+    current_definition: WorkflowDefinition | None,
+    hold: Hold | None,
+    dead_letter: Hold | None,
+) -> RunExplanation:
     assert run.step_runs is not None  # noqa: S101 - callers load the history
     evidence: dict[str, Any] = {"run": _run_evidence(run)}
     if definition is None:
@@ -128,6 +164,11 @@ def explain(
         if missing:
             held = (definition.version,)
             return _definition_unavailable(run, definition.version, held, missing, result)
+    if dead_letter is not None and run.status in ("pending", "running", "retrying", "cancelling"):
+        # Whatever its steps look like, nothing moves the run until the job is retried: a
+        # cancel leaves it cancelling, since the step's next delivery is what closes it.
+        actions = ("retry_job",) if run.status == "cancelling" else ("retry_job", "cancel_run")
+        return result(_DEAD_LETTERED, dead_letter.step, dead_letter.details, actions)
     if run.status == "cancelling":
         # Only a step body still running keeps a run cancelling: name it (them).
         running = [sr.step for sr in run.step_runs if sr.status == "running"]

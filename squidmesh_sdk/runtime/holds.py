@@ -1,9 +1,11 @@
-"""Why a run's due work is not being taken: a concurrency key, a queue limit, a rate limit.
+"""Why a run's work is not taken: a concurrency key, a queue limit, a rate limit, a dead letter.
 
 ``explain_run`` asks :func:`find_hold` about runs that wait for a step to start. It reads the
 run's due step jobs of the database queue (other executors keep no jobs here: nothing is
 found) and checks each, in claim order, against the limits a claim would apply, with the
-counts as they are now.
+counts as they are now. It asks :func:`find_dead_letter` about every run that is not
+finished, and about failed runs (their saga compensation): a job kept ``failed`` after its
+last delivery is delivered again only when an operator retries it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import flow as flow_store
 from squidmesh_sdk.store import jobs as job_store
 
-__all__ = ["HOLD_ACTIONS", "Hold", "find_hold"]
+__all__ = ["HOLD_ACTIONS", "Hold", "find_dead_letter", "find_hold"]
 
 HOLD_ACTIONS: Mapping[str, tuple[str, ...]] = {
     "waiting_for_concurrency_limit": ("wait_for_concurrency_slot", "cancel_run"),
@@ -89,3 +91,25 @@ def find_hold(connection: Connection, run_id: str, now: datetime) -> Hold | None
             }
             return Hold("rate_limited", job.step, details)
     return None
+
+
+def find_dead_letter(connection: Connection, run_id: str) -> Hold | None:
+    """The run's oldest job kept ``failed`` (a dead letter), if any.
+
+    Nothing delivers it again until an operator retries it (``squidmesh jobs retry JOB_ID``):
+    its step stays as the last delivery left it, ``running`` or not started, and a run that is
+    cancelled meanwhile stays ``cancelling``, since the step's next delivery is what closes it.
+    """
+    failed = job_store.list_jobs(connection, run_id=run_id, status="failed")
+    if not failed:
+        return None
+    job = failed[0]
+    details = {
+        "job_id": job.id,
+        "job_kind": job.kind,
+        "queue": job.queue,
+        "deliveries": job.deliveries,
+        "last_error": job.last_error,
+        "failed_jobs": len(failed),
+    }
+    return Hold("job_dead_lettered", job.step, details)

@@ -179,10 +179,12 @@ def explain_run(runtime: Runtime, run_id: str) -> RunExplanation:
     """
     run = inspect_run(runtime, run_id, include_history=True)
     definition, unavailable = _pinned_definition(runtime, run)
-    hold = None
-    if run.status in ("running", "pending", "retrying"):
+    hold = dead_letter = None
+    if not run.terminal or run.status == "failed":
         with runtime.database.read() as connection:
-            hold = holds.find_hold(connection, run.id, runtime.clock.now())
+            dead_letter = holds.find_dead_letter(connection, run.id)
+            if run.status in ("running", "pending", "retrying"):
+                hold = holds.find_hold(connection, run.id, runtime.clock.now())
     return explain(
         run,
         definition,
@@ -190,6 +192,7 @@ def explain_run(runtime: Runtime, run_id: str) -> RunExplanation:
         unavailable=unavailable,
         current_definition=runtime.workflows.get(run.workflow),
         hold=hold,
+        dead_letter=dead_letter,
     )
 
 

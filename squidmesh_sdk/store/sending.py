@@ -313,12 +313,13 @@ def _translate(
 ) -> StatementError:
     """The SQLAlchemy error for a driver error (a lost connection is invalidated)."""
     fairy = connection.connection
+    disconnect = connection.dialect.is_disconnect(exc, fairy.dbapi_connection, cursor)
     # A fresh cursor for the next statement: this one may hold a failed result.
     if fairy.info.get(_CURSOR) is cursor:
         del fairy.info[_CURSOR]
     cursor.close()
     discard(connection)
-    return driver_error(connection, exc, sql, params, cursor)
+    return driver_error(connection, exc, sql, params, disconnect=disconnect)
 
 
 def driver_error(
@@ -326,17 +327,19 @@ def driver_error(
     exc: Any,
     sql: str,
     params: Mapping[str, Any] | None,
-    cursor: Any = None,
+    *,
+    disconnect: bool | None = None,
 ) -> StatementError:
     """The SQLAlchemy error for ``exc``, a driver error of ``sql`` sent outside SQLAlchemy.
 
     What SQLAlchemy raises for a statement it sent itself: ``OperationalError`` for a
     database that is locked or unreachable, ``IntegrityError`` for a constraint, and so on,
-    each with the driver's error as ``orig``. A lost connection is invalidated (and the error
-    says so), so that it is not used again.
+    each with the driver's error as ``orig``. A lost connection (``disconnect``, asked of the
+    dialect unless given) is invalidated, and the error says so, so that it is not used again.
     """
     dialect = connection.dialect
-    disconnect = dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
+    if disconnect is None:
+        disconnect = dialect.is_disconnect(exc, connection.connection.dbapi_connection, None)
     if disconnect:
         connection.invalidate(exc)
     error: StatementError = DBAPIError.instance(

@@ -239,6 +239,38 @@ def test_show_a_dead_letter_says_what_can_be_done(cli: Cli, client: Client) -> N
     assert (data["state"], data["run_status"], data["last_error"]) == ("failed", "pending", BOOM)
 
 
+def test_explain_names_a_dead_letter_that_keeps_a_run_from_starting(
+    cli: Cli, client: Client
+) -> None:
+    run = client.start_run("one_step")
+    job = _dead_letter(client)  # its first step's job, given up on before any step started
+    explained = client.explain_run(run.id)
+    assert (explained.status, explained.reason) == ("pending", "job_dead_lettered")
+    assert explained.details["job_id"] == job.id
+    assert explained.details["last_error"] == BOOM
+    assert explained.next_actions == ("retry_job", "cancel_run")
+
+
+def test_explain_adds_a_dead_compensation_to_a_failed_run(cli: Cli, client: Client) -> None:
+    # The run failed (its last step refused the address); its saga compensation's job was
+    # given up on: the failure is explained as before, and the job is named to retry.
+    run = client.start_run("refund_saga")
+    while client.inspect_run(run.id).status != "failed":
+        job = _lease_next(client)
+        client.perform(job.payload)
+        with client.runtime.transaction() as tx:
+            job_store.complete(tx, job.id, worker=OWNER)
+    compensation = _dead_letter(client)
+    assert compensation.kind == "compensation"
+    explained = client.explain_run(run.id)
+    assert (explained.reason, explained.step) == ("step_failed", "ship")
+    assert explained.details["dead_lettered_job"]["job_id"] == compensation.id
+    assert explained.details["dead_lettered_job"]["job_kind"] == "compensation"
+    assert explained.next_actions[0] == "retry_job"
+    shown = cli("runs", "explain", run.id).out
+    assert f"next     squidmesh jobs retry {compensation.id}\n" in shown
+
+
 def test_show_a_running_job_with_an_expired_lease(cli: Cli, client: Client) -> None:
     client.start_run("shipping")
     job = _lease_next(client)
@@ -418,12 +450,25 @@ def test_a_dead_letter_retried_with_the_cli_lets_its_run_complete(
             ]
             assert listed[1].endswith("the outcome could not be written")
             assert client.inspect_run(run.id).status == "running"
+            # What keeps the run running is the dead letter, not its step: explain says so.
+            explained = client.explain_run(run.id)
+            assert (explained.reason, explained.step) == ("job_dead_lettered", "only")
+            assert explained.next_actions == ("retry_job", "cancel_run")
+            assert explained.details["job_id"] == job.id
+            assert explained.details["deliveries"] == 2
+            assert "the outcome could not be written" in str(explained.details["last_error"])
+            shown = cli("runs", "explain", run.id).out
+            assert f"next     squidmesh jobs retry {job.id}\n" in shown
 
             if fix == "fixed":
                 broken[0] = False  # the cause is fixed
             else:
                 assert cli("runs", "cancel", run.id).code == 0
                 assert client.inspect_run(run.id).status == "cancelling"
+                # A cancel cannot close the step nobody delivers: the job must be retried.
+                explained = client.explain_run(run.id)
+                assert explained.reason == "job_dead_lettered"
+                assert explained.next_actions == ("retry_job",)
             result = cli("jobs", "retry", str(job.id))
             assert (result.code, result.err) == (0, "")
             expected = "completed" if fix == "fixed" else "cancelled"

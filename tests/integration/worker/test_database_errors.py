@@ -6,9 +6,11 @@ without raising: an error caught and ignored inside a transaction loses everythi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,26 +81,44 @@ def _exiting() -> Workflow:
     return wf
 
 
+def _cancelled() -> Workflow:
+    wf = Workflow("cancelled", triggers=[manual("go")])
+
+    @wf.step(retry=Retry(max_attempts=2))
+    async def leave() -> dict[str, Any]:
+        task = asyncio.ensure_future(asyncio.sleep(60))
+        task.cancel()
+        await task  # a task the step awaits was cancelled: CancelledError, a BaseException
+        return {}
+
+    wf.chain(leave, COMPLETE)
+    return wf
+
+
 @pytest.mark.parametrize("executor", ["worker", "inline"])
-def test_a_step_that_calls_sys_exit_fails_like_any_other(database_url: str, executor: str) -> None:
-    # SystemExit is not an Exception: it went past the step's error handling, ended the
-    # delivery without a word, and the job's lease expired and was rescued again and again,
-    # the run running for good (the inline executor: it ended the program that started it).
-    workflows = [_exiting()]
+@pytest.mark.parametrize(("workflow", "error"), [(_exiting, "SystemExit"), (_cancelled, "Cancel")])
+def test_a_step_that_exits_or_is_cancelled_fails_like_any_other(
+    database_url: str, executor: str, workflow: Callable[[], Workflow], error: str
+) -> None:
+    # SystemExit and CancelledError are not Exceptions: they went past the step's error
+    # handling, ended the delivery without a word, and the job's lease expired and was rescued
+    # again and again, the run running for good (the inline executor: they ended the program
+    # that started the run).
+    definition = workflow()
     if executor == "inline":
-        with Client(database_url, workflows, executor=InlineExecutor()) as inline:
-            run = inline.start_run("exiting")
+        with Client(database_url, [definition], executor=InlineExecutor()) as inline:
+            run = inline.start_run(definition.name)
             finished = inline.inspect_run(run.id, include_history=True)
     else:
         with (
-            Client(database_url, workflows, executor=DatabaseExecutor()) as queued,
+            Client(database_url, [definition], executor=DatabaseExecutor()) as queued,
             Worker(queued, concurrency=1, poll_interval=0.05, lease=1.0),
         ):
-            run = queued.start_run("exiting")
+            run = queued.start_run(definition.name)
             finished = queued.wait_for_run(run.id, timeout=30, include_history=True)
     assert finished.status == "failed"
     assert finished.last_error is not None
-    assert "SystemExit" in str(finished.last_error)
+    assert error in str(finished.last_error)
     (step_run,) = finished.step_runs or ()
     assert [attempt.status for attempt in step_run.attempts or ()] == ["failed", "failed"]
 

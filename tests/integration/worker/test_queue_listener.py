@@ -19,7 +19,8 @@ def _listening(client: Client) -> bool:
         return bool(
             connection.scalar(
                 sa.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN squidmesh_jobs'"
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query = 'LISTEN squidmesh_jobs'"
                 )
             )
         )
