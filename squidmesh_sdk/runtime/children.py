@@ -255,7 +255,12 @@ def _wake_parent(runtime: Runtime, tx: Transaction, child: Run) -> None:
     """Queue the parent's waiting child step, in the child's finishing transaction."""
     assert child.parent_run_id is not None  # noqa: S101 - checked by the caller
     assert child.parent_step is not None  # noqa: S101
-    parent = run_reads.get_run(tx.connection, child.parent_run_id)
+    try:
+        parent = run_reads.get_run(tx.connection, child.parent_run_id)
+    except errors.RunNotFound:
+        # Purged (or deleted by the host) after it finished: nothing waits for the child, which
+        # must still be able to finish (or be cancelled) on its own.
+        return
     if parent.terminal:
         return  # cancelled (or failed) meanwhile: nothing waits for the child any more
     # In the parent's trace (linked to the child's), as the parent's other work is.

@@ -7,7 +7,8 @@ deleting millions of runs never holds a long lock. A run is a candidate only whe
 finished (``completed``, ``failed`` or ``cancelled``: no other status is ever purged), last
 changed before the cutoff, and has no work left in the queues: no queued or running job, no
 compensation job of any status (a dead-lettered rollback still has to run), no outbox
-message. The deleting transaction checks all of it again under the runs' locks, so a run
+message, no child run that has not finished (an abandoned child goes on after its parent
+ended, and reads it when it finishes). The deleting transaction checks all of it again under the runs' locks, so a run
 that changed since it was listed is left alone.
 
 ``squidmesh_maintenance`` lets workers take turns at periodic tasks such as the purge: a
@@ -216,6 +217,12 @@ def _purgeable(criteria: Criteria) -> list[sa.ColumnElement[bool]]:
         sa.or_(jobs.c.status.in_(("queued", "running")), jobs.c.kind == "compensation"),
     )
     message = sa.exists().where(outbox.c.run_id == runs.c.id)
+    # A child that may still finish reads its parent then (an abandoned one goes on after its
+    # parent ended): the parent is kept until its children have finished too.
+    child = runs.alias("child")
+    unfinished_child = sa.exists().where(
+        child.c.parent_run_id == runs.c.id, child.c.status.not_in(FINISHED)
+    )
     conditions: list[sa.ColumnElement[bool]] = [
         runs.c.updated_at < criteria.cutoff,
         sa.or_(
@@ -224,6 +231,7 @@ def _purgeable(criteria: Criteria) -> list[sa.ColumnElement[bool]]:
         ),
         ~live_job,
         ~message,
+        ~unfinished_child,
     ]
     if criteria.workflow is not None:
         conditions.append(runs.c.workflow == criteria.workflow)

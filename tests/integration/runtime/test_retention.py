@@ -69,6 +69,9 @@ nightly = Workflow(
 )
 nightly.chain(nightly.log("note", message="ran"), COMPLETE)
 
+parent = Workflow("parent", triggers=[manual("go")])
+parent.chain(parent.child("sub", workflow="holding", on_parent_close="abandon"), COMPLETE)
+
 WINDOW = {"start_at": "2026-01-01T03:00:00+00:00", "end_at": "2026-01-02T03:00:00+00:00"}
 
 
@@ -79,7 +82,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def client(database_url: str, clock: FakeClock) -> Iterator[Client]:
-    workflows = [done, failing, holding, saga, nightly]
+    workflows = [done, failing, holding, saga, nightly, parent]
     with Client(
         database_url, workflows, executor=DatabaseExecutor(), clock=clock, observers=()
     ) as test_client:
@@ -384,3 +387,51 @@ def test_a_run_started_with_an_idempotency_key_keeps_it_for_a_week(
     fresh = client.start("done", idempotency_key="order-7")
     assert fresh.created
     assert fresh.id != keyed.id
+
+
+def _abandoned_child(client: Client) -> tuple[str, str]:
+    """A cancelled parent and its child, left paused on its own (``on_parent_close="abandon"``)."""
+    run = client.start_run("parent")
+    drain(client)
+    (link,) = client.inspect_run(run.id, include_history=True).children or ()
+    assert client.inspect_run(link.child_run_id).status == "paused"
+    assert client.cancel_run(run.id).status == "cancelled"
+    assert client.inspect_run(link.child_run_id).status == "paused"
+    return run.id, link.child_run_id
+
+
+def test_a_parent_is_kept_until_its_abandoned_child_finished(
+    client: Client, clock: FakeClock
+) -> None:
+    # The child reads its parent when it finishes: purged before, the parent's absence failed
+    # every delivery of the child's last step.
+    parent_id, child_id = _abandoned_child(client)
+    clock.advance(31 * DAY)
+    assert client.purge_runs(older_than=30 * DAY).runs == 0
+    client.unblock_run(child_id)
+    drain(client)
+    assert client.inspect_run(child_id).status == "completed"
+    assert client.inspect_run(parent_id).status == "cancelled"
+    clock.advance(31 * DAY)
+    purged = client.purge_runs(older_than=30 * DAY, dry_run=True)
+    assert sorted(purged.run_ids) == sorted([parent_id, child_id])
+
+
+def test_a_child_whose_parent_is_gone_still_finishes(client: Client) -> None:
+    # A host that deleted the parent's rows itself: the child's end reaches no one, as after
+    # its parent closed, instead of failing its last step's every delivery.
+    parent_id, child_id = _abandoned_child(client)
+    key = uuid.UUID(parent_id)
+    with client.runtime.transaction() as tx:
+        steps = sa.select(schema.step_runs.c.id).where(schema.step_runs.c.run_id == key)
+        tx.connection.execute(
+            sa.delete(schema.attempts).where(
+                schema.attempts.c.step_run_id.in_(steps.scalar_subquery())
+            )
+        )
+        for table in (schema.step_runs, schema.run_events, schema.jobs, schema.outbox):
+            tx.connection.execute(sa.delete(table).where(table.c.run_id == key))
+        tx.connection.execute(sa.delete(schema.runs).where(schema.runs.c.id == key))
+    client.unblock_run(child_id)
+    drain(client)
+    assert client.inspect_run(child_id).status == "completed"
