@@ -230,7 +230,10 @@ def _restore_timers(
             continue
         due_text = resume.get("until") or resume.get("timeout_at")
         child_id = resume.get("child_run_id") if resume["kind"] == "child" else None
-        if isinstance(child_id, str) and run_reads.get_run(tx.connection, child_id).terminal:
+        # Locked (parent, then child: the order every transaction takes them in), so that a
+        # child finishing meanwhile, which read this run as failed and woke no one, has
+        # committed before it is read here: it is then seen finished, and its step queued.
+        if isinstance(child_id, str) and run_store.lock_run(tx.connection, child_id).terminal:
             dispatcher.dispatch_steps(runtime, tx, run, [sr.step])
         elif isinstance(due_text, str):
             due = datetime.fromisoformat(due_text)

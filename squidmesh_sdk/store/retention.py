@@ -5,11 +5,11 @@ A purge walks the runs of one finished status oldest first, by creation (the ind
 touches no index), a batch at a time, and deletes each batch in a transaction of its own, so
 deleting millions of runs never holds a long lock. A run is a candidate only when it is
 finished (``completed``, ``failed`` or ``cancelled``: no other status is ever purged), last
-changed before the cutoff, and has no work left in the queues: no queued or running job, no
-compensation job of any status (a dead-lettered rollback still has to run), no outbox
-message, no child run that has not finished (an abandoned child goes on after its parent
-ended, and reads it when it finishes). The deleting transaction checks all of it again under the runs' locks, so a run
-that changed since it was listed is left alone.
+changed before the cutoff, and has no work left: no queued or running job, no compensation
+job of any status (a dead-lettered rollback still has to run), no outbox message, no child
+run that has not finished (an abandoned child goes on after its parent ended, and reads it
+when it finishes). The deleting transaction checks all of it again under the runs' locks, so
+a run that changed since it was listed is left alone.
 
 ``squidmesh_maintenance`` lets workers take turns at periodic tasks such as the purge: a
 worker advances a task's ``last_run_at`` with a compare-and-set, so one of them at a time does
