@@ -17,7 +17,13 @@ from squidmesh_sdk import errors
 from squidmesh_sdk.compiler.edges import compile_edges
 from squidmesh_sdk.compiler.inputs import check_inputs
 from squidmesh_sdk.compiler.issues import NAME, VERSION, Issues
-from squidmesh_sdk.compiler.steps import check_signals, check_step_names, compile_step, seconds
+from squidmesh_sdk.compiler.steps import (
+    LONGEST,
+    check_signals,
+    check_step_names,
+    compile_step,
+    seconds,
+)
 from squidmesh_sdk.compiler.triggers import compile_triggers
 from squidmesh_sdk.definition.flow import concurrency_limit_problems, priority_problem
 from squidmesh_sdk.definition.steps import StepSpec
@@ -111,6 +117,9 @@ def _deadline(workflow: Workflow, issues: Issues) -> float | None:
         return None
     value = seconds(declared)
     if value is None or value <= 0:
-        issues.add("invalid_deadline", f"workflow deadline must be > 0 seconds, got {declared!r}")
+        issues.add(
+            "invalid_deadline",
+            f"workflow deadline must be > 0 seconds ({LONGEST}), got {declared!r}",
+        )
         return None
     return value

@@ -89,7 +89,9 @@ def compile_step(spec: StepSpec, issues: Issues) -> StepNode | None:
         timeout = seconds(spec.timeout)
         if timeout is None or timeout <= 0:
             issues.add(
-                "invalid_timeout", f"step {name!r}: timeout must be > 0, got {spec.timeout!r}", name
+                "invalid_timeout",
+                f"step {name!r}: timeout must be > 0 ({LONGEST}), got {spec.timeout!r}",
+                name,
             )
         elif spec.kind in ("log", "wait"):
             issues.add(
@@ -356,7 +358,8 @@ def _wait_options(spec: StepSpec, issues: Issues) -> dict[str, Any]:
         if length is None or length <= 0:
             issues.add(
                 "invalid_wait_duration",
-                f"wait step {name!r}: duration must be > 0 seconds, got {spec.duration!r}",
+                f"wait step {name!r}: duration must be > 0 seconds ({LONGEST}), got "
+                f"{spec.duration!r}",
                 step=name,
             )
         return {"duration": length}
@@ -387,9 +390,9 @@ def _compile_retry(spec: StepSpec, issues: Issues) -> RetryPolicy | None:
     if backoff is not None:
         low_s, high_s = seconds(backoff.min), seconds(backoff.max)
         if low_s is None or low_s <= 0:
-            problems.append(f"backoff min must be > 0 seconds, got {backoff.min!r}")
+            problems.append(f"backoff min must be > 0 seconds ({LONGEST}), got {backoff.min!r}")
         if high_s is None or high_s <= 0:
-            problems.append(f"backoff max must be > 0 seconds, got {backoff.max!r}")
+            problems.append(f"backoff max must be > 0 seconds ({LONGEST}), got {backoff.max!r}")
         if low_s is not None and high_s is not None and low_s > high_s:
             problems.append(f"backoff min ({low_s:g}s) is greater than max ({high_s:g}s)")
         if not isinstance(backoff.jitter, int | float) or not 0 <= backoff.jitter <= 1:
@@ -436,10 +439,24 @@ def _check_recovery_flags(spec: StepSpec, issues: Issues) -> bool:
     return compensatable
 
 
+MAX_DURATION = 100 * 365 * 86400.0
+"""The longest duration a definition declares (a timeout, a wait, a backoff, a deadline), in
+seconds: a hundred years. A timer much further out would be past the year 9999, which no
+datetime can hold: the run would fail when it set it, or its start would."""
+
+LONGEST = "at most 100 years"
+"""How the bound reads in the issues that refuse a longer duration."""
+
+
 def seconds(value: object) -> float | None:
-    """``value`` (a number of seconds or a timedelta) in seconds, or ``None`` if neither."""
+    """``value`` (a number of seconds or a timedelta) in seconds.
+
+    ``None`` if it is neither, or longer than :data:`MAX_DURATION`.
+    """
     if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+        found = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        found = float(value)
+    else:
+        return None
+    return found if found <= MAX_DURATION else None

@@ -164,6 +164,15 @@ def deadline_reached(runtime: Runtime, tx: Transaction, run: Run) -> Woken:
 
 def _wait_until(node: StepNode, run: Run, now: datetime) -> datetime | str:
     """When a wait step ends, or what is wrong with the value it reads."""
+    try:
+        return _read_wait(node, run, now)
+    except OverflowError:
+        # A duration read from the run (a payload's) so long that the end is past the year
+        # 9999: the step fails with what is wrong, instead of the transaction that started it.
+        return f"wait step {node.name!r}: the wait would end after the year 9999"
+
+
+def _read_wait(node: StepNode, run: Run, now: datetime) -> datetime | str:
     options: Mapping[str, Any] = node.options
     if options.get("duration") is not None:
         return now + timedelta(seconds=float(options["duration"]))

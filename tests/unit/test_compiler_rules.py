@@ -267,6 +267,30 @@ def bad_timeout() -> Workflow:
     return _single(timeout=timedelta(0))
 
 
+CENTURIES = timedelta(days=365 * 200)
+"""Longer than any definition may wait: a timer that far would be past the year 9999."""
+
+
+def timeout_of_centuries() -> Workflow:
+    return _single(timeout=CENTURIES)
+
+
+def backoff_of_centuries() -> Workflow:
+    return _single(retry=Retry(max_attempts=2, backoff=Retry.fixed(CENTURIES)))
+
+
+def wait_of_centuries() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.wait("w", duration=1e30), COMPLETE)
+    return wf
+
+
+def deadline_of_centuries() -> Workflow:
+    wf = Workflow("wf", triggers=[manual("go")], deadline=CENTURIES)
+    wf.log("a", message="a")
+    return wf
+
+
 def bad_output_key() -> Workflow:
     return _single(output="")
 
@@ -725,6 +749,10 @@ RULES: list[tuple[Callable[[], Workflow], list[str]]] = [
     (retry_min_above_max, ["invalid_retry"]),
     (retry_bad_jitter, ["invalid_retry"]),
     (bad_timeout, ["invalid_timeout"]),
+    (timeout_of_centuries, ["invalid_timeout"]),
+    (backoff_of_centuries, ["invalid_retry", "invalid_retry"]),  # its min and its max
+    (wait_of_centuries, ["invalid_wait_duration"]),
+    (deadline_of_centuries, ["invalid_deadline"]),
     (bad_output_key, ["invalid_output_key"]),
     (irreversible_and_compensatable, ["irreversible_and_compensatable"]),
     (compensate_on_irreversible, ["compensate_not_allowed"]),

@@ -346,6 +346,21 @@ def test_a_wait_reading_a_bad_value_fails_with_invalid_wait(make_env: MakeEnv) -
     assert "'delay' must be a number of seconds" in done.last_error["message"]
 
 
+def test_a_wait_too_long_for_a_timer_fails_with_invalid_wait(make_env: MakeEnv) -> None:
+    # A payload's delay that ends past the year 9999: the start used to raise OverflowError
+    # to its caller and leave the run committed, pending at the wait, with no timer.
+    wf = Workflow("long_wait", triggers=[manual("go", payload=Delay)])
+    pause_for = wf.wait("pause_for", duration_from="delay")
+    wf.chain(pause_for, COMPLETE)
+    env = make_env(wf)
+    run = env.start_run("long_wait", {"delay": 1e12})
+    done = env.client.inspect_run(run.id)
+    assert done.status == "failed"
+    assert done.last_error is not None
+    assert done.last_error["code"] == "invalid_wait"
+    assert "the wait would end after the year 9999" in done.last_error["message"]
+
+
 def test_a_wait_delays_a_join_in_a_graph_with_several_paths(make_env: MakeEnv) -> None:
     wf = Workflow("wait_join", triggers=[manual("go")])
     first = wf.log("first", message="first")
