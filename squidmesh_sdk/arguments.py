@@ -20,13 +20,17 @@ from squidmesh_sdk.graph import WorkflowDefinition
 from squidmesh_sdk.store.database import Database
 
 __all__ = [
+    "MAX_AGE",
     "MAX_IDEMPOTENCY_KEY",
+    "age",
     "check_client",
     "idempotency_key",
     "priority",
     "queue_limits",
     "trigger_name",
     "wait_timeout",
+    "worker_queues",
+    "worker_settings",
     "workflow_name",
 ]
 
@@ -121,6 +125,96 @@ def wait_timeout(timeout: object) -> float | None:
             f"got {timeout!r}",
         )
     return float(seconds)
+
+
+MAX_QUEUE_NAME = 100
+"""The longest queue name, in characters (the jobs' ``queue`` column's width)."""
+
+
+def worker_queues(queues: object) -> tuple[str, ...]:
+    """The queues a worker takes jobs from: a collection of names, not one name."""
+    if isinstance(queues, str | bytes):
+        raise errors.InvalidArgument(
+            "queues",
+            f"queues is a list of queue names, such as [{queues!r}], not one name",
+        )
+    if not isinstance(queues, Iterable):
+        raise errors.InvalidArgument(
+            "queues", f"queues must be a list of queue names, got {_short(queues)}"
+        )
+    names = tuple(queues)
+    if not names:
+        raise errors.InvalidArgument("queues", "a worker needs at least one queue")
+    for name in names:
+        if not isinstance(name, str) or not name or len(name) > MAX_QUEUE_NAME or "\x00" in name:
+            raise errors.InvalidArgument(
+                "queues",
+                f"a queue name is a non-empty string of at most {MAX_QUEUE_NAME} characters, "
+                f"got {_short(name)}",
+            )
+    return names
+
+
+def worker_settings(
+    *,
+    concurrency: object,
+    lease: object,
+    poll_interval: object,
+    shutdown_timeout: object,
+    max_deliveries: object,
+    name: object,
+    purge_after: object,
+    purge_interval: object,
+) -> None:
+    """Check a ``Worker``'s numbers and name (``InvalidArgument`` naming the first wrong one)."""
+    for option, value, least in (
+        ("concurrency", concurrency, 1),
+        ("max_deliveries", max_deliveries, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise errors.InvalidArgument(
+                option, f"{option} must be an integer >= {least}, got {_short(value)}"
+            )
+    for option, value in (
+        ("lease", lease),
+        ("poll_interval", poll_interval),
+        ("purge_interval", purge_interval),
+    ):
+        if not _finite(value) or value <= 0:  # type: ignore[operator]
+            raise errors.InvalidArgument(
+                option, f"{option} must be a finite number of seconds > 0, got {_short(value)}"
+            )
+    if not _finite(shutdown_timeout) or shutdown_timeout < 0:  # type: ignore[operator]
+        raise errors.InvalidArgument(
+            "shutdown_timeout",
+            f"shutdown_timeout must be a finite number of seconds >= 0, got "
+            f"{_short(shutdown_timeout)}",
+        )
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise errors.InvalidArgument(
+            "name", f"a worker's name is a non-empty string, got {_short(name)}"
+        )
+    if purge_after is not None:
+        age("purge_after", purge_after)
+
+
+MAX_AGE = timedelta(days=365 * 100)
+"""The oldest a purge looks back: a hundred years (further, the cutoff would not be a date)."""
+
+
+def age(option: str, value: object) -> timedelta:
+    """A retention age: a positive ``timedelta`` of at most :data:`MAX_AGE`."""
+    if not isinstance(value, timedelta) or not timedelta(0) < value <= MAX_AGE:
+        raise errors.InvalidArgument(
+            option,
+            f"{option} must be a positive timedelta of at most 100 years, got {_short(value)}",
+        )
+    return value
+
+
+def _finite(value: object) -> bool:
+    """Whether ``value`` is a finite int or float (not a bool)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def _short(value: object) -> str:

@@ -196,7 +196,10 @@ def rate_limit(value: str) -> RateLimit:
     count, amount = int(match.group(1)), int(match.group(2) or 1)
     if count == 0 or amount == 0:
         raise argparse.ArgumentTypeError(MSG_BAD_RATE.format(value=value))
-    return RateLimit(count, per=timedelta(**{_RATE_UNITS[match.group(3)]: amount}))
+    try:
+        return RateLimit(count, per=timedelta(**{_RATE_UNITS[match.group(3)]: amount}))
+    except OverflowError:  # a period longer than a timedelta holds
+        raise argparse.ArgumentTypeError(MSG_BAD_RATE.format(value=value)) from None
 
 
 _DURATION = re.compile(r"(\d+)([dhm])")

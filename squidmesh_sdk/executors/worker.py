@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from squidmesh_sdk import errors, telemetry
+from squidmesh_sdk import arguments, errors, telemetry
 from squidmesh_sdk.errors import SquidmeshError
 from squidmesh_sdk.executors import queue_metrics
 from squidmesh_sdk.executors.database import DatabaseExecutor
@@ -123,28 +123,28 @@ class Worker:
         purge_interval: float = 300.0,
         group_commit: bool | None = None,
     ) -> None:
-        executor = client.runtime.executor
+        executor = getattr(getattr(client, "runtime", None), "executor", None)
         if not isinstance(executor, DatabaseExecutor):
             raise errors.InvalidArgument(
                 "client",
                 "Worker delivers jobs of the database queue: create the Client with "
                 "executor=DatabaseExecutor()",
             )
-        if concurrency < 1:
+        queues = arguments.worker_queues(queues)
+        arguments.worker_settings(
+            concurrency=concurrency,
+            lease=lease,
+            poll_interval=poll_interval,
+            shutdown_timeout=shutdown_timeout,
+            max_deliveries=max_deliveries,
+            name=name,
+            purge_after=purge_after,
+            purge_interval=purge_interval,
+        )
+        if cron_catch_up not in ("latest", "all", "none"):
             raise errors.InvalidArgument(
-                "concurrency", f"concurrency must be at least 1, got {concurrency}"
-            )
-        if lease <= 0 or poll_interval <= 0:
-            raise errors.InvalidArgument("lease", "lease and poll_interval must be positive")
-        if not queues:
-            raise errors.InvalidArgument("queues", "a worker needs at least one queue")
-        if purge_after is not None and purge_after <= timedelta(0):
-            raise errors.InvalidArgument(
-                "purge_after", f"purge_after must be a positive duration, got {purge_after!r}"
-            )
-        if not purge_interval > 0:
-            raise errors.InvalidArgument(
-                "purge_interval", f"purge_interval must be > 0 seconds, got {purge_interval!r}"
+                "cron_catch_up",
+                f"cron_catch_up must be 'latest', 'all' or 'none', got {cron_catch_up!r}",
             )
         self.client = client
         self.runtime = client.runtime

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import arguments, errors
 from squidmesh_sdk.runtime.compensation import pending_compensations
 from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.store import retention, run_reads, step_run_reads
@@ -123,14 +123,13 @@ def purge_runs(
             is not ``completed``, ``failed`` or ``cancelled``.
         SchemaNotReady: the database is not at this library's schema version.
     """
-    if older_than <= timedelta(0):
+    arguments.age("older_than", older_than)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise errors.InvalidArgument(
-            "older_than", f"older_than must be a positive duration, got {older_than!r}"
+            "batch_size", f"batch_size must be an integer >= 1, got {batch_size!r}"
         )
-    if batch_size < 1:
-        raise errors.InvalidArgument(
-            "batch_size", f"batch_size must be at least 1, got {batch_size!r}"
-        )
+    if not isinstance(dry_run, bool):
+        raise errors.InvalidArgument("dry_run", f"dry_run must be True or False, got {dry_run!r}")
     wanted = _statuses(statuses)
     runtime.check_schema()
     now = runtime.clock.now()
@@ -197,7 +196,12 @@ def _statuses(statuses: Iterable[str] | None) -> tuple[RunStatus, ...]:
         return FINISHED
     if isinstance(statuses, str):
         statuses = (statuses,)
-    given = list(dict.fromkeys(statuses))
+    listed = tuple(statuses) if isinstance(statuses, Iterable) else None
+    if listed is None or not all(isinstance(status, str) for status in listed):
+        raise errors.InvalidArgument(
+            "statuses", f"statuses must be a list of run statuses, got {statuses!r}"
+        )
+    given = list(dict.fromkeys(listed))
     refused = [status for status in given if status not in FINISHED]
     if refused or not given:
         raise errors.InvalidArgument(

@@ -50,6 +50,7 @@ def test_limits_are_set_listed_and_cleared(cli: Cli, client: Client) -> None:
         (("--rate", "100"), "is not a rate"),
         (("--rate", "0/1m"), "is not a rate"),
         (("--rate", "5/d"), "is not a rate"),
+        (("--rate", "1/99999999999h"), "is not a rate"),  # longer than a timedelta
         (("--concurrency", "0"), "is not a positive integer"),
         ((), "give --concurrency and/or --rate"),
     ],

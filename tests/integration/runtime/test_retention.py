@@ -15,6 +15,7 @@ from squidmesh_sdk import (
     COMPLETE,
     Client,
     DatabaseExecutor,
+    InvalidArgument,
     NonRetryableError,
     Workflow,
     cron,
@@ -258,11 +259,26 @@ def test_unfinished_statuses_are_refused(
     assert len(client.list_runs()) == len(runs)
 
 
-def test_bad_arguments_are_refused(client: Client) -> None:
-    with pytest.raises(ValueError, match="older_than"):
-        client.purge_runs(older_than=timedelta(0))
-    with pytest.raises(ValueError, match="batch_size"):
-        client.purge_runs(older_than=DAY, batch_size=0)
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"older_than": timedelta(0)}, "older_than"),
+        ({"older_than": 5}, "older_than"),
+        ({"older_than": None}, "older_than"),
+        ({"older_than": timedelta(days=10**6)}, "older_than"),  # no date that far back
+        ({"older_than": DAY, "batch_size": 0}, "batch_size"),
+        ({"older_than": DAY, "batch_size": 2.5}, "batch_size"),
+        ({"older_than": DAY, "batch_size": "5"}, "batch_size"),
+        ({"older_than": DAY, "statuses": 5}, "statuses"),
+        ({"older_than": DAY, "dry_run": "no"}, "dry_run"),  # was taken for a dry run
+    ],
+)
+def test_bad_arguments_are_refused(
+    client: Client, runs: dict[str, str], arguments: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=named):
+        client.purge_runs(**arguments)
+    assert client.inspect_run(runs["completed"]).status == "completed"  # nothing purged
 
 
 def test_a_failed_run_whose_compensation_has_not_finished_is_kept(

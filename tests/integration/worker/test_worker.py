@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from squidmesh_sdk import Client, InlineExecutor, Worker
+from squidmesh_sdk import Client, InlineExecutor, InvalidArgument, Worker
 from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from tests.integration.worker.app import make_client
@@ -179,3 +181,38 @@ def test_a_step_left_running_by_a_delivery_that_raised_is_taken_over_by_its_retr
     assert not failures, "the fault was injected"
     assert client.inspect_run(run.id).status == "completed"
     assert attempts_by_step(client, run.id) == {"only": ["abandoned", "completed"]}
+
+
+@pytest.mark.parametrize(
+    ("settings", "named", "says"),
+    [
+        ({"queues": "emails"}, "queues", "not one name"),  # was taken as 6 one-letter queues
+        ({"queues": []}, "queues", "at least one queue"),
+        ({"queues": [5]}, "queues", "non-empty string"),
+        ({"queues": ["q" * 101]}, "queues", "at most 100 characters"),
+        ({"concurrency": 0}, "concurrency", "integer >= 1"),
+        ({"concurrency": "4"}, "concurrency", "integer >= 1"),
+        ({"concurrency": 2.5}, "concurrency", "integer >= 1"),
+        ({"lease": 0}, "lease", "> 0"),
+        ({"lease": float("nan")}, "lease", "finite"),
+        ({"poll_interval": "1"}, "poll_interval", "finite"),
+        ({"shutdown_timeout": -5}, "shutdown_timeout", ">= 0"),
+        ({"max_deliveries": 0}, "max_deliveries", "integer >= 1"),
+        ({"name": 5}, "name", "non-empty string"),
+        ({"purge_after": 3600}, "purge_after", "positive timedelta"),
+        ({"purge_after": timedelta(days=10**6)}, "purge_after", "at most 100 years"),
+        ({"purge_interval": 0}, "purge_interval", "> 0"),
+        ({"cron_catch_up": "bogus"}, "cron_catch_up", "'latest', 'all' or 'none'"),
+    ],
+)
+def test_a_worker_refuses_bad_settings_by_name(
+    client: Client, settings: dict[str, Any], named: str, says: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=says) as refused:
+        Worker(client, **settings)
+    assert refused.value.argument == named
+
+
+def test_a_worker_needs_a_client_of_the_database_queue() -> None:
+    with pytest.raises(InvalidArgument, match="executor=DatabaseExecutor"):
+        Worker(None)  # type: ignore[arg-type]
