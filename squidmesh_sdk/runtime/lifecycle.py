@@ -45,6 +45,7 @@ def cancel_run(
         InvalidTransition: the run is finished or already cancelling.
     """
     details = manual.validate_cancellation(actor, reason)
+    runtime.check_schema()
     with runtime.database.read() as connection:
         target = run_reads.get_run(connection, run_id)
     with (
@@ -125,6 +126,7 @@ def replay_run(
         DispatchFailed: the executor refused the first step; nothing was saved.
     """
     details = manual.validate_cancellation(actor, reason)
+    runtime.check_schema()
     with runtime.database.read() as connection:
         source = run_reads.get_run(connection, run_id)
     definition = runtime.definition(source.workflow)

@@ -60,6 +60,7 @@ def resume_run(
         DispatchFailed: the executor refused the next step; nothing changed.
     """
     details = _validate(decision, actor, comment, metadata)
+    runtime.check_schema()
     with runtime.database.read() as connection:
         paused = run_reads.get_run(connection, run_id)
     verb = {"resumed": "unblock", "approved": "approve", "rejected": "reject"}[decision]

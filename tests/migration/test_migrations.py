@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -119,6 +120,47 @@ def test_a_client_on_an_unmigrated_database_says_how_to_fix_it(empty_database_ur
         assert (raised.value.current, raised.value.required) == (0, migrations.LATEST_VERSION)
         assert client.migrate() == [m.version for m in migrations.MIGRATIONS]
         assert client.start_run(workflow).workflow == "noop"
+
+
+RUN_ID = "01a2529d-de23-70b3-823e-6d4b4e427e48"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda client: client.cancel_run(RUN_ID),
+        lambda client: client.replay_run(RUN_ID),
+        lambda client: client.unblock_run(RUN_ID),
+        lambda client: client.approve_run(RUN_ID, actor="ops"),
+        lambda client: client.reject_run(RUN_ID, actor="ops"),
+        lambda client: client.retry_run(RUN_ID),
+        lambda client: client.signal(RUN_ID, "paid"),
+        lambda client: client.inspect_run(RUN_ID),
+        lambda client: client.explain_run(RUN_ID),
+    ],
+    ids=[
+        "cancel",
+        "replay",
+        "unblock",
+        "approve",
+        "reject",
+        "retry",
+        "signal",
+        "inspect",
+        "explain",
+    ],
+)
+def test_every_call_on_a_run_asks_for_the_migration_first(
+    empty_database_url: str, call: Callable[[Client], object]
+) -> None:
+    # Not "no such table: squidmesh_runs" from the driver.
+    workflow = Workflow("noop", triggers=[manual("go")])
+    workflow.chain(workflow.log("hello", message="hi"), COMPLETE)
+    with (
+        Client(empty_database_url, [workflow]) as client,
+        pytest.raises(SchemaNotReady, match="squidmesh migrate"),
+    ):
+        call(client)
 
 
 def test_a_schema_migrated_by_a_newer_release_is_refused_everywhere(database_url: str) -> None:
