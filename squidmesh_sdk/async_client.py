@@ -26,7 +26,7 @@ import functools
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
@@ -265,10 +265,18 @@ class AsyncClient:
         status: str | None = None,
         limit: int = 50,
         after: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[Run]:
         """:meth:`Client.list_runs <squidmesh_sdk.Client.list_runs>`."""
         return await self._run(
-            self._client.list_runs, workflow=workflow, status=status, limit=limit, after=after
+            self._client.list_runs,
+            workflow=workflow,
+            status=status,
+            limit=limit,
+            after=after,
+            since=since,
+            until=until,
         )
 
     async def cancel_run(
@@ -281,10 +289,21 @@ class AsyncClient:
         """:meth:`Client.cancel_run <squidmesh_sdk.Client.cancel_run>`."""
         return await self._run(self._client.cancel_run, run_id, actor=actor, reason=reason)
 
-    async def replay_run(self, run_id: str, *, allow_irreversible: bool = False) -> Run:
+    async def replay_run(
+        self,
+        run_id: str,
+        *,
+        allow_irreversible: bool = False,
+        actor: str | Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> Run:
         """:meth:`Client.replay_run <squidmesh_sdk.Client.replay_run>`."""
         return await self._run(
-            self._client.replay_run, run_id, allow_irreversible=allow_irreversible
+            self._client.replay_run,
+            run_id,
+            allow_irreversible=allow_irreversible,
+            actor=actor,
+            reason=reason,
         )
 
     async def unblock_run(
@@ -294,10 +313,16 @@ class AsyncClient:
         actor: str | Mapping[str, Any] | None = None,
         comment: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        step: str | None = None,
     ) -> Run:
         """:meth:`Client.unblock_run <squidmesh_sdk.Client.unblock_run>`."""
         return await self._run(
-            self._client.unblock_run, run_id, actor=actor, comment=comment, metadata=metadata
+            self._client.unblock_run,
+            run_id,
+            actor=actor,
+            comment=comment,
+            metadata=metadata,
+            step=step,
         )
 
     async def approve_run(
@@ -307,10 +332,16 @@ class AsyncClient:
         actor: str | Mapping[str, Any],
         comment: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        step: str | None = None,
     ) -> Run:
         """:meth:`Client.approve_run <squidmesh_sdk.Client.approve_run>`."""
         return await self._run(
-            self._client.approve_run, run_id, actor=actor, comment=comment, metadata=metadata
+            self._client.approve_run,
+            run_id,
+            actor=actor,
+            comment=comment,
+            metadata=metadata,
+            step=step,
         )
 
     async def retry_run(
@@ -352,10 +383,16 @@ class AsyncClient:
         actor: str | Mapping[str, Any],
         comment: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        step: str | None = None,
     ) -> Run:
         """:meth:`Client.reject_run <squidmesh_sdk.Client.reject_run>`."""
         return await self._run(
-            self._client.reject_run, run_id, actor=actor, comment=comment, metadata=metadata
+            self._client.reject_run,
+            run_id,
+            actor=actor,
+            comment=comment,
+            metadata=metadata,
+            step=step,
         )
 
     async def perform(self, payload: Mapping[str, Any], *, redelivered: bool = False) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -340,3 +341,27 @@ def test_from_client_leaves_the_client_open(database_url: str) -> None:
     with pytest.raises(InvalidArgument) as raised:
         AsyncClient.from_client("not a client")  # type: ignore[arg-type]
     assert raised.value.argument == "client"
+
+
+def _parameters(function: Callable[..., Any]) -> list[tuple[str, Any]]:
+    return [(p.name, p.kind) for p in inspect.signature(function).parameters.values()]
+
+
+def test_every_method_of_the_client_takes_the_same_arguments_as_a_coroutine() -> None:
+    # Its docstrings promise the client's arguments: list_runs had no since / until,
+    # replay_run no actor / reason, and unblock / approve / reject no step.
+    methods = [
+        name
+        for name, member in inspect.getmembers(Client, callable)
+        if not name.startswith("_")
+        and not isinstance(inspect.getattr_static(Client, name), property)
+    ]
+    assert "list_runs" in methods
+    differing = {}
+    for name in methods:
+        coroutine = getattr(AsyncClient, name, None)
+        expected = _parameters(getattr(Client, name))
+        found = _parameters(coroutine) if coroutine is not None else None
+        if found != expected:
+            differing[name] = (expected, found)
+    assert differing == {}
