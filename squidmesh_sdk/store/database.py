@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from squidmesh_sdk import errors
 from squidmesh_sdk.store import json_text, prepared, sending
 from squidmesh_sdk.store.write_gate import WriteGate, gate_for
 
@@ -89,7 +90,10 @@ class Database:
             application crashes.
 
     Raises:
-        ValueError: an in-memory SQLite URL (each connection would see its own database).
+        InvalidArgument: (also a ``ValueError``) a target that is not a database URL, a
+            database other than SQLite or PostgreSQL, a driver that is not installed, an
+            in-memory SQLite URL (each connection would see its own database), or a bad
+            ``busy_timeout`` (0 to 86,400 seconds) or ``sqlite_synchronous``.
     """
 
     def __init__(
@@ -100,20 +104,26 @@ class Database:
         sqlite_synchronous: SqliteSynchronous = "FULL",
     ) -> None:
         if sqlite_synchronous not in _SYNCHRONOUS:
-            raise ValueError(f"sqlite_synchronous must be one of {', '.join(_SYNCHRONOUS)}")
+            raise errors.InvalidArgument(
+                "sqlite_synchronous",
+                f"sqlite_synchronous must be one of {', '.join(_SYNCHRONOUS)}, "
+                f"got {sqlite_synchronous!r}",
+            )
+        if (
+            isinstance(busy_timeout, bool)
+            or not isinstance(busy_timeout, int | float)
+            or not 0 <= busy_timeout <= MAX_BUSY_TIMEOUT
+        ):
+            raise errors.InvalidArgument(
+                "busy_timeout",
+                f"busy_timeout must be a number of seconds from 0 to {MAX_BUSY_TIMEOUT:.0f}, "
+                f"got {busy_timeout!r}",
+            )
         if isinstance(target, Engine):
             self.engine = target
             self._owns_engine = False
         else:
-            url = sa.make_url(target)
-            if url.drivername == "postgresql":
-                url = url.set(drivername="postgresql+psycopg")
-            if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-                raise ValueError(
-                    "an in-memory SQLite database cannot be shared by connections; "
-                    "use a file, e.g. sqlite:///squidmesh.db"
-                )
-            self.engine = sa.create_engine(url)
+            self.engine = _engine_for(target)
             self._owns_engine = True
         self.dialect: str = self.engine.dialect.name
         self._gate: WriteGate | None = None
@@ -376,6 +386,46 @@ def _forget_after_fork(kept: weakref.ref[_KeptConnections]) -> None:
     target = kept()
     if target is not None:
         target.forget()
+
+
+MAX_BUSY_TIMEOUT = 86400.0
+"""The longest a SQLite writer may wait for the lock, in seconds: a day (SQLite takes it in
+milliseconds, as a 32-bit integer)."""
+
+_URL_EXAMPLES = "sqlite:///path/to/app.db or postgresql+psycopg://user:password@host/dbname"
+
+
+def _engine_for(target: str | sa.URL) -> Engine:
+    """The engine of a database URL; ``InvalidArgument`` naming what is wrong with it."""
+    try:
+        url = sa.make_url(target)
+    except sa.exc.ArgumentError:
+        raise errors.InvalidArgument(
+            "database", f"{target!r} is not a database URL: use {_URL_EXAMPLES}"
+        ) from None
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise errors.InvalidArgument(
+            "database",
+            f"squidmesh keeps its state in SQLite or PostgreSQL, not {backend!r}: use "
+            f"{_URL_EXAMPLES}",
+        )
+    if backend == "sqlite" and url.database in (None, "", ":memory:"):
+        raise errors.InvalidArgument(
+            "database",
+            "an in-memory SQLite database cannot be shared by connections; use a file, e.g. "
+            "sqlite:///squidmesh.db",
+        )
+    try:
+        return sa.create_engine(url)
+    except (sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise errors.InvalidArgument(
+            "database",
+            f"cannot load the driver of {url.drivername!r} ({exc}); PostgreSQL is reached with "
+            "psycopg 3 (pip install 'psycopg[binary]'): postgresql+psycopg://...",
+        ) from exc
 
 
 def _close_all(kept: list[tuple[Connection, int]], lock: threading.Lock, pid: int) -> None:
