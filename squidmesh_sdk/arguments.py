@@ -23,10 +23,13 @@ __all__ = [
     "MAX_AGE",
     "MAX_IDEMPOTENCY_KEY",
     "age",
+    "catch_up",
     "check_client",
     "idempotency_key",
+    "positive_seconds",
     "priority",
     "queue_limits",
+    "queue_name",
     "trigger_name",
     "wait_timeout",
     "worker_queues",
@@ -146,13 +149,36 @@ def worker_queues(queues: object) -> tuple[str, ...]:
     if not names:
         raise errors.InvalidArgument("queues", "a worker needs at least one queue")
     for name in names:
-        if not isinstance(name, str) or not name or len(name) > MAX_QUEUE_NAME or "\x00" in name:
-            raise errors.InvalidArgument(
-                "queues",
-                f"a queue name is a non-empty string of at most {MAX_QUEUE_NAME} characters, "
-                f"got {_short(name)}",
-            )
+        queue_name("queues", name)
     return names
+
+
+def queue_name(option: str, name: object) -> str:
+    """A queue's name: a non-empty string that fits the jobs' ``queue`` column."""
+    if not isinstance(name, str) or not name or len(name) > MAX_QUEUE_NAME or "\x00" in name:
+        raise errors.InvalidArgument(
+            option,
+            f"a queue name is a non-empty string of at most {MAX_QUEUE_NAME} characters, "
+            f"got {_short(name)}",
+        )
+    return name
+
+
+def positive_seconds(option: str, value: object) -> float:
+    """A finite number of seconds above 0."""
+    if not _finite(value) or value <= 0:  # type: ignore[operator]
+        raise errors.InvalidArgument(
+            option, f"{option} must be a finite number of seconds > 0, got {_short(value)}"
+        )
+    return float(value)  # type: ignore[arg-type]
+
+
+def catch_up(option: str, value: object) -> None:
+    """A cron catch-up policy: ``"latest"``, ``"all"`` or ``"none"``."""
+    if value not in ("latest", "all", "none"):
+        raise errors.InvalidArgument(
+            option, f"{option} must be 'latest', 'all' or 'none', got {_short(value)}"
+        )
 
 
 def worker_settings(
@@ -180,10 +206,7 @@ def worker_settings(
         ("poll_interval", poll_interval),
         ("purge_interval", purge_interval),
     ):
-        if not _finite(value) or value <= 0:  # type: ignore[operator]
-            raise errors.InvalidArgument(
-                option, f"{option} must be a finite number of seconds > 0, got {_short(value)}"
-            )
+        positive_seconds(option, value)
     if not _finite(shutdown_timeout) or shutdown_timeout < 0:  # type: ignore[operator]
         raise errors.InvalidArgument(
             "shutdown_timeout",

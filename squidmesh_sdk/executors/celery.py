@@ -35,7 +35,7 @@ from typing import Any
 
 from celery import Celery, Task, signals
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import arguments, errors
 from squidmesh_sdk.executors.outbox import OutboxRelay
 from squidmesh_sdk.executors.routing import QueueRouting
 from squidmesh_sdk.executors.scheduler import CronScheduler
@@ -123,11 +123,17 @@ class CeleryExecutor(QueueRouting):
         priority: Callable[[int], int | None] | None = None,
     ) -> None:
         super().__init__(queue=queue, queue_for=queue_for)
+        # All checked before the app gets its task: a refused executor leaves it as it was.
+        if not isinstance(app, Celery):
+            raise errors.InvalidArgument("app", f"app must be a Celery app, got {app!r}")
+        for option, seconds in (
+            ("relay_interval", relay_interval),
+            ("relay_lease", relay_lease),
+            ("redeliver_after", redeliver_after),
+        ):
+            arguments.positive_seconds(option, seconds)
+        arguments.catch_up("cron_catch_up", cron_catch_up)
         self._priority = priority
-        if not relay_interval > 0:
-            raise ValueError(f"relay_interval must be > 0 seconds, got {relay_interval!r}")
-        if not relay_lease > 0:
-            raise ValueError(f"relay_lease must be > 0 seconds, got {relay_lease!r}")
         self.app = app
         self._relay_interval = relay_interval
         self._relay_lease = relay_lease

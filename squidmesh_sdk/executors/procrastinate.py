@@ -29,7 +29,7 @@ import psycopg
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate.manager import JobManager
 
-from squidmesh_sdk import errors
+from squidmesh_sdk import arguments, errors
 from squidmesh_sdk.definition.flow import MAX_PRIORITY
 from squidmesh_sdk.executors.routing import QueueRouting
 from squidmesh_sdk.executors.scheduler import CronScheduler
@@ -121,8 +121,11 @@ class ProcrastinateExecutor(QueueRouting):
         cron_catch_up: CatchUp = "latest",
     ) -> None:
         super().__init__(queue=queue, queue_for=queue_for)
-        if not stalled_after > 0:
-            raise ValueError(f"stalled_after must be > 0 seconds, got {stalled_after!r}")
+        # All checked before the app gets its task: a refused executor leaves it as it was.
+        if not isinstance(app, procrastinate.App):
+            raise errors.InvalidArgument("app", f"app must be a Procrastinate app, got {app!r}")
+        arguments.positive_seconds("stalled_after", stalled_after)
+        arguments.catch_up("cron_catch_up", cron_catch_up)
         self.app = app
         self.stalled_after = stalled_after
         self._binding: ExecutorBinding | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from squidmesh_sdk import arguments, errors
 from squidmesh_sdk.port.executor import DispatchMetadata
 from squidmesh_sdk.store.database import Transaction
 from squidmesh_sdk.store.records import Run
@@ -21,9 +22,11 @@ class QueueRouting:
     """
 
     def __init__(self, *, queue: str, queue_for: Callable[[str], str | None] | None) -> None:
-        if not queue:
-            raise ValueError("queue must be a non-empty name")
-        self.queue = queue
+        self.queue = arguments.queue_name("queue", queue)
+        if queue_for is not None and not callable(queue_for):
+            raise errors.InvalidArgument(
+                "queue_for", f"queue_for must be a function of a workflow name, got {queue_for!r}"
+            )
         self._queue_for = queue_for
 
     def queue_of(self, workflow: str) -> str:

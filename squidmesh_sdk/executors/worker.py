@@ -141,11 +141,7 @@ class Worker:
             purge_after=purge_after,
             purge_interval=purge_interval,
         )
-        if cron_catch_up not in ("latest", "all", "none"):
-            raise errors.InvalidArgument(
-                "cron_catch_up",
-                f"cron_catch_up must be 'latest', 'all' or 'none', got {cron_catch_up!r}",
-            )
+        arguments.catch_up("cron_catch_up", cron_catch_up)
         self.client = client
         self.runtime = client.runtime
         # The workflows and versions this worker can run: fixed with its client.
