@@ -21,6 +21,7 @@ from squidmesh_sdk.store.database import Database
 
 __all__ = [
     "MAX_AGE",
+    "MAX_COUNT",
     "MAX_IDEMPOTENCY_KEY",
     "age",
     "catch_up",
@@ -36,6 +37,9 @@ __all__ = [
     "worker_settings",
     "workflow_name",
 ]
+
+MAX_COUNT = 2**31 - 1
+"""The largest count a setting stores (a 32-bit integer column)."""
 
 MAX_IDEMPOTENCY_KEY = 200
 """The longest idempotency key, in characters (the column's width)."""
@@ -84,15 +88,15 @@ def queue_limits(
     queue: object, concurrency: object, rate_limit: object
 ) -> tuple[str, int | None, RateLimit | None]:
     """The arguments of ``set_queue_limits``: a queue name, a concurrency >= 1, a rate."""
-    if not isinstance(queue, str) or not queue or len(queue) > 100 or "\x00" in queue:
-        raise errors.InvalidArgument(
-            "queue", f"a queue name is non-empty text of at most 100 characters, got {queue!r}"
-        )
+    queue = queue_name("queue", queue)
     if concurrency is not None and (
-        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        isinstance(concurrency, bool)
+        or not isinstance(concurrency, int)
+        or not 1 <= concurrency <= MAX_COUNT
     ):
         raise errors.InvalidArgument(
-            "concurrency", f"concurrency must be an integer of at least 1, got {concurrency!r}"
+            "concurrency",
+            f"concurrency must be an integer from 1 to {MAX_COUNT:,}, got {_short(concurrency)}",
         )
     if rate_limit is not None:
         if not isinstance(rate_limit, RateLimit):
@@ -100,9 +104,11 @@ def queue_limits(
                 "rate_limit", f"rate_limit takes a RateLimit(count, per=...), got {rate_limit!r}"
             )
         count, per = rate_limit.count, rate_limit.per
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
             raise errors.InvalidArgument(
-                "rate_limit", f"a rate limit's count must be an integer >= 1, got {count!r}"
+                "rate_limit",
+                f"a rate limit's count must be an integer from 1 to {MAX_COUNT:,}, got "
+                f"{_short(count)}",
             )
         if not isinstance(per, timedelta) or per <= timedelta(0):
             raise errors.InvalidArgument(

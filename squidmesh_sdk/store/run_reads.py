@@ -33,6 +33,10 @@ __all__ = [
 ]
 
 
+MAX_LIMIT = 2**31 - 1
+"""The most runs one page may ask for (a larger number does not fit SQLite's integers)."""
+
+
 def get_run(connection: Connection, run_id: object, *, include_history: bool = False) -> Run:
     """Read one run; with ``include_history`` also its step runs, attempts and audit events.
 
@@ -99,8 +103,10 @@ def list_runs(
         raise errors.InvalidArgument(
             "status", f"unknown run status {status!r}; expected one of {expected}"
         )
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise errors.InvalidArgument("limit", f"limit must be a positive integer, got {limit!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise errors.InvalidArgument(
+            "limit", f"limit must be an integer from 1 to {MAX_LIMIT:,}, got {limit!r}"
+        )
     if workflow is not None and not isinstance(workflow, str):
         raise errors.InvalidArgument("workflow", f"workflow must be a name, got {workflow!r}")
     query = sa.select(runs).order_by(runs.c.inserted_at.desc(), runs.c.id.desc()).limit(limit)

@@ -365,8 +365,11 @@ def test_bucket_arithmetic() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "problem"),
     [
-        ({"concurrency": 0}, "concurrency must be an integer of at least 1"),
+        ({"concurrency": 0}, "concurrency must be an integer from 1 to 2,147,483,647"),
+        ({"concurrency": 10**20}, "concurrency must be an integer from 1"),  # was OverflowError
         ({"rate_limit": RateLimit(0, per=timedelta(seconds=1))}, "count must be an integer"),
+        ({"rate_limit": RateLimit(10**20, per=timedelta(seconds=1))}, "count must be an integer"),
+        ({"queue": "q" * 101}, "at most 100 characters"),
         ({"rate_limit": RateLimit(1, per=timedelta(0))}, "period must be a positive timedelta"),
         ({"rate_limit": "100/1m"}, "rate_limit takes a RateLimit"),
     ],
@@ -374,8 +377,9 @@ def test_bucket_arithmetic() -> None:
 def test_malformed_queue_limits_are_refused(
     client: Client, kwargs: dict[str, object], problem: str
 ) -> None:
+    arguments = {"queue": "default", **kwargs}
     with pytest.raises(InvalidArgument, match=problem):
-        client.set_queue_limits("default", **kwargs)  # type: ignore[arg-type]
+        client.set_queue_limits(**arguments)  # type: ignore[arg-type]
     assert client.queue_limits() == []
 
 

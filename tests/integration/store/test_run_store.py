@@ -206,10 +206,12 @@ def test_list_runs_is_newest_first_with_filters_and_limit(db: Database) -> None:
     [
         ({"status": "bogus"}, "unknown run status 'bogus'"),
         ({"status": "Pending"}, "unknown run status 'Pending'"),
-        ({"limit": 0}, "limit must be a positive integer, got 0"),
-        ({"limit": -1}, "limit must be a positive integer, got -1"),
-        ({"limit": True}, "limit must be a positive integer, got True"),
-        ({"limit": 2.0}, "limit must be a positive integer, got 2.0"),
+        ({"limit": 0}, "limit must be an integer from 1 to 2,147,483,647, got 0"),
+        ({"limit": -1}, "limit must be an integer from 1 to 2,147,483,647, got -1"),
+        ({"limit": True}, "limit must be an integer from 1 to 2,147,483,647, got True"),
+        ({"limit": 2.0}, "limit must be an integer from 1 to 2,147,483,647, got 2.0"),
+        # Was OverflowError: Python int too large to convert to SQLite INTEGER.
+        ({"limit": 10**20}, "limit must be an integer from 1 to 2,147,483,647, got 10000"),
     ],
 )
 def test_list_runs_rejects_bad_arguments(
