@@ -38,7 +38,12 @@ def compile(workflow: Workflow) -> WorkflowDefinition:
 
     Raises:
         DefinitionError: listing every problem found (``.issues``), when there is any.
+        InvalidArgument: ``workflow`` is not a :class:`Workflow`.
     """
+    if not isinstance(workflow, Workflow):
+        raise errors.InvalidArgument(
+            "workflow", f"compile takes a Workflow, got {type(workflow).__name__}: {workflow!r}"
+        )
     issues = Issues()
     if not isinstance(workflow.name, str) or not NAME.match(workflow.name):
         issues.add("invalid_name", f"workflow name {workflow.name!r} must match {NAME.pattern}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import typing
 from datetime import timedelta
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 from squidmesh_sdk.compiler.issues import NAME, Issues
 from squidmesh_sdk.contracts import PayloadContract, StepBody, build_step_body
 from squidmesh_sdk.definition.flow import concurrency_limit_problems
+from squidmesh_sdk.definition.options import Backoff, Retry
 from squidmesh_sdk.definition.steps import BUILTIN_KINDS, LogLevel, StepSpec
 from squidmesh_sdk.definition.workflow import Workflow
 from squidmesh_sdk.graph import (
@@ -379,7 +381,20 @@ def _compile_retry(spec: StepSpec, issues: Issues) -> RetryPolicy | None:
     if retry is None:
         return None
     name = spec.name
+    if not isinstance(retry, Retry):
+        issues.add(
+            "invalid_retry",
+            f"step {name!r}: retry takes Retry(max_attempts=..., backoff=...), got {retry!r}",
+            step=name,
+        )
+        return None
     problems: list[str] = []
+    if retry.backoff is not None and not isinstance(retry.backoff, Backoff):
+        problems.append(
+            "backoff takes Retry.fixed(...) or Retry.exponential(min=..., max=...), got "
+            f"{retry.backoff!r}"
+        )
+        retry = dataclasses.replace(retry, backoff=None)
     if isinstance(retry.max_attempts, bool) or not isinstance(retry.max_attempts, int):
         problems.append(f"max_attempts must be an integer, got {retry.max_attempts!r}")
     elif retry.max_attempts < 1:

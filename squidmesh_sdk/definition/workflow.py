@@ -350,6 +350,15 @@ class Workflow:
         Every client that holds this workflow must hold the child's workflow too (any of its
         workers may start the child): a client given one without the other refuses to start.
         """
+        if not isinstance(workflow, str | Workflow):
+            raise TypeError(
+                f"child step {name!r}: workflow= takes a workflow or its name, got {workflow!r}"
+            )
+        if payload_from is not None and not isinstance(payload_from, Mapping):
+            raise TypeError(
+                f"child step {name!r}: payload_from= takes a mapping of child payload fields to "
+                f"run-state keys, such as {{'order_id': 'order.id'}}, got {payload_from!r}"
+            )
         spec = StepSpec(
             name=name,
             kind="child",

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from squidmesh_sdk import (
     COMPLETE,
     BuiltinStep,
+    InvalidArgument,
     Retry,
     Step,
     StepContext,
@@ -145,6 +146,19 @@ def test_step_decorator_rejects_non_callables() -> None:
 def test_triggers_must_be_a_list() -> None:
     with pytest.raises(TypeError, match="triggers= takes a list"):
         Workflow("wf", triggers=manual("go"))  # type: ignore[arg-type]
+
+
+def test_a_child_step_names_a_workflow_and_maps_its_payload() -> None:
+    wf = Workflow("wf", triggers=[manual("go")])
+    with pytest.raises(TypeError, match="workflow= takes a workflow or its name, got 5"):
+        wf.child("sub", workflow=5)  # type: ignore[arg-type]  # was AttributeError
+    with pytest.raises(TypeError, match="payload_from= takes a mapping"):
+        wf.child("sub", workflow="other", payload_from=5)  # type: ignore[arg-type]
+
+
+def test_compile_takes_a_workflow() -> None:
+    with pytest.raises(InvalidArgument, match="compile takes a Workflow, got int"):
+        compile(5)  # type: ignore[arg-type]  # was AttributeError: no attribute 'name'
 
 
 def test_chain_declares_ok_routes_and_rejects_complete_in_the_middle() -> None:

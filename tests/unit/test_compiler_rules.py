@@ -291,6 +291,14 @@ def deadline_of_centuries() -> Workflow:
     return wf
 
 
+def retry_not_a_policy() -> Workflow:
+    return _single(retry=3)  # was AttributeError: 'int' object has no attribute 'max_attempts'
+
+
+def backoff_not_a_backoff() -> Workflow:
+    return _single(retry=Retry(max_attempts=3, backoff=5))  # type: ignore[arg-type]
+
+
 def bad_output_key() -> Workflow:
     return _single(output="")
 
@@ -749,6 +757,8 @@ RULES: list[tuple[Callable[[], Workflow], list[str]]] = [
     (retry_min_above_max, ["invalid_retry"]),
     (retry_bad_jitter, ["invalid_retry"]),
     (bad_timeout, ["invalid_timeout"]),
+    (retry_not_a_policy, ["invalid_retry"]),
+    (backoff_not_a_backoff, ["invalid_retry"]),
     (timeout_of_centuries, ["invalid_timeout"]),
     (backoff_of_centuries, ["invalid_retry", "invalid_retry"]),  # its min and its max
     (wait_of_centuries, ["invalid_wait_duration"]),
