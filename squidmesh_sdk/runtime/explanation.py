@@ -195,11 +195,16 @@ def _diagnose(
         return result("waiting_for_retry", step, details, ("wait_for_retry", "cancel_run"))
     if run.status == "failed":
         replay, actions = _replay(run, replayable)
-        if definition is not None and not _compensation_started(run):
+        code = (run.last_error or {}).get("code")
+        # Past its deadline, which counts from the start, a retried run would fail at once.
+        if (
+            definition is not None
+            and not _compensation_started(run)
+            and code != "deadline_exceeded"
+        ):
             actions = ("retry_run", *actions)
         failed = current or _latest_failed(run)
         latest = _latest(failed) if failed else None
-        code = (run.last_error or {}).get("code")
         if code in _FAILURE_REASONS:
             details = {"last_error": run.last_error, **replay}
             return result(_FAILURE_REASONS[code], run.current_step, details, actions)
