@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -26,6 +27,7 @@ __all__ = [
     "age",
     "catch_up",
     "check_client",
+    "check_collaborators",
     "idempotency_key",
     "positive_seconds",
     "priority",
@@ -249,6 +251,51 @@ def _finite(value: object) -> bool:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+_EXECUTOR_METHODS = (
+    "bind",
+    "enqueue_step",
+    "enqueue_steps",
+    "enqueue_compensation",
+    "enqueue_cron",
+)
+
+
+def check_collaborators(
+    executor: object, clock: object, observers: object
+) -> tuple[Any, ...] | None:
+    """Check ``Client``'s executor, clock and observers before anything is built.
+
+    Returns:
+        The observers, as a tuple (``None`` for the default).
+    """
+    if executor is not None and not all(
+        callable(getattr(executor, method, None)) for method in _EXECUTOR_METHODS
+    ):
+        raise errors.InvalidArgument(
+            "executor",
+            "executor must be an Executor, such as DatabaseExecutor() or InlineExecutor(), "
+            f"got {_short(executor)}",
+        )
+    if clock is not None and not callable(getattr(clock, "now", None)):
+        raise errors.InvalidArgument(
+            "clock", f"clock must have a now() method (a Clock), got {_short(clock)}"
+        )
+    if observers is None:
+        return None
+    if isinstance(observers, str | bytes) or not isinstance(observers, Iterable):
+        raise errors.InvalidArgument(
+            "observers", f"observers must be a list of observers, got {_short(observers)}"
+        )
+    listed = tuple(observers)
+    strays = [observer for observer in listed if not callable(getattr(observer, "emit", None))]
+    if strays:
+        raise errors.InvalidArgument(
+            "observers",
+            f"an observer has an emit(event) method, got {_short(strays[0])}",
+        )
+    return listed
 
 
 def check_client(database: object, workflows: object, stale_step_timeout: object) -> None:

@@ -90,10 +90,30 @@ class Client:
         stale_step_timeout: float | None = None,
     ) -> None:
         arguments.check_client(database, workflows, stale_step_timeout)
+        observers = arguments.check_collaborators(executor, clock, observers)
         versions = workflow_versions.held_versions(workflows)
         definitions = workflow_versions.current(versions)
         self._owns_database = not isinstance(database, Database)
         store = database if isinstance(database, Database) else Database(database)
+        try:
+            self._build(
+                store, definitions, versions, executor, clock, observers, stale_step_timeout
+            )
+        except BaseException:
+            if self._owns_database:
+                store.dispose()  # nothing else holds it: a refused client leaves nothing open
+            raise
+
+    def _build(
+        self,
+        store: Database,
+        definitions: Mapping[str, WorkflowDefinition],
+        versions: workflow_versions.Versions,
+        executor: Executor | None,
+        clock: Clock | None,
+        observers: Iterable[Observer] | None,
+        stale_step_timeout: float | None,
+    ) -> None:
         self._watcher = run_watcher.RunWatcher(store)
         self._runtime = Runtime(
             database=store,
