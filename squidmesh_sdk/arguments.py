@@ -221,9 +221,13 @@ def worker_settings(
             f"shutdown_timeout must be a finite number of seconds >= 0, got "
             f"{_short(shutdown_timeout)}",
         )
-    if name is not None and (not isinstance(name, str) or not name.strip()):
+    if name is not None and (
+        not isinstance(name, str) or not name.strip() or len(name) > 200 or "\x00" in name
+    ):
+        # 200: the jobs' locked_by column, where PostgreSQL would refuse every claim.
         raise errors.InvalidArgument(
-            "name", f"a worker's name is a non-empty string, got {_short(name)}"
+            "name",
+            f"a worker's name is a non-empty string of at most 200 characters, got {_short(name)}",
         )
     if purge_after is not None:
         age("purge_after", purge_after)

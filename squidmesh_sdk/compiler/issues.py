@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 
 from squidmesh_sdk import errors
 
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+\-]{0,79}$")
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}\Z")
+r"""Workflow, trigger and step names: safe in SQL values, logs, URLs and Mermaid, and at most
+100 characters, so that a step run's key (a step name and a suffix) fits its column. ``\Z``,
+not ``$``, which lets a trailing newline through."""
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+\-]{0,79}\Z")
 """A declared workflow version: a short label such as ``2``, ``2026-12-06`` or ``v2.1``."""
-"""Workflow, trigger and step names: safe in SQL values, logs, URLs and Mermaid."""
 
 
 @dataclass

@@ -299,6 +299,24 @@ def backoff_not_a_backoff() -> Workflow:
     return _single(retry=Retry(max_attempts=3, backoff=5))  # type: ignore[arg-type]
 
 
+def step_name_too_long() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.log("s" * 101, message="m"), COMPLETE)
+    return wf
+
+
+def step_name_with_a_trailing_newline() -> Workflow:
+    wf = _wf()
+    wf.chain(wf.log("s\n", message="m"), COMPLETE)  # "$" let it through
+    return wf
+
+
+def workflow_name_too_long() -> Workflow:
+    wf = Workflow("w" * 101, triggers=[manual("go")])
+    wf.chain(wf.log("a", message="a"), COMPLETE)
+    return wf
+
+
 def bad_output_key() -> Workflow:
     return _single(output="")
 
@@ -758,6 +776,9 @@ RULES: list[tuple[Callable[[], Workflow], list[str]]] = [
     (retry_bad_jitter, ["invalid_retry"]),
     (bad_timeout, ["invalid_timeout"]),
     (retry_not_a_policy, ["invalid_retry"]),
+    (step_name_too_long, ["invalid_step_name"]),
+    (step_name_with_a_trailing_newline, ["invalid_step_name"]),
+    (workflow_name_too_long, ["invalid_name"]),
     (backoff_not_a_backoff, ["invalid_retry"]),
     (timeout_of_centuries, ["invalid_timeout"]),
     (backoff_of_centuries, ["invalid_retry", "invalid_retry"]),  # its min and its max

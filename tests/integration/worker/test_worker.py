@@ -199,6 +199,7 @@ def test_a_step_left_running_by_a_delivery_that_raised_is_taken_over_by_its_retr
         ({"shutdown_timeout": -5}, "shutdown_timeout", ">= 0"),
         ({"max_deliveries": 0}, "max_deliveries", "integer >= 1"),
         ({"name": 5}, "name", "non-empty string"),
+        ({"name": "w" * 201}, "name", "at most 200 characters"),  # PostgreSQL refused claims
         ({"purge_after": 3600}, "purge_after", "positive timedelta"),
         ({"purge_after": timedelta(days=10**6)}, "purge_after", "at most 100 years"),
         ({"purge_interval": 0}, "purge_interval", "> 0"),
