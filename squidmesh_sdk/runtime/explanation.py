@@ -421,11 +421,14 @@ def _in_progress(
             }
             for node in definition.steps.values()
         ]
+        # A person can move a run whose approval (or pause) waits beside a running branch: that,
+        # not the join after both, is what to say (below, with the decision's actions).
+        decisions = bool(_manual_waits(run))
         for node in definition.steps.values():
             if node.name in statuses or not node.depends_on:
                 continue
             waiting_on = [d for d in node.depends_on if statuses.get(d) != "completed"]
-            if waiting_on:
+            if waiting_on and not decisions:
                 details = {
                     "waiting_on": waiting_on,
                     "dependency_statuses": {d: statuses.get(d, "missing") for d in node.depends_on},
@@ -452,9 +455,16 @@ def _in_progress(
         details = {"duplicate_delivery_policy": "skip_while_running", "stale_step_reclaim": reclaim}
         waiting = evidence.get("waiting_steps")
         if waiting:
-            # An approval (or pause) waits beside the running branch: it can be decided now.
+            # An approval (or pause) waits beside the running branch: it can be decided now,
+            # with the actions of the kinds that wait (unblocking an approval is refused).
             details["waiting_steps"] = waiting
-            actions = ("wait_for_step", "approve_run", "reject_run", "unblock_run", "cancel_run")
+            kinds = {(sr.resume or {}).get("kind") for sr in _manual_waits(run)}
+            actions = (
+                "wait_for_step",
+                *(("approve_run", "reject_run") if "approval" in kinds else ()),
+                *(("unblock_run",) if "pause" in kinds else ()),
+                "cancel_run",
+            )
         return result("step_running", current.step, details, actions)
     if run.status == "pending":
         return result("pending_dispatch", run.current_step, {}, actions)

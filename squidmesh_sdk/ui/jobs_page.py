@@ -11,6 +11,7 @@ of deliveries) or discarded; discarding one whose run still waits for it needs t
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from starlette.responses import Response
@@ -121,7 +122,8 @@ async def render_jobs(page: Page, *, error: str | None = None, status: int = 200
     params = page.request.query_params
     state = params.get("state", "")
     after_text = params.get("after", "")
-    after = int(after_text) if after_text.isdigit() else None
+    # ASCII digits only: str.isdigit() takes "²", which int() refuses.
+    after = int(after_text) if re.fullmatch(r"[0-9]{1,18}", after_text) else None
     values = await page.call(_load, page, state if state in JOB_STATES else "", after)
     return page.render(
         "jobs.html",

@@ -8,6 +8,7 @@ posted in the form's body, never in a URL; a valid one sets the session cookie (
 from __future__ import annotations
 
 import hmac
+from urllib.parse import urlsplit
 
 from starlette.responses import Response
 
@@ -64,11 +65,17 @@ def _safe_next(page: Page, target: str) -> str:
     """Where to go after signing in: a path of this inspector only (no open redirect)."""
     root = page.url("/runs")
     base = root.removesuffix("/runs")
+    parts = urlsplit(target)
     if (
         target.startswith(base + "/")
         and not target.startswith("//")
         and "\\" not in target
         and "://" not in target
+        # Browsers drop tabs and newlines from a URL ("/\t/evil.example" is "//evil.example",
+        # another site): no control character or space at all, and no scheme or host.
+        and not any(ord(character) <= 0x20 or ord(character) == 0x7F for character in target)
+        and not parts.scheme
+        and not parts.netloc
     ):
         return target
     return root

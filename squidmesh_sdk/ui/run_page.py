@@ -127,9 +127,11 @@ async def render_run(
     end = now if not found.terminal else max([found.updated_at, *(r.ended or now for r in rows)])
     offered, hints = _actions(explanation)
     waiting = explanation.details.get("waiting_steps")
+    # The steps that wait for a decision: the explanation's step is another one when an
+    # approval waits beside a running branch (it is the running step then).
     targets = (
         [str(step) for step in waiting]
-        if isinstance(waiting, list) and len(waiting) > 1
+        if isinstance(waiting, list) and waiting
         else [explanation.step]
     )
     return page.render(

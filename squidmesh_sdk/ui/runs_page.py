@@ -90,6 +90,8 @@ async def runs(page: Page) -> Response:
             problems.append("the page to continue from no longer exists; showing the newest")
             arguments.pop("after")
             found_runs = await page.call(page.client.list_runs, **arguments)
+        except errors.InvalidArgument as exc:  # a filter the client refuses (a NUL in a name)
+            problems.append(f"{exc.argument}: {exc.problem}")
     older = None
     if len(found_runs) > page.settings.page_size:
         found_runs = found_runs[: page.settings.page_size]

@@ -55,7 +55,8 @@ MSG_HOOK_REFUSED = "You are not signed in: the application's authentication did 
 MSG_TOKEN_NEEDED = "Sign in with the inspector's access token."  # noqa: S105 - a message
 MSG_REMOTE_REFUSED = (
     "This inspector has no authentication configured, so it only answers requests from this "
-    "machine (127.0.0.1). Give create_app auth= or token= to serve it to others."
+    "machine (127.0.0.1), addressed to it as 127.0.0.1, localhost or [::1], not through a "
+    "proxy. Give create_app auth= or token= to serve it to others."
 )
 MSG_CSRF = (
     "The form could not be verified (a missing or stale CSRF token, or a request from another "
@@ -101,9 +102,26 @@ async def authenticate(request: Request, settings: Settings) -> Identity | Refus
             return Refusal(401, MSG_TOKEN_NEEDED, login=True)
         return Identity(actor)
     client = request.client
-    if client is None or not is_loopback(client.host):
+    if client is None or not is_loopback(client.host) or not _addressed_locally(request):
         return Refusal(403, MSG_REMOTE_REFUSED)
     return Identity(None)
+
+
+_FORWARDING = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
+"""Headers a proxy adds: through one, every client would seem to be this machine."""
+
+
+def _addressed_locally(request: Request) -> bool:
+    """Whether a request from this machine also names it, and came through no proxy.
+
+    A page of another site that rebinds its name to 127.0.0.1 (DNS rebinding) reaches the
+    inspector from this machine's browser, but names its own host; a proxy on this machine
+    makes every client's request come from 127.0.0.1.
+    """
+    if any(name in request.headers for name in _FORWARDING):
+        return False
+    hostname = urlsplit("//" + request.headers.get("host", "")).hostname
+    return hostname is not None and is_loopback(hostname)
 
 
 def is_loopback(host: str) -> bool:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import re
+import threading
 from datetime import datetime
 
 import pytest
 
-from squidmesh_sdk import Client, DatabaseExecutor, InvalidArgument, InvalidResume
+from squidmesh_sdk import (
+    Client,
+    DatabaseExecutor,
+    InvalidArgument,
+    InvalidResume,
+    Workflow,
+    manual,
+)
 from squidmesh_sdk.store import claims as claim_store
 from squidmesh_sdk.store import jobs as job_store
 from squidmesh_sdk.testing import WorkflowEnvironment
@@ -161,6 +169,8 @@ def test_dead_letters_are_retried_and_discarded_from_the_jobs_page(database_url:
 
         page = browser.get("/jobs")
         assert page.status_code == 200
+        # "²" is a digit to str.isdigit() but not to int(): was a 500.
+        assert browser.get("/jobs?after=%C2%B2").status_code == 200
         states = re.findall(r'<tr data-job="(\d+)" data-state="([a-z]+)">', page.text)
         assert (str(dead.id), "failed") in states
         assert [s for _, s in states].count("queued") == 2
@@ -222,3 +232,74 @@ def test_a_run_held_by_a_queue_limit_shows_why_on_its_page(database_url: str) ->
         assert "waiting for queue limit" in text.lower()
         assert "&#34;concurrency&#34;: 1" in page.text
         browser.close()
+
+
+def _beside() -> Workflow:
+    """An approval beside a branch whose step is running (held on ``gate``)."""
+    wf = Workflow("beside", triggers=[manual("go")])
+
+    @wf.step
+    def begin() -> None:
+        return None
+
+    @wf.step(after=[begin])
+    def slow() -> None:
+        STARTED.set()
+        assert GATE.wait(timeout=60)
+
+    approve = wf.approval("approve", after=[begin])
+
+    @wf.step(after=[slow, approve])
+    def finish() -> None:
+        return None
+
+    return wf
+
+
+STARTED, GATE = threading.Event(), threading.Event()
+
+
+def test_an_approval_beside_a_running_step_is_decided_for_the_approval(
+    database_url: str,
+) -> None:
+    # The explanation named the join after both branches (waiting_for_dependencies), with no
+    # decision to offer; and the page's forms named the running step, which the server refused:
+    # "no pause or approval waits at this step".
+    STARTED.clear()
+    GATE.clear()
+    running: list[threading.Thread] = []
+    with Client(database_url, [_beside()], executor=DatabaseExecutor(), observers=()) as client:
+        client.migrate()
+        run = client.start_run("beside")
+        try:
+            for _ in range(2):  # begin; then slow (held on the gate) and the approval
+                with client.runtime.transaction() as tx:
+                    claimed = claim_store.claim(
+                        tx, worker="ui-tests", queues=("default",), limit=10, lease=60
+                    )
+                for job in claimed:
+                    if job.step == "slow":
+                        thread = threading.Thread(target=client.perform, args=(job.payload,))
+                        running.append(thread)
+                        thread.start()
+                        assert STARTED.wait(timeout=60)
+                    else:
+                        client.perform(job.payload)
+            explained = client.explain_run(run.id)
+            assert (explained.reason, explained.step) == ("step_running", "slow")
+            assert explained.details["waiting_steps"] == ["approve"]
+            assert "unblock_run" not in explained.next_actions  # an approval, not a pause
+            browser = Browser(create_app(client, token=TOKENS))
+            browser.sign_in()
+            page = browser.get(f"/runs/{run.id}")
+            forms = re.findall(r'data-action="(\w+)" data-step="(\w+)"', page.text)
+            assert forms == [("approve_run", "approve"), ("reject_run", "approve")]
+            decided = browser.act(run.id, "approve_run", {"step": "approve"})
+            assert decided.status_code == 303, text_of(decided.text)
+            browser.close()
+        finally:
+            GATE.set()
+            for thread in running:
+                thread.join(timeout=60)
+        events = client.inspect_run(run.id, include_history=True).events or ()
+        assert [e.step for e in events if e.type == "approved"] == ["approve"]

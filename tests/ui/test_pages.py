@@ -61,6 +61,9 @@ def test_the_runs_page_reports_bad_filters_instead_of_failing(
     assert "'not-a-uuid' is not a run id" in text
     missing = browser.get("/runs?id=01a2495a-0000-7000-8000-000000000000")
     assert "no run has the id 01a2495a-0000-7000-8000-000000000000" in text_of(missing.text)
+    refused = browser.get("/runs?workflow=%00")  # the client refuses the name: was a 500
+    assert refused.status_code == 400
+    assert "workflow:" in text_of(refused.text)
 
 
 def test_the_runs_page_pages_by_keyset_without_gaps_or_repeats(env: WorkflowEnvironment) -> None:

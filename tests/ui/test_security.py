@@ -34,7 +34,7 @@ def status(env: WorkflowEnvironment, run_id: str) -> str:
 def test_without_authentication_it_is_read_only_and_local_only(env: WorkflowEnvironment) -> None:
     run_id = paused_run(env)
     app = create_app(env.client)
-    local = Browser(app, client=LOCAL)
+    local = Browser(app, client=LOCAL, base_url="http://127.0.0.1:8787")
     page = local.get(f"/runs/{run_id}")
     assert page.status_code == 200
     assert "read-only" in page.text
@@ -51,6 +51,25 @@ def test_without_authentication_it_is_read_only_and_local_only(env: WorkflowEnvi
         assert "only answers requests from this machine" in text_of(denied.text)
         assert run_id not in denied.text
         remote.close()
+    # From this machine, but not for this machine: a site whose name was rebound to 127.0.0.1
+    # (its page reads the inspector as same-origin), or a proxy here forwarding the world.
+    rebound = Browser(app, client=LOCAL, base_url="http://evil.example:8787")
+    proxied = Browser(app, client=LOCAL, base_url="http://127.0.0.1:8787")
+    for browser, headers in (
+        (rebound, {}),
+        (proxied, {"X-Forwarded-For": "203.0.113.9"}),
+        (proxied, {"Forwarded": "for=203.0.113.9"}),
+        (proxied, {"X-Real-IP": "203.0.113.9"}),
+    ):
+        denied = browser.get("/runs", headers=headers)
+        assert denied.status_code == 403, headers
+        assert run_id not in denied.text
+    for base in ("http://localhost:8787", "http://[::1]:8787"):
+        also_local = Browser(app, client=LOCAL, base_url=base)
+        assert also_local.get("/runs").status_code == 200, base
+        also_local.close()
+    rebound.close()
+    proxied.close()
     local.close()
 
 
@@ -155,7 +174,14 @@ def test_signing_in_keeps_the_token_out_of_urls_and_cookies(env: WorkflowEnviron
 
 def test_sign_in_never_redirects_to_another_site(env: WorkflowEnvironment) -> None:
     app = create_app(env.client, token=TOKENS)
-    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+    for target in (
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+        "/\t/evil.example/",  # browsers drop the tab: //evil.example/
+        "/\n/evil.example/",
+        "/ /evil.example/",
+    ):
         browser = Browser(app)
         signed = browser.post("/login", {"token": ALICE_TOKEN, "next": target})
         assert signed.headers["location"] == "/runs", target
