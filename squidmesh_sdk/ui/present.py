@@ -120,10 +120,15 @@ def actor_text(actor: object) -> str:
     return str(actor)
 
 
-def error_summary(error: Mapping[str, Any] | None) -> str:
-    """``type: message`` of a stored error record (``-`` for none)."""
+def error_summary(error: object) -> str:
+    """``type: message`` of a stored error record (``-`` for none).
+
+    A redactor may have replaced the record with something else (a mask): shown as text.
+    """
     if not error:
         return "-"
+    if not isinstance(error, Mapping):
+        return str(error)
     message = error.get("message")
     kind = error.get("type") or error.get("kind")
     text = str(message) if message not in (None, "") else ""
