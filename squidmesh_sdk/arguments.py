@@ -141,6 +141,10 @@ def wait_timeout(timeout: object) -> float | None:
 MAX_QUEUE_NAME = 100
 """The longest queue name, in characters (the jobs' ``queue`` column's width)."""
 
+MAX_WORKER_NAME = 200
+"""The longest worker name, in characters (the jobs' ``locked_by``: PostgreSQL would refuse every
+claim of a longer one, which the worker would take for the database being away)."""
+
 
 def worker_queues(queues: object) -> tuple[str, ...]:
     """The queues a worker takes jobs from: a collection of names, not one name."""
@@ -222,12 +226,15 @@ def worker_settings(
             f"{_short(shutdown_timeout)}",
         )
     if name is not None and (
-        not isinstance(name, str) or not name.strip() or len(name) > 200 or "\x00" in name
+        not isinstance(name, str)
+        or not name.strip()
+        or len(name) > MAX_WORKER_NAME
+        or "\x00" in name
     ):
-        # 200: the jobs' locked_by column, where PostgreSQL would refuse every claim.
         raise errors.InvalidArgument(
             "name",
-            f"a worker's name is a non-empty string of at most 200 characters, got {_short(name)}",
+            f"a worker's name is a non-empty string of at most {MAX_WORKER_NAME} characters, "
+            f"got {_short(name)}",
         )
     if purge_after is not None:
         age("purge_after", purge_after)
