@@ -145,7 +145,21 @@ def finish_wait(
     child_id = resume.get("child_run_id")
     if not isinstance(child_id, str):
         return False
-    child = run_reads.get_run(tx.connection, child_id)
+    try:
+        child = run_reads.get_run(tx.connection, child_id)
+    except errors.RunNotFound:
+        # Purged (or deleted by the host) after it finished, while this run was failed: its
+        # result is gone, so the step fails, saying so, instead of every delivery raising.
+        error = error_records.error_record(
+            "child_failed",
+            f"child run {child_id} no longer exists (purged or deleted): its result is lost",
+            code="child_failed",
+            retryable=False,
+            step=node.name,
+            details={"child_run_id": child_id, "status": "missing"},
+        )
+        progression.fail_open_step(runtime, tx, run, definition, node, step_run, attempt, error)
+        return True
     if not child.terminal:
         return False
     if child.status == "completed":
@@ -178,7 +192,10 @@ def cancel_child(runtime: Runtime, tx: Transaction, step_run: StepRun, reason: s
     child_id = (step_run.resume or {}).get("child_run_id")
     if not isinstance(child_id, str):
         return
-    child = run_store.lock_run(tx.connection, child_id)
+    try:
+        child = run_store.lock_run(tx.connection, child_id)
+    except errors.RunNotFound:
+        return  # purged after it finished: nothing to cancel
     if child.terminal or child.status == "cancelling":
         return
     lifecycle.cancel_locked(

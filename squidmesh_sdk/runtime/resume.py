@@ -230,14 +230,24 @@ def _restore_timers(
             continue
         due_text = resume.get("until") or resume.get("timeout_at")
         child_id = resume.get("child_run_id") if resume["kind"] == "child" else None
-        # Locked (parent, then child: the order every transaction takes them in), so that a
-        # child finishing meanwhile, which read this run as failed and woke no one, has
-        # committed before it is read here: it is then seen finished, and its step queued.
-        if isinstance(child_id, str) and run_store.lock_run(tx.connection, child_id).terminal:
+        if isinstance(child_id, str) and _child_finished(tx, child_id):
             dispatcher.dispatch_steps(runtime, tx, run, [sr.step])
         elif isinstance(due_text, str):
             due = datetime.fromisoformat(due_text)
             dispatcher.dispatch_steps(runtime, tx, run, [sr.step], schedule_in=_delay(due, tx))
+
+
+def _child_finished(tx: Transaction, child_id: str) -> bool:
+    """Whether the child has finished, or is gone (purged after it finished).
+
+    Locked (parent, then child: the order every transaction takes them in), so that a child
+    finishing meanwhile, which read this run as failed and woke no one, has committed before
+    it is read here: it is then seen finished, and its step queued.
+    """
+    try:
+        return run_store.lock_run(tx.connection, child_id).terminal
+    except errors.RunNotFound:
+        return True  # its step fails when delivered, saying the child is gone
 
 
 def _delay(due: datetime, tx: Transaction) -> float:

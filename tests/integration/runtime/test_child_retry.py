@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from squidmesh_sdk import COMPLETE, Client, DatabaseExecutor, NonRetryableError, Workflow, manual
 from squidmesh_sdk.store import schema
+from squidmesh_sdk.testing import FakeClock
 from tests.cli.support import drain
 
 FAILING = [True]
@@ -69,3 +71,34 @@ def test_a_retry_waits_for_a_child_finishing_meanwhile_and_sees_it_finished(
         assert retried, "the retry did not finish"
         drain(client)
         assert client.inspect_run(run.id).status == "completed"
+
+
+def test_a_retry_of_a_parent_whose_finished_child_was_purged_fails_the_step_saying_so(
+    database_url: str,
+) -> None:
+    # The child ended while its parent was failed (waking no one), and a purge of completed
+    # runs took it. retry_run raised RunNotFound for the child's id; now the child step
+    # fails, naming what happened.
+    FAILING[0] = True
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+    with Client(database_url, [held, parent], executor=DatabaseExecutor(), clock=clock) as client:
+        client.migrate()
+        run = client.start_run("parent_retry")
+        drain(client)
+        (link,) = client.inspect_run(run.id, include_history=True).children or ()
+        client.unblock_run(link.child_run_id)
+        drain(client)
+        assert client.inspect_run(link.child_run_id).status == "completed"
+        assert client.inspect_run(run.id).status == "failed"
+        clock.advance(timedelta(days=8))  # past the week a child's start key is kept
+        purged = client.purge_runs(older_than=timedelta(days=1), statuses=["completed"])
+        assert purged.runs == 1
+        FAILING[0] = False
+        client.retry_run(run.id)
+        drain(client)
+        done = client.inspect_run(run.id, include_history=True)
+    assert done.status == "failed"
+    assert done.last_error is not None
+    assert done.last_error["code"] == "child_failed"
+    assert "no longer exists" in done.last_error["message"]
+    assert done.last_error["step"] == "sub"
