@@ -78,6 +78,10 @@ class NonRetryableError(StepSignal):
         super().__init__(message)
 
 
+_MAX_DELAY = 100 * 365 * 86400.0
+"""The longest delay a step may ask for, in seconds (the compiler's bound on durations)."""
+
+
 class RetryAfter(StepSignal):
     """A retryable failure that asks for the next attempt after ``delay``.
 
@@ -96,8 +100,13 @@ class RetryAfter(StepSignal):
         self, delay: float | timedelta, message: str | None = None, *, code: str | None = None
     ) -> None:
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"RetryAfter delay must be a finite number >= 0, got {delay!r}")
+        # At most a hundred years, as a declared duration: a retry due after the year 9999
+        # could not be queued (the run failed with "dispatch_failed", an OverflowError).
+        if not math.isfinite(seconds) or not 0 <= seconds <= _MAX_DELAY:
+            raise ValueError(
+                f"RetryAfter delay must be a finite number of seconds from 0 to 100 years, "
+                f"got {delay!r}"
+            )
         self.delay = seconds
         if code is not None:
             self.code = code

@@ -895,13 +895,15 @@ def test_dynamic_defaults_are_accepted_for_matching_types() -> None:
     compile(_with_triggers(cron("tick", "@daily", payload=Dated)))
 
 
-def test_retry_after_rejects_negative_or_non_finite_delays() -> None:
+def test_retry_after_rejects_negative_non_finite_or_endless_delays() -> None:
     from squidmesh_sdk import RetryAfter
 
     assert RetryAfter(timedelta(seconds=3)).delay == 3.0
     assert str(RetryAfter(2)) == "retry requested after 2s"
-    for bad in (-1, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="finite number >= 0"):
+    # 1e12 s ends after the year 9999: accepted, it failed the run when its retry was queued,
+    # as "dispatch_failed" (OverflowError: date value out of range).
+    for bad in (-1, float("nan"), float("inf"), 1e12, timedelta(days=365 * 200)):
+        with pytest.raises(ValueError, match="finite number of seconds from 0 to 100 years"):
             RetryAfter(bad)
 
 
