@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any
 
 from squidmesh_sdk.executors.database import NOTIFY_CHANNEL
 from squidmesh_sdk.store.database import Database
+from squidmesh_sdk.store.listening import listening_connection, loss_level
 
 __all__ = ["QueueListener"]
 
@@ -52,33 +52,20 @@ class QueueListener:
         self._thread.join()
 
     def _listen(self) -> None:
-        import psycopg  # only PostgreSQL deployments have it
-
         backoff = 0.1
         while not self._stopping.is_set():
             try:
-                # Through the engine, so its connect arguments (SSL, a password, a creator...)
-                # apply; out of the pool for good, as it stays in LISTEN mode.
-                raw = self._database.engine.raw_connection()
-                connection: Any = raw.driver_connection
-                raw.detach()
-                try:
-                    connection.autocommit = True
+                with listening_connection(self._database) as connection:
                     connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     backoff = 0.1
                     while not self._stopping.is_set():
                         for notify in connection.notifies(timeout=0.5, stop_after=1):
                             if notify.payload in self._queues:
                                 self._wake.set()
-                finally:
-                    raw.close()
             except Exception as exc:  # noqa: BLE001 - the worker must not lose its wake-ups
                 # Polling goes on meanwhile (every poll_interval): slower, nothing stranded.
-                level = (
-                    logging.WARNING if isinstance(exc, psycopg.Error | OSError) else logging.ERROR
-                )
                 logger.log(
-                    level,
+                    loss_level(exc),
                     "worker's queue listener lost its database connection; polling meanwhile",
                     extra={"error": f"{type(exc).__name__}: {exc}", "retry_in": backoff},
                 )

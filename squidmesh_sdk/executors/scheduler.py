@@ -20,7 +20,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from squidmesh_sdk import telemetry
+from squidmesh_sdk import arguments, telemetry
 from squidmesh_sdk.executors.periodic import PeriodicThread
 from squidmesh_sdk.graph import TriggerNode
 from squidmesh_sdk.port import payloads
@@ -46,8 +46,7 @@ class CronScheduler:
     """
 
     def __init__(self, runtime: RuntimeView, *, catch_up: CatchUp = "latest") -> None:
-        if catch_up not in ("latest", "all", "none"):
-            raise ValueError(f"catch_up must be 'latest', 'all' or 'none', got {catch_up!r}")
+        arguments.catch_up("catch_up", catch_up)
         self.runtime = runtime
         self.catch_up: CatchUp = catch_up
         self.triggers: list[tuple[str, TriggerNode]] = [

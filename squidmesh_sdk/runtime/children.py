@@ -145,9 +145,8 @@ def finish_wait(
     child_id = resume.get("child_run_id")
     if not isinstance(child_id, str):
         return False
-    try:
-        child = run_reads.get_run(tx.connection, child_id)
-    except errors.RunNotFound:
+    child = run_reads.find_run(tx.connection, child_id)
+    if child is None:
         # Purged (or deleted by the host) after it finished, while this run was failed: its
         # result is gone, so the step fails, saying so, instead of every delivery raising.
         error = error_records.error_record(
@@ -192,12 +191,9 @@ def cancel_child(runtime: Runtime, tx: Transaction, step_run: StepRun, reason: s
     child_id = (step_run.resume or {}).get("child_run_id")
     if not isinstance(child_id, str):
         return
-    try:
-        child = run_store.lock_run(tx.connection, child_id)
-    except errors.RunNotFound:
-        return  # purged after it finished: nothing to cancel
-    if child.terminal or child.status == "cancelling":
-        return
+    child = run_reads.find_run(tx.connection, child_id, for_update=True)
+    if child is None or child.terminal or child.status == "cancelling":
+        return  # (gone: purged after it finished, nothing to cancel)
     lifecycle.cancel_locked(
         runtime, tx, child, actor={"parent_run_id": child.parent_run_id or ""}, reason=reason
     )
@@ -272,14 +268,11 @@ def _wake_parent(runtime: Runtime, tx: Transaction, child: Run) -> None:
     """Queue the parent's waiting child step, in the child's finishing transaction."""
     assert child.parent_run_id is not None  # noqa: S101 - checked by the caller
     assert child.parent_step is not None  # noqa: S101
-    try:
-        parent = run_reads.get_run(tx.connection, child.parent_run_id)
-    except errors.RunNotFound:
-        # Purged (or deleted by the host) after it finished: nothing waits for the child, which
-        # must still be able to finish (or be cancelled) on its own.
+    parent = run_reads.find_run(tx.connection, child.parent_run_id)
+    # Gone (purged, or deleted by the host, after it finished), cancelled or failed: nothing
+    # waits for the child any more, which must still be able to finish on its own.
+    if parent is None or parent.terminal:
         return
-    if parent.terminal:
-        return  # cancelled (or failed) meanwhile: nothing waits for the child any more
     # In the parent's trace (linked to the child's), as the parent's other work is.
     with telemetry.span(
         f"child {child.workflow} {child.status}",

@@ -10,6 +10,13 @@ from typing import Any
 
 from squidmesh_sdk import errors
 from squidmesh_sdk.graph import COMPLETE_TARGET, StepKey, WorkflowDefinition
+from squidmesh_sdk.runtime.evidence import (
+    attempt_evidence,
+    cancellation_evidence,
+    closed_details,
+    run_evidence,
+    step_run_evidence,
+)
 from squidmesh_sdk.runtime.holds import HOLD_ACTIONS, Hold
 from squidmesh_sdk.store import run_creation
 from squidmesh_sdk.store.records import Attempt, Run, StepRun
@@ -123,29 +130,29 @@ def _diagnose(
     dead_letter: Hold | None,
 ) -> RunExplanation:
     assert run.step_runs is not None  # noqa: S101 - callers load the history
-    evidence: dict[str, Any] = {"run": _run_evidence(run)}
+    evidence: dict[str, Any] = {"run": run_evidence(run)}
     if definition is None:
         evidence["workflow_definition"] = {"available": False}
         if unavailable is not None:
             evidence["workflow_definition"].update(
                 version=unavailable.version, held_versions=list(unavailable.held)
             )
-    cancellation = _cancellation_evidence(run)
+    cancellation = cancellation_evidence(run)
     if cancellation is not None:
         evidence["cancellation"] = cancellation
     current = run.step_run(run.current_step) if run.current_step else None
     if current is not None:
-        evidence["step_run"] = _step_run_evidence(current)
+        evidence["step_run"] = step_run_evidence(current)
         latest = _latest(current)
         if latest is not None:
-            evidence["attempt"] = _attempt_evidence(latest)
+            evidence["attempt"] = attempt_evidence(latest)
 
     extra: dict[str, Any] = {}
     if definition is not None and definition.deadline is not None and not run.terminal:
         deadline_at = run.inserted_at + timedelta(seconds=definition.deadline)
         extra["deadline_at"] = deadline_at.isoformat()
     if run.terminal:
-        extra.update(_closed(run, cancellation))
+        extra.update(closed_details(run, cancellation))
     result = _Result(run.status, evidence, extra)
     replayable = definition or current_definition
 
@@ -508,103 +515,6 @@ def _latest(step_run: StepRun) -> Attempt | None:
 def _latest_failed(run: Run) -> StepRun | None:
     failed = [sr for sr in run.step_runs or () if sr.status == "failed"]
     return max(failed, key=lambda sr: sr.updated_at) if failed else None
-
-
-def _run_evidence(run: Run) -> dict[str, Any]:
-    evidence: dict[str, Any] = {
-        "id": run.id,
-        "status": run.status,
-        "workflow": run.workflow,
-        "current_step": run.current_step,
-        "last_error": run.last_error,
-        "inserted_at": run.inserted_at.isoformat(),
-        "updated_at": run.updated_at.isoformat(),
-    }
-    if run.idempotency_key is not None:
-        evidence["idempotency_key"] = run.idempotency_key
-    if run.schedule is not None:
-        evidence["schedule"] = dict(run.schedule)
-    return evidence
-
-
-_CLOSED_CODES = frozenset({"run_cancelled", "run_failed"})
-"""``last_error`` codes of step runs a run closed when it finished before they started."""
-
-
-def _closed(run: Run, cancellation: Mapping[str, Any] | None) -> dict[str, Any]:
-    """What the run's end closed: steps it never started, children it cancelled or left.
-
-    And, for a child its parent's end cancelled, that parent.
-    """
-    details: dict[str, Any] = {}
-    closed = [
-        sr.step
-        for sr in run.step_runs or ()
-        if sr.status in ("cancelled", "skipped")
-        and (sr.last_error or {}).get("code") in _CLOSED_CODES
-    ]
-    if closed:
-        details["closed_steps"] = sorted(closed, key=_step_order)
-    # By child: a run retried and failed again records an abandoned child once per failure.
-    children: dict[Any, dict[str, Any]] = {}
-    for event in run.events or ():
-        if event.type in ("child_cancelled", "child_abandoned"):
-            child_id = (event.metadata or {}).get("child_run_id")
-            children[child_id] = {
-                "child_run_id": child_id,
-                "workflow": (event.metadata or {}).get("workflow"),
-                "step": event.step,
-                "closed": "cancelled" if event.type == "child_cancelled" else "abandoned",
-            }
-    if children:
-        details["closed_children"] = list(children.values())
-    actor = (cancellation or {}).get("actor")
-    if isinstance(actor, Mapping) and isinstance(actor.get("parent_run_id"), str):
-        details["cancelled_by_parent"] = actor["parent_run_id"]
-    return details
-
-
-def _step_order(key: str) -> tuple[str, int, int]:
-    parsed = StepKey.parse(key)
-    return (parsed.name, parsed.iteration, -1 if parsed.item is None else parsed.item)
-
-
-def _cancellation_evidence(run: Run) -> dict[str, Any] | None:
-    """Who asked for the run's cancellation and why: its latest ``cancelled`` audit event."""
-    cancelled = [event for event in run.events or () if event.type == "cancelled"]
-    if not cancelled:
-        return None
-    event = cancelled[-1]
-    actor = dict(event.actor) if isinstance(event.actor, Mapping) else event.actor
-    return {
-        "actor": actor,
-        "reason": event.comment,
-        "step": event.step,
-        "at": event.at.isoformat(),
-    }
-
-
-def _step_run_evidence(step_run: StepRun) -> dict[str, Any]:
-    return {
-        "id": step_run.id,
-        "step": step_run.step,
-        "status": step_run.status,
-        "last_error": step_run.last_error,
-        "recovery": step_run.recovery,
-        "inserted_at": step_run.inserted_at.isoformat(),
-        "updated_at": step_run.updated_at.isoformat(),
-    }
-
-
-def _attempt_evidence(attempt: Attempt) -> dict[str, Any]:
-    return {
-        "id": attempt.id,
-        "number": attempt.number,
-        "status": attempt.status,
-        "error": attempt.error,
-        "inserted_at": attempt.inserted_at.isoformat(),
-        "updated_at": attempt.updated_at.isoformat(),
-    }
 
 
 def _waiting_steps(run: Run) -> list[str]:

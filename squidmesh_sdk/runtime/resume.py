@@ -244,10 +244,8 @@ def _child_finished(tx: Transaction, child_id: str) -> bool:
     finishing meanwhile, which read this run as failed and woke no one, has committed before
     it is read here: it is then seen finished, and its step queued.
     """
-    try:
-        return run_store.lock_run(tx.connection, child_id).terminal
-    except errors.RunNotFound:
-        return True  # its step fails when delivered, saying the child is gone
+    child = run_reads.find_run(tx.connection, child_id, for_update=True)
+    return child is None or child.terminal  # gone: its step fails, saying so, when delivered
 
 
 def _delay(due: datetime, tx: Transaction) -> float:

@@ -22,7 +22,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from squidmesh_sdk import errors
 from squidmesh_sdk.runtime import lifecycle
@@ -30,6 +29,7 @@ from squidmesh_sdk.runtime.core import Runtime
 from squidmesh_sdk.runtime.events import RunEvent, RunTransitioned
 from squidmesh_sdk.state_machine import TERMINAL
 from squidmesh_sdk.store.database import Database
+from squidmesh_sdk.store.listening import listening_connection, loss_level
 from squidmesh_sdk.store.records import Run, canonical_run_id
 from squidmesh_sdk.store.runs import RUN_CHANNEL, WATCHER_APPLICATION_NAME
 
@@ -149,43 +149,32 @@ class RunWatcher:
             self._thread.start()
 
     def _listen(self) -> None:
-        import psycopg  # only PostgreSQL deployments have it
-
         backoff = 0.1
         while not self._stopping.is_set():
             try:
-                # Through the engine, so its connect arguments (SSL, a creator...) apply; out of
-                # the pool for good, as it stays in LISTEN mode.
-                raw = self._database.engine.raw_connection()
-                connection: Any = raw.driver_connection
-                raw.detach()
-                try:
-                    connection.autocommit = True
-                    # How the runtime knows someone listens (else it sends nothing).
-                    connection.execute(f"SET application_name = '{WATCHER_APPLICATION_NAME}'")
-                    connection.execute(f"LISTEN {RUN_CHANNEL}")
-                    self._listening.set()
-                    backoff = 0.1
-                    # Runs that finished while nobody listened: their waiters look again. And
-                    # once more after a moment: a transaction that found no listener just
-                    # before this connection came up may commit just after their look.
-                    self.wake_all()
-                    looked_again = False
-                    while not self._stopping.is_set():
-                        for notify in connection.notifies(timeout=_LISTEN_POLL):
-                            self.wake(notify.payload)
-                        if not looked_again:
-                            looked_again = True
-                            self.wake_all()
-                finally:
-                    self._listening.clear()
-                    raw.close()
+                with listening_connection(self._database) as connection:
+                    try:
+                        # How the runtime knows someone listens (else it sends nothing).
+                        connection.execute(f"SET application_name = '{WATCHER_APPLICATION_NAME}'")
+                        connection.execute(f"LISTEN {RUN_CHANNEL}")
+                        self._listening.set()
+                        backoff = 0.1
+                        # Runs that finished while nobody listened: their waiters look again.
+                        # And once more after a moment: a transaction that found no listener
+                        # just before this connection came up may commit just after their look.
+                        self.wake_all()
+                        looked_again = False
+                        while not self._stopping.is_set():
+                            for notify in connection.notifies(timeout=_LISTEN_POLL):
+                                self.wake(notify.payload)
+                            if not looked_again:
+                                looked_again = True
+                                self.wake_all()
+                    finally:
+                        self._listening.clear()
             except Exception as exc:  # noqa: BLE001 - whatever broke, waiters must not hang
-                level = (
-                    logging.WARNING if isinstance(exc, psycopg.Error | OSError) else logging.ERROR
-                )
                 logger.log(
-                    level,
+                    loss_level(exc),
                     "run watcher lost its database connection",
                     extra={"error": f"{type(exc).__name__}: {exc}", "retry_in": backoff},
                 )

@@ -24,6 +24,7 @@ from squidmesh_sdk.store.types import UTCDateTime
 __all__ = [
     "find_by_idempotency_key",
     "find_by_start_key",
+    "find_run",
     "get_run",
     "list_children",
     "list_runs",
@@ -173,11 +174,25 @@ def select_run(connection: Connection, run_id: object, *, for_update: bool) -> R
         InvalidRunId: ``run_id`` is not a UUID.
         RunNotFound: no such run.
     """
-    key = parse_run_id(run_id)
-    row = (_LOCK_RUN if for_update else _SELECT_RUN).first(connection, {"run_id": key})
-    if row is None:
-        raise errors.RunNotFound(str(key))
-    return Run.from_row(row)
+    run = find_run(connection, run_id, for_update=for_update)
+    if run is None:
+        raise errors.RunNotFound(str(parse_run_id(run_id)))
+    return run
+
+
+def find_run(connection: Connection, run_id: object, *, for_update: bool = False) -> Run | None:
+    """:func:`select_run`, but ``None`` for a run that does not exist.
+
+    For a run another one only names (a parent, a child): a purge, or the host, may have
+    deleted it since.
+
+    Raises:
+        InvalidRunId: ``run_id`` is not a UUID.
+    """
+    row = (_LOCK_RUN if for_update else _SELECT_RUN).first(
+        connection, {"run_id": parse_run_id(run_id)}
+    )
+    return Run.from_row(row) if row is not None else None
 
 
 def lock_run_unless_locked(connection: Connection, run_id: object) -> Run | None:
